@@ -1,0 +1,3 @@
+from sdctr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""User-facing messages: one line for an error a person can act on, tracebacks only with --debug.
+
+Exit statuses follow ``docker run``: 125 for sdctr's own errors, 126 when the command cannot be
+invoked, 127 when it is not found.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+EXIT_SDCTR = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+
+_debug = False
+
+
+class SdctrError(Exception):
+    """An error meant for the user: its message is printed as one line, with an optional hint."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int = EXIT_SDCTR):
+        super().__init__(message)
+        self.hint = hint
+        self.status = status
+
+
+def die(message: str, hint: str | None = None, status: int = EXIT_SDCTR) -> NoReturn:
+    raise SdctrError(message, hint=hint, status=status)
+
+
+def set_debug(on: bool) -> None:
+    global _debug
+    _debug = on
+
+
+def debugging() -> bool:
+    return _debug
+
+
+def debug(message: str) -> None:
+    if _debug:
+        print(message, file=sys.stderr, flush=True)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    print(f"sdctr: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"sdctr: hint: {hint}", file=sys.stderr)

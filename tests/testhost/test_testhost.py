@@ -1,0 +1,203 @@
+"""The testhost tier is real: systemd is PID 1, unit limits reach the kernel, journald records.
+
+Also the harness's own promises: status and stdio pass through `exec`, `cp` copies, `reboot`
+keeps the root, several hosts run at once, and `down` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Machine, boot_testhost, remove_testhost
+
+pytestmark = pytest.mark.testhost
+
+HOSTS = Path("/var/lib/sdctr-testhost")
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+def checkout_version() -> str:
+    text = (REPO / "sdctr/__init__.py").read_text()
+    match = re.search(r'__version__ = "([^"]+)"', text)
+    assert match
+    return match.group(1)
+
+
+def kernel_log() -> str:
+    return subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
+
+
+def wait_for(predicate, timeout: float = 20, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_memory_limit_is_enforced(host: Machine) -> None:
+    """A unit with MemoryLimit=30M that allocates 100 MB is killed by the kernel's OOM killer."""
+    unit = f"oom-{uuid.uuid4().hex[:8]}"
+    r = host.exec("systemd-run", "--wait", f"--unit={unit}", "-p", "MemoryLimit=30M",
+                  "python3", "-c", "x = bytearray(100 * 1024 * 1024); print('survived')", check=False)
+    assert r.returncode != 0, r.stdout + r.stderr
+    status = host.exec("systemctl", "status", "--no-pager", f"{unit}.service", check=False).stdout
+    assert "status=9/KILL" in status, status
+    assert "failed" in status, status
+    # The kernel names the memory cgroup whose limit it enforced: the unit's own, in this host.
+    memcg = f"oom_memcg=/sdctr-testhost-{host.name}/system.slice/{unit}.service"
+    wait_for(lambda: memcg in kernel_log(), what=f"the kernel's OOM report for {memcg}")
+    journal = host.exec("journalctl", "--no-pager", "-u", f"{unit}.service").stdout
+    assert "status=9/KILL" in journal, journal
+    assert "survived" not in r.stdout
+
+
+def test_boot_reaches_running_with_this_checkout(testhost: Machine) -> None:
+    assert testhost.exec("systemctl", "is-system-running").stdout.strip() == "running"
+    assert testhost.exec("readlink", "/proc/1/exe").stdout.strip().endswith("systemd")
+    assert testhost.exec("systemctl", "--version").stdout.startswith("systemd 252 ")
+    assert testhost.exec("sdctr", "--version").stdout.strip() == f"sdctr version {checkout_version()}"
+    assert testhost.exec("hostname").stdout.strip() == testhost.name
+
+
+def test_unit_limits_reach_the_kernel(testhost: Machine) -> None:
+    unit = f"lim-{uuid.uuid4().hex[:8]}"
+    testhost.exec("systemd-run", f"--unit={unit}", "-p", "MemoryLimit=30M", "-p", "CPUShares=512",
+                  "sleep", "300")
+    try:
+        # Read from the machine's own cgroup file system, not the host's view of it.
+        base = f"sdctr-testhost-{testhost.name}/system.slice/{unit}.service"
+        assert (CGROUP_FS / "memory" / base / "memory.limit_in_bytes").read_text().strip() == "31457280"
+        assert (CGROUP_FS / "cpu" / base / "cpu.shares").read_text().strip() == "512"
+        status = testhost.exec("systemctl", "status", "--no-pager", unit).stdout
+        assert "active (running)" in status
+    finally:
+        testhost.exec("systemctl", "stop", unit)
+
+
+def test_memory_limit_is_enforced(testhost: Machine) -> None:
+    assert_memory_limit_is_enforced(testhost)
+
+
+def test_journal_shows_a_units_lines(testhost: Machine) -> None:
+    unit = f"echo-{uuid.uuid4().hex[:8]}"
+    line = f"hello from {unit}"
+    testhost.exec("systemd-run", "--wait", f"--unit={unit}", "echo", line)
+    wait_for(lambda: line in testhost.exec("journalctl", "--no-pager", "-u", unit).stdout,
+             what="the unit's line in the journal")
+
+
+def test_exec_passes_status_and_stdio_through(testhost: Machine) -> None:
+    assert testhost.exec("sh", "-c", "exit 7", check=False).returncode == 7
+    r = testhost.exec("sh", "-c", "cat; echo err >&2", input="from stdin\n")
+    assert r.stdout == "from stdin\n"
+    assert r.stderr == "err\n"
+    # Processes started by exec belong to the host's cgroup tree, not the machine's.
+    cgroups = testhost.exec("cat", "/proc/self/cgroup").stdout
+    assert "memory:/\n" in cgroups
+
+
+def test_cp_copies_files_and_directories(testhost: Machine, tmp_path: Path) -> None:
+    f = tmp_path / "script.sh"
+    f.write_text("#!/bin/sh\necho copied\n")
+    f.chmod(0o755)
+    testhost.cp(f, "/usr/local/bin/copied-script")
+    assert testhost.exec("copied-script").stdout == "copied\n"
+    d = tmp_path / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub/file").write_text("deep\n")
+    testhost.cp(d, "/srv/tree")
+    assert testhost.exec("cat", "/srv/tree/sub/file").stdout == "deep\n"
+
+
+def test_trixie_runs_systemd_257_with_enforced_limits() -> None:
+    host = boot_testhost("trixie")
+    try:
+        assert host.exec("systemctl", "--version").stdout.startswith("systemd 257 ")
+        assert host.exec("systemctl", "is-system-running").stdout.strip() == "running"
+        assert_memory_limit_is_enforced(host)
+    finally:
+        remove_testhost(host)
+
+
+def test_reboot_keeps_the_root_and_boots_again() -> None:
+    host = boot_testhost()
+    try:
+        boot_id = host.exec("cat", "/proc/sys/kernel/random/boot_id").stdout
+        pid1_before = json.loads((HOSTS / host.name / "state.json").read_text())["init_pid"]
+        host.exec("sh", "-c", "echo kept > /root/kept; echo kept-lib > /var/lib/sdctr/kept")
+        host.reboot()
+        pid1_after = json.loads((HOSTS / host.name / "state.json").read_text())["init_pid"]
+        assert pid1_after != pid1_before
+        assert not Path(f"/proc/{pid1_before}").exists()
+        assert host.exec("systemctl", "is-system-running").stdout.strip() == "running"
+        assert host.exec("cat", "/root/kept", "/var/lib/sdctr/kept").stdout == "kept\nkept-lib\n"
+        # journald keeps the previous boot, as on a machine with persistent journal
+        boots = host.exec("journalctl", "--list-boots", "--no-pager").stdout.strip().splitlines()
+        assert len([b for b in boots if b.strip()]) >= 2, boots
+        assert boot_id  # the kernel's boot_id is the host kernel's; systemd's boot list proves the reboot
+    finally:
+        remove_testhost(host)
+
+
+def leftovers(marker: str) -> dict[str, set[str]]:
+    """What a test host could leave on this machine, restricted to what can be recognised as its."""
+    mounts = {line for line in Path("/proc/self/mountinfo").read_text().splitlines() if marker in line}
+    cgroups = {str(p) for h in CGROUP_FS.iterdir() for p in h.glob(f"sdctr-testhost-{marker}*")}
+    loops = set(subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines())
+    return {"mounts": mounts, "cgroups": cgroups, "loops": loops,
+            "dirs": {str(p) for p in HOSTS.glob(f"{marker}*")} if HOSTS.exists() else set()}
+
+
+def namespaces_of(pid: int) -> set[str]:
+    return {os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("pid", "mnt", "net", "uts", "ipc", "cgroup")}
+
+
+def namespaces_in_use() -> set[str]:
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            for ns in ("pid", "mnt", "net", "uts", "ipc", "cgroup"):
+                try:
+                    found.add(os.readlink(proc / "ns" / ns))
+                except OSError:
+                    pass
+    return found
+
+
+def test_several_hosts_run_at_once_and_down_leaves_nothing() -> None:
+    marker = f"gone{os.getpid()}"
+    before = leftovers(marker)
+    hosts = [boot_testhost(name=f"{marker}-{i}") for i in range(2)]
+    try:
+        # Two machines, each with its own hostname, process tree and state directory.
+        for i, host in enumerate(hosts):
+            assert host.exec("hostname").stdout.strip() == f"{marker}-{i}"
+            host.exec("sh", "-c", f"echo {i} > /var/lib/sdctr/who")
+        assert [h.exec("cat", "/var/lib/sdctr/who").stdout for h in hosts] == ["0\n", "1\n"]
+        # Give the second one everything down must remove: units with processes and cgroups,
+        # loop devices on its overlay and on its bind-mounted state, a pinned network namespace.
+        busy = hosts[1]
+        busy.exec("systemd-run", "--unit=busy", "-p", "MemoryLimit=50M", "sleep", "1000")
+        busy.exec("sh", "-c", "truncate -s 8M /root/a /var/lib/sdctr/b && "
+                  "losetup -f /root/a && losetup -f /var/lib/sdctr/b && ip netns add pinned")
+        assert len(leftovers(marker)["loops"] - before["loops"]) == 2
+        state = json.loads((HOSTS / busy.name / "state.json").read_text())
+        pids = [state["init_pid"], state["unshare_pid"]]
+        spaces = namespaces_of(state["init_pid"])
+    finally:
+        for host in hosts:
+            remove_testhost(host)
+    assert leftovers(marker) == before
+    # unshare was reparented to the machine's init when `up` returned; init reaps it
+    wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in pids), what="the host's processes to go")
+    assert not spaces & namespaces_in_use()

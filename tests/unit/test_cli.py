@@ -1,0 +1,66 @@
+"""The command line's contract: --version, --help, and Docker's exit status 125 for our errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import sdctr
+from sdctr.cli import main
+
+
+def sdctr_cmd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sdctr", *args], capture_output=True, text=True)
+
+
+def test_version_names_the_package_version() -> None:
+    r = sdctr_cmd("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"sdctr version {sdctr.__version__}"
+
+
+def test_help_lists_the_global_flags() -> None:
+    r = sdctr_cmd("--help")
+    assert r.returncode == 0
+    for flag in ("--version", "--debug", "--root"):
+        assert flag in r.stdout
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["no-such-verb"]])
+def test_bad_usage_is_one_line_and_status_125(argv: list[str]) -> None:
+    r = sdctr_cmd(*argv)
+    assert r.returncode == 125
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith("sdctr: error: ")
+    assert "Traceback" not in r.stderr
+
+
+def test_internal_errors_are_one_line_without_debug(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    def explode(_: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("sdctr.cli.build_parser", _parser_with_verb(explode))
+    assert main(["explode"]) == 125
+    err = capsys.readouterr().err
+    assert "sdctr: error: internal error: RuntimeError: boom" in err
+    assert "Traceback" not in err
+    with pytest.raises(RuntimeError):
+        main(["--debug", "explode"])
+
+
+def _parser_with_verb(handler):  # type: ignore[no-untyped-def]
+    from sdctr import cli
+
+    original = cli.build_parser
+
+    def build():  # type: ignore[no-untyped-def]
+        parser = original()
+        sub = next(a for a in parser._actions if a.dest == "verb")
+        sub.add_parser("explode").set_defaults(handler=handler)  # type: ignore[attr-defined]
+        return parser
+
+    return build
