@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sdctr import __version__
 from sdctr.log import EXIT_SDCTR, SdctrError, debugging, error, set_debug
+from sdctr.spec import DEFAULT_PIDS_LIMIT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
         raise SdctrError(message, hint=f"see '{self.prog} --help'")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration, read top down
     parser = _Parser(
         prog="sdctr",
         description="A daemonless container manager: every container is a systemd unit ctr-<id>.",
@@ -31,8 +33,123 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="echo external commands, show tracebacks")
     parser.add_argument("--root", metavar="DIR",
                         help="state root instead of /var/lib/sdctr (also SDCTR_ROOT)")
-    parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    # Forces the unit-file path that systemd older than v236 needs, so tests cover it anywhere.
+    parser.add_argument("--unit-file-mode", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    _add_run(sub, "run", "create and start a container as the unit ctr-<id>")
+    _add_run(sub, "create", "create a container without starting it")
+    for verb, help_text in (("start", "start stopped containers"), ("rm", "remove containers"),
+                            ("stop", "stop containers (SIGTERM, then SIGKILL after -t seconds)"),
+                            ("restart", "restart containers"), ("kill", "send a signal to containers"),
+                            ("wait", "wait for containers to stop and print their exit codes"),
+                            ("inspect", "show containers as JSON")):
+        p = sub.add_parser(verb, help=help_text)
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.set_defaults(handler=_handler(f"cmd_{verb}"))
+    for verb in ("stop", "restart"):
+        sub.choices[verb].add_argument("-t", "--time", type=int, default=None, metavar="SECONDS",
+                                       help="seconds to wait before SIGKILL (default: the container's, 10)")
+    sub.choices["kill"].add_argument("-s", "--signal", default="KILL")
+    sub.choices["rm"].add_argument("-f", "--force", action="store_true", help="kill a running one first")
+    sub.choices["inspect"].add_argument("-f", "--format", help="a template such as '{{.State.Status}}'")
+
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(handler=_handler("cmd_ps"))
+
+    p = sub.add_parser("logs", help="a container's output, from the journal")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail", metavar="N", help="the last N lines (or 'all')")
+    p.add_argument("--since", help="e.g. '2026-01-02 10:00' or '-10min' (journalctl syntax)")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("container")
+    p.set_defaults(handler=_handler("cmd_logs"))
+
+    p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_handler("cmd_exec"))
+
+    for verb, help_text in (("top", "a container's processes"),):
+        p = sub.add_parser(verb, help=help_text)
+        p.add_argument("container")
+        p.set_defaults(handler=_handler(f"cmd_{verb}"))
+    p = sub.add_parser("stats", help="CPU, memory and pids of running containers")
+    p.add_argument("--no-stream", action="store_true")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p.set_defaults(handler=_handler("cmd_stats"))
+
+    p = sub.add_parser("import", help="make an image from a root file system tarball (or - for stdin)")
+    p.add_argument("source", metavar="FILE|-")
+    p.add_argument("reference", metavar="NAME[:TAG]")
+    p.set_defaults(handler=_handler("cmd_import"))
+    p = sub.add_parser("images", help="list images")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=_handler("cmd_images"))
+    p = sub.add_parser("rmi", help="remove images")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(handler=_handler("cmd_rmi"))
+
+    # What the unit runs: not for people, so not in --help.
+    p = sub.add_parser("init")
+    p.add_argument("id")
+    p.set_defaults(handler=_handler("cmd_init"))
+    p = sub.add_parser("hook")
+    p.add_argument("stage", choices=["prestart", "poststop"])
+    p.add_argument("id")
+    p.set_defaults(handler=_handler("cmd_hook"))
     return parser
+
+
+def _add_run(sub: Any, verb: str, help_text: str) -> None:
+    # -h is --hostname here, as in Docker, so help is --help only
+    p = sub.add_parser(verb, help=help_text, add_help=False)
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    if verb == "run":
+        p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    else:
+        p.set_defaults(detach=True)
+    p.add_argument("--rm", action="store_true", help="remove the container when it stops")
+    p.add_argument("--name")
+    p.add_argument("-c", "--cpu-shares", metavar="SHARES", help="relative CPU weight (default 1024)")
+    p.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 256m")
+    p.add_argument("--cpus", help="CPU quota in CPUs, e.g. 0.5")
+    p.add_argument("--pids-limit", metavar="N", help=f"tasks limit (default {DEFAULT_PIDS_LIMIT}, -1: none)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]")
+    p.add_argument("-h", "--hostname")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
+    p.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
+    p.add_argument("--restart", default="no", metavar="POLICY", help="no, on-failure, always, unless-stopped")
+    p.add_argument("--network", default="none", metavar="MODE", help="none or host")
+    p.add_argument("--entrypoint")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--ephemeral", action="store_true", help="discard the writable layer at every stop")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.set_defaults(handler=_handler(f"cmd_{verb}"))
+
+
+def _handler(name: str) -> Callable[[argparse.Namespace], int]:
+    """Verbs import their modules when they run, so `sdctr --help` stays cheap."""
+    def call(args: argparse.Namespace) -> int:
+        from sdctr import verbs
+
+        return int(getattr(verbs, name)(args))
+    return call
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,100 @@
+"""A foreground `sdctr run`: the same transient service as `-d`, with the caller's descriptors
+as its stdio (as `systemd-run --pipe` does), or a pty for -t. The CLI stays only to relay
+Ctrl-C and the terminal, and exits with the container's status; systemd still supervises."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import termios
+import threading
+import tty as ttymod
+from collections.abc import Iterator
+from typing import Any
+
+from sdctr import containers
+from sdctr.spec import ContainerSpec
+from sdctr.state import Paths
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def run_attached(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
+    if spec.tty:
+        return _run_with_pty(paths, spec, sd, host)
+    stdin = sys.stdin.fileno() if spec.interactive else os.open(os.devnull, os.O_RDONLY)
+    stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
+    with _forward_signals(sd, spec):
+        containers.run(paths, spec, sd, host, stdio)
+        return containers.wait_exit(paths, spec, sd)
+
+
+@contextlib.contextmanager
+def _forward_signals(sd: Any, spec: ContainerSpec) -> Iterator[None]:
+    """Docker's --sig-proxy: a signal to the CLI goes to the container's PID 1."""
+    def forward(signum: int, _: Any) -> None:
+        with contextlib.suppress(Exception):
+            sd.kill(spec.unit, signum)
+
+    old = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run_with_pty(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
+    master, slave = os.openpty()
+    stdin_fd = sys.stdin.fileno()
+    is_tty = os.isatty(stdin_fd)
+    saved = termios.tcgetattr(stdin_fd) if is_tty else None
+    if is_tty:
+        _copy_window_size(stdin_fd, master)
+        ttymod.setraw(stdin_fd)
+    done = threading.Event()
+    pump = threading.Thread(target=_pump, args=(master, stdin_fd if spec.interactive else None, done),
+                            daemon=True)
+    try:
+        containers.run(paths, spec, sd, host, (slave, slave, slave))
+        os.close(slave)
+        pump.start()
+        with _forward_signals(sd, spec) if not is_tty else contextlib.nullcontext():
+            status = containers.wait_exit(paths, spec, sd)
+        done.set()
+        pump.join(timeout=1)
+        return status
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
+        with contextlib.suppress(OSError):
+            os.close(master)
+
+
+def _pump(master: int, stdin_fd: int | None, done: threading.Event) -> None:
+    """Terminal bytes both ways; in raw mode Ctrl-C travels as a byte to the container's pty."""
+    fds = [master] + ([stdin_fd] if stdin_fd is not None else [])
+    out = sys.stdout.fileno()
+    while not done.is_set():
+        ready, _, _ = select.select(fds, [], [], 0.1)
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                fds.remove(fd)
+                if fd == master:
+                    return
+                continue
+            os.write(out if fd == master else master, data)
+
+
+def _copy_window_size(src: int, dst: int) -> None:
+    import fcntl
+
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))

@@ -1,0 +1,237 @@
+"""A container's lifecycle over its unit: create, start, attach, stop, kill, remove, describe.
+
+The record (state) says what the container is; systemd says whether it runs. Every verb reads
+both by id and changes the unit through `sdctr.systemd` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from sdctr import hooks
+from sdctr.log import SdctrError
+from sdctr.spec import ContainerSpec
+from sdctr.state import Paths, all_specs, read_status, save_spec
+from sdctr.systemd import Host, Systemd, properties, sdctr_argv
+
+RUNNING_STATES = ("active", "activating", "deactivating", "reloading")
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def root_args(paths: Paths) -> list[str]:
+    return [] if paths.is_default else ["--root", str(paths.root)]
+
+
+def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
+               stdio: tuple[int, int, int] | None = None) -> list[Any]:
+    return properties(spec, host, sdctr_argv(root_args(paths)), stdio)
+
+
+def create(paths: Paths, spec: ContainerSpec) -> None:
+    """The record and the writable snapshot; nothing runs yet (`docker create`)."""
+    from sdctr import images, storage
+
+    image = images.resolve(paths, spec.image_id)
+    driver = storage.driver(paths)
+    driver.ensure_layers(image)
+    save_spec(paths, spec)
+    try:
+        driver.prepare(spec.id, image)
+    except BaseException:
+        hooks.remove_container(paths, spec)
+        raise
+
+
+def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
+          stdio: tuple[int, int, int] | None = None) -> None:
+    sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio), host)
+
+
+def run(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
+        stdio: tuple[int, int, int] | None = None) -> None:
+    """create + start; on a failed start nothing is left: no record, snapshot or unit."""
+    create(paths, spec)
+    try:
+        start(paths, spec, sd, host, stdio)
+    except BaseException:
+        sd.reset_failed(spec.unit)
+        with contextlib.suppress(SdctrError):
+            sd.remove_unit_file(spec.unit)
+        hooks.remove_container(paths, spec)
+        with contextlib.suppress(FileNotFoundError):
+            hooks.exit_file(paths, spec.id).unlink()
+        raise
+
+
+def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.05) -> int:
+    """Until the unit has stopped and its poststop hook has recorded the exit; the status."""
+    exit_file = hooks.exit_file(paths, spec.id)
+    last_check = time.monotonic()
+    while True:
+        if spec.attached and exit_file.exists():
+            status = json.loads(exit_file.read_text())
+            exit_file.unlink()
+            return _status_code(status)
+        if time.monotonic() - last_check > 1.0 or not spec.attached:
+            last_check = time.monotonic()
+            state = sd.unit_state(spec.unit).get("ActiveState", "inactive")
+            if state not in RUNNING_STATES and not (spec.attached and exit_file.exists()):
+                if spec.attached:  # the hook may not have run (a crash): say what systemd says
+                    time.sleep(0.2)
+                    if exit_file.exists():
+                        continue
+                return _status_code(read_status(paths, spec.id))
+        time.sleep(poll)
+
+
+def _status_code(status: dict[str, Any]) -> int:
+    code = status.get("exit_code")
+    return int(code) if code is not None else 125
+
+
+def is_running(sd: Systemd, spec: ContainerSpec) -> bool:
+    return sd.unit_state(spec.unit).get("ActiveState") in RUNNING_STATES
+
+
+def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
+    if is_running(sd, spec):
+        sd.stop(spec.unit, timeout)
+
+
+def kill(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
+    if not is_running(sd, spec):
+        raise SdctrError(f"container {spec.name} is not running")
+    sd.kill(spec.unit, signum)
+
+
+def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
+    if is_running(sd, spec):
+        if not force:
+            raise SdctrError(f"you cannot remove a running container {spec.short_id}",
+                             hint="stop it first, or remove it with 'rm -f'")
+        sd.kill(spec.unit, signal.SIGKILL, who="all")
+        sd.stop(spec.unit, 10)
+    sd.reset_failed(spec.unit)
+    sd.remove_unit_file(spec.unit)
+    hooks.remove_container(paths, spec)
+
+
+# --- describing containers ----------------------------------------------------------------------
+
+def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[str, Any]:
+    """`inspect`'s document: Docker's field names where Docker has one."""
+    status = read_status(paths, spec.id)
+    running = unit.get("ActiveState") in RUNNING_STATES
+    r = spec.resources
+    return {
+        "Id": spec.id,
+        "Name": spec.name,
+        "Created": _iso(spec.created),
+        "Image": spec.image_id,
+        "Config": {"Image": spec.image, "Cmd": list(spec.command), "Env": list(spec.env),
+                   "WorkingDir": spec.workdir, "User": spec.user,
+                   "Hostname": spec.hostname or spec.short_id, "Tty": spec.tty,
+                   "OpenStdin": spec.interactive},
+        "State": {
+            "Status": state_word(spec, unit, status),
+            "Running": running,
+            "Pid": unit.get("MainPID", 0) if running else 0,
+            "ExitCode": status.get("exit_code") or 0,
+            "OOMKilled": bool(status.get("oom_killed")),
+            "StartedAt": _iso(status.get("started_at")),
+            "FinishedAt": _iso(status.get("finished_at")),
+        },
+        "HostConfig": {"CpuShares": r.cpu_shares or 0, "Memory": r.memory or 0,
+                       "NanoCpus": int((r.cpus or 0) * 1e9), "PidsLimit": r.pids_limit,
+                       "RestartPolicy": {"Name": spec.restart.value}, "AutoRemove": spec.remove,
+                       "ReadonlyRootfs": spec.read_only, "CapAdd": None, "CapDrop": None,
+                       "NetworkMode": spec.network.value,
+                       "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
+                                 for m in spec.mounts]},
+        "Capabilities": list(spec.capabilities),
+        "Unit": spec.unit,
+        "ControlGroup": unit.get("ControlGroup", ""),
+    }
+
+
+def state_word(spec: ContainerSpec, unit: dict[str, Any], status: dict[str, Any]) -> str:
+    active = unit.get("ActiveState")
+    if active in ("active", "reloading"):
+        return "running"
+    if active in ("activating", "deactivating"):
+        return "restarting" if unit.get("SubState") == "auto-restart" else "running"
+    return "exited" if status.get("started_at") else "created"
+
+
+def ps_status(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> str:
+    now = time.time()
+    if active in RUNNING_STATES:
+        return f"Up {human_duration(now - status.get('started_at', now))}"
+    if status.get("finished_at"):
+        return (f"Exited ({status.get('exit_code')}) "
+                f"{human_duration(now - status['finished_at'])} ago")
+    return "Created"
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return f"{s} second{'s' if s > 1 else ''}"
+
+
+def _iso(ts: float | None) -> str:
+    if not ts:
+        return "0001-01-01T00:00:00Z"
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def cgroup_dir(unit: dict[str, Any], controller: str) -> Path | None:
+    """The unit's cgroup directory for a controller on this host (v1 or unified)."""
+    cg = unit.get("ControlGroup", "").lstrip("/")
+    if not cg:
+        return None
+    for base in (Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")):
+        d = base / cg
+        if d.is_dir() and any(d.glob(f"{controller}.*")):
+            return d
+    return None
+
+
+def main_pid(sd: Systemd, spec: ContainerSpec) -> int:
+    unit = sd.unit_state(spec.unit)
+    pid = unit.get("MainPID", 0)
+    if unit.get("ActiveState") not in RUNNING_STATES or not pid:
+        raise SdctrError(f"container {spec.name} is not running")
+    return int(pid)
+
+
+def all_with_state(paths: Paths, sd: Systemd) -> list[tuple[ContainerSpec, str | None]]:
+    states = sd.active_states()
+    return [(s, states.get(s.unit)) for s in all_specs(paths)]
+
+
+def pids_in(unit: dict[str, Any]) -> list[int]:
+    d = cgroup_dir(unit, "pids") or cgroup_dir(unit, "memory")
+    if d is None:
+        return []
+    pids: list[int] = []
+    for root, _, files in os.walk(d):
+        if "cgroup.procs" in files:
+            pids += [int(p) for p in Path(root, "cgroup.procs").read_text().split()]
+    return sorted(set(pids))

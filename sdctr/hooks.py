@@ -1,0 +1,129 @@
+"""The unit's ExecStartPre and ExecStopPost: everything a container needs around its init.
+
+    prestart  <id>   the rootfs snapshot prepared and mounted at <run>/<id>/rootfs
+    poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
+                     the rootfs unmounted, and for --rm the snapshot and record removed
+
+Both run on every start and stop, `systemctl restart ctr-<id>` included, so systemd alone can
+restart a container. They must be idempotent: a hook killed halfway is simply run again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from sdctr.log import debug
+from sdctr.spec import ContainerSpec
+from sdctr.state import Paths, find_by_id, read_status, write_json_atomic, write_status
+
+
+def prestart(paths: Paths, cid: str) -> int:
+    from sdctr import images, storage
+
+    spec = find_by_id(paths, cid)
+    image = images.resolve(paths, spec.image_id)
+    driver = storage.driver(paths)
+    if spec.ephemeral:
+        driver.reset(cid)
+    driver.prepare(cid, image)
+    driver.mount(cid, image, paths.rootfs(cid))
+    status = read_status(paths, cid)
+    status.update(started_at=time.time(), running=True, exit_code=None, oom_killed=False)
+    write_status(paths, cid, status)
+    return 0
+
+
+def poststop(paths: Paths, cid: str, environ: dict[str, str] | None = None) -> int:
+    from sdctr import storage
+
+    env = os.environ if environ is None else environ
+    spec = find_by_id(paths, cid)
+    status = read_status(paths, cid)
+    status.update(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
+                  exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
+                  oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or oom_killed_here())
+    driver = storage.driver(paths)
+    driver.unmount(paths.rootfs(cid))
+    if spec.attached:  # the attached `sdctr run` waits for this file; it removes it
+        write_json_atomic(exit_file(paths, cid), status)
+    if spec.remove:
+        remove_container(paths, spec)
+    else:
+        write_status(paths, cid, status)
+        if spec.ephemeral:
+            driver.reset(cid)
+    return 0
+
+
+def remove_container(paths: Paths, spec: ContainerSpec) -> None:
+    """Snapshot, runtime directory and record; the record last, so a crash leaves it findable."""
+    from sdctr import storage
+
+    driver = storage.driver(paths)
+    driver.unmount(paths.rootfs(spec.id))
+    driver.remove(spec.id)
+    run_dir = paths.run_dir(spec.id)
+    if run_dir.exists():
+        shutil.rmtree(run_dir) if not _has_mount_under(run_dir) else debug(f"{run_dir} busy, kept")
+    shutil.rmtree(paths.container_dir(spec.id), ignore_errors=True)
+
+
+def exit_file(paths: Paths, cid: str) -> Path:
+    return paths.run / f"{cid}.exit.json"
+
+
+def exit_code(code: str, status: str) -> int | None:
+    """systemd's $EXIT_CODE/$EXIT_STATUS as a shell would report them: 128+N for signal N."""
+    if code == "exited":
+        return int(status) if status.isdigit() else None
+    if code in ("killed", "dumped"):
+        try:
+            return 128 + int(signal.Signals[f"SIG{status}"])
+        except KeyError:
+            return 128 + int(status) if status.isdigit() else None
+    return None
+
+
+def oom_killed_here() -> bool:
+    """ExecStopPost runs in the unit's own cgroup: its OOM counter tells whether the kernel
+    killed something there (on cgroup v1 systemd reports a plain SIGKILL)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            candidates = [Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control"]
+        elif controllers == "":
+            candidates = [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events",
+                          Path("/sys/fs/cgroup/unified") / path.lstrip("/") / "memory.events"]
+        else:
+            continue
+        for f in candidates:
+            count = _oom_kill_count(f)
+            if count:
+                return True
+    return False
+
+
+def _oom_kill_count(path: Path) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except OSError:
+        pass
+    return 0
+
+
+def _has_mount_under(path: Path) -> bool:
+    prefix = str(path).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4].startswith(prefix) for line in f)
+
+
+def status_of(paths: Paths, cid: str) -> dict[str, Any]:
+    return read_status(paths, cid)

@@ -1,0 +1,136 @@
+"""Where things live, and container records.
+
+    <root>/containers/<id>/config.json   the ContainerSpec: the single source of truth
+    <root>/containers/<id>/status.json   what the last run left: exit code, OOM, finished time
+    <run>/<id>/rootfs                    the mounted snapshot while the unit runs
+    <run>/netns/<id>                     the pinned network namespace (networking issue)
+
+<root> is /var/lib/sdctr and <run> is /run/sdctr; --root/SDCTR_ROOT moves both (run becomes
+<root>/run), so a test never touches the machine's own state. Records are written atomically
+(temp file, fsync, rename) and names are claimed under one lock, so two concurrent `run --name x`
+cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sdctr.log import SdctrError
+from sdctr.spec import ContainerSpec
+
+DEFAULT_ROOT = Path("/var/lib/sdctr")
+DEFAULT_RUN = Path("/run/sdctr")
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    root: Path
+    run: Path
+
+    @classmethod
+    def from_root(cls, root: str | None) -> Paths:
+        chosen = root or os.environ.get("SDCTR_ROOT")
+        if not chosen:
+            return cls(DEFAULT_ROOT, DEFAULT_RUN)
+        r = Path(chosen).absolute()
+        return cls(r, r / "run")
+
+    @property
+    def is_default(self) -> bool:
+        return self.root == DEFAULT_ROOT
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    def container_dir(self, cid: str) -> Path:
+        return self.containers / cid
+
+    def rootfs(self, cid: str) -> Path:
+        return self.run / cid / "rootfs"
+
+    def run_dir(self, cid: str) -> Path:
+        return self.run / cid
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def locked(paths: Paths) -> Iterator[None]:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.root / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def all_specs(paths: Paths) -> list[ContainerSpec]:
+    specs = []
+    if paths.containers.is_dir():
+        for d in paths.containers.iterdir():
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                specs.append(ContainerSpec.from_json(read_json(d / "config.json")))
+    return sorted(specs, key=lambda s: s.created)
+
+
+def save_spec(paths: Paths, spec: ContainerSpec) -> None:
+    """Claims the name and writes the record; under the lock, so names stay unique."""
+    with locked(paths):
+        for other in all_specs(paths):
+            if other.name == spec.name and other.id != spec.id:
+                raise SdctrError(f"the container name {spec.name!r} is already in use by container "
+                                 f"{other.short_id}", hint=f"remove it ('sdctr rm {spec.name}') or choose "
+                                 "another --name")
+        write_json_atomic(paths.container_dir(spec.id) / "config.json", spec.to_json())
+
+
+def find(paths: Paths, ref: str) -> ContainerSpec:
+    """By name, full id, or unique id prefix, as Docker resolves container references."""
+    specs = all_specs(paths)
+    for s in specs:
+        if ref in (s.name, s.id):
+            return s
+    matches = [s for s in specs if len(ref) >= 3 and s.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise SdctrError(f"{ref!r} matches {len(matches)} containers; give more of the id")
+    raise SdctrError(f"no such container: {ref}")
+
+
+def find_by_id(paths: Paths, cid: str) -> ContainerSpec:
+    try:
+        return ContainerSpec.from_json(read_json(paths.container_dir(cid) / "config.json"))
+    except FileNotFoundError:
+        raise SdctrError(f"no such container: {cid}") from None
+
+
+def read_status(paths: Paths, cid: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = read_json(paths.container_dir(cid) / "status.json")
+        return data
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def write_status(paths: Paths, cid: str, status: dict[str, Any]) -> None:
+    write_json_atomic(paths.container_dir(cid) / "status.json", status)

@@ -1,0 +1,346 @@
+"""The only module that talks to systemd.
+
+`properties()` is a pure function from a spec and the host's facts to unit properties, tested
+without any bus. The rest is a thin layer over pystemd: start a transient unit as a job and wait
+for it, stop, kill, query. On a systemd too old to accept ExecStartPre/ExecStopPost on transient
+services (RHEL7's 219), the same properties are written as a unit file under /run/systemd/system.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sdctr.log import SdctrError, debug
+from sdctr.spec import ContainerSpec
+
+Property = tuple[str, str, Any]  # (name, D-Bus signature, value)
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+# Transient services accept ExecStartPre/ExecStopPost and LogExtraFields from v236 on.
+FIRST_FULL_TRANSIENT = 236
+UNIT_DIR = Path("/run/systemd/system")
+JOB_TIMEOUT = 90.0
+INFINITY = 2**64 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    cgroup_version: int  # 1: the v1 controllers (RHEL7-style, hybrid included); 2: unified
+    systemd_version: int
+
+    @property
+    def transient_hooks(self) -> bool:
+        return self.systemd_version >= FIRST_FULL_TRANSIENT
+
+
+def cgroup_version() -> int:
+    """2 when /sys/fs/cgroup itself is the unified hierarchy; a hybrid host's v1 controllers
+    (where limits really live) make it 1."""
+    return 2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1
+
+
+def cpu_weight(shares: int) -> int:
+    """runc's current CPUShares -> CPUWeight mapping (a quadratic in log2 space), so that 1024,
+    the default share, is 100, the default weight; 2 -> 1 and 262144 -> 10000 at the ends."""
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    lg = math.log2(shares)
+    exponent = (lg * lg + 125 * lg) / 612.0 - 7.0 / 34.0
+    return math.ceil(10**exponent)
+
+
+def sdctr_argv(root_args: Sequence[str]) -> list[str]:
+    """How the unit calls back into sdctr: the same interpreter and package as this process."""
+    argv0 = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(argv0) == "sdctr" and os.access(argv0, os.X_OK):
+        return [argv0, *root_args]
+    return [sys.executable, "-m", "sdctr", *root_args]
+
+
+def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
+               stdio: tuple[int, int, int] | None = None) -> list[Property]:
+    """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
+    `stdio`, for an attached run, the caller's descriptors (else the journal)."""
+    r = spec.resources
+
+    def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
+        argv = [*sdctr, *args]
+        return [(argv[0], argv, False)]
+
+    props: list[Property] = [
+        ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
+        ("Slice", "s", "sdctr.slice"),
+        # The init reports READY and hands over its child, the container's PID 1, as MAINPID:
+        # systemd then supervises the container itself and no waiter of ours stays behind.
+        ("Type", "s", "notify"),
+        ("NotifyAccess", "s", "main"),
+        ("ExecStartPre", "a(sasb)", exec_("hook", "prestart", spec.id)),
+        ("ExecStart", "a(sasb)", exec_("init", spec.id)),
+        ("ExecStopPost", "a(sasb)", exec_("hook", "poststop", spec.id)),
+        # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
+        ("KillMode", "s", "mixed"),
+        ("TimeoutStopUSec", "t", spec.stop_timeout * 1_000_000),
+        ("Restart", "s", spec.restart.systemd_restart()),
+        ("SyslogIdentifier", "s", spec.name),
+        # The field names of Docker's journald log driver, so existing queries keep working.
+        ("LogExtraFields", "aay", [f"{k}={v}".encode() for k, v in (
+            ("CONTAINER_ID", spec.short_id), ("CONTAINER_ID_FULL", spec.id),
+            ("CONTAINER_NAME", spec.name), ("IMAGE_NAME", spec.image))]),
+        ("TasksMax", "t", INFINITY if r.pids_limit < 0 else r.pids_limit),
+    ]
+    if r.cpu_shares is not None:
+        props.append(("CPUShares", "t", r.cpu_shares) if host.cgroup_version == 1
+                     else ("CPUWeight", "t", cpu_weight(r.cpu_shares)))
+    if r.memory is not None:
+        props.append(("MemoryLimit", "t", r.memory) if host.cgroup_version == 1
+                     else ("MemoryMax", "t", r.memory))
+    if r.cpus is not None:
+        props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
+    if spec.remove:  # a failed --rm container must not linger as a failed unit
+        props.append(("CollectMode", "s", "inactive-or-failed"))
+    if stdio is None:
+        props += [("StandardInput", "s", "null"), ("StandardOutput", "s", "journal"),
+                  ("StandardError", "s", "journal")]
+    else:
+        props += [("StandardInputFileDescriptor", "h", stdio[0]),
+                  ("StandardOutputFileDescriptor", "h", stdio[1]),
+                  ("StandardErrorFileDescriptor", "h", stdio[2])]
+    return props
+
+
+# --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
+
+_SECTION_UNIT = {"Description"}
+_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota"}
+
+
+def unit_file(props: Sequence[Property]) -> str:
+    """The same unit as a file: what an old systemd cannot take over D-Bus, it reads from disk."""
+    unit: list[str] = []
+    service: list[str] = []
+    for name, _, value in props:
+        key = _FILE_NAMES.get(name, name)
+        if name.startswith("Exec"):
+            rendered = " ".join(_quote(a) for a in value[0][1])
+        elif name == "LogExtraFields":
+            for field in value:
+                service.append(f"LogExtraFields={_quote(field.decode())}")
+            continue
+        elif name == "TimeoutStopUSec":
+            rendered = f"{value / 1_000_000:g}s"
+        elif name == "CPUQuotaPerSecUSec":
+            rendered = f"{value / 10_000:g}%"
+        elif name == "TasksMax" and value == INFINITY:
+            rendered = "infinity"
+        elif name.endswith("FileDescriptor"):
+            raise SdctrError("an attached run needs a systemd that takes descriptors (v236 or newer)",
+                             hint="run it detached with -d")
+        else:
+            rendered = str(value)
+        (unit if name in _SECTION_UNIT else service).append(f"{key}={rendered}")
+    return "[Unit]\n" + "\n".join(unit) + "\n\n[Service]\n" + "\n".join(service) + "\n"
+
+
+def _quote(arg: str) -> str:
+    if arg and all(c.isalnum() or c in "/._-=:@+," for c in arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- the bus -----------------------------------------------------------------------------------
+
+class Systemd:
+    """A connection to PID 1. pystemd is imported here, not at module load: `sdctr --help` and
+    the unit tests of properties() never pay for it."""
+
+    def __init__(self) -> None:
+        from pystemd.systemd1 import Manager
+
+        self._manager = Manager()
+        self._manager.load()
+
+    def version(self) -> int:
+        raw = self._manager.Manager.Version.decode()
+        digits = "".join(c for c in raw.split(".")[0].split("-")[0] if c.isdigit())
+        return int(digits or 0)
+
+    def host(self, force_unit_file: bool = False) -> Host:
+        version = 0 if force_unit_file else self.version()
+        return Host(cgroup_version=cgroup_version(), systemd_version=version)
+
+    def start_transient(self, unit: str, props: Sequence[Property], host: Host) -> None:
+        """Start the unit as a job and wait for it; 'unit exists' gets reset-failed and one retry."""
+        if not host.transient_hooks:
+            self._write_unit_file(unit, props)
+            self._run_job(unit, lambda: self._manager.Manager.StartUnit(unit.encode(), b"replace"))
+            return
+        _register(props)
+        args = {name.encode(): _encode(value) for name, _, value in props}
+        for attempt in (1, 2):
+            try:
+                self._run_job(unit, lambda: self._manager.Manager.StartTransientUnit(
+                    unit.encode(), b"fail", args))
+                return
+            except _UnitExists:
+                if attempt == 2:
+                    raise SdctrError(f"{unit} exists already and could not be reset") from None
+                debug(f"{unit} exists: reset-failed and retry")
+                self.reset_failed(unit)
+
+    def start(self, unit: str) -> None:
+        self._run_job(unit, lambda: self._manager.Manager.StartUnit(unit.encode(), b"replace"))
+
+    def stop(self, unit: str, timeout: float | None = None) -> None:
+        if timeout is not None:
+            self.set_runtime(unit, [("TimeoutStopUSec", "t", int(timeout * 1_000_000))])
+        self._run_job(unit, lambda: self._manager.Manager.StopUnit(unit.encode(), b"replace"),
+                      expect_active=False)
+
+    def kill(self, unit: str, signal: int, who: str = "main") -> None:
+        self._call(unit, lambda: self._manager.Manager.KillUnit(unit.encode(), who.encode(), signal))
+
+    def reset_failed(self, unit: str) -> None:
+        try:
+            self._manager.Manager.ResetFailedUnit(unit.encode())
+        except Exception as e:  # not loaded or not failed: nothing to reset
+            debug(f"reset-failed {unit}: {e}")
+
+    def set_runtime(self, unit: str, props: Sequence[Property]) -> None:
+        _register(props)
+        args = {name.encode(): _encode(value) for name, _, value in props}
+        self._call(unit, lambda: self._manager.Manager.SetUnitProperties(unit.encode(), True, args))
+
+    def unit_state(self, unit: str) -> dict[str, Any]:
+        """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded."""
+        from pystemd.systemd1 import Unit
+
+        u = Unit(unit.encode())
+        u.load()
+        if u.Unit.LoadState != b"loaded":
+            return {}
+        svc = u.Service
+        return {
+            "ActiveState": u.Unit.ActiveState.decode(), "SubState": u.Unit.SubState.decode(),
+            "MainPID": int(svc.MainPID), "ExecMainCode": int(svc.ExecMainCode),
+            "ExecMainStatus": int(svc.ExecMainStatus), "Result": svc.Result.decode(),
+            "ControlGroup": svc.ControlGroup.decode(),
+            "ActiveEnterTimestamp": int(u.Unit.ActiveEnterTimestamp),
+            "ExecMainStartTimestamp": int(svc.ExecMainStartTimestamp),
+            "InactiveEnterTimestamp": int(u.Unit.InactiveEnterTimestamp),
+        }
+
+    def active_states(self, pattern: str = "ctr-*.service") -> dict[str, str]:
+        """One call for every container's state (ps), not one call per container."""
+        units = self._manager.Manager.ListUnitsByPatterns([], [pattern.encode()])
+        return {u[0].decode(): u[3].decode() for u in units}
+
+    def remove_unit_file(self, unit: str) -> None:
+        path = UNIT_DIR / unit
+        if path.exists():
+            path.unlink()
+            self._manager.Manager.Reload()
+
+    # --- internals ---
+
+    def _write_unit_file(self, unit: str, props: Sequence[Property]) -> None:
+        UNIT_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = UNIT_DIR / f".{unit}.tmp"
+        tmp.write_text(unit_file(props))
+        tmp.rename(UNIT_DIR / unit)
+        self._manager.Manager.Reload()
+        self.reset_failed(unit)
+
+    def _call(self, unit: str, call: Any) -> Any:
+        try:
+            return call()
+        except Exception as e:
+            text = str(e)
+            if "UnitExists" in text or "already exists" in text:
+                raise _UnitExists() from e
+            if "NoSuchUnit" in text or "not loaded" in text:
+                raise SdctrError(f"{unit} is not loaded (the container is not running)") from e
+            raise SdctrError(f"systemd refused the request for {unit}: {_dbus_message(e)}") from e
+
+    def _run_job(self, unit: str, call: Any, expect_active: bool = True) -> None:
+        job = self._call(unit, call)
+        self._wait_job(job)
+        if not expect_active:
+            return
+        state = self.unit_state(unit)
+        if state.get("ActiveState") in ("active", "reloading"):
+            return
+        if _ran(state):
+            return
+        raise SdctrError(f"{unit} failed to start (result: {state.get('Result', 'unknown')})",
+                         hint=journal_tail(unit))
+
+    def _wait_job(self, job_path: Any) -> None:
+        from pystemd.systemd1 import Job
+
+        path = job_path if isinstance(job_path, bytes) else str(job_path).encode()
+        deadline = time.monotonic() + JOB_TIMEOUT
+        delay = 0.002
+        while time.monotonic() < deadline:
+            try:
+                j = Job(path)
+                j.load()
+                j.Job.State  # noqa: B018 - raises once the job is gone
+            except Exception:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        raise SdctrError(f"systemd did not finish job {path.decode()} within {JOB_TIMEOUT:.0f} s")
+
+
+def _ran(state: dict[str, Any]) -> bool:
+    """A command that exits at once leaves the unit inactive or failed: the container ran, and
+    `run -d` reports it as Docker does, by its id. It did not run if the hook failed (the main
+    command never started) or the init itself failed (125-127: setup, cannot invoke, not found)."""
+    if not state.get("ExecMainStartTimestamp"):
+        return False
+    if state.get("Result") == "success":
+        return True
+    return state.get("Result") in ("exit-code", "signal", "oom-kill") and not (
+        state.get("ExecMainCode") == 1 and 125 <= state.get("ExecMainStatus", 0) <= 127)
+
+
+class _UnitExists(Exception):
+    pass
+
+
+def _dbus_message(e: Exception) -> str:
+    return str(e).split(":", 1)[-1].strip() or e.__class__.__name__
+
+
+def _encode(value: Any) -> Any:
+    """pystemd wants bytes where D-Bus has strings."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_encode(v) for v in value)
+    return value
+
+
+def _register(props: Sequence[Property]) -> None:
+    """pystemd only knows the signatures in its table; ours travel with the properties."""
+    from pystemd.systemd1 import unit_signatures
+
+    for name, sig, _ in props:
+        unit_signatures.KNOWN_UNIT_SIGNATURES.setdefault(name.encode(), sig.encode())
+
+
+def journal_tail(unit: str, lines: int = 10) -> str:
+    from sdctr.run import run
+
+    r = run(["journalctl", "--no-pager", "-q", "-n", str(lines), "-u", unit], check=False)
+    text = r.stdout.strip()
+    return f"its last journal lines:\n{text}" if text else f"see 'journalctl -u {unit}'"

@@ -1,0 +1,383 @@
+"""What each command does, given its parsed arguments. Parsing lives in cli.py; the lifecycle in
+containers.py; this module turns one into the other and prints what Docker would print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import time
+from typing import Any
+
+from sdctr import containers
+from sdctr import spec as specs
+from sdctr.log import SdctrError
+from sdctr.spec import ContainerSpec
+from sdctr.state import Paths, find
+
+
+def paths_of(args: argparse.Namespace) -> Paths:
+    return Paths.from_root(args.root)
+
+
+def systemd_of(args: argparse.Namespace) -> tuple[Any, Any]:
+    from sdctr.systemd import Systemd
+
+    sd = Systemd()
+    return sd, sd.host(force_unit_file=args.unit_file_mode)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nimble", "quiet", "stoic")
+_NOUNS = ("curie", "hopper", "lovelace", "noether", "ritchie", "shannon", "thompson", "turing")
+
+
+def random_name(paths: Paths) -> str:
+    from sdctr.state import all_specs
+
+    taken = {s.name for s in all_specs(paths)}
+    while True:
+        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NOUNS)}"
+        if name not in taken:
+            return name
+        name += f"{random.randint(0, 99)}"
+        if name not in taken:
+            return name
+
+
+def build_spec(args: argparse.Namespace, paths: Paths) -> ContainerSpec:
+    """Everything the user typed, checked, before anything is created."""
+    from sdctr import images
+
+    resources = specs.Resources(
+        cpu_shares=specs.parse_cpu_shares(args.cpu_shares) if args.cpu_shares else None,
+        memory=specs.parse_memory(args.memory) if args.memory else None,
+        cpus=specs.parse_cpus(args.cpus) if args.cpus else None,
+        pids_limit=(specs.parse_pids_limit(args.pids_limit) if args.pids_limit
+                    else specs.DEFAULT_PIDS_LIMIT),
+    )
+    mounts = tuple(specs.parse_mount(v) for v in args.volume)
+    for m in mounts:
+        if not os.path.exists(m.source):
+            raise SdctrError(f"--volume {m.source}: no such file or directory on the host")
+    restart = specs.parse_restart(args.restart)
+    network = specs.parse_network(args.network)
+    caps = specs.resolve_capabilities(args.cap_add, args.cap_drop)
+    if args.rm and restart is not specs.RestartPolicy.NO:
+        raise SdctrError("--rm and --restart cannot be combined: a restarting container is never removed")
+    env_from_user = [e for f in args.env_file for e in specs.read_env_file(f, os.environ)]
+    env_from_user += specs.parse_env(args.env, os.environ)
+    name = specs.check_name(args.name) if args.name else random_name(paths)
+
+    image = images.resolve(paths, args.image)
+    cfg = image.config
+    entrypoint = [args.entrypoint] if args.entrypoint is not None else list(cfg.entrypoint or [])
+    command = entrypoint + (list(args.command) if args.command else
+                            ([] if args.entrypoint is not None else list(cfg.cmd or [])))
+    if not [c for c in command if c]:
+        raise SdctrError(f"no command specified for {args.image}",
+                         hint=f"give one: sdctr run {args.image} sh")
+    return ContainerSpec(
+        id=containers.new_id(), name=name, image=image.repo_tags[0] if image.repo_tags else args.image,
+        image_id=image.id, command=tuple(command),
+        env=specs.merge_env(cfg.env or (), env_from_user),
+        workdir=args.workdir or cfg.workdir or "/", user=args.user or cfg.user or "",
+        hostname=args.hostname or "", mounts=mounts, read_only=args.read_only, capabilities=caps,
+        resources=resources, restart=restart, network=network, interactive=args.interactive,
+        tty=args.tty, attached=not args.detach, remove=args.rm, ephemeral=args.ephemeral,
+        created=time.time(),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    spec = build_spec(args, paths)
+    sd, host = systemd_of(args)
+    if args.detach:
+        containers.run(paths, spec, sd, host)
+        print(spec.id)
+        return 0
+    from sdctr import attach
+
+    return attach.run_attached(paths, spec, sd, host)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    spec = build_spec(args, paths)
+    containers.create(paths, spec)
+    print(spec.id)
+    return 0
+
+
+# --- lifecycle of existing containers -----------------------------------------------------------
+
+def for_each(args: argparse.Namespace, action: Any) -> int:
+    """Docker's multi-container verbs: act on each, report each failure, 1 if any failed."""
+    paths = paths_of(args)
+    sd, host = systemd_of(args)
+    failed = 0
+    for ref in args.containers:
+        try:
+            action(paths, sd, host, find(paths, ref))
+            print(ref)
+        except SdctrError as e:
+            print(f"sdctr: error: {e}", file=sys.stderr)
+            failed = 1
+    return failed
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    def start(paths: Paths, sd: Any, host: Any, spec: ContainerSpec) -> None:
+        if not containers.is_running(sd, spec):
+            containers.start(paths, _persist_detached(paths, spec), sd, host)
+    return for_each(args, start)
+
+
+def _detached(spec: ContainerSpec) -> ContainerSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, attached=False)
+
+
+def _persist_detached(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
+    """A re-start has no terminal to attach to: from now on the container runs detached."""
+    from sdctr.state import save_spec
+
+    if spec.attached:
+        spec = _detached(spec)
+        save_spec(paths, spec)
+    return spec
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return for_each(args, lambda paths, sd, host, spec: containers.stop(sd, spec, args.time))
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    def restart(paths: Paths, sd: Any, host: Any, spec: ContainerSpec) -> None:
+        containers.stop(sd, spec, args.time)
+        containers.start(paths, _persist_detached(paths, spec), sd, host)
+    return for_each(args, restart)
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    signum = parse_signal(args.signal)
+    return for_each(args, lambda paths, sd, host, spec: containers.kill(sd, spec, signum))
+
+
+def parse_signal(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    name = value.upper()
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise SdctrError(f"invalid signal {value!r}", hint="examples: TERM, KILL, HUP, 9") from None
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    return for_each(args, lambda paths, sd, host, spec: containers.remove(paths, sd, spec, args.force))
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    for ref in args.containers:
+        spec = find(paths, ref)
+        print(containers.wait_exit(paths, _detached(spec), sd, poll=0.1))
+    return 0
+
+
+# --- looking at containers ---------------------------------------------------------------------
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from sdctr.state import read_status
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    rows: list[dict[str, Any]] = []
+    for spec, active in containers.all_with_state(paths, sd):
+        if not args.all and active not in containers.RUNNING_STATES:
+            continue
+        status = read_status(paths, spec.id)
+        rows.append({"ID": spec.short_id, "Image": spec.image, "Command": " ".join(spec.command),
+                     "CreatedAt": spec.created, "Status": containers.ps_status(spec, active, status),
+                     "Names": spec.name, "State": "running" if active in containers.RUNNING_STATES
+                     else ("exited" if status.get("finished_at") else "created"),
+                     "ExitCode": status.get("exit_code"), "Unit": spec.unit})
+    if args.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif args.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+              [[r["ID"], r["Image"], _clip(r["Command"], 22),
+                containers.human_duration(time.time() - r["CreatedAt"]) + " ago", r["Status"],
+                r["Names"]] for r in rows])
+    return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return json.dumps(text if len(text) <= width else text[: width - 1] + "…", ensure_ascii=False)
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        print("   ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    docs = []
+    for ref in args.containers:
+        spec = find(paths, ref)
+        docs.append(containers.describe(paths, spec, sd.unit_state(spec.unit)))
+    if args.format:
+        for d in docs:
+            print(render_format(args.format, d))
+    else:
+        print(json.dumps(docs, indent=4))
+    return 0
+
+
+def render_format(fmt: str, doc: dict[str, Any]) -> str:
+    """The common subset of Docker's Go templates: {{.A.B}} and {{json .A}}."""
+    import re
+
+    def lookup(path: str) -> Any:
+        value: Any = doc
+        for part in path.strip(".").split("."):
+            if part:
+                value = value[part]
+        return value
+
+    def repl(m: re.Match[str]) -> str:
+        expr = m.group(1).strip()
+        if expr.startswith("json "):
+            return json.dumps(lookup(expr[5:].strip()))
+        value = lookup(expr)
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    try:
+        return re.sub(r"\{\{(.*?)\}\}", repl, fmt)
+    except (KeyError, TypeError) as e:
+        raise SdctrError(f"--format {fmt!r}: no field {e}") from None
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from sdctr import logs
+
+    paths = paths_of(args)
+    spec = find(paths, args.container)
+    return logs.show(spec, follow=args.follow, tail=args.tail, since=args.since,
+                     timestamps=args.timestamps)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from sdctr.run import run
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    spec = find(paths, args.container)
+    containers.main_pid(sd, spec)
+    pids = containers.pids_in(sd.unit_state(spec.unit))
+    r = run(["ps", "-f", "-p", ",".join(str(p) for p in pids)], check=False)
+    print(r.stdout, end="")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from sdctr import stats
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    chosen = [find(paths, c) for c in args.containers] or [
+        s for s, active in containers.all_with_state(paths, sd) if active in containers.RUNNING_STATES]
+    return stats.show(sd, chosen, stream=not args.no_stream)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from sdctr import enter
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    spec = find(paths, args.container)
+    pid = containers.main_pid(sd, spec)
+    unit = sd.unit_state(spec.unit)
+    return enter.exec_in(spec, pid, unit, list(args.command), env=specs.parse_env(args.env, os.environ),
+                         workdir=args.workdir, user=args.user, tty=args.tty, interactive=args.interactive)
+
+
+# --- plumbing: what the unit calls ---------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from sdctr.init import run_init
+
+    return int(run_init(paths_of(args), args.id))
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from sdctr import hooks
+
+    paths = paths_of(args)
+    return hooks.prestart(paths, args.id) if args.stage == "prestart" else hooks.poststop(paths, args.id)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from sdctr import images
+
+    image = images.import_tarball(paths_of(args), args.source, args.reference)
+    print(f"sha256:{image.id}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from sdctr import images
+
+    rows = []
+    for image in images.list_images(paths_of(args)):
+        for tag in image.repo_tags or ("<none>:<none>",):
+            repo, _, t = tag.rpartition(":")
+            rows.append([repo, t, image.id[:12], image.created[:19].replace("T", " "),
+                         human_size(image.size)])
+    if args.quiet:
+        for r in rows:
+            print(r[2])
+    else:
+        table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+    return 0
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n:.3g}TB"
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    from sdctr import images
+    from sdctr.state import all_specs
+
+    paths = paths_of(args)
+    for ref in args.images:
+        image = images.resolve(paths, ref)
+        users = [s.name for s in all_specs(paths) if s.image_id == image.id]
+        if users and not args.force:
+            raise SdctrError(f"image {ref} is used by container(s) {', '.join(users)}",
+                             hint="remove them first, or use 'rmi -f'")
+        for line in images.remove(paths, ref):
+            print(line)
+    return 0

@@ -1,0 +1,97 @@
+"""Unit properties from a spec: a pure function, checked here without any bus. The golden unit
+file carries its own assertions (quadlet's habit): `## assert-key-is KEY VALUE`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sdctr.spec import ContainerSpec, Resources, RestartPolicy
+from sdctr.systemd import Host, cpu_weight, properties, unit_file
+
+GOLDEN = Path(__file__).parent / "golden"
+SDCTR = ["/usr/bin/sdctr"]
+
+
+def web(**kw: object) -> ContainerSpec:
+    base = dict(id="0123456789ab" + "c" * 52, name="web", image="nginx:latest", image_id="f" * 64,
+                command=("nginx", "-g", "daemon off;"),
+                resources=Resources(cpu_shares=512, memory=256 * 1024**2, cpus=0.5, pids_limit=100),
+                restart=RestartPolicy.ON_FAILURE, stop_timeout=10)
+    base.update(kw)
+    return ContainerSpec(**base)  # type: ignore[arg-type]
+
+
+def props(spec: ContainerSpec, version: int = 1, systemd: int = 252) -> dict[str, object]:
+    return {name: value for name, _, value in properties(spec, Host(version, systemd), SDCTR)}
+
+
+@pytest.mark.parametrize(("shares", "weight"), [(2, 1), (512, 59), (1024, 100), (262144, 10000)])
+def test_cpu_weight_follows_runc(shares: int, weight: int) -> None:
+    assert cpu_weight(shares) == weight
+
+
+def test_cpu_weight_keeps_the_order_of_shares() -> None:
+    weights = [cpu_weight(s) for s in range(2, 262145, 97)]
+    assert weights == sorted(weights)
+    assert all(1 <= w <= 10000 for w in weights)
+
+
+def test_cgroup_v1_names() -> None:
+    p = props(web(), version=1)
+    assert p["CPUShares"] == 512
+    assert p["MemoryLimit"] == 256 * 1024**2
+    assert "CPUWeight" not in p and "MemoryMax" not in p
+
+
+def test_cgroup_v2_names() -> None:
+    p = props(web(), version=2)
+    assert p["CPUWeight"] == 59
+    assert p["MemoryMax"] == 256 * 1024**2
+    assert "CPUShares" not in p and "MemoryLimit" not in p
+
+
+def test_no_limits_when_none_asked() -> None:
+    p = props(web(resources=Resources()))
+    assert not {"CPUShares", "MemoryLimit", "CPUQuotaPerSecUSec"} & set(p)
+    assert p["TasksMax"] == 4096
+
+
+def test_lifecycle_properties() -> None:
+    p = props(web())
+    assert p["ExecStartPre"] == [("/usr/bin/sdctr", ["/usr/bin/sdctr", "hook", "prestart", web().id], False)]
+    assert p["ExecStart"] == [("/usr/bin/sdctr", ["/usr/bin/sdctr", "init", web().id], False)]
+    assert p["ExecStopPost"][0][1][1:] == ["hook", "poststop", web().id]  # type: ignore[index]
+    assert p["KillMode"] == "mixed"
+    assert p["TimeoutStopUSec"] == 10_000_000
+    assert p["Restart"] == "on-failure"
+    assert p["Slice"] == "sdctr.slice"
+    assert p["SyslogIdentifier"] == "web"
+    assert b"CONTAINER_NAME=web" in p["LogExtraFields"]  # type: ignore[operator]
+    assert p["CPUQuotaPerSecUSec"] == 500_000
+    assert p["StandardOutput"] == "journal"
+
+
+def test_rm_containers_do_not_linger_as_failed_units() -> None:
+    assert props(web(remove=True, restart=RestartPolicy.NO))["CollectMode"] == "inactive-or-failed"
+    assert "CollectMode" not in props(web())
+
+
+def test_attached_run_passes_descriptors() -> None:
+    p = {n: v for n, _, v in properties(web(), Host(1, 252), SDCTR, stdio=(0, 1, 2))}
+    assert (p["StandardInputFileDescriptor"], p["StandardOutputFileDescriptor"]) == (0, 1)
+    assert "StandardOutput" not in p
+
+
+def test_unit_file_matches_golden_and_its_assertions() -> None:
+    text = unit_file(properties(web(), Host(1, 219), SDCTR))
+    golden = (GOLDEN / "web.service").read_text()
+    body = "".join(line + "\n" for line in golden.splitlines() if not line.startswith("##"))
+    assert text == body
+    keys = dict(re.findall(r"^(\w+)=(.*)$", text, re.M))
+    for line in golden.splitlines():
+        if line.startswith("## assert-key-is "):
+            _, _, key, value = line.split(" ", 3)
+            assert keys.get(key) == value, key

@@ -1,0 +1,72 @@
+#!/bin/sh
+# Payload for test_vm_tier.py, run inside the VM by `tests/vm/vm run`: one boot checks everything
+# the tier promises and reports each finding as a "FACT name=value" line for the test to assert
+# on; the commands' own output in between is there for the person reading a failure.
+#
+#   usage: tier-check.sh EXIT_STATUS      (exits with it, to prove the status passes through)
+set -u
+
+fact() { echo "FACT $1=$2"; }
+
+cgroup_facts() {
+  fact cgroup_fstype "$(findmnt -n -o FSTYPE /sys/fs/cgroup)"
+  fact cgroup_v1_hierarchies "$(findmnt -n -t cgroup -o TARGET | sed 's|.*/||' | sort | paste -sd ' ')"
+  fact cgroup2_mounts "$(findmnt -n -t cgroup2 -o TARGET | paste -sd ' ')"
+}
+
+# A thin pool on loop files, a thin device with a file system, a snapshot of it: the data reads
+# back through the snapshot, and a write to the snapshot leaves the origin as it was.
+thin_snapshot_check() (
+  set -ex
+  mkdir -p /var/lib/tier && cd /var/lib/tier
+  truncate -s 2G data; truncate -s 128M meta
+  data=$(losetup -f --show data); meta=$(losetup -f --show meta)
+  dd if=/dev/zero of="$meta" bs=4096 count=1  # a zeroed superblock: the pool formats its metadata
+  dmsetup create tier-pool --table "0 $((2 * 1024 * 1024 * 1024 / 512)) thin-pool $meta $data 128 32768 1 skip_block_zeroing"
+  dmsetup message /dev/mapper/tier-pool 0 "create_thin 0"
+  dmsetup create tier-base --table "0 $((512 * 1024 * 1024 / 512)) thin /dev/mapper/tier-pool 0"
+  mkfs.ext4 -q -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 /dev/mapper/tier-base
+  mkdir -p /mnt/tier
+  mount /dev/mapper/tier-base /mnt/tier && echo "origin-data" > /mnt/tier/f && umount /mnt/tier
+  # The origin must not change while the pool copies its mapping: suspend it around create_snap.
+  dmsetup suspend tier-base
+  dmsetup message /dev/mapper/tier-pool 0 "create_snap 1 0"
+  dmsetup resume tier-base
+  dmsetup create tier-snap --table "0 $((512 * 1024 * 1024 / 512)) thin /dev/mapper/tier-pool 1"
+  mount /dev/mapper/tier-snap /mnt/tier
+  set +x
+  fact thin_snapshot_reads "$(cat /mnt/tier/f)"
+  echo "snapshot-data" > /mnt/tier/f
+  umount /mnt/tier
+  mount /dev/mapper/tier-base /mnt/tier
+  fact thin_origin_after_snapshot_write "$(cat /mnt/tier/f)"
+  umount /mnt/tier
+  dmsetup status tier-pool
+)
+
+# A transient unit whose memory limit (the v1 or the v2 spelling) is below what it allocates.
+memory_limit_check() {
+  if [ "$(findmnt -n -o FSTYPE /sys/fs/cgroup)" = cgroup2 ]; then limit=MemoryMax; else limit=MemoryLimit; fi
+  fact oom_limit_property "$limit"
+  systemd-run --wait --unit=tier-oom -p "$limit=30M" \
+    python3 -c 'x = b"x" * (100 * 1024 * 1024); print("survived")'
+  fact oom_run_status "$?"
+  systemctl status --no-pager tier-oom.service
+  fact oom_limit_value "$(systemctl show -p "$limit" --value tier-oom.service)"
+  fact oom_result "$(systemctl show -p Result --value tier-oom.service)"
+  fact oom_main_exit "$(systemctl show -p ExecMainCode,ExecMainStatus tier-oom.service | paste -sd ' ')"
+  # The kernel names the memory cgroup whose limit it enforced: it must be the unit's own.
+  fact oom_memcg "$(dmesg | sed -n 's/.*oom_memcg=\([^,]*\),.*/\1/p' | tail -1)"
+}
+
+fact kernel "$(uname -r)"
+fact systemd "$(systemctl --version | head -1)"
+fact system_state "$(systemctl is-system-running --wait)"
+cgroup_facts
+dmsetup targets
+fact thin_pool_target "$(dmsetup targets | awk '$1 == "thin-pool" { print "listed" }')"
+fact sdctr_version "$(sdctr --version 2>&1)"
+thin_snapshot_check 2>&1
+memory_limit_check 2>&1
+fact done yes
+exit "${1:-0}"

@@ -1,0 +1,179 @@
+"""The VM tier is real: a Debian kernel with dm-thin, the cgroup version asked for, this checkout's
+sdctr, memory limits the kernel enforces; and the harness keeps its promises (exit status passes
+through, a timeout or an interrupt leaves nothing behind).
+
+A boot costs about 30 s under emulation, so each cgroup version boots once: payloads/tier-check.sh
+checks everything inside and reports "FACT name=value" lines that the tests below assert on.
+Skipping (not root, no qemu) is conftest.py's job, so SDCTR_TESTS_STRICT=1 can turn it into a
+failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vm
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+VM = HERE / "vm"
+TIER_CHECK = HERE / "payloads/tier-check.sh"
+HARNESS_FAILED = 125
+# What a payload asks the VM to exit with, per boot: one non-zero, one zero, so a harness that
+# always answered the same could not pass both.
+EXIT_STATUS = {"v1": 7, "v2": 0}
+
+
+@dataclass(frozen=True)
+class Boot:
+    cgroup: str
+    status: int
+    stdout: str
+    stderr: str
+    facts: dict[str, str]
+
+    def fact(self, name: str) -> str:
+        if name not in self.facts:
+            raise AssertionError(f"the payload reported no {name!r} (cgroup {self.cgroup})\n{self}")
+        return self.facts[name]
+
+    def __str__(self) -> str:
+        return f"status {self.status}\n--- stdout:\n{self.stdout}\n--- stderr:\n{self.stderr}"
+
+
+def parse_facts(output: str) -> dict[str, str]:
+    return dict(m.groups() for m in re.finditer(r"^FACT (\w+)=(.*)$", output, re.MULTILINE))
+
+
+def checkout_version() -> str:
+    match = re.search(r'__version__ = "([^"]+)"', (REPO / "sdctr/__init__.py").read_text())
+    assert match, "sdctr/__init__.py has no __version__"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module", params=["v1", "v2"], ids=["cgroup-v1", "cgroup-v2"])
+def boot(request: pytest.FixtureRequest) -> Boot:
+    """One boot per cgroup version, shared by every test of this module."""
+    cgroup = request.param
+    r = subprocess.run([str(VM), "run", "--cgroup", cgroup, "--timeout", "600", str(TIER_CHECK),
+                        str(EXIT_STATUS[cgroup])],
+                       capture_output=True, text=True, timeout=3600)  # a cold image build included
+    result = Boot(cgroup, r.returncode, r.stdout, r.stderr, parse_facts(r.stdout))
+    if r.returncode == HARNESS_FAILED or result.facts.get("done") != "yes":
+        raise AssertionError(f"the VM run did not complete\n{result}")
+    return result
+
+
+def test_exit_status_passes_through(boot: Boot) -> None:
+    assert boot.status == EXIT_STATUS[boot.cgroup], boot
+
+
+def test_system_is_booted_by_systemd(boot: Boot) -> None:
+    assert boot.fact("systemd").startswith("systemd 252 "), boot
+    assert boot.fact("system_state") == "running", boot
+
+
+def test_thin_pool_target_is_loaded(boot: Boot) -> None:
+    assert boot.fact("thin_pool_target") == "listed", boot
+
+
+def test_cgroup_version_is_the_one_asked_for(boot: Boot) -> None:
+    if boot.cgroup == "v2":
+        assert boot.fact("cgroup_fstype") == "cgroup2", boot
+        assert boot.fact("cgroup_v1_hierarchies") == "", boot
+    else:  # RHEL7's layout: a tmpfs of v1 hierarchies, and no cgroup2 anywhere
+        assert boot.fact("cgroup_fstype") == "tmpfs", boot
+        hierarchies = boot.fact("cgroup_v1_hierarchies").split()
+        for controller in ("memory", "cpu,cpuacct", "pids", "systemd"):
+            assert controller in hierarchies, boot
+        assert boot.fact("cgroup2_mounts") == "", boot
+
+
+def test_sdctr_is_this_checkout(boot: Boot) -> None:
+    assert boot.fact("sdctr_version") == f"sdctr version {checkout_version()}", boot
+
+
+def test_thin_snapshot_reads_back_and_is_copy_on_write(boot: Boot) -> None:
+    assert boot.fact("thin_snapshot_reads") == "origin-data", boot
+    assert boot.fact("thin_origin_after_snapshot_write") == "origin-data", boot
+
+
+def test_memory_limit_is_enforced_by_the_oom_killer(boot: Boot) -> None:
+    limit = {"v1": "MemoryLimit", "v2": "MemoryMax"}[boot.cgroup]
+    assert boot.fact("oom_limit_property") == limit, boot
+    assert boot.fact("oom_limit_value") == str(30 * 1024 * 1024), boot
+    assert boot.fact("oom_run_status") != "0", boot  # systemd-run --wait failed
+    assert boot.fact("oom_main_exit") == "ExecMainCode=2 ExecMainStatus=9", boot  # killed, SIGKILL
+    # The kernel's OOM report names the unit's own memory cgroup: its limit, not the VM's, fired.
+    assert boot.fact("oom_memcg") == "/system.slice/tier-oom.service", boot
+    # systemd 252 learns of an OOM kill from cgroup v2's memory.events only; on v1 it sees a
+    # process killed by SIGKILL and says so.
+    assert boot.fact("oom_result") == {"v1": "signal", "v2": "oom-kill"}[boot.cgroup], boot
+
+
+# --- the harness leaves nothing behind ----------------------------------------------------------
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if any(text.encode() in a for a in args):
+            found.append(b" ".join(args).decode(errors="replace"))
+    return found
+
+
+@pytest.fixture
+def run_tmpdir(tmp_path: Path) -> Iterator[Path]:
+    """The runs' temporary directories go here (TMPDIR), so what they leave is ours to see."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    yield tmp
+    assert processes_mentioning(str(tmp)) == [], "a process of the run outlived it"
+    assert list(tmp.iterdir()) == [], "the run left files behind"
+
+
+def remove_kept_console_log(stderr: str) -> None:
+    match = re.search(r"console log: (\S+)", stderr)
+    assert match, stderr
+    kept = Path(match.group(1))
+    assert kept.is_file(), stderr
+    kept.unlink()
+
+
+def test_timeout_is_a_harness_failure_and_kills_qemu(run_tmpdir: Path) -> None:
+    subprocess.run([str(VM), "build"], check=True, capture_output=True, timeout=3600)
+    started = time.monotonic()
+    r = subprocess.run([str(VM), "run", "--timeout", "5", str(TIER_CHECK)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "TMPDIR": str(run_tmpdir)})
+    assert r.returncode == HARNESS_FAILED, r
+    assert "timed out after 5 s" in r.stderr, r.stderr
+    assert time.monotonic() - started < 30
+    remove_kept_console_log(r.stderr)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_kills_qemu(run_tmpdir: Path, signum: signal.Signals) -> None:
+    subprocess.run([str(VM), "build"], check=True, capture_output=True, timeout=3600)
+    proc = subprocess.Popen([str(VM), "run", str(TIER_CHECK)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(run_tmpdir)})
+    deadline = time.monotonic() + 30
+    while not processes_mentioning(str(run_tmpdir)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until qemu runs: its command line names the share under TMPDIR
+    assert processes_mentioning(str(run_tmpdir)), "qemu did not start"
+    time.sleep(2)  # well into the boot
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr, stderr
