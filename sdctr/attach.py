@@ -58,16 +58,18 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
     done = threading.Event()
     pump = threading.Thread(target=_pump, args=(master, stdin_fd if spec.interactive else None, done),
                             daemon=True)
+    # The pump runs from the start: what the init says when it fails goes to the pty too.
+    pump.start()
     try:
-        containers.run(paths, spec, sd, host, (slave, slave, slave))
-        os.close(slave)
-        pump.start()
+        try:
+            containers.run(paths, spec, sd, host, (slave, slave, slave))
+        finally:
+            os.close(slave)
         with _forward_signals(sd, spec) if not is_tty else contextlib.nullcontext():
-            status = containers.wait_exit(paths, spec, sd)
-        done.set()
-        pump.join(timeout=1)
-        return status
+            return containers.wait_exit(paths, spec, sd)
     finally:
+        pump.join(timeout=1)  # the master reads EOF once the container's side has closed
+        done.set()
         if saved is not None:
             termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         with contextlib.suppress(OSError):

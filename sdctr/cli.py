@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
     p.set_defaults(handler=_handler("cmd_stats"))
 
     p = sub.add_parser("import", help="make an image from a root file system tarball (or - for stdin)")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="a Dockerfile instruction for the image config, e.g. 'CMD [\"sh\"]'")
     p.add_argument("source", metavar="FILE|-")
     p.add_argument("reference", metavar="NAME[:TAG]")
     p.set_defaults(handler=_handler("cmd_import"))
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
     p.add_argument("id")
     p.set_defaults(handler=_handler("cmd_init"))
     p = sub.add_parser("hook")
-    p.add_argument("stage", choices=["prestart", "poststop"])
+    p.add_argument("stage", choices=["prestart", "stop", "poststop"])
     p.add_argument("id")
     p.set_defaults(handler=_handler("cmd_hook"))
     return parser

@@ -64,14 +64,26 @@ def run(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
     create(paths, spec)
     try:
         start(paths, spec, sd, host, stdio)
-    except BaseException:
+    except BaseException as e:
         sd.reset_failed(spec.unit)
         with contextlib.suppress(SdctrError):
             sd.remove_unit_file(spec.unit)
         hooks.remove_container(paths, spec)
-        with contextlib.suppress(FileNotFoundError):
-            hooks.exit_file(paths, spec.id).unlink()
+        code = _take_exit_file(paths, spec)
+        if isinstance(e, SdctrError) and code in (126, 127):
+            # a --rm unit is collected at once; its poststop hook kept the init's status for us
+            raise SdctrError(str(e), e.hint, status=code) from e
         raise
+
+
+def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
+    path = hooks.exit_file(paths, spec.id)
+    try:
+        code = json.loads(path.read_text()).get("exit_code")
+        path.unlink()
+        return int(code) if code is not None else None
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.05) -> int:
@@ -121,7 +133,7 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
             raise SdctrError(f"you cannot remove a running container {spec.short_id}",
                              hint="stop it first, or remove it with 'rm -f'")
         sd.kill(spec.unit, signal.SIGKILL, who="all")
-        sd.stop(spec.unit, 10)
+        sd.stop(spec.unit)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
     hooks.remove_container(paths, spec)
@@ -207,7 +219,7 @@ def cgroup_dir(unit: dict[str, Any], controller: str) -> Path | None:
     if not cg:
         return None
     for base in (Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")):
-        d = base / cg
+        d: Path = base / cg
         if d.is_dir() and any(d.glob(f"{controller}.*")):
             return d
     return None

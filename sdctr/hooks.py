@@ -1,6 +1,7 @@
 """The unit's ExecStartPre and ExecStopPost: everything a container needs around its init.
 
     prestart  <id>   the rootfs snapshot prepared and mounted at <run>/<id>/rootfs
+    stop      <id>   SIGTERM to the container's PID 1, and the wait for it (docker stop's grace)
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
 
@@ -15,7 +16,6 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 from sdctr.log import debug
 from sdctr.spec import ContainerSpec
@@ -36,6 +36,30 @@ def prestart(paths: Paths, cid: str) -> int:
     status.update(started_at=time.time(), running=True, exit_code=None, oom_killed=False)
     write_status(paths, cid, status)
     return 0
+
+
+def stop(paths: Paths, cid: str, environ: dict[str, str] | None = None) -> int:
+    """ExecStop: SIGTERM to the container's PID 1 (which forwards it), then wait for it to go.
+    systemd kills this hook, and then everything left, when the stop timeout runs out."""
+    env = os.environ if environ is None else environ
+    pid = int(env.get("MAINPID") or 0)
+    if pid <= 1:
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return 0
+    while _alive(pid):
+        time.sleep(0.05)
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
 
 
 def poststop(paths: Paths, cid: str, environ: dict[str, str] | None = None) -> int:
@@ -123,7 +147,3 @@ def _has_mount_under(path: Path) -> bool:
     prefix = str(path).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4].startswith(prefix) for line in f)
-
-
-def status_of(paths: Paths, cid: str) -> dict[str, Any]:
-    return read_status(paths, cid)

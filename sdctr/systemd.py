@@ -81,10 +81,14 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         ("Slice", "s", "sdctr.slice"),
         # The init reports READY and hands over its child, the container's PID 1, as MAINPID:
         # systemd then supervises the container itself and no waiter of ours stays behind.
+        # (Type=forking with a PID file loses a race with commands that exit at once.)
         ("Type", "s", "notify"),
         ("NotifyAccess", "s", "main"),
         ("ExecStartPre", "a(sasb)", exec_("hook", "prestart", spec.id)),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
+        # systemd 252 does not wait for a main process it did not fork itself once it sent
+        # SIGTERM; this hook sends it and waits, so the stop timeout is a real grace period.
+        ("ExecStop", "a(sasb)", exec_("hook", "stop", spec.id)),
         ("ExecStopPost", "a(sasb)", exec_("hook", "poststop", spec.id)),
         # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
         ("KillMode", "s", "mixed"),
@@ -200,10 +204,23 @@ class Systemd:
         self._run_job(unit, lambda: self._manager.Manager.StartUnit(unit.encode(), b"replace"))
 
     def stop(self, unit: str, timeout: float | None = None) -> None:
+        """Stop with the unit's own TimeoutStopSec, or `docker stop -t`'s: SIGTERM to the main
+        process, SIGKILL to all after `timeout` seconds (systemd cannot change TimeoutStopSec of
+        a running unit), then the stop job for the hooks to run."""
         if timeout is not None:
-            self.set_runtime(unit, [("TimeoutStopUSec", "t", int(timeout * 1_000_000))])
+            self.kill(unit, 15, who="main")
+            if not self._wait_inactive(unit, timeout):
+                self.kill(unit, 9, who="all")
         self._run_job(unit, lambda: self._manager.Manager.StopUnit(unit.encode(), b"replace"),
                       expect_active=False)
+
+    def _wait_inactive(self, unit: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.unit_state(unit).get("ActiveState") in (None, "inactive", "failed"):
+                return True
+            time.sleep(0.05)
+        return False
 
     def kill(self, unit: str, signal: int, who: str = "main") -> None:
         self._call(unit, lambda: self._manager.Manager.KillUnit(unit.encode(), who.encode(), signal))
@@ -280,20 +297,21 @@ class Systemd:
             return
         if _ran(state):
             return
+        # the init's own verdict, as Docker reports it: 126 cannot invoke, 127 not found
+        code = state.get("ExecMainStatus") if state.get("ExecMainCode") == 1 else None
         raise SdctrError(f"{unit} failed to start (result: {state.get('Result', 'unknown')})",
-                         hint=journal_tail(unit))
+                         hint=journal_tail(unit), status=code if code in (126, 127) else 125)
 
     def _wait_job(self, job_path: Any) -> None:
-        from pystemd.systemd1 import Job
-
+        """Until the job is gone: GetJob fails with NoSuchJob once it finished, whatever its
+        result (the unit's state says the rest). Polling works on every pystemd and systemd."""
         path = job_path if isinstance(job_path, bytes) else str(job_path).encode()
+        job_id = int(path.rsplit(b"/", 1)[-1])
         deadline = time.monotonic() + JOB_TIMEOUT
         delay = 0.002
         while time.monotonic() < deadline:
             try:
-                j = Job(path)
-                j.load()
-                j.Job.State  # noqa: B018 - raises once the job is gone
+                self._manager.Manager.GetJob(job_id)
             except Exception:
                 return
             time.sleep(delay)

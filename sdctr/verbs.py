@@ -328,8 +328,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_hook(args: argparse.Namespace) -> int:
     from sdctr import hooks
 
-    paths = paths_of(args)
-    return hooks.prestart(paths, args.id) if args.stage == "prestart" else hooks.poststop(paths, args.id)
+    stage = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop}[args.stage]
+    return stage(paths_of(args), args.id)
 
 
 # --- images --------------------------------------------------------------------------------------
@@ -337,7 +337,8 @@ def cmd_hook(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from sdctr import images
 
-    image = images.import_tarball(paths_of(args), args.source, args.reference)
+    image = images.import_tarball(paths_of(args), args.source, args.reference,
+                                  changes=images.parse_changes(args.change) if args.change else None)
     print(f"sha256:{image.id}")
     return 0
 
@@ -378,6 +379,6 @@ def cmd_rmi(args: argparse.Namespace) -> int:
         if users and not args.force:
             raise SdctrError(f"image {ref} is used by container(s) {', '.join(users)}",
                              hint="remove them first, or use 'rmi -f'")
-        for line in images.remove(paths, ref):
+        for line in images.remove(paths, ref, force=args.force):
             print(line)
     return 0

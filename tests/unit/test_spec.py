@@ -80,7 +80,7 @@ def test_env_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "env"
     f.write_text("# comment\nA=1\n\nB=two words\n")
     assert spec.read_env_file(str(f), {}) == ["A=1", "B=two words"]
-    with pytest.raises(SdctrError, match="--env-file .*No such file"):
+    with pytest.raises(SdctrError, match=r"--env-file .*No such file"):
         spec.read_env_file(str(tmp_path / "nope"), {})
 
 

@@ -1,0 +1,553 @@
+"""The local image store, laid out the OCI way so registry pulls can fill it later.
+
+    <root>/blobs/sha256/<hex>   content-addressed: layer tarballs as given, config and manifest JSON
+    <root>/images.json          {"repositories": {"busybox:latest": "sha256:<manifest digest>"},
+                                 "dangling": ["sha256:<manifest digest>", ...]}
+
+An image is its OCI manifest; its id is the digest of its config (as Docker shows it). Tags are
+kept in the familiar short form ("busybox:latest", "quay.io/x/y:v1"). An image whose last tag moves
+to another image stays, untagged, in "dangling" (Docker's <none>:<none>), because a container
+made from it may still need it; `remove` by id deletes it. images.json changes under the state
+lock and is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shlex
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdctr import state
+from sdctr.log import SdctrError
+from sdctr.state import Paths
+from sdctr.storage import blob_path, digest_hex, driver
+
+if TYPE_CHECKING:
+    from sdctr.layers import Readable
+
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+UNPACKED_SIZE = "io.sdctr.layer.unpacked-size"  # manifest annotation on layers we made
+DEFAULT_DOMAIN = "docker.io"
+_NO_IMAGE_HINT = "sdctr import ROOTFS.tar NAME or sdctr pull NAME"
+
+# the OCI config "config" keys that `import --change` and ImageConfig carry
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Labels", "StopSignal",
+               "Volumes")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    """What the image asks of a container (the "config" section of the OCI image config)."""
+
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    workdir: str = ""
+    user: str = ""
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp"
+    labels: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
+
+    @classmethod
+    def from_oci(cls, c: Mapping[str, Any] | None) -> ImageConfig:
+        c = c or {}
+        return cls(
+            env=tuple(c.get("Env") or ()),
+            cmd=tuple(c.get("Cmd") or ()),
+            entrypoint=tuple(c.get("Entrypoint") or ()),
+            workdir=c.get("WorkingDir") or "",
+            user=c.get("User") or "",
+            exposed_ports=tuple(sorted(c.get("ExposedPorts") or {})),
+            labels=dict(c.get("Labels") or {}),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    id: str  # hex of the config digest (64)
+    repo_tags: tuple[str, ...]
+    manifest_digest: str
+    layers: tuple[str, ...]  # diff ids "sha256:<hex>", bottom first
+    layer_blobs: tuple[str, ...]  # blob digests, same order
+    config: ImageConfig
+    created: str  # ISO 8601
+    size: int  # bytes, unpacked
+    architecture: str = ""
+    os: str = "linux"
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def name(self) -> str:
+        """How messages name the image: its first tag, or its short id."""
+        return self.repo_tags[0] if self.repo_tags else self.short_id
+
+
+# --- references ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    domain: str
+    path: str  # "library/busybox"
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def repository(self) -> str:
+        """The familiar name Docker shows: "busybox", "me/app", "quay.io/x/y"."""
+        if self.domain == DEFAULT_DOMAIN:
+            official = self.path.startswith("library/") and self.path.count("/") == 1
+            return self.path[len("library/"):] if official else self.path
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def key(self) -> str:
+        """The images.json key: repository:tag, the tag defaulting to latest."""
+        return f"{self.repository}:{self.tag or 'latest'}"
+
+
+# docker/distribution reference grammar (reference/regexp.go)
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST_REF = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+_HEX_ID = re.compile(r"(?:sha256:)?([0-9a-f]{3,64})")
+_REF_HINT = "examples: busybox, busybox:1.36, registry.example.com/team/app:v2"
+
+
+def parse_reference(ref: str) -> Reference:
+    """NAME[:TAG][@DIGEST] as Docker reads it; refuses what Docker would refuse."""
+    def bad(why: str = "") -> SdctrError:
+        return SdctrError(f"invalid reference format {ref!r}{': ' + why if why else ''}", hint=_REF_HINT)
+
+    name, _, digest = ref.partition("@")
+    if digest and not _DIGEST_REF.fullmatch(digest):
+        raise bad("the digest is not ALGORITHM:HEX")
+    tag = None
+    slash = name.rfind("/")
+    if name.rfind(":") > slash:
+        name, tag = name.rsplit(":", 1)
+        if not _TAG.fullmatch(tag):
+            raise bad("the tag may hold letters, digits, '_', '.', '-' (128 at most)")
+    first, sep, remainder = name.partition("/")
+    # the first component is a registry when it looks like a host name (docker's splitDockerDomain)
+    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        domain, path = first, remainder
+        if not _DOMAIN.fullmatch(domain):
+            raise bad(f"{domain!r} is not a registry host")
+    else:
+        domain, path = DEFAULT_DOMAIN, name
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = f"library/{path}"
+    if not name or len(name) > 255:
+        raise bad("the repository name must have 1 to 255 characters")
+    for component in path.split("/"):
+        if not _PATH_COMPONENT.fullmatch(component):
+            if _PATH_COMPONENT.fullmatch(component.lower()):
+                raise bad("repository name must be lowercase")
+            raise bad(f"{component!r}: name components are lowercase letters and digits, "
+                      "separated by '.', '_', '__' or '-'")
+    return Reference(domain, path, tag, digest or None)
+
+
+def _tag_reference(ref: str) -> Reference:
+    """A reference that can name a new tag: no digest, not a 64-hex image id."""
+    r = parse_reference(ref)
+    if r.digest:
+        raise SdctrError(f"{ref!r}: a tag cannot carry a digest", hint="give NAME[:TAG]")
+    if re.fullmatch(r"[0-9a-f]{64}", r.repository):
+        raise SdctrError(f"{ref!r}: a repository name cannot be a 64-character hex string (an image id)")
+    return r
+
+
+# --- blobs -----------------------------------------------------------------------------------------
+
+def write_blob(paths: Paths, stream: Readable) -> tuple[str, int]:
+    """Copies a stream into the content store: (digest, size). Temp file, fsync, rename."""
+    d = paths.root / "blobs" / "sha256"
+    d.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    sha, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            while data := stream.read(1 << 20):
+                sha.update(data)
+                f.write(data)
+                size += len(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, d / sha.hexdigest())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return f"sha256:{sha.hexdigest()}", size
+
+
+def write_blob_bytes(paths: Paths, data: bytes) -> str:
+    return write_blob(paths, io.BytesIO(data))[0]
+
+
+def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
+    try:
+        data = blob_path(paths, digest).read_bytes()
+    except FileNotFoundError:
+        raise SdctrError(f"blob {digest} is missing from the image store",
+                         hint="remove the image and import or pull it again") from None
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise SdctrError(f"blob {digest} is corrupt (its content has another digest)")
+    loaded: dict[str, Any] = json.loads(data)
+    return loaded
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+# --- images.json -----------------------------------------------------------------------------------
+
+def _index_path(paths: Paths) -> Path:
+    return paths.root / "images.json"
+
+
+def _load_index(paths: Paths) -> dict[str, Any]:
+    try:
+        idx: dict[str, Any] = state.read_json(_index_path(paths))
+    except FileNotFoundError:
+        idx = {}
+    idx.setdefault("repositories", {})
+    idx.setdefault("dangling", [])
+    return idx
+
+
+def _set_tag(idx: dict[str, Any], key: str, manifest: str) -> None:
+    repos: dict[str, str] = idx["repositories"]
+    previous = repos.get(key)
+    repos[key] = manifest
+    if manifest in idx["dangling"]:
+        idx["dangling"].remove(manifest)
+    if previous and previous != manifest and previous not in repos.values():
+        idx["dangling"].append(previous)
+
+
+def _manifests(idx: Mapping[str, Any]) -> list[str]:
+    return list(dict.fromkeys([*idx["repositories"].values(), *idx["dangling"]]))
+
+
+def _load(paths: Paths, idx: Mapping[str, Any], manifest_digest: str) -> Image:
+    manifest = read_json_blob(paths, manifest_digest)
+    config_digest = manifest["config"]["digest"]
+    config = read_json_blob(paths, config_digest)
+    layers = manifest.get("layers") or []
+    sizes = [int((d.get("annotations") or {}).get(UNPACKED_SIZE, d.get("size", 0))) for d in layers]
+    return Image(
+        id=digest_hex(config_digest),
+        repo_tags=tuple(sorted(k for k, v in idx["repositories"].items() if v == manifest_digest)),
+        manifest_digest=manifest_digest,
+        layers=tuple(config.get("rootfs", {}).get("diff_ids") or ()),
+        layer_blobs=tuple(d["digest"] for d in layers),
+        config=ImageConfig.from_oci(config.get("config")),
+        created=config.get("created", ""),
+        size=sum(sizes),
+        architecture=config.get("architecture", ""),
+        os=config.get("os", "linux"),
+    )
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+def list_images(paths: Paths) -> list[Image]:
+    """Every image, newest first (as `docker images` lists them)."""
+    idx = _load_index(paths)
+    images = [_load(paths, idx, m) for m in _manifests(idx)]
+    return sorted(images, key=lambda i: i.created, reverse=True)
+
+
+def resolve(paths: Paths, ref: str) -> Image:
+    """An image by name[:tag], name@digest, full image id, or a unique id prefix (3+ hex)."""
+    idx = _load_index(paths)
+    hex_id = _HEX_ID.fullmatch(ref)
+    if hex_id and len(hex_id.group(1)) == 64:
+        for image in (_load(paths, idx, m) for m in _manifests(idx)):
+            if image.id == hex_id.group(1):
+                return image
+    try:
+        r = parse_reference(ref)
+    except SdctrError:
+        if not hex_id:
+            raise
+        r = None
+    if r is not None and r.digest:
+        if r.digest in _manifests(idx):
+            return _load(paths, idx, r.digest)
+    elif r is not None and r.key in idx["repositories"]:
+        return _load(paths, idx, idx["repositories"][r.key])
+    if hex_id:  # an id prefix, as Docker tries after the names
+        found = {i.id: i for i in (_load(paths, idx, m) for m in _manifests(idx))
+                 if i.id.startswith(hex_id.group(1))}
+        if len(found) > 1:
+            raise SdctrError(f"{ref!r} matches {len(found)} images; give more of the id")
+        if found:
+            return next(iter(found.values()))
+    raise SdctrError(f"no such image: {ref}", hint=_NO_IMAGE_HINT)
+
+
+def tag(paths: Paths, src: str, dst: str) -> None:
+    image = resolve(paths, src)
+    key = _tag_reference(dst).key
+    with state.locked(paths):
+        idx = _load_index(paths)
+        _set_tag(idx, key, image.manifest_digest)
+        state.write_json_atomic(_index_path(paths), idx)
+
+
+def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
+    """`docker rmi`: by name, untags it and deletes the image if that was its last tag; by id,
+    deletes the image (with several tags only when forced). Blobs and unpacked layers nothing
+    else references go too. The caller checks that no container uses the image.
+
+    Returns Docker's report lines ("Untagged: busybox:latest", "Deleted: sha256:<id>").
+    """
+    image = resolve(paths, ref)
+    lines: list[str] = []
+    with state.locked(paths):
+        idx = _load_index(paths)
+        repos: dict[str, str] = idx["repositories"]
+        tags = sorted(k for k, v in repos.items() if v == image.manifest_digest)
+        by_name = _names_tag(ref, tags)
+        if by_name:
+            tags = [by_name]
+        elif len(tags) > 1 and not force:
+            raise SdctrError(f"unable to delete {image.short_id}: the image is referenced in "
+                             f"{len(tags)} repositories ({', '.join(tags)})",
+                             hint="remove it by name, or force it with -f")
+        for t in tags:
+            del repos[t]
+            lines.append(f"Untagged: {t}")
+        if image.manifest_digest not in repos.values():
+            if image.manifest_digest in idx["dangling"]:
+                idx["dangling"].remove(image.manifest_digest)
+            lines.append(f"Deleted: sha256:{image.id}")
+        state.write_json_atomic(_index_path(paths), idx)
+        if lines[-1].startswith("Deleted:"):
+            _collect_garbage(paths, idx, image)
+    return lines
+
+
+def _names_tag(ref: str, tags: Sequence[str]) -> str | None:
+    """The tag ``ref`` names, if it is a name rather than an id."""
+    with contextlib.suppress(SdctrError):
+        key = parse_reference(ref).key
+        if key in tags:
+            return key
+    return None
+
+
+def _collect_garbage(paths: Paths, idx: Mapping[str, Any], gone: Image) -> None:
+    """Deletes ``gone``'s blobs and unpacked layers that no remaining image references."""
+    blobs: set[str] = set()
+    diff_ids: set[str] = set()
+    for m in _manifests(idx):
+        with contextlib.suppress(SdctrError, KeyError, ValueError):
+            other = _load(paths, idx, m)
+            blobs.update([m, f"sha256:{other.id}", *other.layer_blobs])
+            diff_ids.update(other.layers)
+    for digest in (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs):
+        if digest not in blobs:
+            with contextlib.suppress(FileNotFoundError):
+                blob_path(paths, digest).unlink()
+    driver(paths).prune_layers(diff_ids)
+
+
+def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
+                 changes: Mapping[str, Any] | None = None, comment: str = "") -> Image:
+    """Makes an image of layer blobs already in the store: reads each (all name rules apply, so
+    a hostile tar is refused here, before anyone runs it) for its diff id and size, writes the
+    OCI config and manifest, and tags the image ``ref`` (untagged if None)."""
+    from sdctr.layers import compression, inspect_layer  # tarfile: only when making images
+
+    key = _tag_reference(ref).key if ref else None
+    config_section = _check_changes(changes or {})
+    descriptors, diff_ids = [], []
+    for blob in layer_blobs:
+        with open(blob_path(paths, blob), "rb") as f:
+            kind = compression(f.read(4))
+            f.seek(0)
+            info = inspect_layer(f, image=key or "(untagged)", digest=blob)
+        diff_ids.append(info.diff_id)
+        descriptors.append({
+            "mediaType": MEDIA_LAYER + (f"+{kind}" if kind else ""),
+            "digest": blob,
+            "size": blob_path(paths, blob).stat().st_size,
+            "annotations": {UNPACKED_SIZE: str(info.size)},
+        })
+    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    config = {
+        "created": created,
+        "architecture": host_architecture(),
+        "os": "linux",
+        "config": config_section,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": created, "created_by": "sdctr import", "comment": comment}],
+    }
+    config_bytes = _canonical(config)
+    config_digest = write_blob_bytes(paths, config_bytes)
+    manifest_bytes = _canonical({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+        "layers": descriptors,
+    })
+    manifest_digest = write_blob_bytes(paths, manifest_bytes)
+    with state.locked(paths):
+        # a concurrent `remove` may have collected a blob we share with the image it removed
+        for digest in (*layer_blobs, config_digest, manifest_digest):
+            if not blob_path(paths, digest).exists():
+                raise SdctrError(f"blob {digest} vanished while the image was made (a concurrent "
+                                 "removal?)", hint="run the command again")
+        idx = _load_index(paths)
+        if key:
+            _set_tag(idx, key, manifest_digest)
+        elif manifest_digest not in _manifests(idx):
+            idx["dangling"].append(manifest_digest)
+        state.write_json_atomic(_index_path(paths), idx)
+    return _load(paths, idx, manifest_digest)
+
+
+def import_tarball(paths: Paths, source: str, ref: str, *, changes: Mapping[str, Any] | None = None) -> Image:
+    """`docker import`: a root file system tarball (a path, or "-" for stdin; plain, gzip or zstd)
+    becomes a one-layer image tagged ``ref`` (":latest" when no tag is given)."""
+    _tag_reference(ref)  # a bad name fails before reading a gigabyte from stdin
+    _check_changes(changes or {})
+    if source == "-":
+        digest, _ = write_blob(paths, sys.stdin.buffer)
+    else:
+        try:
+            f = open(source, "rb")
+        except OSError as e:
+            raise SdctrError(f"cannot read {source}: {e.strerror}") from None
+        with f:
+            digest, _ = write_blob(paths, f)
+    try:
+        return create_image(paths, [digest], ref, changes=changes, comment=f"imported from {source}")
+    except BaseException:
+        with state.locked(paths):  # unless another image already had this very blob
+            idx = _load_index(paths)
+            used: set[str] = set()
+            for m in _manifests(idx):
+                with contextlib.suppress(SdctrError, KeyError):
+                    used.update(_load(paths, idx, m).layer_blobs)
+            if digest not in used:
+                with contextlib.suppress(FileNotFoundError):
+                    blob_path(paths, digest).unlink()
+        raise
+
+
+def host_architecture() -> str:
+    """The host as an OCI/Go architecture name."""
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386",
+            "i686": "386", "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
+            "riscv64": "riscv64"}.get(machine, machine)
+
+
+# --- import --change -------------------------------------------------------------------------------
+
+def _check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The OCI config section for ``changes`` (keys as in CONFIG_KEYS), with types checked."""
+    out: dict[str, Any] = {}
+    for key, given in changes.items():
+        value: Any = given
+        if key not in CONFIG_KEYS:
+            raise SdctrError(f"--change: {key!r} cannot be set", hint=f"one of {', '.join(CONFIG_KEYS)}")
+        if key in ("Env", "Cmd", "Entrypoint"):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise SdctrError(f"--change: {key} must be a list of strings")
+            value = list(value)
+        elif key in ("ExposedPorts", "Labels", "Volumes"):
+            if not isinstance(value, Mapping):
+                raise SdctrError(f"--change: {key} must be a mapping")
+            value = dict(value)
+        elif not isinstance(value, str):
+            raise SdctrError(f"--change: {key} must be a string")
+        out[key] = value
+    return out
+
+
+def parse_changes(lines: Iterable[str]) -> dict[str, Any]:
+    """`docker import --change` instructions (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR,
+    STOPSIGNAL, VOLUME) as the ``changes`` mapping for import_tarball."""
+    out: dict[str, Any] = {}
+    for line in lines:
+        word, _, rest = line.strip().partition(" ")
+        instr, rest = word.upper(), rest.strip()
+        if not rest:
+            raise SdctrError(f"--change {line!r}: {instr or 'the instruction'} needs an argument")
+        if instr in ("CMD", "ENTRYPOINT"):
+            out[instr.title() if instr == "CMD" else "Entrypoint"] = _exec_form(line, rest)
+        elif instr == "ENV":
+            env = dict(e.split("=", 1) for e in out.get("Env", []))
+            env.update(_pairs(line, rest, legacy_space=True))
+            out["Env"] = [f"{k}={v}" for k, v in env.items()]
+        elif instr == "LABEL":
+            out.setdefault("Labels", {}).update(_pairs(line, rest, legacy_space=False))
+        elif instr == "EXPOSE":
+            ports = out.setdefault("ExposedPorts", {})
+            for p in rest.split():
+                if not re.fullmatch(r"\d{1,5}(?:-\d{1,5})?(?:/(?:tcp|udp|sctp))?", p):
+                    raise SdctrError(f"--change {line!r}: {p!r} is not PORT[/PROTOCOL]")
+                ports[p if "/" in p else f"{p}/tcp"] = {}
+        elif instr == "VOLUME":
+            vols = _exec_form(line, rest) if rest.startswith("[") else rest.split()
+            out.setdefault("Volumes", {}).update({v: {} for v in vols})
+        elif instr in ("USER", "WORKDIR", "STOPSIGNAL"):
+            out[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[instr]] = rest
+        else:
+            raise SdctrError(f"--change {line!r}: {instr!r} is not supported",
+                             hint="CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL")
+    return out
+
+
+def _exec_form(line: str, rest: str) -> list[str]:
+    """JSON array form as is; shell form through /bin/sh -c, as a Dockerfile does."""
+    if rest.startswith("["):
+        try:
+            value = json.loads(rest)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SdctrError(f"--change {line!r}: not a JSON array of strings")
+        return value
+    return ["/bin/sh", "-c", rest]
+
+
+def _pairs(line: str, rest: str, *, legacy_space: bool) -> dict[str, str]:
+    words = shlex.split(rest)
+    if legacy_space and words and "=" not in words[0]:  # ENV KEY value with spaces
+        key, _, value = rest.partition(" ")
+        return {key: value.strip()}
+    pairs = {}
+    for w in words:
+        key, eq, value = w.partition("=")
+        if not key or not eq:
+            raise SdctrError(f"--change {line!r}: {w!r} is not KEY=VALUE")
+        pairs[key] = value
+    return pairs

@@ -1,0 +1,623 @@
+"""The container's init: `sdctr init <id>`, the ExecStart= of the unit ctr-<id12>.service.
+
+A straight line of named steps, after runc's standard_init_linux.go and rootfs_linux.go:
+
+  parent (the unit's main process)     child (PID 1 of the new PID namespace)
+  --------------------------------     ----------------------------------------------------------
+  read the spec, write etc files       unshare mnt, uts, ipc (+net); take the terminal
+  unshare pid (for the child)          make mounts slave; bind the rootfs; /proc, /sys, /dev,
+  fork ------------------------------> volumes, /etc files; pivot_root; masked and read-only
+                                       paths; hostname; workdir; read-only /
+  wait for the report pipe             user; capabilities; no_new_privs; seccomp
+  READY=1 + MAINPID=child, exit 0      exec the reaper (tini) by fd, which runs the command
+  (or, without systemd: wait)
+
+The child reports a failure as one line "STATUS message" on a close-on-exec pipe; a successful
+exec closes the pipe, so end of file without a line means the command is running. The parent
+then hands the child to systemd (Type=notify, MAINPID=) and exits: no host-side waiter stays,
+and the unit's cgroup holds the reaper and the workload only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import termios
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from sdctr import linux, reaper, seccomp, state
+from sdctr.caps import ALL_CAPS, cap_number
+from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
+from sdctr.spec import ContainerSpec, Mount, NetworkMode, merge_env
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Static reapers only: a dynamic one would look for its ELF interpreter inside the container.
+REAPERS = ("/usr/bin/tini-static", "/usr/libexec/podman/catatonit", "/usr/bin/catatonit")
+# SDCTR_INIT_REAPER=python forces the fallback (tests), or names another static reaper binary.
+REAPER_ENV = "SDCTR_INIT_REAPER"
+
+# runc's and moby's defaults (oci/defaults.go): paths that leak host information or reach host
+# hardware get nothing (a read-only tmpfs over a directory, /dev/null over a file)...
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+# ...and the host-wide knobs under /proc are readable but not writable.
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# (name, major, minor): the nodes every image expects (OCI runtime spec "Default Devices").
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
+           ("tty", 5, 0))
+DEV_SYMLINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"), ("ptmx", "pts/ptmx"))
+ETC_FILES = ("hostname", "hosts", "resolv.conf")
+
+
+class SetupError(SdctrError):
+    """A failed step in the child; its status (125, 126, 127) becomes the container's."""
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+# --- parent --------------------------------------------------------------------------------------
+
+def run_init(paths: state.Paths, cid: str) -> int:
+    try:
+        spec = state.find_by_id(paths, cid)
+        rootfs = paths.rootfs(cid)
+        if not rootfs.is_dir():
+            raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
+                             f"{rootfs}", hint="the unit's ExecStartPre hook mounts it")
+        write_etc_files(paths.container_dir(cid), spec)
+        reaper_path = find_reaper()
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        new_pid_namespace()
+        # Held until we can forward them: a SIGTERM that came before the handlers were set would
+        # kill us and orphan the container.
+        signal.pthread_sigmask(signal.SIG_BLOCK, reaper.FORWARDED)
+        pid = os.fork()
+        if pid == 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
+            os.close(report_r)
+            _child(spec, paths, reaper_path, report_w)
+        _forward_signals(pid)
+        os.close(report_w)
+        failure = _read_report(report_r)
+        if failure is not None:
+            os.waitpid(pid, 0)
+            raise SdctrError(failure[1], status=failure[0])
+        try:
+            notified = sd_notify(f"READY=1\nMAINPID={pid}")
+        except SdctrError:  # nobody would adopt the container: it must not outlive us
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        if notified:
+            return 0  # systemd adopts the container's PID 1 as the unit's main process
+        _, status = os.waitpid(pid, 0)
+        return reaper.exit_status(status)
+    except SdctrError as e:
+        error(str(e), e.hint)
+        return e.status
+    except OSError as e:
+        error(describe(e))
+        return EXIT_SDCTR
+
+
+def describe(e: OSError) -> str:
+    """One line: sdctr.linux already names the call in strerror; os names the file."""
+    if e.filename is not None:
+        return f"{e.filename}: {e.strerror}"
+    return e.strerror or str(e)
+
+
+def hostname_of(spec: ContainerSpec) -> str:
+    return spec.hostname or spec.short_id
+
+
+def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
+    """hostname, hosts and resolv.conf for the container, kept in its record directory and
+    bind-mounted over the image's own (as Docker does), so the image is never modified."""
+    hostname = hostname_of(spec)
+    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+             f"127.0.1.1\t{hostname}\n")
+    try:
+        host_resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        host_resolv = ""
+    if spec.network is NetworkMode.NONE:  # no route to any nameserver: keep search/options only
+        kept = [ln for ln in host_resolv.splitlines() if not ln.strip().startswith("nameserver")]
+        resolv = "# --network none: no DNS servers\n" + "".join(f"{ln}\n" for ln in kept)
+    else:
+        resolv = host_resolv
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (("hostname", f"{hostname}\n"), ("hosts", hosts), ("resolv.conf", resolv)):
+        tmp = directory / f".{name}.tmp{os.getpid()}"
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, directory / name)
+
+
+def find_reaper() -> str | None:
+    """The host's static tini or catatonit; None means the Python fallback (sdctr.reaper)."""
+    chosen = os.environ.get(REAPER_ENV)
+    if chosen == "python":
+        return None
+    for path in (chosen,) if chosen else REAPERS:
+        if os.access(path, os.X_OK) and _is_static_elf(path):
+            return path
+    return None
+
+
+def _is_static_elf(path: str) -> bool:
+    """No PT_INTERP program header: the binary runs in a root without the host's libc."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # ELFCLASS64
+            return False
+        end = "<" if head[5] == 1 else ">"
+        phoff, = struct.unpack(end + "Q", head[32:40])
+        phentsize, phnum = struct.unpack(end + "HH", head[54:58])
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return all(struct.unpack(end + "I", table[i:i + 4])[0] != 3  # PT_INTERP
+               for i in range(0, len(table), phentsize))
+
+
+def new_pid_namespace() -> None:
+    # Only the children forked from now on are in it; we stay where systemd sees us.
+    linux.unshare(linux.CLONE_NEWPID)
+
+
+def enter_namespaces(spec: ContainerSpec) -> None:
+    """The child's namespaces. The parent stays in the host's mount and network namespaces: the
+    pivot_root(2) the child makes moves every process of its mount namespace whose root is the
+    old root (the parent would end up in the container's root), and an abstract NOTIFY_SOCKET
+    address exists only in the host's network namespace."""
+    flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+    if spec.network is NetworkMode.NONE:
+        flags |= linux.CLONE_NEWNET
+    linux.unshare(flags)
+    if spec.network is NetworkMode.NONE:
+        linux.set_link_up("lo")
+
+
+def _read_report(fd: int) -> tuple[int, str] | None:
+    chunks = []
+    with open(fd, "rb") as f:
+        chunks.append(f.read())
+    line = b"".join(chunks).decode(errors="replace").strip()
+    if not line:
+        return None
+    status, _, message = line.partition(" ")
+    return (int(status) if status.isdigit() else EXIT_SDCTR), message
+
+
+def _forward_signals(pid: int) -> None:
+    """Without systemd (tests, debugging) we stay as the waiter and pass our signals on."""
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    for sig in reaper.FORWARDED:
+        signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
+
+
+def sd_notify(message: str) -> bool:
+    """sd_notify(3), then a BARRIER=1 so that systemd has read READY=1 and MAINPID= before our
+    exit reaches it; otherwise it may see the main process exit first and fail the unit. A
+    systemd without BARRIER= support still closes the received fd, which ends the wait too."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    try:
+        _notify(address, message)
+    except OSError as e:
+        raise SdctrError(f"cannot notify systemd at NOTIFY_SOCKET={address}: {e.strerror}") from e
+    return True
+
+
+def _notify(address: str, message: str) -> None:
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        s.connect(address)
+        s.sendall(message.encode())
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            s.sendmsg([b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", w))])
+            os.close(w)
+            w = -1
+            poller = select.poll()
+            poller.register(r, 0)  # POLLHUP is always reported
+            poller.poll(5000)
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+
+
+# --- child: PID 1 of the container ---------------------------------------------------------------
+
+def _child(spec: ContainerSpec, paths: state.Paths, reaper_path: str | None, report_fd: int) -> NoReturn:
+    try:
+        _container_init(spec, paths, reaper_path, report_fd)
+    except SdctrError as e:
+        _report(report_fd, e.status, str(e))
+    except OSError as e:
+        _report(report_fd, EXIT_SDCTR, describe(e))
+    except BaseException as e:
+        _report(report_fd, EXIT_SDCTR, f"internal error: {e.__class__.__name__}: {e}")
+    os._exit(EXIT_SDCTR)
+
+
+def _report(fd: int, status: int, message: str) -> NoReturn:
+    with contextlib.suppress(OSError):
+        os.write(fd, f"{status} {message}\n".encode())
+    os._exit(status)
+
+
+def _container_init(spec: ContainerSpec, paths: state.Paths, reaper_path: str | None,
+                    report_fd: int) -> NoReturn:
+    enter_namespaces(spec)
+    take_terminal(spec.tty)
+    rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))
+    reaper_fd = open_reaper(reaper_path) if reaper_path else None
+    syscall_filter = seccomp.Filter(spec.capabilities)
+    mount_proc_and_sys(rootfs)
+    mount_dev(rootfs, spec.tty)
+    mount_volumes(rootfs, spec.mounts)
+    mount_etc_files(rootfs, paths.container_dir(spec.id))
+    pivot_into(rootfs)
+    mask_paths(MASKED_PATHS)
+    make_readonly(READONLY_PATHS)
+    linux.sethostname(hostname_of(spec))
+    os.makedirs(spec.workdir, mode=0o755, exist_ok=True)  # as Docker does for a missing WORKDIR
+    if spec.read_only:
+        remount_readonly("/")
+    user = resolve_user(spec.user)
+    os.chdir(spec.workdir)
+    env = container_env(spec, user)
+    drop_privileges(user, spec.capabilities)
+    path = resolve_command(spec.command[0], env)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    syscall_filter.load()
+    if reaper_fd is None:
+        reaper.run(path, spec.command, env, report_fd, spec.tty)
+    # tini (and catatonit) take the command after "--" and run it with our environment.
+    os.execve(reaper_fd, [os.path.basename(str(reaper_path)), "--", *spec.command],
+              dict(e.partition("=")[::2] for e in env))
+
+
+def take_terminal(tty: bool) -> None:
+    """A session of our own, detached from the caller's terminal; with --tty the pty slave the
+    CLI passed as stdin becomes the controlling terminal, so ^C and job control reach the
+    command."""
+    try:
+        os.setsid()
+    except OSError as e:
+        raise SetupError(f"setsid: {e.strerror}") from e
+    if tty:
+        if not os.isatty(0):
+            raise SetupError("--tty was asked for but the init's stdin is not a terminal")
+        # 1: take it even if it is some other session's controlling terminal (we still hold
+        # CAP_SYS_ADMIN here); the CLI that made the pty never uses it as its own.
+        try:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 1)
+        except OSError as e:
+            raise SetupError(f"cannot make the pty the container's terminal: {e.strerror}") from e
+
+
+def prepare_rootfs(rootfs: str) -> str:
+    # Mount events must not travel back to the host: a host with systemd has / shared, and
+    # every mount we make would appear in every other namespace (runc's default rslave).
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    # pivot_root(2) needs new_root to be a mount point; the hook's mount is one, a directory
+    # (tests, debugging) is not until bound onto itself.
+    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+    return rootfs
+
+
+def open_reaper(path: str) -> int:
+    """An O_PATH descriptor of the host's reaper, to exec after pivot_root. It goes through a
+    read-only bind of itself, so /proc/1/exe in the container leads to a read-only mount: a
+    container root cannot rewrite the host's binary through it (CVE-2019-5736, where runc was
+    overwritten the same way). The bind lives in our mount namespace only."""
+    linux.mount(path, path, None, linux.MS_BIND)
+    remount_readonly(path)
+    return os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+
+@contextlib.contextmanager
+def opened_in_root(root: str, path: str, create: str | None = None,
+                   no_symlinks: bool = False) -> Iterator[str]:
+    """Yields a /proc/self/fd path to `path` resolved inside `root`, as if root were "/".
+
+    Each component is opened with O_NOFOLLOW relative to its parent's descriptor and symlinks
+    are resolved by hand, so neither "..", nor an absolute or relative link, nor a link swapped
+    in while we walk can lead outside the root; mounting onto the descriptor's path then hits
+    exactly what was checked (runc's securejoin + mount-by-fd, CVE-2021-30465). create="dir"
+    or "file" makes what is missing, the last component as that kind. no_symlinks refuses any
+    symlink on the way (for /proc and /sys: CVE-2019-19921, proc mounted through a link)."""
+    stack = [os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
+    todo = [p for p in reversed(path.split("/")) if p]
+    links = 0
+    try:
+        while todo:
+            name = todo.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            fd = _open_component(stack[-1], name, create, last=not todo)
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink("", dir_fd=fd)
+                os.close(fd)
+                links += 1
+                if no_symlinks or links > 40:
+                    raise OSError(errno.ELOOP, f"{path} in {root}: "
+                                  f"{'is a symlink' if no_symlinks else os.strerror(errno.ELOOP)}")
+                if target.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                todo.extend(p for p in reversed(target.split("/")) if p)
+                continue
+            stack.append(fd)
+            if todo and not stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.ENOTDIR, f"{path} in {root}: {name} is not a directory")
+        yield f"/proc/self/fd/{stack[-1]}"
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def _open_component(dirfd: int, name: str, create: str | None, last: bool) -> int:
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, dir_fd=dirfd)
+    except FileNotFoundError:
+        if create is None:
+            raise
+    with contextlib.suppress(FileExistsError):
+        if last and create == "file":  # O_EXCL: never through a symlink planted meanwhile
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
+                             dir_fd=dirfd))
+        else:
+            os.mkdir(name, 0o755, dir_fd=dirfd)
+    return os.open(name, flags, dir_fd=dirfd)
+
+
+def mount_in_root(root: str, target: str, source: str | None, fstype: str | None, flags: int,
+                  *, data: str | None = None, create: str = "dir", no_symlinks: bool = False) -> None:
+    with opened_in_root(root, target, create=create, no_symlinks=no_symlinks) as where:
+        linux.mount(source, where, fstype, flags, data)
+
+
+def mount_proc_and_sys(rootfs: str) -> None:
+    nosuid_nodev_noexec = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    # Our PID namespace's proc: the host's processes are not in it.
+    mount_in_root(rootfs, "/proc", "proc", "proc", nosuid_nodev_noexec, no_symlinks=True)
+    # Read-only always: writable sysfs reaches host devices and kernel knobs, even with the
+    # host's network namespace (then it also shows the host's interfaces, as Docker's does).
+    mount_in_root(rootfs, "/sys", "sysfs", "sysfs", nosuid_nodev_noexec | linux.MS_RDONLY,
+                  no_symlinks=True)
+
+
+def mount_dev(rootfs: str, tty: bool) -> None:
+    mount_in_root(rootfs, "/dev", "tmpfs", "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
+                  data="mode=755,size=65536k", no_symlinks=True)
+    dev = f"{rootfs}/dev"  # a tmpfs of our own from here on: nothing in it is the image's
+    os.mkdir(f"{dev}/pts", 0o755)
+    # newinstance: the container's ptys are its own, not the host's /dev/pts (and ptmx must
+    # point into it, hence the symlink below and ptmxmode for non-root users).
+    linux.mount("devpts", f"{dev}/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    os.mkdir(f"{dev}/shm", 0o1777)
+    linux.mount("shm", f"{dev}/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                "mode=1777,size=65536k")
+    os.mkdir(f"{dev}/mqueue", 0o755)
+    try:  # the IPC namespace's message queues; absent from kernels without POSIX_MQUEUE
+        linux.mount("mqueue", f"{dev}/mqueue", "mqueue", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    except OSError as e:
+        if e.errno != errno.ENODEV:
+            raise
+    for name, major, minor in DEVICES:
+        node = f"{dev}/{name}"
+        try:
+            os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(node, 0o666)  # mknod obeys the umask
+        except PermissionError:  # no CAP_MKNOD (a user namespace): share the host's node
+            Path(node).touch(0o666)
+            linux.mount(f"/dev/{name}", node, None, linux.MS_BIND)
+    for name, target in DEV_SYMLINKS:
+        os.symlink(target, f"{dev}/{name}")
+    if tty:
+        Path(f"{dev}/console").touch(0o600)
+        linux.mount(os.ttyname(0), f"{dev}/console", None, linux.MS_BIND)
+
+
+def mount_volumes(rootfs: str, mounts: Sequence[Mount]) -> None:
+    for m in mounts:
+        if not os.path.exists(m.source):  # docker run -v creates a missing host directory
+            os.makedirs(m.source, 0o755)
+        kind = "dir" if os.path.isdir(m.source) else "file"
+        mount_in_root(rootfs, m.target, m.source, None, linux.MS_BIND | linux.MS_REC, create=kind)
+        if m.readonly:
+            # Reopened: the bind now covers the target, and the remount must hit the bind.
+            # Submounts of the source stay writable (mount_setattr(2) could fix that on 5.12+).
+            with opened_in_root(rootfs, m.target) as where:
+                remount_readonly(where)
+
+
+def mount_etc_files(rootfs: str, record_dir: Path) -> None:
+    for name in ETC_FILES:
+        mount_in_root(rootfs, f"/etc/{name}", str(record_dir / name), None, linux.MS_BIND,
+                      create="file")
+
+
+def pivot_into(rootfs: str) -> None:
+    # runc's pivot_root(".", ".") trick: no put_old directory needs to exist in the image; the
+    # old root ends up stacked on the new one, where it is detached.
+    fd = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
+    linux.pivot_root(".", ".")
+    # Slave first, so that unmounting the old root cannot propagate to a shared peer on the host.
+    linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
+    linux.umount2(".", linux.MNT_DETACH)
+    os.chdir("/")
+
+
+def mask_paths(paths: Sequence[str]) -> None:
+    for path in paths:
+        if os.path.isdir(path):
+            linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY)
+        elif os.path.exists(path):
+            linux.mount("/dev/null", path, None, linux.MS_BIND)
+
+
+def make_readonly(paths: Sequence[str]) -> None:
+    for path in paths:
+        if os.path.exists(path):
+            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+            remount_readonly(path)
+
+
+_KEPT_MOUNT_FLAGS = ((os.ST_NOSUID, linux.MS_NOSUID), (os.ST_NODEV, linux.MS_NODEV),
+                     (os.ST_NOEXEC, linux.MS_NOEXEC), (os.ST_NOATIME, linux.MS_NOATIME),
+                     (os.ST_NODIRATIME, linux.MS_NODIRATIME), (os.ST_RELATIME, linux.MS_RELATIME))
+
+
+def remount_readonly(path: str) -> None:
+    # A bind remount replaces all per-mount flags; the ones already set are kept (in a user
+    # namespace dropping a locked flag would fail with EPERM, and nosuid must stay anyway).
+    current = os.statvfs(path).f_flag
+    kept = 0
+    for st_flag, ms_flag in _KEPT_MOUNT_FLAGS:
+        if current & st_flag:
+            kept |= ms_flag
+    linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | kept)
+
+
+# --- identity, environment, privileges (inside the new root) ------------------------------------
+
+def _read_db(path: str, fields: int) -> list[list[str]]:
+    """Entries of /etc/passwd or /etc/group, read without following the image into a FIFO or a
+    device that would block us."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        lines = f.read().splitlines()
+    entries = [ln.split(":") for ln in lines if ln and not ln.startswith("#")]
+    return [e for e in entries if len(e) >= fields and e[2].isdigit()]
+
+
+def resolve_user(user: str) -> User:
+    """docker run --user: "", "name", "uid", with ":group" or ":gid", looked up in the image."""
+    name, _, group = user.partition(":")
+    name = name or "0"
+    passwd = _read_db("/etc/passwd", 7)
+    groups = _read_db("/etc/group", 4)
+    entry = next((e for e in passwd if e[0] == name), None)
+    if entry is None and name.isdigit():
+        entry = next((e for e in passwd if e[2] == name), None)
+    if entry is None and not name.isdigit():
+        raise SetupError(f"unable to find user {name}: no matching entries in passwd file")
+    uid = int(entry[2]) if entry else int(name)
+    gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    home = (entry[5] if entry else "") or "/"
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            match = next((g for g in groups if g[0] == group), None)
+            if match is None:
+                raise SetupError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(match[2])
+    # runc's GetExecUser: an explicit group is the only one; otherwise the user's memberships.
+    member_of = set() if group else {int(g[2]) for g in groups if entry and entry[0] in g[3].split(",")}
+    return User(uid, gid, tuple(sorted(member_of | {gid})), home)
+
+
+def container_env(spec: ContainerSpec, user: User) -> tuple[str, ...]:
+    base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname_of(spec)}"]
+    if spec.tty:
+        base.append("TERM=xterm")
+    env = merge_env(base, spec.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env += (f"HOME={user.home}",)
+    return env
+
+
+def capability_mask(capabilities: Sequence[str], last_cap: int | None = None) -> int:
+    """The 64-bit mask of the named capabilities the running kernel knows."""
+    last = linux.cap_last_cap() if last_cap is None else last_cap
+    return sum(1 << cap_number(c) for c in set(capabilities) if c in ALL_CAPS and cap_number(c) <= last)
+
+
+def drop_privileges(user: User, capabilities: Sequence[str]) -> None:
+    last = linux.cap_last_cap()
+    mask = capability_mask(capabilities, last)
+    # The bounding set first: it caps what any later execve can grant, to root or through file
+    # capabilities, and dropping from it needs CAP_SETPCAP, which we still hold.
+    for number in range(last + 1):
+        if not mask & (1 << number):
+            linux.prctl(linux.PR_CAPBSET_DROP, number)
+    os.setgroups(list(user.groups))
+    # setuid away from 0 clears the permitted set unless KEEPCAPS is on; capset() below then
+    # sets exactly the container's set either way.
+    linux.prctl(linux.PR_SET_KEEPCAPS, 1)
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    # Inheritable stays empty: with it set, a program with inheritable file capabilities would
+    # regain them across execve (CVE-2022-24769). For a non-root user execve then empties
+    # permitted and effective too, as in Docker; for root they become the bounding set.
+    linux.capset(mask, mask, 0)
+    linux.prctl(linux.PR_SET_KEEPCAPS, 0)
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def resolve_command(name: str, env: Sequence[str]) -> str:
+    """The command's path in the new root, found as execvp would (with the container's PATH),
+    so that "not found" (127) and "cannot run" (126) get a clear line, as in Docker."""
+    if "/" in name:
+        if not os.path.exists(name):
+            raise SetupError(f'exec: "{name}": no such file or directory', status=EXIT_NOT_FOUND)
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            why = "is a directory" if os.path.isdir(name) else "permission denied"
+            raise SetupError(f'exec: "{name}": {why}', status=EXIT_CANNOT_INVOKE)
+        return name
+    search = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH)
+    for directory in search.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise SetupError(f'exec: "{name}": executable file not found in $PATH', status=EXIT_NOT_FOUND)

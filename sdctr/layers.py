@@ -1,0 +1,542 @@
+"""Safe application of one image layer (a tar stream, compressed or not) to a directory.
+
+A layer comes from whoever built the image, so its tar is hostile until proven otherwise. The
+rules, checked for every entry before anything is written:
+
+- Names are taken relative to the layer root. A leading ``/`` or ``./`` is dropped, as Docker,
+  containerd and GNU tar do (``/etc/passwd`` means the layer's ``etc/passwd``); a ``..``
+  component anywhere is refused rather than cleaned, since no honest tool writes one.
+- Every parent directory is opened component by component relative to a directory fd with
+  O_NOFOLLOW: a symlink (or a non-directory) on the way is refused, never traversed. Docker
+  extracts in a chroot and so follows symlinks inside the root; we refuse them, which costs
+  nothing for layers that tools produce and closes symlink-then-write-through for good.
+- Hardlink targets obey the same rules, must exist in this layer and must not be directories.
+- Entries are created with O_EXCL/O_NOFOLLOW and the *at() calls, so a symlink a previous entry
+  planted is replaced, not written through.
+- OCI whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0 character device, and
+  ``.wh..wh..opq`` the xattr trusted.overlay.opaque=y on its directory. A tar that carries
+  trusted.overlay.* xattrs itself is refused (it could forge whiteouts or redirects).
+- Bounds against tar bombs: MAX_ENTRIES entries, PATH_MAX/NAME_MAX names, no single read of
+  the stream above MAX_READ (tarfile reads a whole pax header or GNU long name in one read).
+
+Python's tarfile parses headers and reads member data, nothing more: its extraction filters
+are missing before 3.11.4 and know nothing of whiteouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import importlib
+import io
+import os
+import stat
+import subprocess
+import tarfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn, Protocol, cast
+
+from sdctr.log import SdctrError, debug
+
+MAX_ENTRIES = 1_000_000  # the biggest distribution images hold a few hundred thousand files
+MAX_PATH = 4096  # PATH_MAX, in bytes
+MAX_NAME = 255  # NAME_MAX, in bytes
+MAX_READ = 4 * 1024 * 1024  # pax headers and long names are a few KiB in honest archives
+MAX_TRAILER = 1024 * 1024  # bytes allowed after the end-of-archive blocks (record padding)
+CHUNK = 256 * 1024
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+_XATTR_PAX = "SCHILY.xattr."
+# xattrs that describe the host, not the image: the host's policy labels files itself
+_SKIPPED_XATTRS = ("security.selinux",)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar
+    size: int  # bytes of file content
+    entries: int
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Refused(Exception):
+    """An entry (or the stream) breaks a rule; turned into SdctrError with image and digest."""
+
+
+def compression(head: bytes) -> str:
+    """'gzip', 'zstd' or '' (plain tar), from the first bytes of a layer."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return ""
+
+
+def inspect_layer(stream: Readable, *, image: str, digest: str) -> LayerInfo:
+    """Reads a whole layer applying every name rule, writing nothing: its diff id and size."""
+    with _Walk(stream, image, digest) as walk:
+        for _ in walk:
+            pass
+    return walk.info()
+
+
+def apply_layer(stream: Readable, target: Path, *, image: str, digest: str,
+                diff_id: str | None = None) -> LayerInfo:
+    """Unpacks a layer into ``target`` (an existing directory that only we write to).
+
+    With ``diff_id``, the uncompressed stream must hash to it. Any refusal raises SdctrError
+    naming the image, the layer digest and the entry; the caller discards ``target``.
+    """
+    root = os.open(target, _DIR_FLAGS)
+    try:
+        with _Walk(stream, image, digest) as walk:
+            writer = _Writer(root, walk.tar)
+            for member, parts in walk:
+                with walk.guard(writing=True):
+                    writer.apply(member, parts)
+            with walk.guard(writing=True):
+                writer.finish()
+        info = walk.info()
+    finally:
+        os.close(root)
+    if diff_id is not None and info.diff_id != diff_id:
+        raise SdctrError(f"image {image}: layer {digest} unpacks to {info.diff_id}, but the image "
+                         f"says {diff_id}", hint="the blob is corrupt; remove the image and import or "
+                         "pull it again")
+    return info
+
+
+# --- reading: decompression, hashing, bounded reads -----------------------------------------------
+
+class _Reader(io.RawIOBase):
+    """The uncompressed layer as tarfile sees it: forward-only, every byte hashed (the diff id),
+    no single read above MAX_READ, and short reads from pipes or decompressors filled up."""
+
+    def __init__(self, raw: Readable):
+        self.raw = raw
+        self.pos = 0
+        self.sha = hashlib.sha256()
+        self.last = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_READ:
+            raise _Refused(f"a header asks to read {size} bytes at once (tar bomb?)")
+        chunks, want = [], size
+        while want:
+            data = self.raw.read(want)
+            if not data:
+                break
+            chunks.append(data)
+            want -= len(data)
+        out = b"".join(chunks)
+        self.sha.update(out)
+        self.pos += len(out)
+        self.last = out
+        return out
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        # tarfile in "r:" mode only ever seeks forward to skip data; reading it keeps the hash whole
+        if whence != io.SEEK_SET or offset < self.pos:
+            raise io.UnsupportedOperation("the layer stream only moves forward")
+        while self.pos < offset:
+            if not self.read(min(CHUNK, offset - self.pos)):
+                break
+        return self.pos
+
+    def drain(self) -> None:
+        extra = 0
+        while data := self.read(CHUNK):
+            extra += len(data)
+            if extra > MAX_TRAILER:
+                raise _Refused(f"more than {MAX_TRAILER} bytes follow the end of the archive")
+
+
+@contextlib.contextmanager
+def _decompressed(stream: Readable) -> Iterator[Readable]:
+    head = b""
+    while len(head) < 4 and (more := stream.read(4 - len(head))):
+        head += more
+    kind = compression(head)
+    rest: Readable = _Prefixed(head, stream)
+    if kind == "gzip":
+        import gzip
+
+        # typeshed wants a seekable fileobj; reading never seeks (only rewind() would)
+        with gzip.GzipFile(fileobj=cast(Any, rest), mode="rb") as g:
+            yield g
+    elif kind == "zstd":
+        with _zstd(rest, stream) as z:
+            yield z
+    else:
+        yield rest
+
+
+@contextlib.contextmanager
+def _zstd(rest: Readable, stream: Readable) -> Iterator[Readable]:
+    try:
+        zstandard: Any = importlib.import_module("zstandard")
+    except ImportError:
+        zstandard = None
+    if zstandard is not None:
+        with zstandard.ZstdDecompressor().stream_reader(rest) as reader:
+            yield reader
+        return
+    # No module: the zstd command, reading the blob's own fd. sdctr.run.run buffers all output,
+    # so this one streaming child is started here, echoed the same way.
+    try:
+        fd = getattr(stream, "fileno")()  # noqa: B009 (not every Readable has one)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        raise _Refused("zstd layers need the zstandard module or a seekable file") from None
+    debug("+ zstd -dcq")
+    try:
+        proc = subprocess.Popen(["zstd", "-dcq"], stdin=fd, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+    except FileNotFoundError:
+        raise _Refused("zstd layers need the zstandard module or the zstd command") from None
+    assert proc.stdout is not None
+    try:
+        yield proc.stdout
+    finally:
+        proc.stdout.close()
+        proc.kill()
+        proc.wait()
+
+
+class _Prefixed:
+    """The bytes already read to sniff the compression, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: Readable):
+        self.head, self.rest = head, rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(size)
+        n = len(self.head) if size < 0 else min(size, len(self.head))
+        out, self.head = self.head[:n], self.head[n:]
+        return out
+
+
+class _Walk:
+    """Iterates over a layer's entries as (member, name components), applying the name rules."""
+
+    def __init__(self, stream: Readable, image: str, digest: str):
+        self.image, self.digest = image, digest
+        self.current: str | None = None
+        self._stack = contextlib.ExitStack()
+        self._stream = stream
+        self.entries = 0
+        self.size = 0
+
+    def __enter__(self) -> _Walk:
+        try:
+            with self.guard(what="not a tar archive"):
+                self.reader = _Reader(self._stack.enter_context(_decompressed(self._stream)))
+                self.tar = tarfile.open(fileobj=self.reader, mode="r:", encoding="utf-8",
+                                        errors="surrogateescape")
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def refuse(self, reason: str) -> NoReturn:
+        entry = f": entry {self.current!r}" if self.current is not None else ""
+        raise SdctrError(f"image {self.image}: layer {self.digest}{entry}: {reason}",
+                         hint="the layer is malformed or hostile; nothing was written outside its "
+                         "own directory")
+
+    @contextlib.contextmanager
+    def guard(self, *, writing: bool = False, what: str = "unreadable layer") -> Iterator[None]:
+        """Turns what a bad stream or entry raises into one refusal naming image, layer, entry."""
+        try:
+            yield
+        except _Refused as e:
+            self.refuse(str(e))
+        except OSError as e:
+            if writing:
+                self.refuse(f"{e.strerror or e} while writing it")
+            self.refuse(f"{what} ({e})")
+        except (tarfile.TarError, EOFError, zlib.error, ValueError) as e:
+            self.refuse(f"{what} ({e})")
+
+    def __iter__(self) -> Iterator[tuple[tarfile.TarInfo, list[str]]]:
+        while True:
+            self.current = None
+            with self.guard():
+                member = self.tar.next()
+                if member is None:
+                    break
+                self.current = member.name
+                self.entries += 1
+                if self.entries > MAX_ENTRIES:
+                    raise _Refused(f"more than {MAX_ENTRIES} entries (tar bomb?)")
+                parts = check_member(member)
+            if member.isreg():
+                self.size += member.size
+            yield member, parts
+        with self.guard():
+            self._check_end()
+
+    def _check_end(self) -> None:
+        # tarfile treats a truncated or corrupt header as the end of the archive; we want the
+        # zero block that really ends one, or a cut-off download would import half an image
+        if self.reader.pos != self.tar.offset + tarfile.BLOCKSIZE or self.reader.last.strip(b"\0"):
+            raise _Refused(f"the archive has no end-of-archive block after byte {self.tar.offset} "
+                           "(truncated or corrupt)")
+        self.reader.drain()
+
+    def info(self) -> LayerInfo:
+        return LayerInfo("sha256:" + self.reader.sha.hexdigest(), self.size, self.entries)
+
+
+def split_name(name: str) -> list[str]:
+    """A tar name as components below the layer root; refuses what could leave it."""
+    if "\0" in name:
+        raise _Refused("the name contains a NUL byte")
+    if len(os.fsencode(name)) > MAX_PATH:
+        raise _Refused(f"the name is longer than {MAX_PATH} bytes")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise _Refused("the name goes up a directory ('..')")
+    for p in parts:
+        if len(os.fsencode(p)) > MAX_NAME:
+            raise _Refused(f"a name component is longer than {MAX_NAME} bytes")
+    return parts
+
+
+def check_member(member: tarfile.TarInfo) -> list[str]:
+    """The checks that need no file system: name, type, link target, whiteout, xattrs."""
+    parts = split_name(member.name)
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()
+            or member.ischr() or member.isblk() or member.isfifo()):
+        raise _Refused(f"unsupported entry type {member.type!r}")
+    if not parts and not member.isdir():
+        raise _Refused("the entry would replace the layer root")
+    base = parts[-1] if parts else ""
+    if base.startswith(WHITEOUT) and base != OPAQUE:
+        hidden = base[len(WHITEOUT):]
+        if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT):
+            raise _Refused("not a valid whiteout: it must name one entry of its directory")
+    if member.islnk():
+        if not split_name(member.linkname):
+            raise _Refused("a hardlink to the layer root")
+    for key in member.pax_headers:
+        if key.startswith(_XATTR_PAX + "trusted.overlay."):
+            raise _Refused(f"the entry carries the overlay xattr {key[len(_XATTR_PAX):]}")
+    return parts
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+class _Writer:
+    """Creates entries below a root directory fd, never following a symlink on the way."""
+
+    def __init__(self, root: int, tar: tarfile.TarFile):
+        self.root, self.tar = root, tar
+        self.as_root = os.geteuid() == 0
+        # directory modes and mtimes wait for the end: writing children changes the mtime, and
+        # a read-only mode would stop them being written at all
+        self.dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}  # the last entry for a path wins
+
+    def apply(self, m: tarfile.TarInfo, parts: list[str]) -> None:
+        if not parts:
+            self._meta_fd(self.root, m, mode=False)
+            self.dirs[()] = m
+            return
+        parent = self._open_dir(parts[:-1], create=True)
+        try:
+            self._create(parent, parts, m)
+        finally:
+            os.close(parent)
+
+    def _create(self, parent: int, parts: list[str], m: tarfile.TarInfo) -> None:
+        name = parts[-1]
+        if name == OPAQUE:
+            os.setxattr(parent, OPAQUE_XATTR, b"y")
+        elif name.startswith(WHITEOUT):
+            hidden = name[len(WHITEOUT):]
+            _remove_at(parent, hidden)
+            os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+        elif m.isdir():
+            if not _is_dir_at(parent, name):
+                _remove_at(parent, name)
+                os.mkdir(name, 0o700, dir_fd=parent)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            try:
+                self._meta_fd(fd, m, mode=False)
+            finally:
+                os.close(fd)
+            self.dirs[tuple(parts)] = m
+        elif m.isreg():
+            self._file(parent, name, m)
+        elif m.issym():
+            _remove_at(parent, name)
+            os.symlink(m.linkname, name, dir_fd=parent)
+            self._meta_path(parent, name, m, chmod=False)
+        elif m.islnk():
+            self._hardlink(parent, name, m)
+        else:  # character or block device, fifo: kept, as root
+            _remove_at(parent, name)
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
+            os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=parent)
+            self._meta_path(parent, name, m, chmod=True)
+
+    def _file(self, parent: int, name: str, m: tarfile.TarInfo) -> None:
+        _remove_at(parent, name)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=parent)
+        try:
+            src = self.tar.extractfile(m)
+            assert src is not None  # a regular file always has data
+            while data := src.read(CHUNK):
+                _write_all(fd, data)
+            self._meta_fd(fd, m)
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, parent: int, name: str, m: tarfile.TarInfo) -> None:
+        src_parts = split_name(m.linkname)
+        src_parent = self._open_dir(src_parts[:-1], create=False)
+        try:
+            try:
+                st = os.stat(src_parts[-1], dir_fd=src_parent, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _Refused(f"hardlink to {m.linkname!r}, which is not in the layer") from None
+            if stat.S_ISDIR(st.st_mode):
+                raise _Refused(f"hardlink to the directory {m.linkname!r}")
+            with contextlib.suppress(FileNotFoundError):
+                dst = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if (dst.st_dev, dst.st_ino) == (st.st_dev, st.st_ino):
+                    return
+            _remove_at(parent, name)
+            os.link(src_parts[-1], name, src_dir_fd=src_parent, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(src_parent)
+
+    def _open_dir(self, parts: list[str], *, create: bool) -> int:
+        """An fd on the directory at ``parts``, walked one component at a time with O_NOFOLLOW."""
+        fd = os.dup(self.root)
+        try:
+            for i, comp in enumerate(parts):
+                try:
+                    nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise _Refused(f"{'/'.join(parts[:i + 1])!r} is not in the layer") from None
+                    os.mkdir(comp, 0o755, dir_fd=fd)  # Docker makes missing parents the same way
+                    nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise _Refused(f"{'/'.join(parts[:i + 1])!r} is a symlink or not a directory; "
+                                       "refusing to go through it") from None
+                    raise
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _meta_fd(self, fd: int, m: tarfile.TarInfo, *, mode: bool = True) -> None:
+        if self.as_root:
+            os.fchown(fd, m.uid, m.gid)
+        for key, value in _xattrs(m):
+            os.setxattr(fd, key, value)
+        if mode:  # after chown, which clears setuid and setgid
+            os.fchmod(fd, m.mode & 0o7777)
+            _utime(fd, m)
+
+    def _meta_path(self, parent: int, name: str, m: tarfile.TarInfo, *, chmod: bool) -> None:
+        """Symlinks and device nodes cannot be opened for writing: *at() calls, no following."""
+        if self.as_root:
+            os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+        path = f"/proc/self/fd/{parent}/{name}"  # the xattr calls have no dir_fd
+        for key, value in _xattrs(m):
+            try:
+                os.setxattr(path, key, value, follow_symlinks=False)
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP):  # user.* on a symlink: not allowed
+                    raise
+        if chmod:  # a node we just made, so following is moot; Linux has no lchmod
+            os.chmod(name, m.mode & 0o7777, dir_fd=parent)
+        with contextlib.suppress(OverflowError, ValueError):
+            ns = int(m.mtime * 1_000_000_000)
+            os.utime(name, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
+
+    def finish(self) -> None:
+        for parts, m in sorted(self.dirs.items(), key=lambda d: -len(d[0])):  # children first
+            try:
+                fd = self._open_dir(list(parts), create=False)
+            except (_Refused, OSError):
+                continue  # a later entry replaced the directory
+            try:
+                os.fchmod(fd, m.mode & 0o7777)
+                _utime(fd, m)
+            finally:
+                os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _utime(fd: int, m: tarfile.TarInfo) -> None:
+    with contextlib.suppress(OverflowError, ValueError):
+        ns = int(m.mtime * 1_000_000_000)
+        os.utime(fd, ns=(ns, ns))
+
+
+def _xattrs(m: tarfile.TarInfo) -> Iterator[tuple[str, bytes]]:
+    for key, value in m.pax_headers.items():
+        if key.startswith(_XATTR_PAX):
+            name = key[len(_XATTR_PAX):]
+            if name not in _SKIPPED_XATTRS:
+                yield name, value.encode("utf-8", "surrogateescape")
+
+
+def _is_dir_at(parent: int, name: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _remove_at(parent: int, name: str) -> None:
+    """Removes what an earlier entry put at ``name``, recursively, never following a symlink."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        return
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        for child in os.listdir(fd):
+            _remove_at(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)

@@ -1,0 +1,281 @@
+"""Snapshotters: a writable root file system per container over an image's read-only layers.
+
+    <root>/blobs/sha256/<hex>                 the content store (layer blobs as given)
+    <root>/overlay/layers/<hex>/              a layer unpacked; <hex> of its diff id
+    <root>/overlay/containers/<cid>/upper     a container's writable layer
+    <root>/overlay/containers/<cid>/work      overlayfs' scratch directory
+
+Only the overlay driver exists today; the device-mapper thin-pool driver comes behind the same
+Snapshotter interface. This module knows images only through the LayeredImage protocol, so it
+imports nothing upstream of it (DESIGN.md: data flows one way).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Protocol
+
+from sdctr.log import SdctrError, debug
+from sdctr.run import run
+from sdctr.state import Paths
+
+_CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+# mount(8) splits options at commas, overlayfs splits lowerdir at colons and takes backslash
+# escapes; rather than escape for two parsers, paths carrying any of these are refused.
+_UNSAFE_IN_OPTIONS = re.compile(r"[,:\\\"'\s=]")
+_OPTIONS_MAX = 4095  # the kernel copies mount data in one page
+_STALE_TMP = 24 * 3600  # an unpack this old crashed: nobody is writing its temp directory
+
+
+class LayeredImage(Protocol):
+    """What a snapshotter needs of an image (sdctr.images.Image satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def layers(self) -> tuple[str, ...]: ...  # diff ids, bottom first
+    @property
+    def layer_blobs(self) -> tuple[str, ...]: ...  # blob digests, same order
+
+
+class Snapshotter(Protocol):
+    def ensure_layers(self, image: LayeredImage) -> None: ...
+    def prepare(self, cid: str, image: LayeredImage) -> None: ...
+    def mount(self, cid: str, image: LayeredImage, target: Path) -> None: ...
+    def unmount(self, target: Path) -> None: ...
+    def remove(self, cid: str) -> None: ...
+    def reset(self, cid: str) -> None: ...
+    def prune_layers(self, keep: Collection[str]) -> list[str]: ...
+
+
+def driver(paths: Paths) -> Snapshotter:
+    """The configured snapshotter; "auto" (device-mapper where dm-thin works) comes later."""
+    return OverlaySnapshotter(paths)
+
+
+def digest_hex(digest: str) -> str:
+    m = _DIGEST.fullmatch(digest)
+    if not m:
+        raise SdctrError(f"{digest!r} is not a sha256 digest")
+    return m.group(1)
+
+
+def blob_path(paths: Paths, digest: str) -> Path:
+    return paths.root / "blobs" / "sha256" / digest_hex(digest)
+
+
+class OverlaySnapshotter:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        # resolved, so the paths in mount options match what /proc/self/mountinfo shows
+        self.base = Path(os.path.realpath(paths.root)) / "overlay"
+        self.layers_dir = self.base / "layers"
+
+    def layer_dir(self, diff_id: str) -> Path:
+        return self.layers_dir / digest_hex(diff_id)
+
+    def container_dir(self, cid: str) -> Path:
+        if not _CID.fullmatch(cid):
+            raise SdctrError(f"{cid!r} is not a container id")
+        return self.base / "containers" / cid
+
+    def ensure_layers(self, image: LayeredImage) -> None:
+        """Unpacks each missing layer into a temp directory, then renames it into place: two
+        callers racing both unpack, one rename wins, the other discards its copy."""
+        from sdctr.layers import apply_layer  # tarfile and friends: not on the hook's path
+
+        if len(image.layers) != len(image.layer_blobs):
+            raise SdctrError(f"image {image.name}: {len(image.layers)} diff ids for "
+                             f"{len(image.layer_blobs)} layer blobs")
+        for diff_id, blob in zip(image.layers, image.layer_blobs):
+            final = self.layer_dir(diff_id)
+            if final.is_dir():
+                continue
+            self._make_base()
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name[:12]}-", dir=self.layers_dir))
+            try:
+                os.chmod(tmp, 0o755)  # the rootfs "/" when the layer has no "./" entry
+                try:
+                    f = open(blob_path(self.paths, blob), "rb")
+                except FileNotFoundError:
+                    raise SdctrError(f"image {image.name}: layer blob {blob} is missing from the store",
+                                     hint="remove the image and import or pull it again") from None
+                with f:
+                    apply_layer(f, tmp, image=image.name, digest=blob, diff_id=diff_id)
+                try:
+                    os.rename(tmp, final)
+                except OSError as e:
+                    if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
+                        raise
+                    debug(f"layer {diff_id} was unpacked concurrently; discarding ours")
+                    shutil.rmtree(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+    def prepare(self, cid: str, image: LayeredImage) -> None:
+        """Creates the writable layer; its top directory carries the image root's owner and mode,
+        because overlayfs shows the upper directory's attributes as the container's "/"."""
+        d = self.container_dir(cid)
+        upper, work = d / "upper", d / "work"
+        if upper.is_dir() and work.is_dir():
+            return
+        self._make_base()
+        d.mkdir(parents=True, exist_ok=True)
+        work.mkdir(mode=0o700, exist_ok=True)
+        upper.mkdir(mode=0o755, exist_ok=True)
+        top = self.layer_dir(image.layers[-1]) if image.layers else None
+        if top is not None and top.is_dir():
+            st = os.stat(top)
+            os.chown(upper, st.st_uid, st.st_gid)
+            os.chmod(upper, st.st_mode & 0o7777)
+
+    def mount(self, cid: str, image: LayeredImage, target: Path) -> None:
+        """Mounts the container's snapshot at ``target``; a no-op if it is mounted there already."""
+        self.ensure_layers(image)
+        self.prepare(cid, image)
+        d = self.container_dir(cid)
+        upper, work = d / "upper", d / "work"
+        lowers = [self.layer_dir(diff) for diff in reversed(image.layers)] or [self._empty()]
+        for p in (*lowers, upper, work):
+            if _UNSAFE_IN_OPTIONS.search(str(p)):
+                raise SdctrError(f"{p}: overlay cannot take a path with commas, colons, quotes, '=', "
+                                 "backslashes or white space", hint="use a --root without them")
+        options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work}"
+        if len(options) > _OPTIONS_MAX:
+            raise SdctrError(f"image {image.name}: {len(lowers)} layers do not fit in one overlay mount "
+                             f"({len(options)} bytes of options, the kernel takes {_OPTIONS_MAX})")
+        target.mkdir(parents=True, exist_ok=True)
+        here = mounts_at(target)
+        if here:
+            top = here[-1]
+            if top.fstype == "overlay" and f"upperdir={upper}" in top.options.split(","):
+                return
+            raise SdctrError(f"{target} already has a {top.fstype} mount from {top.source}",
+                             hint=f"unmount it first: umount {target}")
+        run(["mount", "-t", "overlay", "-o", options, "overlay", str(target)])
+
+    def unmount(self, target: Path) -> None:
+        """Unmounts everything stacked at ``target``; lazily only when the kernel says busy,
+        because a lazy unmount hides a leak instead of reporting it."""
+        for _ in range(16):
+            if not mounts_at(target):
+                return
+            r = run(["umount", str(target)], check=False)
+            if r.returncode == 0:
+                continue
+            if "busy" in r.stderr.lower():
+                debug(f"{target} is busy; detaching it lazily")
+                run(["umount", "--lazy", str(target)])
+            elif mounts_at(target):  # a failure that someone else's unmount did not explain
+                raise SdctrError(f"cannot unmount {target}: {r.stderr.strip()}")
+        raise SdctrError(f"{target} is still mounted after 16 unmounts")
+
+    def remove(self, cid: str) -> None:
+        """Deletes the writable layer. Refuses while it is mounted or has a mount inside it:
+        deleting through a mount would delete someone else's files."""
+        d = self.container_dir(cid)
+        if not d.exists():
+            return
+        self._check_unused(cid)
+        shutil.rmtree(d)  # fd-based and symlink-safe on Linux (shutil.rmtree.avoids_symlink_attacks)
+
+    def reset(self, cid: str) -> None:
+        """Discards the writable layer (--ephemeral): the next mount starts from the image."""
+        d = self.container_dir(cid)
+        if not d.exists():
+            return
+        self._check_unused(cid)
+        for sub in ("upper", "work"):
+            p = d / sub
+            if p.exists():
+                st = os.stat(p)
+                shutil.rmtree(p)
+                p.mkdir()
+                os.chown(p, st.st_uid, st.st_gid)
+                os.chmod(p, st.st_mode & 0o7777)
+
+    def prune_layers(self, keep: Collection[str]) -> list[str]:
+        """Deletes unpacked layers whose diff id is not in ``keep`` and that no mount uses."""
+        removed: list[str] = []
+        if not self.layers_dir.is_dir():
+            return removed
+        in_use = " ".join(m.options for m in mounts() if m.fstype == "overlay")
+        for p in self.layers_dir.iterdir():
+            if p.name.startswith(".tmp-"):
+                if time.time() - p.stat().st_mtime > _STALE_TMP:
+                    shutil.rmtree(p, ignore_errors=True)
+                continue
+            diff_id = f"sha256:{p.name}"
+            if diff_id in keep or str(p) in in_use:
+                continue
+            shutil.rmtree(p)
+            removed.append(diff_id)
+        return removed
+
+    def _check_unused(self, cid: str) -> None:
+        d = self.container_dir(cid)
+        upper = f"upperdir={d / 'upper'}"
+        for m in mounts():
+            if m.target == d or d in m.target.parents:
+                raise SdctrError(f"refusing to remove {d}: {m.target} is mounted inside it",
+                                 hint=f"unmount it first: umount {m.target}")
+            if m.fstype == "overlay" and upper in m.options.split(","):
+                raise SdctrError(f"container {cid[:12]}: its root file system is still mounted at {m.target}",
+                                 hint="stop the container first")
+
+    def _make_base(self) -> None:
+        # 0700 as Docker does: unpacked layers hold setuid binaries that no host user should reach
+        self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.layers_dir.mkdir(exist_ok=True)
+
+    def _empty(self) -> Path:
+        """The lower directory of an image without layers (overlayfs needs at least one)."""
+        p = self.base / "empty"
+        p.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return p
+
+
+# --- /proc/self/mountinfo --------------------------------------------------------------------------
+
+class MountInfo:
+    __slots__ = ("fstype", "options", "source", "target")
+
+    def __init__(self, target: Path, fstype: str, source: str, options: str):
+        self.target, self.fstype, self.source, self.options = target, fstype, source, options
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts() -> list[MountInfo]:
+    """Every mount this process sees, in mount order (the last one at a path is on top)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rest = left.split(), right.split()
+            if len(fields) < 5 or len(rest) < 3:
+                continue
+            out.append(MountInfo(Path(_unescape(fields[4])), rest[0], _unescape(rest[1]), _unescape(rest[2])))
+    return out
+
+
+def mounts_at(path: Path) -> list[MountInfo]:
+    real = Path(os.path.realpath(path))
+    return [m for m in mounts() if m.target == real]
+
+
+def mounts_under(path: Path) -> list[MountInfo]:
+    """Mounts at or below ``path`` (tests use it to prove nothing was left mounted)."""
+    real = Path(os.path.realpath(path))
+    return [m for m in mounts() if m.target == real or real in m.target.parents]

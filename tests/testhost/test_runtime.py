@@ -1,0 +1,329 @@
+"""`sdctr run` and the container lifecycle, under a real systemd, checked the way a user would:
+systemctl, journalctl, the kernel's cgroup files, and what the container itself sees."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Machine
+
+pytestmark = pytest.mark.testhost
+
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+# A root file system from Debian's busybox-static, made inside the test host by its own tools.
+MAKE_IMAGE = r"""
+set -e
+rm -rf /tmp/bb && mkdir -p /tmp/bb/bin /tmp/bb/etc /tmp/bb/tmp /tmp/bb/root /tmp/bb/home/app
+cp /bin/busybox /tmp/bb/bin/busybox
+for c in $(/bin/busybox --list); do [ -e /tmp/bb/bin/$c ] || ln -s busybox /tmp/bb/bin/$c; done
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > /tmp/bb/etc/passwd
+printf 'root:x:0:\napp:x:1000:\n' > /tmp/bb/etc/group
+printf '#!/bin/sh\necho not really\n' > /tmp/bb/bin/noexec && chmod 644 /tmp/bb/bin/noexec
+tar -C /tmp/bb -cf /tmp/bb.tar .
+sdctr import /tmp/bb.tar busybox
+"""
+
+
+@pytest.fixture(scope="module")
+def host(testhost: Machine) -> Iterator[Machine]:
+    testhost.sh(MAKE_IMAGE)
+    yield testhost
+    # every container a test left is a leak the test should have caught; remove them all the same
+    testhost.sh("sdctr ps -aq | xargs -r sdctr rm -f", check=False)
+
+
+def sdctr(host: Machine, *args: str, check: bool = True, input: str | None = None):  # type: ignore[no-untyped-def]
+    return host.exec("sdctr", *args, check=check, input=input)
+
+
+def run_d(host: Machine, *args: str) -> str:
+    cid = sdctr(host, "run", "-d", *args).stdout.strip()
+    assert len(cid) == 64, cid
+    return cid
+
+
+def unit_of(cid: str) -> str:
+    return f"ctr-{cid[:12]}.service"
+
+
+def host_cgroup(host: Machine, cid: str, controller: str) -> Path:
+    return CGROUP_FS / controller / f"sdctr-testhost-{host.name}/sdctr.slice/{unit_of(cid)}"
+
+
+def wait_until(predicate, timeout: float = 20, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def inspect(host: Machine, cid: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(sdctr(host, "inspect", cid).stdout)[0]  # type: ignore[no-any-return]
+
+
+def leftovers(host: Machine, cid: str) -> list[str]:
+    """Everything a removed container could leave: unit, mount, record, snapshot, runtime dir."""
+    found = []
+    units = host.exec("systemctl", "list-units", "--all", "--no-legend", "--plain", unit_of(cid)).stdout
+    if unit_of(cid) in units:
+        found.append(f"unit: {units.strip()}")
+    mounts = host.exec("cat", "/proc/self/mountinfo").stdout
+    found += [f"mount: {line}" for line in mounts.splitlines() if cid in line]
+    paths = host.sh(f"find /var/lib/sdctr /run/sdctr /run/systemd/system -name '*{cid[:12]}*' "
+                    "2>/dev/null || true").stdout.split()
+    found += [f"path: {p}" for p in paths]
+    return found
+
+
+@pytest.mark.parametrize("mode", ["transient", "unit-file"])
+def test_detached_container_is_a_unit_with_enforced_limits(host: Machine, mode: str) -> None:
+    extra = ["--unit-file-mode"] if mode == "unit-file" else []
+    cid = host.exec("sdctr", *extra, "run", "-d", "-c", "512", "-m", "64m", "busybox",
+                    "sh", "-c", "echo hello; sleep 1000").stdout.strip()
+    try:
+        status = host.exec("systemctl", "status", "--no-pager", unit_of(cid)).stdout
+        assert "active (running)" in status
+        assert "limit: 64.0M" in status
+        assert "sdctr container " in status
+        # the kernel's own files, read from the machine, not through sdctr
+        assert (host_cgroup(host, cid, "cpu") / "cpu.shares").read_text().strip() == "512"
+        assert (host_cgroup(host, cid, "memory") / "memory.limit_in_bytes").read_text().strip() == "67108864"
+        wait_until(lambda: "hello" in host.exec("journalctl", "--no-pager", "-u", unit_of(cid)).stdout,
+                   what="hello in journalctl -u")
+        assert sdctr(host, "logs", cid).stdout == "hello\n"
+        if mode == "unit-file":
+            assert host.exec("test", "-f", f"/run/systemd/system/{unit_of(cid)}", check=False).returncode == 0
+        # no waiter of ours stays: the unit's main process is the container's PID 1
+        main = host.exec("systemctl", "show", "-p", "MainPID", "--value", unit_of(cid)).stdout.strip()
+        comm = host.exec("cat", f"/proc/{main}/comm").stdout.strip()
+        assert comm in ("tini", "tini-static", "catatonit"), comm
+    finally:
+        sdctr(host, *extra, "rm", "-f", cid)
+    assert leftovers(host, cid) == []
+
+
+def test_oom_killed_container_exits_137(host: Machine) -> None:
+    cid = run_d(host, "-m", "32m", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1")
+    try:
+        assert sdctr(host, "wait", cid).stdout.strip() == "137"
+        doc = inspect(host, cid)
+        assert doc["State"]["OOMKilled"] is True
+        assert doc["State"]["ExitCode"] == 137
+        assert "Exited (137)" in sdctr(host, "ps", "-a").stdout
+        assert cid[:12] not in sdctr(host, "ps").stdout
+    finally:
+        sdctr(host, "rm", "-f", cid)
+
+
+def test_inside_the_container(host: Machine) -> None:
+    script = ("echo pid=$$; ps -o pid,comm | wc -l; hostname; "
+              "(echo x > /proc/sysrq-trigger) 2>/dev/null && echo sysrq-writable || echo sysrq-denied; "
+              "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo mount-denied; "
+              "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status")
+    r = sdctr(host, "run", "--rm", "--name", "inside", "-h", "box", "busybox", "sh", "-c", script)
+    out = r.stdout.splitlines()
+    assert out[0] in ("pid=1", "pid=2"), out  # the command is PID 1, or the reaper's child
+    assert int(out[1]) <= 6, r.stdout  # header, reaper, sh, ps, wc: none of the host's processes
+    assert out[2] == "box"
+    assert "sysrq-denied" in out and "mount-denied" in out
+    caps = dict(line.split(":\t") for line in out if line.startswith(("CapEff", "NoNewPrivs", "Seccomp")))
+    assert int(caps["CapEff"], 16) == 0xa80425fb  # Docker's default set
+    assert caps["NoNewPrivs"].strip() == "1"
+    assert caps["Seccomp"].strip() == "2"
+
+
+def test_stop_delivers_sigterm_and_exit_codes_round_trip(host: Machine) -> None:
+    cid = run_d(host, "busybox", "sh", "-c",
+                "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.1; done")
+    try:
+        wait_until(lambda: "ready" in sdctr(host, "logs", cid).stdout, what="the container to be ready")
+        sdctr(host, "stop", cid)
+        wait_until(lambda: "got TERM" in sdctr(host, "logs", cid).stdout, what="the trap's line")
+        assert inspect(host, cid)["State"]["ExitCode"] == 42
+        assert inspect(host, cid)["State"]["Status"] == "exited"
+    finally:
+        sdctr(host, "rm", "-f", cid)
+
+
+@pytest.mark.parametrize(("command", "status"), [
+    (["sh", "-c", "exit 3"], 3), (["no-such-command"], 127), (["/bin/noexec"], 126),
+    (["sh", "-c", "kill -9 $$"], 137),
+])
+def test_foreground_run_exits_with_the_containers_status(host: Machine, command: list[str],
+                                                          status: int) -> None:
+    r = sdctr(host, "run", "--rm", "busybox", *command, check=False)
+    assert r.returncode == status, r.stderr
+
+
+def test_foreground_run_attaches_stdio(host: Machine) -> None:
+    r = sdctr(host, "run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo oops >&2",
+              input="hello stdin\n")
+    assert r.stdout == "HELLO STDIN\n"
+    assert r.stderr == "oops\n"
+
+
+def test_zombies_are_reaped(host: Machine) -> None:
+    # the shell exits at once, leaving orphans that the container's PID 1 must reap
+    cid = run_d(host, "busybox", "sh", "-c", "(sleep 0.2 &) ; (sleep 0.2 &); sleep 1000")
+    try:
+        time.sleep(1.5)
+        pids = [int(p) for p in (host_cgroup(host, cid, "pids") / "cgroup.procs").read_text().split()]
+        states = [Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in pids
+                  if Path(f"/proc/{p}").exists()]
+        assert "Z" not in states, states
+    finally:
+        sdctr(host, "rm", "-f", cid)
+
+
+def test_rm_and_auto_rm_leave_nothing(host: Machine) -> None:
+    cid = run_d(host, "--rm", "busybox", "sh", "-c", "sleep 0.5")
+    wait_until(lambda: leftovers(host, cid) == [], what="--rm to remove everything")
+    cid = run_d(host, "busybox", "sh", "-c", "echo data > /file; sleep 1000")
+    sdctr(host, "rm", "-f", cid)
+    assert leftovers(host, cid) == []
+
+
+def test_systemctl_restart_brings_the_container_back(host: Machine) -> None:
+    cid = run_d(host, "--name", "again", "busybox", "sh", "-c", "echo started; sleep 1000")
+    try:
+        first = host.exec("systemctl", "show", "-p", "MainPID", "--value", unit_of(cid)).stdout.strip()
+        host.exec("systemctl", "restart", unit_of(cid))
+        second = host.exec("systemctl", "show", "-p", "MainPID", "--value", unit_of(cid)).stdout.strip()
+        assert second not in (first, "0")
+        assert inspect(host, "again")["State"]["Running"] is True
+        wait_until(lambda: sdctr(host, "logs", "again").stdout.count("started") == 2,
+                   what="the second start's line")
+    finally:
+        sdctr(host, "rm", "-f", cid)
+
+
+def test_lifecycle_verbs(host: Machine) -> None:
+    cid = run_d(host, "--name", "life", "-m", "48m", "--pids-limit", "50", "busybox", "sleep", "1000")
+    try:
+        assert sdctr(host, "ps", "-q").stdout.split() == [cid[:12]]
+        rows = [json.loads(line) for line in sdctr(host, "ps", "--format", "json").stdout.splitlines()]
+        assert rows[0]["Names"] == "life" and rows[0]["State"] == "running"
+        assert sdctr(host, "exec", "life", "cat", "/etc/hostname").stdout.strip() == cid[:12]
+        assert sdctr(host, "exec", "-u", "app", "life", "id", "-u").stdout.strip() == "1000"
+        assert "sleep 1000" in sdctr(host, "top", "life").stdout
+        stats = sdctr(host, "stats", "--no-stream", "life").stdout
+        assert "life" in stats and "48MiB" in stats.replace("50.3MB", "48MiB")
+        doc = inspect(host, "life")
+        assert doc["HostConfig"]["Memory"] == 48 * 1024 * 1024
+        assert doc["HostConfig"]["PidsLimit"] == 50
+        assert doc["Unit"] == unit_of(cid)
+        assert doc["State"]["Pid"] > 0
+        sdctr(host, "kill", "-s", "TERM", "life")
+        assert sdctr(host, "wait", "life").stdout.strip() == "143"
+        r = sdctr(host, "rm", "life")
+        assert r.stdout.strip() == "life"
+    finally:
+        sdctr(host, "rm", "-f", cid, check=False)
+    assert leftovers(host, cid) == []
+
+
+def test_user_env_workdir_volumes_read_only(host: Machine) -> None:
+    host.sh("mkdir -p /srv/vol && chmod 777 /srv/vol && echo from-host > /srv/vol/in")
+    r = sdctr(host, "run", "--rm", "-u", "1000:1000", "-e", "GREETING=hi", "-w", "/tmp",
+              "-v", "/srv/vol:/vol", "-v", "/srv/vol:/rovol:ro", "--read-only", "busybox", "sh", "-c",
+              "id -u; id -g; echo $GREETING; pwd; cat /vol/in; "
+              "echo new > /vol/out && echo rw-ok; echo x > /rovol/x 2>/dev/null || echo ro-denied; "
+              "echo x > /etc/x 2>/dev/null || echo root-ro")
+    assert r.stdout.split() == ["1000", "1000", "hi", "/tmp", "from-host", "rw-ok", "ro-denied", "root-ro"]
+    assert host.exec("cat", "/srv/vol/out").stdout == "new\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-m", "10xb", "busybox", "true"], "--memory '10xb' is not a size"),
+    (["no-such-image", "true"], "no such image"),
+    (["busybox"], "no command specified"),
+    (["-c", "1", "busybox", "true"], "--cpu-shares 1 is outside"),
+])
+def test_bad_input_is_one_line_status_125_and_creates_nothing(host: Machine, args: list[str],
+                                                              message: str) -> None:
+    before = host.sh("ls /var/lib/sdctr/containers 2>/dev/null | sort; systemctl list-units --all "
+                     "--plain --no-legend 'ctr-*'").stdout
+    r = sdctr(host, "run", "-d", *args, check=False)
+    assert r.returncode == 125
+    assert r.stdout == ""
+    assert r.stderr.startswith("sdctr: error: ") and message in r.stderr.splitlines()[0]
+    after = host.sh("ls /var/lib/sdctr/containers 2>/dev/null | sort; systemctl list-units --all "
+                    "--plain --no-legend 'ctr-*'").stdout
+    assert before == after
+
+
+def test_duplicate_name_is_refused(host: Machine) -> None:
+    cid = run_d(host, "--name", "dup", "busybox", "sleep", "1000")
+    try:
+        r = sdctr(host, "run", "-d", "--name", "dup", "busybox", "true", check=False)
+        assert r.returncode == 125
+        assert "name 'dup' is already in use" in r.stderr
+        assert len(sdctr(host, "ps", "-aq").stdout.split()) == 1
+    finally:
+        sdctr(host, "rm", "-f", cid)
+
+
+def test_failed_start_names_the_unit_and_leaves_nothing(host: Machine) -> None:
+    # the init cannot find the user: the unit's start job fails, and sdctr says which unit and why
+    before = host.sh("ls /var/lib/sdctr/containers | sort").stdout
+    r = sdctr(host, "run", "-d", "-u", "nosuchuser", "busybox", "true", check=False)
+    assert r.returncode == 125, r.stderr
+    assert "sdctr: error: ctr-" in r.stderr and "failed to start" in r.stderr
+    assert "nosuchuser" in r.stderr  # the journal line that explains it
+    assert host.sh("ls /var/lib/sdctr/containers | sort").stdout == before
+    units = host.exec("systemctl", "list-units", "--all", "--plain", "--no-legend", "ctr-*").stdout
+    assert "failed" not in units
+
+
+def test_tty_gives_the_container_a_terminal(host: Machine) -> None:
+    r = sdctr(host, "run", "--rm", "-t", "busybox", "sh", "-c", "tty; [ -t 1 ] && echo is-a-tty")
+    lines = r.stdout.replace("\r", "").split()
+    assert lines[0].startswith("/dev/"), r.stdout
+    assert "is-a-tty" in lines
+
+
+def test_restart_policy_is_systemds(host: Machine) -> None:
+    cid = run_d(host, "--restart", "on-failure", "busybox", "sh", "-c", "echo run; sleep 0.3; exit 1")
+    try:
+        assert host.exec("systemctl", "show", "-p", "Restart", "--value", unit_of(cid)).stdout.strip() \
+            == "on-failure"
+        wait_until(lambda: sdctr(host, "logs", cid).stdout.count("run") >= 3, timeout=30,
+                   what="systemd to restart the failing container")
+    finally:
+        sdctr(host, "rm", "-f", cid)
+
+
+def test_ephemeral_discards_the_writable_layer_at_each_stop(host: Machine) -> None:
+    cid = run_d(host, "--ephemeral", "busybox", "sh", "-c",
+                "test -e /scratch && echo found || echo clean; touch /scratch; sleep 1000")
+    keep = run_d(host, "busybox", "sh", "-c",
+                 "test -e /scratch && echo found || echo clean; touch /scratch; sleep 1000")
+    try:
+        for c in (cid, keep):
+            wait_until(lambda c=c: "clean" in sdctr(host, "logs", c).stdout, what="the first run")
+            sdctr(host, "restart", "-t", "1", c)
+        wait_until(lambda: sdctr(host, "logs", cid).stdout.split() == ["clean", "clean"],
+                   what="an ephemeral container to start clean again")
+        wait_until(lambda: sdctr(host, "logs", keep).stdout.split() == ["clean", "found"],
+                   what="a plain container to keep its writable layer")
+    finally:
+        sdctr(host, "rm", "-f", cid, keep)
+
+
+def test_logs_tail_and_timestamps(host: Machine) -> None:
+    cid = run_d(host, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1000")
+    try:
+        wait_until(lambda: "line5" in sdctr(host, "logs", cid).stdout, what="five lines")
+        assert sdctr(host, "logs", "-n", "2", cid).stdout == "line4\nline5\n"
+        stamped = sdctr(host, "logs", "-t", "-n", "1", cid).stdout
+        assert stamped.endswith(" line5\n") and stamped[:4].isdigit() and "T" in stamped[:20]
+    finally:
+        sdctr(host, "rm", "-f", cid)

@@ -1,0 +1,32 @@
+"""The hot paths import only what they use (import time is most of a Python CLI's start-up):
+the CLI, `run`, the hooks and the init never pay for image building, YAML, templates, HTTP or
+netlink libraries; `--help` never pays for D-Bus."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("tarfile", "gzip", "yaml", "jinja2", "httpx", "pyroute2", "asyncio", "email", "http.client")
+
+
+def imported_by(code: str) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+                       capture_output=True, text=True, check=True)
+    return set(r.stdout.split())
+
+
+@pytest.mark.parametrize("modules", [
+    "sdctr.cli", "sdctr.verbs, sdctr.containers, sdctr.systemd, sdctr.attach",
+    "sdctr.hooks, sdctr.images, sdctr.storage", "sdctr.init",
+])
+def test_hot_paths_import_nothing_heavy(modules: str) -> None:
+    loaded = imported_by(f"import {modules}")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_help_does_not_load_dbus() -> None:
+    loaded = imported_by("from sdctr.cli import build_parser; build_parser().format_help()")
+    assert not any(m.startswith("pystemd") for m in loaded)
