@@ -1,53 +1,23 @@
-"""`sdctr exec`: a command in a running container's namespaces and cgroup.
+"""`sdctr exec`: a command in a running container, confined as the container's own command is.
 
-nsenter (util-linux) does the setns dance and the fork into the PID namespace; before it runs,
-this process joins the unit's cgroups so the command is accounted and limited with the
-container, and the command gets the container's environment, user and working directory.
+Joins the unit's cgroups and the namespaces of the container's PID 1, takes its root, forks
+(a PID namespace applies to children), and in the child drops to the container's capabilities,
+sets no_new_privs and the container's seccomp filter before exec: an exec'd shell is no more
+privileged than the container itself.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 from sdctr.log import SdctrError
-from sdctr.spec import ContainerSpec
+from sdctr.spec import ContainerSpec, merge_env
 
-
-def resolve_user(root: Path, user: str) -> tuple[int, int]:
-    """uid[:gid] or name[:group] against the container's own /etc/passwd and /etc/group."""
-    name, _, group = user.partition(":")
-
-    def lookup(file: str, key: str) -> list[str] | None:
-        try:
-            for line in (root / "etc" / file).read_text().splitlines():
-                fields = line.split(":")
-                if fields and fields[0] == key:
-                    return fields
-        except OSError:
-            pass
-        return None
-
-    if name.isdigit():
-        uid, gid = int(name), int(name)
-        entry = None
-    else:
-        entry = lookup("passwd", name)
-        if entry is None:
-            raise SdctrError(f"unable to find user {name}: no matching entries in passwd file")
-        uid, gid = int(entry[2]), int(entry[3])
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            g = lookup("group", group)
-            if g is None:
-                raise SdctrError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(g[2])
-    elif name.isdigit():
-        gid = 0
-    return uid, gid
+# The mount namespace last: after it, /proc paths of the host are no longer ours to open.
+NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
 
 
 def join_cgroups(unit: dict[str, Any]) -> None:
@@ -64,16 +34,42 @@ def join_cgroups(unit: dict[str, Any]) -> None:
 
 def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[str], *,
             env: list[str], workdir: str | None, user: str | None, tty: bool, interactive: bool) -> int:
+    from sdctr import init, linux, reaper, seccomp
+
     if not command:
         raise SdctrError("exec needs a command", hint="example: sdctr exec web sh")
-    root = Path(f"/proc/{pid}/root")
-    uid, gid = resolve_user(root, user or spec.user or "0")
-    from sdctr.spec import merge_env
-
-    environment = merge_env(("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",),
-                            spec.env, (f"HOSTNAME={spec.hostname or spec.short_id}",), env)
-    argv = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-C", "-r",
-            f"--wd={workdir or spec.workdir or '/'}", "-S", str(uid), "-G", str(gid), "--",
-            "env", "-i", *environment, *command]
+    spaces = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in NAMESPACES]
+    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    syscall_filter = seccomp.Filter(spec.capabilities)  # libseccomp is loaded from the host
     join_cgroups(unit)
-    os.execvp("nsenter", argv)
+    for fd in spaces:
+        linux.setns(fd)
+        os.close(fd)
+    os.fchdir(root)
+    os.chroot(".")
+    os.close(root)
+    signal.pthread_sigmask(signal.SIG_BLOCK, reaper.FORWARDED)
+    child = os.fork()
+    if child == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
+        try:
+            who = init.resolve_user(user if user is not None else spec.user)
+            os.chdir(workdir or spec.workdir or "/")
+            environment = merge_env(init.container_env(spec, who), env)
+            init.drop_privileges(who, spec.capabilities)
+            path = init.resolve_command(command[0], environment)
+            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+            syscall_filter.load()
+            os.execve(path, command, dict(e.partition("=")[::2] for e in environment))
+        except SdctrError as e:
+            os.write(2, f"sdctr: error: {e}\n".encode())
+            os._exit(e.status)
+        except OSError as e:
+            os.write(2, f"sdctr: error: {init.describe(e)}\n".encode())
+            os._exit(126)
+    # Signals to `sdctr exec` go to the command, as `docker exec` forwards them.
+    for s in reaper.FORWARDED:
+        signal.signal(s, lambda signum, _: os.kill(child, signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
+    _, status = os.waitpid(child, 0)
+    return reaper.exit_status(status)

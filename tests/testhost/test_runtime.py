@@ -213,6 +213,13 @@ def test_lifecycle_verbs(host: Machine) -> None:
         assert rows[0]["Names"] == "life" and rows[0]["State"] == "running"
         assert sdctr(host, "exec", "life", "cat", "/etc/hostname").stdout.strip() == cid[:12]
         assert sdctr(host, "exec", "-u", "app", "life", "id", "-u").stdout.strip() == "1000"
+        # an exec'd command is confined as the container's own: capabilities, no_new_privs, seccomp
+        status = sdctr(host, "exec", "life", "cat", "/proc/self/status").stdout
+        assert "CapEff:\t00000000a80425fb" in status and "NoNewPrivs:\t1" in status
+        assert "Seccomp:\t2" in status
+        assert sdctr(host, "exec", "life", "sh", "-c", "exit 5", check=False).returncode == 5
+        assert sdctr(host, "exec", "life", "nope", check=False).returncode == 127
+        assert "sleep 1000" in sdctr(host, "exec", "life", "ps").stdout  # its PID namespace
         assert "sleep 1000" in sdctr(host, "top", "life").stdout
         stats = sdctr(host, "stats", "--no-stream", "life").stdout
         assert "life" in stats and "48MiB" in stats.replace("50.3MB", "48MiB")
