@@ -86,7 +86,7 @@ def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
         return None
 
 
-def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.05) -> int:
+def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.01) -> int:
     """Until the unit has stopped and its poststop hook has recorded the exit; the status."""
     exit_file = hooks.exit_file(paths, spec.id)
     last_check = time.monotonic()
