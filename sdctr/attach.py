@@ -11,11 +11,13 @@ import signal
 import sys
 import termios
 import threading
+import time
 import tty as ttymod
 from collections.abc import Iterator
 from typing import Any
 
 from sdctr import containers
+from sdctr.log import SdctrError
 from sdctr.spec import ContainerSpec
 from sdctr.state import Paths
 
@@ -23,6 +25,8 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 
 
 def run_attached(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
+    if not host.transient_hooks:
+        return _run_following_journal(paths, spec, sd, host)
     if spec.tty:
         return _run_with_pty(paths, spec, sd, host)
     stdin = sys.stdin.fileno() if spec.interactive else os.open(os.devnull, os.O_RDONLY)
@@ -30,6 +34,43 @@ def run_attached(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
     with _forward_signals(sd, spec):
         containers.run(paths, spec, sd, host, stdio)
         return containers.wait_exit(paths, spec, sd)
+
+
+def _run_following_journal(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
+    """systemd before v236 cannot take our descriptors: the container writes to the journal
+    and we follow it there (stdout and stderr both arrive on our stdout), as `docker attach`
+    to a detached container would. No stdin and no terminal on such a host."""
+    import subprocess
+
+    from sdctr.logs import format_entry, journalctl_argv
+
+    if spec.interactive or spec.tty:
+        raise SdctrError("-i and -t need systemd 236 or newer (it passes our terminal to the unit)",
+                         hint="run it detached with -d and use 'sdctr logs -f'")
+    with _forward_signals(sd, spec):
+        containers.run(paths, spec, sd, host)
+        follow = subprocess.Popen(journalctl_argv(spec, True, "all", None), stdout=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL)
+        pump = threading.Thread(target=_copy_journal, args=(follow, format_entry), daemon=True)
+        pump.start()
+        try:
+            status = containers.wait_exit(paths, spec, sd)
+            if spec.remove:  # systemd < 236 has no CollectMode: a failed unit would linger
+                sd.settle(spec.unit)
+                sd.reset_failed(spec.unit)
+            return status
+        finally:
+            time.sleep(0.3)  # journald may still be writing the last lines
+            follow.terminate()
+            pump.join(timeout=1)
+
+
+def _copy_journal(follow: Any, format_entry: Any) -> None:
+    import json
+
+    for raw in follow.stdout:
+        sys.stdout.buffer.write(format_entry(json.loads(raw), False))
+        sys.stdout.buffer.flush()
 
 
 @contextlib.contextmanager

@@ -65,6 +65,7 @@ def run(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
     try:
         start(paths, spec, sd, host, stdio)
     except BaseException as e:
+        sd.settle(spec.unit)  # a failed start job ends before ExecStopPost has run
         sd.reset_failed(spec.unit)
         with contextlib.suppress(SdctrError):
             sd.remove_unit_file(spec.unit)

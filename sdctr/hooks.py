@@ -11,6 +11,7 @@ restart a container. They must be idempotent: a hook killed halfway is simply ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -91,6 +92,10 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     driver = storage.driver(paths)
     driver.unmount(paths.rootfs(spec.id))
     driver.remove(spec.id)
+    # a unit file written for an old systemd goes too; it stays loaded until systemd's next
+    # reload, inactive, and is collected then
+    with contextlib.suppress(FileNotFoundError):
+        (Path("/run/systemd/system") / spec.unit).unlink()
     run_dir = paths.run_dir(spec.id)
     if run_dir.exists():
         shutil.rmtree(run_dir) if not _has_mount_under(run_dir) else debug(f"{run_dir} busy, kept")

@@ -123,7 +123,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
 
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
-_SECTION_UNIT = {"Description"}
+_SECTION_UNIT = {"Description", "CollectMode"}
 _FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota"}
 
 
@@ -213,6 +213,10 @@ class Systemd:
                 self.kill(unit, 9, who="all")
         self._run_job(unit, lambda: self._manager.Manager.StopUnit(unit.encode(), b"replace"),
                       expect_active=False)
+
+    def settle(self, unit: str, timeout: float = 15) -> None:
+        """Until the unit is in no transition (its stop hooks have run)."""
+        self._wait_inactive(unit, timeout)
 
     def _wait_inactive(self, unit: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
