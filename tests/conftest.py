@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.fail(f"SDCTR_TESTS_STRICT=1: {reason}")
         elif reason:
             pytest.skip(reason)
+
+
+def wait_for(predicate, timeout: float = 20, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Until predicate() is true (journald and systemd do things a moment later); its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Machine:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Machine
+from conftest import Machine, wait_for
 
 pytestmark = pytest.mark.testhost
 
@@ -63,16 +63,6 @@ def host_cgroup(host: Machine, cid: str, controller: str) -> Path:
     return CGROUP_FS / controller / f"sdctr-testhost-{host.name}/sdctr.slice/{unit_of(cid)}"
 
 
-def wait_until(predicate, timeout: float = 20, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def inspect(host: Machine, cid: str) -> dict:  # type: ignore[type-arg]
     return json.loads(sdctr(host, "inspect", cid).stdout)[0]  # type: ignore[no-any-return]
 
@@ -101,7 +91,7 @@ def test_detached_container_is_a_unit_with_enforced_limits(host: Machine) -> Non
         # the kernel's own files, read from the machine, not through sdctr
         assert (host_cgroup(host, cid, "cpu") / "cpu.shares").read_text().strip() == "512"
         assert (host_cgroup(host, cid, "memory") / "memory.limit_in_bytes").read_text().strip() == "67108864"
-        wait_until(lambda: "hello" in host.exec("journalctl", "--no-pager", "-u", unit_of(cid)).stdout,
+        wait_for(lambda: "hello" in host.exec("journalctl", "--no-pager", "-u", unit_of(cid)).stdout,
                    what="hello in journalctl -u")
         assert sdctr(host, "logs", cid).stdout == "hello\n"
         unit_file = host.exec("test", "-f", f"/run/systemd/system/{unit_of(cid)}", check=False)
@@ -149,9 +139,9 @@ def test_stop_delivers_sigterm_and_exit_codes_round_trip(host: Machine) -> None:
     cid = run_d(host, "busybox", "sh", "-c",
                 "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.1; done")
     try:
-        wait_until(lambda: "ready" in sdctr(host, "logs", cid).stdout, what="the container to be ready")
+        wait_for(lambda: "ready" in sdctr(host, "logs", cid).stdout, what="the container to be ready")
         sdctr(host, "stop", cid)
-        wait_until(lambda: "got TERM" in sdctr(host, "logs", cid).stdout, what="the trap's line")
+        wait_for(lambda: "got TERM" in sdctr(host, "logs", cid).stdout, what="the trap's line")
         assert inspect(host, cid)["State"]["ExitCode"] == 42
         assert inspect(host, cid)["State"]["Status"] == "exited"
     finally:
@@ -196,7 +186,7 @@ def test_zombies_are_reaped(host: Machine) -> None:
 
 def test_rm_and_auto_rm_leave_nothing(host: Machine) -> None:
     cid = run_d(host, "--rm", "busybox", "sh", "-c", "sleep 0.5")
-    wait_until(lambda: leftovers(host, cid) == [], what="--rm to remove everything")
+    wait_for(lambda: leftovers(host, cid) == [], what="--rm to remove everything")
     cid = run_d(host, "busybox", "sh", "-c", "echo data > /file; sleep 1000")
     sdctr(host, "rm", "-f", cid)
     assert leftovers(host, cid) == []
@@ -210,7 +200,7 @@ def test_systemctl_restart_brings_the_container_back(host: Machine) -> None:
         second = host.exec("systemctl", "show", "-p", "MainPID", "--value", unit_of(cid)).stdout.strip()
         assert second not in (first, "0")
         assert inspect(host, "again")["State"]["Running"] is True
-        wait_until(lambda: sdctr(host, "logs", "again").stdout.count("started") == 2,
+        wait_for(lambda: sdctr(host, "logs", "again").stdout.count("started") == 2,
                    what="the second start's line")
     finally:
         sdctr(host, "rm", "-f", cid)
@@ -315,7 +305,7 @@ def test_restart_policy_is_systemds(host: Machine) -> None:
     try:
         assert host.exec("systemctl", "show", "-p", "Restart", "--value", unit_of(cid)).stdout.strip() \
             == "on-failure"
-        wait_until(lambda: sdctr(host, "logs", cid).stdout.count("run") >= 3, timeout=30,
+        wait_for(lambda: sdctr(host, "logs", cid).stdout.count("run") >= 3, timeout=30,
                    what="systemd to restart the failing container")
     finally:
         sdctr(host, "rm", "-f", cid)
@@ -328,11 +318,11 @@ def test_ephemeral_discards_the_writable_layer_at_each_stop(host: Machine) -> No
                  "test -e /scratch && echo found || echo clean; touch /scratch; sleep 1000")
     try:
         for c in (cid, keep):
-            wait_until(lambda c=c: "clean" in sdctr(host, "logs", c).stdout, what="the first run")
+            wait_for(lambda c=c: "clean" in sdctr(host, "logs", c).stdout, what="the first run")
             sdctr(host, "restart", "-t", "1", c)
-        wait_until(lambda: sdctr(host, "logs", cid).stdout.split() == ["clean", "clean"],
+        wait_for(lambda: sdctr(host, "logs", cid).stdout.split() == ["clean", "clean"],
                    what="an ephemeral container to start clean again")
-        wait_until(lambda: sdctr(host, "logs", keep).stdout.split() == ["clean", "found"],
+        wait_for(lambda: sdctr(host, "logs", keep).stdout.split() == ["clean", "found"],
                    what="a plain container to keep its writable layer")
     finally:
         sdctr(host, "rm", "-f", cid, keep)
@@ -341,7 +331,7 @@ def test_ephemeral_discards_the_writable_layer_at_each_stop(host: Machine) -> No
 def test_logs_tail_and_timestamps(host: Machine) -> None:
     cid = run_d(host, "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 1000")
     try:
-        wait_until(lambda: "line5" in sdctr(host, "logs", cid).stdout, what="five lines")
+        wait_for(lambda: "line5" in sdctr(host, "logs", cid).stdout, what="five lines")
         assert sdctr(host, "logs", "-n", "2", cid).stdout == "line4\nline5\n"
         stamped = sdctr(host, "logs", "-t", "-n", "1", cid).stdout
         assert stamped.endswith(" line5\n") and stamped[:4].isdigit() and "T" in stamped[:20]

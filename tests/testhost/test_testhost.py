@@ -10,12 +10,11 @@ import json
 import os
 import re
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Machine, boot_testhost, remove_testhost
+from conftest import REPO, Machine, boot_testhost, remove_testhost, wait_for
 
 pytestmark = pytest.mark.testhost
 
@@ -32,16 +31,6 @@ def checkout_version() -> str:
 
 def kernel_log() -> str:
     return subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
-
-
-def wait_for(predicate, timeout: float = 20, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_memory_limit_is_enforced(host: Machine) -> None:
