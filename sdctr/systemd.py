@@ -319,7 +319,7 @@ class Systemd:
             except Exception:
                 return
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
         raise SdctrError(f"systemd did not finish job {path.decode()} within {JOB_TIMEOUT:.0f} s")
 
 

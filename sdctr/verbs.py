@@ -317,21 +317,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
                          workdir=args.workdir, user=args.user, tty=args.tty, interactive=args.interactive)
 
 
-# --- plumbing: what the unit calls ---------------------------------------------------------------
-
-def cmd_init(args: argparse.Namespace) -> int:
-    from sdctr.init import run_init
-
-    return int(run_init(paths_of(args), args.id))
-
-
-def cmd_hook(args: argparse.Namespace) -> int:
-    from sdctr import hooks
-
-    stage = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop}[args.stage]
-    return stage(paths_of(args), args.id)
-
-
 # --- images --------------------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace) -> int:
