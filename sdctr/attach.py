@@ -40,17 +40,15 @@ def _run_following_journal(paths: Paths, spec: ContainerSpec, sd: Any, host: Any
     """systemd before v236 cannot take our descriptors: the container writes to the journal
     and we follow it there (stdout and stderr both arrive on our stdout), as `docker attach`
     to a detached container would. No stdin and no terminal on such a host."""
-    import subprocess
-
     from sdctr.logs import format_entry, journalctl_argv
+    from sdctr.run import popen
 
     if spec.interactive or spec.tty:
         raise SdctrError("-i and -t need systemd 236 or newer (it passes our terminal to the unit)",
                          hint="run it detached with -d and use 'sdctr logs -f'")
     with _forward_signals(sd, spec):
         containers.run(paths, spec, sd, host)
-        follow = subprocess.Popen(journalctl_argv(spec, True, "all", None), stdout=subprocess.PIPE,
-                                  stdin=subprocess.DEVNULL)
+        follow = popen(journalctl_argv(spec, True, "all", None))
         pump = threading.Thread(target=_copy_journal, args=(follow, format_entry), daemon=True)
         pump.start()
         try:

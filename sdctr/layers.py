@@ -40,7 +40,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, cast
 
-from sdctr.log import SdctrError, debug
+from sdctr.log import SdctrError
+from sdctr.run import popen
 
 MAX_ENTRIES = 1_000_000  # the biggest distribution images hold a few hundred thousand files
 MAX_PATH = 4096  # PATH_MAX, in bytes
@@ -199,18 +200,15 @@ def _zstd(rest: Readable, stream: Readable) -> Iterator[Readable]:
         with zstandard.ZstdDecompressor().stream_reader(rest) as reader:
             yield reader
         return
-    # No module: the zstd command, reading the blob's own fd. sdctr.run.run buffers all output,
-    # so this one streaming child is started here, echoed the same way.
+    # No module: the zstd command, reading the blob's own fd.
     try:
         fd = getattr(stream, "fileno")()  # noqa: B009 (not every Readable has one)
         os.lseek(fd, 0, os.SEEK_SET)
     except (AttributeError, OSError, io.UnsupportedOperation):
         raise _Refused("zstd layers need the zstandard module or a seekable file") from None
-    debug("+ zstd -dcq")
     try:
-        proc = subprocess.Popen(["zstd", "-dcq"], stdin=fd, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
-    except FileNotFoundError:
+        proc = popen(["zstd", "-dcq"], stdin=fd, stderr=subprocess.DEVNULL)
+    except SdctrError:
         raise _Refused("zstd layers need the zstandard module or the zstd command") from None
     assert proc.stdout is not None
     try:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
 import sys
 
-from sdctr.log import SdctrError, debug
+from sdctr.log import SdctrError
+from sdctr.run import popen
 from sdctr.spec import ContainerSpec
 
 
@@ -31,9 +31,7 @@ def journalctl_argv(spec: ContainerSpec, follow: bool, tail: str | None, since: 
 
 def show(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None,
          timestamps: bool) -> int:
-    argv = journalctl_argv(spec, follow, tail, since)
-    debug("+ " + " ".join(argv))
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
+    with popen(journalctl_argv(spec, follow, tail, since)) as proc:
         assert proc.stdout is not None
         try:
             for raw in proc.stdout:

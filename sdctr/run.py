@@ -52,6 +52,18 @@ def run(
     return proc
 
 
+def popen(cmd: Sequence[str], *, stdin: int | None = subprocess.DEVNULL,
+          stderr: int | None = None) -> subprocess.Popen[bytes]:
+    """A child whose output is read as it comes (journalctl -f, a decompressor): the same
+    echo and minimal environment as run(); the caller reads, waits and judges the status."""
+    debug("+ " + shlex.join(cmd))
+    try:
+        return subprocess.Popen(list(cmd), stdin=stdin, stdout=subprocess.PIPE, stderr=stderr,
+                                env=dict(_MINIMAL_ENV))
+    except FileNotFoundError as e:
+        raise SdctrError(f"{cmd[0]}: command not found", hint="install the package that provides it") from e
+
+
 def which(name: str) -> str | None:
     for d in _MINIMAL_ENV["PATH"].split(":"):
         p = os.path.join(d, name)
