@@ -41,15 +41,6 @@ def sample(unit: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def binary_size(n: float) -> str:
-    """As `docker stats` prints memory: binary units (`docker images` uses decimal ones)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.4g}{unit}"
-        n /= 1024
-    return f"{n:.4g}TiB"
-
-
 def host_memory() -> int:
     with open("/proc/meminfo") as f:
         for line in f:
@@ -59,7 +50,7 @@ def host_memory() -> int:
 
 
 def show(sd: Any, specs: list[ContainerSpec], stream: bool) -> int:
-    from sdctr.verbs import table
+    from sdctr.verbs import human_size, table
 
     while True:
         units = {s.id: sd.unit_state(s.unit) for s in specs}
@@ -73,7 +64,7 @@ def show(sd: Any, specs: list[ContainerSpec], stream: bool) -> int:
             cpu = (now["cpu_ns"] - first[s.id]["cpu_ns"]) / (elapsed * 1e9) * 100
             limit = min(now["memory_limit"] or host_memory(), host_memory())  # "no limit" is the host's
             rows.append([s.short_id, s.name, f"{cpu:.2f}%",
-                         f"{binary_size(now['memory'])} / {binary_size(limit)}",
+                         f"{human_size(now['memory'], True)} / {human_size(limit, True)}",
                          f"{now['memory'] / limit * 100:.2f}%", str(now["pids"])])
         if stream:
             print("\033[2J\033[H", end="")

@@ -345,12 +345,15 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
+def human_size(n: float, binary: bool = False) -> str:
+    """Sizes as Docker prints them: decimal for images, binary (KiB, MiB) for `stats`."""
+    step, units = ((1024, ("B", "KiB", "MiB", "GiB", "TiB")) if binary
+                   else (1000, ("B", "kB", "MB", "GB", "TB")))
+    for unit in units[:-1]:
+        if n < step:
+            return f"{n:.4g}{unit}" if binary else f"{n:.3g}{unit}"
+        n /= step
+    return f"{n:.3g}{units[-1]}"
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
