@@ -8,7 +8,6 @@ reads "mount(proc, /run/sdctr/.../proc): Operation not permitted" rather than a 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -65,7 +64,9 @@ _IFF_UP = 0x1
 _NR_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217,
                   "armv7l": 218, "i686": 217}
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library this interpreter already runs on: find_library would spawn ldconfig (~10 ms
+# on every container start).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, name: str, *args: object) -> int:
