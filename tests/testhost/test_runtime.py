@@ -337,3 +337,20 @@ def test_logs_tail_and_timestamps(host: Machine) -> None:
         assert stamped.endswith(" line5\n") and stamped[:4].isdigit() and "T" in stamped[:20]
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+def test_create_then_start_and_cpu_and_pids_limits(host: Machine) -> None:
+    cid = sdctr(host, "create", "--name", "later", "--cpus", "0.5", "--pids-limit", "64",
+                "busybox", "sleep", "1000").stdout.strip()
+    try:
+        assert "Created" in sdctr(host, "ps", "-a").stdout
+        assert inspect(host, "later")["State"]["Status"] == "created"
+        assert sdctr(host, "start", "later").stdout.strip() == "later"
+        assert inspect(host, "later")["State"]["Running"] is True
+        cpu = host_cgroup(host, cid, "cpu")
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
+        assert (host_cgroup(host, cid, "pids") / "pids.max").read_text().strip() == "64"
+    finally:
+        sdctr(host, "rm", "-f", cid)
+    assert leftovers(host, cid) == []
