@@ -171,14 +171,31 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     return call
 
 
+def unit_command(argv: Sequence[str]) -> argparse.Namespace | None:
+    """What the unit runs (`[--root R] init ID`, `[--root R] hook STAGE ID`), parsed without
+    building the whole parser: it runs three times per container start and stop."""
+    rest = list(argv)
+    root = None
+    if rest[:1] == ["--root"] and len(rest) > 1:
+        root, rest = rest[1], rest[2:]
+    if len(rest) == 2 and rest[0] == "init":
+        return argparse.Namespace(root=root, debug=False, id=rest[1], handler=_init)
+    if len(rest) == 3 and rest[0] == "hook" and rest[1] in ("prestart", "stop", "poststop"):
+        return argparse.Namespace(root=root, debug=False, stage=rest[1], id=rest[2], handler=_hook)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = parser.parse_args(argv)
-        set_debug(args.debug)
-        if args.verb is None:
-            parser.print_help()
-            return 0
+        args = unit_command(argv)
+        if args is None:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            set_debug(args.debug)
+            if args.verb is None:
+                parser.print_help()
+                return 0
         handler = args.handler
         return int(handler(args) or 0)
     except SdctrError as e:

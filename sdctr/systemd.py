@@ -88,7 +88,10 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
         # systemd 252 does not wait for a main process it did not fork itself once it sent
         # SIGTERM; this hook sends it and waits, so the stop timeout is a real grace period.
-        ("ExecStop", "a(sasb)", exec_("hook", "stop", spec.id)),
+        # systemd runs ExecStop after a main process that exited by itself too ($MAINPID is
+        # unset then): the shell spares that stop the start-up of a Python process.
+        ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", "-c", 'test -z "$MAINPID" || exec "$0" "$@"',
+                                              *sdctr, "hook", "stop", spec.id], False)]),
         ("ExecStopPost", "a(sasb)", exec_("hook", "poststop", spec.id)),
         # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
         ("KillMode", "s", "mixed"),

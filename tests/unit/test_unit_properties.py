@@ -63,7 +63,8 @@ def test_lifecycle_properties() -> None:
     p = props(web())
     assert p["ExecStartPre"] == [("/usr/bin/sdctr", ["/usr/bin/sdctr", "hook", "prestart", web().id], False)]
     assert p["ExecStart"] == [("/usr/bin/sdctr", ["/usr/bin/sdctr", "init", web().id], False)]
-    assert p["ExecStop"] == [("/usr/bin/sdctr", ["/usr/bin/sdctr", "hook", "stop", web().id], False)]
+    assert p["ExecStop"] == [("/bin/sh", ["/bin/sh", "-c", 'test -z "$MAINPID" || exec "$0" "$@"',
+                                          "/usr/bin/sdctr", "hook", "stop", web().id], False)]
     assert p["Type"] == "notify"
     assert p["ExecStopPost"][0][1][1:] == ["hook", "poststop", web().id]  # type: ignore[index]
     assert p["KillMode"] == "mixed"
