@@ -354,3 +354,21 @@ def test_create_then_start_and_cpu_and_pids_limits(host: Machine) -> None:
     finally:
         sdctr(host, "rm", "-f", cid)
     assert leftovers(host, cid) == []
+
+
+CTRL_C = r"""
+import signal, subprocess, sys, time
+cli = subprocess.Popen(sys.argv[1:] + ["run", "--rm", "busybox", "sh", "-c",
+                       "trap 'echo got INT; exit 3' INT; echo ready; while true; do sleep 0.1; done"],
+                       stdout=subprocess.PIPE, text=True)
+assert cli.stdout.readline() == "ready\n"
+cli.send_signal(signal.SIGINT)  # what Ctrl-C at the terminal sends the foreground sdctr
+out = cli.stdout.read()
+print(repr(out), cli.wait())
+"""
+
+
+def test_ctrl_c_reaches_the_foreground_container(host: Machine) -> None:
+    flags = ["--unit-file-mode"] if unit_files(host) else []
+    r = host.exec("python3", "-c", CTRL_C, "sdctr", *flags)
+    assert r.stdout.strip() == "'got INT\\n' 3", r.stdout + r.stderr
