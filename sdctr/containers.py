@@ -35,7 +35,19 @@ def root_args(paths: Paths) -> list[str]:
 
 def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
                stdio: tuple[int, int, int] | None = None) -> list[Any]:
-    return properties(spec, host, sdctr_argv(root_args(paths)), stdio)
+    return properties(spec, host, sdctr_argv(root_args(paths)), stdio, prestart_command(paths, spec))
+
+
+def prestart_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
+    """The snapshot was prepared at create time, so mounting it is one command the unit runs
+    without a Python process of its own (a hundred milliseconds of every start). An ephemeral
+    container's writable layer is reset first: that stays with the hook."""
+    if spec.ephemeral:
+        return None
+    from sdctr import images, storage
+
+    image = images.resolve(paths, spec.image_id)
+    return storage.driver(paths).mount_command(spec.id, image, paths.rootfs(spec.id))
 
 
 def create(paths: Paths, spec: ContainerSpec) -> None:

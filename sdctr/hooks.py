@@ -1,6 +1,7 @@
 """The unit's ExecStartPre and ExecStopPost: everything a container needs around its init.
 
-    prestart  <id>   the rootfs snapshot prepared and mounted at <run>/<id>/rootfs
+    prestart  <id>   the rootfs snapshot prepared and mounted at <run>/<id>/rootfs (for an
+                     ephemeral container; others mount it with the driver's own command)
     stop      <id>   SIGTERM to the container's PID 1, and the wait for it (docker stop's grace)
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
@@ -33,10 +34,8 @@ def prestart(paths: Paths, cid: str) -> int:
         driver.reset(cid)
     driver.prepare(cid, image)
     driver.mount(cid, image, paths.rootfs(cid))
-    status = read_status(paths, cid)
-    status.update(started_at=time.time(), running=True, exit_code=None, oom_killed=False)
-    write_status(paths, cid, status)
     return 0
+
 
 
 def stop(paths: Paths, cid: str, environ: dict[str, str] | None = None) -> int:

@@ -89,6 +89,7 @@ def run_init(paths: state.Paths, cid: str) -> int:
         write_etc_files(paths.container_dir(cid), spec)
         reaper_path = find_reaper()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
         new_pid_namespace()
         # Held until we can forward them: a SIGTERM that came before the handlers were set would
         # kill us and orphan the container.
@@ -97,19 +98,27 @@ def run_init(paths: state.Paths, cid: str) -> int:
         if pid == 0:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
             os.close(report_r)
-            _child(spec, paths, reaper_path, report_w)
+            os.close(go_w)
+            _child(spec, paths, reaper_path, report_w, go_r)
         _forward_signals(pid)
         os.close(report_w)
+        os.close(go_r)
         failure = _read_report(report_r)
         if failure is not None:
             os.waitpid(pid, 0)
             raise SdctrError(failure[1], status=failure[0])
+        state.record_start(paths, cid)
         try:
             notified = sd_notify(f"READY=1\nMAINPID={pid}")
         except SdctrError:  # nobody would adopt the container: it must not outlive us
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise
+        # Only now may the command run: had it exited before systemd took MAINPID, systemd would
+        # have refused a dead main process and reported our own exit status (0) as the
+        # container's.
+        os.write(go_w, b"g")
+        os.close(go_w)
         if notified:
             return 0  # systemd adopts the container's PID 1 as the unit's main process
         _, status = os.waitpid(pid, 0)
@@ -200,15 +209,27 @@ def enter_namespaces(spec: ContainerSpec) -> None:
         linux.set_link_up("lo")
 
 
+READY_LINE = b"0 ready\n"
+
+
 def _read_report(fd: int) -> tuple[int, str] | None:
-    chunks = []
+    """The child's first line: READY_LINE once it is set up and waits for the go, else why it
+    failed (and it closed the pipe by exiting)."""
     with open(fd, "rb") as f:
-        chunks.append(f.read())
-    line = b"".join(chunks).decode(errors="replace").strip()
-    if not line:
+        line = f.readline()
+    if line == READY_LINE:
         return None
-    status, _, message = line.partition(" ")
-    return (int(status) if status.isdigit() else EXIT_SDCTR), message
+    text = line.decode(errors="replace").strip() or "the container's init exited during set-up"
+    status, _, message = text.partition(" ")
+    return (int(status) if status.isdigit() else EXIT_SDCTR), message or text
+
+
+def await_go(report_fd: int, go_fd: int) -> None:
+    """Set up, and waiting for the parent to hand us to systemd; then the command may run."""
+    os.write(report_fd, READY_LINE)
+    if os.read(go_fd, 1) != b"g":  # the parent died: nobody will adopt the container
+        os._exit(EXIT_SDCTR)
+    os.close(go_fd)
 
 
 def _forward_signals(pid: int) -> None:
@@ -258,9 +279,10 @@ def _notify(address: str, message: str) -> None:
 
 # --- child: PID 1 of the container ---------------------------------------------------------------
 
-def _child(spec: ContainerSpec, paths: state.Paths, reaper_path: str | None, report_fd: int) -> NoReturn:
+def _child(spec: ContainerSpec, paths: state.Paths, reaper_path: str | None, report_fd: int,
+           go_fd: int) -> NoReturn:
     try:
-        _container_init(spec, paths, reaper_path, report_fd)
+        _container_init(spec, paths, reaper_path, report_fd, go_fd)
     except SdctrError as e:
         _report(report_fd, e.status, str(e))
     except OSError as e:
@@ -277,7 +299,7 @@ def _report(fd: int, status: int, message: str) -> NoReturn:
 
 
 def _container_init(spec: ContainerSpec, paths: state.Paths, reaper_path: str | None,
-                    report_fd: int) -> NoReturn:
+                    report_fd: int, go_fd: int) -> NoReturn:
     enter_namespaces(spec)
     take_terminal(spec.tty)
     rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))
@@ -301,6 +323,7 @@ def _container_init(spec: ContainerSpec, paths: state.Paths, reaper_path: str | 
     path = resolve_command(spec.command[0], env)
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     syscall_filter.load()
+    await_go(report_fd, go_fd)
     if reaper_fd is None:
         reaper.run(path, spec.command, env, report_fd, spec.tty)
     # tini (and catatonit) take the command after "--" and run it with our environment.

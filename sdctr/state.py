@@ -18,6 +18,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,10 @@ def read_status(paths: Paths, cid: str) -> dict[str, Any]:
 
 def write_status(paths: Paths, cid: str, status: dict[str, Any]) -> None:
     write_json_atomic(paths.container_dir(cid) / "status.json", status)
+
+
+def record_start(paths: Paths, cid: str) -> None:
+    """The init calls this once the container runs (every start, systemctl restart included)."""
+    status = read_status(paths, cid)
+    status.update(started_at=time.time(), running=True, exit_code=None, oom_killed=False)
+    write_status(paths, cid, status)

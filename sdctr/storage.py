@@ -50,6 +50,7 @@ class Snapshotter(Protocol):
     def ensure_layers(self, image: LayeredImage) -> None: ...
     def prepare(self, cid: str, image: LayeredImage) -> None: ...
     def mount(self, cid: str, image: LayeredImage, target: Path) -> None: ...
+    def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]: ...
     def unmount(self, target: Path) -> None: ...
     def remove(self, cid: str) -> None: ...
     def reset(self, cid: str) -> None: ...
@@ -142,6 +143,21 @@ class OverlaySnapshotter:
         """Mounts the container's snapshot at ``target``; a no-op if it is mounted there already."""
         self.ensure_layers(image)
         self.prepare(cid, image)
+        upper = self.container_dir(cid) / "upper"
+        options = self.mount_options(cid, image)
+        target.mkdir(parents=True, exist_ok=True)
+        here = mounts_at(target)
+        if here:
+            top = here[-1]
+            if top.fstype == "overlay" and f"upperdir={upper}" in top.options.split(","):
+                return
+            raise SdctrError(f"{target} already has a {top.fstype} mount from {top.source}",
+                             hint=f"unmount it first: umount {target}")
+        run(["mount", "-t", "overlay", "-o", options, "overlay", str(target)])
+
+    def mount_options(self, cid: str, image: LayeredImage) -> str:
+        """The overlay mount's options for a prepared container; paths that mount(8) or
+        overlayfs would split are refused rather than escaped for two parsers."""
         d = self.container_dir(cid)
         upper, work = d / "upper", d / "work"
         lowers = [self.layer_dir(diff) for diff in reversed(image.layers)] or [self._empty()]
@@ -153,15 +169,13 @@ class OverlaySnapshotter:
         if len(options) > _OPTIONS_MAX:
             raise SdctrError(f"image {image.name}: {len(lowers)} layers do not fit in one overlay mount "
                              f"({len(options)} bytes of options, the kernel takes {_OPTIONS_MAX})")
-        target.mkdir(parents=True, exist_ok=True)
-        here = mounts_at(target)
-        if here:
-            top = here[-1]
-            if top.fstype == "overlay" and f"upperdir={upper}" in top.options.split(","):
-                return
-            raise SdctrError(f"{target} already has a {top.fstype} mount from {top.source}",
-                             hint=f"unmount it first: umount {target}")
-        run(["mount", "-t", "overlay", "-o", options, "overlay", str(target)])
+        return options
+
+    def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]:
+        """mount() as one command the unit can run itself, without starting Python: for a
+        container prepared at create time. Idempotent: an existing mount at target is kept."""
+        script = 'mkdir -p "$1" && { mountpoint -q "$1" || exec mount -t overlay -o "$2" overlay "$1"; }'
+        return ["/bin/sh", "-c", script, "sh", str(target), self.mount_options(cid, image)]
 
     def unmount(self, target: Path) -> None:
         """Unmounts everything stacked at ``target``; lazily only when the kernel says busy,

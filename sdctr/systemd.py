@@ -67,9 +67,11 @@ def sdctr_argv(root_args: Sequence[str]) -> list[str]:
 
 
 def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
-               stdio: tuple[int, int, int] | None = None) -> list[Property]:
+               stdio: tuple[int, int, int] | None = None,
+               prestart: Sequence[str] | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
-    `stdio`, for an attached run, the caller's descriptors (else the journal)."""
+    `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
+    command that readies the root file system without our hook (the storage driver's)."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
@@ -84,7 +86,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # (Type=forking with a PID file loses a race with commands that exit at once.)
         ("Type", "s", "notify"),
         ("NotifyAccess", "s", "main"),
-        ("ExecStartPre", "a(sasb)", exec_("hook", "prestart", spec.id)),
+        ("ExecStartPre", "a(sasb)", [(prestart[0], list(prestart), False)] if prestart
+         else exec_("hook", "prestart", spec.id)),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
         # systemd 252 does not wait for a main process it did not fork itself once it sent
         # SIGTERM; this hook sends it and waits, so the stop timeout is a real grace period.

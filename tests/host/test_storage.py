@@ -109,6 +109,24 @@ def test_mount_and_unmount_are_idempotent(paths: Paths, tmp: Path, busybox: Imag
     assert mounts_under(tmp) == []
 
 
+def test_the_units_mount_command_mounts_the_same_snapshot_once(paths: Paths, tmp: Path,
+                                                               busybox: Image) -> None:
+    snap = driver(paths)
+    snap.ensure_layers(busybox)  # what `sdctr create` does before any unit exists
+    snap.prepare(C1, busybox)
+    target = tmp / "unit-rootfs"
+    cmd = snap.mount_command(C1, busybox, target)
+    try:
+        for _ in range(2):  # systemctl restart after a crash runs it over an existing mount
+            subprocess.run(cmd, check=True)
+        assert len(mounts_under(target)) == 1
+        assert sh_in(target, "echo written > /new; cat /new") == "written\n"
+        assert (snap.container_dir(C1) / "upper/new").exists()
+    finally:
+        snap.unmount(target)
+    assert mounts_under(tmp) == []
+
+
 def test_remove_and_reset_refuse_while_mounted(paths: Paths, tmp: Path, busybox: Image) -> None:
     snap = driver(paths)
     target = tmp / "rootfs"
