@@ -31,8 +31,9 @@ def run_attached(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
         return _run_with_pty(paths, spec, sd, host)
     stdin = sys.stdin.fileno() if spec.interactive else os.open(os.devnull, os.O_RDONLY)
     stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
-    with _forward_signals(sd, spec):
+    with _forward_signals() as proxy:
         containers.run(paths, spec, sd, host, stdio)
+        proxy.aim(sd, spec)
         return containers.wait_exit(paths, spec, sd)
 
 
@@ -40,16 +41,18 @@ def _run_following_journal(paths: Paths, spec: ContainerSpec, sd: Any, host: Any
     """systemd before v236 cannot take our descriptors: the container writes to the journal
     and we follow it there (stdout and stderr both arrive on our stdout), as `docker attach`
     to a detached container would. No stdin and no terminal on such a host."""
-    from sdctr.logs import format_entry, journalctl_argv
+    from sdctr.logs import journalctl_argv
     from sdctr.run import popen
 
     if spec.interactive or spec.tty:
         raise SdctrError("-i and -t need systemd 236 or newer (it passes our terminal to the unit)",
                          hint="run it detached with -d and use 'sdctr logs -f'")
-    with _forward_signals(sd, spec):
+    with _forward_signals() as proxy:
         containers.run(paths, spec, sd, host)
-        follow = popen(journalctl_argv(spec, True, "all", None))
-        pump = threading.Thread(target=_copy_journal, args=(follow, format_entry), daemon=True)
+        proxy.aim(sd, spec)
+        journal = _JournalCopy(journalctl_argv(spec, False, "all", None))
+        follow = popen([*journal.argv, "--follow"])
+        pump = threading.Thread(target=journal.copy, args=(follow.stdout,), daemon=True)
         pump.start()
         try:
             status = containers.wait_exit(paths, spec, sd)
@@ -58,29 +61,75 @@ def _run_following_journal(paths: Paths, spec: ContainerSpec, sd: Any, host: Any
                 sd.reset_failed(spec.unit)
             return status
         finally:
-            time.sleep(0.3)  # journald may still be writing the last lines
             follow.terminate()
             pump.join(timeout=1)
+            journal.catch_up()
 
 
-def _copy_journal(follow: Any, format_entry: Any) -> None:
-    import json
+class _JournalCopy:
+    """Journal entries to our stdout, remembering the last cursor: journald may store the
+    container's last lines after we saw it exit, so they are fetched once more at the end."""
 
-    for raw in follow.stdout:
-        sys.stdout.buffer.write(format_entry(json.loads(raw), False))
-        sys.stdout.buffer.flush()
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self.cursor: str | None = None
+
+    def copy(self, stream: Any) -> int:
+        import json
+
+        from sdctr.logs import format_entry
+
+        count = 0
+        for raw in stream:
+            entry = json.loads(raw)
+            self.cursor = entry.get("__CURSOR", self.cursor)
+            sys.stdout.buffer.write(format_entry(entry, False))
+            sys.stdout.buffer.flush()
+            count += 1
+        return count
+
+    def catch_up(self, quiet: float = 0.3, limit: float = 2.0) -> None:
+        """Until nothing new arrived for `quiet` seconds (or `limit` passed)."""
+        from sdctr.run import run
+
+        deadline, last_new = time.monotonic() + limit, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last_new < quiet:
+            after = ["--after-cursor", self.cursor] if self.cursor else []
+            out = run([*self.argv, *after], check=False).stdout
+            if self.copy(out.encode().splitlines()):
+                last_new = time.monotonic()
+            time.sleep(0.05)
+
+
+class _SignalProxy:
+    """Docker's --sig-proxy: a signal to the CLI goes to the container's PID 1 (its reaper
+    forwards it), with kill(2): a D-Bus call from inside a handler would re-enter the
+    connection the main loop may be using. A signal that comes while the container is still
+    starting is held and delivered once it runs."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.pending: list[int] = []
+
+    def aim(self, sd: Any, spec: ContainerSpec) -> None:
+        self.pid = int(sd.unit_state(spec.unit).get("MainPID") or 0)
+        while self.pending:
+            self(self.pending.pop(0), None)
+
+    def __call__(self, signum: int, _: Any) -> None:
+        if not self.pid:
+            self.pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
 
 
 @contextlib.contextmanager
-def _forward_signals(sd: Any, spec: ContainerSpec) -> Iterator[None]:
-    """Docker's --sig-proxy: a signal to the CLI goes to the container's PID 1."""
-    def forward(signum: int, _: Any) -> None:
-        with contextlib.suppress(Exception):
-            sd.kill(spec.unit, signum)
-
-    old = {s: signal.signal(s, forward) for s in FORWARDED}
+def _forward_signals() -> Iterator[_SignalProxy]:
+    proxy = _SignalProxy()
+    old = {s: signal.signal(s, proxy) for s in FORWARDED}
     try:
-        yield
+        yield proxy
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -104,7 +153,10 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
             containers.run(paths, spec, sd, host, (slave, slave, slave))
         finally:
             os.close(slave)
-        with _forward_signals(sd, spec) if not is_tty else contextlib.nullcontext():
+        if is_tty:  # raw mode: Ctrl-C travels as a byte through the pty
+            return containers.wait_exit(paths, spec, sd)
+        with _forward_signals() as proxy:
+            proxy.aim(sd, spec)
             return containers.wait_exit(paths, spec, sd)
     finally:
         pump.join(timeout=1)  # the master reads EOF once the container's side has closed

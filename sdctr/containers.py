@@ -77,6 +77,8 @@ def run(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
     try:
         start(paths, spec, sd, host, stdio)
     except BaseException as e:
+        with contextlib.suppress(Exception):  # interrupted while it runs: it must not outlive us
+            sd.kill(spec.unit, signal.SIGKILL, who="all")
         sd.settle(spec.unit)  # a failed start job ends before ExecStopPost has run
         sd.reset_failed(spec.unit)
         with contextlib.suppress(SdctrError):

@@ -91,8 +91,6 @@ class OverlaySnapshotter:
     def ensure_layers(self, image: LayeredImage) -> None:
         """Unpacks each missing layer into a temp directory, then renames it into place: two
         callers racing both unpack, one rename wins, the other discards its copy."""
-        from sdctr.layers import apply_layer  # tarfile and friends: not on the hook's path
-
         if len(image.layers) != len(image.layer_blobs):
             raise SdctrError(f"image {image.name}: {len(image.layers)} diff ids for "
                              f"{len(image.layer_blobs)} layer blobs")
@@ -110,6 +108,8 @@ class OverlaySnapshotter:
                     raise SdctrError(f"image {image.name}: layer blob {blob} is missing from the store",
                                      hint="remove the image and import or pull it again") from None
                 with f:
+                    from sdctr.layers import apply_layer  # tarfile: only when a layer is missing
+
                     apply_layer(f, tmp, image=image.name, digest=blob, diff_id=diff_id)
                 try:
                     os.rename(tmp, final)

@@ -173,9 +173,14 @@ class Systemd:
     the unit tests of properties() never pay for it."""
 
     def __init__(self) -> None:
+        from pystemd.dbuslib import DBus
         from pystemd.systemd1 import Manager
 
-        self._manager = Manager()
+        # One connection for every call: pystemd otherwise opens (and authenticates) a new one
+        # per method call and property read, a millisecond or two each on the start path.
+        self._bus = DBus()
+        self._bus.open()
+        self._manager = Manager(bus=self._bus)
         self._manager.load()
 
     def version(self) -> int:
@@ -247,10 +252,21 @@ class Systemd:
         self._call(unit, lambda: self._manager.Manager.SetUnitProperties(unit.encode(), True, args))
 
     def unit_state(self, unit: str) -> dict[str, Any]:
-        """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded."""
+        """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded.
+        A signal that lands during the call (an attached run's Ctrl-C) makes pystemd fail with
+        EINTR instead of resuming, so it is asked again."""
+        for _ in range(4):
+            try:
+                return self._unit_state(unit)
+            except Exception as e:
+                if e.__class__.__name__ != "DBusInterruptedError":
+                    raise
+        return self._unit_state(unit)
+
+    def _unit_state(self, unit: str) -> dict[str, Any]:
         from pystemd.systemd1 import Unit
 
-        u = Unit(unit.encode())
+        u = Unit(unit.encode(), bus=self._bus)
         u.load()
         if u.Unit.LoadState != b"loaded":
             return {}

@@ -328,6 +328,17 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    from sdctr import registry
+
+    quiet = args.quiet
+    image = registry.pull(paths_of(args), args.reference, platform=args.platform,
+                          progress=None if quiet else lambda line: print(line, flush=True))
+    if quiet:
+        print(f"sha256:{image.id}")
+    return 0
+
+
 def cmd_images(args: argparse.Namespace) -> int:
     from sdctr import images
 

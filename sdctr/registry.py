@@ -1,0 +1,564 @@
+"""Pulling images from a registry (Docker Registry HTTP API v2 / OCI distribution).
+
+    GET /v2/<name>/manifests/<tag|digest>   an OCI index or Docker manifest list (one platform is
+                                            chosen), or an OCI / Docker schema 2 image manifest
+    GET /v2/<name>/blobs/<digest>           the config and the layers, streamed into the store
+
+Every blob is checked against its digest while it streams into a temporary file in the store and
+only renamed into place when it matches, so a corrupt or truncated download leaves nothing behind.
+The registry's manifest is stored byte for byte: its digest stays the one the registry shows, and
+the image id is the digest of the pulled config, as Docker has it.
+
+Auth follows Docker: anonymous first; a 401 with a Bearer challenge fetches a token from the realm
+(with the user's credentials when there are some), a Basic challenge uses the credentials of the
+auth file (`REGISTRY_AUTH_FILE`, else `<root>/auth.json`, Docker's `auth.json` format).
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sdctr import images, state
+from sdctr.log import SdctrError, debug
+from sdctr.state import Paths
+from sdctr.storage import blob_path, digest_hex
+
+if TYPE_CHECKING:
+    import httpx
+
+MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
+                 "application/vnd.docker.distribution.manifest.v1+prettyjws")
+_INDEXES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
+_MANIFESTS = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
+_ACCEPT = ", ".join((*_INDEXES, *_MANIFESTS))
+
+DOCKER_HUB_API = "registry-1.docker.io"
+_DOCKER_HUB_AUTH_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", DOCKER_HUB_API)
+MAX_MANIFEST = 4 << 20  # as containerd: a manifest is small, a huge one is an attack
+CONCURRENT_LAYERS = 3
+ATTEMPTS = 4
+_RETRY_PAUSE = 0.5  # seconds, doubled after each failed attempt
+_CHUNK = 1 << 20
+_LOGIN_HINT = "sdctr login {domain} (or give credentials in {auth_file})"
+
+Progress = Callable[[str], None]
+_T = TypeVar("_T")
+
+
+def pull(paths: Paths, ref: str, *, platform: str | None = None, insecure: Sequence[str] = (),
+         progress: Progress | None = None) -> images.Image:
+    """`docker pull`: fetches ``ref`` (NAME[:TAG][@DIGEST]) and tags it ``ref`` in the store.
+
+    ``platform`` is OS/ARCH[/VARIANT] (default linux/<host>); registries named in ``insecure``
+    (host or host:port), localhost and 127.0.0.0/8 are spoken to over plain HTTP."""
+    import httpx  # ~130 ms: only when pulling
+
+    r = images.parse_reference(ref)
+    wanted = _parse_platform(platform) if platform else ("linux", images.host_architecture(), "")
+    report = _Reporter(progress)
+    written: list[str] = []
+    try:
+        with _Session(paths, r, insecure) as session:
+            report(f"{r.tag or r.digest or 'latest'}: Pulling from {_display_path(r)}")
+            top_digest, media, body = session.manifest(r.digest or r.tag or "latest", verify=r.digest)
+            if media in _INDEXES:
+                child = _select_platform(r, body, wanted)
+                manifest_digest, media, body = session.manifest(child, verify=child)
+                if media in _INDEXES:
+                    raise SdctrError(f"{ref}: the index for {'/'.join(p for p in wanted if p)} points to "
+                                     "another index (not supported)")
+            else:
+                manifest_digest = top_digest
+            manifest = _parse_image_manifest(ref, body)
+            config_desc = manifest["config"]
+            layer_descs: list[Mapping[str, Any]] = manifest.get("layers") or []
+            config_bytes = session.blob_bytes(config_desc, written)
+            config = _parse_config(ref, config_bytes, len(layer_descs))
+            if platform:
+                _check_platform(ref, config, wanted)
+            _fetch_layers(session, layer_descs, written, report)
+            _check_layers(paths, r, config, layer_descs)
+            manifest_written = _store_blob(paths, manifest_digest, [body])
+            if manifest_written:
+                written.append(manifest_digest)
+            up_to_date = _tag(paths, r, manifest_digest)
+    except (httpx.HTTPError, httpx.InvalidURL) as e:  # what escaped the retries
+        _discard(paths, written)
+        raise SdctrError(f"pulling {ref} failed: {e}") from None
+    except BaseException:
+        _discard(paths, written)
+        raise
+    report(f"Digest: {top_digest}")
+    name = r.key if not r.digest else f"{r.repository}@{r.digest}"
+    report(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} for {name}")
+    return images.resolve(paths, f"{r.repository}@{manifest_digest}")
+
+
+# --- the conversation with the registry --------------------------------------------------------------
+
+class _Session:
+    """One httpx client for one repository, with the auth it has earned."""
+
+    def __init__(self, paths: Paths, r: images.Reference, insecure: Sequence[str]):
+        import httpx
+
+        self.paths, self.ref = paths, r
+        host = DOCKER_HUB_API if r.domain == images.DEFAULT_DOMAIN else r.domain
+        scheme = "http" if _plain_http(r.domain, insecure) else "https"
+        self.base = f"{scheme}://{host}/v2/{r.path}"
+        self.domain = r.domain
+        self.auth_header: str | None = None
+        self.auth_file = _auth_file(paths)
+        self.lock = threading.Lock()
+        self.client = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
+                                   headers={"User-Agent": "sdctr"})
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    @contextlib.contextmanager
+    def get(self, url: str, accept: str | None = None) -> Iterator[httpx.Response]:
+        """A streamed GET with auth and retries; yields a 2xx response, raises SdctrError else."""
+        import httpx
+
+        pause = _RETRY_PAUSE
+        for attempt in range(1, ATTEMPTS + 1):
+            headers = {"Accept": accept} if accept else {}
+            challenged = yielded = False
+            try:
+                while True:
+                    if self.auth_header:
+                        headers["Authorization"] = self.auth_header
+                    debug(f"+ GET {url}")
+                    with self.client.stream("GET", url, headers=headers) as resp:
+                        if resp.status_code == 401 and not challenged:
+                            resp.read()
+                            self._authenticate(resp)
+                            challenged = True
+                            continue
+                        if resp.status_code in (401, 403):
+                            raise self._denied(resp)
+                        if resp.status_code == 429 or resp.status_code >= 500:
+                            resp.read()
+                            if attempt == ATTEMPTS:
+                                raise SdctrError(f"registry {self.domain} answered {resp.status_code} "
+                                                 f"to GET {url} ({ATTEMPTS} attempts)")
+                            break  # to the retry
+                        if resp.status_code >= 400:
+                            resp.read()
+                            raise SdctrError(_describe_error(self.ref, url, resp))
+                        yielded = True
+                        yield resp
+                        return
+            except (httpx.TransportError, _Incomplete) as e:
+                if yielded:  # while the caller read the body: the caller's _retrying retries
+                    raise
+                if attempt == ATTEMPTS:
+                    raise SdctrError(f"cannot reach registry {self.domain}: {_reason(e)}",
+                                     hint=f"is {self.base.split('/v2/')[0]} up? ({ATTEMPTS} attempts)",
+                                     ) from None
+                debug(f"GET {url}: {_reason(e)}; retrying")
+            time.sleep(pause)
+            pause *= 2
+        raise AssertionError("unreachable")
+
+    def _authenticate(self, resp: httpx.Response) -> None:
+        scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+        creds = _credentials(self.auth_file, self.domain)
+        if scheme == "bearer" and "realm" in params:
+            query: dict[str, str] = {k: params[k] for k in ("service", "scope") if k in params}
+            query.setdefault("scope", f"repository:{self.ref.path}:pull")
+            auth = (creds[0], creds[1]) if creds else None
+            token_resp = self.client.get(params["realm"], params=query, auth=auth)
+            if token_resp.status_code in (401, 403):
+                raise self._denied(token_resp)
+            if token_resp.status_code >= 400:
+                raise SdctrError(f"registry {self.domain}: the token service {params['realm']} answered "
+                                 f"{token_resp.status_code}")
+            try:
+                data = token_resp.json()
+                token = data.get("token") or data["access_token"]
+            except (ValueError, KeyError, AttributeError):
+                raise SdctrError(f"registry {self.domain}: the token service gave no token") from None
+            with self.lock:
+                self.auth_header = f"Bearer {token}"
+        elif scheme == "basic":
+            if not creds:
+                raise self._denied(resp)
+            raw = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+            with self.lock:
+                self.auth_header = f"Basic {raw}"
+        else:
+            raise self._denied(resp)
+
+    def _denied(self, resp: httpx.Response) -> SdctrError:
+        has_creds = _credentials(self.auth_file, self.domain) is not None
+        why = "the credentials were refused" if has_creds else "it needs credentials"
+        return SdctrError(f"registry {self.domain} denied access to {self.ref.path} "
+                          f"({resp.status_code}: {why}, or the repository does not exist)",
+                          hint=_LOGIN_HINT.format(domain=self.domain, auth_file=self.auth_file))
+
+    def retrying(self, what: str, action: Callable[[], _T]) -> _T:
+        """``action`` again after a connection that broke while a body was read."""
+        import httpx
+
+        pause = _RETRY_PAUSE
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return action()
+            except (httpx.TransportError, _Incomplete) as e:
+                if attempt == ATTEMPTS:
+                    raise SdctrError(f"{what} of {self.ref.repository} could not be fetched from registry "
+                                     f"{self.domain}: {_reason(e)} ({ATTEMPTS} attempts)") from None
+                debug(f"{what}: {_reason(e)}; retrying")
+            time.sleep(pause)
+            pause *= 2
+        raise AssertionError("unreachable")
+
+    def manifest(self, reference: str, *, verify: str | None) -> tuple[str, str, bytes]:
+        """(digest, media type, bytes); ``verify``: the digest the bytes must have."""
+        url = f"{self.base}/manifests/{reference}"
+
+        def read() -> tuple[bytes, str]:
+            with self.get(url, _ACCEPT) as resp:
+                body = b""
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_MANIFEST:
+                        raise SdctrError(f"{url}: the manifest is larger than {MAX_MANIFEST} bytes")
+                return body, resp.headers.get("Content-Type", "").split(";")[0].strip()
+
+        body, content_type = self.retrying(f"manifest {reference}", read)
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        if verify and digest != verify:
+            raise SdctrError(f"manifest {verify} of {self.ref.repository} has the digest {digest}: "
+                             "the registry served other content")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise SdctrError(f"{url}: the manifest is not JSON") from None
+        media = doc.get("mediaType") or content_type if isinstance(doc, dict) else ""
+        if not isinstance(doc, dict) or doc.get("schemaVersion") == 1 or media in MEDIA_SCHEMA1:
+            raise SdctrError(f"{self.ref.repository}:{reference} is a Docker schema 1 image, which sdctr "
+                             "does not support", hint="push it again with a current Docker or skopeo")
+        if media not in (*_INDEXES, *_MANIFESTS):
+            media = MEDIA_OCI_INDEX if "manifests" in doc else MEDIA_OCI_MANIFEST
+        return digest, media, body
+
+    def blob_bytes(self, desc: Mapping[str, Any], written: list[str]) -> bytes:
+        digest = _descriptor_digest(desc)
+        if not blob_path(self.paths, digest).exists():
+            self.fetch_blob(desc, written)
+        return blob_path(self.paths, digest).read_bytes()
+
+    def fetch_blob(self, desc: Mapping[str, Any], written: list[str]) -> None:
+        digest = _descriptor_digest(desc)
+        size = desc.get("size")
+        url = f"{self.base}/blobs/{digest}"
+
+        def download() -> bool:
+            with self.get(url) as resp:
+                chunks = _bounded(resp, size if isinstance(size, int) else None)
+                return _store_blob(self.paths, digest, chunks)
+
+        if self.retrying(f"blob {digest}", download):
+            with self.lock:
+                written.append(digest)
+
+
+class _Incomplete(Exception):
+    """The blob stream ended early; retried like a dropped connection."""
+
+
+def _bounded(resp: httpx.Response, size: int | None) -> Iterator[bytes]:
+    got = 0
+    for chunk in resp.iter_bytes(_CHUNK):
+        got += len(chunk)
+        if size is not None and got > size:
+            raise SdctrError(f"{resp.url}: the registry sent more than the {size} bytes announced")
+        yield chunk
+    if size is not None and got < size:
+        raise _Incomplete(f"the connection ended after {got} of {size} bytes")
+
+
+def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written: list[str],
+                  report: _Reporter) -> None:
+    todo: list[Mapping[str, Any]] = []
+    for d in descs:
+        digest = _descriptor_digest(d)
+        if blob_path(session.paths, digest).exists():
+            report(f"{_short(digest)}: Already exists")
+        elif digest not in (_descriptor_digest(t) for t in todo):
+            report(f"{_short(digest)}: Pulling fs layer")
+            todo.append(d)
+
+    def one(d: Mapping[str, Any]) -> None:
+        session.fetch_blob(d, written)
+        report(f"{_short(_descriptor_digest(d))}: Download complete")
+
+    pool = concurrent.futures.ThreadPoolExecutor(CONCURRENT_LAYERS, thread_name_prefix="sdctr-pull")
+    try:
+        futures = [pool.submit(one, d) for d in todo]
+        for f in concurrent.futures.as_completed(futures):
+            f.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- the store ---------------------------------------------------------------------------------------
+
+def _store_blob(paths: Paths, digest: str, chunks: Iterator[bytes] | Sequence[bytes]) -> bool:
+    """Streams ``chunks`` into the store as ``digest``: True if written, False if already there.
+    Content with another digest is deleted before this raises. (Belongs in images.write_blob as
+    an ``expect=`` argument.)"""
+    target = blob_path(paths, digest)
+    if target.exists():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    sha = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for data in chunks:
+                sha.update(data)
+                f.write(data)
+            if "sha256:" + sha.hexdigest() != digest:
+                raise SdctrError(f"blob {digest} failed verification: the registry sent content with the "
+                                 f"digest sha256:{sha.hexdigest()}",
+                                 hint="the registry's copy may be corrupt; nothing was stored")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def _check_layers(paths: Paths, r: images.Reference, config: Mapping[str, Any],
+                  descs: Sequence[Mapping[str, Any]]) -> None:
+    """Every layer read through the tar rules (a hostile tar is refused before anyone unpacks it),
+    and its diff id must be the config's."""
+    from sdctr.layers import inspect_layer
+
+    diff_ids = config["rootfs"]["diff_ids"]
+    for desc, diff_id in zip(descs, diff_ids):
+        digest = _descriptor_digest(desc)
+        with open(blob_path(paths, digest), "rb") as f:
+            info = inspect_layer(f, image=r.key, digest=digest)
+        if info.diff_id != diff_id:
+            raise SdctrError(f"layer {digest} of {r.key} unpacks to {info.diff_id}, but the image config "
+                             f"says {diff_id}")
+
+
+def _tag(paths: Paths, r: images.Reference, manifest_digest: str) -> bool:
+    """Tags the stored manifest (a digest-only reference leaves it untagged): True if the tag
+    already named it. (Belongs in images.py, say images.add_manifest(paths, digest, key).)"""
+    with state.locked(paths):
+        for digest in _blobs_of(paths, manifest_digest):
+            if not blob_path(paths, digest).exists():
+                raise SdctrError(f"blob {digest} vanished while the image was stored (a concurrent "
+                                 "removal?)", hint="pull again")
+        idx = images._load_index(paths)
+        same = False
+        if r.tag or not r.digest:
+            same = idx["repositories"].get(r.key) == manifest_digest
+            images._set_tag(idx, r.key, manifest_digest)
+        else:
+            same = manifest_digest in images._manifests(idx)
+            if not same:
+                idx["dangling"].append(manifest_digest)
+        state.write_json_atomic(paths.root / "images.json", idx)
+    return same
+
+
+def _blobs_of(paths: Paths, manifest_digest: str) -> list[str]:
+    m = images.read_json_blob(paths, manifest_digest)
+    return [manifest_digest, m["config"]["digest"], *(d["digest"] for d in m.get("layers") or [])]
+
+
+def _discard(paths: Paths, written: Sequence[str]) -> None:
+    """Deletes the blobs this pull wrote that no image references (another pull may share them)."""
+    if not written:
+        return
+    with state.locked(paths):
+        idx = images._load_index(paths)
+        used: set[str] = set()
+        for m in images._manifests(idx):
+            with contextlib.suppress(SdctrError, KeyError, ValueError, TypeError):
+                used.update(_blobs_of(paths, m))
+        for digest in written:
+            if digest not in used:
+                with contextlib.suppress(FileNotFoundError):
+                    blob_path(paths, digest).unlink()
+
+
+# --- documents ---------------------------------------------------------------------------------------
+
+def _parse_platform(text: str) -> tuple[str, str, str]:
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(re.fullmatch(r"[a-z0-9_.-]+", p) for p in parts):
+        raise SdctrError(f"invalid platform {text!r}", hint="OS/ARCH[/VARIANT], e.g. linux/arm64")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+
+
+def _select_platform(r: images.Reference, body: bytes, wanted: tuple[str, str, str]) -> str:
+    index = json.loads(body)
+    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
+    available = []
+    os_, arch, variant = wanted
+    for m in entries:
+        p = m.get("platform") or {}
+        if p.get("os") == "unknown":  # buildkit attestations
+            continue
+        available.append("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x))
+        if (p.get("os"), p.get("architecture")) == (os_, arch) and variant in ("", p.get("variant")):
+            return _descriptor_digest(m)
+    want = "/".join(x for x in wanted if x)
+    raise SdctrError(f"{r.key}: no image for platform {want} (the registry has: "
+                     f"{', '.join(available) or 'none'})", hint="choose one with --platform")
+
+
+def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(body)
+    config = doc.get("config")
+    layers = doc.get("layers")
+    if not (isinstance(config, dict) and isinstance(layers, list)
+            and all(isinstance(x, dict) for x in layers)):
+        raise SdctrError(f"{ref}: the image manifest has no config or layers")
+    _descriptor_digest(config)
+    for d in layers:
+        _descriptor_digest(d)
+    return doc
+
+
+def _parse_config(ref: str, data: bytes, n_layers: int) -> dict[str, Any]:
+    try:
+        config = json.loads(data)
+        diff_ids = config["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError):
+        raise SdctrError(f"{ref}: the image config is not a valid OCI image config") from None
+    if not isinstance(diff_ids, list) or len(diff_ids) != n_layers:
+        raise SdctrError(f"{ref}: the config lists {len(diff_ids)} layers, the manifest {n_layers}")
+    result: dict[str, Any] = config
+    return result
+
+
+def _check_platform(ref: str, config: Mapping[str, Any], wanted: tuple[str, str, str]) -> None:
+    got = (config.get("os", ""), config.get("architecture", ""))
+    if got != wanted[:2]:
+        raise SdctrError(f"{ref} is for {'/'.join(got)}, not {wanted[0]}/{wanted[1]}")
+
+
+def _descriptor_digest(desc: Mapping[str, Any]) -> str:
+    digest = desc.get("digest")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise SdctrError(f"unsupported digest {digest!r} in the manifest (sdctr knows sha256)")
+    digest_hex(digest)  # refuses anything but 64 hex digits: the digest becomes a file name
+    return digest
+
+
+# --- auth and transport -------------------------------------------------------------------------------
+
+def _auth_file(paths: Paths) -> Path:
+    return Path(os.environ.get("REGISTRY_AUTH_FILE") or paths.root / "auth.json")
+
+
+def _credentials(auth_file: Path, domain: str) -> tuple[str, str] | None:
+    try:
+        auths = json.loads(auth_file.read_text()).get("auths") or {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as e:
+        raise SdctrError(f"cannot read the auth file {auth_file}: {e}") from None
+    keys = _DOCKER_HUB_AUTH_KEYS if domain == images.DEFAULT_DOMAIN else (domain,)
+    for key, entry in auths.items():
+        bare = re.sub(r"^https?://", "", key).split("/")[0]
+        if (key in keys or bare in keys) and isinstance(entry, dict):
+            if entry.get("auth"):
+                try:
+                    user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                except ValueError:
+                    raise SdctrError(f"{auth_file}: the auth entry for {key} is not "
+                                     "base64(user:password)") from None
+                if sep:
+                    return user, password
+            if entry.get("username") and entry.get("password"):
+                return str(entry["username"]), str(entry["password"])
+    return None
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+                            for m in _CHALLENGE_PARAM.finditer(rest)}
+
+
+def _plain_http(domain: str, insecure: Sequence[str]) -> bool:
+    host = re.sub(r":\d+$", "", domain).strip("[]")
+    if domain in insecure or host in insecure or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _describe_error(r: images.Reference, url: str, resp: httpx.Response) -> str:
+    codes = ""
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        codes = ", ".join(f"{e.get('code')}: {e.get('message')}" for e in resp.json().get("errors") or [])
+    if resp.status_code == 404 and "/manifests/" in url:
+        return f"{r.repository}: manifest {url.rsplit('/', 1)[1]} not found in {r.domain}" + (
+            f" ({codes})" if codes else "")
+    return f"registry {r.domain} answered {resp.status_code} to GET {url}" + (f" ({codes})" if codes else "")
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def _display_path(r: images.Reference) -> str:
+    return r.path if r.domain == images.DEFAULT_DOMAIN else f"{r.domain}/{r.path}"
+
+
+def _short(digest: str) -> str:
+    return digest_hex(digest)[:12]
+
+
+class _Reporter:
+    """progress(line) from any thread, one line at a time."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress = progress
+        self.lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        if self.progress:
+            with self.lock:
+                self.progress(line)

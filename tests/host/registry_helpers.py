@@ -1,0 +1,252 @@
+"""A real registry for host-tier tests: Debian's docker-registry (distribution 2.8) inside a network
+namespace of the test's own, listening on loopback only, filled with skopeo from OCI layouts this
+module writes by hand (the input only: pulling is what the tests prove).
+
+Needs (Debian): docker-registry, skopeo, apache2-utils (htpasswd -B), busybox-static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Generator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rootfs_helpers import build_busybox_rootfs
+
+REPO = Path(__file__).resolve().parents[2]
+PLAIN_PORT = 5000
+AUTH_PORT = 5001
+USER, PASSWORD = "tester", "s3cret-pw"
+TOOLS = ("ip", "docker-registry", "skopeo", "htpasswd")
+
+PULL_SCRIPT = """
+import json, sys
+from sdctr import registry
+from sdctr.log import SdctrError
+from sdctr.state import Paths
+a = json.loads(sys.argv[1])
+lines = []
+try:
+    image = registry.pull(Paths.from_root(a["root"]), a["ref"], platform=a.get("platform"),
+                          insecure=a.get("insecure", ()), progress=lines.append)
+    print(json.dumps({"ok": True, "id": image.id, "lines": lines}))
+except SdctrError as e:
+    print(json.dumps({"ok": False, "error": str(e), "hint": e.hint, "lines": lines}))
+"""
+
+
+def missing_tools() -> list[str]:
+    return [t for t in TOOLS if shutil.which(t) is None]
+
+
+def run(cmd: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), check=True, capture_output=True, text=True, **kw)
+
+
+# --- OCI layouts, written by hand --------------------------------------------------------------------
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _tar_dir(root: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for p in sorted(root.rglob("*")):
+            info = tar.gettarinfo(str(p), arcname=str(p.relative_to(root)))
+            info.mtime = 0
+            if info.isreg():
+                with open(p, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def _tar_files(files: Mapping[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    arch: str
+    env: tuple[str, ...]
+    cmd: tuple[str, ...]
+    layers: tuple[bytes, ...]  # uncompressed tars, bottom first
+
+
+class Layout:
+    """An OCI image layout directory; each tag names one image or (several variants) an index."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        (root / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+        (root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+        self.index: dict[str, Any] = {"schemaVersion": 2, "manifests": []}
+
+    def _blob(self, data: bytes) -> str:
+        digest = _sha(data)
+        (self.root / "blobs/sha256" / digest.split(":")[1]).write_bytes(data)
+        return digest
+
+    def _image(self, v: Variant) -> dict[str, Any]:
+        descs, diff_ids = [], []
+        for tar in v.layers:
+            gz = gzip.compress(tar, mtime=0)
+            descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                          "digest": self._blob(gz), "size": len(gz)})
+            diff_ids.append(_sha(tar))
+        config = json.dumps({
+            "created": "2024-01-01T00:00:00Z", "architecture": v.arch, "os": "linux",
+            "config": {"Env": list(v.env), "Cmd": list(v.cmd), "WorkingDir": "/"},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": self._blob(config), "size": len(config)},
+            "layers": descs,
+        }).encode()
+        return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": self._blob(manifest),
+                "size": len(manifest), "platform": {"os": "linux", "architecture": v.arch}}
+
+    def add(self, tag: str, variants: Sequence[Variant]) -> None:
+        descs = [self._image(v) for v in variants]
+        if len(descs) == 1:
+            desc = descs[0]
+        else:
+            index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                "manifests": descs}).encode()
+            desc = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": self._blob(index),
+                    "size": len(index)}
+        self.index["manifests"].append({**desc, "annotations": {"org.opencontainers.image.ref.name": tag}})
+        (self.root / "index.json").write_text(json.dumps(self.index))
+
+
+def busybox_layer(tmp: Path) -> bytes:
+    return _tar_dir(build_busybox_rootfs(tmp / "busybox-rootfs"))
+
+
+def small_layer(name: str, content: bytes) -> bytes:
+    return _tar_files({f"etc/{name}": content})
+
+
+# --- the registry in its network namespace -----------------------------------------------------------
+
+_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+{auth}"""
+
+
+@dataclasses.dataclass
+class Registries:
+    netns: str
+    workdir: Path
+    storage: dict[int, Path]
+    procs: list[subprocess.Popen[bytes]]
+
+    def exec(self, cmd: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        return run(["ip", "netns", "exec", self.netns, *cmd], **kw)
+
+    def push(self, layout: Path, tag: str, dest: str, *, fmt: str | None = None, all_: bool = False,
+             creds: str | None = None) -> None:
+        cmd = ["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false"]
+        cmd += ["--format", fmt] if fmt else []
+        cmd += ["--all"] if all_ else []
+        cmd += ["--dest-creds", creds] if creds else []
+        self.exec([*cmd, f"oci:{layout}:{tag}", f"docker://{dest}"])
+
+    def blob_file(self, port: int, digest: str) -> Path:
+        hexd = digest.split(":")[1]
+        return self.storage[port] / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+    def pull(self, root: Path, ref: str, *, platform: str | None = None,
+             env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """sdctr.registry.pull inside the namespace (a child process): {"ok", "id"|"error", "lines"}."""
+        args = json.dumps({"root": str(root), "ref": ref, "platform": platform})
+        inherited = {k: v for k, v in os.environ.items() if k != "REGISTRY_AUTH_FILE"}
+        child_env = {**inherited, "PYTHONPATH": str(REPO), **(env or {})}
+        out = self.exec([sys.executable, "-c", PULL_SCRIPT, args], env=child_env, cwd=REPO, timeout=120)
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+
+def _wait_listening(netns: str, port: int, log: Path, proc: subprocess.Popen[bytes]) -> None:
+    probe = ("import socket, sys, time\n"
+             "for _ in range(200):\n"
+             "    try:\n"
+             f"        socket.create_connection(('127.0.0.1', {port}), 0.5).close(); sys.exit(0)\n"
+             "    except OSError:\n"
+             "        time.sleep(0.05)\n"
+             "sys.exit(1)\n")
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", probe])
+    if done.returncode != 0 or proc.poll() is not None:
+        raise RuntimeError(f"docker-registry on port {port} did not start: {log.read_text()}")
+
+
+def start_registries(workdir: Path) -> Generator[Registries, None, None]:
+    """A generator fixture body: a netns with lo up, a plain registry on 127.0.0.1:5000 and one with
+    htpasswd (bcrypt) auth on 127.0.0.1:5001; everything is torn down when it resumes."""
+    netns = f"sdctr-reg-{os.getpid()}-{time.monotonic_ns() % 100000}"
+    procs: list[subprocess.Popen[bytes]] = []
+    run(["ip", "netns", "add", netns])
+    try:
+        run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"])
+        htpasswd = workdir / "htpasswd"
+        htpasswd.write_text(run(["htpasswd", "-Bbn", USER, PASSWORD]).stdout)
+        storage = {}
+        for port in (PLAIN_PORT, AUTH_PORT):
+            storage[port] = workdir / f"storage-{port}"
+            storage[port].mkdir()
+            auth = (f"auth:\n  htpasswd:\n    realm: sdctr-test\n    path: {htpasswd}\n"
+                    if port == AUTH_PORT else "")
+            config = workdir / f"config-{port}.yml"
+            config.write_text(_CONFIG.format(storage=storage[port], port=port, auth=auth))
+            log = workdir / f"registry-{port}.log"
+            with open(log, "wb") as logf:
+                cmd = ["ip", "netns", "exec", netns, "docker-registry", "serve", str(config)]
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            _wait_listening(netns, port, log, proc)
+        yield Registries(netns, workdir, storage, procs)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+def blob_files(root: Path) -> set[str]:
+    d = root / "blobs/sha256"
+    return {p.name for p in d.iterdir()} if d.is_dir() else set()

@@ -1,0 +1,385 @@
+"""sdctr.registry against a real registry (Debian's docker-registry) in a network namespace of our
+own: OCI and Docker schema 2 images, a multi-platform index, htpasswd auth, a registry that is down,
+and blobs corrupted in the registry's storage (nothing partial may stay in our store)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from registry_helpers import (
+    AUTH_PORT,
+    PASSWORD,
+    PLAIN_PORT,
+    REPO,
+    USER,
+    Layout,
+    Registries,
+    Variant,
+    blob_files,
+    busybox_layer,
+    missing_tools,
+    small_layer,
+    start_registries,
+)
+
+from sdctr import images, registry
+from sdctr.log import SdctrError
+from sdctr.state import Paths
+
+pytestmark = pytest.mark.host
+
+PLAIN = f"127.0.0.1:{PLAIN_PORT}"
+AUTHED = f"127.0.0.1:{AUTH_PORT}"
+HOST_ARCH = images.host_architecture()
+OTHER_ARCH = "arm64" if HOST_ARCH != "arm64" else "amd64"
+CMD = ("/bin/sh", "-c", "echo hello")
+ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hi")
+
+
+@pytest.fixture(scope="module")
+def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
+    if missing_tools():  # CI (SDCTR_TESTS_STRICT=1) must not go green by skipping
+        why = (f"needs {', '.join(missing_tools())} "
+               "(apt-get install docker-registry skopeo apache2-utils busybox-static)")
+        if os.environ.get("SDCTR_TESTS_STRICT") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    work = tmp_path_factory.mktemp("registry")
+    gen = start_registries(work)
+    r = next(gen)
+    try:
+        layout = Layout(work / "layout")
+        base = busybox_layer(work)
+        layout.add("plain", [Variant(HOST_ARCH, ENV, CMD, (base, small_layer("hello", b"oci\n")))])
+        layout.add("multi", [Variant(HOST_ARCH, ("WHO=host",), ("/bin/true",),
+                                     (small_layer("arch", b"host\n"),)),
+                             Variant(OTHER_ARCH, ("WHO=other",), ("/bin/false",),
+                                     (small_layer("arch", b"other\n"),))])
+        layout.add("bad", [Variant(HOST_ARCH, ENV, CMD, (small_layer("bad", b"x" * 5000),))])
+        layout.add("short", [Variant(HOST_ARCH, ENV, CMD, (small_layer("short", b"y" * 5000),))])
+        r.push(layout.root, "plain", f"{PLAIN}/test/oci:1")
+        r.push(layout.root, "plain", f"{PLAIN}/test/docker:1", fmt="v2s2")
+        r.push(layout.root, "multi", f"{PLAIN}/test/multi:1", all_=True)
+        r.push(layout.root, "bad", f"{PLAIN}/test/bad:1")
+        r.push(layout.root, "short", f"{PLAIN}/test/short:1")
+        r.push(layout.root, "plain", f"{AUTHED}/test/private:1", creds=f"{USER}:{PASSWORD}")
+        yield r
+    finally:
+        gen.close()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def _ok(result: dict[str, object]) -> dict[str, object]:
+    assert result["ok"], result
+    return result
+
+
+def _fails(result: dict[str, object], *words: str) -> str:
+    assert not result["ok"], result
+    message = f"{result['error']} {result.get('hint') or ''}"
+    for w in words:
+        assert w in message, message
+    return message
+
+
+def _manifest(root: Path, image: images.Image) -> dict[str, object]:
+    blob = root / "blobs/sha256" / image.manifest_digest.split(":")[1]
+    loaded: dict[str, object] = json.loads(blob.read_text())
+    return loaded
+
+
+def test_pull_oci_image(reg: Registries, root: Path) -> None:
+    result = _ok(reg.pull(root, f"{PLAIN}/test/oci:1"))
+    image = images.resolve(Paths.from_root(str(root)), f"{PLAIN}/test/oci:1")
+    assert image.id == result["id"]
+    assert image.config.cmd == CMD and image.config.env == ENV and image.config.workdir == "/"
+    assert len(image.layers) == len(image.layer_blobs) == 2
+    assert image.architecture == HOST_ARCH
+    assert _manifest(root, image)["mediaType"] == registry.MEDIA_OCI_MANIFEST
+    for blob in (*image.layer_blobs, f"sha256:{image.id}", image.manifest_digest):
+        assert blob.split(":")[1] in blob_files(root)
+    lines = result["lines"]
+    assert isinstance(lines, list)
+    assert "1: Pulling from 127.0.0.1:5000/test/oci" in lines
+    assert f"{image.layer_blobs[0][7:19]}: Pulling fs layer" in lines
+    assert f"{image.layer_blobs[0][7:19]}: Download complete" in lines
+    assert any(x.startswith("Digest: sha256:") for x in lines)
+    assert lines[-1] == f"Status: Downloaded newer image for {PLAIN}/test/oci:1"
+
+    # again: nothing fetched, and by the digest the registry gave (verified)
+    again = _ok(reg.pull(root, f"{PLAIN}/test/oci:1"))
+    assert again["lines"][-1] == f"Status: Image is up to date for {PLAIN}/test/oci:1"  # type: ignore[index]
+    digest = next(x for x in lines if x.startswith("Digest: ")).split()[1]
+    _ok(reg.pull(root, f"{PLAIN}/test/oci@{digest}"))
+    assert images.resolve(Paths.from_root(str(root)), f"{PLAIN}/test/oci@{digest}").id == image.id
+
+
+def test_pull_docker_schema2_image(reg: Registries, root: Path) -> None:
+    result = _ok(reg.pull(root, f"{PLAIN}/test/docker:1"))
+    image = images.resolve(Paths.from_root(str(root)), f"{PLAIN}/test/docker:1")
+    assert image.id == result["id"]
+    assert image.config.cmd == CMD and image.config.env == ENV
+    assert len(image.layers) == 2
+    assert _manifest(root, image)["mediaType"] == registry.MEDIA_DOCKER_MANIFEST
+
+
+def test_multi_platform_index(reg: Registries, root: Path) -> None:
+    paths = Paths.from_root(str(root))
+    _ok(reg.pull(root, f"{PLAIN}/test/multi:1"))
+    host = images.resolve(paths, f"{PLAIN}/test/multi:1")
+    assert host.architecture == HOST_ARCH and host.config.env == ("WHO=host",)
+    _ok(reg.pull(root, f"{PLAIN}/test/multi:1", platform=f"linux/{OTHER_ARCH}"))
+    other = images.resolve(paths, f"{PLAIN}/test/multi:1")
+    assert other.architecture == OTHER_ARCH and other.config.env == ("WHO=other",)
+    assert other.config.cmd == ("/bin/false",)
+    assert other.id != host.id
+
+
+def test_platform_missing_from_index(reg: Registries, root: Path) -> None:
+    before = blob_files(root)
+    _fails(reg.pull(root, f"{PLAIN}/test/multi:1", platform="linux/s390x"),
+           "linux/s390x", f"linux/{HOST_ARCH}", f"linux/{OTHER_ARCH}")
+    assert blob_files(root) == before
+
+
+def test_unknown_tag(reg: Registries, root: Path) -> None:
+    _fails(reg.pull(root, f"{PLAIN}/test/oci:nope"), "not found")
+
+
+def test_auth_needs_credentials(reg: Registries, root: Path, tmp_path: Path) -> None:
+    message = _fails(reg.pull(root, f"{AUTHED}/test/private:1",
+                              env={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")}),
+                     AUTHED, "sdctr login")
+    assert "credentials" in message
+
+
+def test_auth_wrong_credentials(reg: Registries, root: Path, tmp_path: Path) -> None:
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {AUTHED: {"auth": _b64(f"{USER}:wrong")}}}))
+    _fails(reg.pull(root, f"{AUTHED}/test/private:1", env={"REGISTRY_AUTH_FILE": str(auth)}),
+           AUTHED, "refused")
+
+
+def test_auth_with_auth_file(reg: Registries, root: Path) -> None:
+    root.mkdir(parents=True)
+    (root / "auth.json").write_text(json.dumps({"auths": {AUTHED: {"auth": _b64(f"{USER}:{PASSWORD}")}}}))
+    _ok(reg.pull(root, f"{AUTHED}/test/private:1"))  # <root>/auth.json
+    image = images.resolve(Paths.from_root(str(root)), f"{AUTHED}/test/private:1")
+    assert image.config.cmd == CMD
+
+
+def test_registry_down(reg: Registries, root: Path) -> None:
+    _fails(reg.pull(root, "127.0.0.1:5999/test/oci:1"), "cannot reach registry 127.0.0.1:5999")
+    assert blob_files(root) == set()
+
+
+def _corrupt(reg: Registries, root: Path, name: str, how: str) -> str:
+    """Pulls test/<name>:1 after damaging its layer in the registry's storage; the error message."""
+    scratch = root.parent / f"scratch-{name}"
+    _ok(reg.pull(scratch, f"{PLAIN}/test/{name}:1"))
+    layer = images.resolve(Paths.from_root(str(scratch)), f"{PLAIN}/test/{name}:1").layer_blobs[0]
+    data = reg.blob_file(PLAIN_PORT, layer)
+    original = data.read_bytes()
+    try:
+        if how == "flip":
+            data.write_bytes(original[:-10] + bytes(b ^ 0xFF for b in original[-10:]))
+        else:
+            data.write_bytes(original[: len(original) // 2])
+        _ok(reg.pull(root, f"{PLAIN}/test/oci:1"))  # something already in the store
+        before = blob_files(root)
+        index_before = (root / "images.json").read_text()
+        result = reg.pull(root, f"{PLAIN}/test/{name}:1")
+        assert blob_files(root) == before
+        assert not [p for p in (root / "blobs/sha256").iterdir() if p.name.startswith(".tmp")]
+        assert (root / "images.json").read_text() == index_before
+        return _fails(result, layer)
+    finally:
+        data.write_bytes(original)
+
+
+def test_wrong_digest_served(reg: Registries, root: Path) -> None:
+    assert "failed verification" in _corrupt(reg, root, "bad", "flip")
+
+
+def test_truncated_blob(reg: Registries, root: Path) -> None:
+    _corrupt(reg, root, "short", "truncate")
+
+
+# --- pure parts --------------------------------------------------------------------------------------
+
+def test_challenge_parsing() -> None:
+    scheme, params = registry._parse_challenge(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/busybox:pull"')
+    assert scheme == "bearer"
+    assert params == {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+                      "scope": "repository:library/busybox:pull"}
+
+
+def test_plain_http_only_where_allowed() -> None:
+    assert registry._plain_http("localhost:5000", ())
+    assert registry._plain_http("127.0.0.2:5000", ())
+    assert not registry._plain_http("registry.example.com", ())
+    assert registry._plain_http("registry.example.com:5000", ["registry.example.com:5000"])
+    assert registry._plain_http("registry.example.com:5000", ["registry.example.com"])
+
+
+def test_docker_hub_credentials(tmp_path: Path) -> None:
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": _b64("me:pw")}}}))
+    assert registry._credentials(auth, "docker.io") == ("me", "pw")
+    assert registry._credentials(auth, "quay.io") is None
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+# --- protocol corners, against httpx.MockTransport (no network) ---------------------------------------
+
+FAKE = "registry.example.com"
+
+
+def _fake_image() -> dict[str, bytes]:
+    """path -> body of a one-layer OCI image, plus "manifest" and "digest"."""
+    import gzip
+    import hashlib
+
+    tar = small_layer("fake", b"fake\n")
+    layer = gzip.compress(tar, mtime=0)
+
+    def sha(b: bytes) -> str:
+        return "sha256:" + hashlib.sha256(b).hexdigest()
+
+    config = json.dumps({"architecture": HOST_ARCH, "os": "linux", "config": {"Cmd": ["/fake"]},
+                         "rootfs": {"type": "layers", "diff_ids": [sha(tar)]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": registry.MEDIA_OCI_MANIFEST,
+                           "config": {"mediaType": images.MEDIA_CONFIG, "digest": sha(config),
+                                      "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       "digest": sha(layer), "size": len(layer)}]}).encode()
+    return {f"/v2/team/app/blobs/{sha(config)}": config, f"/v2/team/app/blobs/{sha(layer)}": layer,
+            "/v2/team/app/manifests/1": manifest, f"/v2/team/app/manifests/{sha(manifest)}": manifest,
+            "layer": sha(layer).encode(), "digest": sha(manifest).encode()}
+
+
+def _serve(monkeypatch: pytest.MonkeyPatch, handler: object) -> None:
+    import httpx
+
+    real = httpx.Client
+    transport = httpx.MockTransport(handler)  # type: ignore[arg-type]
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real(transport=transport, **kw))
+    monkeypatch.setattr(registry, "_RETRY_PAUSE", 0.0)
+
+
+def _content(path: str, body: bytes = b"") -> dict[str, str]:
+    media = registry.MEDIA_OCI_MANIFEST if "/manifests/" in path else "application/octet-stream"
+    return {"Content-Type": media}
+
+
+def test_bearer_token_flow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import httpx
+
+    content = _fake_image()
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.host}{request.url.path}")
+        assert request.url.scheme == "https"
+        if request.url.host == "auth.example.com":
+            assert request.url.params["service"] == "reg"
+            assert request.url.params["scope"] == "repository:team/app:pull"
+            return httpx.Response(200, json={"token": "t0k"})
+        if request.headers.get("Authorization") != "Bearer t0k":
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example.com/token",'
+                                                                    'service="reg",scope="repository:team/app:pull"'})
+        body = content.get(request.url.path)
+        return httpx.Response(200, content=body, headers=_content(request.url.path, body or b"")) if body \
+            else httpx.Response(404)
+
+    _serve(monkeypatch, handler)
+    paths = Paths.from_root(str(tmp_path))
+    image = registry.pull(paths, f"{FAKE}/team/app:1")
+    assert image.config.cmd == ("/fake",)
+    assert images.resolve(paths, f"{FAKE}/team/app:1").id == image.id
+    assert seen.count("auth.example.com/token") == 1
+
+
+def test_retries_on_5xx_not_on_4xx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import httpx
+
+    content = _fake_image()
+    layer_path = f"/v2/team/app/blobs/{content['layer'].decode()}"
+    calls = {"n": 0, "status": 503}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == layer_path:
+            calls["n"] += 1
+            if calls["n"] <= 2:
+                return httpx.Response(calls["status"])
+        body = content.get(request.url.path)
+        return httpx.Response(200, content=body, headers=_content(request.url.path, body or b"")) if body \
+            else httpx.Response(404)
+
+    _serve(monkeypatch, handler)
+    registry.pull(Paths.from_root(str(tmp_path / "a")), f"{FAKE}/team/app:1")
+    assert calls["n"] == 3
+    calls.update(n=0, status=404)
+    with pytest.raises(SdctrError, match="404"):
+        registry.pull(Paths.from_root(str(tmp_path / "b")), f"{FAKE}/team/app:1")
+    assert calls["n"] == 1
+    assert blob_files(tmp_path / "b") == set()
+
+
+def test_schema1_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"schemaVersion": 1, "name": "team/app", "fsLayers": []},
+                              headers={"Content-Type": registry.MEDIA_SCHEMA1[1]})
+
+    _serve(monkeypatch, handler)
+    with pytest.raises(SdctrError, match="schema 1"):
+        registry.pull(Paths.from_root(str(tmp_path)), f"{FAKE}/team/app:1")
+
+
+def test_manifest_digest_verified(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import httpx
+
+    content = _fake_image()
+    wanted = "sha256:" + "0" * 64
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = content["/v2/team/app/manifests/1"]
+        return httpx.Response(200, content=body, headers=_content(request.url.path, body))
+
+    _serve(monkeypatch, handler)
+    with pytest.raises(SdctrError, match=f"manifest {wanted}"):
+        registry.pull(Paths.from_root(str(tmp_path)), f"{FAKE}/team/app@{wanted}")
+    assert blob_files(tmp_path) == set()
+
+
+def test_the_pull_command(reg: Registries, root: Path) -> None:
+    """What a user types: `sdctr pull`, its progress lines, `sdctr images`, a clear failure."""
+    sdctr = [sys.executable, "-m", "sdctr", "--root", str(root)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = reg.exec([*sdctr, "pull", f"{PLAIN}/test/oci:1"], env=env, cwd=REPO).stdout
+    assert out.splitlines()[-1] == f"Status: Downloaded newer image for {PLAIN}/test/oci:1"
+    listing = reg.exec([*sdctr, "images"], env=env, cwd=REPO).stdout
+    assert f"{PLAIN}/test/oci" in listing and " 1 " in listing
+    r = subprocess.run(["ip", "netns", "exec", reg.netns, *sdctr, "pull", f"{PLAIN}/test/oci:nope"],
+                       capture_output=True, text=True, env=env, cwd=REPO)
+    assert r.returncode == 125
+    assert r.stderr.startswith("sdctr: error: ") and "Traceback" not in r.stderr
