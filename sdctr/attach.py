@@ -24,20 +24,20 @@ from sdctr.state import Paths
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def run_attached(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
+def run_attached(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: Any) -> int:
     if not host.transient_hooks:
-        return _run_following_journal(paths, spec, sd, host)
+        return _run_following_journal(paths, spec, image, sd, host)
     if spec.tty:
-        return _run_with_pty(paths, spec, sd, host)
+        return _run_with_pty(paths, spec, image, sd, host)
     stdin = sys.stdin.fileno() if spec.interactive else os.open(os.devnull, os.O_RDONLY)
     stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
     with _forward_signals() as proxy:
-        containers.run(paths, spec, sd, host, stdio)
+        containers.run(paths, spec, image, sd, host, stdio=stdio)
         proxy.aim(sd, spec)
         return containers.wait_exit(paths, spec, sd)
 
 
-def _run_following_journal(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
+def _run_following_journal(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: Any) -> int:
     """systemd before v236 cannot take our descriptors: the container writes to the journal
     and we follow it there (stdout and stderr both arrive on our stdout), as `docker attach`
     to a detached container would. No stdin and no terminal on such a host."""
@@ -48,7 +48,7 @@ def _run_following_journal(paths: Paths, spec: ContainerSpec, sd: Any, host: Any
         raise SdctrError("-i and -t need systemd 236 or newer (it passes our terminal to the unit)",
                          hint="run it detached with -d and use 'sdctr logs -f'")
     with _forward_signals() as proxy:
-        containers.run(paths, spec, sd, host)
+        containers.run(paths, spec, image, sd, host)
         proxy.aim(sd, spec)
         journal = _JournalCopy(journalctl_argv(spec, False, "all", None))
         follow = popen([*journal.argv, "--follow"])
@@ -135,7 +135,7 @@ def _forward_signals() -> Iterator[_SignalProxy]:
             signal.signal(s, h)
 
 
-def _run_with_pty(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
+def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: Any) -> int:
     master, slave = os.openpty()
     stdin_fd = sys.stdin.fileno()
     is_tty = os.isatty(stdin_fd)
@@ -150,7 +150,7 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, sd: Any, host: Any) -> int:
     pump.start()
     try:
         try:
-            containers.run(paths, spec, sd, host, (slave, slave, slave))
+            containers.run(paths, spec, image, sd, host, stdio=(slave, slave, slave))
         finally:
             os.close(slave)
         if is_tty:  # raw mode: Ctrl-C travels as a byte through the pty

@@ -14,13 +14,16 @@ import secrets
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdctr import hooks
 from sdctr.log import SdctrError
 from sdctr.spec import ContainerSpec
 from sdctr.state import Paths, all_specs, read_status, save_spec
 from sdctr.systemd import Host, Systemd, properties, sdctr_argv
+
+if TYPE_CHECKING:
+    from sdctr.images import Image
 
 RUNNING_STATES = ("active", "activating", "deactivating", "reloading")
 
@@ -33,28 +36,34 @@ def root_args(paths: Paths) -> list[str]:
     return [] if paths.is_default else ["--root", str(paths.root)]
 
 
-def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
-               stdio: tuple[int, int, int] | None = None) -> list[Any]:
-    return properties(spec, host, sdctr_argv(root_args(paths)), stdio, prestart_command(paths, spec))
+def unit_props(paths: Paths, spec: ContainerSpec, host: Host, stdio: tuple[int, int, int] | None = None,
+               image: Image | None = None) -> list[Any]:
+    return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
+                      prestart_command(paths, spec, image))
 
 
-def prestart_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
+def prestart_command(paths: Paths, spec: ContainerSpec, image: Image | None) -> list[str] | None:
     """The snapshot was prepared at create time, so mounting it is one command the unit runs
     without a Python process of its own (a hundred milliseconds of every start). An ephemeral
     container's writable layer is reset first: that stays with the hook."""
     if spec.ephemeral:
         return None
-    from sdctr import images, storage
+    from sdctr import storage
 
-    image = images.resolve(paths, spec.image_id)
+    image = image or _image_of(paths, spec)
     return storage.driver(paths).mount_command(spec.id, image, paths.rootfs(spec.id))
 
 
-def create(paths: Paths, spec: ContainerSpec) -> None:
-    """The record and the writable snapshot; nothing runs yet (`docker create`)."""
-    from sdctr import images, storage
+def _image_of(paths: Paths, spec: ContainerSpec) -> Image:
+    from sdctr import images
 
-    image = images.resolve(paths, spec.image_id)
+    return images.resolve(paths, spec.image_id)
+
+
+def create(paths: Paths, spec: ContainerSpec, image: Image) -> None:
+    """The record and the writable snapshot; nothing runs yet (`docker create`)."""
+    from sdctr import storage
+
     driver = storage.driver(paths)
     driver.ensure_layers(image)
     save_spec(paths, spec)
@@ -65,17 +74,18 @@ def create(paths: Paths, spec: ContainerSpec) -> None:
         raise
 
 
-def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
-          stdio: tuple[int, int, int] | None = None) -> None:
-    sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio), host)
+def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
+          stdio: tuple[int, int, int] | None = None, image: Image | None = None) -> None:
+    """`image` when the caller has it already (run resolved it for the spec); else looked up."""
+    sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio, image), host)
 
 
-def run(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
+def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
         stdio: tuple[int, int, int] | None = None) -> None:
     """create + start; on a failed start nothing is left: no record, snapshot or unit."""
-    create(paths, spec)
+    create(paths, spec, image)
     try:
-        start(paths, spec, sd, host, stdio)
+        start(paths, spec, sd, host, stdio=stdio, image=image)
     except BaseException as e:
         with contextlib.suppress(Exception):  # interrupted while it runs: it must not outlive us
             sd.kill(spec.unit, signal.SIGKILL, who="all")
@@ -92,33 +102,33 @@ def run(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host,
 
 
 def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
+    """The exit status the poststop hook left for an attached run (None while it has not)."""
     path = hooks.exit_file(paths, spec.id)
     try:
-        code = json.loads(path.read_text()).get("exit_code")
+        status = json.loads(path.read_text())
         path.unlink()
-        return int(code) if code is not None else None
+        return _status_code(status)
     except (FileNotFoundError, ValueError):
         return None
 
 
 def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.01) -> int:
-    """Until the unit has stopped and its poststop hook has recorded the exit; the status."""
-    exit_file = hooks.exit_file(paths, spec.id)
-    last_check = time.monotonic()
+    """Until the unit has stopped and its poststop hook has recorded the exit; the status.
+
+    An attached run watches for the exit file its poststop hook leaves (a stat, cheap to poll)
+    and asks systemd only once a second, in case the hook never ran; `wait` asks systemd."""
+    ask_every = 1.0 if spec.attached else poll
+    next_ask = time.monotonic() + ask_every
     while True:
-        if spec.attached and exit_file.exists():
-            status = json.loads(exit_file.read_text())
-            exit_file.unlink()
-            return _status_code(status)
-        if time.monotonic() - last_check > 1.0 or not spec.attached:
-            last_check = time.monotonic()
-            state = sd.unit_state(spec.unit).get("ActiveState", "inactive")
-            if state not in RUNNING_STATES and not (spec.attached and exit_file.exists()):
-                if spec.attached:  # the hook may not have run (a crash): say what systemd says
-                    time.sleep(0.2)
-                    if exit_file.exists():
-                        continue
-                return _status_code(read_status(paths, spec.id))
+        code = _take_exit_file(paths, spec) if spec.attached else None
+        if code is not None:
+            return code
+        if time.monotonic() >= next_ask:
+            next_ask = time.monotonic() + ask_every
+            if sd.unit_state(spec.unit).get("ActiveState", "inactive") not in RUNNING_STATES:
+                time.sleep(0.2 if spec.attached else 0)  # the file may be a moment behind
+                code = _take_exit_file(paths, spec) if spec.attached else None
+                return code if code is not None else _status_code(read_status(paths, spec.id))
         time.sleep(poll)
 
 
@@ -240,12 +250,12 @@ def cgroup_dir(unit: dict[str, Any], controller: str) -> Path | None:
     return None
 
 
-def main_pid(sd: Systemd, spec: ContainerSpec) -> int:
+def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
+    """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
     unit = sd.unit_state(spec.unit)
-    pid = unit.get("MainPID", 0)
-    if unit.get("ActiveState") not in RUNNING_STATES or not pid:
+    if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
         raise SdctrError(f"container {spec.name} is not running")
-    return int(pid)
+    return unit
 
 
 def all_with_state(paths: Paths, sd: Systemd) -> list[tuple[ContainerSpec, str | None]]:

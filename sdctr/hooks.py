@@ -22,6 +22,7 @@ from pathlib import Path
 from sdctr.log import debug
 from sdctr.spec import ContainerSpec
 from sdctr.state import Paths, find_by_id, read_status, write_json_atomic, write_status
+from sdctr.systemd import UNIT_DIR
 
 
 def prestart(paths: Paths, cid: str) -> int:
@@ -94,7 +95,7 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     # a unit file written for an old systemd goes too; it stays loaded until systemd's next
     # reload, inactive, and is collected then
     with contextlib.suppress(FileNotFoundError):
-        (Path("/run/systemd/system") / spec.unit).unlink()
+        (UNIT_DIR / spec.unit).unlink()
     run_dir = paths.run_dir(spec.id)
     if run_dir.exists():
         shutil.rmtree(run_dir) if not _has_mount_under(run_dir) else debug(f"{run_dir} busy, kept")

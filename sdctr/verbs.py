@@ -49,8 +49,8 @@ def random_name(paths: Paths) -> str:
             return name
 
 
-def build_spec(args: argparse.Namespace, paths: Paths) -> ContainerSpec:
-    """Everything the user typed, checked, before anything is created."""
+def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, Any]:
+    """Everything the user typed, checked, before anything is created; and the image."""
     from sdctr import images
 
     resources = specs.Resources(
@@ -81,7 +81,7 @@ def build_spec(args: argparse.Namespace, paths: Paths) -> ContainerSpec:
     if not [c for c in command if c]:
         raise SdctrError(f"no command specified for {args.image}",
                          hint=f"give one: sdctr run {args.image} sh")
-    return ContainerSpec(
+    spec = ContainerSpec(
         id=containers.new_id(), name=name, image=image.repo_tags[0] if image.repo_tags else args.image,
         image_id=image.id, command=tuple(command),
         env=specs.merge_env(cfg.env or (), env_from_user),
@@ -91,25 +91,27 @@ def build_spec(args: argparse.Namespace, paths: Paths) -> ContainerSpec:
         tty=args.tty, attached=not args.detach, remove=args.rm, ephemeral=args.ephemeral,
         created=time.time(),
     )
+    return spec, image
+
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     paths = paths_of(args)
-    spec = build_spec(args, paths)
+    spec, image = build_spec(args, paths)
     sd, host = systemd_of(args)
     if args.detach:
-        containers.run(paths, spec, sd, host)
+        containers.run(paths, spec, image, sd, host)
         print(spec.id)
         return 0
     from sdctr import attach
 
-    return attach.run_attached(paths, spec, sd, host)
+    return attach.run_attached(paths, spec, image, sd, host)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
     paths = paths_of(args)
-    spec = build_spec(args, paths)
-    containers.create(paths, spec)
+    spec, image = build_spec(args, paths)
+    containers.create(paths, spec, image)
     print(spec.id)
     return 0
 
@@ -288,8 +290,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     sd, _ = systemd_of(args)
     spec = find(paths, args.container)
-    containers.main_pid(sd, spec)
-    pids = containers.pids_in(sd.unit_state(spec.unit))
+    pids = containers.pids_in(containers.running_unit(sd, spec))
     r = run(["ps", "-f", "-p", ",".join(str(p) for p in pids)], check=False)
     print(r.stdout, end="")
     return 0
@@ -311,10 +312,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     sd, _ = systemd_of(args)
     spec = find(paths, args.container)
-    pid = containers.main_pid(sd, spec)
-    unit = sd.unit_state(spec.unit)
-    return enter.exec_in(spec, pid, unit, list(args.command), env=specs.parse_env(args.env, os.environ),
-                         workdir=args.workdir, user=args.user, tty=args.tty, interactive=args.interactive)
+    unit = containers.running_unit(sd, spec)
+    return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
+                         env=specs.parse_env(args.env, os.environ), workdir=args.workdir,
+                         user=args.user, tty=args.tty, interactive=args.interactive)
 
 
 # --- images --------------------------------------------------------------------------------------
