@@ -2,7 +2,8 @@
 
     <root>/blobs/sha256/<hex>   content-addressed: layer tarballs as given, config and manifest JSON
     <root>/images.json          {"repositories": {"busybox:latest": "sha256:<manifest digest>"},
-                                 "dangling": ["sha256:<manifest digest>", ...]}
+                                 "dangling": ["sha256:<manifest digest>", ...],
+                                 "unpacked": {"sha256:<layer blob>": <unpacked bytes>, ...}}
 
 An image is its OCI manifest; its id is the digest of its config (as Docker shows it). Tags are
 kept in the familiar short form ("busybox:latest", "quay.io/x/y:v1"). An image whose last tag moves
@@ -17,7 +18,6 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import io
 import json
 import os
 import platform
@@ -25,7 +25,7 @@ import re
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,18 +179,24 @@ def _tag_reference(ref: str) -> Reference:
 
 # --- blobs -----------------------------------------------------------------------------------------
 
-def write_blob(paths: Paths, stream: Readable) -> tuple[str, int]:
-    """Copies a stream into the content store: (digest, size). Temp file, fsync, rename."""
+def write_blob(paths: Paths, chunks: Iterable[bytes], *, expect: str | None = None,
+               origin: str = "the source") -> tuple[str, int]:
+    """Copies chunks into the content store: (digest, size). Temp file, fsync, rename. With
+    ``expect``, content of another digest is deleted and refused, naming ``origin``."""
     d = paths.root / "blobs" / "sha256"
     d.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     sha, size = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as f:
-            while data := stream.read(1 << 20):
+            for data in chunks:
                 sha.update(data)
                 f.write(data)
                 size += len(data)
+            digest = f"sha256:{sha.hexdigest()}"
+            if expect and digest != expect:
+                raise SdctrError(f"blob {expect} failed verification: {origin} sent content with the "
+                                 f"digest {digest}", hint="nothing was stored")
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -199,11 +205,41 @@ def write_blob(paths: Paths, stream: Readable) -> tuple[str, int]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return f"sha256:{sha.hexdigest()}", size
+    return digest, size
 
 
 def write_blob_bytes(paths: Paths, data: bytes) -> str:
-    return write_blob(paths, io.BytesIO(data))[0]
+    return write_blob(paths, [data])[0]
+
+
+def chunks_of(stream: Readable, size: int = 1 << 20) -> Iterator[bytes]:
+    return iter(lambda: stream.read(size), b"")
+
+
+def blobs_of(paths: Paths, manifest_digest: str) -> list[str]:
+    """The manifest, its config and its layers."""
+    m = read_json_blob(paths, manifest_digest)
+    return [manifest_digest, m["config"]["digest"], *(d["digest"] for d in m.get("layers") or [])]
+
+
+def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
+    """Deletes those of ``digests`` that no image references: what a failed pull, load or import
+    wrote (another one running at the same time may share some)."""
+    digests = list(digests)
+    if digests:
+        with state.locked(paths):
+            _discard_unused_locked(paths, _load_index(paths), digests)
+
+
+def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterable[str]) -> None:
+    used: set[str] = set()
+    for m in _manifests(idx):
+        with contextlib.suppress(SdctrError, KeyError, ValueError, TypeError):
+            used.update(blobs_of(paths, m))
+    for digest in digests:
+        if digest not in used:
+            with contextlib.suppress(FileNotFoundError):
+                blob_path(paths, digest).unlink()
 
 
 def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
@@ -235,6 +271,7 @@ def _load_index(paths: Paths) -> dict[str, Any]:
         idx = {}
     idx.setdefault("repositories", {})
     idx.setdefault("dangling", [])
+    idx.setdefault("unpacked", {})
     return idx
 
 
@@ -257,7 +294,8 @@ def _load(paths: Paths, idx: Mapping[str, Any], manifest_digest: str) -> Image:
     config_digest = manifest["config"]["digest"]
     config = read_json_blob(paths, config_digest)
     layers = manifest.get("layers") or []
-    sizes = [int((d.get("annotations") or {}).get(UNPACKED_SIZE, d.get("size", 0))) for d in layers]
+    sizes = [int((d.get("annotations") or {}).get(UNPACKED_SIZE) or idx["unpacked"].get(d["digest"])
+                 or d.get("size", 0)) for d in layers]
     return Image(
         id=digest_hex(config_digest),
         repo_tags=tuple(sorted(k for k, v in idx["repositories"].items() if v == manifest_digest)),
@@ -361,20 +399,18 @@ def _names_tag(ref: str, tags: Sequence[str]) -> str | None:
     return None
 
 
-def _collect_garbage(paths: Paths, idx: Mapping[str, Any], gone: Image) -> None:
+def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> None:
     """Deletes ``gone``'s blobs and unpacked layers that no remaining image references."""
-    blobs: set[str] = set()
+    _discard_unused_locked(paths, idx, (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs))
     diff_ids: set[str] = set()
     for m in _manifests(idx):
         with contextlib.suppress(SdctrError, KeyError, ValueError):
-            other = _load(paths, idx, m)
-            blobs.update([m, f"sha256:{other.id}", *other.layer_blobs])
-            diff_ids.update(other.layers)
-    for digest in (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs):
-        if digest not in blobs:
-            with contextlib.suppress(FileNotFoundError):
-                blob_path(paths, digest).unlink()
+            diff_ids.update(_load(paths, idx, m).layers)
     driver(paths).prune_layers(diff_ids)
+    sizes: dict[str, int] = idx["unpacked"]
+    if any(not blob_path(paths, b).exists() for b in sizes):
+        idx["unpacked"] = {b: n for b, n in sizes.items() if blob_path(paths, b).exists()}
+        state.write_json_atomic(_index_path(paths), idx)
 
 
 def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
@@ -417,19 +453,50 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
         "layers": descriptors,
     })
     manifest_digest = write_blob_bytes(paths, manifest_bytes)
+    add_manifest(paths, manifest_digest, key)
+    return _load(paths, _load_index(paths), manifest_digest)
+
+
+def check_layers(paths: Paths, image: str, diff_ids: Sequence[str], blobs: Sequence[str]) -> dict[str, int]:
+    """Reads every stored layer blob through the tar rules (a hostile tar is refused before anyone
+    unpacks it) and checks it against the config's diff id: blob -> unpacked size."""
+    from sdctr.layers import inspect_layer
+
+    if len(diff_ids) != len(blobs):
+        raise SdctrError(f"{image}: the config lists {len(diff_ids)} layers, the manifest {len(blobs)}")
+    sizes = {}
+    for blob, diff_id in zip(blobs, diff_ids):
+        with open(blob_path(paths, blob), "rb") as f:
+            info = inspect_layer(f, image=image, digest=blob)
+        if info.diff_id != diff_id:
+            raise SdctrError(f"layer {blob} of {image} unpacks to {info.diff_id}, but the image config "
+                             f"says {diff_id}")
+        sizes[blob] = info.size
+    return sizes
+
+
+def add_manifest(paths: Paths, manifest_digest: str, key: str | None, *,
+                 unpacked: Mapping[str, int] | None = None) -> bool:
+    """Makes a manifest whose blobs are all in the store an image, tagged ``key`` ("name:tag"; None
+    leaves it untagged): True if it already was. ``unpacked``: layer blob -> unpacked size, for
+    the SIZE column of images whose manifest does not say (every pulled or loaded one)."""
     with state.locked(paths):
         # a concurrent `remove` may have collected a blob we share with the image it removed
-        for digest in (*layer_blobs, config_digest, manifest_digest):
+        for digest in blobs_of(paths, manifest_digest):
             if not blob_path(paths, digest).exists():
-                raise SdctrError(f"blob {digest} vanished while the image was made (a concurrent "
+                raise SdctrError(f"blob {digest} vanished while the image was stored (a concurrent "
                                  "removal?)", hint="run the command again")
         idx = _load_index(paths)
+        idx["unpacked"].update(unpacked or {})
         if key:
+            same = bool(idx["repositories"].get(key) == manifest_digest)
             _set_tag(idx, key, manifest_digest)
-        elif manifest_digest not in _manifests(idx):
-            idx["dangling"].append(manifest_digest)
+        else:
+            same = manifest_digest in _manifests(idx)
+            if not same:
+                idx["dangling"].append(manifest_digest)
         state.write_json_atomic(_index_path(paths), idx)
-    return _load(paths, idx, manifest_digest)
+    return same
 
 
 def import_tarball(paths: Paths, source: str, ref: str, *, changes: Mapping[str, Any] | None = None) -> Image:
@@ -438,26 +505,18 @@ def import_tarball(paths: Paths, source: str, ref: str, *, changes: Mapping[str,
     _tag_reference(ref)  # a bad name fails before reading a gigabyte from stdin
     _check_changes(changes or {})
     if source == "-":
-        digest, _ = write_blob(paths, sys.stdin.buffer)
+        digest, _ = write_blob(paths, chunks_of(sys.stdin.buffer))
     else:
         try:
             f = open(source, "rb")
         except OSError as e:
             raise SdctrError(f"cannot read {source}: {e.strerror}") from None
         with f:
-            digest, _ = write_blob(paths, f)
+            digest, _ = write_blob(paths, chunks_of(f))
     try:
         return create_image(paths, [digest], ref, changes=changes, comment=f"imported from {source}")
     except BaseException:
-        with state.locked(paths):  # unless another image already had this very blob
-            idx = _load_index(paths)
-            used: set[str] = set()
-            for m in _manifests(idx):
-                with contextlib.suppress(SdctrError, KeyError):
-                    used.update(_load(paths, idx, m).layer_blobs)
-            if digest not in used:
-                with contextlib.suppress(FileNotFoundError):
-                    blob_path(paths, digest).unlink()
+        discard_unused(paths, [digest])  # unless another image already had this very blob
         raise
 
 

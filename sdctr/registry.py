@@ -24,14 +24,13 @@ import ipaddress
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sdctr import images, state
+from sdctr import images
 from sdctr.log import SdctrError, debug
 from sdctr.state import Paths
 from sdctr.storage import blob_path, digest_hex
@@ -94,16 +93,18 @@ def pull(paths: Paths, ref: str, *, platform: str | None = None, insecure: Seque
             if platform:
                 _check_platform(ref, config, wanted)
             _fetch_layers(session, layer_descs, written, report)
-            _check_layers(paths, r, config, layer_descs)
-            manifest_written = _store_blob(paths, manifest_digest, [body])
-            if manifest_written:
+            unpacked = images.check_layers(paths, r.key, config["rootfs"]["diff_ids"],
+                                           [_descriptor_digest(d) for d in layer_descs])
+            if not blob_path(paths, manifest_digest).exists():
+                images.write_blob(paths, [body], expect=manifest_digest)
                 written.append(manifest_digest)
-            up_to_date = _tag(paths, r, manifest_digest)
+            key = r.key if r.tag or not r.digest else None
+            up_to_date = images.add_manifest(paths, manifest_digest, key, unpacked=unpacked)
     except (httpx.HTTPError, httpx.InvalidURL) as e:  # what escaped the retries
-        _discard(paths, written)
+        images.discard_unused(paths, written)
         raise SdctrError(f"pulling {ref} failed: {e}") from None
     except BaseException:
-        _discard(paths, written)
+        images.discard_unused(paths, written)
         raise
     report(f"Digest: {top_digest}")
     name = r.key if not r.digest else f"{r.repository}@{r.digest}"
@@ -276,12 +277,13 @@ class _Session:
         size = desc.get("size")
         url = f"{self.base}/blobs/{digest}"
 
-        def download() -> bool:
+        def download() -> None:
             with self.get(url) as resp:
                 chunks = _bounded(resp, size if isinstance(size, int) else None)
-                return _store_blob(self.paths, digest, chunks)
+                images.write_blob(self.paths, chunks, expect=digest, origin="the registry")
 
-        if self.retrying(f"blob {digest}", download):
+        if not blob_path(self.paths, digest).exists():
+            self.retrying(f"blob {digest}", download)
             with self.lock:
                 written.append(digest)
 
@@ -326,94 +328,6 @@ def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written
 
 
 # --- the store ---------------------------------------------------------------------------------------
-
-def _store_blob(paths: Paths, digest: str, chunks: Iterator[bytes] | Sequence[bytes]) -> bool:
-    """Streams ``chunks`` into the store as ``digest``: True if written, False if already there.
-    Content with another digest is deleted before this raises. (Belongs in images.write_blob as
-    an ``expect=`` argument.)"""
-    target = blob_path(paths, digest)
-    if target.exists():
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    sha = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for data in chunks:
-                sha.update(data)
-                f.write(data)
-            if "sha256:" + sha.hexdigest() != digest:
-                raise SdctrError(f"blob {digest} failed verification: the registry sent content with the "
-                                 f"digest sha256:{sha.hexdigest()}",
-                                 hint="the registry's copy may be corrupt; nothing was stored")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return True
-
-
-def _check_layers(paths: Paths, r: images.Reference, config: Mapping[str, Any],
-                  descs: Sequence[Mapping[str, Any]]) -> None:
-    """Every layer read through the tar rules (a hostile tar is refused before anyone unpacks it),
-    and its diff id must be the config's."""
-    from sdctr.layers import inspect_layer
-
-    diff_ids = config["rootfs"]["diff_ids"]
-    for desc, diff_id in zip(descs, diff_ids):
-        digest = _descriptor_digest(desc)
-        with open(blob_path(paths, digest), "rb") as f:
-            info = inspect_layer(f, image=r.key, digest=digest)
-        if info.diff_id != diff_id:
-            raise SdctrError(f"layer {digest} of {r.key} unpacks to {info.diff_id}, but the image config "
-                             f"says {diff_id}")
-
-
-def _tag(paths: Paths, r: images.Reference, manifest_digest: str) -> bool:
-    """Tags the stored manifest (a digest-only reference leaves it untagged): True if the tag
-    already named it. (Belongs in images.py, say images.add_manifest(paths, digest, key).)"""
-    with state.locked(paths):
-        for digest in _blobs_of(paths, manifest_digest):
-            if not blob_path(paths, digest).exists():
-                raise SdctrError(f"blob {digest} vanished while the image was stored (a concurrent "
-                                 "removal?)", hint="pull again")
-        idx = images._load_index(paths)
-        same = False
-        if r.tag or not r.digest:
-            same = idx["repositories"].get(r.key) == manifest_digest
-            images._set_tag(idx, r.key, manifest_digest)
-        else:
-            same = manifest_digest in images._manifests(idx)
-            if not same:
-                idx["dangling"].append(manifest_digest)
-        state.write_json_atomic(paths.root / "images.json", idx)
-    return same
-
-
-def _blobs_of(paths: Paths, manifest_digest: str) -> list[str]:
-    m = images.read_json_blob(paths, manifest_digest)
-    return [manifest_digest, m["config"]["digest"], *(d["digest"] for d in m.get("layers") or [])]
-
-
-def _discard(paths: Paths, written: Sequence[str]) -> None:
-    """Deletes the blobs this pull wrote that no image references (another pull may share them)."""
-    if not written:
-        return
-    with state.locked(paths):
-        idx = images._load_index(paths)
-        used: set[str] = set()
-        for m in images._manifests(idx):
-            with contextlib.suppress(SdctrError, KeyError, ValueError, TypeError):
-                used.update(_blobs_of(paths, m))
-        for digest in written:
-            if digest not in used:
-                with contextlib.suppress(FileNotFoundError):
-                    blob_path(paths, digest).unlink()
-
 
 # --- documents ---------------------------------------------------------------------------------------
 
