@@ -106,9 +106,10 @@ def test_pull_oci_image(reg: Registries, root: Path) -> None:
     assert len(image.layers) == len(image.layer_blobs) == 2
     assert image.architecture == HOST_ARCH
     assert _manifest(root, image)["mediaType"] == registry.MEDIA_OCI_MANIFEST
-    # SIZE is the unpacked content (the layers here are plain tars: their headers make them larger)
+    # SIZE is the unpacked content, as Docker shows it: skopeo gzipped the layers on push, and
+    # busybox compresses to about half
     blob_bytes = sum((root / "blobs/sha256" / b[7:]).stat().st_size for b in image.layer_blobs)
-    assert 0 < image.size < blob_bytes
+    assert image.size > 1.5 * blob_bytes
     for blob in (*image.layer_blobs, f"sha256:{image.id}", image.manifest_digest):
         assert blob.split(":")[1] in blob_files(root)
     lines = result["lines"]
