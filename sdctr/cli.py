@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
                             ("stop", "stop containers (SIGTERM, then SIGKILL after -t seconds)"),
                             ("restart", "restart containers"), ("kill", "send a signal to containers"),
                             ("wait", "wait for containers to stop and print their exit codes"),
-                            ("inspect", "show containers as JSON")):
+                            ("inspect", "show containers (or images) as JSON")):
         p = sub.add_parser(verb, help=help_text)
         p.add_argument("containers", nargs="+", metavar="CONTAINER")
         p.set_defaults(handler=_handler(f"cmd_{verb}"))
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
     sub.choices["kill"].add_argument("-s", "--signal", default="KILL")
     sub.choices["rm"].add_argument("-f", "--force", action="store_true", help="kill a running one first")
     sub.choices["inspect"].add_argument("-f", "--format", help="a template such as '{{.State.Status}}'")
+    sub.choices["inspect"].add_argument("--type", choices=["container", "image"],
+                                        help="only this kind (default: a container, else an image)")
 
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="stopped ones too")
@@ -86,24 +88,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p.set_defaults(handler=_handler("cmd_stats"))
 
-    p = sub.add_parser("import", help="make an image from a root file system tarball (or - for stdin)")
-    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
-                   help="a Dockerfile instruction for the image config, e.g. 'CMD [\"sh\"]'")
-    p.add_argument("source", metavar="FILE|-")
-    p.add_argument("reference", metavar="NAME[:TAG]")
-    p.set_defaults(handler=_handler("cmd_import"))
-    p = sub.add_parser("pull", help="pull an image from a registry (Docker Hub by default)")
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this host's")
-    p.add_argument("-q", "--quiet", action="store_true", help="print the image id only")
-    p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
-    p.set_defaults(handler=_handler("cmd_pull"))
-    p = sub.add_parser("images", help="list images")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(handler=_handler("cmd_images"))
-    p = sub.add_parser("rmi", help="remove images")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.set_defaults(handler=_handler("cmd_rmi"))
+    _add_image_verbs(sub, group=False)
+    image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
+    _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
+                                                parser_class=_Parser), group=True)
 
     # What the unit runs: not for people, so not in --help.
     p = sub.add_parser("init")
@@ -131,6 +119,43 @@ def _hook(args: argparse.Namespace) -> int:
 
     stage = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop}[args.stage]
     return stage(Paths.from_root(args.root), args.id)
+
+
+def _add_image_verbs(sub: Any, *, group: bool) -> None:
+    """Docker's image verbs, at the top level (`pull`, `images`, `rmi`) and under `image`
+    (`image pull`, `image ls`, `image rm`), where `inspect` and `prune` live too."""
+    def verb(top: str, in_group: str, help_text: str, handler: str, **kw: Any) -> Any:
+        p = sub.add_parser(in_group if group else top, help=help_text, **kw)
+        p.set_defaults(handler=_handler(handler))
+        return p
+
+    p = verb("import", "import", "make an image from a root file system tarball (- for stdin)", "cmd_import")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="a Dockerfile instruction for the image config, e.g. 'CMD [\"sh\"]'")
+    p.add_argument("source", metavar="FILE|-")
+    p.add_argument("reference", metavar="NAME[:TAG]")
+    p = verb("pull", "pull", "pull an image from a registry (Docker Hub by default)", "cmd_pull")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="default: this host's")
+    p.add_argument("-q", "--quiet", action="store_true", help="print the image id only")
+    p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
+    p = verb("images", "ls", "list images", "cmd_images", aliases=["list"] if group else [])
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = verb("rmi", "rm", "remove images", "cmd_rmi")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = verb("tag", "tag", "give an image another name", "cmd_tag")
+    p.add_argument("source", metavar="IMAGE")
+    p.add_argument("target", metavar="NAME[:TAG]")
+    p = verb("history", "history", "the steps that made an image", "cmd_history")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("image", metavar="IMAGE")
+    if group:
+        p = verb("", "inspect", "show images as JSON", "cmd_image_inspect")
+        p.add_argument("-f", "--format", help="a template such as '{{.Config.Cmd}}'")
+        p.add_argument("images", nargs="+", metavar="IMAGE")
+        p = verb("", "prune", "remove untagged images no container uses", "cmd_image_prune")
+        p.add_argument("-a", "--all", action="store_true", help="every image no container uses")
+        p.add_argument("-f", "--force", action="store_true", help="do not ask")
 
 
 def _add_run(sub: Any, verb: str, help_text: str) -> None:
@@ -162,6 +187,9 @@ def _add_run(sub: Any, verb: str, help_text: str) -> None:
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("--ephemeral", action="store_true", help="discard the writable layer at every stop")
+    p.add_argument("--pull", choices=["missing", "always", "never"], default="missing",
+                   help="pull the image first: when missing (default), always, never")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="what to pull (default: this host)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
     p.set_defaults(handler=_handler(f"cmd_{verb}"))

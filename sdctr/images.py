@@ -25,7 +25,7 @@ import re
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,10 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 UNPACKED_SIZE = "io.sdctr.layer.unpacked-size"  # manifest annotation on layers we made
 DEFAULT_DOMAIN = "docker.io"
 _NO_IMAGE_HINT = "sdctr import ROOTFS.tar NAME or sdctr pull NAME"
+
+
+class NoSuchImage(SdctrError):
+    """The store has no image by that name or id (`run` pulls it then)."""
 
 # the OCI config "config" keys that `import --change` and ImageConfig carry
 CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Labels", "StopSignal",
@@ -294,8 +298,7 @@ def _load(paths: Paths, idx: Mapping[str, Any], manifest_digest: str) -> Image:
     config_digest = manifest["config"]["digest"]
     config = read_json_blob(paths, config_digest)
     layers = manifest.get("layers") or []
-    sizes = [int((d.get("annotations") or {}).get(UNPACKED_SIZE) or idx["unpacked"].get(d["digest"])
-                 or d.get("size", 0)) for d in layers]
+    sizes = [_unpacked(d, idx) for d in layers]
     return Image(
         id=digest_hex(config_digest),
         repo_tags=tuple(sorted(k for k, v in idx["repositories"].items() if v == manifest_digest)),
@@ -308,6 +311,12 @@ def _load(paths: Paths, idx: Mapping[str, Any], manifest_digest: str) -> Image:
         architecture=config.get("architecture", ""),
         os=config.get("os", "linux"),
     )
+
+
+def _unpacked(layer: Mapping[str, Any], idx: Mapping[str, Any]) -> int:
+    """A layer's unpacked size: our annotation, the size recorded at pull or load, else the blob's."""
+    annotated = (layer.get("annotations") or {}).get(UNPACKED_SIZE)
+    return int(annotated or idx["unpacked"].get(layer["digest"]) or layer.get("size", 0))
 
 
 # --- the API ---------------------------------------------------------------------------------------
@@ -345,7 +354,7 @@ def resolve(paths: Paths, ref: str) -> Image:
             raise SdctrError(f"{ref!r} matches {len(found)} images; give more of the id")
         if found:
             return next(iter(found.values()))
-    raise SdctrError(f"no such image: {ref}", hint=_NO_IMAGE_HINT)
+    raise NoSuchImage(f"no such image: {ref}", hint=_NO_IMAGE_HINT)
 
 
 def tag(paths: Paths, src: str, dst: str) -> None:
@@ -388,6 +397,67 @@ def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
         if lines[-1].startswith("Deleted:"):
             _collect_garbage(paths, idx, image)
     return lines
+
+
+def prune(paths: Paths, in_use: Collection[str], *, unused_too: bool = False) -> tuple[list[str], int]:
+    """`docker image prune`: removes the untagged images (with ``unused_too``, every image) that no
+    container uses (``in_use``: image ids). Returns the report lines and the bytes freed."""
+    before = _blob_sizes(paths)
+    lines: list[str] = []
+    for image in list_images(paths):
+        if image.id not in in_use and (unused_too or not image.repo_tags):
+            lines += remove(paths, image.id, force=True)
+    after = _blob_sizes(paths)
+    return lines, sum(n for b, n in before.items() if b not in after)
+
+
+def _blob_sizes(paths: Paths) -> dict[str, int]:
+    d = paths.root / "blobs" / "sha256"
+    return {p.name: p.stat().st_size for p in d.iterdir()} if d.is_dir() else {}
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    created: str
+    created_by: str
+    comment: str
+    size: int
+    layer: str | None  # the blob this step added; None for a step that only changed the config
+
+
+def history(paths: Paths, image: Image) -> list[HistoryEntry]:
+    """The steps that made the image, newest first (`docker history`), with the size each added."""
+    config = read_json_blob(paths, f"sha256:{image.id}")
+    idx = _load_index(paths)
+    manifest = read_json_blob(paths, image.manifest_digest)
+    sizes = [_unpacked(d, idx) for d in manifest.get("layers") or []]
+    steps = config.get("history") or [{} for _ in image.layer_blobs]
+    blobs = iter(zip(image.layer_blobs, sizes))
+    entries = []
+    for step in steps:
+        blob, size = (None, 0) if step.get("empty_layer") else next(blobs, (None, 0))
+        entries.append(HistoryEntry(created=step.get("created", ""), created_by=step.get("created_by", ""),
+                                    comment=step.get("comment", ""), size=size, layer=blob))
+    return entries[::-1]
+
+
+def inspect(paths: Paths, image: Image) -> dict[str, Any]:
+    """`docker image inspect`'s fields that mean something here."""
+    config = read_json_blob(paths, f"sha256:{image.id}")
+    repos = dict.fromkeys(t.rpartition(":")[0] for t in image.repo_tags)
+    return {
+        "Id": f"sha256:{image.id}",
+        "RepoTags": list(image.repo_tags),
+        "RepoDigests": [f"{r}@{image.manifest_digest}" for r in repos],
+        "Created": image.created,
+        "Author": config.get("author", ""),
+        "Architecture": image.architecture,
+        "Os": image.os,
+        "Config": config.get("config") or {},
+        "RootFS": {"Type": "layers", "Layers": list(image.layers)},
+        "Size": image.size,
+        "Metadata": {"ManifestDigest": image.manifest_digest},
+    }
 
 
 def _names_tag(ref: str, tags: Sequence[str]) -> str | None:

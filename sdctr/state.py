@@ -104,6 +104,10 @@ def save_spec(paths: Paths, spec: ContainerSpec) -> None:
         write_json_atomic(paths.container_dir(spec.id) / "config.json", spec.to_json())
 
 
+class NoSuchContainer(SdctrError):
+    """No container by that name or id (`inspect` then looks for an image)."""
+
+
 def find(paths: Paths, ref: str) -> ContainerSpec:
     """By name, full id, or unique id prefix, as Docker resolves container references."""
     specs = all_specs(paths)
@@ -115,14 +119,14 @@ def find(paths: Paths, ref: str) -> ContainerSpec:
         return matches[0]
     if matches:
         raise SdctrError(f"{ref!r} matches {len(matches)} containers; give more of the id")
-    raise SdctrError(f"no such container: {ref}")
+    raise NoSuchContainer(f"no such container: {ref}")
 
 
 def find_by_id(paths: Paths, cid: str) -> ContainerSpec:
     try:
         return ContainerSpec.from_json(read_json(paths.container_dir(cid) / "config.json"))
     except FileNotFoundError:
-        raise SdctrError(f"no such container: {cid}") from None
+        raise NoSuchContainer(f"no such container: {cid}") from None
 
 
 def read_status(paths: Paths, cid: str) -> dict[str, Any]:

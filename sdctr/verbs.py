@@ -51,7 +51,6 @@ def random_name(paths: Paths) -> str:
 
 def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, Any]:
     """Everything the user typed, checked, before anything is created; and the image."""
-    from sdctr import images
 
     resources = specs.Resources(
         cpu_shares=specs.parse_cpu_shares(args.cpu_shares) if args.cpu_shares else None,
@@ -73,7 +72,7 @@ def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, A
     env_from_user += specs.parse_env(args.env, os.environ)
     name = specs.check_name(args.name) if args.name else random_name(paths)
 
-    image = images.resolve(paths, args.image)
+    image = image_for_run(args, paths)
     cfg = image.config
     entrypoint = [args.entrypoint] if args.entrypoint is not None else list(cfg.entrypoint or [])
     command = entrypoint + (list(args.command) if args.command else
@@ -93,6 +92,25 @@ def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, A
     )
     return spec, image
 
+
+
+def image_for_run(args: argparse.Namespace, paths: Paths) -> Any:
+    """The image `run` and `create` use, pulled first as --pull says (progress on stderr, as
+    Docker shows it, so that stdout stays the container's)."""
+    from sdctr import images
+
+    if args.pull != "always":
+        try:
+            return images.resolve(paths, args.image)
+        except images.NoSuchImage:
+            if args.pull == "never":
+                raise
+            print(f"Unable to find image '{images.parse_reference(args.image).key}' locally",
+                  file=sys.stderr, flush=True)
+    from sdctr import registry
+
+    return registry.pull(paths, args.image, platform=args.platform,
+                         progress=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -237,18 +255,44 @@ def table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """Containers by name or id, and (as Docker) images where no container has that name."""
+    from sdctr.state import NoSuchContainer
+
     paths = paths_of(args)
-    sd, _ = systemd_of(args)
+    sd = None
     docs = []
     for ref in args.containers:
-        spec = find(paths, ref)
+        try:
+            if args.type == "image":
+                raise NoSuchContainer(f"no such container: {ref}")
+            spec = find(paths, ref)
+        except NoSuchContainer:
+            if args.type == "container":
+                raise
+            docs.append(_image_doc(paths, ref))
+            continue
+        sd = sd or systemd_of(args)[0]
         docs.append(containers.describe(paths, spec, sd.unit_state(spec.unit)))
-    if args.format:
+    print_docs(docs, args.format)
+    return 0
+
+
+def _image_doc(paths: Paths, ref: str) -> dict[str, Any]:
+    from sdctr import images
+
+    try:
+        return images.inspect(paths, images.resolve(paths, ref))
+    except images.NoSuchImage:
+        raise SdctrError(f"no such object: {ref}",
+                         hint="neither a container nor an image has that name or id") from None
+
+
+def print_docs(docs: list[dict[str, Any]], fmt: str | None) -> None:
+    if fmt:
         for d in docs:
-            print(render_format(args.format, d))
+            print(render_format(fmt, d))
     else:
         print(json.dumps(docs, indent=4))
-    return 0
 
 
 def render_format(fmt: str, doc: dict[str, Any]) -> str:
@@ -266,13 +310,25 @@ def render_format(fmt: str, doc: dict[str, Any]) -> str:
         expr = m.group(1).strip()
         if expr.startswith("json "):
             return json.dumps(lookup(expr[5:].strip()))
-        value = lookup(expr)
-        return str(value).lower() if isinstance(value, bool) else str(value)
+        return go_text(lookup(expr))
 
     try:
         return re.sub(r"\{\{(.*?)\}\}", repl, fmt)
     except (KeyError, TypeError) as e:
         raise SdctrError(f"--format {fmt!r}: no field {e}") from None
+
+
+def go_text(value: Any) -> str:
+    """A value as Go's templates print it: [a b], map[k:v], true, <nil>."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "<nil>"
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(go_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_text(v)}" for k, v in sorted(value.items())) + "]"
+    return str(value)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -347,8 +403,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     for image in images.list_images(paths_of(args)):
         for tag in image.repo_tags or ("<none>:<none>",):
             repo, _, t = tag.rpartition(":")
-            rows.append([repo, t, image.id[:12], image.created[:19].replace("T", " "),
-                         human_size(image.size)])
+            rows.append([repo, t, image.id[:12], human_ago(image.created), human_size(image.size)])
     if args.quiet:
         for r in rows:
             print(r[2])
@@ -366,6 +421,102 @@ def human_size(n: float, binary: bool = False) -> str:
             return f"{n:.4g}{unit}" if binary else f"{n:.3g}{unit}"
         n /= step
     return f"{n:.3g}{units[-1]}"
+
+
+def human_ago(iso: str, now: float | None = None) -> str:
+    """An RFC 3339 time as Docker shows it: "3 hours ago" (go-units' HumanDuration)."""
+    import datetime
+
+    try:
+        then = datetime.datetime.fromisoformat(_py39_isoformat(iso))
+    except ValueError:
+        return iso or "N/A"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=datetime.timezone.utc)
+    s = (now if now is not None else time.time()) - then.timestamp()
+    hours = round(s / 3600)
+    if s < 1:
+        text = "Less than a second"
+    elif s < 60:
+        text = f"{int(s)} seconds"
+    elif round(s / 60) == 1:
+        text = "About a minute"
+    elif s < 3600:
+        text = f"{round(s / 60)} minutes"
+    elif hours == 1:
+        text = "About an hour"
+    elif hours < 48:
+        text = f"{hours} hours"
+    elif hours < 24 * 7 * 2:
+        text = f"{hours // 24} days"
+    elif hours < 24 * 30 * 2:
+        text = f"{hours // 24 // 7} weeks"
+    elif hours < 24 * 365 * 2:
+        text = f"{hours // 24 // 30} months"
+    else:
+        text = f"{hours // 24 // 365} years"
+    return f"{text} ago"
+
+
+def _py39_isoformat(iso: str) -> str:
+    """What Python 3.9's fromisoformat reads: no "Z", at most microseconds."""
+    import re
+
+    iso = iso.strip().replace("Z", "+00:00")
+    return re.sub(r"(\.\d{6})\d+", r"\1", iso)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from sdctr import images
+
+    images.tag(paths_of(args), args.source, args.target)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from sdctr import images
+
+    paths = paths_of(args)
+    image = images.resolve(paths, args.image)
+    rows = []
+    for i, step in enumerate(images.history(paths, image)):
+        created_by = step.created_by
+        if len(created_by) > 45 and not args.no_trunc:
+            created_by = created_by[:44] + "…"
+        rows.append([image.short_id if i == 0 else "<missing>", human_ago(step.created), created_by,
+                     human_size(step.size), step.comment])
+    table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+    return 0
+
+
+def cmd_image_inspect(args: argparse.Namespace) -> int:
+    from sdctr import images
+
+    paths = paths_of(args)
+    print_docs([images.inspect(paths, images.resolve(paths, ref)) for ref in args.images], args.format)
+    return 0
+
+
+def cmd_image_prune(args: argparse.Namespace) -> int:
+    from sdctr import images
+    from sdctr.state import all_specs
+
+    if not args.force:
+        which = "all images without at least one container" if args.all else "all dangling images"
+        print(f"WARNING! This will remove {which}.\nAre you sure you want to continue? [y/N] ", end="",
+              flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    paths = paths_of(args)
+    lines, freed = images.prune(paths, {s.image_id for s in all_specs(paths)}, unused_too=args.all)
+    if lines:
+        print("Deleted Images:")
+        for line in lines:
+            kind, _, what = line.partition(": ")
+            print(f"{kind.lower()}: {what}")
+        print()
+    print(f"Total reclaimed space: {human_size(freed)}")
+    return 0
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
