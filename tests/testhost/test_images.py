@@ -1,0 +1,128 @@
+"""Images from a registry, run under systemd: `sdctr pull` and `sdctr run` inside a test host,
+against Debian's docker-registry serving images that skopeo pushed. The registry runs in the test
+host's own network namespace (nsenter -n), so it is 127.0.0.1:5000 there and nowhere else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Machine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))  # the registry tier's helpers
+from registry_helpers import Layout, Variant, busybox_layer, missing_tools, small_layer
+
+pytestmark = pytest.mark.testhost
+
+REGISTRY = "127.0.0.1:5000"
+TESTHOST_STATE = Path("/var/lib/sdctr-testhost")
+ENV = ("PATH=/bin", "WHO=registry")
+CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {storage}
+http:
+  addr: 127.0.0.1:5000
+"""
+
+
+def in_netns(host: Machine, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nsenter", "-t", str(init_pid(host)), "-n", *cmd], check=check,
+                          capture_output=True, text=True)
+
+
+def init_pid(host: Machine) -> int:
+    pid: int = json.loads((TESTHOST_STATE / host.name / "state.json").read_text())["init_pid"]
+    return pid
+
+
+@pytest.fixture(scope="module")
+def registry(testhost: Machine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    assert not missing_tools(), f"needs {missing_tools()} (tests/setup installs them)"
+    work = tmp_path_factory.mktemp("testhost-registry")
+    (work / "storage").mkdir()
+    (work / "config.yml").write_text(CONFIG.format(storage=work / "storage"))
+    with open(work / "registry.log", "wb") as log:
+        proc = subprocess.Popen(["nsenter", "-t", str(init_pid(testhost)), "-n", "docker-registry", "serve",
+                                 str(work / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        _wait_listening(testhost, proc, work / "registry.log")
+        layout = Layout(work / "layout")
+        base = busybox_layer(work)
+        cmd = ("/bin/sh", "-c", "echo hello from $WHO; cat /etc/flavour")
+        layout.add("oci", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"oci\n")))])
+        layout.add("docker", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"docker\n")))])
+        push = ["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false"]
+        in_netns(testhost, *push, f"oci:{work / 'layout'}:oci", f"docker://{REGISTRY}/test/box:oci")
+        in_netns(testhost, *push, "--format", "v2s2", f"oci:{work / 'layout'}:docker",
+                 f"docker://{REGISTRY}/test/box:docker")
+        yield REGISTRY
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        testhost.sh("sdctr ps -aq | xargs -r sdctr rm -f; sdctr rmi -f $(sdctr images -q) 2>/dev/null",
+                    check=False)
+
+
+def _arch() -> str:
+    from sdctr.images import host_architecture
+
+    return host_architecture()
+
+
+def _wait_listening(host: Machine, proc: subprocess.Popen[bytes], log: Path) -> None:
+    for _ in range(100):
+        if proc.poll() is not None:
+            break
+        probe = in_netns(host, sys.executable, "-c", "import socket; socket.create_connection("
+                         "('127.0.0.1', 5000), 0.5).close()", check=False)
+        if probe.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"docker-registry did not start in {host.name}: {log.read_text()}")
+
+
+def test_pull_then_run_under_systemd(testhost: Machine, registry: str) -> None:
+    pulled = testhost.exec("sdctr", "pull", f"{registry}/test/box:oci")
+    assert f"Status: Downloaded newer image for {registry}/test/box:oci" in pulled.stdout
+    images = testhost.exec("sdctr", "images").stdout
+    assert f"{registry}/test/box" in images and "oci" in images
+    cid = testhost.exec("sdctr", "run", "-d", f"{registry}/test/box:oci").stdout.strip()
+    unit = f"ctr-{cid[:12]}.service"
+    for _ in range(100):
+        state = testhost.exec("systemctl", "show", "-p", "ActiveState", "--value", unit, check=False).stdout
+        if state.strip() in ("inactive", "failed", ""):
+            break
+        time.sleep(0.1)
+    journal = testhost.exec("journalctl", "-u", unit, "-o", "cat").stdout
+    assert "hello from registry" in journal and "oci" in journal.split("hello from registry", 1)[1]
+    assert json.loads(testhost.exec("sdctr", "inspect", cid).stdout)[0]["State"]["ExitCode"] == 0
+    testhost.exec("sdctr", "rm", cid)
+
+
+def test_run_pulls_a_missing_image(testhost: Machine, registry: str) -> None:
+    ref = f"{registry}/test/box:docker"
+    testhost.exec("sdctr", "rmi", "-f", ref, check=False)
+    r = testhost.exec("sdctr", "run", "--rm", ref)
+    # stdout is the container's alone; the pull talks on stderr, as `docker run` does
+    assert r.stdout == "hello from registry\ndocker\n"
+    assert f"Unable to find image '{ref}' locally" in r.stderr
+    assert f"Status: Downloaded newer image for {ref}" in r.stderr
+    # the second run finds it
+    again = testhost.exec("sdctr", "run", "--rm", ref)
+    assert again.stdout == "hello from registry\ndocker\n" and "Unable to find" not in again.stderr
+    # --pull never with an image nobody has: one line, 125, nothing made
+    missing = testhost.exec("sdctr", "run", "--pull", "never", f"{registry}/test/nothing:1", check=False)
+    assert missing.returncode == 125 and "no such image" in missing.stderr
+    unknown = testhost.exec("sdctr", "run", "--rm", f"{registry}/test/nothing:1", check=False)
+    assert unknown.returncode == 125 and "test/nothing" in unknown.stderr
+    assert testhost.exec("sdctr", "ps", "-aq").stdout == ""
