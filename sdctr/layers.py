@@ -38,7 +38,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, cast
+from typing import Any, NoReturn, Protocol
 
 from sdctr.log import SdctrError
 from sdctr.run import popen
@@ -178,11 +178,7 @@ def _decompressed(stream: Readable) -> Iterator[Readable]:
     kind = compression(head)
     rest: Readable = _Prefixed(head, stream)
     if kind == "gzip":
-        import gzip
-
-        # typeshed wants a seekable fileobj; reading never seeks (only rewind() would)
-        with gzip.GzipFile(fileobj=cast(Any, rest), mode="rb") as g:
-            yield g
+        yield _Gunzip(rest)
     elif kind == "zstd":
         with _zstd(rest, stream) as z:
             yield z
@@ -217,6 +213,39 @@ def _zstd(rest: Readable, stream: Readable) -> Iterator[Readable]:
         proc.stdout.close()
         proc.kill()
         proc.wait()
+
+
+class _Gunzip:
+    """gzip members, one after another, decompressed by zlib in C, which checks each member's CRC
+    and length. gzip.GzipFile does the same reading 8 KiB at a time with a CRC loop of its own:
+    a third of a pull's time on a 200 MB image."""
+
+    def __init__(self, raw: Readable):
+        self.raw = raw
+        self.z = zlib.decompressobj(zlib.MAX_WBITS | 16)  # the gzip wrapper, not zlib's
+
+    def read(self, size: int = -1) -> bytes:
+        limit = size if size > 0 else CHUNK
+        if size == 0:
+            return b""
+        while True:
+            if self.z.eof:  # a member ended: the next one follows, after zero padding if any
+                feed = self.z.unused_data.lstrip(b"\0")  # (unconsumed_tail repeats it)
+                while not feed:
+                    more = self.raw.read(CHUNK)
+                    if not more:
+                        return b""
+                    feed = more.lstrip(b"\0")
+                self.z = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            elif self.z.unconsumed_tail:  # what the last read's size limit left
+                feed = self.z.unconsumed_tail
+            else:
+                feed = self.raw.read(CHUNK)
+                if not feed:
+                    raise EOFError("the gzip stream ends before its last member does")
+            data = self.z.decompress(feed, limit)
+            if data:
+                return data
 
 
 class _Prefixed:

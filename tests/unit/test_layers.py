@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -278,6 +279,27 @@ def test_compressed_layers_hash_to_the_uncompressed_diff_id(box: Box, tmp_path: 
                            diff_id="sha256:" + hashlib.sha256(data).hexdigest())
     assert info.size == 4
     assert (box.target / "etc/hostname").read_bytes() == b"box\n"
+
+
+def test_gzip_members_padding_and_corruption(box: Box) -> None:
+    """What gzip(1) accepts is read (several members, zero padding after one); a bad checksum, a
+    cut stream or trailing garbage is refused, as `gzip -t` refuses them."""
+    big = os.urandom(3 << 20)  # larger than one read: the decompressor hands it over in pieces
+    data = make_tar(entry("etc/one", data=big), entry("etc/two", data=b"two\n"))
+    cut = len(data) // 2
+    members = gzip.compress(data[:cut]) + b"\0" * 10 + gzip.compress(data[cut:]) + b"\0" * 3
+    info = box.apply(members, diff_id="sha256:" + hashlib.sha256(data).hexdigest())
+    assert info.size == len(big) + 4 and (box.target / "etc/one").read_bytes() == big
+    whole = gzip.compress(data)
+    bad_crc = bytearray(whole)
+    bad_crc[-6] ^= 1
+    for broken, why in ((bytes(bad_crc), "incorrect data check"), (whole[:-100], "ends before"),
+                        (whole + b"garbage", "incorrect header check")):
+        shutil.rmtree(box.target)
+        box.target.mkdir()
+        with pytest.raises(SdctrError, match=why):
+            box.apply(broken)
+        box.assert_outside_untouched()
 
 
 # --- root only: ownership, devices, whiteouts (mknod and trusted.* xattrs need root) --------------
