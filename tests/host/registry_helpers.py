@@ -32,14 +32,14 @@ TOOLS = ("ip", "docker-registry", "skopeo", "htpasswd")
 
 PULL_SCRIPT = """
 import json, sys
-from sdctr import registry
+from sdctr import progress, registry
 from sdctr.log import SdctrError
 from sdctr.state import Paths
 a = json.loads(sys.argv[1])
 lines = []
 try:
     image = registry.pull(Paths.from_root(a["root"]), a["ref"], platform=a.get("platform"),
-                          insecure=a.get("insecure", ()), progress=lines.append)
+                          progress=lambda e: e.status != progress.DOWNLOADING and lines.append(e.line))
     print(json.dumps({"ok": True, "id": image.id, "lines": lines}))
 except SdctrError as e:
     print(json.dumps({"ok": False, "error": str(e), "hint": e.hint, "lines": lines}))

@@ -28,6 +28,7 @@ from registry_helpers import (
     start_registries,
 )
 
+from sdctr import auth as sdctr_auth
 from sdctr import images, registry
 from sdctr.log import SdctrError
 from sdctr.state import Paths
@@ -241,8 +242,8 @@ def test_plain_http_only_where_allowed() -> None:
 def test_docker_hub_credentials(tmp_path: Path) -> None:
     auth = tmp_path / "auth.json"
     auth.write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": _b64("me:pw")}}}))
-    assert registry._credentials(auth, "docker.io") == ("me", "pw")
-    assert registry._credentials(auth, "quay.io") is None
+    assert sdctr_auth.credentials(auth, "docker.io") == ("me", "pw")
+    assert sdctr_auth.credentials(auth, "quay.io") is None
 
 
 def _b64(text: str) -> str:
