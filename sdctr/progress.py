@@ -3,8 +3,8 @@
 The registry client reports Events (Docker's JSON messages: a status, the id of the layer or tag it
 is about, and byte counts while downloading). On a terminal they become one line per id, rewritten
 in place; elsewhere (a log, a pipe) each change of status becomes a plain line and the byte counts
-are left out. About 40 lines of ANSI (cursor up, erase line) do this: `rich` would cost more to
-import than the whole pull's bookkeeping, for a feature this small.
+are left out. About 40 lines of ANSI (cursor up, erase line) do this; `rich.progress` would cost
+57 ms of imports (measured here) and three packages (rich, pygments, markdown-it-py).
 """
 
 from __future__ import annotations

@@ -75,10 +75,11 @@ def search_hub(term: str, limit: int) -> list[Result]:
     if limit > HUB_MAX_LIMIT:
         raise SdctrError(f"--limit {limit} is more than Docker Hub serves ({HUB_MAX_LIMIT})")
     try:
-        resp = httpx.get(HUB_SEARCH, params={"q": term, "n": str(limit)}, headers={"User-Agent": "sdctr"},
-                         follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0))
-        resp.raise_for_status()
-        doc = resp.json()
+        with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
+                          headers={"User-Agent": "sdctr"}) as client:
+            resp = client.get(HUB_SEARCH, params={"q": term, "n": str(limit)})
+            resp.raise_for_status()
+            doc = resp.json()
     except httpx.HTTPStatusError as e:
         raise SdctrError(f"Docker Hub answered {e.response.status_code} to the search for {term!r}") from None
     except httpx.HTTPError as e:

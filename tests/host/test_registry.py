@@ -80,6 +80,12 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+@pytest.fixture(autouse=True)
+def _no_machine_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """In-process pulls read sdctr.yaml: never the machine's."""
+    monkeypatch.setenv("SDCTR_CONFIG", str(tmp_path / "absent.yaml"))
+
+
 def _ok(result: dict[str, object]) -> dict[str, object]:
     assert result["ok"], result
     return result
