@@ -16,20 +16,20 @@ from pathlib import Path
 
 import pytest
 from registry_helpers import (
-    AUTH_PORT,
+    AUTHED,
     HOST_NAME,
+    MIRROR,
     MIRROR_PORT,
     PASSWORD,
+    PLAIN,
     PLAIN_PORT,
     REPO,
     USER,
-    Layout,
     Registries,
     Variant,
     busybox_layer,
-    missing_tools,
+    registries_with_layout,
     small_layer,
-    start_registries,
 )
 
 from sdctr import images
@@ -37,26 +37,14 @@ from sdctr.state import Paths
 
 pytestmark = pytest.mark.host
 
-PLAIN = f"127.0.0.1:{PLAIN_PORT}"
-AUTHED = f"127.0.0.1:{AUTH_PORT}"
-MIRROR = f"127.0.0.1:{MIRROR_PORT}"
 HOST_ARCH = images.host_architecture()
 CMD = ("/bin/sh", "-c", "echo hello")
 
 
 @pytest.fixture(scope="module")
 def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
-    if missing_tools():  # CI (SDCTR_TESTS_STRICT=1) must not go green by skipping
-        why = (f"needs {', '.join(missing_tools())} "
-               "(apt-get install docker-registry skopeo apache2-utils busybox-static)")
-        if os.environ.get("SDCTR_TESTS_STRICT") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
     work = tmp_path_factory.mktemp("registry-extras")
-    gen = start_registries(work)
-    r = next(gen)
-    try:
-        layout = Layout(work / "layout")
+    with registries_with_layout(work) as (r, layout):
         layout.add("origin", [Variant(HOST_ARCH, ("FROM=origin",), CMD, (small_layer("from", b"origin\n"),))])
         layout.add("mirror", [Variant(HOST_ARCH, ("FROM=mirror",), CMD, (small_layer("from", b"mirror\n"),))])
         layout.add("busybox", [Variant(HOST_ARCH, (), ("sh",), (busybox_layer(work),))])
@@ -68,8 +56,6 @@ def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
         for name in ("team/app", "team/tool", "other/thing"):
             r.push(layout.root, "origin", f"{AUTHED}/{name}:1", creds=f"{USER}:{PASSWORD}")
         yield r
-    finally:
-        gen.close()
 
 
 @pytest.fixture
