@@ -24,6 +24,7 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -226,11 +227,17 @@ class _Session:
         self.what = r.repository if r else endpoint.name
         self.attempts = 1 if endpoint.mirror else ATTEMPTS
         self.auth_file = auth.auth_file(paths)
-        self.credentials = credentials or auth.credentials(self.auth_file, endpoint.name)
+        self.given_credentials = credentials
         self.auth_header: str | None = None
         self.lock = threading.Lock()
         self.client = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
                                    headers={"User-Agent": "sdctr"})
+
+    @functools.cached_property
+    def credentials(self) -> tuple[str, str] | None:
+        """Those given (login), else the auth file's, read at the first challenge only: a broken
+        auth file must not stop an anonymous pull."""
+        return self.given_credentials or auth.credentials(self.auth_file, self.domain)
 
     def __enter__(self) -> _Session:
         return self
