@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
                                                 parser_class=_Parser), group=True)
+    _add_registry_verbs(sub)
 
     # What the unit runs: not for people, so not in --help.
     p = sub.add_parser("init")
@@ -119,6 +120,25 @@ def _hook(args: argparse.Namespace) -> int:
 
     stage = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop}[args.stage]
     return stage(Paths.from_root(args.root), args.id)
+
+
+def _add_registry_verbs(sub: Any) -> None:
+    """The verbs that talk to a registry but touch no image: top level only, as in Docker."""
+    p = sub.add_parser("search", help="search Docker Hub, or REGISTRY/TERM a registry's catalog")
+    p.add_argument("--limit", type=int, default=25, metavar="N", help="at most N results (default 25)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--no-trunc", action="store_true", help="whole descriptions")
+    p.add_argument("term", metavar="[REGISTRY/]TERM")
+    p.set_defaults(handler=_handler("cmd_search"))
+    p = sub.add_parser("login", help="check and store credentials for a registry (Docker Hub by default)")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password", help="insecure: use --password-stdin")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("server", nargs="?", metavar="REGISTRY")
+    p.set_defaults(handler=_handler("cmd_login"))
+    p = sub.add_parser("logout", help="remove the stored credentials for a registry")
+    p.add_argument("server", nargs="?", metavar="REGISTRY")
+    p.set_defaults(handler=_handler("cmd_logout"))
 
 
 def _add_image_verbs(sub: Any, *, group: bool) -> None:

@@ -11,7 +11,11 @@ the image id is the digest of the pulled config, as Docker has it.
 
 Auth follows Docker: anonymous first; a 401 with a Bearer challenge fetches a token from the realm
 (with the user's credentials when there are some), a Basic challenge uses the credentials of the
-auth file (`REGISTRY_AUTH_FILE`, else `<root>/auth.json`, Docker's `auth.json` format).
+auth file (sdctr.auth). `sdctr login` checks credentials with the same flow against GET /v2/.
+
+Mirrors (sdctr.config) are tried in order before the registry itself, as containerd and podman do: a
+mirror that is down, refuses us or lacks the image is skipped. Whatever a mirror serves is checked
+against the digests like anything else, so a mirror can make a pull fail over, never wrong.
 """
 
 from __future__ import annotations
@@ -19,19 +23,20 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sdctr import images
+from sdctr import auth, config, images
 from sdctr.log import SdctrError, debug
+from sdctr.progress import Event
 from sdctr.state import Paths
 from sdctr.storage import blob_path, digest_hex
 
@@ -49,7 +54,6 @@ _MANIFESTS = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
 _ACCEPT = ", ".join((*_INDEXES, *_MANIFESTS))
 
 DOCKER_HUB_API = "registry-1.docker.io"
-_DOCKER_HUB_AUTH_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", DOCKER_HUB_API)
 MAX_MANIFEST = 4 << 20  # as containerd: a manifest is small, a huge one is an attack
 CONCURRENT_LAYERS = 3
 ATTEMPTS = 4
@@ -57,79 +61,183 @@ _RETRY_PAUSE = 0.5  # seconds, doubled after each failed attempt
 _CHUNK = 1 << 20
 _LOGIN_HINT = "sdctr login {domain} (or give credentials in {auth_file})"
 
-Progress = Callable[[str], None]
+Progress = Callable[[Event], None]
 _T = TypeVar("_T")
 
 
-def pull(paths: Paths, ref: str, *, platform: str | None = None, insecure: Sequence[str] = (),
-         progress: Progress | None = None) -> images.Image:
+def pull(paths: Paths, ref: str, *, platform: str | None = None,
+         registries: config.Registries | None = None, progress: Progress | None = None) -> images.Image:
     """`docker pull`: fetches ``ref`` (NAME[:TAG][@DIGEST]) and tags it ``ref`` in the store.
 
-    ``platform`` is OS/ARCH[/VARIANT] (default linux/<host>); registries named in ``insecure``
-    (host or host:port), localhost and 127.0.0.0/8 are spoken to over plain HTTP."""
+    ``platform`` is OS/ARCH[/VARIANT] (default linux/<host>); ``registries`` (default: the
+    configuration file's) names mirrors and the insecure registries spoken to over plain HTTP
+    (localhost and 127.0.0.0/8 always are)."""
     import httpx  # ~130 ms: only when pulling
 
     r = images.parse_reference(ref)
+    if registries is None:
+        registries = config.load().registries
     wanted = _parse_platform(platform) if platform else ("linux", images.host_architecture(), "")
     report = _Reporter(progress)
     written: list[str] = []
+    report(Event(f"Pulling from {_display_path(r)}", r.tag or r.digest or "latest"))
     try:
-        with _Session(paths, r, insecure) as session:
-            report(f"{r.tag or r.digest or 'latest'}: Pulling from {_display_path(r)}")
-            top_digest, media, body = session.manifest(r.digest or r.tag or "latest", verify=r.digest)
-            if media in _INDEXES:
-                child = _select_platform(r, body, wanted)
-                manifest_digest, media, body = session.manifest(child, verify=child)
-                if media in _INDEXES:
-                    raise SdctrError(f"{ref}: the index for {'/'.join(p for p in wanted if p)} points to "
-                                     "another index (not supported)")
-            else:
-                manifest_digest = top_digest
-            manifest = _parse_image_manifest(ref, body)
-            config_desc = manifest["config"]
-            layer_descs: list[Mapping[str, Any]] = manifest.get("layers") or []
-            config_bytes = session.blob_bytes(config_desc, written)
-            config = _parse_config(ref, config_bytes, len(layer_descs))
-            if platform:
-                _check_platform(ref, config, wanted)
-            _fetch_layers(session, layer_descs, written, report)
-            unpacked = images.check_layers(paths, r.key, config["rootfs"]["diff_ids"],
-                                           [_descriptor_digest(d) for d in layer_descs])
-            if not blob_path(paths, manifest_digest).exists():
-                images.write_blob(paths, [body], expect=manifest_digest)
-                written.append(manifest_digest)
-            key = r.key if r.tag or not r.digest else None
-            up_to_date = images.add_manifest(paths, manifest_digest, key, unpacked=unpacked)
+        top_digest, up_to_date, manifest_digest = _from_first_that_works(
+            endpoints(r.domain, registries),
+            lambda endpoint: _pull_from(_Session(paths, endpoint, r), ref, platform=platform, wanted=wanted,
+                                        written=written, report=report))
     except (httpx.HTTPError, httpx.InvalidURL) as e:  # what escaped the retries
         images.discard_unused(paths, written)
         raise SdctrError(f"pulling {ref} failed: {e}") from None
     except BaseException:
         images.discard_unused(paths, written)
         raise
-    report(f"Digest: {top_digest}")
+    report(Event(f"Digest: {top_digest}"))
     name = r.key if not r.digest else f"{r.repository}@{r.digest}"
-    report(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} for {name}")
+    report(Event(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} for {name}"))
     return images.resolve(paths, f"{r.repository}@{manifest_digest}")
+
+
+def _pull_from(session: _Session, ref: str, *, platform: str | None, wanted: tuple[str, str, str],
+               written: list[str], report: _Reporter) -> tuple[str, bool, str]:
+    """One endpoint's try: (the digest asked for, whether the store had it, the image manifest's)."""
+    paths, r = session.paths, session.ref
+    assert r is not None
+    with session:
+        top_digest, media, body = session.manifest(r.digest or r.tag or "latest", verify=r.digest)
+        if media in _INDEXES:
+            child = _select_platform(r, body, wanted)
+            manifest_digest, media, body = session.manifest(child, verify=child)
+            if media in _INDEXES:
+                raise SdctrError(f"{ref}: the index for {'/'.join(p for p in wanted if p)} points to "
+                                 "another index (not supported)")
+        else:
+            manifest_digest = top_digest
+        manifest = _parse_image_manifest(ref, body)
+        config_desc = manifest["config"]
+        layer_descs: list[Mapping[str, Any]] = manifest.get("layers") or []
+        config_bytes = session.blob_bytes(config_desc, written)
+        image_config = _parse_config(ref, config_bytes, len(layer_descs))
+        if platform:
+            _check_platform(ref, image_config, wanted)
+        fetched = _fetch_layers(session, layer_descs, written, report)
+        layer_blobs = [_descriptor_digest(d) for d in layer_descs]
+        unpacked = images.check_layers(paths, r.key, image_config["rootfs"]["diff_ids"], layer_blobs)
+        for digest in fetched:
+            report(Event("Pull complete", _short(digest)))
+        if not blob_path(paths, manifest_digest).exists():
+            images.write_blob(paths, [body], expect=manifest_digest)
+            written.append(manifest_digest)
+        key = r.key if r.tag or not r.digest else None
+        up_to_date = images.add_manifest(paths, manifest_digest, key, unpacked=unpacked)
+        return top_digest, up_to_date, manifest_digest
+
+
+def verify_login(paths: Paths, domain: str, credentials: tuple[str, str],
+                 registries: config.Registries | None = None) -> None:
+    """Raises SdctrError unless ``domain`` accepts ``credentials``: GET /v2/ with the challenge flow,
+    as `docker login` checks them before storing."""
+    if registries is None:
+        registries = config.load().registries
+    try:
+        with _Session(paths, origin(domain, registries), None, credentials=credentials) as session, \
+                session.get(f"{session.base}/"):
+            pass
+    except _Denied:
+        raise SdctrError(f"login to {domain} failed: the registry refused the username or password"
+                         ) from None
+
+
+def catalog(paths: Paths, domain: str, registries: config.Registries | None = None,
+            page: int = 100) -> Iterator[str]:
+    """The repositories of ``domain`` (GET /v2/_catalog), page after page as its Link headers lead;
+    with the auth of the challenge flow, as many registries list only to known users."""
+    import httpx
+
+    if registries is None:
+        registries = config.load().registries
+    endpoint = origin(domain, registries)
+    url: str | None = f"{endpoint.url}/v2/_catalog?n={page}"
+    try:
+        with _Session(paths, endpoint, None) as session:
+            while url:
+                with session.get(url) as resp:
+                    resp.read()
+                    names = _catalog_page(domain, resp)
+                    link = resp.links.get("next", {}).get("url")
+                yield from names
+                url = str(httpx.URL(url).join(link)) if link else None
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        raise SdctrError(f"listing the repositories of {domain} failed: {e}") from None
+
+
+def _catalog_page(domain: str, resp: httpx.Response) -> list[str]:
+    try:
+        names = resp.json()["repositories"] or []
+    except (ValueError, KeyError, TypeError):
+        raise SdctrError(f"registry {domain} answered GET /v2/_catalog with no repository list") from None
+    return [n for n in names if isinstance(n, str)]
 
 
 # --- the conversation with the registry --------------------------------------------------------------
 
-class _Session:
-    """One httpx client for one repository, with the auth it has earned."""
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where a registry's requests go: the registry itself or one of its mirrors."""
 
-    def __init__(self, paths: Paths, r: images.Reference, insecure: Sequence[str]):
+    name: str  # host[:port]: what messages name, and the key of its credentials
+    url: str  # scheme://host[:port]
+    mirror: bool = False
+
+
+def origin(domain: str, registries: config.Registries) -> Endpoint:
+    host = DOCKER_HUB_API if domain == images.DEFAULT_DOMAIN else domain
+    return Endpoint(domain, f"{_scheme(domain, registries.insecure)}://{host}")
+
+
+def endpoints(domain: str, registries: config.Registries) -> list[Endpoint]:
+    """The mirrors of ``domain`` in their order, then the registry itself."""
+    mirrors = [Endpoint(m.host, f"{m.scheme or _scheme(m.host, registries.insecure)}://{m.host}", mirror=True)
+               for m in registries.mirrors_of(domain)]
+    return [*mirrors, origin(domain, registries)]
+
+
+def _from_first_that_works(candidates: Sequence[Endpoint], attempt: Callable[[Endpoint], _T]) -> _T:
+    import httpx
+
+    for endpoint in candidates[:-1]:
+        try:
+            return attempt(endpoint)
+        except (SdctrError, httpx.HTTPError, httpx.InvalidURL) as e:
+            debug(f"mirror {endpoint.url} failed ({_reason(e)}); trying the next")
+    return attempt(candidates[-1])
+
+
+class _Session:
+    """One httpx client for one endpoint and repository (None: the registry as a whole), with the
+    auth it has earned. A mirror gets one attempt: the next endpoint is the retry."""
+
+    def __init__(self, paths: Paths, endpoint: Endpoint, r: images.Reference | None, *,
+                 credentials: tuple[str, str] | None = None):
         import httpx
 
         self.paths, self.ref = paths, r
-        host = DOCKER_HUB_API if r.domain == images.DEFAULT_DOMAIN else r.domain
-        scheme = "http" if _plain_http(r.domain, insecure) else "https"
-        self.base = f"{scheme}://{host}/v2/{r.path}"
-        self.domain = r.domain
+        self.base = f"{endpoint.url}/v2/{r.path}" if r else f"{endpoint.url}/v2"
+        self.domain = endpoint.name
+        self.what = r.repository if r else endpoint.name
+        self.attempts = 1 if endpoint.mirror else ATTEMPTS
+        self.auth_file = auth.auth_file(paths)
+        self.given_credentials = credentials
         self.auth_header: str | None = None
-        self.auth_file = _auth_file(paths)
         self.lock = threading.Lock()
         self.client = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
                                    headers={"User-Agent": "sdctr"})
+
+    @functools.cached_property
+    def credentials(self) -> tuple[str, str] | None:
+        """Those given (login), else the auth file's, read at the first challenge only: a broken
+        auth file must not stop an anonymous pull."""
+        return self.given_credentials or auth.credentials(self.auth_file, self.domain)
 
     def __enter__(self) -> _Session:
         return self
@@ -143,7 +251,7 @@ class _Session:
         import httpx
 
         pause = _RETRY_PAUSE
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             headers = {"Accept": accept} if accept else {}
             challenged = yielded = False
             try:
@@ -161,22 +269,22 @@ class _Session:
                             raise self._denied(resp)
                         if resp.status_code == 429 or resp.status_code >= 500:
                             resp.read()
-                            if attempt == ATTEMPTS:
+                            if attempt == self.attempts:
                                 raise SdctrError(f"registry {self.domain} answered {resp.status_code} "
-                                                 f"to GET {url} ({ATTEMPTS} attempts)")
+                                                 f"to GET {url} ({self.attempts} attempts)")
                             break  # to the retry
                         if resp.status_code >= 400:
                             resp.read()
-                            raise SdctrError(_describe_error(self.ref, url, resp))
+                            raise SdctrError(_describe_error(self.domain, self.what, url, resp))
                         yielded = True
                         yield resp
                         return
             except (httpx.TransportError, _Incomplete) as e:
                 if yielded:  # while the caller read the body: the caller's _retrying retries
                     raise
-                if attempt == ATTEMPTS:
+                if attempt == self.attempts:
                     raise SdctrError(f"cannot reach registry {self.domain}: {_reason(e)}",
-                                     hint=f"is {self.base.split('/v2/')[0]} up? ({ATTEMPTS} attempts)",
+                                     hint=f"is {self.base.split('/v2')[0]} up? ({self.attempts} attempts)",
                                      ) from None
                 debug(f"GET {url}: {_reason(e)}; retrying")
             time.sleep(pause)
@@ -185,10 +293,11 @@ class _Session:
 
     def _authenticate(self, resp: httpx.Response) -> None:
         scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
-        creds = _credentials(self.auth_file, self.domain)
+        creds = self.credentials
         if scheme == "bearer" and "realm" in params:
             query: dict[str, str] = {k: params[k] for k in ("service", "scope") if k in params}
-            query.setdefault("scope", f"repository:{self.ref.path}:pull")
+            if self.ref:
+                query.setdefault("scope", f"repository:{self.ref.path}:pull")
             auth = (creds[0], creds[1]) if creds else None
             token_resp = self.client.get(params["realm"], params=query, auth=auth)
             if token_resp.status_code in (401, 403):
@@ -212,25 +321,25 @@ class _Session:
         else:
             raise self._denied(resp)
 
-    def _denied(self, resp: httpx.Response) -> SdctrError:
-        has_creds = _credentials(self.auth_file, self.domain) is not None
-        why = "the credentials were refused" if has_creds else "it needs credentials"
-        return SdctrError(f"registry {self.domain} denied access to {self.ref.path} "
-                          f"({resp.status_code}: {why}, or the repository does not exist)",
-                          hint=_LOGIN_HINT.format(domain=self.domain, auth_file=self.auth_file))
+    def _denied(self, resp: httpx.Response) -> _Denied:
+        why = "the credentials were refused" if self.credentials else "it needs credentials"
+        what = f"{self.ref.path} ({resp.status_code}: {why}, or the repository does not exist)" if self.ref \
+            else f"us ({resp.status_code}: {why})"
+        return _Denied(f"registry {self.domain} denied access to {what}",
+                       hint=_LOGIN_HINT.format(domain=self.domain, auth_file=self.auth_file))
 
     def retrying(self, what: str, action: Callable[[], _T]) -> _T:
         """``action`` again after a connection that broke while a body was read."""
         import httpx
 
         pause = _RETRY_PAUSE
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             try:
                 return action()
             except (httpx.TransportError, _Incomplete) as e:
-                if attempt == ATTEMPTS:
-                    raise SdctrError(f"{what} of {self.ref.repository} could not be fetched from registry "
-                                     f"{self.domain}: {_reason(e)} ({ATTEMPTS} attempts)") from None
+                if attempt == self.attempts:
+                    raise SdctrError(f"{what} of {self.what} could not be fetched from registry "
+                                     f"{self.domain}: {_reason(e)} ({self.attempts} attempts)") from None
                 debug(f"{what}: {_reason(e)}; retrying")
             time.sleep(pause)
             pause *= 2
@@ -252,7 +361,7 @@ class _Session:
         body, content_type = self.retrying(f"manifest {reference}", read)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if verify and digest != verify:
-            raise SdctrError(f"manifest {verify} of {self.ref.repository} has the digest {digest}: "
+            raise SdctrError(f"manifest {verify} of {self.what} has the digest {digest}: "
                              "the registry served other content")
         try:
             doc = json.loads(body)
@@ -260,7 +369,7 @@ class _Session:
             raise SdctrError(f"{url}: the manifest is not JSON") from None
         media = doc.get("mediaType") or content_type if isinstance(doc, dict) else ""
         if not isinstance(doc, dict) or doc.get("schemaVersion") == 1 or media in MEDIA_SCHEMA1:
-            raise SdctrError(f"{self.ref.repository}:{reference} is a Docker schema 1 image, which sdctr "
+            raise SdctrError(f"{self.what}:{reference} is a Docker schema 1 image, which sdctr "
                              "does not support", hint="push it again with a current Docker or skopeo")
         if media not in (*_INDEXES, *_MANIFESTS):
             media = MEDIA_OCI_INDEX if "manifests" in doc else MEDIA_OCI_MANIFEST
@@ -272,14 +381,16 @@ class _Session:
             self.fetch_blob(desc, written)
         return blob_path(self.paths, digest).read_bytes()
 
-    def fetch_blob(self, desc: Mapping[str, Any], written: list[str]) -> None:
+    def fetch_blob(self, desc: Mapping[str, Any], written: list[str],
+                   on_bytes: Callable[[int], None] | None = None) -> None:
+        """Streams the blob into the store; ``on_bytes(received so far)`` after every chunk."""
         digest = _descriptor_digest(desc)
         size = desc.get("size")
         url = f"{self.base}/blobs/{digest}"
 
         def download() -> None:
             with self.get(url) as resp:
-                chunks = _bounded(resp, size if isinstance(size, int) else None)
+                chunks = _bounded(resp, size if isinstance(size, int) else None, on_bytes)
                 images.write_blob(self.paths, chunks, expect=digest, origin="the registry")
 
         if not blob_path(self.paths, digest).exists():
@@ -292,31 +403,41 @@ class _Incomplete(Exception):
     """The blob stream ended early; retried like a dropped connection."""
 
 
-def _bounded(resp: httpx.Response, size: int | None) -> Iterator[bytes]:
+class _Denied(SdctrError):
+    """The registry refused us (401/403), with or without credentials."""
+
+
+def _bounded(resp: httpx.Response, size: int | None,
+             on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
     got = 0
     for chunk in resp.iter_bytes(_CHUNK):
         got += len(chunk)
         if size is not None and got > size:
             raise SdctrError(f"{resp.url}: the registry sent more than the {size} bytes announced")
+        if on_bytes:
+            on_bytes(got)
         yield chunk
     if size is not None and got < size:
         raise _Incomplete(f"the connection ended after {got} of {size} bytes")
 
 
 def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written: list[str],
-                  report: _Reporter) -> None:
+                  report: _Reporter) -> list[str]:
+    """The layers the store lacks, fetched concurrently: their digests."""
     todo: list[Mapping[str, Any]] = []
     for d in descs:
         digest = _descriptor_digest(d)
         if blob_path(session.paths, digest).exists():
-            report(f"{_short(digest)}: Already exists")
+            report(Event("Already exists", _short(digest)))
         elif digest not in (_descriptor_digest(t) for t in todo):
-            report(f"{_short(digest)}: Pulling fs layer")
+            report(Event("Pulling fs layer", _short(digest)))
             todo.append(d)
 
     def one(d: Mapping[str, Any]) -> None:
-        session.fetch_blob(d, written)
-        report(f"{_short(_descriptor_digest(d))}: Download complete")
+        short, size = _short(_descriptor_digest(d)), d.get("size")
+        total = size if isinstance(size, int) else 0
+        session.fetch_blob(d, written, lambda got: report(Event("Downloading", short, got, total)))
+        report(Event("Download complete", short))
 
     pool = concurrent.futures.ThreadPoolExecutor(CONCURRENT_LAYERS, thread_name_prefix="sdctr-pull")
     try:
@@ -325,6 +446,7 @@ def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written
             f.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    return [_descriptor_digest(d) for d in todo]
 
 
 # --- the store ---------------------------------------------------------------------------------------
@@ -396,34 +518,6 @@ def _descriptor_digest(desc: Mapping[str, Any]) -> str:
 
 # --- auth and transport -------------------------------------------------------------------------------
 
-def _auth_file(paths: Paths) -> Path:
-    return Path(os.environ.get("REGISTRY_AUTH_FILE") or paths.root / "auth.json")
-
-
-def _credentials(auth_file: Path, domain: str) -> tuple[str, str] | None:
-    try:
-        auths = json.loads(auth_file.read_text()).get("auths") or {}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, AttributeError) as e:
-        raise SdctrError(f"cannot read the auth file {auth_file}: {e}") from None
-    keys = _DOCKER_HUB_AUTH_KEYS if domain == images.DEFAULT_DOMAIN else (domain,)
-    for key, entry in auths.items():
-        bare = re.sub(r"^https?://", "", key).split("/")[0]
-        if (key in keys or bare in keys) and isinstance(entry, dict):
-            if entry.get("auth"):
-                try:
-                    user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
-                except ValueError:
-                    raise SdctrError(f"{auth_file}: the auth entry for {key} is not "
-                                     "base64(user:password)") from None
-                if sep:
-                    return user, password
-            if entry.get("username") and entry.get("password"):
-                return str(entry["username"]), str(entry["password"])
-    return None
-
-
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
 
 
@@ -431,6 +525,10 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     return scheme.lower(), {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
                             for m in _CHALLENGE_PARAM.finditer(rest)}
+
+
+def _scheme(domain: str, insecure: Sequence[str]) -> str:
+    return "http" if _plain_http(domain, insecure) else "https"
 
 
 def _plain_http(domain: str, insecure: Sequence[str]) -> bool:
@@ -443,14 +541,14 @@ def _plain_http(domain: str, insecure: Sequence[str]) -> bool:
         return False
 
 
-def _describe_error(r: images.Reference, url: str, resp: httpx.Response) -> str:
+def _describe_error(domain: str, what: str, url: str, resp: httpx.Response) -> str:
     codes = ""
     with contextlib.suppress(ValueError, AttributeError, TypeError):
         codes = ", ".join(f"{e.get('code')}: {e.get('message')}" for e in resp.json().get("errors") or [])
     if resp.status_code == 404 and "/manifests/" in url:
-        return f"{r.repository}: manifest {url.rsplit('/', 1)[1]} not found in {r.domain}" + (
+        return f"{what}: manifest {url.rsplit('/', 1)[1]} not found in {domain}" + (
             f" ({codes})" if codes else "")
-    return f"registry {r.domain} answered {resp.status_code} to GET {url}" + (f" ({codes})" if codes else "")
+    return f"registry {domain} answered {resp.status_code} to GET {url}" + (f" ({codes})" if codes else "")
 
 
 def _reason(e: BaseException) -> str:
@@ -466,13 +564,13 @@ def _short(digest: str) -> str:
 
 
 class _Reporter:
-    """progress(line) from any thread, one line at a time."""
+    """progress(event) from any thread, one event at a time."""
 
     def __init__(self, progress: Progress | None):
         self.progress = progress
         self.lock = threading.Lock()
 
-    def __call__(self, line: str) -> None:
+    def __call__(self, event: Event) -> None:
         if self.progress:
             with self.lock:
-                self.progress(line)
+                self.progress(event)

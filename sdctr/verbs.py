@@ -107,10 +107,10 @@ def image_for_run(args: argparse.Namespace, paths: Paths) -> Any:
                 raise
             print(f"Unable to find image '{images.parse_reference(args.image).key}' locally",
                   file=sys.stderr, flush=True)
-    from sdctr import registry
+    from sdctr import progress, registry
 
-    return registry.pull(paths, args.image, platform=args.platform,
-                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+    with progress.view(sys.stderr) as show:
+        return registry.pull(paths, args.image, platform=args.platform, progress=show)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -386,13 +386,45 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from sdctr import registry
+    from sdctr import progress, registry
 
-    quiet = args.quiet
-    image = registry.pull(paths_of(args), args.reference, platform=args.platform,
-                          progress=None if quiet else lambda line: print(line, flush=True))
-    if quiet:
+    with progress.view(sys.stdout, quiet=args.quiet) as show:
+        image = registry.pull(paths_of(args), args.reference, platform=args.platform, progress=show)
+    if args.quiet:
         print(f"sha256:{image.id}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from sdctr import search
+
+    results = search.search(paths_of(args), args.term, limit=args.limit)
+    if args.format == "json":
+        for r in results:
+            print(json.dumps(r.as_json()))
+    else:
+        table(search.HEADER, [r.row(truncate=not args.no_trunc) for r in results])
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from sdctr import auth, registry
+
+    paths, domain = paths_of(args), auth.registry_domain(args.server or "docker.io")
+    credentials = auth.ask(domain, args.username, args.password, args.password_stdin)
+    registry.verify_login(paths, domain, credentials)
+    auth.store(auth.auth_file(paths), domain, *credentials)
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from sdctr import auth
+
+    paths, domain = paths_of(args), auth.registry_domain(args.server or "docker.io")
+    if not auth.remove(auth.auth_file(paths), domain):
+        raise SdctrError(f"not logged in to {domain}")
+    print(f"Removed login credentials for {domain}")
     return 0
 
 

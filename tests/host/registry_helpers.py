@@ -2,11 +2,18 @@
 namespace of the test's own, listening on loopback only, filled with skopeo from OCI layouts this
 module writes by hand (the input only: pulling is what the tests prove).
 
+Three registries: plain on 127.0.0.1:5000, htpasswd auth on :5001, and a plain one on :5002 that
+tests configure as a mirror. In the namespace, ``registry.test`` names 127.0.0.1 (``ip netns exec``
+mounts /etc/netns/<ns>/hosts over /etc/hosts), so a registry can be reached by a name that is not
+loopback by address, as an insecure registry on the network would be; DNS goes to 127.0.0.1 too,
+so no lookup leaves the namespace.
+
 Needs (Debian): docker-registry, skopeo, apache2-utils (htpasswd -B), busybox-static.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -18,7 +25,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +34,22 @@ from rootfs_helpers import build_busybox_rootfs
 REPO = Path(__file__).resolve().parents[2]
 PLAIN_PORT = 5000
 AUTH_PORT = 5001
+MIRROR_PORT = 5002
+PLAIN, AUTHED, MIRROR = (f"127.0.0.1:{port}" for port in (PLAIN_PORT, AUTH_PORT, MIRROR_PORT))
+HOST_NAME = "registry.test"
 USER, PASSWORD = "tester", "s3cret-pw"
 TOOLS = ("ip", "docker-registry", "skopeo", "htpasswd")
 
 PULL_SCRIPT = """
 import json, sys
-from sdctr import registry
+from sdctr import progress, registry
 from sdctr.log import SdctrError
 from sdctr.state import Paths
 a = json.loads(sys.argv[1])
 lines = []
 try:
     image = registry.pull(Paths.from_root(a["root"]), a["ref"], platform=a.get("platform"),
-                          insecure=a.get("insecure", ()), progress=lines.append)
+                          progress=lambda e: e.status != progress.DOWNLOADING and lines.append(e.line))
     print(json.dumps({"ok": True, "id": image.id, "lines": lines}))
 except SdctrError as e:
     print(json.dumps({"ok": False, "error": str(e), "hint": e.hint, "lines": lines}))
@@ -48,6 +58,18 @@ except SdctrError as e:
 
 def missing_tools() -> list[str]:
     return [t for t in TOOLS if shutil.which(t) is None]
+
+
+def require_tools() -> None:
+    """Skips without the tools; fails under SDCTR_TESTS_STRICT=1 (CI must not go green by skipping)."""
+    import pytest
+
+    if missing_tools():
+        why = (f"needs {', '.join(missing_tools())} "
+               "(apt-get install docker-registry skopeo apache2-utils busybox-static)")
+        if os.environ.get("SDCTR_TESTS_STRICT") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
 
 
 def run(cmd: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -190,11 +212,33 @@ class Registries:
              env: Mapping[str, str] | None = None) -> dict[str, Any]:
         """sdctr.registry.pull inside the namespace (a child process): {"ok", "id"|"error", "lines"}."""
         args = json.dumps({"root": str(root), "ref": ref, "platform": platform})
-        inherited = {k: v for k, v in os.environ.items() if k != "REGISTRY_AUTH_FILE"}
-        child_env = {**inherited, "PYTHONPATH": str(REPO), **(env or {})}
-        out = self.exec([sys.executable, "-c", PULL_SCRIPT, args], env=child_env, cwd=REPO, timeout=120)
+        out = self.exec([sys.executable, "-c", PULL_SCRIPT, args], env=self.env(env), cwd=REPO, timeout=120)
         result: dict[str, Any] = json.loads(out.stdout)
         return result
+
+    def requests_by_sdctr(self, port: int) -> list[str]:
+        """'GET /v2/... STATUS' for each request sdctr made, from the registry's access log."""
+        found = []
+        for line in (self.workdir / f"registry-{port}.log").read_text().splitlines():
+            if line.endswith('"sdctr"'):  # combined log format: ... "GET /v2/... HTTP/1.1" 200 583 "" "sdctr"
+                _, request, rest = line.split('"', 2)
+                method, path, _ = request.split()
+                found.append(f"{method} {path} {rest.split()[0]}")
+        return found
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """This checkout's sdctr, no auth file and no configuration unless the test gives them (the
+        machine's /etc/sdctr/sdctr.yaml must not steer a test)."""
+        inherited = {k: v for k, v in os.environ.items() if k not in ("REGISTRY_AUTH_FILE", "SDCTR_CONFIG")}
+        return {**inherited, "PYTHONPATH": str(REPO), "SDCTR_CONFIG": str(self.workdir / "no-config.yaml"),
+                **(extra or {})}
+
+    def sdctr(self, root: Path, *args: str, env: Mapping[str, str] | None = None,
+              input: str | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """The CLI in the namespace; the caller checks the status."""
+        cmd = ["ip", "netns", "exec", self.netns, sys.executable, "-m", "sdctr", "--root", str(root), *args]
+        return subprocess.run(cmd, env=self.env(env), cwd=REPO, input=input, text=True, capture_output=True,
+                              timeout=120, **kw)
 
 
 def _wait_listening(netns: str, port: int, log: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -211,17 +255,23 @@ def _wait_listening(netns: str, port: int, log: Path, proc: subprocess.Popen[byt
 
 
 def start_registries(workdir: Path) -> Generator[Registries, None, None]:
-    """A generator fixture body: a netns with lo up, a plain registry on 127.0.0.1:5000 and one with
-    htpasswd (bcrypt) auth on 127.0.0.1:5001; everything is torn down when it resumes."""
+    """A generator fixture body: a netns with lo up, a plain registry on 127.0.0.1:5000, one with
+    htpasswd (bcrypt) auth on 127.0.0.1:5001 and a plain one on 127.0.0.1:5002 (the mirror);
+    everything is torn down when it resumes."""
     netns = f"sdctr-reg-{os.getpid()}-{time.monotonic_ns() % 100000}"
     procs: list[subprocess.Popen[bytes]] = []
+    etc = Path("/etc/netns")
+    made_etc = not etc.exists()
     run(["ip", "netns", "add", netns])
     try:
+        (etc / netns).mkdir(parents=True)
+        (etc / netns / "hosts").write_text(f"127.0.0.1 localhost {HOST_NAME}\n")
+        (etc / netns / "resolv.conf").write_text("nameserver 127.0.0.1\n")
         run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"])
         htpasswd = workdir / "htpasswd"
         htpasswd.write_text(run(["htpasswd", "-Bbn", USER, PASSWORD]).stdout)
         storage = {}
-        for port in (PLAIN_PORT, AUTH_PORT):
+        for port in (PLAIN_PORT, AUTH_PORT, MIRROR_PORT):
             storage[port] = workdir / f"storage-{port}"
             storage[port].mkdir()
             auth = (f"auth:\n  htpasswd:\n    realm: sdctr-test\n    path: {htpasswd}\n"
@@ -245,6 +295,21 @@ def start_registries(workdir: Path) -> Generator[Registries, None, None]:
                 proc.kill()
                 proc.wait()
         subprocess.run(["ip", "netns", "del", netns], check=False)
+        shutil.rmtree(etc / netns, ignore_errors=True)
+        if made_etc:
+            with contextlib.suppress(OSError):  # another test's namespace may use it by now
+                etc.rmdir()
+
+
+@contextlib.contextmanager
+def registries_with_layout(workdir: Path) -> Iterator[tuple[Registries, Layout]]:
+    """A module fixture's body: the running registries and an empty layout to push from."""
+    require_tools()
+    gen = start_registries(workdir)
+    try:
+        yield next(gen), Layout(workdir / "layout")
+    finally:
+        gen.close()
 
 
 def blob_files(root: Path) -> set[str]:

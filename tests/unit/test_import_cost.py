@@ -21,6 +21,7 @@ def imported_by(code: str) -> set[str]:
 @pytest.mark.parametrize("modules", [
     "sdctr.cli", "sdctr.verbs, sdctr.containers, sdctr.systemd, sdctr.attach",
     "sdctr.hooks, sdctr.images, sdctr.storage", "sdctr.init", "sdctr.registry",
+    "sdctr.auth, sdctr.config, sdctr.progress, sdctr.search",
 ])
 def test_hot_paths_import_nothing_heavy(modules: str) -> None:
     loaded = imported_by(f"import {modules}")

@@ -1,0 +1,116 @@
+"""The machine's settings: /etc/sdctr/sdctr.yaml (``SDCTR_CONFIG`` names another file, so tests never
+touch /etc). Only the registries section is read so far:
+
+    registries:
+      mirrors:                      # tried in order before the registry itself, for pulls only
+        docker.io: ["https://mirror.example.com", "http://127.0.0.1:5001"]
+      insecure: ["registry.lan:5000"]   # spoken to over plain HTTP (host or host:port)
+
+A missing file means the defaults (no mirrors; plain HTTP only for localhost and 127.0.0.0/8), and
+YAML is imported only when the file exists: most commands never read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sdctr.log import SdctrError
+
+DEFAULT_PATH = Path("/etc/sdctr/sdctr.yaml")
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?")
+_MIRROR = re.compile(rf"(?:(https?)://)?({_HOST.pattern})/?")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mirror:
+    host: str  # host[:port]
+    scheme: str | None  # None: https unless the host is insecure
+
+    @property
+    def text(self) -> str:
+        return f"{self.scheme}://{self.host}" if self.scheme else self.host
+
+
+@dataclasses.dataclass(frozen=True)
+class Registries:
+    mirrors: Mapping[str, tuple[Mirror, ...]] = dataclasses.field(default_factory=dict)
+    insecure: tuple[str, ...] = ()
+
+    def mirrors_of(self, domain: str) -> tuple[Mirror, ...]:
+        return tuple(self.mirrors.get(domain, ()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    registries: Registries = dataclasses.field(default_factory=Registries)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("SDCTR_CONFIG") or DEFAULT_PATH)
+
+
+def load(path: Path | None = None) -> Config:
+    path = path or config_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Config()
+    except OSError as e:
+        raise SdctrError(f"cannot read the configuration {path}: {e.strerror}") from None
+    import yaml  # only when there is a file to read
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SdctrError(f"{path} is not valid YAML: {e}".splitlines()[0]) from None
+    return parse(doc, source=str(path))
+
+
+def parse(doc: Any, *, source: str) -> Config:
+    """The checked configuration; every refusal names the file and the key."""
+    doc = _mapping(doc if doc is not None else {}, source, "the top level")
+    registries = _mapping(doc.get("registries") or {}, source, "registries")
+    mirrors = _mapping(registries.get("mirrors") or {}, source, "registries.mirrors")
+    return Config(Registries(
+        mirrors={_host(domain, source, "registries.mirrors"): _mirrors(urls, source, domain)
+                 for domain, urls in mirrors.items()},
+        insecure=tuple(_host(h, source, "registries.insecure")
+                       for h in _list(registries.get("insecure") or [], source, "registries.insecure")),
+    ))
+
+
+def _mirrors(urls: Any, source: str, domain: str) -> tuple[Mirror, ...]:
+    key = f"registries.mirrors.{domain}"
+    result = []
+    for url in _list(urls, source, key):
+        m = _MIRROR.fullmatch(str(url))
+        if not m:
+            raise SdctrError(f"{source}: {key}: {url!r} is not a mirror address",
+                             hint="http://host:port or https://host (no path)")
+        result.append(Mirror(host=m.group(2), scheme=m.group(1)))
+    return tuple(result)
+
+
+def _mapping(value: Any, source: str, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise SdctrError(f"{source}: {key} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, source: str, key: str) -> list[Any]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise SdctrError(f"{source}: {key} must be a list, not {type(value).__name__}")
+    return value
+
+
+def _host(value: Any, source: str, key: str) -> str:
+    if not isinstance(value, str) or not _HOST.fullmatch(value):
+        raise SdctrError(f"{source}: {key}: {value!r} is not a registry host", hint="host or host:port")
+    return value
