@@ -65,7 +65,11 @@ def create(paths: Paths, spec: ContainerSpec, image: Image) -> None:
     from sdctr import storage
 
     driver = storage.driver(paths)
-    driver.ensure_layers(image)
+    unpacked = driver.ensure_layers(image)
+    if unpacked:  # the first container of a pulled image: now its SIZE is known
+        from sdctr import images
+
+        images.record_unpacked(paths, unpacked)
     save_spec(paths, spec)
     try:
         driver.prepare(spec.id, image)

@@ -545,6 +545,14 @@ def check_layers(paths: Paths, image: str, diff_ids: Sequence[str], blobs: Seque
     return sizes
 
 
+def record_unpacked(paths: Paths, sizes: Mapping[str, int]) -> None:
+    """Layer blob -> unpacked bytes, learnt when the layers were first unpacked."""
+    with state.locked(paths):
+        idx = _load_index(paths)
+        idx["unpacked"].update(sizes)
+        state.write_json_atomic(_index_path(paths), idx)
+
+
 def add_manifest(paths: Paths, manifest_digest: str, key: str | None, *,
                  unpacked: Mapping[str, int] | None = None) -> bool:
     """Makes a manifest whose blobs are all in the store an image, tagged ``key`` ("name:tag"; None

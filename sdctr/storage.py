@@ -47,7 +47,7 @@ class LayeredImage(Protocol):
 
 
 class Snapshotter(Protocol):
-    def ensure_layers(self, image: LayeredImage) -> None: ...
+    def ensure_layers(self, image: LayeredImage) -> dict[str, int]: ...
     def prepare(self, cid: str, image: LayeredImage) -> None: ...
     def mount(self, cid: str, image: LayeredImage, target: Path) -> None: ...
     def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]: ...
@@ -88,9 +88,11 @@ class OverlaySnapshotter:
             raise SdctrError(f"{cid!r} is not a container id")
         return self.base / "containers" / cid
 
-    def ensure_layers(self, image: LayeredImage) -> None:
+    def ensure_layers(self, image: LayeredImage) -> dict[str, int]:
         """Unpacks each missing layer into a temp directory, then renames it into place: two
-        callers racing both unpack, one rename wins, the other discards its copy."""
+        callers racing both unpack, one rename wins, the other discards its copy. Returns the
+        unpacked sizes of the layers unpacked now (blob -> bytes), for the image's SIZE."""
+        sizes = {}
         if len(image.layers) != len(image.layer_blobs):
             raise SdctrError(f"image {image.name}: {len(image.layers)} diff ids for "
                              f"{len(image.layer_blobs)} layer blobs")
@@ -110,7 +112,7 @@ class OverlaySnapshotter:
                 with f:
                     from sdctr.layers import apply_layer  # tarfile: only when a layer is missing
 
-                    apply_layer(f, tmp, image=image.name, digest=blob, diff_id=diff_id)
+                    sizes[blob] = apply_layer(f, tmp, image=image.name, digest=blob, diff_id=diff_id).size
                 try:
                     os.rename(tmp, final)
                 except OSError as e:
@@ -121,6 +123,7 @@ class OverlaySnapshotter:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+        return sizes
 
     def prepare(self, cid: str, image: LayeredImage) -> None:
         """Creates the writable layer; its top directory carries the image root's owner and mode,

@@ -21,6 +21,7 @@ from registry_helpers import (
     USER,
     Registries,
     Variant,
+    _tar_files,
     blob_files,
     busybox_layer,
     registries_with_layout,
@@ -28,7 +29,7 @@ from registry_helpers import (
 )
 
 from sdctr import auth as sdctr_auth
-from sdctr import images, registry
+from sdctr import images, registry, storage
 from sdctr.log import SdctrError
 from sdctr.state import Paths
 
@@ -57,6 +58,9 @@ def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
         r.push(layout.root, "multi", f"{PLAIN}/test/multi:1", all_=True)
         r.push(layout.root, "bad", f"{PLAIN}/test/bad:1")
         r.push(layout.root, "short", f"{PLAIN}/test/short:1")
+        hostile = _tar_files({"etc/ok": b"fine\n", "../../../escaped-by-a-layer": b"gotcha\n"})
+        layout.add("hostile", [Variant(HOST_ARCH, ENV, CMD, (hostile,))])
+        r.push(layout.root, "hostile", f"{PLAIN}/test/hostile:1")
         r.push(layout.root, "plain", f"{AUTHED}/test/private:1", creds=f"{USER}:{PASSWORD}")
         yield r
 
@@ -99,10 +103,13 @@ def test_pull_oci_image(reg: Registries, root: Path) -> None:
     assert len(image.layers) == len(image.layer_blobs) == 2
     assert image.architecture == HOST_ARCH
     assert _manifest(root, image)["mediaType"] == registry.MEDIA_OCI_MANIFEST
-    # SIZE is the unpacked content, as Docker shows it: skopeo gzipped the layers on push, and
-    # busybox compresses to about half
+    # SIZE is what came over the wire until the layers are unpacked, then the unpacked content,
+    # as Docker shows it (skopeo gzipped the layers on push; busybox compresses to about half)
+    paths = Paths.from_root(str(root))
     blob_bytes = sum((root / "blobs/sha256" / b[7:]).stat().st_size for b in image.layer_blobs)
-    assert image.size > 1.5 * blob_bytes
+    assert image.size == blob_bytes
+    images.record_unpacked(paths, storage.driver(paths).ensure_layers(image))
+    assert images.resolve(paths, image.id).size > 1.5 * blob_bytes
     for blob in (*image.layer_blobs, f"sha256:{image.id}", image.manifest_digest):
         assert blob.split(":")[1] in blob_files(root)
     lines = result["lines"]
@@ -128,6 +135,22 @@ def test_pull_docker_schema2_image(reg: Registries, root: Path) -> None:
     assert image.config.cmd == CMD and image.config.env == ENV
     assert len(image.layers) == 2
     assert _manifest(root, image)["mediaType"] == registry.MEDIA_DOCKER_MANIFEST
+
+
+def test_a_hostile_layer_is_refused_when_first_unpacked(reg: Registries, root: Path, tmp_path: Path) -> None:
+    """The pull verifies digests only; the tar rules apply once, at the first unpack (as for an
+    imported image): one error naming image, layer and entry, and nothing written outside."""
+    paths = Paths.from_root(str(root))
+    result = _ok(reg.pull(root, f"{PLAIN}/test/hostile:1"))
+    image = images.resolve(paths, str(result["id"]))
+    before = {p: p.stat().st_mtime for p in root.parent.rglob("*") if not p.is_relative_to(root)}
+    with pytest.raises(SdctrError) as e:
+        storage.driver(paths).ensure_layers(image)
+    assert f"{PLAIN}/test/hostile:1" in str(e.value) and image.layer_blobs[0] in str(e.value)
+    assert "escaped-by-a-layer" in str(e.value)
+    assert not list(root.parent.parent.rglob("escaped-by-a-layer"))
+    assert before == {p: p.stat().st_mtime for p in root.parent.rglob("*") if not p.is_relative_to(root)}
+    assert list((root / "overlay/layers").iterdir()) == []  # no half-unpacked layer stays
 
 
 def test_multi_platform_index(reg: Registries, root: Path) -> None:

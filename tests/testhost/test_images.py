@@ -96,7 +96,12 @@ def test_pull_then_run_under_systemd(testhost: Machine, registry: str) -> None:
     assert f"Status: Downloaded newer image for {registry}/test/box:oci" in pulled.stdout
     images = testhost.exec("sdctr", "images").stdout
     assert f"{registry}/test/box" in images and "oci" in images
+    inspect = ["sdctr", "image", "inspect", f"{registry}/test/box:oci"]
+    size = json.loads(testhost.exec(*inspect).stdout)[0]["Size"]
     cid = testhost.exec("sdctr", "run", "-d", f"{registry}/test/box:oci").stdout.strip()
+    # unpacked by the first container: SIZE is now what the layers hold, not what came over the wire
+    unpacked = json.loads(testhost.exec(*inspect).stdout)
+    assert unpacked[0]["Size"] > 1.5 * size
     unit = f"ctr-{cid[:12]}.service"
     for _ in range(100):
         state = testhost.exec("systemctl", "show", "-p", "ActiveState", "--value", unit, check=False).stdout
