@@ -33,19 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests/host"))
-from registry_helpers import Layout, Variant  # noqa: E402 - the tests' OCI layout writer
+from registry_helpers import REGISTRY_CONFIG, Layout, Variant  # noqa: E402 - the tests' helpers
 
 REGISTRY = "127.0.0.1:5000"
-CONFIG = """\
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: {storage}
-http:
-  addr: {addr}
-"""
 # Runs one command and prints its peak RSS (KiB, children included) on stderr's last line.
 PEAK = ("import resource, subprocess, sys\n"
         "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
@@ -106,7 +96,7 @@ def main() -> int:
     try:
         sh(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"])
         (work / "storage").mkdir()
-        (work / "config.yml").write_text(CONFIG.format(storage=work / "storage", addr=REGISTRY))
+        (work / "config.yml").write_text(REGISTRY_CONFIG.format(storage=work / "storage", port=5000, auth=""))
         registry = subprocess.Popen(["ip", "netns", "exec", netns, "docker-registry", "serve",
                                      str(work / "config.yml")], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)

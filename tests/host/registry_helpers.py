@@ -172,7 +172,7 @@ def small_layer(name: str, content: bytes) -> bytes:
 
 # --- the registry in its network namespace -----------------------------------------------------------
 
-_CONFIG = """\
+REGISTRY_CONFIG = """\
 version: 0.1
 log:
   level: warn
@@ -277,7 +277,7 @@ def start_registries(workdir: Path) -> Generator[Registries, None, None]:
             auth = (f"auth:\n  htpasswd:\n    realm: sdctr-test\n    path: {htpasswd}\n"
                     if port == AUTH_PORT else "")
             config = workdir / f"config-{port}.yml"
-            config.write_text(_CONFIG.format(storage=storage[port], port=port, auth=auth))
+            config.write_text(REGISTRY_CONFIG.format(storage=storage[port], port=port, auth=auth))
             log = workdir / f"registry-{port}.log"
             with open(log, "wb") as logf:
                 cmd = ["ip", "netns", "exec", netns, "docker-registry", "serve", str(config)]

@@ -15,23 +15,13 @@ import pytest
 from conftest import Machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))  # the registry tier's helpers
-from registry_helpers import Layout, Variant, busybox_layer, missing_tools, small_layer
+from registry_helpers import REGISTRY_CONFIG, Layout, Variant, busybox_layer, missing_tools, small_layer
 
 pytestmark = pytest.mark.testhost
 
 REGISTRY = "127.0.0.1:5000"
 TESTHOST_STATE = Path("/var/lib/sdctr-testhost")
 ENV = ("PATH=/bin", "WHO=registry")
-CONFIG = """\
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: {storage}
-http:
-  addr: 127.0.0.1:5000
-"""
 
 
 def in_netns(host: Machine, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -49,7 +39,7 @@ def registry(testhost: Machine, tmp_path_factory: pytest.TempPathFactory) -> Ite
     assert not missing_tools(), f"needs {missing_tools()} (tests/setup installs them)"
     work = tmp_path_factory.mktemp("testhost-registry")
     (work / "storage").mkdir()
-    (work / "config.yml").write_text(CONFIG.format(storage=work / "storage"))
+    (work / "config.yml").write_text(REGISTRY_CONFIG.format(storage=work / "storage", port=5000, auth=""))
     with open(work / "registry.log", "wb") as log:
         proc = subprocess.Popen(["nsenter", "-t", str(init_pid(testhost)), "-n", "docker-registry", "serve",
                                  str(work / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
