@@ -251,7 +251,7 @@ def test_user_env_workdir_volumes_read_only(host: Machine) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["-m", "10xb", "busybox", "true"], "--memory '10xb' is not a size"),
-    (["no-such-image", "true"], "no such image"),
+    (["--pull", "never", "no-such-image", "true"], "no such image"),  # pulling: test_pull_and_run.py
     (["busybox"], "no command specified"),
     (["-c", "1", "busybox", "true"], "--cpu-shares 1 is outside"),
 ])
