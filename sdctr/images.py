@@ -171,7 +171,7 @@ def parse_reference(ref: str) -> Reference:
     return Reference(domain, path, tag, digest or None)
 
 
-def _tag_reference(ref: str) -> Reference:
+def tag_reference(ref: str) -> Reference:
     """A reference that can name a new tag: no digest, not a 64-hex image id."""
     r = parse_reference(ref)
     if r.digest:
@@ -258,7 +258,20 @@ def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
     return loaded
 
 
-def _canonical(obj: Any) -> bytes:
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def copy_hashing(src: Readable, dst: Any) -> str:
+    """Copies a stream into a file: the digest of what went through."""
+    sha = hashlib.sha256()
+    for data in chunks_of(src):
+        sha.update(data)
+        dst.write(data)
+    return f"sha256:{sha.hexdigest()}"
+
+
+def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -359,7 +372,7 @@ def resolve(paths: Paths, ref: str) -> Image:
 
 def tag(paths: Paths, src: str, dst: str) -> None:
     image = resolve(paths, src)
-    key = _tag_reference(dst).key
+    key = tag_reference(dst).key
     with state.locked(paths):
         idx = _load_index(paths)
         _set_tag(idx, key, image.manifest_digest)
@@ -490,7 +503,7 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
     OCI config and manifest, and tags the image ``ref`` (untagged if None)."""
     from sdctr.layers import compression, inspect_layer  # tarfile: only when making images
 
-    key = _tag_reference(ref).key if ref else None
+    key = tag_reference(ref).key if ref else None
     config_section = _check_changes(changes or {})
     descriptors, diff_ids = [], []
     for blob in layer_blobs:
@@ -514,9 +527,9 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [{"created": created, "created_by": "sdctr import", "comment": comment}],
     }
-    config_bytes = _canonical(config)
+    config_bytes = canonical(config)
     config_digest = write_blob_bytes(paths, config_bytes)
-    manifest_bytes = _canonical({
+    manifest_bytes = canonical({
         "schemaVersion": 2,
         "mediaType": MEDIA_MANIFEST,
         "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
@@ -580,7 +593,7 @@ def add_manifest(paths: Paths, manifest_digest: str, key: str | None, *,
 def import_tarball(paths: Paths, source: str, ref: str, *, changes: Mapping[str, Any] | None = None) -> Image:
     """`docker import`: a root file system tarball (a path, or "-" for stdin; plain, gzip or zstd)
     becomes a one-layer image tagged ``ref`` (":latest" when no tag is given)."""
-    _tag_reference(ref)  # a bad name fails before reading a gigabyte from stdin
+    tag_reference(ref)  # a bad name fails before reading a gigabyte from stdin
     _check_changes(changes or {})
     if source == "-":
         digest, _ = write_blob(paths, chunks_of(sys.stdin.buffer))

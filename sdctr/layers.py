@@ -171,7 +171,7 @@ class _Reader(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def _decompressed(stream: Readable) -> Iterator[Readable]:
+def decompressed(stream: Readable) -> Iterator[Readable]:
     head = b""
     while len(head) < 4 and (more := stream.read(4 - len(head))):
         head += more
@@ -276,7 +276,7 @@ class _Walk:
     def __enter__(self) -> _Walk:
         try:
             with self.guard(what="not a tar archive"):
-                self.reader = _Reader(self._stack.enter_context(_decompressed(self._stream)))
+                self.reader = _Reader(self._stack.enter_context(decompressed(self._stream)))
                 self.tar = tarfile.open(fileobj=self.reader, mode="r:", encoding="utf-8",
                                         errors="surrogateescape")
         except BaseException:

@@ -51,6 +51,7 @@ class Snapshotter(Protocol):
     def prepare(self, cid: str, image: LayeredImage) -> None: ...
     def mount(self, cid: str, image: LayeredImage, target: Path) -> None: ...
     def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]: ...
+    def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None: ...
     def unmount(self, target: Path) -> None: ...
     def remove(self, cid: str) -> None: ...
     def reset(self, cid: str) -> None: ...
@@ -173,6 +174,17 @@ class OverlaySnapshotter:
             raise SdctrError(f"image {image.name}: {len(lowers)} layers do not fit in one overlay mount "
                              f"({len(options)} bytes of options, the kernel takes {_OPTIONS_MAX})")
         return options
+
+    def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None:
+        """The container's file system, read-only, at ``target`` (for export): its writable layer
+        becomes the top lower layer, so its whiteouts hide what it deleted, and nothing is written."""
+        self.ensure_layers(image)
+        options = self.mount_options(cid, image)
+        lowers = options.split(",")[0][len("lowerdir="):]
+        upper = self.container_dir(cid) / "upper"
+        if not upper.is_dir():
+            raise SdctrError(f"container {cid[:12]} has no writable layer (was it created by sdctr?)")
+        run(["mount", "-t", "overlay", "-o", f"ro,lowerdir={upper}:{lowers}", "overlay", str(target)])
 
     def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]:
         """mount() as one command the unit can run itself, without starting Python: for a

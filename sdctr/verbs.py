@@ -498,6 +498,31 @@ def _py39_isoformat(iso: str) -> str:
     return re.sub(r"(\.\d{6})\d+", r"\1", iso)
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from sdctr import archive
+
+    for line in archive.load(paths_of(args), args.input):
+        if not args.quiet:
+            print(line)
+    return 0
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    from sdctr import archive
+
+    archive.save(paths_of(args), args.images, args.output)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sdctr import archive, images
+
+    paths = paths_of(args)
+    spec = find(paths, args.container)
+    archive.export(paths, spec.id, images.resolve(paths, spec.image_id), args.output)
+    return 0
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     from sdctr import images
 

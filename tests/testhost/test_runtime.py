@@ -372,3 +372,25 @@ def test_ctrl_c_reaches_the_foreground_container(host: Machine) -> None:
     flags = ["--unit-file-mode"] if unit_files(host) else []
     r = host.exec("python3", "-c", CTRL_C, "sdctr", *flags)
     assert r.stdout.strip() == "'got INT\\n' 3", r.stdout + r.stderr
+
+
+def test_export_save_and_load(host: Machine) -> None:
+    """`export` is the container's file system as it left it; `save | load` carries the image to
+    another store with its name and id."""
+    cid = run_d(host, "busybox", "sh", "-c", "echo made > /root/made; rm /etc/group")
+    try:
+        assert sdctr(host, "wait", cid).stdout.strip() == "0"
+        sdctr(host, "export", "-o", "/tmp/export.tar", cid)
+        names = host.exec("tar", "-tf", "/tmp/export.tar").stdout.split()
+        assert "root/made" in names and "bin/busybox" in names and "etc/passwd" in names
+        assert "etc/group" not in names  # the whiteout hides it, as in the container
+        assert host.sh("tar -xOf /tmp/export.tar root/made").stdout == "made\n"
+        assert "export" not in host.exec("cat", "/proc/self/mountinfo").stdout
+    finally:
+        sdctr(host, "rm", cid)
+    image_id = json.loads(sdctr(host, "image", "inspect", "busybox").stdout)[0]["Id"]
+    loaded = host.sh("sdctr save busybox | sdctr --root /tmp/other-store load").stdout
+    assert loaded == "Loaded image: busybox:latest\n"
+    other = json.loads(host.exec("sdctr", "--root", "/tmp/other-store", "image", "inspect", "busybox").stdout)
+    assert other[0]["Id"] == image_id
+    host.exec("rm", "-rf", "/tmp/other-store", "/tmp/export.tar")

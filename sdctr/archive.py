@@ -1,0 +1,413 @@
+"""Images and container file systems as tar archives: `load`, `save`, `export`.
+
+    load    `docker save` archives (manifest.json; layers as <id>/layer.tar or blobs/sha256/<hex>)
+            and OCI archives (oci-layout, index.json, blobs/sha256/<hex>), plain or compressed
+    save    both in one archive, as Docker 25 writes it: blobs/sha256/<hex> with uncompressed layers
+            (every reader takes those), index.json + oci-layout for OCI tools, manifest.json +
+            repositories for `docker load` of any version
+    export  a container's file system: its writable layer over the image's, whiteouts applied
+
+An archive is read once, as a stream: each file goes straight into the content store (an OCI
+blob against the digest its name claims), the four small documents stay in memory. Nothing in it is
+ever written by its own name, so a hostile name cannot reach outside the store; such names are
+still refused, so that a bad archive says so. Whatever a failed load stored and no image uses is
+deleted again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import re
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from sdctr import images
+from sdctr.layers import compression
+from sdctr.log import SdctrError
+from sdctr.state import Paths
+from sdctr.storage import blob_path, digest_hex
+
+MAX_DOCUMENT = 4 << 20  # manifest.json, index.json: a few KiB in honest archives
+MAX_ENTRIES = 100_000
+DOCUMENTS = ("manifest.json", "index.json", "oci-layout", "repositories")
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+_BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
+_NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+
+# --- load ------------------------------------------------------------------------------------------
+
+class _Archive:
+    """What a read archive holds: file name -> blob digest (links resolved), and the documents."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.blobs: dict[str, str] = {}
+        self.links: dict[str, str] = {}
+        self.documents: dict[str, bytes] = {}
+
+    def error(self, what: str, entry: str | None = None) -> SdctrError:
+        where = f"{self.label}: entry {entry!r}: " if entry is not None else f"{self.label}: "
+        return SdctrError(where + what, hint="nothing from this archive was kept")
+
+    def blob(self, name: str) -> str:
+        """The digest of the file ``name`` (as manifest.json spells it), following links."""
+        seen = set()
+        name = self.normal(name, name)
+        while name in self.links and name not in seen:
+            seen.add(name)
+            name = self.links[name]
+        if name not in self.blobs:
+            raise self.error("is named by the manifest but is not in the archive", name)
+        return self.blobs[name]
+
+    def document(self, name: str) -> Any:
+        try:
+            return json.loads(self.documents[name])
+        except ValueError:
+            raise self.error("is not JSON", name) from None
+
+    def normal(self, name: str, entry: str) -> str:
+        if "\0" in name or name.startswith("/"):
+            raise self.error("absolute names have no place in an image archive", entry)
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise self.error("the name goes up a directory ('..')", entry)
+        return "/".join(parts)
+
+
+def load(paths: Paths, source: str | None) -> list[str]:
+    """`docker load`: every image of the archive (a path, or stdin for None) into the store.
+    Returns Docker's lines: "Loaded image: NAME:TAG", or "Loaded image ID: sha256:<id>"."""
+    label = source or "stdin"
+    written: list[str] = []
+    try:
+        with _open_input(source) as stream:
+            archive = _read(paths, stream, label, written)
+        if "manifest.json" in archive.documents:
+            lines = _load_docker(paths, archive)
+        elif "index.json" in archive.documents:
+            lines = _load_oci(paths, archive)
+        else:
+            raise archive.error("neither a `docker save` archive (manifest.json) nor an OCI archive "
+                                "(index.json)")
+    except BaseException:
+        images.discard_unused(paths, written)
+        raise
+    images.discard_unused(paths, written)  # Docker's legacy <id>/json and VERSION files
+    return lines
+
+
+@contextlib.contextmanager
+def _open_input(source: str | None) -> Iterator[IO[bytes]]:
+    if source is None:
+        if sys.stdin.isatty():
+            raise SdctrError("no archive given and stdin is a terminal", hint="sdctr load -i FILE")
+        yield sys.stdin.buffer
+        return
+    try:
+        f = open(source, "rb")
+    except OSError as e:
+        raise SdctrError(f"cannot read {source}: {e.strerror}") from None
+    with f:
+        yield f
+
+
+def _read(paths: Paths, stream: IO[bytes], label: str, written: list[str]) -> _Archive:
+    archive = _Archive(label)
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r|*")  # one pass; gzip, bzip2, xz recognised
+    except tarfile.TarError as e:
+        raise archive.error(f"not a tar archive ({e})") from None
+    count = 0
+    with tar:
+        try:
+            for member in tar:
+                count += 1
+                if count > MAX_ENTRIES:
+                    raise archive.error(f"more than {MAX_ENTRIES} entries: not an image archive")
+                _take(paths, archive, tar, member, written)
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise archive.error(f"unreadable ({e})") from None
+    return archive
+
+
+def _take(paths: Paths, archive: _Archive, tar: tarfile.TarFile, m: tarfile.TarInfo,
+          written: list[str]) -> None:
+    name = archive.normal(m.name, m.name)
+    if m.isdir():
+        return
+    if m.issym() or m.islnk():  # old `docker save` links a layer shared by two images
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname)) if m.issym() \
+            else m.linkname
+        archive.links[name] = archive.normal(target, m.name)
+        return
+    if not m.isreg():
+        raise archive.error("is neither a file, a directory nor a link", m.name)
+    f = tar.extractfile(m)
+    assert f is not None
+    if name in DOCUMENTS:
+        if m.size > MAX_DOCUMENT:
+            raise archive.error(f"is {m.size} bytes, more than {MAX_DOCUMENT} for a document", m.name)
+        archive.documents[name] = f.read()
+        return
+    claimed = _BLOB_NAME.fullmatch(name)
+    expect = f"sha256:{claimed.group(1)}" if claimed else None
+    try:
+        digest, _ = images.write_blob(paths, images.chunks_of(f), expect=expect, origin=archive.label)
+    except SdctrError as e:
+        raise archive.error(f"{e} (its name is its digest)", m.name) from None
+    written.append(digest)
+    archive.blobs[name] = digest
+
+
+def _load_docker(paths: Paths, archive: _Archive) -> list[str]:
+    entries = archive.document("manifest.json")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise archive.error("manifest.json is not a list of images", "manifest.json")
+    lines = []
+    for entry in entries:
+        config_name, layer_names = entry.get("Config"), entry.get("Layers")
+        tags = entry.get("RepoTags") or []
+        if not (isinstance(config_name, str) and isinstance(layer_names, list) and isinstance(tags, list)):
+            raise archive.error("an image there lacks Config or Layers", "manifest.json")
+        config_digest = archive.blob(config_name)
+        config = images.read_json_blob(paths, config_digest)
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        if len(diff_ids) != len(layer_names):
+            raise archive.error(f"{config_name} lists {len(diff_ids)} layers, manifest.json "
+                                f"{len(layer_names)}", "manifest.json")
+        layers = []
+        for layer_name, diff_id in zip(layer_names, diff_ids):
+            blob = archive.blob(str(layer_name))
+            with open(blob_path(paths, blob), "rb") as f:
+                kind = compression(f.read(4))
+            if not kind and blob != diff_id:  # a compressed one is checked when unpacked
+                raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}",
+                                    str(layer_name))
+            layers.append({"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""),
+                           "digest": blob, "size": blob_path(paths, blob).stat().st_size})
+        config_size = blob_path(paths, config_digest).stat().st_size
+        manifest = images.canonical({
+            "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
+            "config": {"mediaType": images.MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": layers,
+        })
+        manifest_digest = images.write_blob_bytes(paths, manifest)
+        lines += _add(paths, manifest_digest, [str(t) for t in tags])
+    return lines
+
+
+def _load_oci(paths: Paths, archive: _Archive) -> list[str]:
+    index = archive.document("index.json")
+    descriptors = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(descriptors, list):
+        raise archive.error("index.json has no manifests", "index.json")
+    lines = []
+    for desc in descriptors:
+        if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
+            raise archive.error("a manifest there has no digest", "index.json")
+        digest = _image_manifest(paths, archive, desc["digest"])
+        for blob in images.blobs_of(paths, digest):
+            if not blob_path(paths, blob).exists():
+                raise archive.error(f"blob {blob} of manifest {digest} is not in the archive")
+        lines += _add(paths, digest, _names(desc.get("annotations") or {}))
+    return lines
+
+
+def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> str:
+    """The image manifest a descriptor leads to; through an index, the one for this host."""
+    for _ in range(4):
+        if f"blobs/sha256/{digest_hex(digest)}" not in archive.blobs:
+            raise archive.error(f"manifest {digest} is not in the archive")
+        doc = images.read_json_blob(paths, digest)
+        if doc.get("mediaType") != MEDIA_INDEX and "manifests" not in doc:
+            return digest
+        wanted = ("linux", images.host_architecture())
+        matches = [m["digest"] for m in doc.get("manifests") or []
+                   if (m.get("platform", {}).get("os"), m.get("platform", {}).get("architecture")) == wanted]
+        if not matches:
+            raise archive.error(f"index {digest} has no image for {'/'.join(wanted)}")
+        digest = matches[0]
+    raise archive.error("indexes nested deeper than 4")
+
+
+def _names(annotations: Mapping[str, Any]) -> list[str]:
+    """The image's name from the index annotations: containerd's full name, else the OCI ref
+    name when it is a name (skopeo writes "busybox:1"), not a bare tag such as "latest"."""
+    for key in _NAME_ANNOTATIONS:
+        value = annotations.get(key)
+        if isinstance(value, str) and (":" in value or "/" in value):
+            return [value]
+    return []
+
+
+def _add(paths: Paths, manifest_digest: str, tags: Sequence[str]) -> list[str]:
+    keys = [images.tag_reference(t).key for t in tags]
+    for key in keys:
+        images.add_manifest(paths, manifest_digest, key)
+    if keys:
+        return [f"Loaded image: {k}" for k in keys]
+    images.add_manifest(paths, manifest_digest, None)
+    config = images.read_json_blob(paths, manifest_digest)["config"]["digest"]
+    return [f"Loaded image ID: {config}"]
+
+
+# --- save ------------------------------------------------------------------------------------------
+
+def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
+    """`docker save`: the images (with the tags the references name) as one archive, to the file
+    ``output`` (written aside and renamed when complete) or to stdout."""
+    chosen: dict[str, tuple[images.Image, list[str]]] = {}
+    for ref in refs:
+        image = images.resolve(paths, ref)
+        tags = chosen.setdefault(image.id, (image, []))[1]
+        with contextlib.suppress(SdctrError):
+            key = images.parse_reference(ref).key
+            if key in image.repo_tags and key not in tags:
+                tags.append(key)
+    if output is None:
+        if sys.stdout.isatty():
+            raise SdctrError("refusing to write an image archive to a terminal",
+                             hint="use -o FILE or redirect stdout")
+        sys.stdout.flush()
+        _write_archive(paths, list(chosen.values()), sys.stdout.buffer)
+        return
+    target = Path(output)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_archive(paths, list(chosen.values()), f)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]], out: BinaryIO) -> None:
+    index: list[dict[str, Any]] = []
+    docker_manifest: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    added: set[str] = set()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        def add_blob(name: str, path: Path) -> None:
+            if name not in added:
+                added.add(name)
+                with open(path, "rb") as f:
+                    tar.addfile(_file_info(name, os.fstat(f.fileno()).st_size), f)
+
+        for image, tags in chosen:
+            add_blob(f"blobs/sha256/{image.id}", blob_path(paths, f"sha256:{image.id}"))
+            layers = []
+            for blob, diff_id in zip(image.layer_blobs, image.layers):
+                name = f"blobs/sha256/{digest_hex(diff_id)}"
+                with _uncompressed(paths, image, blob, diff_id) as path:
+                    add_blob(name, path)
+                    layers.append({"mediaType": images.MEDIA_LAYER, "digest": diff_id,
+                                   "size": path.stat().st_size})
+            config_size = blob_path(paths, f"sha256:{image.id}").stat().st_size
+            manifest = images.canonical({
+                "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
+                "config": {"mediaType": images.MEDIA_CONFIG, "digest": f"sha256:{image.id}",
+                           "size": config_size},
+                "layers": layers,
+            })
+            manifest_digest = images.sha256_digest(manifest)
+            _add_bytes(tar, f"blobs/sha256/{digest_hex(manifest_digest)}", manifest)
+            descriptor = {"mediaType": images.MEDIA_MANIFEST, "digest": manifest_digest,
+                          "size": len(manifest)}
+            index += [{**descriptor, "annotations": _name_annotations(key)} for key in tags] or [descriptor]
+            docker_manifest.append({"Config": f"blobs/sha256/{image.id}", "RepoTags": tags or None,
+                                    "Layers": [f"blobs/sha256/{digest_hex(d)}" for d in image.layers]})
+            for key in tags:
+                repo, _, tag = key.rpartition(":")
+                repositories.setdefault(repo, {})[tag] = digest_hex(image.layers[-1]) if image.layers else ""
+        _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        _add_bytes(tar, "index.json", images.canonical({"schemaVersion": 2, "mediaType": MEDIA_INDEX,
+                                                        "manifests": index}))
+        _add_bytes(tar, "manifest.json", json.dumps(docker_manifest).encode())
+        _add_bytes(tar, "repositories", json.dumps(repositories).encode())
+
+
+@contextlib.contextmanager
+def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) -> Iterator[Path]:
+    """The layer as a plain tar file: the blob itself, or a temporary copy decompressed (and
+    checked against the diff id) in the store's own tmp directory."""
+    from sdctr.layers import decompressed
+
+    path = blob_path(paths, blob)
+    with open(path, "rb") as f:
+        if not compression(f.read(4)):
+            yield path
+            return
+    tmp_dir = paths.root / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="save-")
+    try:
+        with open(path, "rb") as f, os.fdopen(fd, "wb") as out, decompressed(f) as plain:
+            digest = images.copy_hashing(plain, out)
+        if digest != diff_id:
+            raise SdctrError(f"image {image.name}: layer {blob} unpacks to {digest}, but the image says "
+                             f"{diff_id}", hint="the blob is corrupt; remove the image and pull it again")
+        yield Path(tmp)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _name_annotations(key: str) -> dict[str, str]:
+    """containerd's full name, and the tag alone as the OCI layout spec has ref.name."""
+    r = images.parse_reference(key)
+    return {"io.containerd.image.name": f"{r.domain}/{r.path}:{r.tag or 'latest'}",
+            "org.opencontainers.image.ref.name": r.tag or "latest"}
+
+
+def _file_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    tar.addfile(_file_info(name, len(data)), io.BytesIO(data))
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> None:
+    """`docker export`: the container's file system as a tar, from a read-only overlay of its
+    writable layer over the image's, mounted below sdctr's run directory for the while."""
+    from sdctr import storage
+    from sdctr.run import run
+
+    if output is None and sys.stdout.isatty():
+        raise SdctrError("refusing to write a tar archive to a terminal",
+                         hint="use -o FILE or redirect stdout")
+    driver = storage.driver(paths)
+    target = paths.run / "export" / f"{cid}-{os.getpid()}"
+    target.mkdir(parents=True)
+    try:
+        driver.mount_readonly(cid, image, target)
+        try:
+            names = sorted(os.listdir(target))
+            archive = os.path.abspath(output) if output else "-"  # -C moves tar before it opens -f
+            cmd = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(target),
+                   "-cf", archive, "--", *names]
+            sys.stdout.flush()
+            run(cmd, capture=False)
+        finally:
+            driver.unmount(target)
+    finally:
+        with contextlib.suppress(OSError):
+            target.rmdir()
