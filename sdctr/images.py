@@ -540,24 +540,6 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
     return _load(paths, _load_index(paths), manifest_digest)
 
 
-def check_layers(paths: Paths, image: str, diff_ids: Sequence[str], blobs: Sequence[str]) -> dict[str, int]:
-    """Reads every stored layer blob through the tar rules (a hostile tar is refused before anyone
-    unpacks it) and checks it against the config's diff id: blob -> unpacked size."""
-    from sdctr.layers import inspect_layer
-
-    if len(diff_ids) != len(blobs):
-        raise SdctrError(f"{image}: the config lists {len(diff_ids)} layers, the manifest {len(blobs)}")
-    sizes = {}
-    for blob, diff_id in zip(blobs, diff_ids):
-        with open(blob_path(paths, blob), "rb") as f:
-            info = inspect_layer(f, image=image, digest=blob)
-        if info.diff_id != diff_id:
-            raise SdctrError(f"layer {blob} of {image} unpacks to {info.diff_id}, but the image config "
-                             f"says {diff_id}")
-        sizes[blob] = info.size
-    return sizes
-
-
 def record_unpacked(paths: Paths, sizes: Mapping[str, int]) -> None:
     """Layer blob -> unpacked bytes, learnt when the layers were first unpacked."""
     with state.locked(paths):
@@ -566,11 +548,9 @@ def record_unpacked(paths: Paths, sizes: Mapping[str, int]) -> None:
         state.write_json_atomic(_index_path(paths), idx)
 
 
-def add_manifest(paths: Paths, manifest_digest: str, key: str | None, *,
-                 unpacked: Mapping[str, int] | None = None) -> bool:
+def add_manifest(paths: Paths, manifest_digest: str, key: str | None) -> bool:
     """Makes a manifest whose blobs are all in the store an image, tagged ``key`` ("name:tag"; None
-    leaves it untagged): True if it already was. ``unpacked``: layer blob -> unpacked size, for
-    the SIZE column of images whose manifest does not say (every pulled or loaded one)."""
+    leaves it untagged): True if it already was."""
     with state.locked(paths):
         # a concurrent `remove` may have collected a blob we share with the image it removed
         for digest in blobs_of(paths, manifest_digest):
@@ -578,7 +558,6 @@ def add_manifest(paths: Paths, manifest_digest: str, key: str | None, *,
                 raise SdctrError(f"blob {digest} vanished while the image was stored (a concurrent "
                                  "removal?)", hint="run the command again")
         idx = _load_index(paths)
-        idx["unpacked"].update(unpacked or {})
         if key:
             same = bool(idx["repositories"].get(key) == manifest_digest)
             _set_tag(idx, key, manifest_digest)
