@@ -51,10 +51,14 @@ def registry(testhost: Machine, tmp_path_factory: pytest.TempPathFactory) -> Ite
         cmd = ("/bin/sh", "-c", "echo hello from $WHO; cat /etc/flavour")
         layout.add("oci", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"oci\n")))])
         layout.add("docker", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"docker\n")))])
+        other = "arm64" if _arch() != "arm64" else "amd64"
+        layout.add("multi", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"this host\n"))),
+                             Variant(other, ENV, cmd, (base, small_layer("flavour", b"another\n")))])
         push = ["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false"]
         in_netns(testhost, *push, f"oci:{work / 'layout'}:oci", f"docker://{REGISTRY}/test/box:oci")
         in_netns(testhost, *push, "--format", "v2s2", f"oci:{work / 'layout'}:docker",
                  f"docker://{REGISTRY}/test/box:docker")
+        in_netns(testhost, *push, "--all", f"oci:{work / 'layout'}:multi", f"docker://{REGISTRY}/test/box:multi")
         yield REGISTRY
     finally:
         proc.terminate()
@@ -102,6 +106,11 @@ def test_pull_then_run_under_systemd(testhost: Machine, registry: str) -> None:
     assert "hello from registry" in journal and "oci" in journal.split("hello from registry", 1)[1]
     assert json.loads(testhost.exec("sdctr", "inspect", cid).stdout)[0]["State"]["ExitCode"] == 0
     testhost.exec("sdctr", "rm", cid)
+
+
+def test_a_multi_platform_image_runs_this_hosts_variant(testhost: Machine, registry: str) -> None:
+    r = testhost.exec("sdctr", "run", "--rm", f"{registry}/test/box:multi")
+    assert r.stdout == "hello from registry\nthis host\n"
 
 
 def test_run_pulls_a_missing_image(testhost: Machine, registry: str) -> None:
