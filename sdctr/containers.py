@@ -39,7 +39,8 @@ def root_args(paths: Paths) -> list[str]:
 def unit_props(paths: Paths, spec: ContainerSpec, host: Host, stdio: tuple[int, int, int] | None = None,
                image: Image | None = None) -> list[Any]:
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
-                      prestart_command(paths, spec, image))
+                      prestart=prestart_command(paths, spec, image),
+                      poststop=hooks.poststop_command(paths, spec))
 
 
 def prestart_command(paths: Paths, spec: ContainerSpec, image: Image | None) -> list[str] | None:

@@ -53,6 +53,7 @@ class Snapshotter(Protocol):
     def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]: ...
     def unmount(self, target: Path) -> None: ...
     def remove(self, cid: str) -> None: ...
+    def snapshot_dir(self, cid: str) -> Path | None: ...
     def reset(self, cid: str) -> None: ...
     def prune_layers(self, keep: Collection[str]) -> list[str]: ...
 
@@ -195,6 +196,11 @@ class OverlaySnapshotter:
             elif mounts_at(target):  # a failure that someone else's unmount did not explain
                 raise SdctrError(f"cannot unmount {target}: {r.stderr.strip()}")
         raise SdctrError(f"{target} is still mounted after 16 unmounts")
+
+    def snapshot_dir(self, cid: str) -> Path | None:
+        """The one directory whose deletion removes the container's snapshot once it is unmounted
+        (the unit's shell can do that without Python); None where removal takes more."""
+        return self.container_dir(cid)
 
     def remove(self, cid: str) -> None:
         """Deletes the writable layer. Refuses while it is mounted or has a mount inside it:

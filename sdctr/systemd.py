@@ -67,17 +67,22 @@ def sdctr_argv(root_args: Sequence[str]) -> list[str]:
 
 
 def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
-               stdio: tuple[int, int, int] | None = None,
-               prestart: Sequence[str] | None = None) -> list[Property]:
+               stdio: tuple[int, int, int] | None = None, *,
+               prestart: Sequence[str] | None = None,
+               poststop: Sequence[str] | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
-    command that readies the root file system without our hook (the storage driver's)."""
+    command that readies the root file system without our hook (the storage driver's);
+    `poststop`, a command that cleans up without Python in the common case and runs our hook,
+    whose argv is appended to it, otherwise."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
         argv = [*sdctr, *args]
         return [(argv[0], argv, False)]
 
+    hook_poststop = [*sdctr, "hook", "poststop", spec.id]
+    stop_post = [*poststop, *hook_poststop] if poststop else hook_poststop
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
         ("Slice", "s", "sdctr.slice"),
@@ -95,7 +100,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # unset then): the shell spares that stop the start-up of a Python process.
         ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", "-c", 'test -z "$MAINPID" || exec "$0" "$@"',
                                               *sdctr, "hook", "stop", spec.id], False)]),
-        ("ExecStopPost", "a(sasb)", exec_("hook", "poststop", spec.id)),
+        ("ExecStopPost", "a(sasb)", [(stop_post[0], stop_post, False)]),
         # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
         ("KillMode", "s", "mixed"),
         ("TimeoutStopUSec", "t", spec.stop_timeout * 1_000_000),
