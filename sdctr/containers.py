@@ -74,6 +74,7 @@ def create(paths: Paths, spec: ContainerSpec, image: Image) -> None:
     save_spec(paths, spec)
     try:
         driver.prepare(spec.id, image)
+        paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
     except BaseException:
         hooks.remove_container(paths, spec)
         raise

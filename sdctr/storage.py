@@ -178,7 +178,10 @@ class OverlaySnapshotter:
     def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]:
         """mount() as one command the unit can run itself, without starting Python: for a
         container prepared at create time. Idempotent: an existing mount at target is kept."""
-        script = 'mkdir -p "$1" && { mountpoint -q "$1" || exec mount -t overlay -o "$2" overlay "$1"; }'
+        # the test is a builtin: no mkdir process once the directory exists (created with the
+        # container; a reboot empties /run)
+        script = ('{ [ -d "$1" ] || mkdir -p "$1"; } && '
+                  '{ mountpoint -q "$1" || exec mount -t overlay -o "$2" overlay "$1"; }')
         return ["/bin/sh", "-c", script, "sh", str(target), self.mount_options(cid, image)]
 
     def unmount(self, target: Path) -> None:
