@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 from typing import Any
 
 DESTINATION = "org.freedesktop.systemd1"
@@ -104,7 +105,14 @@ class Bus:
     def _send(self, m: ctypes.c_void_p, method: str) -> list[Any]:
         error = _Error()
         reply = _ptr()
-        r = _lib.sd_bus_call(self._bus, m, CALL_TIMEOUT_USEC, ctypes.byref(error), ctypes.byref(reply))
+        # A signal during the wait for the reply (an attached run's Ctrl-C, relayed by a Python
+        # handler) would fail the call with EINTR after the request went out; held, it is
+        # handled as soon as the reply is in.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            r = _lib.sd_bus_call(self._bus, m, CALL_TIMEOUT_USEC, ctypes.byref(error), ctypes.byref(reply))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         try:
             if r < 0:
                 name = (error.name or b"").decode() or f"System.Error.{errno.errorcode.get(-r, str(-r))}"

@@ -267,20 +267,7 @@ class Systemd:
         self._call(unit, lambda: self._manager("SetUnitProperties", "sba(sv)", unit, True, args))
 
     def unit_state(self, unit: str) -> dict[str, Any]:
-        """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded.
-        A signal that lands during the call (an attached run's Ctrl-C) may make an old sd-bus
-        fail with EINTR instead of resuming, so it is asked again."""
-        from sdctr.sdbus import BusError
-
-        for attempt in range(5):
-            try:
-                return self._unit_state(unit)
-            except BusError as e:
-                if not e.name.endswith("EINTR") or attempt == 4:
-                    raise
-        return {}
-
-    def _unit_state(self, unit: str) -> dict[str, Any]:
+        """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded."""
         path = _unit_path(unit)
         if self._bus.get(path, UNIT, "LoadState") != "loaded":
             return {}
