@@ -1,3 +1,3 @@
-from sdctr.cli import main
+from sdctr.main import main
 
 raise SystemExit(main())

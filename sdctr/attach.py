@@ -112,7 +112,7 @@ class _SignalProxy:
         self.pending: list[int] = []
 
     def aim(self, sd: Any, spec: ContainerSpec) -> None:
-        self.pid = int(sd.unit_state(spec.unit).get("MainPID") or 0)
+        self.pid = sd.main_pid(spec.unit)
         while self.pending:
             self(self.pending.pop(0), None)
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sdctr import __version__
-from sdctr.log import EXIT_SDCTR, SdctrError, debugging, error, set_debug
+from sdctr.log import SdctrError, set_debug
+from sdctr.main import HOOK_STAGES
 from sdctr.spec import DEFAULT_PIDS_LIMIT
 
 
@@ -24,7 +25,14 @@ class _Parser(argparse.ArgumentParser):
         raise SdctrError(message, hint=f"see '{self.prog} --help'")
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration, read top down
+# The verbs that start containers: for these, only their own parser is built (argparse takes
+# ~8 ms to build every verb's, a twentieth of a whole `run --rm`).
+_HOT_VERBS = {"run": "create and start a container as the unit ctr-<id>",
+              "create": "create a container without starting it"}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration
+    """The whole command line; with `only` one of _HOT_VERBS, that verb's alone."""
     parser = _Parser(
         prog="sdctr",
         description="A daemonless container manager: every container is a systemd unit ctr-<id>.",
@@ -36,8 +44,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
     # Forces the unit-file path that systemd older than v236 needs, so tests cover it anywhere.
     parser.add_argument("--unit-file-mode", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
-    _add_run(sub, "run", "create and start a container as the unit ctr-<id>")
-    _add_run(sub, "create", "create a container without starting it")
+    for verb, help_text in _HOT_VERBS.items():
+        if only in (None, verb):
+            _add_run(sub, verb, help_text)
+    if only in _HOT_VERBS:
+        return parser
     for verb, help_text in (("start", "start stopped containers"), ("rm", "remove containers"),
                             ("stop", "stop containers (SIGTERM, then SIGKILL after -t seconds)"),
                             ("restart", "restart containers"), ("kill", "send a signal to containers"),
@@ -104,27 +115,23 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a declaration,
     p.add_argument("id")
     p.set_defaults(handler=_init)
     p = sub.add_parser("hook")
-    p.add_argument("stage", choices=["prestart", "stop", "poststop"])
+    p.add_argument("stage", choices=HOOK_STAGES)
     p.add_argument("id")
     p.set_defaults(handler=_hook)
     return parser
 
 
-# The unit runs these on every start and stop: straight to their module, past the verbs and
-# what the verbs import (the systemd client, the lifecycle), as every millisecond counts here.
+# What the unit runs: sdctr.main takes these before any parser is built; here for --debug.
 def _init(args: argparse.Namespace) -> int:
-    from sdctr.init import run_init
-    from sdctr.state import Paths
+    from sdctr.main import run_init
 
-    return run_init(Paths.from_root(args.root), args.id)
+    return run_init(args.root, args.id)
 
 
 def _hook(args: argparse.Namespace) -> int:
-    from sdctr import hooks
-    from sdctr.state import Paths
+    from sdctr.main import run_hook
 
-    stage = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop}[args.stage]
-    return stage(Paths.from_root(args.root), args.id)
+    return run_hook(args.root, args.stage, args.id)
 
 
 def _add_registry_verbs(sub: Any) -> None:
@@ -235,47 +242,32 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     return call
 
 
-def unit_command(argv: Sequence[str]) -> argparse.Namespace | None:
-    """What the unit runs (`[--root R] init ID`, `[--root R] hook STAGE ID`), parsed without
-    building the whole parser: it runs three times per container start and stop."""
-    rest = list(argv)
-    root = None
-    if rest[:1] == ["--root"] and len(rest) > 1:
-        root, rest = rest[1], rest[2:]
-    if len(rest) == 2 and rest[0] == "init":
-        return argparse.Namespace(root=root, debug=False, id=rest[1], handler=_init)
-    if len(rest) == 3 and rest[0] == "hook" and rest[1] in ("prestart", "stop", "poststop"):
-        return argparse.Namespace(root=root, debug=False, stage=rest[1], id=rest[2], handler=_hook)
+def run(argv: Sequence[str]) -> int:
+    """Parse and dispatch; sdctr.main around it turns errors into one line and a status."""
+    parser = build_parser(only=verb_of(argv))
+    args = parser.parse_args(argv)
+    set_debug(args.debug)
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    return int(args.handler(args) or 0)
+
+
+def verb_of(argv: Sequence[str]) -> str | None:
+    """The first word that is not a global option or --root's value."""
+    words = iter(argv)
+    for word in words:
+        if word == "--root":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
     return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        args = unit_command(argv)
-        if args is None:
-            parser = build_parser()
-            args = parser.parse_args(argv)
-            set_debug(args.debug)
-            if args.verb is None:
-                parser.print_help()
-                return 0
-        handler = args.handler
-        return int(handler(args) or 0)
-    except SdctrError as e:
-        if debugging():
-            import traceback
+    from sdctr.main import main
 
-            traceback.print_exc()
-        error(str(e), e.hint)
-        return e.status
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # the last line of defence: one line, traceback only with --debug
-        if debugging():
-            raise
-        error(f"internal error: {e.__class__.__name__}: {e}", hint="run again with --debug for a traceback")
-        return EXIT_SDCTR
+    return main(argv)
 
 
 if __name__ == "__main__":

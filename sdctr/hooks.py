@@ -85,6 +85,29 @@ def poststop(paths: Paths, cid: str, environ: dict[str, str] | None = None) -> i
     return 0
 
 
+# mountinfo escapes these in paths (octal); the shell's check for mounts would then miss them
+_ESCAPED_IN_MOUNTINFO = frozenset(" \t\n\\")
+
+
+def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
+    """poststop() for a --rm container as a shell script the unit runs without Python (see
+    poststop.sh), the hook's own argv to be appended for the cases it hands over; None where the
+    script cannot do the hook's work (a kept record, a snapshot that is more than a directory)."""
+    from sdctr import storage
+
+    snapshot = storage.driver(paths).snapshot_dir(spec.id) if spec.remove else None
+    if snapshot is None:
+        return None
+    # as /proc/self/mountinfo shows them, so that the script's check for mounts matches
+    args = [os.path.realpath(p) for p in (paths.rootfs(spec.id), snapshot, paths.run_dir(spec.id),
+                                          UNIT_DIR / spec.unit, paths.container_dir(spec.id))]
+    if any(set(a) & _ESCAPED_IN_MOUNTINFO for a in args):
+        return None
+    exit_to = str(exit_file(paths, spec.id)) if spec.attached else ""
+    script = str(Path(__file__).with_name("poststop.sh"))
+    return ["/bin/sh", script, args[0], exit_to, *args[1:]]
+
+
 def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     """Snapshot, runtime directory and record; the record last, so a crash leaves it findable."""
     from sdctr import storage

@@ -11,7 +11,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import platform
 import socket
 import struct
 
@@ -100,10 +99,15 @@ def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    nr = _NR_PIVOT_ROOT.get(platform.machine())
+    nr = _NR_PIVOT_ROOT.get(machine())
     if nr is None:
-        raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {machine()}")
     _check(_libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root", new_root, put_old)
+
+
+def machine() -> str:
+    """platform.machine(), without importing platform (~2 ms of every container start)."""
+    return os.uname().machine
 
 
 def sethostname(name: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 from collections.abc import Iterable
 
 from sdctr import linux
@@ -136,7 +135,7 @@ class Filter:
 
     def _build(self, caps: set[str]) -> None:
         lib, ctx = self._lib, self._ctx
-        for arch in _COMPANION_ARCHES.get(platform.machine(), ()):
+        for arch in _COMPANION_ARCHES.get(linux.machine(), ()):
             token = lib.seccomp_arch_resolve_name(arch.encode())
             if token:
                 r = lib.seccomp_arch_add(ctx, token)
@@ -165,7 +164,7 @@ def _deny_namespace_clones(lib: ctypes.CDLL, ctx: int, eperm: int) -> None:
     # clone(2) with any CLONE_NEW* flag is refused (Docker: flags & 0x7E020000 must be 0). BPF
     # cannot express "masked != 0" in one libseccomp rule, so one rule per flag bit. The flags
     # are the first argument everywhere but s390, where the stack pointer comes first.
-    index = 1 if platform.machine().startswith("s390") else 0
+    index = 1 if linux.machine().startswith("s390") else 0
     clone = lib.seccomp_syscall_resolve_name(b"clone")
     for bit in range(32):
         flag = 1 << bit

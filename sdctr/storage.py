@@ -54,6 +54,7 @@ class Snapshotter(Protocol):
     def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None: ...
     def unmount(self, target: Path) -> None: ...
     def remove(self, cid: str) -> None: ...
+    def snapshot_dir(self, cid: str) -> Path | None: ...
     def reset(self, cid: str) -> None: ...
     def prune_layers(self, keep: Collection[str]) -> list[str]: ...
 
@@ -189,7 +190,10 @@ class OverlaySnapshotter:
     def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]:
         """mount() as one command the unit can run itself, without starting Python: for a
         container prepared at create time. Idempotent: an existing mount at target is kept."""
-        script = 'mkdir -p "$1" && { mountpoint -q "$1" || exec mount -t overlay -o "$2" overlay "$1"; }'
+        # the test is a builtin: no mkdir process once the directory exists (created with the
+        # container; a reboot empties /run)
+        script = ('{ [ -d "$1" ] || mkdir -p "$1"; } && '
+                  '{ mountpoint -q "$1" || exec mount -t overlay -o "$2" overlay "$1"; }')
         return ["/bin/sh", "-c", script, "sh", str(target), self.mount_options(cid, image)]
 
     def unmount(self, target: Path) -> None:
@@ -207,6 +211,11 @@ class OverlaySnapshotter:
             elif mounts_at(target):  # a failure that someone else's unmount did not explain
                 raise SdctrError(f"cannot unmount {target}: {r.stderr.strip()}")
         raise SdctrError(f"{target} is still mounted after 16 unmounts")
+
+    def snapshot_dir(self, cid: str) -> Path | None:
+        """The one directory whose deletion removes the container's snapshot once it is unmounted
+        (the unit's shell can do that without Python); None where removal takes more."""
+        return self.container_dir(cid)
 
     def remove(self, cid: str) -> None:
         """Deletes the writable layer. Refuses while it is mounted or has a mount inside it:

@@ -1,7 +1,7 @@
 """The only module that talks to systemd.
 
 `properties()` is a pure function from a spec and the host's facts to unit properties, tested
-without any bus. The rest is a thin layer over pystemd: start a transient unit as a job and wait
+without any bus. The rest is a thin layer over sd-bus (sdctr.sdbus): start a transient unit as a job and wait
 for it, stop, kill, query. On a systemd too old to accept ExecStartPre/ExecStopPost on transient
 services (RHEL7's 219), the same properties are written as a unit file under /run/systemd/system.
 """
@@ -27,6 +27,7 @@ CGROUP2_SUPER_MAGIC = 0x63677270
 FIRST_FULL_TRANSIENT = 236
 UNIT_DIR = Path("/run/systemd/system")
 JOB_TIMEOUT = 90.0
+JOB_POLL = 0.005  # at most this late to see a start job finish (one cheap call per poll)
 INFINITY = 2**64 - 1
 
 
@@ -67,17 +68,22 @@ def sdctr_argv(root_args: Sequence[str]) -> list[str]:
 
 
 def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
-               stdio: tuple[int, int, int] | None = None,
-               prestart: Sequence[str] | None = None) -> list[Property]:
+               stdio: tuple[int, int, int] | None = None, *,
+               prestart: Sequence[str] | None = None,
+               poststop: Sequence[str] | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
-    command that readies the root file system without our hook (the storage driver's)."""
+    command that readies the root file system without our hook (the storage driver's);
+    `poststop`, a command that cleans up without Python in the common case and runs our hook,
+    whose argv is appended to it, otherwise."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
         argv = [*sdctr, *args]
         return [(argv[0], argv, False)]
 
+    hook_poststop = [*sdctr, "hook", "poststop", spec.id]
+    stop_post = [*poststop, *hook_poststop] if poststop else hook_poststop
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
         ("Slice", "s", "sdctr.slice"),
@@ -95,7 +101,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # unset then): the shell spares that stop the start-up of a Python process.
         ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", "-c", 'test -z "$MAINPID" || exec "$0" "$@"',
                                               *sdctr, "hook", "stop", spec.id], False)]),
-        ("ExecStopPost", "a(sasb)", exec_("hook", "poststop", spec.id)),
+        ("ExecStopPost", "a(sasb)", [(stop_post[0], stop_post, False)]),
         # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
         ("KillMode", "s", "mixed"),
         ("TimeoutStopUSec", "t", spec.stop_timeout * 1_000_000),
@@ -168,24 +174,35 @@ def _quote(arg: str) -> str:
 
 # --- the bus -----------------------------------------------------------------------------------
 
+MANAGER_PATH = "/org/freedesktop/systemd1"
+MANAGER = "org.freedesktop.systemd1.Manager"
+UNIT = "org.freedesktop.systemd1.Unit"
+SERVICE = "org.freedesktop.systemd1.Service"
+# what unit_state() reads: (interface, property, key in its answer)
+_STATE_PROPERTIES = (
+    (UNIT, "ActiveState"), (UNIT, "SubState"), (SERVICE, "MainPID"), (SERVICE, "ExecMainCode"),
+    (SERVICE, "ExecMainStatus"), (SERVICE, "Result"), (SERVICE, "ControlGroup"),
+    (UNIT, "ActiveEnterTimestamp"), (SERVICE, "ExecMainStartTimestamp"), (UNIT, "InactiveEnterTimestamp"),
+)
+
+
 class Systemd:
-    """A connection to PID 1. pystemd is imported here, not at module load: `sdctr --help` and
-    the unit tests of properties() never pay for it."""
+    """A connection to PID 1 over sd-bus (sdctr.sdbus), imported here, not at module load:
+    `sdctr --help` and the unit tests of properties() never load libsystemd. One connection
+    serves every call of a command."""
 
     def __init__(self) -> None:
-        from pystemd.dbuslib import DBus
-        from pystemd.systemd1 import Manager
+        from sdctr.sdbus import Bus
 
-        # One connection for every call: pystemd otherwise opens (and authenticates) a new one
-        # per method call and property read, a millisecond or two each on the start path.
-        self._bus = DBus()
-        self._bus.open()
-        self._manager = Manager(bus=self._bus)
-        self._manager.load()
+        self._bus = Bus()
+
+    def _manager(self, method: str, signature: str = "", *args: Any) -> Any:
+        reply = self._bus.call(MANAGER_PATH, MANAGER, method, signature, *args)
+        return reply[0] if reply else None
 
     def version(self) -> int:
-        raw = self._manager.Manager.Version.decode()
-        digits = "".join(c for c in raw.split(".")[0].split("-")[0] if c.isdigit())
+        raw = str(self._bus.get(MANAGER_PATH, MANAGER, "Version"))
+        digits = "".join(c for c in raw.split(".", 1)[0].split("-", 1)[0] if c.isdigit())
         return int(digits or 0)
 
     def host(self, force_unit_file: bool = False) -> Host:
@@ -196,14 +213,13 @@ class Systemd:
         """Start the unit as a job and wait for it; 'unit exists' gets reset-failed and one retry."""
         if not host.transient_hooks:
             self._write_unit_file(unit, props)
-            self._run_job(unit, lambda: self._manager.Manager.StartUnit(unit.encode(), b"replace"))
+            self.start(unit)
             return
-        _register(props)
-        args = {name.encode(): _encode(value) for name, _, value in props}
+        args = [(name, (sig, value)) for name, sig, value in props]
         for attempt in (1, 2):
             try:
-                self._run_job(unit, lambda: self._manager.Manager.StartTransientUnit(
-                    unit.encode(), b"fail", args))
+                self._run_job(unit, lambda: self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))",
+                                                          unit, "fail", args, []))
                 return
             except _UnitExists:
                 if attempt == 2:
@@ -212,7 +228,7 @@ class Systemd:
                 self.reset_failed(unit)
 
     def start(self, unit: str) -> None:
-        self._run_job(unit, lambda: self._manager.Manager.StartUnit(unit.encode(), b"replace"))
+        self._run_job(unit, lambda: self._manager("StartUnit", "ss", unit, "replace"))
 
     def stop(self, unit: str, timeout: float | None = None) -> None:
         """Stop with the unit's own TimeoutStopSec, or `docker stop -t`'s: SIGTERM to the main
@@ -222,7 +238,7 @@ class Systemd:
             self.kill(unit, 15, who="main")
             if not self._wait_inactive(unit, timeout):
                 self.kill(unit, 9, who="all")
-        self._run_job(unit, lambda: self._manager.Manager.StopUnit(unit.encode(), b"replace"),
+        self._run_job(unit, lambda: self._manager("StopUnit", "ss", unit, "replace"),
                       expect_active=False)
 
     def settle(self, unit: str, timeout: float = 15) -> None:
@@ -238,59 +254,44 @@ class Systemd:
         return False
 
     def kill(self, unit: str, signal: int, who: str = "main") -> None:
-        self._call(unit, lambda: self._manager.Manager.KillUnit(unit.encode(), who.encode(), signal))
+        self._call(unit, lambda: self._manager("KillUnit", "ssi", unit, who, signal))
 
     def reset_failed(self, unit: str) -> None:
         try:
-            self._manager.Manager.ResetFailedUnit(unit.encode())
+            self._manager("ResetFailedUnit", "s", unit)
         except Exception as e:  # not loaded or not failed: nothing to reset
             debug(f"reset-failed {unit}: {e}")
 
     def set_runtime(self, unit: str, props: Sequence[Property]) -> None:
-        _register(props)
-        args = {name.encode(): _encode(value) for name, _, value in props}
-        self._call(unit, lambda: self._manager.Manager.SetUnitProperties(unit.encode(), True, args))
+        args = [(name, (sig, value)) for name, sig, value in props]
+        self._call(unit, lambda: self._manager("SetUnitProperties", "sba(sv)", unit, True, args))
 
     def unit_state(self, unit: str) -> dict[str, Any]:
-        """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded.
-        A signal that lands during the call (an attached run's Ctrl-C) makes pystemd fail with
-        EINTR instead of resuming, so it is asked again."""
-        for _ in range(4):
-            try:
-                return self._unit_state(unit)
-            except Exception as e:
-                if e.__class__.__name__ != "DBusInterruptedError":
-                    raise
-        return self._unit_state(unit)
-
-    def _unit_state(self, unit: str) -> dict[str, Any]:
-        from pystemd.systemd1 import Unit
-
-        u = Unit(unit.encode(), bus=self._bus)
-        u.load()
-        if u.Unit.LoadState != b"loaded":
+        """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded."""
+        path = _unit_path(unit)
+        if self._bus.get(path, UNIT, "LoadState") != "loaded":
             return {}
-        svc = u.Service
-        return {
-            "ActiveState": u.Unit.ActiveState.decode(), "SubState": u.Unit.SubState.decode(),
-            "MainPID": int(svc.MainPID), "ExecMainCode": int(svc.ExecMainCode),
-            "ExecMainStatus": int(svc.ExecMainStatus), "Result": svc.Result.decode(),
-            "ControlGroup": svc.ControlGroup.decode(),
-            "ActiveEnterTimestamp": int(u.Unit.ActiveEnterTimestamp),
-            "ExecMainStartTimestamp": int(svc.ExecMainStartTimestamp),
-            "InactiveEnterTimestamp": int(u.Unit.InactiveEnterTimestamp),
-        }
+        return {name: self._bus.get(path, interface, name) for interface, name in _STATE_PROPERTIES}
+
+    def main_pid(self, unit: str) -> int:
+        """The unit's main process, 0 if none or gone: one property read, not unit_state()'s ten."""
+        from sdctr.sdbus import BusError
+
+        try:
+            return int(self._bus.get(_unit_path(unit), SERVICE, "MainPID"))
+        except BusError:
+            return 0
 
     def active_states(self, pattern: str = "ctr-*.service") -> dict[str, str]:
         """One call for every container's state (ps), not one call per container."""
-        units = self._manager.Manager.ListUnitsByPatterns([], [pattern.encode()])
-        return {u[0].decode(): u[3].decode() for u in units}
+        units = self._manager("ListUnitsByPatterns", "asas", [], [pattern])
+        return {u[0]: u[3] for u in units}
 
     def remove_unit_file(self, unit: str) -> None:
         path = UNIT_DIR / unit
         if path.exists():
             path.unlink()
-            self._manager.Manager.Reload()
+            self._manager("Reload")
 
     # --- internals ---
 
@@ -299,7 +300,7 @@ class Systemd:
         tmp = UNIT_DIR / f".{unit}.tmp"
         tmp.write_text(unit_file(props))
         tmp.rename(UNIT_DIR / unit)
-        self._manager.Manager.Reload()
+        self._manager("Reload")
         self.reset_failed(unit)
 
     def _call(self, unit: str, call: Any) -> Any:
@@ -318,6 +319,8 @@ class Systemd:
         self._wait_job(job)
         if not expect_active:
             return
+        if self._bus.get(_unit_path(unit), UNIT, "ActiveState") in ("active", "reloading"):
+            return  # one property read in the common case, not unit_state()'s eleven
         state = self.unit_state(unit)
         if state.get("ActiveState") in ("active", "reloading"):
             return
@@ -330,19 +333,25 @@ class Systemd:
 
     def _wait_job(self, job_path: Any) -> None:
         """Until the job is gone: GetJob fails with NoSuchJob once it finished, whatever its
-        result (the unit's state says the rest). Polling works on every pystemd and systemd."""
-        path = job_path if isinstance(job_path, bytes) else str(job_path).encode()
-        job_id = int(path.rsplit(b"/", 1)[-1])
+        result (the unit's state says the rest). Polling works on every systemd."""
+        path = str(job_path)
+        job_id = int(path.rsplit("/", 1)[-1])
         deadline = time.monotonic() + JOB_TIMEOUT
         delay = 0.002
         while time.monotonic() < deadline:
             try:
-                self._manager.Manager.GetJob(job_id)
+                self._manager("GetJob", "u", job_id)
             except Exception:
                 return
             time.sleep(delay)
-            delay = min(delay * 2, 0.01)
-        raise SdctrError(f"systemd did not finish job {path.decode()} within {JOB_TIMEOUT:.0f} s")
+            delay = min(delay * 2, JOB_POLL)
+        raise SdctrError(f"systemd did not finish job {path} within {JOB_TIMEOUT:.0f} s")
+
+
+def _unit_path(unit: str) -> str:
+    from sdctr.sdbus import object_path
+
+    return object_path(f"{MANAGER_PATH}/unit", unit)
 
 
 def _ran(state: dict[str, Any]) -> bool:
@@ -363,23 +372,6 @@ class _UnitExists(Exception):
 
 def _dbus_message(e: Exception) -> str:
     return str(e).split(":", 1)[-1].strip() or e.__class__.__name__
-
-
-def _encode(value: Any) -> Any:
-    """pystemd wants bytes where D-Bus has strings."""
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_encode(v) for v in value)
-    return value
-
-
-def _register(props: Sequence[Property]) -> None:
-    """pystemd only knows the signatures in its table; ours travel with the properties."""
-    from pystemd.systemd1 import unit_signatures
-
-    for name, sig, _ in props:
-        unit_signatures.KNOWN_UNIT_SIGNATURES.setdefault(name.encode(), sig.encode())
 
 
 def journal_tail(unit: str, lines: int = 10) -> str:

@@ -4,6 +4,7 @@ container's upper layer, whiteouts honoured, and nothing left mounted after any 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import stat
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from sdctr import images
+from sdctr import hooks, images
 from sdctr.images import Image
 from sdctr.log import SdctrError
-from sdctr.state import Paths
+from sdctr.spec import ContainerSpec
+from sdctr.state import Paths, save_spec
 from sdctr.storage import OverlaySnapshotter, driver, mounts_under
 
 pytestmark = pytest.mark.host
@@ -233,3 +235,59 @@ def test_whiteouts_hide_lower_files_through_a_real_overlay(paths: Paths, tmp: Pa
     snap.remove(C1)
     assert images.remove(paths, "two-layers")[-1] == f"Deleted: sha256:{image.id}"
     assert list((paths.root / "overlay/layers").iterdir()) == []
+
+
+@pytest.mark.parametrize("attached", [True, False])
+def test_the_units_poststop_script_removes_a_clean_rm_container(paths: Paths, tmp: Path, busybox: Image,
+                                                                attached: bool) -> None:
+    spec = _rm_container(paths, busybox, attached)
+    hook_ran = tmp / "hook-ran"
+    r = _poststop(paths, spec, hook_ran, EXIT_CODE="exited", EXIT_STATUS="3", SERVICE_RESULT="exit-code")
+    assert r.returncode == 0, r.stderr
+    assert not hook_ran.exists()
+    assert mounts_under(tmp) == []
+    for gone in (driver(paths).container_dir(C1), paths.run_dir(C1), paths.container_dir(C1)):
+        assert not gone.exists(), gone
+    exit_file = hooks.exit_file(paths, C1)
+    if attached:  # what the waiting `sdctr run` reads
+        assert json.loads(exit_file.read_text())["exit_code"] == 3
+    else:
+        assert not exit_file.exists()
+
+
+@pytest.mark.parametrize("env", [
+    {"EXIT_CODE": "killed", "EXIT_STATUS": "KILL", "SERVICE_RESULT": "signal"},
+    {"EXIT_CODE": "exited", "EXIT_STATUS": "0", "SERVICE_RESULT": "oom-kill"},
+    {"SERVICE_RESULT": "exit-code"},  # ExecStartPre failed: no main process ever ran
+])
+def test_the_units_poststop_script_hands_the_rest_to_the_hook(paths: Paths, tmp: Path, busybox: Image,
+                                                              env: dict[str, str]) -> None:
+    spec = _rm_container(paths, busybox, attached=True)
+    hook_ran = tmp / "hook-ran"
+    try:
+        assert _poststop(paths, spec, hook_ran, **env).returncode == 0
+        assert hook_ran.read_text() == "hook\n"
+        assert len(mounts_under(paths.rootfs(C1))) == 1  # untouched: the hook's to do
+        assert paths.container_dir(C1).exists()
+    finally:
+        hooks.remove_container(paths, spec)
+
+
+def _rm_container(paths: Paths, image: Image, attached: bool) -> ContainerSpec:
+    spec = ContainerSpec(id=C1, name="rm-me", image="busybox", image_id=image.id, command=("true",),
+                         attached=attached, remove=True)
+    save_spec(paths, spec)
+    snap = driver(paths)
+    snap.ensure_layers(image)
+    snap.prepare(C1, image)
+    subprocess.run(snap.mount_command(C1, image, paths.rootfs(C1)), check=True)
+    return spec
+
+
+def _poststop(paths: Paths, spec: ContainerSpec, hook_ran: Path,
+              **env: str) -> subprocess.CompletedProcess[str]:
+    command = hooks.poststop_command(paths, spec)
+    assert command is not None
+    hook = ["/bin/sh", "-c", f"echo hook > {hook_ran}"]
+    return subprocess.run([*command, *hook], env={"PATH": os.environ["PATH"], **env}, capture_output=True,
+                          text=True)

@@ -57,10 +57,29 @@ def _parser_with_verb(handler):  # type: ignore[no-untyped-def]
 
     original = cli.build_parser
 
-    def build():  # type: ignore[no-untyped-def]
-        parser = original()
+    def build(only=None):  # type: ignore[no-untyped-def]
+        parser = original(only)
         sub = next(a for a in parser._actions if a.dest == "verb")
         sub.add_parser("explode").set_defaults(handler=handler)  # type: ignore[attr-defined]
         return parser
 
     return build
+
+
+@pytest.mark.parametrize(("argv", "verb"), [
+    (["run", "--rm", "img"], "run"), (["--debug", "--root", "/r", "create", "x"], "create"),
+    (["--root", "run", "ps"], "ps"), (["--version"], None),
+])
+def test_the_verb_is_found_past_the_global_flags(argv: list[str], verb: str | None) -> None:
+    from sdctr.cli import verb_of
+
+    assert verb_of(argv) == verb
+
+
+def test_run_parses_the_same_with_its_parser_alone() -> None:
+    from sdctr.cli import build_parser
+
+    argv = ["--debug", "run", "--rm", "-m", "64m", "--name", "x", "busybox", "sh", "-c", "true"]
+    alone, whole = build_parser(only="run").parse_args(argv), build_parser().parse_args(argv)
+    assert {k: v for k, v in vars(alone).items() if k != "handler"} == \
+        {k: v for k, v in vars(whole).items() if k != "handler"}

@@ -98,3 +98,11 @@ def test_unit_file_matches_golden_and_its_assertions() -> None:
         if line.startswith("## assert-key-is "):
             _, _, key, value = line.split(" ", 3)
             assert keys.get(key) == value, key
+
+
+def test_a_poststop_fast_path_hands_over_to_the_hook() -> None:
+    fast = ["/bin/sh", "/x/poststop.sh", "args"]
+    p = {n: v for n, _, v in properties(web(), Host(1, 252), SDCTR, poststop=fast)}
+    path, argv, _ = p["ExecStopPost"][0]  # type: ignore[index]
+    assert path == "/bin/sh"
+    assert argv == [*fast, *SDCTR, "hook", "poststop", web().id]

@@ -1,0 +1,69 @@
+"""The program's entry point, and its last line of defence: one line per error, a traceback only
+with --debug, Docker's exit statuses.
+
+What the unit runs (`[--root R] init ID`, `[--root R] hook STAGE ID`, up to three Python
+processes per container start and stop) goes straight to its module: not past argparse, the
+verbs or what they import, as every millisecond of interpreter start-up counts there.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from sdctr.log import EXIT_SDCTR, SdctrError, debugging, error
+
+HOOK_STAGES = ("prestart", "stop", "poststop")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        command = unit_command(argv)
+        if command is None:
+            from sdctr import cli
+
+            return cli.run(argv)
+        return command()
+    except SdctrError as e:
+        if debugging():
+            import traceback
+
+            traceback.print_exc()
+        error(str(e), e.hint)
+        return e.status
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if debugging():
+            raise
+        error(f"internal error: {e.__class__.__name__}: {e}", hint="run again with --debug for a traceback")
+        return EXIT_SDCTR
+
+
+def unit_command(argv: Sequence[str]) -> Callable[[], int] | None:
+    """The unit's own commands, parsed without a parser; None for everything else."""
+    rest = list(argv)
+    root = None
+    if rest[:1] == ["--root"] and len(rest) > 1:
+        root, rest = rest[1], rest[2:]
+    if len(rest) == 2 and rest[0] == "init":
+        return lambda: run_init(root, rest[1])
+    if len(rest) == 3 and rest[0] == "hook" and rest[1] in HOOK_STAGES:
+        return lambda: run_hook(root, rest[1], rest[2])
+    return None
+
+
+def run_init(root: str | None, cid: str) -> int:
+    from sdctr.init import run_init
+    from sdctr.state import Paths
+
+    return run_init(Paths.from_root(root), cid)
+
+
+def run_hook(root: str | None, stage: str, cid: str) -> int:
+    from sdctr import hooks
+    from sdctr.state import Paths
+
+    run = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop}[stage]
+    return run(Paths.from_root(root), cid)
