@@ -24,6 +24,7 @@ import re
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -37,6 +38,7 @@ from sdctr.storage import blob_path, digest_hex
 MAX_DOCUMENT = 4 << 20  # manifest.json, index.json: a few KiB in honest archives
 MAX_ENTRIES = 100_000
 DOCUMENTS = ("manifest.json", "index.json", "oci-layout", "repositories")
+# what a manifest can name: blobs/sha256/<hex> (OCI, Docker 25), <id>/layer.tar and <hex>.json (older)
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
@@ -121,21 +123,26 @@ def _open_input(source: str | None) -> Iterator[IO[bytes]]:
 
 
 def _read(paths: Paths, stream: IO[bytes], label: str, written: list[str]) -> _Archive:
+    """One pass over the archive (plain, gzip or zstd), through the reader the layers use: no
+    single read above its bound, so a header claiming gigabytes is refused, not buffered."""
+    from sdctr.layers import ForwardReader, Refused, decompressed
+
     archive = _Archive(label)
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|*")  # one pass; gzip, bzip2, xz recognised
-    except tarfile.TarError as e:
-        raise archive.error(f"not a tar archive ({e})") from None
-    count = 0
-    with tar:
-        try:
-            for member in tar:
-                count += 1
-                if count > MAX_ENTRIES:
-                    raise archive.error(f"more than {MAX_ENTRIES} entries: not an image archive")
-                _take(paths, archive, tar, member, written)
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise archive.error(f"unreadable ({e})") from None
+        with decompressed(stream) as plain:
+            try:
+                tar = tarfile.open(fileobj=ForwardReader(plain), mode="r:")
+            except tarfile.TarError as e:
+                raise archive.error(f"not a tar archive ({e})") from None
+            with tar:
+                for count, member in enumerate(tar, 1):
+                    if count > MAX_ENTRIES:
+                        raise archive.error(f"more than {MAX_ENTRIES} entries: not an image archive")
+                    _take(paths, archive, tar, member, written)
+    except Refused as e:
+        raise archive.error(str(e)) from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        raise archive.error(f"unreadable ({e})") from None
     return archive
 
 
@@ -156,9 +163,11 @@ def _take(paths: Paths, archive: _Archive, tar: tarfile.TarFile, m: tarfile.TarI
     if name in DOCUMENTS:
         if m.size > MAX_DOCUMENT:
             raise archive.error(f"is {m.size} bytes, more than {MAX_DOCUMENT} for a document", m.name)
-        archive.documents[name] = f.read()
+        archive.documents[name] = f.read(m.size)
         return
     claimed = _BLOB_NAME.fullmatch(name)
+    if not (claimed or name.endswith((".tar", ".json"))):  # Docker's legacy <id>/json, VERSION
+        return
     expect = f"sha256:{claimed.group(1)}" if claimed else None
     try:
         digest, _ = images.write_blob(paths, images.chunks_of(f), expect=expect, origin=archive.label)
@@ -178,20 +187,15 @@ def _load_docker(paths: Paths, archive: _Archive) -> list[str]:
         tags = entry.get("RepoTags") or []
         if not (isinstance(config_name, str) and isinstance(layer_names, list) and isinstance(tags, list)):
             raise archive.error("an image there lacks Config or Layers", "manifest.json")
+        keys = _keys(archive, tags)
         config_digest = archive.blob(config_name)
         config = images.read_json_blob(paths, config_digest)
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(layer_names):
-            raise archive.error(f"{config_name} lists {len(diff_ids)} layers, manifest.json "
-                                f"{len(layer_names)}", "manifest.json")
+        images.check_config(f"{archive.label}: {config_name}", config, len(layer_names))
+        blobs = [archive.blob(str(n)) for n in layer_names]
+        _check_plain_layers(paths, archive, blobs, config["rootfs"]["diff_ids"])
         layers = []
-        for layer_name, diff_id in zip(layer_names, diff_ids):
-            blob = archive.blob(str(layer_name))
-            with open(blob_path(paths, blob), "rb") as f:
-                kind = compression(f.read(4))
-            if not kind and blob != diff_id:  # a compressed one is checked when unpacked
-                raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}",
-                                    str(layer_name))
+        for blob in blobs:
+            kind = _compression(paths, blob)
             layers.append({"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""),
                            "digest": blob, "size": blob_path(paths, blob).stat().st_size})
         config_size = blob_path(paths, config_digest).stat().st_size
@@ -201,8 +205,29 @@ def _load_docker(paths: Paths, archive: _Archive) -> list[str]:
             "layers": layers,
         })
         manifest_digest = images.write_blob_bytes(paths, manifest)
-        lines += _add(paths, manifest_digest, [str(t) for t in tags])
+        lines += _add(paths, manifest_digest, keys)
     return lines
+
+
+def _keys(archive: _Archive, tags: Sequence[Any]) -> list[str]:
+    try:
+        return [images.tag_reference(str(t)).key for t in tags]
+    except SdctrError as e:
+        raise archive.error(f"a tag there is not a valid name: {e}", "manifest.json") from None
+
+
+def _compression(paths: Paths, blob: str) -> str:
+    with open(blob_path(paths, blob), "rb") as f:
+        return compression(f.read(4))
+
+
+def _check_plain_layers(paths: Paths, archive: _Archive, blobs: Sequence[str],
+                        diff_ids: Sequence[str]) -> None:
+    """An uncompressed layer's digest is its diff id, checked now; a compressed one's is checked
+    when it is unpacked."""
+    for blob, diff_id in zip(blobs, diff_ids):
+        if not _compression(paths, blob) and blob != diff_id:
+            raise archive.error(f"layer {blob} is not the layer the image config names ({diff_id})")
 
 
 def _load_oci(paths: Paths, archive: _Archive) -> list[str]:
@@ -214,11 +239,19 @@ def _load_oci(paths: Paths, archive: _Archive) -> list[str]:
     for desc in descriptors:
         if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
             raise archive.error("a manifest there has no digest", "index.json")
+        keys = _keys(archive, _names(desc.get("annotations") or {}))
         digest = _image_manifest(paths, archive, desc["digest"])
-        for blob in images.blobs_of(paths, digest):
+        try:
+            blobs = images.blobs_of(paths, digest)
+        except (KeyError, TypeError) as e:
+            raise archive.error(f"manifest {digest} is not an image manifest ({e!r} missing)") from None
+        for blob in blobs:
             if not blob_path(paths, blob).exists():
                 raise archive.error(f"blob {blob} of manifest {digest} is not in the archive")
-        lines += _add(paths, digest, _names(desc.get("annotations") or {}))
+        config = images.read_json_blob(paths, blobs[1])
+        images.check_config(f"{archive.label}: manifest {digest}", config, len(blobs) - 2)
+        _check_plain_layers(paths, archive, blobs[2:], config["rootfs"]["diff_ids"])
+        lines += _add(paths, digest, keys)
     return lines
 
 
@@ -249,8 +282,7 @@ def _names(annotations: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def _add(paths: Paths, manifest_digest: str, tags: Sequence[str]) -> list[str]:
-    keys = [images.tag_reference(t).key for t in tags]
+def _add(paths: Paths, manifest_digest: str, keys: Sequence[str]) -> list[str]:
     for key in keys:
         images.add_manifest(paths, manifest_digest, key)
     if keys:
@@ -267,11 +299,9 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
     ``output`` (written aside and renamed when complete) or to stdout."""
     chosen: dict[str, tuple[images.Image, list[str]]] = {}
     for ref in refs:
-        image = images.resolve(paths, ref)
-        tags = chosen.setdefault(image.id, (image, []))[1]
-        with contextlib.suppress(SdctrError):
-            key = images.parse_reference(ref).key
-            if key in image.repo_tags and key not in tags:
+        for image, key in _named(paths, ref):
+            tags = chosen.setdefault(image.manifest_digest, (image, []))[1]
+            if key and key not in tags:
                 tags.append(key)
     if output is None:
         if sys.stdout.isatty():
@@ -280,13 +310,45 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
         sys.stdout.flush()
         _write_archive(paths, list(chosen.values()), sys.stdout.buffer)
         return
+    with _output_file(output) as f:
+        _write_archive(paths, list(chosen.values()), f)
+
+
+def _named(paths: Paths, ref: str) -> list[tuple[images.Image, str | None]]:
+    """The images a reference names, each with the tag it names: a repository without a tag
+    names all its tags (as `docker save app` saves app:1 and app:2); an id names no tag."""
+    with contextlib.suppress(SdctrError):
+        r = images.parse_reference(ref)
+        if not r.tag and not r.digest:
+            tagged = sorted(((t, i) for i in images.list_images(paths) for t in i.repo_tags
+                             if t.rpartition(":")[0] == r.repository), key=lambda ti: ti[0])
+            if tagged:
+                return [(i, t) for t, i in tagged]
+    image = images.resolve(paths, ref)
+    with contextlib.suppress(SdctrError):
+        key = images.parse_reference(ref).key
+        return [(image, key if key in image.repo_tags else None)]
+    return [(image, None)]
+
+
+@contextlib.contextmanager
+def _output_file(output: str) -> Iterator[BinaryIO]:
+    """The file ``output``, written aside and renamed into place once complete: a failure halfway
+    leaves no half archive that looks whole."""
     target = Path(output)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
     try:
-        with os.fdopen(fd, "wb") as f:
-            _write_archive(paths, list(chosen.values()), f)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as e:
+        raise SdctrError(f"cannot write {output}: {e.strerror}") from None
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:  # f.name is the path, for a child process to write to
+            yield f
         os.chmod(tmp, 0o644)
-        os.rename(tmp, target)
+        try:
+            os.rename(tmp, target)
+        except OSError as e:
+            raise SdctrError(f"cannot write {output}: {e.strerror}") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -342,7 +404,7 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
 def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) -> Iterator[Path]:
     """The layer as a plain tar file: the blob itself, or a temporary copy decompressed (and
     checked against the diff id) in the store's own tmp directory."""
-    from sdctr.layers import decompressed
+    from sdctr.layers import Refused, decompressed
 
     path = blob_path(paths, blob)
     with open(path, "rb") as f:
@@ -353,8 +415,12 @@ def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) ->
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="save-")
     try:
-        with open(path, "rb") as f, os.fdopen(fd, "wb") as out, decompressed(f) as plain:
-            digest = images.copy_hashing(plain, out)
+        try:
+            with open(path, "rb") as f, os.fdopen(fd, "wb") as out, decompressed(f) as plain:
+                digest = images.copy_hashing(plain, out)
+        except (EOFError, zlib.error, Refused) as e:
+            raise SdctrError(f"image {image.name}: layer {blob} does not decompress ({e})",
+                             hint="the blob is corrupt; remove the image and pull it again") from None
         if digest != diff_id:
             raise SdctrError(f"image {image.name}: layer {blob} unpacks to {digest}, but the image says "
                              f"{diff_id}", hint="the blob is corrupt; remove the image and pull it again")
@@ -386,28 +452,42 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 # --- export ----------------------------------------------------------------------------------------
 
 def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> None:
-    """`docker export`: the container's file system as a tar, from a read-only overlay of its
-    writable layer over the image's, mounted below sdctr's run directory for the while."""
+    """`docker export`: the container's file system as a tar. A running container's mounted root
+    is read as it is; a stopped one's through a read-only overlay of its writable layer over the
+    image's, mounted below sdctr's run directory for the while (stacking that overlay on a live
+    writable layer is undefined behaviour in overlayfs)."""
     from sdctr import storage
-    from sdctr.run import run
 
     if output is None and sys.stdout.isatty():
         raise SdctrError("refusing to write a tar archive to a terminal",
                          hint="use -o FILE or redirect stdout")
+    if storage.mounts_at(paths.rootfs(cid)):
+        _tar_tree(paths.rootfs(cid), output)
+        return
     driver = storage.driver(paths)
     target = paths.run / "export" / f"{cid}-{os.getpid()}"
     target.mkdir(parents=True)
     try:
         driver.mount_readonly(cid, image, target)
         try:
-            names = sorted(os.listdir(target))
-            archive = os.path.abspath(output) if output else "-"  # -C moves tar before it opens -f
-            cmd = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(target),
-                   "-cf", archive, "--", *names]
-            sys.stdout.flush()
-            run(cmd, capture=False)
+            _tar_tree(target, output)
         finally:
             driver.unmount(target)
     finally:
         with contextlib.suppress(OSError):
             target.rmdir()
+
+
+def _tar_tree(root: Path, output: str | None) -> None:
+    from sdctr.run import run
+
+    def tar(archive: str) -> None:
+        run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(root), "-cf", archive,
+             "--", *sorted(os.listdir(root))], capture=False)
+
+    sys.stdout.flush()
+    if output is None:
+        tar("-")
+        return
+    with _output_file(output) as f:
+        tar(f.name)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdctr import state
-from sdctr.log import SdctrError
+from sdctr.log import SdctrError, debug
 from sdctr.state import Paths
 from sdctr.storage import blob_path, digest_hex, driver
 
@@ -42,6 +42,8 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 UNPACKED_SIZE = "io.sdctr.layer.unpacked-size"  # manifest annotation on layers we made
 DEFAULT_DOMAIN = "docker.io"
 _NO_IMAGE_HINT = "sdctr import ROOTFS.tar NAME or sdctr pull NAME"
+MAX_DOCUMENT = 4 << 20  # as containerd: a manifest or config is small, a huge one is an attack
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class NoSuchImage(SdctrError):
@@ -234,27 +236,73 @@ def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
             _discard_unused_locked(paths, _load_index(paths), digests)
 
 
-def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterable[str]) -> None:
+def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterable[str]) -> int:
     used: set[str] = set()
     for m in _manifests(idx):
         with contextlib.suppress(SdctrError, KeyError, ValueError, TypeError):
             used.update(blobs_of(paths, m))
-    for digest in digests:
+    freed = 0
+    for digest in dict.fromkeys(digests):
         if digest not in used:
             with contextlib.suppress(FileNotFoundError):
-                blob_path(paths, digest).unlink()
+                path = blob_path(paths, digest)
+                size = path.stat().st_size
+                path.unlink()
+                freed += size
+    return freed
 
 
 def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
+    """A manifest or config: verified, at most MAX_DOCUMENT bytes, a JSON object."""
     try:
-        data = blob_path(paths, digest).read_bytes()
+        with open(blob_path(paths, digest), "rb") as f:
+            data = f.read(MAX_DOCUMENT + 1)
     except FileNotFoundError:
         raise SdctrError(f"blob {digest} is missing from the image store",
                          hint="remove the image and import or pull it again") from None
+    if len(data) > MAX_DOCUMENT:
+        raise SdctrError(f"blob {digest} is over {MAX_DOCUMENT} bytes: not a manifest or image config")
     if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
         raise SdctrError(f"blob {digest} is corrupt (its content has another digest)")
-    loaded: dict[str, Any] = json.loads(data)
+    try:
+        loaded = json.loads(data)
+    except ValueError:
+        loaded = None
+    if not isinstance(loaded, dict):
+        raise SdctrError(f"blob {digest} is not a JSON object (a manifest or image config was expected)")
     return loaded
+
+
+def check_config(image: str, config: Mapping[str, Any], n_layers: int) -> None:
+    """What the store relies on in an image config, checked before the image exists: a bad one
+    refused here would otherwise break every later listing of the store."""
+    def bad(why: str) -> SdctrError:
+        return SdctrError(f"{image}: the image config {why}")
+
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) and _DIGEST.fullmatch(d)
+                                                 for d in diff_ids):
+        raise bad("has no list of layer digests (rootfs.diff_ids)")
+    if len(diff_ids) != n_layers:
+        raise bad(f"lists {len(diff_ids)} layers, the manifest {n_layers}")
+    for key in ("created", "architecture", "os"):
+        if not isinstance(config.get(key, ""), str):
+            raise bad(f"has a {key} that is not a string")
+    section = config.get("config")
+    if section is not None and not isinstance(section, dict):
+        raise bad("has a config section that is not an object")
+    if isinstance(section, dict):
+        for key in ("Env", "Cmd", "Entrypoint"):
+            value = section.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise bad(f"has a {key} that is not a list of strings")
+        for key in ("WorkingDir", "User"):
+            if not isinstance(section.get(key) or "", str):
+                raise bad(f"has a {key} that is not a string")
+        for key in ("ExposedPorts", "Labels"):
+            if not isinstance(section.get(key) or {}, dict):
+                raise bad(f"has {key} that are not an object")
 
 
 def sha256_digest(data: bytes) -> str:
@@ -327,17 +375,28 @@ def _load(paths: Paths, idx: Mapping[str, Any], manifest_digest: str) -> Image:
 
 def _unpacked(layer: Mapping[str, Any], idx: Mapping[str, Any]) -> int:
     """A layer's unpacked size: our annotation, the size recorded at pull or load, else the blob's."""
-    annotated = (layer.get("annotations") or {}).get(UNPACKED_SIZE)
-    return int(annotated or idx["unpacked"].get(layer["digest"]) or layer.get("size", 0))
+    for size in ((layer.get("annotations") or {}).get(UNPACKED_SIZE), idx["unpacked"].get(layer["digest"]),
+                 layer.get("size")):
+        if isinstance(size, int) or (isinstance(size, str) and size.isdigit()):
+            return int(size)
+    return 0
 
 
 # --- the API ---------------------------------------------------------------------------------------
 
+def _all(paths: Paths, idx: Mapping[str, Any]) -> Iterator[Image]:
+    """Every image the store can read; one it cannot (a blob gone, or a document stored before it
+    was checked) is skipped, so that it does not take every listing down with it."""
+    for m in _manifests(idx):
+        try:
+            yield _load(paths, idx, m)
+        except (SdctrError, KeyError, TypeError, ValueError, AttributeError) as e:
+            debug(f"image {m} is unreadable, skipped: {e}")
+
+
 def list_images(paths: Paths) -> list[Image]:
     """Every image, newest first (as `docker images` lists them)."""
-    idx = _load_index(paths)
-    images = [_load(paths, idx, m) for m in _manifests(idx)]
-    return sorted(images, key=lambda i: i.created, reverse=True)
+    return sorted(_all(paths, _load_index(paths)), key=lambda i: i.created, reverse=True)
 
 
 def resolve(paths: Paths, ref: str) -> Image:
@@ -345,7 +404,7 @@ def resolve(paths: Paths, ref: str) -> Image:
     idx = _load_index(paths)
     hex_id = _HEX_ID.fullmatch(ref)
     if hex_id and len(hex_id.group(1)) == 64:
-        for image in (_load(paths, idx, m) for m in _manifests(idx)):
+        for image in _all(paths, idx):
             if image.id == hex_id.group(1):
                 return image
     try:
@@ -360,8 +419,7 @@ def resolve(paths: Paths, ref: str) -> Image:
     elif r is not None and r.key in idx["repositories"]:
         return _load(paths, idx, idx["repositories"][r.key])
     if hex_id:  # an id prefix, as Docker tries after the names
-        found = {i.id: i for i in (_load(paths, idx, m) for m in _manifests(idx))
-                 if i.id.startswith(hex_id.group(1))}
+        found = {i.id: i for i in _all(paths, idx) if i.id.startswith(hex_id.group(1))}
         if len(found) > 1:
             raise SdctrError(f"{ref!r} matches {len(found)} images; give more of the id")
         if found:
@@ -386,12 +444,17 @@ def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
     Returns Docker's report lines ("Untagged: busybox:latest", "Deleted: sha256:<id>").
     """
     image = resolve(paths, ref)
+    return _remove(paths, image, _names_tag(ref, image.repo_tags), force=force)[0]
+
+
+def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool) -> tuple[list[str], int]:
+    """The report lines, and the bytes of the blobs deleted."""
     lines: list[str] = []
+    freed = 0
     with state.locked(paths):
         idx = _load_index(paths)
         repos: dict[str, str] = idx["repositories"]
         tags = sorted(k for k, v in repos.items() if v == image.manifest_digest)
-        by_name = _names_tag(ref, tags)
         if by_name:
             tags = [by_name]
         elif len(tags) > 1 and not force:
@@ -407,25 +470,21 @@ def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
             lines.append(f"Deleted: sha256:{image.id}")
         state.write_json_atomic(_index_path(paths), idx)
         if lines[-1].startswith("Deleted:"):
-            _collect_garbage(paths, idx, image)
-    return lines
+            freed = _collect_garbage(paths, idx, image)
+    return lines, freed
 
 
 def prune(paths: Paths, in_use: Collection[str], *, unused_too: bool = False) -> tuple[list[str], int]:
     """`docker image prune`: removes the untagged images (with ``unused_too``, every image) that no
     container uses (``in_use``: image ids). Returns the report lines and the bytes freed."""
-    before = _blob_sizes(paths)
     lines: list[str] = []
-    for image in list_images(paths):
+    freed = 0
+    for image in list_images(paths):  # each by its manifest: two may share one config (id)
         if image.id not in in_use and (unused_too or not image.repo_tags):
-            lines += remove(paths, image.id, force=True)
-    after = _blob_sizes(paths)
-    return lines, sum(n for b, n in before.items() if b not in after)
-
-
-def _blob_sizes(paths: Paths) -> dict[str, int]:
-    d = paths.root / "blobs" / "sha256"
-    return {p.name: p.stat().st_size for p in d.iterdir()} if d.is_dir() else {}
+            removed, n = _remove(paths, image, None, force=True)
+            lines += removed
+            freed += n
+    return lines, freed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,9 +540,10 @@ def _names_tag(ref: str, tags: Sequence[str]) -> str | None:
     return None
 
 
-def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> None:
-    """Deletes ``gone``'s blobs and unpacked layers that no remaining image references."""
-    _discard_unused_locked(paths, idx, (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs))
+def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> int:
+    """Deletes ``gone``'s blobs and unpacked layers that no remaining image references: the bytes
+    of the blobs deleted."""
+    freed = _discard_unused_locked(paths, idx, (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs))
     diff_ids: set[str] = set()
     for m in _manifests(idx):
         with contextlib.suppress(SdctrError, KeyError, ValueError):
@@ -493,6 +553,7 @@ def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> None:
     if any(not blob_path(paths, b).exists() for b in sizes):
         idx["unpacked"] = {b: n for b, n in sizes.items() if blob_path(paths, b).exists()}
         state.write_json_atomic(_index_path(paths), idx)
+    return freed
 
 
 def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,

@@ -72,7 +72,7 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """An entry (or the stream) breaks a rule; turned into SdctrError with image and digest."""
 
 
@@ -121,9 +121,10 @@ def apply_layer(stream: Readable, target: Path, *, image: str, digest: str,
 
 # --- reading: decompression, hashing, bounded reads -----------------------------------------------
 
-class _Reader(io.RawIOBase):
-    """The uncompressed layer as tarfile sees it: forward-only, every byte hashed (the diff id),
-    no single read above MAX_READ, and short reads from pipes or decompressors filled up."""
+class ForwardReader(io.RawIOBase):
+    """An uncompressed tar stream as tarfile ("r:") sees it: forward-only, every byte hashed (a
+    layer's diff id), no single read above MAX_READ (a header claiming gigabytes is refused, not
+    buffered), and short reads from pipes or decompressors filled up."""
 
     def __init__(self, raw: Readable):
         self.raw = raw
@@ -136,7 +137,7 @@ class _Reader(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0 or size > MAX_READ:
-            raise _Refused(f"a header asks to read {size} bytes at once (tar bomb?)")
+            raise Refused(f"a header asks to read {size} bytes at once (tar bomb?)")
         chunks, want = [], size
         while want:
             data = self.raw.read(want)
@@ -167,7 +168,7 @@ class _Reader(io.RawIOBase):
         while data := self.read(CHUNK):
             extra += len(data)
             if extra > MAX_TRAILER:
-                raise _Refused(f"more than {MAX_TRAILER} bytes follow the end of the archive")
+                raise Refused(f"more than {MAX_TRAILER} bytes follow the end of the archive")
 
 
 @contextlib.contextmanager
@@ -201,11 +202,11 @@ def _zstd(rest: Readable, stream: Readable) -> Iterator[Readable]:
         fd = getattr(stream, "fileno")()  # noqa: B009 (not every Readable has one)
         os.lseek(fd, 0, os.SEEK_SET)
     except (AttributeError, OSError, io.UnsupportedOperation):
-        raise _Refused("zstd layers need the zstandard module or a seekable file") from None
+        raise Refused("zstd layers need the zstandard module or a seekable file") from None
     try:
         proc = popen(["zstd", "-dcq"], stdin=fd, stderr=subprocess.DEVNULL)
     except SdctrError:
-        raise _Refused("zstd layers need the zstandard module or the zstd command") from None
+        raise Refused("zstd layers need the zstandard module or the zstd command") from None
     assert proc.stdout is not None
     try:
         yield proc.stdout
@@ -225,9 +226,11 @@ class _Gunzip:
         self.z = zlib.decompressobj(zlib.MAX_WBITS | 16)  # the gzip wrapper, not zlib's
 
     def read(self, size: int = -1) -> bytes:
-        limit = size if size > 0 else CHUNK
+        if size < 0:  # everything: what a file's read() promises
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
         if size == 0:
             return b""
+        limit = size
         while True:
             if self.z.eof:  # a member ended: the next one follows, after zero padding if any
                 feed = self.z.unused_data.lstrip(b"\0")  # (unconsumed_tail repeats it)
@@ -276,7 +279,7 @@ class _Walk:
     def __enter__(self) -> _Walk:
         try:
             with self.guard(what="not a tar archive"):
-                self.reader = _Reader(self._stack.enter_context(decompressed(self._stream)))
+                self.reader = ForwardReader(self._stack.enter_context(decompressed(self._stream)))
                 self.tar = tarfile.open(fileobj=self.reader, mode="r:", encoding="utf-8",
                                         errors="surrogateescape")
         except BaseException:
@@ -298,7 +301,7 @@ class _Walk:
         """Turns what a bad stream or entry raises into one refusal naming image, layer, entry."""
         try:
             yield
-        except _Refused as e:
+        except Refused as e:
             self.refuse(str(e))
         except OSError as e:
             if writing:
@@ -317,7 +320,7 @@ class _Walk:
                 self.current = member.name
                 self.entries += 1
                 if self.entries > MAX_ENTRIES:
-                    raise _Refused(f"more than {MAX_ENTRIES} entries (tar bomb?)")
+                    raise Refused(f"more than {MAX_ENTRIES} entries (tar bomb?)")
                 parts = check_member(member)
             if member.isreg():
                 self.size += member.size
@@ -329,7 +332,7 @@ class _Walk:
         # tarfile treats a truncated or corrupt header as the end of the archive; we want the
         # zero block that really ends one, or a cut-off download would import half an image
         if self.reader.pos != self.tar.offset + tarfile.BLOCKSIZE or self.reader.last.strip(b"\0"):
-            raise _Refused(f"the archive has no end-of-archive block after byte {self.tar.offset} "
+            raise Refused(f"the archive has no end-of-archive block after byte {self.tar.offset} "
                            "(truncated or corrupt)")
         self.reader.drain()
 
@@ -340,15 +343,15 @@ class _Walk:
 def split_name(name: str) -> list[str]:
     """A tar name as components below the layer root; refuses what could leave it."""
     if "\0" in name:
-        raise _Refused("the name contains a NUL byte")
+        raise Refused("the name contains a NUL byte")
     if len(os.fsencode(name)) > MAX_PATH:
-        raise _Refused(f"the name is longer than {MAX_PATH} bytes")
+        raise Refused(f"the name is longer than {MAX_PATH} bytes")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise _Refused("the name goes up a directory ('..')")
+        raise Refused("the name goes up a directory ('..')")
     for p in parts:
         if len(os.fsencode(p)) > MAX_NAME:
-            raise _Refused(f"a name component is longer than {MAX_NAME} bytes")
+            raise Refused(f"a name component is longer than {MAX_NAME} bytes")
     return parts
 
 
@@ -357,20 +360,20 @@ def check_member(member: tarfile.TarInfo) -> list[str]:
     parts = split_name(member.name)
     if not (member.isreg() or member.isdir() or member.issym() or member.islnk()
             or member.ischr() or member.isblk() or member.isfifo()):
-        raise _Refused(f"unsupported entry type {member.type!r}")
+        raise Refused(f"unsupported entry type {member.type!r}")
     if not parts and not member.isdir():
-        raise _Refused("the entry would replace the layer root")
+        raise Refused("the entry would replace the layer root")
     base = parts[-1] if parts else ""
     if base.startswith(WHITEOUT) and base != OPAQUE:
         hidden = base[len(WHITEOUT):]
         if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT):
-            raise _Refused("not a valid whiteout: it must name one entry of its directory")
+            raise Refused("not a valid whiteout: it must name one entry of its directory")
     if member.islnk():
         if not split_name(member.linkname):
-            raise _Refused("a hardlink to the layer root")
+            raise Refused("a hardlink to the layer root")
     for key in member.pax_headers:
         if key.startswith(_XATTR_PAX + "trusted.overlay."):
-            raise _Refused(f"the entry carries the overlay xattr {key[len(_XATTR_PAX):]}")
+            raise Refused(f"the entry carries the overlay xattr {key[len(_XATTR_PAX):]}")
     return parts
 
 
@@ -449,9 +452,9 @@ class _Writer:
             try:
                 st = os.stat(src_parts[-1], dir_fd=src_parent, follow_symlinks=False)
             except FileNotFoundError:
-                raise _Refused(f"hardlink to {m.linkname!r}, which is not in the layer") from None
+                raise Refused(f"hardlink to {m.linkname!r}, which is not in the layer") from None
             if stat.S_ISDIR(st.st_mode):
-                raise _Refused(f"hardlink to the directory {m.linkname!r}")
+                raise Refused(f"hardlink to the directory {m.linkname!r}")
             with contextlib.suppress(FileNotFoundError):
                 dst = os.stat(name, dir_fd=parent, follow_symlinks=False)
                 if (dst.st_dev, dst.st_ino) == (st.st_dev, st.st_ino):
@@ -470,12 +473,12 @@ class _Writer:
                     nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
-                        raise _Refused(f"{'/'.join(parts[:i + 1])!r} is not in the layer") from None
+                        raise Refused(f"{'/'.join(parts[:i + 1])!r} is not in the layer") from None
                     os.mkdir(comp, 0o755, dir_fd=fd)  # Docker makes missing parents the same way
                     nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
                 except OSError as e:
                     if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise _Refused(f"{'/'.join(parts[:i + 1])!r} is a symlink or not a directory; "
+                        raise Refused(f"{'/'.join(parts[:i + 1])!r} is a symlink or not a directory; "
                                        "refusing to go through it") from None
                     raise
                 os.close(fd)
@@ -515,7 +518,7 @@ class _Writer:
         for parts, m in sorted(self.dirs.items(), key=lambda d: -len(d[0])):  # children first
             try:
                 fd = self._open_dir(list(parts), create=False)
-            except (_Refused, OSError):
+            except (Refused, OSError):
                 continue  # a later entry replaced the directory
             try:
                 os.fchmod(fd, m.mode & 0o7777)

@@ -21,8 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command = unit_command(argv)
         if command is None:
+            import signal
+
             from sdctr import cli
 
+            # `kill` or a systemd stop ends a pull, load or export through its clean-up (temp
+            # blobs, mounts), as Ctrl-C does; `run` forwards signals to the container instead
+            signal.signal(signal.SIGTERM, _terminated)
             return cli.run(argv)
         return command()
     except SdctrError as e:
@@ -39,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         error(f"internal error: {e.__class__.__name__}: {e}", hint="run again with --debug for a traceback")
         return EXIT_SDCTR
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def unit_command(argv: Sequence[str]) -> Callable[[], int] | None:

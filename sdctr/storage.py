@@ -261,12 +261,14 @@ class OverlaySnapshotter:
 
     def _check_unused(self, cid: str) -> None:
         d = self.container_dir(cid)
-        upper = f"upperdir={d / 'upper'}"
+        upper = str(d / "upper")
         for m in mounts():
             if m.target == d or d in m.target.parents:
                 raise SdctrError(f"refusing to remove {d}: {m.target} is mounted inside it",
                                  hint=f"unmount it first: umount {m.target}")
-            if m.fstype == "overlay" and upper in m.options.split(","):
+            options = m.options.split(",")
+            lowers = next((o[len("lowerdir="):].split(":") for o in options if o.startswith("lowerdir=")), [])
+            if m.fstype == "overlay" and (f"upperdir={upper}" in options or upper in lowers):  # export's too
                 raise SdctrError(f"container {cid[:12]}: its root file system is still mounted at {m.target}",
                                  hint="stop the container first")
 

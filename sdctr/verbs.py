@@ -262,13 +262,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     sd = None
     docs = []
     for ref in args.containers:
-        try:
-            if args.type == "image":
-                raise NoSuchContainer(f"no such container: {ref}")
-            spec = find(paths, ref)
-        except NoSuchContainer:
-            if args.type == "container":
-                raise
+        spec = None
+        if args.type != "image":
+            try:
+                spec = find(paths, ref)
+            except NoSuchContainer:
+                if args.type == "container":
+                    raise
+        if spec is None:
             docs.append(_image_doc(paths, ref))
             continue
         sd = sd or systemd_of(args)[0]
@@ -465,29 +466,25 @@ def human_ago(iso: str, now: float | None = None) -> str:
         return iso or "N/A"
     if then.tzinfo is None:
         then = then.replace(tzinfo=datetime.timezone.utc)
-    s = (now if now is not None else time.time()) - then.timestamp()
-    hours = round(s / 3600)
-    if s < 1:
-        text = "Less than a second"
-    elif s < 60:
-        text = f"{int(s)} seconds"
-    elif round(s / 60) == 1:
-        text = "About a minute"
-    elif s < 3600:
-        text = f"{round(s / 60)} minutes"
-    elif hours == 1:
-        text = "About an hour"
-    elif hours < 48:
-        text = f"{hours} hours"
-    elif hours < 24 * 7 * 2:
-        text = f"{hours // 24} days"
-    elif hours < 24 * 30 * 2:
-        text = f"{hours // 24 // 7} weeks"
-    elif hours < 24 * 365 * 2:
-        text = f"{hours // 24 // 30} months"
-    else:
-        text = f"{hours // 24 // 365} years"
-    return f"{text} ago"
+    return human_duration((now if now is not None else time.time()) - then.timestamp()) + " ago"
+
+
+def human_duration(s: float) -> str:
+    """go-units' HumanDuration, which Docker prints: minutes cut, hours rounded."""
+    minutes, hours = int(s / 60), int(s / 3600 + 0.5)
+    steps = (
+        (s < 1, "Less than a second"),
+        (int(s) == 1, "1 second"),
+        (s < 60, f"{int(s)} seconds"),
+        (minutes == 1, "About a minute"),
+        (minutes < 60, f"{minutes} minutes"),
+        (hours == 1, "About an hour"),
+        (hours < 48, f"{hours} hours"),
+        (hours < 24 * 7 * 2, f"{hours // 24} days"),
+        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"),
+        (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
+    )
+    return next((text for sure, text in steps if sure), f"{int(s / 3600) // 24 // 365} years")
 
 
 def _py39_isoformat(iso: str) -> str:
@@ -502,8 +499,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from sdctr import archive
 
     for line in archive.load(paths_of(args), args.input):
-        if not args.quiet:
-            print(line)
+        print(line)  # -q too: Docker's quiet only silences the progress
     return 0
 
 

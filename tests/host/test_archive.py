@@ -4,6 +4,7 @@ container's writable layer over its image, whiteouts applied, with nothing left 
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -160,7 +161,7 @@ GOOD_MANIFEST = json.dumps([{"Config": "c.json", "RepoTags": ["evil:1"], "Layers
     ({"blobs/sha256/" + "0" * 64: b"not what the name says", "index.json": b"{}"},
      "blobs/sha256/" + "0" * 64, "failed verification"),
     ({"c.json": GOOD_CONFIG, "l.tar": small_layer("y", b"other\n"), "manifest.json": GOOD_MANIFEST},
-     "l.tar", "the image config says"),
+     None, "is not the layer the image config names"),
     ({"manifest.json": b"[" * (archive.MAX_DOCUMENT + 1)}, "manifest.json", "more than"),
     ({"c.json": GOOD_CONFIG}, None, "neither a `docker save` archive"),
 ])
@@ -208,3 +209,88 @@ def test_export_is_the_upper_layer_over_the_image(paths: Paths, layout: Path, tm
     assert not any(n.startswith(("/", "..", "./")) for n in names)
     assert not list((paths.run / "export").iterdir())  # the read-only mount is gone, and its dir
     driver.remove(cid)
+
+
+def _docker_archive(tmp_path: Path, config: dict[str, object], tags: list[str]) -> Path:
+    raw = json.dumps(config).encode()
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": tags, "Layers": ["l.tar"]}]).encode()
+    return _hostile(tmp_path, {"c.json": raw, "l.tar": GOOD_LAYER, "manifest.json": manifest})
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    ({"config": "x"}, "config section that is not an object"),
+    ({"created": 5}, "created that is not a string"),
+    ({"config": {"Cmd": "sh -c x"}}, "Cmd that is not a list of strings"),
+    ({"rootfs": {"diff_ids": "sha256:x"}}, "no list of layer digests"),
+])
+def test_a_malformed_config_is_refused_before_the_image_exists(paths: Paths, tmp_path: Path,
+                                                               bad: dict[str, object], why: str) -> None:
+    good = json.loads(GOOD_CONFIG)
+    with pytest.raises(SdctrError, match=why):
+        archive.load(paths, str(_docker_archive(tmp_path, {**good, **bad}, ["evil:1"])))
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []
+
+
+def test_an_invalid_tag_is_refused_and_leaves_nothing(paths: Paths, tmp_path: Path) -> None:
+    with pytest.raises(SdctrError, match="not a valid name"):
+        archive.load(paths, str(_docker_archive(tmp_path, json.loads(GOOD_CONFIG), ["UPPER:1"])))
+    assert blob_files(paths.root) == set()
+
+
+def test_a_header_claiming_gigabytes_is_refused_unbuffered(paths: Paths, tmp_path: Path) -> None:
+    """A GNU long-name header of 1.5 GiB, gzipped to nothing: tarfile would read it in one go."""
+    info = tarfile.TarInfo("././@LongLink")
+    info.type, info.size = tarfile.GNUTYPE_LONGNAME, 3 << 29
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT) + b"\0" * 4096))
+    with pytest.raises(SdctrError, match="tar bomb"):
+        archive.load(paths, str(bomb))
+    assert blob_files(paths.root) == set()
+
+
+def test_prune_after_save_and_load_into_the_same_store(paths: Paths, tmp_path: Path) -> None:
+    """An imported gzip layer is saved plain: loading the save gives the image a second manifest
+    with the same id. The tag moves to it; prune removes the old one by its manifest."""
+    tarball = tmp_path / "rootfs.tar.gz"
+    tarball.write_bytes(gzip.compress(small_layer("motd", b"hi\n")))
+    first = images.import_tarball(paths, str(tarball), "box:1")
+    archive.save(paths, ["box:1"], str(tmp_path / "again.tar"))
+    archive.load(paths, str(tmp_path / "again.tar"))
+    assert [i.repo_tags for i in images.list_images(paths)].count(()) == 1  # the old one, untagged
+    lines, freed = images.prune(paths, set())
+    assert lines == [f"Deleted: sha256:{first.id}"] and freed > 0
+    assert images.resolve(paths, "box:1").id == first.id
+
+
+def test_save_of_a_repository_takes_all_its_tags(paths: Paths, layout: Path, tmp_path: Path) -> None:
+    skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'in.tar'}:app:1")
+    archive.load(paths, str(tmp_path / "in.tar"))
+    images.tag(paths, "app:1", "app:2")
+    archive.save(paths, ["app"], str(tmp_path / "app.tar"))
+    other = Paths.from_root(str(tmp_path / "other"))
+    assert archive.load(other, str(tmp_path / "app.tar")) == ["Loaded image: app:1", "Loaded image: app:2"]
+
+
+def test_a_terminated_load_leaves_no_temporary_blob(paths: Paths, tmp_path: Path) -> None:
+    """SIGTERM halfway through a layer: the clean-up runs as for Ctrl-C."""
+    import signal
+    import sys
+    import time
+
+    info = tarfile.TarInfo("l.tar")
+    info.size = 64 << 20
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "sdctr", "--root", str(paths.root), "load"],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None
+    proc.stdin.write(info.tobuf() + b"x" * (8 << 20))
+    proc.stdin.flush()
+    tmp_blobs = paths.root / "blobs/sha256"
+    deadline = time.monotonic() + 10
+    while not (tmp_blobs.is_dir() and any(tmp_blobs.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(tmp_blobs.iterdir()), "the load never started writing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+    proc.stdin.close()
+    assert list(tmp_blobs.iterdir()) == []

@@ -388,6 +388,14 @@ def test_export_save_and_load(host: Machine) -> None:
         assert "export" not in host.exec("cat", "/proc/self/mountinfo").stdout
     finally:
         sdctr(host, "rm", cid)
+    # a running one is read through its own mount (no second overlay on a live writable layer)
+    cid = run_d(host, "busybox", "sh", "-c", "echo live > /root/live; sleep 1000")
+    try:
+        wait_for(lambda: "root/live" in host.sh(f"sdctr export {cid} | tar -tf -").stdout.split(),
+                 what="the running export")
+        assert sdctr(host, "inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "running"
+    finally:
+        sdctr(host, "rm", "-f", cid)
     image_id = json.loads(sdctr(host, "image", "inspect", "busybox").stdout)[0]["Id"]
     loaded = host.sh("sdctr save busybox | sdctr --root /tmp/other-store load").stdout
     assert loaded == "Loaded image: busybox:latest\n"

@@ -112,7 +112,8 @@ def test_run_with_pull_never_names_the_missing_image(root: Path, capsys: pytest.
 
 
 @pytest.mark.parametrize(("age", "shown"), [
-    (0.2, "Less than a second ago"), (5, "5 seconds ago"), (61, "About a minute ago"),
+    (0.2, "Less than a second ago"), (1.5, "1 second ago"), (5, "5 seconds ago"),
+    (61, "About a minute ago"), (100, "About a minute ago"), (2.5 * 3600, "3 hours ago"),
     (600, "10 minutes ago"), (3700, "About an hour ago"), (5 * 3600, "5 hours ago"),
     (3 * 86400, "3 days ago"), (20 * 86400, "2 weeks ago"), (90 * 86400, "3 months ago"),
     (3 * 365 * 86400, "3 years ago"),
