@@ -69,10 +69,25 @@ class _Archive:
         return self.blobs[name]
 
     def document(self, name: str) -> Any:
+        return self.parse(self.documents[name], name)
+
+    def json_blob(self, paths: Paths, digest: str, entry: str) -> Any:
+        """A manifest or config, read only if it is of a document's size."""
+        path = blob_path(paths, digest)
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT:
+            raise self.error(f"is {size} bytes, more than {MAX_DOCUMENT} for a JSON document", entry)
+        return self.parse(path.read_bytes(), entry)
+
+    def parse(self, data: bytes, entry: str) -> Any:
         try:
-            return json.loads(self.documents[name])
-        except ValueError:
-            raise self.error("is not JSON", name) from None
+            return json.loads(data)
+        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested deeper than Python's stack
+            raise self.error("is not JSON", entry) from None
+
+    def check(self, problem: str | None, entry: str) -> None:
+        if problem:
+            raise self.error(problem, entry)
 
     def normal(self, name: str, entry: str) -> str:
         if "\0" in name or name.startswith("/"):
@@ -92,12 +107,14 @@ def load(paths: Paths, source: str | None) -> list[str]:
         with _open_input(source) as stream:
             archive = _read(paths, stream, label, written)
         if "manifest.json" in archive.documents:
-            lines = _load_docker(paths, archive)
+            found = _docker_images(paths, archive, written)
         elif "index.json" in archive.documents:
-            lines = _load_oci(paths, archive)
+            found = _oci_images(paths, archive)
         else:
             raise archive.error("neither a `docker save` archive (manifest.json) nor an OCI archive "
                                 "(index.json)")
+        # all of them checked first: a bad image anywhere in the archive leaves no image behind
+        lines = [line for manifest_digest, keys in found for line in _add(paths, manifest_digest, keys)]
     except BaseException:
         images.discard_unused(paths, written)
         raise
@@ -168,89 +185,123 @@ def _take(paths: Paths, archive: _Archive, tar: tarfile.TarFile, m: tarfile.TarI
     archive.blobs[name] = digest
 
 
-def _load_docker(paths: Paths, archive: _Archive) -> list[str]:
+def _docker_images(paths: Paths, archive: _Archive, written: list[str]) -> list[tuple[str, list[str]]]:
+    """manifest.json's images, each with an OCI manifest made for it: (manifest digest, tags)."""
     entries = archive.document("manifest.json")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise archive.error("manifest.json is not a list of images", "manifest.json")
-    lines = []
+    found = []
     for entry in entries:
         config_name, layer_names = entry.get("Config"), entry.get("Layers")
-        tags = entry.get("RepoTags") or []
-        if not (isinstance(config_name, str) and isinstance(layer_names, list) and isinstance(tags, list)):
+        if not (isinstance(config_name, str) and _is_strings(layer_names)):
             raise archive.error("an image there lacks Config or Layers", "manifest.json")
         config_digest = archive.blob(config_name)
-        config = images.read_json_blob(paths, config_digest)
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(layer_names):
-            raise archive.error(f"{config_name} lists {len(diff_ids)} layers, manifest.json "
-                                f"{len(layer_names)}", "manifest.json")
-        layers = []
-        for layer_name, diff_id in zip(layer_names, diff_ids):
-            blob = archive.blob(str(layer_name))
-            with open(blob_path(paths, blob), "rb") as f:
-                kind = compression(f.read(4))
-            if not kind and blob != diff_id:  # a compressed one is checked when unpacked
-                raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}",
-                                    str(layer_name))
-            layers.append({"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""),
-                           "digest": blob, "size": blob_path(paths, blob).stat().st_size})
-        config_size = blob_path(paths, config_digest).stat().st_size
+        config = archive.json_blob(paths, config_digest, config_name)
+        archive.check(images.config_problem(config, len(layer_names)), config_name)
+        layers = [_layer(paths, archive, name, diff_id)
+                  for name, diff_id in zip(layer_names, config["rootfs"]["diff_ids"])]
         manifest = images.canonical({
             "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
-            "config": {"mediaType": images.MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+            "config": {"mediaType": images.MEDIA_CONFIG, "digest": config_digest,
+                       "size": blob_path(paths, config_digest).stat().st_size},
             "layers": layers,
         })
-        manifest_digest = images.write_blob_bytes(paths, manifest)
-        lines += _add(paths, manifest_digest, [str(t) for t in tags])
-    return lines
+        written.append(images.write_blob_bytes(paths, manifest))
+        found.append((written[-1], _tags(archive, entry.get("RepoTags"), "manifest.json")))
+    return found
 
 
-def _load_oci(paths: Paths, archive: _Archive) -> list[str]:
+def _layer(paths: Paths, archive: _Archive, name: str, diff_id: str) -> dict[str, Any]:
+    """The OCI descriptor of a docker-save layer file."""
+    blob = archive.blob(name)
+    with open(blob_path(paths, blob), "rb") as f:
+        kind = compression(f.read(4))
+    if not kind and blob != diff_id:  # a compressed one is checked when unpacked
+        raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}", name)
+    return {"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""), "digest": blob,
+            "size": blob_path(paths, blob).stat().st_size}
+
+
+def _tags(archive: _Archive, names: Any, entry: str) -> list[str]:
+    """The names an image is given in the archive's ``entry`` as the store's keys ("busybox:latest")."""
+    if names is None:
+        return []
+    if not _is_strings(names):
+        raise archive.error("RepoTags is not a list of names", entry)
+    try:
+        return [images.tag_reference(t).key for t in names]
+    except SdctrError as e:
+        raise archive.error(str(e), entry) from None
+
+
+def _oci_images(paths: Paths, archive: _Archive) -> list[tuple[str, list[str]]]:
+    """index.json's images: (manifest digest, tags), every blob checked to be at hand."""
     index = archive.document("index.json")
     descriptors = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(descriptors, list):
         raise archive.error("index.json has no manifests", "index.json")
-    lines = []
+    found = []
     for desc in descriptors:
-        if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
-            raise archive.error("a manifest there has no digest", "index.json")
-        digest = _image_manifest(paths, archive, desc["digest"])
-        for blob in images.blobs_of(paths, digest):
+        if not isinstance(desc, dict) or not images.is_digest(desc.get("digest")):
+            raise archive.error("a manifest there has no sha256 digest", "index.json")
+        digest, manifest = _image_manifest(paths, archive, desc["digest"])
+        config_digest = manifest["config"]["digest"]
+        for blob in (config_digest, *(layer["digest"] for layer in manifest["layers"])):
             if not blob_path(paths, blob).exists():
                 raise archive.error(f"blob {blob} of manifest {digest} is not in the archive")
-        lines += _add(paths, digest, _names(desc.get("annotations") or {}))
-    return lines
+        config_entry = _blob_name(config_digest)
+        config = archive.json_blob(paths, config_digest, config_entry)
+        archive.check(images.config_problem(config, len(manifest["layers"])), config_entry)
+        found.append((digest, _tags(archive, _names(desc.get("annotations")), "index.json")))
+    return found
 
 
-def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> str:
-    """The image manifest a descriptor leads to; through an index, the one for this host."""
+def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> tuple[str, dict[str, Any]]:
+    """The image manifest a descriptor leads to, checked; through an index, the one for this host."""
+    wanted = ("linux", images.host_architecture())
     for _ in range(4):
-        if f"blobs/sha256/{digest_hex(digest)}" not in archive.blobs:
+        entry = _blob_name(digest)
+        if entry not in archive.blobs:
             raise archive.error(f"manifest {digest} is not in the archive")
-        doc = images.read_json_blob(paths, digest)
-        if doc.get("mediaType") != MEDIA_INDEX and "manifests" not in doc:
-            return digest
-        wanted = ("linux", images.host_architecture())
-        matches = [m["digest"] for m in doc.get("manifests") or []
-                   if (m.get("platform", {}).get("os"), m.get("platform", {}).get("architecture")) == wanted]
-        if not matches:
-            raise archive.error(f"index {digest} has no image for {'/'.join(wanted)}")
+        doc = archive.json_blob(paths, digest, entry)
+        if not (isinstance(doc, dict) and (doc.get("mediaType") == MEDIA_INDEX or "manifests" in doc)):
+            archive.check(images.manifest_problem(doc), entry)
+            return digest, doc
+        children = doc.get("manifests")
+        if not (isinstance(children, list) and all(isinstance(m, dict) for m in children)):
+            raise archive.error("the index's manifests are not a list of descriptors", entry)
+        matches = [m.get("digest") for m in children if _platform(m) == wanted]
+        if not matches or not images.is_digest(matches[0]):
+            raise archive.error(f"the index has no image for {'/'.join(wanted)}", entry)
         digest = matches[0]
     raise archive.error("indexes nested deeper than 4")
 
 
-def _names(annotations: Mapping[str, Any]) -> list[str]:
+def _platform(descriptor: Mapping[str, Any]) -> tuple[Any, Any]:
+    platform = descriptor.get("platform")
+    return (platform.get("os"), platform.get("architecture")) if isinstance(platform, dict) else (None, None)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _blob_name(digest: str) -> str:
+    return f"blobs/sha256/{digest_hex(digest)}"
+
+
+def _names(annotations: Any) -> list[str]:
     """The image's name from the index annotations: containerd's full name, else the OCI ref
     name when it is a name (skopeo writes "busybox:1"), not a bare tag such as "latest"."""
     for key in _NAME_ANNOTATIONS:
-        value = annotations.get(key)
+        value = annotations.get(key) if isinstance(annotations, dict) else None
         if isinstance(value, str) and (":" in value or "/" in value):
             return [value]
     return []
 
 
-def _add(paths: Paths, manifest_digest: str, tags: Sequence[str]) -> list[str]:
-    keys = [images.tag_reference(t).key for t in tags]
+def _add(paths: Paths, manifest_digest: str, keys: Sequence[str]) -> list[str]:
+    """Makes a checked manifest an image, under each of ``keys`` or untagged: Docker's lines."""
     for key in keys:
         images.add_manifest(paths, manifest_digest, key)
     if keys:
@@ -281,7 +332,12 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
         _write_archive(paths, list(chosen.values()), sys.stdout.buffer)
         return
     target = Path(output)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
+    if target.is_dir():
+        raise SdctrError(f"cannot write {output}: it is a directory", hint="name a file with -o")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except OSError as e:
+        raise SdctrError(f"cannot write {output}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             _write_archive(paths, list(chosen.values()), f)
