@@ -318,11 +318,9 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
     ``output`` (written aside and renamed when complete) or to stdout."""
     chosen: dict[str, tuple[images.Image, list[str]]] = {}
     for ref in refs:
-        image = images.resolve(paths, ref)
-        tags = chosen.setdefault(image.id, (image, []))[1]
-        with contextlib.suppress(SdctrError):
-            key = images.parse_reference(ref).key
-            if key in image.repo_tags and key not in tags:
+        for image, key in _named(paths, ref):
+            tags = chosen.setdefault(image.id, (image, []))[1]
+            if key and key not in tags:
                 tags.append(key)
     if output is None:
         if sys.stdout.isatty():
@@ -347,6 +345,25 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _named(paths: Paths, ref: str) -> list[tuple[images.Image, str | None]]:
+    """The images `docker save REF` writes, each with the tag it goes by: a bare repository name
+    means every tag of it (`docker save fedora > fedora-all.tar`), a name with a tag that tag, an
+    id the image untagged."""
+    try:
+        r: images.Reference | None = images.parse_reference(ref)
+    except SdctrError:
+        r = None  # an id prefix that is no name
+    if r is not None and r.tag is None and r.digest is None:
+        repository = r.key.rpartition(":")[0]
+        tagged: list[tuple[images.Image, str | None]] = [
+            (image, key) for image in images.list_images(paths) for key in image.repo_tags
+            if key.rpartition(":")[0] == repository]
+        if tagged:
+            return tagged
+    image = images.resolve(paths, ref)
+    return [(image, r.key if r is not None and not r.digest and r.key in image.repo_tags else None)]
 
 
 def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]], out: BinaryIO) -> None:

@@ -341,3 +341,19 @@ def test_the_load_and_save_commands(paths: Paths, layout: Path, tmp_path: Path) 
     r = subprocess.run([*sdctr, "save", "-o", str(tmp_path / "no/such/dir.tar"), "box:4"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 125 and "cannot write" in r.stderr and "internal error" not in r.stderr
+
+
+def test_save_of_a_bare_name_writes_every_tag(paths: Paths, layout: Path, tmp_path: Path) -> None:
+    """As `docker save fedora > fedora-all.tar`: all of the repository's tags, no other's."""
+    skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'in.tar'}:box:1")
+    archive.load(paths, str(tmp_path / "in.tar"))
+    (tmp_path / "small.tar").write_bytes(small_layer("small", b"small\n"))
+    images.import_tarball(paths, str(tmp_path / "small.tar"), "box:small")
+    images.tag(paths, "box:1", "other:1")
+    out = tmp_path / "all.tar"
+    archive.save(paths, ["box"], str(out))
+    with tarfile.open(out) as tar:
+        entries = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert sorted(tag for e in entries for tag in e["RepoTags"]) == ["box:1", "box:small"]
+    config = json.loads(skopeo("inspect", "--config", f"docker-archive:{out}:box:small"))
+    assert config["rootfs"]["diff_ids"] == [images.sha256_digest(small_layer("small", b"small\n"))]
