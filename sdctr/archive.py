@@ -478,7 +478,12 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
             cmd = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(target),
                    "-cf", archive, "--", *names]
             sys.stdout.flush()
-            run(cmd, capture=False)
+            # a running container changes files while tar reads them: GNU tar warns, finishes the
+            # archive and exits 1 ("some files differ"), a complete export as `docker export` gives
+            status = run(cmd, capture=False, check=False).returncode
+            if status not in (0, 1):
+                raise SdctrError(f"tar could not archive container {cid[:12]}'s file system (exit "
+                                 f"status {status})")
         finally:
             driver.unmount(target)
     finally:

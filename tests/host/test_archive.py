@@ -4,6 +4,7 @@ container's writable layer over its image, whiteouts applied, with nothing left 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -12,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -357,3 +360,52 @@ def test_save_of_a_bare_name_writes_every_tag(paths: Paths, layout: Path, tmp_pa
     assert sorted(tag for e in entries for tag in e["RepoTags"]) == ["box:1", "box:small"]
     config = json.loads(skopeo("inspect", "--config", f"docker-archive:{out}:box:small"))
     assert config["rootfs"]["diff_ids"] == [images.sha256_digest(small_layer("small", b"small\n"))]
+
+
+def test_export_of_a_running_container(paths: Paths, layout: Path, tmp_path: Path) -> None:
+    """While the container's own overlay is mounted (it runs), export mounts a second, read-only
+    one over the same writable layer and sees what the container wrote so far."""
+    skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:1")
+    archive.load(paths, str(tmp_path / "box.tar"))
+    image = images.resolve(paths, "box:1")
+    driver, cid = storage.driver(paths), "d" * 64
+    rootfs = paths.run / cid / "rootfs"
+    driver.mount(cid, image, rootfs)
+    try:
+        (rootfs / "tmp").mkdir(exist_ok=True)
+        (rootfs / "tmp/running").write_text("still running\n")
+        (rootfs / "etc/flavour").unlink()
+        out = tmp_path / "running.tar"
+        with _writing(rootfs / "tmp/growing"):  # GNU tar: "file changed as we read it", status 1
+            archive.export(paths, cid, image, str(out))
+        with tarfile.open(out) as tar:
+            assert tar.extractfile("tmp/running").read() == b"still running\n"  # type: ignore[union-attr]
+            assert "etc/flavour" not in tar.getnames()
+        (rootfs / "tmp/after").write_text("the container's mount still works\n")
+    finally:
+        driver.unmount(rootfs)
+    assert [m.target for m in mounts_under(paths.run)] == []
+    driver.remove(cid)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A file that grows all the while, as a busy container's log does."""
+    stop = threading.Event()
+
+    def grow() -> None:
+        with open(path, "wb") as f:
+            while not stop.is_set():
+                f.write(b"x" * 65536)
+                f.flush()
+                time.sleep(0.001)
+
+    writer = threading.Thread(target=grow)
+    writer.start()
+    try:
+        while not path.exists() or path.stat().st_size < 1 << 20:
+            time.sleep(0.01)
+        yield
+    finally:
+        stop.set()
+        writer.join()
