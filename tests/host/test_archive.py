@@ -187,6 +187,28 @@ def test_hostile_archives_are_refused_and_leave_nothing(paths: Paths, tmp_path: 
     assert not (tmp_path.parent / "escape").exists() and not Path("/etc/escape").exists()
 
 
+@pytest.mark.parametrize(("kind", "target", "why"), [
+    (tarfile.SYMTYPE, "/etc/passwd", "absolute"),
+    (tarfile.SYMTYPE, "../../../etc/passwd", "goes up a directory"),
+    (tarfile.LNKTYPE, "../outside", "goes up a directory"),
+    (tarfile.SYMTYPE, "l.tar", "not in the archive"),  # a link to itself, followed once
+])
+def test_links_in_an_archive_lead_nowhere_outside(paths: Paths, tmp_path: Path, kind: bytes, target: str,
+                                                  why: str) -> None:
+    """The manifest's layer l.tar is a link: never followed on disk, refused when it leads out."""
+    path = tmp_path / "links.tar"
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "c.json", GOOD_CONFIG)
+        _add(tar, "manifest.json", GOOD_MANIFEST)
+        link = tarfile.TarInfo("l.tar")
+        link.type, link.linkname = kind, target
+        tar.addfile(link)
+    with pytest.raises(SdctrError) as e:
+        archive.load(paths, str(path))
+    assert "entry 'l.tar'" in str(e.value) and why in str(e.value)
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []
+
+
 def test_not_an_archive(paths: Paths, tmp_path: Path) -> None:
     junk = tmp_path / "junk"
     junk.write_bytes(b"this is no tar archive" * 100)
