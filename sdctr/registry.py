@@ -496,17 +496,20 @@ def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
     _descriptor_digest(config)
     for d in layers:
         _descriptor_digest(d)
+    problem = images.manifest_problem(doc)  # what the store's readers take for granted
+    if problem:
+        raise SdctrError(f"{ref}: the image manifest is not one sdctr can store: {problem}")
     return doc
 
 
 def _parse_config(ref: str, data: bytes, n_layers: int) -> dict[str, Any]:
     try:
         config = json.loads(data)
-        diff_ids = config["rootfs"]["diff_ids"]
-    except (ValueError, KeyError, TypeError):
-        raise SdctrError(f"{ref}: the image config is not a valid OCI image config") from None
-    if not isinstance(diff_ids, list) or len(diff_ids) != n_layers:
-        raise SdctrError(f"{ref}: the config lists {len(diff_ids)} layers, the manifest {n_layers}")
+    except (ValueError, RecursionError):
+        raise SdctrError(f"{ref}: the image config is not JSON") from None
+    problem = images.config_problem(config, n_layers)
+    if problem:
+        raise SdctrError(f"{ref}: the image config is not one sdctr can store: {problem}")
     result: dict[str, Any] = config
     return result
 
