@@ -1,7 +1,7 @@
 """Images and container file systems as tar archives: `load`, `save`, `export`.
 
     load    `docker save` archives (manifest.json; layers as <id>/layer.tar or blobs/sha256/<hex>)
-            and OCI archives (oci-layout, index.json, blobs/sha256/<hex>), plain or compressed
+            and OCI archives (oci-layout, index.json, blobs/sha256/<hex>); plain, gzip, bzip2, xz
     save    both in one archive, as Docker 25 writes it: blobs/sha256/<hex> with uncompressed layers
             (every reader takes those), index.json + oci-layout for OCI tools, manifest.json +
             repositories for `docker load` of any version
@@ -10,8 +10,8 @@
 An archive is read once, as a stream: each file goes straight into the content store (an OCI
 blob against the digest its name claims), the four small documents stay in memory. Nothing in it is
 ever written by its own name, so a hostile name cannot reach outside the store; such names are
-still refused, so that a bad archive says so. Whatever a failed load stored and no image uses is
-deleted again.
+still refused, so that a bad archive says so. Every image's manifest and config is checked before
+the first becomes an image; whatever a failed load stored and no image uses is deleted again.
 """
 
 from __future__ import annotations
