@@ -399,7 +399,10 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
             descriptor = {"mediaType": images.MEDIA_MANIFEST, "digest": manifest_digest,
                           "size": len(manifest)}
             index += [{**descriptor, "annotations": _name_annotations(key)} for key in tags] or [descriptor]
-            docker_manifest.append({"Config": f"blobs/sha256/{image.id}", "RepoTags": tags or None,
+            # full names, as skopeo writes them: podman loads a short name of an image with several
+            # tags as localhost/NAME; docker normalises either form to the same name
+            docker_manifest.append({"Config": f"blobs/sha256/{image.id}",
+                                    "RepoTags": [_full_name(key) for key in tags] or None,
                                     "Layers": [f"blobs/sha256/{digest_hex(d)}" for d in image.layers]})
             for key in tags:
                 repo, _, tag = key.rpartition(":")
@@ -439,9 +442,14 @@ def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) ->
 
 def _name_annotations(key: str) -> dict[str, str]:
     """containerd's full name, and the tag alone as the OCI layout spec has ref.name."""
+    return {"io.containerd.image.name": _full_name(key),
+            "org.opencontainers.image.ref.name": images.parse_reference(key).tag or "latest"}
+
+
+def _full_name(key: str) -> str:
+    """"busybox:latest" as "docker.io/library/busybox:latest"."""
     r = images.parse_reference(key)
-    return {"io.containerd.image.name": f"{r.domain}/{r.path}:{r.tag or 'latest'}",
-            "org.opencontainers.image.ref.name": r.tag or "latest"}
+    return f"{r.domain}/{r.path}:{r.tag or 'latest'}"
 
 
 def _file_info(name: str, size: int) -> tarfile.TarInfo:

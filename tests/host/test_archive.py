@@ -99,7 +99,7 @@ def test_save_is_read_by_skopeo_as_both_formats(paths: Paths, layout: Path, tmp_
             assert manifest["config"]["digest"] == f"sha256:{image.id}"
     with tarfile.open(out) as tar:
         [entry] = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-    assert entry["RepoTags"] == ["box:1"]
+    assert entry["RepoTags"] == ["docker.io/library/box:1"]  # full names, as skopeo writes them
     # and back: a second store gets the same image, tag and id
     other = Paths.from_root(str(tmp_path / "other"))
     assert archive.load(other, str(out)) == ["Loaded image: box:1"]
@@ -379,7 +379,8 @@ def test_save_of_a_bare_name_writes_every_tag(paths: Paths, layout: Path, tmp_pa
     archive.save(paths, ["box"], str(out))
     with tarfile.open(out) as tar:
         entries = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-    assert sorted(tag for e in entries for tag in e["RepoTags"]) == ["box:1", "box:small"]
+    tags = sorted(tag for e in entries for tag in e["RepoTags"])
+    assert tags == ["docker.io/library/box:1", "docker.io/library/box:small"]
     config = json.loads(skopeo("inspect", "--config", f"docker-archive:{out}:box:small"))
     assert config["rootfs"]["diff_ids"] == [images.sha256_digest(small_layer("small", b"small\n"))]
 
