@@ -1,7 +1,7 @@
 """Images and container file systems as tar archives: `load`, `save`, `export`.
 
     load    `docker save` archives (manifest.json; layers as <id>/layer.tar or blobs/sha256/<hex>)
-            and OCI archives (oci-layout, index.json, blobs/sha256/<hex>), plain or compressed
+            and OCI archives (oci-layout, index.json, blobs/sha256/<hex>); plain, gzip or zstd
     save    both in one archive, as Docker 25 writes it: blobs/sha256/<hex> with uncompressed layers
             (every reader takes those), index.json + oci-layout for OCI tools, manifest.json +
             repositories for `docker load` of any version
@@ -10,8 +10,8 @@
 An archive is read once, as a stream: each file goes straight into the content store (an OCI
 blob against the digest its name claims), the four small documents stay in memory. Nothing in it is
 ever written by its own name, so a hostile name cannot reach outside the store; such names are
-still refused, so that a bad archive says so. Whatever a failed load stored and no image uses is
-deleted again.
+still refused, so that a bad archive says so. Every image's manifest and config is checked before
+the first becomes an image; whatever a failed load stored and no image uses is deleted again.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from sdctr.storage import blob_path, digest_hex
 MAX_DOCUMENT = 4 << 20  # manifest.json, index.json: a few KiB in honest archives
 MAX_ENTRIES = 100_000
 DOCUMENTS = ("manifest.json", "index.json", "oci-layout", "repositories")
-# what a manifest can name: blobs/sha256/<hex> (OCI, Docker 25), <id>/layer.tar and <hex>.json (older)
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
@@ -71,10 +70,25 @@ class _Archive:
         return self.blobs[name]
 
     def document(self, name: str) -> Any:
+        return self.parse(self.documents[name], name)
+
+    def json_blob(self, paths: Paths, digest: str, entry: str) -> Any:
+        """A manifest or config, read only if it is of a document's size."""
+        path = blob_path(paths, digest)
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT:
+            raise self.error(f"is {size} bytes, more than {MAX_DOCUMENT} for a JSON document", entry)
+        return self.parse(path.read_bytes(), entry)
+
+    def parse(self, data: bytes, entry: str) -> Any:
         try:
-            return json.loads(self.documents[name])
-        except ValueError:
-            raise self.error("is not JSON", name) from None
+            return json.loads(data)
+        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested deeper than Python's stack
+            raise self.error("is not JSON", entry) from None
+
+    def check(self, problem: str | None, entry: str) -> None:
+        if problem:
+            raise self.error(problem, entry)
 
     def normal(self, name: str, entry: str) -> str:
         if "\0" in name or name.startswith("/"):
@@ -94,12 +108,14 @@ def load(paths: Paths, source: str | None) -> list[str]:
         with _open_input(source) as stream:
             archive = _read(paths, stream, label, written)
         if "manifest.json" in archive.documents:
-            lines = _load_docker(paths, archive)
+            found = _docker_images(paths, archive, written)
         elif "index.json" in archive.documents:
-            lines = _load_oci(paths, archive)
+            found = _oci_images(paths, archive)
         else:
             raise archive.error("neither a `docker save` archive (manifest.json) nor an OCI archive "
                                 "(index.json)")
+        # all of them checked first: a bad image anywhere in the archive leaves no image behind
+        lines = [line for manifest_digest, keys in found for line in _add(paths, manifest_digest, keys)]
     except BaseException:
         images.discard_unused(paths, written)
         raise
@@ -163,7 +179,7 @@ def _take(paths: Paths, archive: _Archive, tar: tarfile.TarFile, m: tarfile.TarI
     if name in DOCUMENTS:
         if m.size > MAX_DOCUMENT:
             raise archive.error(f"is {m.size} bytes, more than {MAX_DOCUMENT} for a document", m.name)
-        archive.documents[name] = f.read(m.size)
+        archive.documents[name] = f.read()
         return
     claimed = _BLOB_NAME.fullmatch(name)
     if not (claimed or name.endswith((".tar", ".json"))):  # Docker's legacy <id>/json, VERSION
@@ -177,112 +193,123 @@ def _take(paths: Paths, archive: _Archive, tar: tarfile.TarFile, m: tarfile.TarI
     archive.blobs[name] = digest
 
 
-def _load_docker(paths: Paths, archive: _Archive) -> list[str]:
+def _docker_images(paths: Paths, archive: _Archive, written: list[str]) -> list[tuple[str, list[str]]]:
+    """manifest.json's images, each with an OCI manifest made for it: (manifest digest, tags)."""
     entries = archive.document("manifest.json")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise archive.error("manifest.json is not a list of images", "manifest.json")
-    lines = []
+    found = []
     for entry in entries:
         config_name, layer_names = entry.get("Config"), entry.get("Layers")
-        tags = entry.get("RepoTags") or []
-        if not (isinstance(config_name, str) and isinstance(layer_names, list) and isinstance(tags, list)):
+        if not (isinstance(config_name, str) and _is_strings(layer_names)):
             raise archive.error("an image there lacks Config or Layers", "manifest.json")
-        keys = _keys(archive, tags)
         config_digest = archive.blob(config_name)
-        config = images.read_json_blob(paths, config_digest)
-        images.check_config(f"{archive.label}: {config_name}", config, len(layer_names))
-        blobs = [archive.blob(str(n)) for n in layer_names]
-        _check_plain_layers(paths, archive, blobs, config["rootfs"]["diff_ids"])
-        layers = []
-        for blob in blobs:
-            kind = _compression(paths, blob)
-            layers.append({"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""),
-                           "digest": blob, "size": blob_path(paths, blob).stat().st_size})
-        config_size = blob_path(paths, config_digest).stat().st_size
+        config = archive.json_blob(paths, config_digest, config_name)
+        archive.check(images.config_problem(config, len(layer_names)), config_name)
+        layers = [_layer(paths, archive, name, diff_id)
+                  for name, diff_id in zip(layer_names, config["rootfs"]["diff_ids"])]
         manifest = images.canonical({
             "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
-            "config": {"mediaType": images.MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+            "config": {"mediaType": images.MEDIA_CONFIG, "digest": config_digest,
+                       "size": blob_path(paths, config_digest).stat().st_size},
             "layers": layers,
         })
-        manifest_digest = images.write_blob_bytes(paths, manifest)
-        lines += _add(paths, manifest_digest, keys)
-    return lines
+        written.append(images.write_blob_bytes(paths, manifest))
+        found.append((written[-1], _tags(archive, entry.get("RepoTags"), "manifest.json")))
+    return found
 
 
-def _keys(archive: _Archive, tags: Sequence[Any]) -> list[str]:
-    try:
-        return [images.tag_reference(str(t)).key for t in tags]
-    except SdctrError as e:
-        raise archive.error(f"a tag there is not a valid name: {e}", "manifest.json") from None
-
-
-def _compression(paths: Paths, blob: str) -> str:
+def _layer(paths: Paths, archive: _Archive, name: str, diff_id: str) -> dict[str, Any]:
+    """The OCI descriptor of a docker-save layer file."""
+    blob = archive.blob(name)
     with open(blob_path(paths, blob), "rb") as f:
-        return compression(f.read(4))
+        kind = compression(f.read(4))
+    if not kind and blob != diff_id:  # a compressed one is checked when unpacked
+        raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}", name)
+    return {"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""), "digest": blob,
+            "size": blob_path(paths, blob).stat().st_size}
 
 
-def _check_plain_layers(paths: Paths, archive: _Archive, blobs: Sequence[str],
-                        diff_ids: Sequence[str]) -> None:
-    """An uncompressed layer's digest is its diff id, checked now; a compressed one's is checked
-    when it is unpacked."""
-    for blob, diff_id in zip(blobs, diff_ids):
-        if not _compression(paths, blob) and blob != diff_id:
-            raise archive.error(f"layer {blob} is not the layer the image config names ({diff_id})")
+def _tags(archive: _Archive, names: Any, entry: str) -> list[str]:
+    """The names an image is given in the archive's ``entry`` as the store's keys ("busybox:latest")."""
+    if names is None:
+        return []
+    if not _is_strings(names):
+        raise archive.error("RepoTags is not a list of names", entry)
+    try:
+        return [images.tag_reference(t).key for t in names]
+    except SdctrError as e:
+        raise archive.error(str(e), entry) from None
 
 
-def _load_oci(paths: Paths, archive: _Archive) -> list[str]:
+def _oci_images(paths: Paths, archive: _Archive) -> list[tuple[str, list[str]]]:
+    """index.json's images: (manifest digest, tags), every blob checked to be at hand."""
     index = archive.document("index.json")
     descriptors = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(descriptors, list):
         raise archive.error("index.json has no manifests", "index.json")
-    lines = []
+    found = []
     for desc in descriptors:
-        if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
-            raise archive.error("a manifest there has no digest", "index.json")
-        keys = _keys(archive, _names(desc.get("annotations") or {}))
-        digest = _image_manifest(paths, archive, desc["digest"])
-        try:
-            blobs = images.blobs_of(paths, digest)
-        except (KeyError, TypeError) as e:
-            raise archive.error(f"manifest {digest} is not an image manifest ({e!r} missing)") from None
-        for blob in blobs:
+        if not isinstance(desc, dict) or not images.is_digest(desc.get("digest")):
+            raise archive.error("a manifest there has no sha256 digest", "index.json")
+        digest, manifest = _image_manifest(paths, archive, desc["digest"])
+        config_digest = manifest["config"]["digest"]
+        for blob in (config_digest, *(layer["digest"] for layer in manifest["layers"])):
             if not blob_path(paths, blob).exists():
                 raise archive.error(f"blob {blob} of manifest {digest} is not in the archive")
-        config = images.read_json_blob(paths, blobs[1])
-        images.check_config(f"{archive.label}: manifest {digest}", config, len(blobs) - 2)
-        _check_plain_layers(paths, archive, blobs[2:], config["rootfs"]["diff_ids"])
-        lines += _add(paths, digest, keys)
-    return lines
+        config_entry = _blob_name(config_digest)
+        config = archive.json_blob(paths, config_digest, config_entry)
+        archive.check(images.config_problem(config, len(manifest["layers"])), config_entry)
+        found.append((digest, _tags(archive, _names(desc.get("annotations")), "index.json")))
+    return found
 
 
-def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> str:
-    """The image manifest a descriptor leads to; through an index, the one for this host."""
+def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> tuple[str, dict[str, Any]]:
+    """The image manifest a descriptor leads to, checked; through an index, the one for this host."""
+    wanted = ("linux", images.host_architecture())
     for _ in range(4):
-        if f"blobs/sha256/{digest_hex(digest)}" not in archive.blobs:
+        entry = _blob_name(digest)
+        if entry not in archive.blobs:
             raise archive.error(f"manifest {digest} is not in the archive")
-        doc = images.read_json_blob(paths, digest)
-        if doc.get("mediaType") != MEDIA_INDEX and "manifests" not in doc:
-            return digest
-        wanted = ("linux", images.host_architecture())
-        matches = [m["digest"] for m in doc.get("manifests") or []
-                   if (m.get("platform", {}).get("os"), m.get("platform", {}).get("architecture")) == wanted]
-        if not matches:
-            raise archive.error(f"index {digest} has no image for {'/'.join(wanted)}")
+        doc = archive.json_blob(paths, digest, entry)
+        if not (isinstance(doc, dict) and (doc.get("mediaType") == MEDIA_INDEX or "manifests" in doc)):
+            archive.check(images.manifest_problem(doc), entry)
+            return digest, doc
+        children = doc.get("manifests")
+        if not (isinstance(children, list) and all(isinstance(m, dict) for m in children)):
+            raise archive.error("the index's manifests are not a list of descriptors", entry)
+        matches = [m.get("digest") for m in children if _platform(m) == wanted]
+        if not matches or not images.is_digest(matches[0]):
+            raise archive.error(f"the index has no image for {'/'.join(wanted)}", entry)
         digest = matches[0]
     raise archive.error("indexes nested deeper than 4")
 
 
-def _names(annotations: Mapping[str, Any]) -> list[str]:
+def _platform(descriptor: Mapping[str, Any]) -> tuple[Any, Any]:
+    platform = descriptor.get("platform")
+    return (platform.get("os"), platform.get("architecture")) if isinstance(platform, dict) else (None, None)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _blob_name(digest: str) -> str:
+    return f"blobs/sha256/{digest_hex(digest)}"
+
+
+def _names(annotations: Any) -> list[str]:
     """The image's name from the index annotations: containerd's full name, else the OCI ref
     name when it is a name (skopeo writes "busybox:1"), not a bare tag such as "latest"."""
     for key in _NAME_ANNOTATIONS:
-        value = annotations.get(key)
+        value = annotations.get(key) if isinstance(annotations, dict) else None
         if isinstance(value, str) and (":" in value or "/" in value):
             return [value]
     return []
 
 
 def _add(paths: Paths, manifest_digest: str, keys: Sequence[str]) -> list[str]:
+    """Makes a checked manifest an image, under each of ``keys`` or untagged: Docker's lines."""
     for key in keys:
         images.add_manifest(paths, manifest_digest, key)
     if keys:
@@ -299,7 +326,7 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
     ``output`` (written aside and renamed when complete) or to stdout."""
     chosen: dict[str, tuple[images.Image, list[str]]] = {}
     for ref in refs:
-        for image, key in _named(paths, ref):
+        for image, key in _named(paths, ref):  # by manifest: two may share one config (id)
             tags = chosen.setdefault(image.manifest_digest, (image, []))[1]
             if key and key not in tags:
                 tags.append(key)
@@ -315,20 +342,22 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
 
 
 def _named(paths: Paths, ref: str) -> list[tuple[images.Image, str | None]]:
-    """The images a reference names, each with the tag it names: a repository without a tag
-    names all its tags (as `docker save app` saves app:1 and app:2); an id names no tag."""
-    with contextlib.suppress(SdctrError):
-        r = images.parse_reference(ref)
-        if not r.tag and not r.digest:
-            tagged = sorted(((t, i) for i in images.list_images(paths) for t in i.repo_tags
-                             if t.rpartition(":")[0] == r.repository), key=lambda ti: ti[0])
-            if tagged:
-                return [(i, t) for t, i in tagged]
+    """The images `docker save REF` writes, each with the tag it goes by: a bare repository name
+    means every tag of it (`docker save fedora > fedora-all.tar`), a name with a tag that tag, an
+    id the image untagged."""
+    try:
+        r: images.Reference | None = images.parse_reference(ref)
+    except SdctrError:
+        r = None  # an id prefix that is no name
+    if r is not None and r.tag is None and r.digest is None:
+        repository = r.key.rpartition(":")[0]
+        tagged: list[tuple[images.Image, str | None]] = [
+            (image, key) for image in images.list_images(paths) for key in image.repo_tags
+            if key.rpartition(":")[0] == repository]
+        if tagged:
+            return tagged
     image = images.resolve(paths, ref)
-    with contextlib.suppress(SdctrError):
-        key = images.parse_reference(ref).key
-        return [(image, key if key in image.repo_tags else None)]
-    return [(image, None)]
+    return [(image, r.key if r is not None and not r.digest and r.key in image.repo_tags else None)]
 
 
 @contextlib.contextmanager
@@ -336,6 +365,8 @@ def _output_file(output: str) -> Iterator[BinaryIO]:
     """The file ``output``, written aside and renamed into place once complete: a failure halfway
     leaves no half archive that looks whole."""
     target = Path(output)
+    if target.is_dir():
+        raise SdctrError(f"cannot write {output}: it is a directory", hint="name a file with -o")
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     except OSError as e:
@@ -388,7 +419,10 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
             descriptor = {"mediaType": images.MEDIA_MANIFEST, "digest": manifest_digest,
                           "size": len(manifest)}
             index += [{**descriptor, "annotations": _name_annotations(key)} for key in tags] or [descriptor]
-            docker_manifest.append({"Config": f"blobs/sha256/{image.id}", "RepoTags": tags or None,
+            # full names, as skopeo writes them: podman loads a short name of an image with several
+            # tags as localhost/NAME; docker normalises either form to the same name
+            docker_manifest.append({"Config": f"blobs/sha256/{image.id}",
+                                    "RepoTags": [_full_name(key) for key in tags] or None,
                                     "Layers": [f"blobs/sha256/{digest_hex(d)}" for d in image.layers]})
             for key in tags:
                 repo, _, tag = key.rpartition(":")
@@ -432,9 +466,14 @@ def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) ->
 
 def _name_annotations(key: str) -> dict[str, str]:
     """containerd's full name, and the tag alone as the OCI layout spec has ref.name."""
+    return {"io.containerd.image.name": _full_name(key),
+            "org.opencontainers.image.ref.name": images.parse_reference(key).tag or "latest"}
+
+
+def _full_name(key: str) -> str:
+    """"busybox:latest" as "docker.io/library/busybox:latest"."""
     r = images.parse_reference(key)
-    return {"io.containerd.image.name": f"{r.domain}/{r.path}:{r.tag or 'latest'}",
-            "org.opencontainers.image.ref.name": r.tag or "latest"}
+    return f"{r.domain}/{r.path}:{r.tag or 'latest'}"
 
 
 def _file_info(name: str, size: int) -> tarfile.TarInfo:
@@ -482,8 +521,12 @@ def _tar_tree(root: Path, output: str | None) -> None:
     from sdctr.run import run
 
     def tar(archive: str) -> None:
-        run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(root), "-cf", archive,
-             "--", *sorted(os.listdir(root))], capture=False)
+        status = run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(root), "-cf",
+                      archive, "--", *sorted(os.listdir(root))], capture=False, check=False).returncode
+        # a running container changes files while tar reads them: GNU tar warns, finishes the
+        # archive and exits 1 ("some files differ"), a complete export as `docker export` gives
+        if status not in (0, 1):
+            raise SdctrError(f"tar could not archive {root} (exit status {status})")
 
     sys.stdout.flush()
     if output is None:

@@ -24,7 +24,7 @@ import re
 import shlex
 import sys
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -273,38 +273,6 @@ def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
     return loaded
 
 
-def check_config(image: str, config: Mapping[str, Any], n_layers: int) -> None:
-    """What the store relies on in an image config, checked before the image exists: a bad one
-    refused here would otherwise break every later listing of the store."""
-    def bad(why: str) -> SdctrError:
-        return SdctrError(f"{image}: the image config {why}")
-
-    rootfs = config.get("rootfs")
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or not all(isinstance(d, str) and _DIGEST.fullmatch(d)
-                                                 for d in diff_ids):
-        raise bad("has no list of layer digests (rootfs.diff_ids)")
-    if len(diff_ids) != n_layers:
-        raise bad(f"lists {len(diff_ids)} layers, the manifest {n_layers}")
-    for key in ("created", "architecture", "os"):
-        if not isinstance(config.get(key, ""), str):
-            raise bad(f"has a {key} that is not a string")
-    section = config.get("config")
-    if section is not None and not isinstance(section, dict):
-        raise bad("has a config section that is not an object")
-    if isinstance(section, dict):
-        for key in ("Env", "Cmd", "Entrypoint"):
-            value = section.get(key)
-            if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise bad(f"has a {key} that is not a list of strings")
-        for key in ("WorkingDir", "User"):
-            if not isinstance(section.get(key) or "", str):
-                raise bad(f"has a {key} that is not a string")
-        for key in ("ExposedPorts", "Labels"):
-            if not isinstance(section.get(key) or {}, dict):
-                raise bad(f"has {key} that are not an object")
-
-
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -320,6 +288,96 @@ def copy_hashing(src: Readable, dst: Any) -> str:
 
 def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+# --- documents from outside ------------------------------------------------------------------------
+# Every reader of the store (images, inspect, history, run) takes the shapes below for granted, so
+# a manifest or config from outside is checked once, before it becomes an image: one with a string
+# for Env or a list for rootfs would otherwise break every later `sdctr images`.
+
+def is_digest(v: Any) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", v) is not None
+
+
+def _is_strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_string_map(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+
+
+def _is_descriptor(v: Any) -> bool:
+    if not (isinstance(v, dict) and is_digest(v.get("digest")) and isinstance(v.get("size", 0), int)):
+        return False
+    annotations = v.get("annotations") or {}
+    # the SIZE column reads our own annotation as a number, whoever wrote it
+    return _is_string_map(annotations) and annotations.get(UNPACKED_SIZE, "0").isdigit()
+
+
+def _each(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+_HISTORY_TEXT = ("created", "created_by", "comment")
+
+
+def _history_step(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(v.get(k, ""), str) for k in _HISTORY_TEXT)
+
+
+_IS_OBJECT = _optional(lambda v: isinstance(v, dict))
+_IS_STRING = _optional(lambda v: isinstance(v, str))
+
+# (field, check, what it must be)
+_MANIFEST_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("config", _is_descriptor, "a descriptor with a sha256 digest"),
+    ("layers", _each(_is_descriptor), "a list of descriptors with sha256 digests"),
+)
+_CONFIG_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("rootfs", lambda v: isinstance(v, dict), "an object"),
+    ("rootfs.diff_ids", _each(is_digest), "a list of sha256 digests"),
+    ("config", _IS_OBJECT, "an object"),
+    *((f"config.{key}", _optional(_is_strings), "a list of strings") for key in ("Env", "Cmd", "Entrypoint")),
+    *((f"config.{key}", _IS_STRING, "a string") for key in ("WorkingDir", "User", "StopSignal")),
+    *((f"config.{key}", _IS_OBJECT, "an object") for key in ("ExposedPorts", "Volumes")),
+    ("config.Labels", _optional(_is_string_map), "an object of strings"),
+    *((key, _IS_STRING, "a string") for key in ("created", "author", "architecture", "os")),
+    ("history", _optional(_each(_history_step)), "a list of objects with string fields"),
+)
+
+
+def _field(doc: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = doc
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _problem(doc: Any, fields: Sequence[tuple[str, Callable[[Any], bool], str]]) -> str | None:
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    for name, check, must_be in fields:
+        if not check(_field(doc, name)):
+            return f"{name} is not {must_be}"
+    return None
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """Why an image manifest from outside cannot be stored (None: it can)."""
+    return _problem(manifest, _MANIFEST_FIELDS)
+
+
+def config_problem(config: Any, layers: int) -> str | None:
+    """Why an image config from outside, for a manifest of ``layers`` layers, cannot be stored."""
+    problem = _problem(config, _CONFIG_FIELDS)
+    if problem is None and len(config["rootfs"]["diff_ids"]) != layers:
+        return f"rootfs.diff_ids lists {len(config['rootfs']['diff_ids'])} layers, the manifest {layers}"
+    return problem
 
 
 # --- images.json -----------------------------------------------------------------------------------

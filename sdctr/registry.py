@@ -375,12 +375,7 @@ class _Session:
         return digest, media, body
 
     def blob_bytes(self, desc: Mapping[str, Any], written: list[str]) -> bytes:
-        """A small blob (the config) in memory: its descriptor must say how small."""
         digest = _descriptor_digest(desc)
-        size = desc.get("size")
-        if not isinstance(size, int) or not 0 <= size <= MAX_MANIFEST:
-            raise SdctrError(f"{self.what}: the image config {digest} is announced at {size!r} bytes "
-                             f"(at most {MAX_MANIFEST} are taken)")
         if not blob_path(self.paths, digest).exists():
             self.fetch_blob(desc, written)
         return blob_path(self.paths, digest).read_bytes()
@@ -463,6 +458,8 @@ def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written
         report(Event("Pull complete", _short(digest)))
 
 
+# --- the store ---------------------------------------------------------------------------------------
+
 # --- documents ---------------------------------------------------------------------------------------
 
 def _parse_platform(text: str) -> tuple[str, str, str]:
@@ -478,10 +475,10 @@ def _select_platform(r: images.Reference, body: bytes, wanted: tuple[str, str, s
     available = []
     os_, arch, variant = wanted
     for m in entries:
-        p: dict[str, Any] = m["platform"] if isinstance(m.get("platform"), dict) else {}
+        p = m.get("platform") or {}
         if p.get("os") == "unknown":  # buildkit attestations
             continue
-        available.append("/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k)))
+        available.append("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x))
         if (p.get("os"), p.get("architecture")) == (os_, arch) and variant in ("", p.get("variant")):
             return _descriptor_digest(m)
     want = "/".join(x for x in wanted if x)
@@ -499,18 +496,22 @@ def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
     _descriptor_digest(config)
     for d in layers:
         _descriptor_digest(d)
+    problem = images.manifest_problem(doc)  # what the store's readers take for granted
+    if problem:
+        raise SdctrError(f"{ref}: the image manifest is not one sdctr can store: {problem}")
     return doc
 
 
 def _parse_config(ref: str, data: bytes, n_layers: int) -> dict[str, Any]:
     try:
         config = json.loads(data)
-    except ValueError:
-        config = None
-    if not isinstance(config, dict):
-        raise SdctrError(f"{ref}: the image config is not a JSON object")
-    images.check_config(ref, config, n_layers)
-    return config
+    except (ValueError, RecursionError):
+        raise SdctrError(f"{ref}: the image config is not JSON") from None
+    problem = images.config_problem(config, n_layers)
+    if problem:
+        raise SdctrError(f"{ref}: the image config is not one sdctr can store: {problem}")
+    result: dict[str, Any] = config
+    return result
 
 
 def _check_platform(ref: str, config: Mapping[str, Any], wanted: tuple[str, str, str]) -> None:

@@ -4,13 +4,17 @@ container's writable layer over its image, whiteouts applied, with nothing left 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from sdctr.state import Paths
 from sdctr.storage import mounts_under
 
 pytestmark = pytest.mark.host
+
+REPO = Path(__file__).resolve().parents[2]
 
 ARCH = images.host_architecture()
 CMD = ("/bin/sh", "-c", "cat /etc/flavour")
@@ -93,7 +99,7 @@ def test_save_is_read_by_skopeo_as_both_formats(paths: Paths, layout: Path, tmp_
             assert manifest["config"]["digest"] == f"sha256:{image.id}"
     with tarfile.open(out) as tar:
         [entry] = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
-    assert entry["RepoTags"] == ["box:1"]
+    assert entry["RepoTags"] == ["docker.io/library/box:1"]  # full names, as skopeo writes them
     # and back: a second store gets the same image, tag and id
     other = Paths.from_root(str(tmp_path / "other"))
     assert archive.load(other, str(out)) == ["Loaded image: box:1"]
@@ -148,6 +154,7 @@ def _hostile(tmp_path: Path, files: dict[str, bytes]) -> Path:
 GOOD_LAYER = small_layer("x", b"x\n")
 GOOD_CONFIG = json.dumps({"os": "linux", "rootfs": {"type": "layers",
                                                     "diff_ids": [images.sha256_digest(GOOD_LAYER)]}}).encode()
+LAYER_DIGEST = images.sha256_digest(GOOD_LAYER)
 GOOD_MANIFEST = json.dumps([{"Config": "c.json", "RepoTags": ["evil:1"], "Layers": ["l.tar"]}]).encode()
 
 
@@ -161,7 +168,7 @@ GOOD_MANIFEST = json.dumps([{"Config": "c.json", "RepoTags": ["evil:1"], "Layers
     ({"blobs/sha256/" + "0" * 64: b"not what the name says", "index.json": b"{}"},
      "blobs/sha256/" + "0" * 64, "failed verification"),
     ({"c.json": GOOD_CONFIG, "l.tar": small_layer("y", b"other\n"), "manifest.json": GOOD_MANIFEST},
-     None, "is not the layer the image config names"),
+     "l.tar", "the image config says"),
     ({"manifest.json": b"[" * (archive.MAX_DOCUMENT + 1)}, "manifest.json", "more than"),
     ({"c.json": GOOD_CONFIG}, None, "neither a `docker save` archive"),
 ])
@@ -178,6 +185,28 @@ def test_hostile_archives_are_refused_and_leave_nothing(paths: Paths, tmp_path: 
     assert blob_files(paths.root) == set()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "root") == before
     assert not (tmp_path.parent / "escape").exists() and not Path("/etc/escape").exists()
+
+
+@pytest.mark.parametrize(("kind", "target", "why"), [
+    (tarfile.SYMTYPE, "/etc/passwd", "absolute"),
+    (tarfile.SYMTYPE, "../../../etc/passwd", "goes up a directory"),
+    (tarfile.LNKTYPE, "../outside", "goes up a directory"),
+    (tarfile.SYMTYPE, "l.tar", "not in the archive"),  # a link to itself, followed once
+])
+def test_links_in_an_archive_lead_nowhere_outside(paths: Paths, tmp_path: Path, kind: bytes, target: str,
+                                                  why: str) -> None:
+    """The manifest's layer l.tar is a link: never followed on disk, refused when it leads out."""
+    path = tmp_path / "links.tar"
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "c.json", GOOD_CONFIG)
+        _add(tar, "manifest.json", GOOD_MANIFEST)
+        link = tarfile.TarInfo("l.tar")
+        link.type, link.linkname = kind, target
+        tar.addfile(link)
+    with pytest.raises(SdctrError) as e:
+        archive.load(paths, str(path))
+    assert "entry 'l.tar'" in str(e.value) and why in str(e.value)
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []
 
 
 def test_not_an_archive(paths: Paths, tmp_path: Path) -> None:
@@ -209,32 +238,6 @@ def test_export_is_the_upper_layer_over_the_image(paths: Paths, layout: Path, tm
     assert not any(n.startswith(("/", "..", "./")) for n in names)
     assert not list((paths.run / "export").iterdir())  # the read-only mount is gone, and its dir
     driver.remove(cid)
-
-
-def _docker_archive(tmp_path: Path, config: dict[str, object], tags: list[str]) -> Path:
-    raw = json.dumps(config).encode()
-    manifest = json.dumps([{"Config": "c.json", "RepoTags": tags, "Layers": ["l.tar"]}]).encode()
-    return _hostile(tmp_path, {"c.json": raw, "l.tar": GOOD_LAYER, "manifest.json": manifest})
-
-
-@pytest.mark.parametrize(("bad", "why"), [
-    ({"config": "x"}, "config section that is not an object"),
-    ({"created": 5}, "created that is not a string"),
-    ({"config": {"Cmd": "sh -c x"}}, "Cmd that is not a list of strings"),
-    ({"rootfs": {"diff_ids": "sha256:x"}}, "no list of layer digests"),
-])
-def test_a_malformed_config_is_refused_before_the_image_exists(paths: Paths, tmp_path: Path,
-                                                               bad: dict[str, object], why: str) -> None:
-    good = json.loads(GOOD_CONFIG)
-    with pytest.raises(SdctrError, match=why):
-        archive.load(paths, str(_docker_archive(tmp_path, {**good, **bad}, ["evil:1"])))
-    assert blob_files(paths.root) == set() and images.list_images(paths) == []
-
-
-def test_an_invalid_tag_is_refused_and_leaves_nothing(paths: Paths, tmp_path: Path) -> None:
-    with pytest.raises(SdctrError, match="not a valid name"):
-        archive.load(paths, str(_docker_archive(tmp_path, json.loads(GOOD_CONFIG), ["UPPER:1"])))
-    assert blob_files(paths.root) == set()
 
 
 def test_a_header_claiming_gigabytes_is_refused_unbuffered(paths: Paths, tmp_path: Path) -> None:
@@ -294,3 +297,195 @@ def test_a_terminated_load_leaves_no_temporary_blob(paths: Paths, tmp_path: Path
     assert proc.wait(timeout=10) == 128 + signal.SIGTERM
     proc.stdin.close()
     assert list(tmp_blobs.iterdir()) == []
+# --- documents that are JSON but not an image: refused before they reach the store ------------------
+
+def _oci_archive(path: Path, config: object, *, manifest: dict[str, object] | None = None,
+                 name: str = "docs:1", config_bytes: bytes | None = None) -> dict[str, str]:
+    """An OCI archive of one image with ``config``: its entries' names for "config", "manifest"."""
+    config_bytes = config_bytes if config_bytes is not None else json.dumps(config).encode()
+    layer = {"mediaType": images.MEDIA_LAYER, "digest": LAYER_DIGEST, "size": len(GOOD_LAYER)}
+    manifest_bytes = json.dumps({
+        "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST, "layers": [layer],
+        "config": {"mediaType": images.MEDIA_CONFIG, "digest": images.sha256_digest(config_bytes),
+                   "size": len(config_bytes)},
+        **(manifest or {})}).encode()
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": images.MEDIA_MANIFEST, "digest": images.sha256_digest(manifest_bytes),
+        "size": len(manifest_bytes), "annotations": {"org.opencontainers.image.ref.name": name}}]}
+    blobs = {"config": config_bytes, "manifest": manifest_bytes, "layer": GOOD_LAYER}
+    names = {what: f"blobs/sha256/{images.sha256_digest(data)[7:]}" for what, data in blobs.items()}
+    with tarfile.open(path, "w") as tar:
+        _add(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        _add(tar, "index.json", json.dumps(index).encode())
+        for what, data in blobs.items():
+            _add(tar, names[what], data)
+    return names
+
+
+def _config(**changes: object) -> dict[str, object]:
+    return {**json.loads(GOOD_CONFIG), **changes}
+
+
+def _manifest(**changes: object) -> tuple[dict[str, object], dict[str, object]]:
+    return _config(), changes
+
+
+@pytest.mark.parametrize(("documents", "why"), [
+    (([1, 2], None), "config: not a JSON object"),
+    ((_config(config={"Env": "PATH=/bin"}), None), "config: config.Env is not a list of strings"),
+    ((_config(config={"Labels": ["a"]}), None), "config: config.Labels is not an object of strings"),
+    ((_config(rootfs="layers"), None), "config: rootfs is not an object"),
+    ((_config(rootfs={"diff_ids": ["sha256:../../etc"]}), None), "config: rootfs.diff_ids is not"),
+    ((_config(rootfs={"diff_ids": []}), None), "config: rootfs.diff_ids lists 0 layers, the manifest 1"),
+    ((_config(history="yesterday"), None), "config: history is not a list"),
+    (_manifest(layers=[{"digest": "sha256:../../etc/passwd"}]), "manifest: layers is not a list of"),
+    (_manifest(config="c.json"), "manifest: config is not a descriptor"),
+    (_manifest(layers=[{"digest": LAYER_DIGEST, "annotations": {images.UNPACKED_SIZE: "lots"}}]),
+     "manifest: layers is not"),
+])
+def test_documents_that_are_no_image_are_refused(paths: Paths, tmp_path: Path,
+                                                 documents: tuple[object, dict[str, object] | None],
+                                                 why: str) -> None:
+    """Each of these loaded fine once, and then broke every `sdctr images` that followed."""
+    path = tmp_path / "docs.tar"
+    config, manifest = documents
+    names = _oci_archive(path, config, manifest=manifest)
+    with pytest.raises(SdctrError) as e:
+        archive.load(paths, str(path))
+    which, _, reason = why.partition(": ")
+    assert f"{path}: entry {names[which]!r}: {reason}" in str(e.value)
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []
+
+
+def test_a_name_that_is_no_reference(paths: Paths, tmp_path: Path) -> None:
+    _oci_archive(tmp_path / "name.tar", _config(), name="../../x:1")
+    with pytest.raises(SdctrError, match=r"entry 'index.json': invalid reference format '../../x:1'"):
+        archive.load(paths, str(tmp_path / "name.tar"))
+    assert blob_files(paths.root) == set()
+
+
+@pytest.mark.parametrize(("config_bytes", "why"), [
+    (b"[" * 100_000 + b"]" * 100_000, "is not JSON"),  # deeper than Python's recursion limit
+    (b" " * archive.MAX_DOCUMENT + GOOD_CONFIG, f"more than {archive.MAX_DOCUMENT}"),
+])
+def test_json_bombs_in_blobs(paths: Paths, tmp_path: Path, config_bytes: bytes, why: str) -> None:
+    path = tmp_path / "bomb.tar"
+    names = _oci_archive(path, None, config_bytes=config_bytes)
+    with pytest.raises(SdctrError) as e:
+        archive.load(paths, str(path))
+    assert f"entry {names['config']!r}: " in str(e.value) and why in str(e.value)
+    assert blob_files(paths.root) == set()
+
+
+def test_one_bad_image_leaves_none_behind(paths: Paths, tmp_path: Path) -> None:
+    """docker load would keep the images before the bad one; a half-loaded archive helps no one."""
+    bad_config = json.dumps(_config(config={"Cmd": "sh"})).encode()
+    entries = [{"Config": f"{n}.json", "RepoTags": [f"{n}:1"], "Layers": ["l.tar"]} for n in ("good", "bad")]
+    files = {"good.json": GOOD_CONFIG, "bad.json": bad_config, "l.tar": GOOD_LAYER,
+             "manifest.json": json.dumps(entries).encode()}
+    path = _hostile(tmp_path, files)
+    with pytest.raises(SdctrError, match=r"entry 'bad.json': config.Cmd is not a list of strings"):
+        archive.load(paths, str(path))
+    assert images.list_images(paths) == [] and blob_files(paths.root) == set()
+
+
+def test_a_multi_platform_oci_archive_loads_this_hosts_image(paths: Paths, tmp_path: Path) -> None:
+    other = "arm64" if ARCH != "arm64" else "amd64"
+    lay = Layout(tmp_path / "multi")
+    lay.add("multi", [Variant(other, ENV, ("other",), (small_layer("a", b"other\n"),)),
+                      Variant(ARCH, ENV, ("mine",), (small_layer("a", b"mine\n"),))])
+    skopeo("copy", "-q", "--all", f"oci:{lay.root}:multi", f"oci-archive:{tmp_path / 'multi.tar'}:multi:1")
+    assert archive.load(paths, str(tmp_path / "multi.tar")) == ["Loaded image: multi:1"]
+    assert images.resolve(paths, "multi:1").config.cmd == ("mine",)
+
+
+def test_the_load_and_save_commands(paths: Paths, layout: Path, tmp_path: Path) -> None:
+    """What a user types: a gzipped `docker save` on stdin, a bad archive (one line, 125),
+    save to stdout, and to a directory that does not exist."""
+    sdctr = [sys.executable, "-m", "sdctr", "--root", str(paths.root)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:4")
+    (tmp_path / "box.tar.gz").write_bytes(gzip.compress((tmp_path / "box.tar").read_bytes()))
+    with open(tmp_path / "box.tar.gz", "rb") as stdin:
+        r = subprocess.run([*sdctr, "load"], stdin=stdin, capture_output=True, text=True, env=env,
+                           check=True)
+    assert r.stdout == "Loaded image: box:4\n"
+    _oci_archive(tmp_path / "bad.tar", _config(config={"Env": "x"}))
+    r = subprocess.run([*sdctr, "load", "-i", str(tmp_path / "bad.tar")], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 125 and r.stdout == ""
+    assert r.stderr.startswith(f"sdctr: error: {tmp_path / 'bad.tar'}: entry 'blobs/sha256/")
+    assert len(r.stderr.splitlines()) == 2 and "Traceback" not in r.stderr  # the error and its hint
+    with open(tmp_path / "out.tar", "wb") as stdout:
+        subprocess.run([*sdctr, "save", "box:4"], stdout=stdout, env=env, check=True)
+    config = json.loads(skopeo("inspect", "--config", f"docker-archive:{tmp_path / 'out.tar'}"))
+    assert tuple(config["config"]["Cmd"]) == CMD
+    r = subprocess.run([*sdctr, "save", "-o", str(tmp_path / "no/such/dir.tar"), "box:4"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 125 and "cannot write" in r.stderr and "internal error" not in r.stderr
+
+
+def test_save_of_a_bare_name_writes_every_tag(paths: Paths, layout: Path, tmp_path: Path) -> None:
+    """As `docker save fedora > fedora-all.tar`: all of the repository's tags, no other's."""
+    skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'in.tar'}:box:1")
+    archive.load(paths, str(tmp_path / "in.tar"))
+    (tmp_path / "small.tar").write_bytes(small_layer("small", b"small\n"))
+    images.import_tarball(paths, str(tmp_path / "small.tar"), "box:small")
+    images.tag(paths, "box:1", "other:1")
+    out = tmp_path / "all.tar"
+    archive.save(paths, ["box"], str(out))
+    with tarfile.open(out) as tar:
+        entries = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    tags = sorted(tag for e in entries for tag in e["RepoTags"])
+    assert tags == ["docker.io/library/box:1", "docker.io/library/box:small"]
+    config = json.loads(skopeo("inspect", "--config", f"docker-archive:{out}:box:small"))
+    assert config["rootfs"]["diff_ids"] == [images.sha256_digest(small_layer("small", b"small\n"))]
+
+
+def test_export_of_a_running_container(paths: Paths, layout: Path, tmp_path: Path) -> None:
+    """While the container's own overlay is mounted (it runs), export mounts a second, read-only
+    one over the same writable layer and sees what the container wrote so far."""
+    skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:1")
+    archive.load(paths, str(tmp_path / "box.tar"))
+    image = images.resolve(paths, "box:1")
+    driver, cid = storage.driver(paths), "d" * 64
+    rootfs = paths.run / cid / "rootfs"
+    driver.mount(cid, image, rootfs)
+    try:
+        (rootfs / "tmp").mkdir(exist_ok=True)
+        (rootfs / "tmp/running").write_text("still running\n")
+        (rootfs / "etc/flavour").unlink()
+        out = tmp_path / "running.tar"
+        with _writing(rootfs / "tmp/growing"):  # GNU tar: "file changed as we read it", status 1
+            archive.export(paths, cid, image, str(out))
+        with tarfile.open(out) as tar:
+            assert tar.extractfile("tmp/running").read() == b"still running\n"  # type: ignore[union-attr]
+            assert "etc/flavour" not in tar.getnames()
+        (rootfs / "tmp/after").write_text("the container's mount still works\n")
+    finally:
+        driver.unmount(rootfs)
+    assert [m.target for m in mounts_under(paths.run)] == []
+    driver.remove(cid)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A file that grows all the while, as a busy container's log does."""
+    stop = threading.Event()
+
+    def grow() -> None:
+        with open(path, "wb") as f:
+            while not stop.is_set():
+                f.write(b"x" * 65536)
+                f.flush()
+                time.sleep(0.001)
+
+    writer = threading.Thread(target=grow)
+    writer.start()
+    try:
+        while not path.exists() or path.stat().st_size < 1 << 20:
+            time.sleep(0.01)
+        yield
+    finally:
+        stop.set()
+        writer.join()

@@ -244,3 +244,61 @@ def test_a_corrupt_layer_blob_is_not_unpacked(paths: Paths, tmp_path: Path) -> N
     with pytest.raises(SdctrError, match=r"unpacks to sha256:.*but the image says"):
         storage.driver(paths).ensure_layers(image)
     assert list((paths.root / "overlay/layers").iterdir()) == []
+
+
+# Docker Hub's busybox config as `docker save` and registries serve it (shortened, shape kept):
+# nulls where nothing is set, the legacy container_config, and a history with empty layers
+DOCKER_CONFIG = {
+    "architecture": "amd64", "os": "linux", "created": "2024-09-26T21:31:42Z", "docker_version": "23.0.11",
+    "config": {"Hostname": "", "User": "", "AttachStdin": False, "ExposedPorts": {"80/tcp": {}},
+               "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"],
+               "Image": "sha256:" + "1" * 64, "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+               "OnBuild": None, "Labels": None},
+    "container_config": {"Cmd": ["/bin/sh", "-c", "#(nop) ", "CMD [\"sh\"]"], "Labels": {}},
+    "history": [{"created": "2024-09-26T21:31:42Z", "created_by": "/bin/sh -c #(nop) ADD file:abc in / "},
+                {"created": "2024-09-26T21:31:42Z", "created_by": "/bin/sh -c #(nop)  CMD [\"sh\"]",
+                 "empty_layer": True}],
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "2" * 64]},
+}
+OCI_MANIFEST = {
+    "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
+    "config": {"mediaType": images.MEDIA_CONFIG, "digest": "sha256:" + "3" * 64, "size": 581},
+    "layers": [{"mediaType": images.MEDIA_LAYER + "+gzip", "digest": "sha256:" + "4" * 64, "size": 2160,
+                "annotations": {"org.opencontainers.image.title": "layer.tar.gz"}}],
+    "annotations": {"org.opencontainers.image.created": "2024-09-26T21:31:42Z"},
+}
+
+
+def test_real_documents_are_images() -> None:
+    assert images.manifest_problem(OCI_MANIFEST) is None
+    assert images.config_problem(DOCKER_CONFIG, 1) is None
+    assert images.config_problem({"rootfs": {"diff_ids": []}}, 0) is None  # the least there is
+
+
+@pytest.mark.parametrize(("config", "problem"), [
+    ({**DOCKER_CONFIG, "config": {"Env": "PATH=/bin"}}, "config.Env is not a list of strings"),
+    ({**DOCKER_CONFIG, "config": {"Cmd": [["sh"]]}}, "config.Cmd is not a list of strings"),
+    ({**DOCKER_CONFIG, "config": {"Labels": {"a": 1}}}, "config.Labels is not an object of strings"),
+    ({**DOCKER_CONFIG, "rootfs": None}, "rootfs is not an object"),
+    ({**DOCKER_CONFIG, "history": [{"created_by": ["x"]}]},
+     "history is not a list of objects with string fields"),
+    ({**DOCKER_CONFIG, "os": 7}, "os is not a string"),
+    ("{}", "not a JSON object"),
+])
+def test_documents_the_store_cannot_read_are_named(config: object, problem: str) -> None:
+    assert images.config_problem(config, 1) == problem
+
+
+def test_a_pull_refuses_what_the_store_cannot_read() -> None:
+    """The checks load uses guard pulls as well: a registry's config is as foreign as an archive's."""
+    from sdctr import registry
+
+    bad = json.dumps({**DOCKER_CONFIG, "config": {"Env": "PATH=/bin"}}).encode()
+    with pytest.raises(SdctrError, match=r"the image config is not one sdctr can store: config\.Env "):
+        registry._parse_config("busybox", bad, 1)
+    with pytest.raises(SdctrError, match="busybox: the image config is not JSON"):
+        registry._parse_config("busybox", b"[" * 100_000, 1)
+    layer = {**OCI_MANIFEST["layers"][0], "annotations": {images.UNPACKED_SIZE: "many"}}  # type: ignore[index]
+    manifest = json.dumps({**OCI_MANIFEST, "layers": [layer]}).encode()
+    with pytest.raises(SdctrError, match=r"busybox: the image manifest is not one sdctr can store: layers"):
+        registry._parse_image_manifest("busybox", manifest)
