@@ -24,6 +24,7 @@ import re
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 UNPACKED_SIZE = "io.sdctr.layer.unpacked-size"  # manifest annotation on layers we made
 DEFAULT_DOMAIN = "docker.io"
 _NO_IMAGE_HINT = "sdctr import ROOTFS.tar NAME or sdctr pull NAME"
+STALE_TMP = 24 * 3600  # seconds: a temporary blob this old was left by a writer that was killed
 MAX_DOCUMENT = 4 << 20  # as containerd: a manifest or config is small, a huge one is an attack
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -229,11 +231,17 @@ def blobs_of(paths: Paths, manifest_digest: str) -> list[str]:
 
 def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
     """Deletes those of ``digests`` that no image references: what a failed pull, load or import
-    wrote (another one running at the same time may share some)."""
+    wrote (another one running at the same time may share some). Temporary blobs a killed
+    (SIGKILL) writer left go too, once they are a day old: nobody is writing them any more."""
     digests = list(digests)
     if digests:
         with state.locked(paths):
             _discard_unused_locked(paths, _load_index(paths), digests)
+    blobs = paths.root / "blobs" / "sha256"
+    for tmp in blobs.glob(".tmp-*") if blobs.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - tmp.stat().st_mtime > STALE_TMP:
+                tmp.unlink()
 
 
 def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterable[str]) -> int:

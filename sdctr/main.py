@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `sdctr save | head`: the reader left, as with any Unix tool
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except Exception as e:
         if debugging():
             raise

@@ -93,6 +93,7 @@ def pull(paths: Paths, ref: str, *, platform: str | None = None,
     except BaseException:
         images.discard_unused(paths, written)
         raise
+    images.discard_unused(paths, [])  # only the stale temporary blobs of killed pulls
     report(Event(f"Digest: {top_digest}"))
     name = r.key if not r.digest else f"{r.repository}@{r.digest}"
     report(Event(f"Status: {'Image is up to date' if up_to_date else 'Downloaded newer image'} for {name}"))

@@ -489,3 +489,15 @@ def _writing(path: Path) -> Iterator[None]:
     finally:
         stop.set()
         writer.join()
+
+
+def test_save_into_a_pipe_closed_early_is_quiet(paths: Paths, tmp_path: Path) -> None:
+    """`sdctr save IMG | head -c 1`: the reader left; no traceback, no internal error."""
+    raw = tmp_path / "rootfs.tar"  # a megabyte of noise: more than a pipe holds
+    with tarfile.open(raw, "w") as tar:
+        _add(tar, "etc/noise", os.urandom(1 << 20))
+    images.import_tarball(paths, str(raw), "big:1")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run(["bash", "-c", f"{sys.executable} -m sdctr --root {paths.root} save big:1 | head -c 1 "
+                        ">/dev/null; echo ${PIPESTATUS[0]}"], capture_output=True, text=True, env=env)
+    assert r.stdout.strip() == "141" and r.stderr == "", r.stderr

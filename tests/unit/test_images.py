@@ -11,6 +11,7 @@ import shutil
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,16 @@ def test_a_pull_refuses_what_the_store_cannot_read() -> None:
     manifest = json.dumps({**OCI_MANIFEST, "layers": [layer]}).encode()
     with pytest.raises(SdctrError, match=r"busybox: the image manifest is not one sdctr can store: layers"):
         registry._parse_image_manifest("busybox", manifest)
+
+
+def test_stale_temporary_blobs_are_swept_fresh_ones_kept(paths: Paths) -> None:
+    """A writer killed by SIGKILL leaves its temporary blob; a day later it is nobody's."""
+    d = paths.root / "blobs/sha256"
+    d.mkdir(parents=True)
+    old, fresh = d / ".tmp-old", d / ".tmp-fresh"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    images.discard_unused(paths, [])
+    assert not old.exists() and fresh.exists()
