@@ -7,13 +7,11 @@ both by id and changes the unit through `sdctr.systemd` only.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from sdctr import hooks
 from sdctr.log import SdctrError
@@ -21,7 +19,10 @@ from sdctr.spec import ContainerSpec
 from sdctr.state import Paths, all_specs, read_status, save_spec
 from sdctr.systemd import Host, Systemd, properties, sdctr_argv
 
+TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
+    from typing import Any
+
     from sdctr.images import Image
 
 RUNNING_STATES = ("active", "activating", "deactivating", "reloading")
@@ -239,6 +240,8 @@ def human_duration(seconds: float) -> str:
 
 
 def _iso(ts: float | None) -> str:
+    import datetime
+
     if not ts:
         return "0001-01-01T00:00:00Z"
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat().replace("+00:00", "Z")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -110,6 +109,8 @@ def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
 
 def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     """Snapshot, runtime directory and record; the record last, so a crash leaves it findable."""
+    import shutil
+
     from sdctr import storage
 
     driver = storage.driver(paths)

@@ -15,16 +15,40 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Protocol
 
 from sdctr.log import SdctrError, debug
 from sdctr.run import run
 from sdctr.state import Paths
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
+if TYPE_CHECKING:  # the snapshotter interface, for the type checker (the drivers need no base class)
+    from typing import Protocol
+
+    class LayeredImage(Protocol):
+        """What a snapshotter needs of an image (sdctr.images.Image satisfies it)."""
+
+        @property
+        def name(self) -> str: ...
+        @property
+        def layers(self) -> tuple[str, ...]: ...  # diff ids, bottom first
+        @property
+        def layer_blobs(self) -> tuple[str, ...]: ...  # blob digests, same order
+
+    class Snapshotter(Protocol):
+        def ensure_layers(self, image: LayeredImage) -> dict[str, int]: ...
+        def prepare(self, cid: str, image: LayeredImage) -> None: ...
+        def mount(self, cid: str, image: LayeredImage, target: Path) -> None: ...
+        def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]: ...
+        def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None: ...
+        def unmount(self, target: Path) -> None: ...
+        def remove(self, cid: str) -> None: ...
+        def snapshot_dir(self, cid: str) -> Path | None: ...
+        def reset(self, cid: str) -> None: ...
+        def prune_layers(self, keep: Collection[str]) -> list[str]: ...
+
 
 _CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
@@ -33,30 +57,6 @@ _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _UNSAFE_IN_OPTIONS = re.compile(r"[,:\\\"'\s=]")
 _OPTIONS_MAX = 4095  # the kernel copies mount data in one page
 _STALE_TMP = 24 * 3600  # an unpack this old crashed: nobody is writing its temp directory
-
-
-class LayeredImage(Protocol):
-    """What a snapshotter needs of an image (sdctr.images.Image satisfies it)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def layers(self) -> tuple[str, ...]: ...  # diff ids, bottom first
-    @property
-    def layer_blobs(self) -> tuple[str, ...]: ...  # blob digests, same order
-
-
-class Snapshotter(Protocol):
-    def ensure_layers(self, image: LayeredImage) -> dict[str, int]: ...
-    def prepare(self, cid: str, image: LayeredImage) -> None: ...
-    def mount(self, cid: str, image: LayeredImage, target: Path) -> None: ...
-    def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]: ...
-    def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None: ...
-    def unmount(self, target: Path) -> None: ...
-    def remove(self, cid: str) -> None: ...
-    def snapshot_dir(self, cid: str) -> Path | None: ...
-    def reset(self, cid: str) -> None: ...
-    def prune_layers(self, keep: Collection[str]) -> list[str]: ...
 
 
 def driver(paths: Paths) -> Snapshotter:
@@ -94,6 +94,8 @@ class OverlaySnapshotter:
         """Unpacks each missing layer into a temp directory, then renames it into place: two
         callers racing both unpack, one rename wins, the other discards its copy. Returns the
         unpacked sizes of the layers unpacked now (blob -> bytes), for the image's SIZE."""
+        import shutil
+
         sizes = {}
         if len(image.layers) != len(image.layer_blobs):
             raise SdctrError(f"image {image.name}: {len(image.layers)} diff ids for "
@@ -103,6 +105,8 @@ class OverlaySnapshotter:
             if final.is_dir():
                 continue
             self._make_base()
+            import tempfile  # with shutil, bz2 and lzma: ~3 ms that `run` does without
+
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name[:12]}-", dir=self.layers_dir))
             try:
                 os.chmod(tmp, 0o755)  # the rootfs "/" when the layer has no "./" entry
@@ -220,6 +224,8 @@ class OverlaySnapshotter:
     def remove(self, cid: str) -> None:
         """Deletes the writable layer. Refuses while it is mounted or has a mount inside it:
         deleting through a mount would delete someone else's files."""
+        import shutil
+
         d = self.container_dir(cid)
         if not d.exists():
             return
@@ -228,6 +234,8 @@ class OverlaySnapshotter:
 
     def reset(self, cid: str) -> None:
         """Discards the writable layer (--ephemeral): the next mount starts from the image."""
+        import shutil
+
         d = self.container_dir(cid)
         if not d.exists():
             return
@@ -243,6 +251,8 @@ class OverlaySnapshotter:
 
     def prune_layers(self, keep: Collection[str]) -> list[str]:
         """Deletes unpacked layers whose diff id is not in ``keep`` and that no mount uses."""
+        import shutil
+
         removed: list[str] = []
         if not self.layers_dir.is_dir():
             return removed

@@ -28,6 +28,13 @@ def test_hot_paths_import_nothing_heavy(modules: str) -> None:
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
+def test_run_path_skips_what_only_other_verbs_need() -> None:
+    """typing (~3 ms), and tempfile with shutil, bz2 and lzma (~3 ms): `run` uses none of them."""
+    loaded = imported_by("import sdctr.main, sdctr.cli, sdctr.verbs, sdctr.containers, sdctr.systemd, "
+                         "sdctr.attach, sdctr.images, sdctr.storage, sdctr.hooks")
+    assert not loaded & {"typing", "tempfile", "shutil", "lzma", "bz2"}
+
+
 def test_help_does_not_load_dbus() -> None:
     loaded = imported_by("from sdctr.cli import build_parser; build_parser().format_help()")
     assert not any(m.startswith("pystemd") or m == "sdctr.sdbus" for m in loaded)
