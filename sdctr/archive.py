@@ -35,7 +35,7 @@ from sdctr.log import SdctrError
 from sdctr.state import Paths
 from sdctr.storage import blob_path, digest_hex
 
-MAX_DOCUMENT = 4 << 20  # manifest.json, index.json: a few KiB in honest archives
+MAX_DOCUMENT = images.MAX_DOCUMENT  # manifest.json, index.json: a few KiB in honest archives
 MAX_ENTRIES = 100_000
 DOCUMENTS = ("manifest.json", "index.json", "oci-layout", "repositories")
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"

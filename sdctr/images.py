@@ -29,7 +29,7 @@ from pathlib import Path
 from sdctr import state
 from sdctr.log import SdctrError, debug
 from sdctr.state import Paths
-from sdctr.storage import blob_path, digest_hex, driver
+from sdctr.storage import STALE_TMP, blob_path, digest_hex, driver
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 UNPACKED_SIZE = "io.sdctr.layer.unpacked-size"  # manifest annotation on layers we made
 DEFAULT_DOMAIN = "docker.io"
 _NO_IMAGE_HINT = "sdctr import ROOTFS.tar NAME or sdctr pull NAME"
-STALE_TMP = 24 * 3600  # seconds: a temporary blob this old was left by a writer that was killed
 MAX_DOCUMENT = 4 << 20  # as containerd: a manifest or config is small, a huge one is an attack
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -276,7 +275,7 @@ def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
         raise SdctrError(f"blob {digest} is corrupt (its content has another digest)")
     try:
         loaded = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" deeper than Python's stack
         loaded = None
     if not isinstance(loaded, dict):
         raise SdctrError(f"blob {digest} is not a JSON object (a manifest or image config was expected)")

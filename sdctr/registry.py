@@ -55,7 +55,6 @@ _MANIFESTS = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
 _ACCEPT = ", ".join((*_INDEXES, *_MANIFESTS))
 
 DOCKER_HUB_API = "registry-1.docker.io"
-MAX_MANIFEST = 4 << 20  # as containerd: a manifest is small, a huge one is an attack
 CONCURRENT_LAYERS = 3
 ATTEMPTS = 4
 _RETRY_PAUSE = 0.5  # seconds, doubled after each failed attempt
@@ -354,8 +353,8 @@ class _Session:
                 body = b""
                 for chunk in resp.iter_bytes():
                     body += chunk
-                    if len(body) > MAX_MANIFEST:
-                        raise SdctrError(f"{url}: the manifest is larger than {MAX_MANIFEST} bytes")
+                    if len(body) > images.MAX_DOCUMENT:
+                        raise SdctrError(f"{url}: the manifest is larger than {images.MAX_DOCUMENT} bytes")
                 return body, resp.headers.get("Content-Type", "").split(";")[0].strip()
 
         body, content_type = self.retrying(f"manifest {reference}", read)

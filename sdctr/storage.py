@@ -56,7 +56,7 @@ _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 # escapes; rather than escape for two parsers, paths carrying any of these are refused.
 _UNSAFE_IN_OPTIONS = re.compile(r"[,:\\\"'\s=]")
 _OPTIONS_MAX = 4095  # the kernel copies mount data in one page
-_STALE_TMP = 24 * 3600  # an unpack this old crashed: nobody is writing its temp directory
+STALE_TMP = 24 * 3600  # seconds: a temporary file or directory this old was left by a killed writer
 
 
 def driver(paths: Paths) -> Snapshotter:
@@ -259,7 +259,7 @@ class OverlaySnapshotter:
         in_use = " ".join(m.options for m in mounts() if m.fstype == "overlay")
         for p in self.layers_dir.iterdir():
             if p.name.startswith(".tmp-"):
-                if time.time() - p.stat().st_mtime > _STALE_TMP:
+                if time.time() - p.stat().st_mtime > STALE_TMP:
                     shutil.rmtree(p, ignore_errors=True)
                 continue
             diff_id = f"sha256:{p.name}"
