@@ -9,8 +9,8 @@ namespace made for the run, an image of --layers gzipped layers of --layer-mb MB
 bytes, so about as large compressed: the default is 5 x 40 MB = 200 MB over the wire), pushed by
 skopeo. Each tool pulls it --runs times into an empty store:
 
-- sdctr pull: downloads the blobs (3 at a time), verifies each digest, and reads every layer through
-  the tar-safety rules (decompressing it) before the image exists; unpacking waits for the first run;
+- sdctr pull: downloads the blobs (3 at a time) and verifies each digest; the layers meet the
+  tar-safety rules when the first container unpacks them;
 - skopeo copy docker://… oci:DIR: downloads and verifies the blobs, nothing more;
 - podman pull: downloads, verifies and unpacks every layer into its overlay store.
 
@@ -85,7 +85,7 @@ def timed_pull(netns: str, cmd: list[str], fresh: list[Path]) -> tuple[float, in
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=5)
     p.add_argument("--layers", type=int, default=5)
     p.add_argument("--layer-mb", type=int, default=40)
     args = p.parse_args()

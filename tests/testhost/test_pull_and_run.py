@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Machine
+from conftest import Machine, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))  # the registry tier's helpers
 from registry_helpers import REGISTRY_CONFIG, Layout, Variant, busybox_layer, missing_tools, small_layer
@@ -63,8 +63,9 @@ def registry(testhost: Machine, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        testhost.sh("sdctr ps -aq | xargs -r sdctr rm -f; sdctr rmi -f $(sdctr images -q) 2>/dev/null",
-                    check=False)
+        # what these tests pulled; the session's test host is shared with other modules
+        testhost.sh(f"sdctr rmi -f {REGISTRY}/test/box:oci {REGISTRY}/test/box:docker "
+                    f"{REGISTRY}/test/box:multi 2>/dev/null", check=False)
 
 
 def _arch() -> str:
@@ -97,11 +98,9 @@ def test_pull_then_run_under_systemd(testhost: Machine, registry: str) -> None:
     unpacked = json.loads(testhost.exec(*inspect).stdout)
     assert unpacked[0]["Size"] > 1.5 * size
     unit = f"ctr-{cid[:12]}.service"
-    for _ in range(100):
-        state = testhost.exec("systemctl", "show", "-p", "ActiveState", "--value", unit, check=False).stdout
-        if state.strip() in ("inactive", "failed", ""):
-            break
-        time.sleep(0.1)
+    wait_for(lambda: testhost.exec("systemctl", "show", "-p", "ActiveState", "--value", unit,
+                                   check=False).stdout.strip() in ("inactive", "failed", ""),
+             what=f"{unit} to finish")
     journal = testhost.exec("journalctl", "-u", unit, "-o", "cat").stdout
     assert "hello from registry" in journal and "oci" in journal.split("hello from registry", 1)[1]
     assert json.loads(testhost.exec("sdctr", "inspect", cid).stdout)[0]["State"]["ExitCode"] == 0

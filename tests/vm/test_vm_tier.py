@@ -120,6 +120,21 @@ def test_memory_limit_is_enforced_by_the_oom_killer(boot: Boot) -> None:
     assert boot.fact("oom_result") == {"v1": "signal", "v2": "oom-kill"}[boot.cgroup], boot
 
 
+def test_sdctr_limits_reach_the_kernel_under_either_cgroup_version(boot: Boot) -> None:
+    """-c 512 -m 64m --cpus 0.5 --pids-limit 64: CPUShares/MemoryLimit on v1, CPUWeight (runc's
+    conversion: 512 -> 59)/MemoryMax on v2, read back from the unit's own cgroup files."""
+    assert boot.fact("run_memory") == str(64 * 1024 * 1024), boot
+    assert boot.fact("run_cpu") == {"v1": "512", "v2": "59"}[boot.cgroup], boot
+    assert boot.fact("run_cpu_max") == {"v1": "50000", "v2": "50000 100000"}[boot.cgroup], boot
+    assert boot.fact("run_pids") == "64", boot
+
+
+def test_sdctr_container_past_its_memory_limit_is_oom_killed(boot: Boot) -> None:
+    assert boot.fact("run_oom_status") == "137", boot
+    assert boot.fact("run_oom_wait") == "137", boot
+    assert boot.fact("run_oom_killed") == "true", boot
+
+
 # --- the harness leaves nothing behind ----------------------------------------------------------
 
 def processes_mentioning(text: str) -> list[str]:

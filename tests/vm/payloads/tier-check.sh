@@ -59,6 +59,39 @@ memory_limit_check() {
   fact oom_memcg "$(dmesg | sed -n 's/.*oom_memcg=\([^,]*\),.*/\1/p' | tail -1)"
 }
 
+# sdctr itself: a container's -c/-m/--cpus/--pids-limit land in the kernel's files for its unit
+# under either cgroup version (CPUShares/MemoryLimit on v1, CPUWeight/MemoryMax on v2), and a
+# container allocating past -m is OOM-killed: exit 137, OOMKilled.
+sdctr_run_check() {
+  rm -rf /tmp/bb && mkdir -p /tmp/bb/bin /tmp/bb/etc /tmp/bb/tmp
+  cp /bin/busybox /tmp/bb/bin/busybox
+  for c in sh sleep dd true; do ln -s busybox /tmp/bb/bin/$c; done
+  echo 'root:x:0:0:root:/root:/bin/sh' > /tmp/bb/etc/passwd
+  tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox
+  cid=$(sdctr run -d -c 512 -m 64m --cpus 0.5 --pids-limit 64 busybox sleep 1000)
+  unit="ctr-$(echo "$cid" | cut -c1-12).service"
+  systemctl status --no-pager "$unit"
+  if [ "$(findmnt -n -o FSTYPE /sys/fs/cgroup)" = cgroup2 ]; then
+    d=/sys/fs/cgroup/sdctr.slice/$unit
+    fact run_memory "$(cat $d/memory.max)"
+    fact run_cpu "$(cat $d/cpu.weight)"
+    fact run_cpu_max "$(cat $d/cpu.max)"
+    fact run_pids "$(cat $d/pids.max)"
+  else
+    fact run_memory "$(cat /sys/fs/cgroup/memory/sdctr.slice/$unit/memory.limit_in_bytes)"
+    fact run_cpu "$(cat /sys/fs/cgroup/cpu,cpuacct/sdctr.slice/$unit/cpu.shares)"
+    fact run_cpu_max "$(cat /sys/fs/cgroup/cpu,cpuacct/sdctr.slice/$unit/cpu.cfs_quota_us)"
+    fact run_pids "$(cat /sys/fs/cgroup/pids/sdctr.slice/$unit/pids.max)"
+  fi
+  sdctr rm -f "$cid"
+  sdctr run --rm -m 32m busybox dd if=/dev/zero of=/dev/null bs=100M count=1
+  fact run_oom_status "$?"
+  oom=$(sdctr run -d -m 32m busybox dd if=/dev/zero of=/dev/null bs=100M count=1)
+  fact run_oom_wait "$(sdctr wait "$oom")"
+  fact run_oom_killed "$(sdctr inspect -f '{{.State.OOMKilled}}' "$oom")"
+  sdctr rm "$oom"
+}
+
 fact kernel "$(uname -r)"
 fact systemd "$(systemctl --version | head -1)"
 fact system_state "$(systemctl is-system-running --wait)"
@@ -68,5 +101,6 @@ fact thin_pool_target "$(dmsetup targets | awk '$1 == "thin-pool" { print "liste
 fact sdctr_version "$(sdctr --version 2>&1)"
 thin_snapshot_check 2>&1
 memory_limit_check 2>&1
+sdctr_run_check 2>&1
 fact done yes
 exit "${1:-0}"
