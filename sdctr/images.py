@@ -44,7 +44,6 @@ UNPACKED_SIZE = "io.sdctr.layer.unpacked-size"  # manifest annotation on layers 
 DEFAULT_DOMAIN = "docker.io"
 _NO_IMAGE_HINT = "sdctr import ROOTFS.tar NAME or sdctr pull NAME"
 MAX_DOCUMENT = 4 << 20  # as containerd: a manifest or config is small, a huge one is an attack
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class NoSuchImage(SdctrError):
@@ -599,11 +598,12 @@ def inspect(paths: Paths, image: Image) -> dict[str, Any]:
 
 
 def _names_tag(ref: str, tags: Sequence[str]) -> str | None:
-    """The tag ``ref`` names, if it is a name rather than an id."""
+    """The tag ``ref`` names, if it is a name rather than an id (or a digest: `rmi busybox@sha256:…`
+    names the image, not whichever tag points at it)."""
     with contextlib.suppress(SdctrError):
-        key = parse_reference(ref).key
-        if key in tags:
-            return key
+        r = parse_reference(ref)
+        if not r.digest and r.key in tags:
+            return r.key
     return None
 
 

@@ -210,13 +210,22 @@ def _from_first_that_works(candidates: Sequence[Endpoint], attempt: Callable[[En
     return attempt(candidates[-1])
 
 
+def http_client() -> httpx.Client:
+    """The one HTTP client configuration for registries and Docker Hub's search: the system's trust
+    store (update-ca-trust on RHEL, update-ca-certificates on Debian; also SSL_CERT_FILE), as
+    docker and podman use it, rather than httpx's bundled certifi copy."""
+    import httpx
+
+    return httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
+                        headers={"User-Agent": "sdctr"}, verify=ssl.create_default_context())
+
+
 class _Session:
     """One httpx client for one endpoint and repository (None: the registry as a whole), with the
     auth it has earned. A mirror gets one attempt: the next endpoint is the retry."""
 
     def __init__(self, paths: Paths, endpoint: Endpoint, r: images.Reference | None, *,
                  credentials: tuple[str, str] | None = None):
-        import httpx
 
         self.paths, self.ref = paths, r
         self.base = f"{endpoint.url}/v2/{r.path}" if r else f"{endpoint.url}/v2"
@@ -227,10 +236,7 @@ class _Session:
         self.given_credentials = credentials
         self.auth_header: str | None = None
         self.lock = threading.Lock()
-        # The system's trust store (update-ca-trust on RHEL, update-ca-certificates on Debian; also
-        # SSL_CERT_FILE), as docker and podman use it, rather than httpx's bundled certifi copy.
-        self.client = httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
-                                   headers={"User-Agent": "sdctr"}, verify=ssl.create_default_context())
+        self.client = http_client()
 
     @functools.cached_property
     def credentials(self) -> tuple[str, str] | None:
@@ -364,7 +370,7 @@ class _Session:
                              "the registry served other content")
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[…" deeper than Python's stack
             raise SdctrError(f"{url}: the manifest is not JSON") from None
         media = doc.get("mediaType") or content_type if isinstance(doc, dict) else ""
         if not isinstance(doc, dict) or doc.get("schemaVersion") == 1 or media in MEDIA_SCHEMA1:

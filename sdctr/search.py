@@ -75,8 +75,9 @@ def search_hub(term: str, limit: int) -> list[Result]:
     if limit > HUB_MAX_LIMIT:
         raise SdctrError(f"--limit {limit} is more than Docker Hub serves ({HUB_MAX_LIMIT})")
     try:
-        with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
-                          headers={"User-Agent": "sdctr"}) as client:
+        from sdctr.registry import http_client
+
+        with http_client() as client:
             resp = client.get(HUB_SEARCH, params={"q": term, "n": str(limit)})
             resp.raise_for_status()
             doc = resp.json()

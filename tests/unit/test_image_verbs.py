@@ -121,3 +121,10 @@ def test_run_with_pull_never_names_the_missing_image(root: Path, capsys: pytest.
 def test_human_ago_as_docker_shows_it(age: float, shown: str) -> None:
     then = datetime.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)
     assert human_ago("2026-01-02T03:04:05.123456789Z", then.timestamp() + age) == shown
+
+
+def test_a_digest_reference_names_the_image_not_its_tag() -> None:
+    """`rmi busybox@sha256:…` is about that image; it must not untag busybox:latest on the way."""
+    digest = "sha256:" + "a" * 64
+    assert images._names_tag("busybox", ["busybox:latest"]) == "busybox:latest"
+    assert images._names_tag(f"busybox@{digest}", ["busybox:latest"]) is None
