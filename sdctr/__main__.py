@@ -1,3 +1,3 @@
-from sdctr.main import main
+from sdctr.main import entry
 
-raise SystemExit(main())
+entry()

@@ -10,9 +10,7 @@ import select
 import signal
 import sys
 import termios
-import threading
 import time
-import tty as ttymod
 from collections.abc import Iterator
 
 from sdctr import containers
@@ -35,7 +33,7 @@ def run_attached(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: A
     stdin = sys.stdin.fileno() if spec.interactive else os.open(os.devnull, os.O_RDONLY)
     stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
     with _forward_signals() as proxy:
-        containers.run(paths, spec, image, sd, host, stdio=stdio)
+        spec = containers.run(paths, spec, image, sd, host, stdio=stdio)
         proxy.aim(sd, spec)
         return containers.wait_exit(paths, spec, sd)
 
@@ -50,8 +48,10 @@ def _run_following_journal(paths: Paths, spec: ContainerSpec, image: Any, sd: An
     if spec.interactive or spec.tty:
         raise SdctrError("-i and -t need systemd 236 or newer (it passes our terminal to the unit)",
                          hint="run it detached with -d and use 'sdctr logs -f'")
+    import threading
+
     with _forward_signals() as proxy:
-        containers.run(paths, spec, image, sd, host)
+        spec = containers.run(paths, spec, image, sd, host)
         proxy.aim(sd, spec)
         journal = _JournalCopy(journalctl_argv(spec, False, "all", None))
         follow = popen([*journal.argv, "--follow"])
@@ -139,6 +139,9 @@ def _forward_signals() -> Iterator[_SignalProxy]:
 
 
 def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: Any) -> int:
+    import threading
+    import tty as ttymod
+
     master, slave = os.openpty()
     stdin_fd = sys.stdin.fileno()
     is_tty = os.isatty(stdin_fd)
@@ -153,7 +156,7 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: 
     pump.start()
     try:
         try:
-            containers.run(paths, spec, image, sd, host, stdio=(slave, slave, slave))
+            spec = containers.run(paths, spec, image, sd, host, stdio=(slave, slave, slave))
         finally:
             os.close(slave)
         if is_tty:  # raw mode: Ctrl-C travels as a byte through the pty
@@ -170,7 +173,7 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: 
             os.close(master)
 
 
-def _pump(master: int, stdin_fd: int | None, done: threading.Event) -> None:
+def _pump(master: int, stdin_fd: int | None, done: Any) -> None:
     """Terminal bytes both ways; in raw mode Ctrl-C travels as a byte to the container's pty."""
     fds = [master] + ([stdin_fd] if stdin_fd is not None else [])
     out = sys.stdout.fileno()

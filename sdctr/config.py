@@ -12,7 +12,6 @@ YAML is imported only when the file exists: most commands never read it.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -20,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sdctr.log import SdctrError
+from sdctr.record import Record
 
 DEFAULT_PATH = Path("/etc/sdctr/sdctr.yaml")
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?")
 _MIRROR = re.compile(rf"(?:(https?)://)?({_HOST.pattern})/?")
 
 
-@dataclasses.dataclass(frozen=True)
-class Mirror:
+class Mirror(Record):
     host: str  # host[:port]
     scheme: str | None  # None: https unless the host is insecure
 
@@ -36,18 +35,16 @@ class Mirror:
         return f"{self.scheme}://{self.host}" if self.scheme else self.host
 
 
-@dataclasses.dataclass(frozen=True)
-class Registries:
-    mirrors: Mapping[str, tuple[Mirror, ...]] = dataclasses.field(default_factory=dict)
+class Registries(Record):
+    mirrors: Mapping[str, tuple[Mirror, ...]] = {}
     insecure: tuple[str, ...] = ()
 
     def mirrors_of(self, domain: str) -> tuple[Mirror, ...]:
         return tuple(self.mirrors.get(domain, ()))
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    registries: Registries = dataclasses.field(default_factory=Registries)
+class Config(Record):
+    registries: Registries = Registries()
 
 
 def config_path() -> Path:

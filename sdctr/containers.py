@@ -62,8 +62,9 @@ def _image_of(paths: Paths, spec: ContainerSpec) -> Image:
     return images.resolve(paths, spec.image_id)
 
 
-def create(paths: Paths, spec: ContainerSpec, image: Image) -> None:
-    """The record and the writable snapshot; nothing runs yet (`docker create`)."""
+def create(paths: Paths, spec: ContainerSpec, image: Image) -> ContainerSpec:
+    """The record and the writable snapshot; nothing runs yet (`docker create`). The spec as
+    saved: named, if it had no name."""
     from sdctr import storage
 
     driver = storage.driver(paths)
@@ -72,13 +73,14 @@ def create(paths: Paths, spec: ContainerSpec, image: Image) -> None:
         from sdctr import images
 
         images.record_unpacked(paths, unpacked)
-    save_spec(paths, spec)
+    spec = save_spec(paths, spec)
     try:
         driver.prepare(spec.id, image)
         paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
     except BaseException:
         hooks.remove_container(paths, spec)
         raise
+    return spec
 
 
 def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
@@ -88,9 +90,10 @@ def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
 
 
 def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
-        stdio: tuple[int, int, int] | None = None) -> None:
-    """create + start; on a failed start nothing is left: no record, snapshot or unit."""
-    create(paths, spec, image)
+        stdio: tuple[int, int, int] | None = None) -> ContainerSpec:
+    """create + start; on a failed start nothing is left: no record, snapshot or unit. The spec
+    as saved."""
+    spec = create(paths, spec, image)
     try:
         start(paths, spec, sd, host, stdio=stdio, image=image)
     except BaseException as e:
@@ -106,6 +109,7 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
             # a --rm unit is collected at once; its poststop hook kept the init's status for us
             raise SdctrError(str(e), e.hint, status=code) from e
         raise
+    return spec
 
 
 def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
@@ -119,7 +123,7 @@ def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
         return None
 
 
-def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.005) -> int:
+def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.002) -> int:
     """Until the unit has stopped and its poststop hook has recorded the exit; the status.
 
     An attached run watches for the exit file its poststop hook leaves (a stat, cheap to poll)
@@ -132,7 +136,7 @@ def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.00
             return code
         if time.monotonic() >= next_ask:
             next_ask = time.monotonic() + ask_every
-            if sd.unit_state(spec.unit).get("ActiveState", "inactive") not in RUNNING_STATES:
+            if sd.active_state(spec.unit) not in RUNNING_STATES:
                 time.sleep(0.2 if spec.attached else 0)  # the file may be a moment behind
                 code = _take_exit_file(paths, spec) if spec.attached else None
                 return code if code is not None else _status_code(read_status(paths, spec.id))
@@ -145,7 +149,7 @@ def _status_code(status: dict[str, Any]) -> int:
 
 
 def is_running(sd: Systemd, spec: ContainerSpec) -> bool:
-    return sd.unit_state(spec.unit).get("ActiveState") in RUNNING_STATES
+    return sd.active_state(spec.unit) in RUNNING_STATES
 
 
 def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:

@@ -15,8 +15,6 @@ lock and is replaced atomically.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -28,6 +26,7 @@ from pathlib import Path
 
 from sdctr import state
 from sdctr.log import SdctrError, debug
+from sdctr.record import Record
 from sdctr.state import Paths
 from sdctr.storage import STALE_TMP, blob_path, digest_hex, driver
 
@@ -54,8 +53,7 @@ CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts",
                "Volumes")
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(Record):
     """What the image asks of a container (the "config" section of the OCI image config)."""
 
     env: tuple[str, ...] = ()
@@ -64,7 +62,7 @@ class ImageConfig:
     workdir: str = ""
     user: str = ""
     exposed_ports: tuple[str, ...] = ()  # "80/tcp"
-    labels: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    labels: dict[str, str] = {}  # noqa: RUF012 (a record copies a dict default)
 
     @classmethod
     def from_oci(cls, c: Mapping[str, Any] | None) -> ImageConfig:
@@ -80,8 +78,7 @@ class ImageConfig:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class Image:
+class Image(Record):
     id: str  # hex of the config digest (64)
     repo_tags: tuple[str, ...]
     manifest_digest: str
@@ -105,8 +102,7 @@ class Image:
 
 # --- references ------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Reference:
+class Reference(Record):
     domain: str
     path: str  # "library/busybox"
     tag: str | None = None
@@ -190,7 +186,8 @@ def write_blob(paths: Paths, chunks: Iterable[bytes], *, expect: str | None = No
     ``expect``, content of another digest is deleted and refused, naming ``origin``."""
     d = paths.root / "blobs" / "sha256"
     d.mkdir(parents=True, exist_ok=True)
-    import tempfile  # with shutil, bz2 and lzma: ~3 ms that `run` does without
+    import hashlib  # OpenSSL's: ~3 ms that `run` does without
+    import tempfile  # with shutil, bz2 and lzma: ~3 ms more
 
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     sha, size = hashlib.sha256(), 0
@@ -260,8 +257,10 @@ def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterab
     return freed
 
 
-def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
-    """A manifest or config: verified, at most MAX_DOCUMENT bytes, a JSON object."""
+def read_json_blob(paths: Paths, digest: str, *, verify: bool = True) -> dict[str, Any]:
+    """A manifest or config: at most MAX_DOCUMENT bytes, a JSON object, and verified against its
+    digest unless `verify` is false (`run` reads them so: write_blob let them in only once their
+    digest matched, and hashlib is OpenSSL's ~3 ms import)."""
     try:
         with open(blob_path(paths, digest), "rb") as f:
             data = f.read(MAX_DOCUMENT + 1)
@@ -270,7 +269,7 @@ def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
                          hint="remove the image and import or pull it again") from None
     if len(data) > MAX_DOCUMENT:
         raise SdctrError(f"blob {digest} is over {MAX_DOCUMENT} bytes: not a manifest or image config")
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    if verify and sha256_digest(data) != digest:
         raise SdctrError(f"blob {digest} is corrupt (its content has another digest)")
     try:
         loaded = json.loads(data)
@@ -282,11 +281,15 @@ def read_json_blob(paths: Paths, digest: str) -> dict[str, Any]:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def copy_hashing(src: Readable, dst: Any) -> str:
     """Copies a stream into a file: the digest of what went through."""
+    import hashlib
+
     sha = hashlib.sha256()
     for data in chunks_of(src):
         sha.update(data)
@@ -420,9 +423,9 @@ def _manifests(idx: Mapping[str, Any]) -> list[str]:
 
 
 def _load(paths: Paths, idx: Mapping[str, Any], manifest_digest: str) -> Image:
-    manifest = read_json_blob(paths, manifest_digest)
+    manifest = read_json_blob(paths, manifest_digest, verify=False)
     config_digest = manifest["config"]["digest"]
-    config = read_json_blob(paths, config_digest)
+    config = read_json_blob(paths, config_digest, verify=False)
     layers = manifest.get("layers") or []
     sizes = [_unpacked(d, idx) for d in layers]
     return Image(
@@ -553,8 +556,7 @@ def prune(paths: Paths, in_use: Collection[str], *, unused_too: bool = False) ->
     return lines, freed
 
 
-@dataclasses.dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(Record):
     created: str
     created_by: str
     comment: str

@@ -21,13 +21,11 @@ and the unit's cgroup holds the reaper and the workload only.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import os
 import select
 import signal
-import socket
 import stat
 import struct
 import termios
@@ -37,6 +35,7 @@ from pathlib import Path
 from sdctr import linux, reaper, seccomp, state
 from sdctr.caps import ALL_CAPS, cap_number
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
+from sdctr.record import Record
 from sdctr.spec import ContainerSpec, Mount, NetworkMode, merge_env
 
 # typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
@@ -74,8 +73,7 @@ class SetupError(SdctrError):
     """A failed step in the child; its status (125, 126, 127) becomes the container's."""
 
 
-@dataclasses.dataclass(frozen=True)
-class User:
+class User(Record):
     uid: int
     gid: int
     groups: tuple[int, ...]
@@ -265,21 +263,22 @@ def sd_notify(message: str) -> bool:
 def _notify(address: str, message: str) -> None:
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+    s = linux.datagram_socket(linux.AF_UNIX)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
         s.connect(address)
         s.sendall(message.encode())
-        r, w = os.pipe2(os.O_CLOEXEC)
-        try:
-            s.sendmsg([b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", w))])
+        s.sendmsg([b"BARRIER=1"], [(linux.SOL_SOCKET, linux.SCM_RIGHTS, struct.pack("i", w))])
+        os.close(w)
+        w = -1
+        poller = select.poll()
+        poller.register(r, 0)  # POLLHUP is always reported
+        poller.poll(5000)
+    finally:
+        s.close()
+        os.close(r)
+        if w >= 0:
             os.close(w)
-            w = -1
-            poller = select.poll()
-            poller.register(r, 0)  # POLLHUP is always reported
-            poller.poll(5000)
-        finally:
-            os.close(r)
-            if w >= 0:
-                os.close(w)
 
 
 # --- child: PID 1 of the container ---------------------------------------------------------------

@@ -26,7 +26,6 @@ are missing before 3.11.4 and know nothing of whiteouts.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import hashlib
 import importlib
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from sdctr.log import SdctrError
+from sdctr.record import Record
 from sdctr.run import popen
 
 MAX_ENTRIES = 1_000_000  # the biggest distribution images hold a few hundred thousand files
@@ -61,8 +61,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(Record):
     diff_id: str  # "sha256:<hex>" of the uncompressed tar
     size: int  # bytes of file content
     entries: int

@@ -10,12 +10,13 @@ are left out. About 40 lines of ANSI (cursor up, erase line) do this; `rich.prog
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
+
+from sdctr.record import Record
 
 DOWNLOADING = "Downloading"
 _UP = "\x1b[{}A"  # cursor up N lines
@@ -23,8 +24,7 @@ _ERASE_LINE = "\r\x1b[2K"
 _BAR_MIN_WIDTH = 110  # as Docker: on narrower terminals only the numbers, no bar
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
+class Event(Record):
     status: str
     id: str = ""  # a short layer digest or a tag; "" for lines about the whole pull
     current: int = 0  # bytes received, while DOWNLOADING

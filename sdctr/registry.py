@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import ipaddress
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sdctr import auth, config, images
 from sdctr.log import SdctrError, debug
 from sdctr.progress import Event
+from sdctr.record import Record
 from sdctr.state import Paths
 from sdctr.storage import blob_path, digest_hex
 
@@ -178,8 +178,7 @@ def _catalog_page(domain: str, resp: httpx.Response) -> list[str]:
 
 # --- the conversation with the registry --------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
+class Endpoint(Record):
     """Where a registry's requests go: the registry itself or one of its mirrors."""
 
     name: str  # host[:port]: what messages name, and the key of its credentials

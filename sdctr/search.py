@@ -9,13 +9,13 @@ by the term, so only the names are known.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Mapping
 from typing import Any
 
 from sdctr import auth, config, images
 from sdctr.log import SdctrError
+from sdctr.record import Record
 from sdctr.state import Paths
 
 HUB_SEARCH = "https://index.docker.io/v1/search"
@@ -25,8 +25,7 @@ DESCRIPTION_WIDTH = 45  # as docker search truncates
 HEADER = ["NAME", "DESCRIPTION", "STARS", "OFFICIAL"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Result:
+class Result(Record):
     name: str
     description: str = ""
     stars: int | None = None  # None: the registry does not say (a catalog)

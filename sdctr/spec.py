@@ -7,12 +7,12 @@ validation of a whole spec is a list of small named checks (runc's validator hab
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import re
 from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
+from sdctr.record import Record
 
 # typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
 # and typing is ~3 ms of each start of theirs
@@ -51,23 +51,20 @@ class NetworkMode(enum.Enum):
     HOST = "host"
 
 
-@dataclasses.dataclass(frozen=True)
-class Resources:
+class Resources(Record):
     cpu_shares: int | None = None  # -c: relative weight, 2..262144 (cgroup v1 cpu.shares)
     memory: int | None = None  # -m: bytes
     cpus: float | None = None  # --cpus: CPU quota in CPUs
     pids_limit: int = DEFAULT_PIDS_LIMIT
 
 
-@dataclasses.dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     source: str
     target: str
     readonly: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class ContainerSpec:
+class ContainerSpec(Record):
     id: str  # 64 hex; the unit is ctr-<id[:12]>
     name: str
     image: str  # the reference the user typed, as resolved ("busybox:latest")
@@ -100,14 +97,14 @@ class ContainerSpec:
         return f"ctr-{self.short_id}.service"
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = self.as_dict()
         d["restart"] = self.restart.value
         d["network"] = self.network.value
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ContainerSpec:
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = set(cls._fields)
         d = {k: v for k, v in d.items() if k in fields}
         return cls(**{
             **d,

@@ -14,15 +14,15 @@ cannot both win.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from sdctr.log import SdctrError
+from sdctr.record import Record
 from sdctr.spec import ContainerSpec
 
 # typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
@@ -35,8 +35,7 @@ DEFAULT_ROOT = Path("/var/lib/sdctr")
 DEFAULT_RUN = Path("/run/sdctr")
 
 
-@dataclasses.dataclass(frozen=True)
-class Paths:
+class Paths(Record):
     root: Path
     run: Path
 
@@ -98,15 +97,38 @@ def all_specs(paths: Paths) -> list[ContainerSpec]:
     return sorted(specs, key=lambda s: s.created)
 
 
-def save_spec(paths: Paths, spec: ContainerSpec) -> None:
-    """Claims the name and writes the record; under the lock, so names stay unique."""
+def save_spec(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
+    """Claims the name, or picks a free one for a spec without, and writes the record; under the
+    lock, so names stay unique. The spec as saved."""
     with locked(paths):
-        for other in all_specs(paths):
-            if other.name == spec.name and other.id != spec.id:
-                raise SdctrError(f"the container name {spec.name!r} is already in use by container "
-                                 f"{other.short_id}", hint=f"remove it ('sdctr rm {spec.name}') or choose "
-                                 "another --name")
+        taken = {other.name: other for other in all_specs(paths) if other.id != spec.id}
+        if not spec.name:
+            spec = spec.replace(name=_free_name(taken))
+        elif spec.name in taken:
+            raise SdctrError(f"the container name {spec.name!r} is already in use by container "
+                             f"{taken[spec.name].short_id}", hint=f"remove it ('sdctr rm {spec.name}') "
+                             "or choose another --name")
         write_json_atomic(paths.container_dir(spec.id) / "config.json", spec.to_json())
+    return spec
+
+
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nimble", "quiet", "stoic")
+_NOUNS = ("curie", "hopper", "lovelace", "noether", "ritchie", "shannon", "thompson", "turing")
+
+
+def _free_name(taken: Collection[str]) -> str:
+    """Docker's adjective_scientist, with a number when both words are taken."""
+    while True:
+        name = f"{_pick(_ADJECTIVES)}_{_pick(_NOUNS)}"
+        if name not in taken:
+            return name
+        name += str(_pick(range(100)))
+        if name not in taken:
+            return name
+
+
+def _pick(choices: Sequence[Any]) -> Any:
+    return choices[int.from_bytes(os.urandom(4), "little") % len(choices)]  # random's import: ~1 ms
 
 
 class NoSuchContainer(SdctrError):

@@ -94,8 +94,6 @@ class OverlaySnapshotter:
         """Unpacks each missing layer into a temp directory, then renames it into place: two
         callers racing both unpack, one rename wins, the other discards its copy. Returns the
         unpacked sizes of the layers unpacked now (blob -> bytes), for the image's SIZE."""
-        import shutil
-
         sizes = {}
         if len(image.layers) != len(image.layer_blobs):
             raise SdctrError(f"image {image.name}: {len(image.layers)} diff ids for "
@@ -105,6 +103,7 @@ class OverlaySnapshotter:
             if final.is_dir():
                 continue
             self._make_base()
+            import shutil
             import tempfile  # with shutil, bz2 and lzma: ~3 ms that `run` does without
 
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name[:12]}-", dir=self.layers_dir))

@@ -8,7 +8,6 @@ services (RHEL7's 219), the same properties are written as a unit file under /ru
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sdctr.log import SdctrError, debug
+from sdctr.record import Record
 from sdctr.spec import ContainerSpec
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
@@ -30,12 +30,10 @@ CGROUP2_SUPER_MAGIC = 0x63677270
 FIRST_FULL_TRANSIENT = 236
 UNIT_DIR = Path("/run/systemd/system")
 JOB_TIMEOUT = 90.0
-JOB_POLL = 0.005  # at most this late to see a start job finish (one cheap call per poll)
 INFINITY = 2**64 - 1
 
 
-@dataclasses.dataclass(frozen=True)
-class Host:
+class Host(Record):
     cgroup_version: int  # 1: the v1 controllers (RHEL7-style, hybrid included); 2: unified
     systemd_version: int
 
@@ -194,10 +192,11 @@ class Systemd:
     `sdctr --help` and the unit tests of properties() never load libsystemd. One connection
     serves every call of a command."""
 
-    def __init__(self) -> None:
+    def __init__(self, direct: bool | None = None) -> None:
         from sdctr.sdbus import Bus
 
-        self._bus = Bus()
+        self._bus = Bus(direct)
+        self._watching_jobs = False
 
     def _manager(self, method: str, signature: str = "", *args: Any) -> Any:
         reply = self._bus.call(MANAGER_PATH, MANAGER, method, signature, *args)
@@ -251,7 +250,7 @@ class Systemd:
     def _wait_inactive(self, unit: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.unit_state(unit).get("ActiveState") in (None, "inactive", "failed"):
+            if self.active_state(unit) in ("inactive", "failed"):
                 return True
             time.sleep(0.05)
         return False
@@ -275,6 +274,10 @@ class Systemd:
         if self._bus.get(path, UNIT, "LoadState") != "loaded":
             return {}
         return {name: self._bus.get(path, interface, name) for interface, name in _STATE_PROPERTIES}
+
+    def active_state(self, unit: str) -> str:
+        """ActiveState alone, one property read ("inactive" for a unit systemd does not know)."""
+        return str(self._bus.get(_unit_path(unit), UNIT, "ActiveState"))
 
     def main_pid(self, unit: str) -> int:
         """The unit's main process, 0 if none or gone: one property read, not unit_state()'s ten."""
@@ -318,37 +321,31 @@ class Systemd:
             raise SdctrError(f"systemd refused the request for {unit}: {_dbus_message(e)}") from e
 
     def _run_job(self, unit: str, call: Any, expect_active: bool = True) -> None:
+        if not self._watching_jobs:
+            self._bus.watch(MANAGER, "JobRemoved")  # before the job exists: its end is not missed
+            self._watching_jobs = True
         job = self._call(unit, call)
-        self._wait_job(job)
-        if not expect_active:
-            return
-        if self._bus.get(_unit_path(unit), UNIT, "ActiveState") in ("active", "reloading"):
-            return  # one property read in the common case, not unit_state()'s eleven
+        result = self._wait_job(job)
+        if not expect_active or result == "done":
+            return  # a start job is done once the init reported READY: the container runs
         state = self.unit_state(unit)
-        if state.get("ActiveState") in ("active", "reloading"):
-            return
         if _ran(state):
             return
         # the init's own verdict, as Docker reports it: 126 cannot invoke, 127 not found
         code = state.get("ExecMainStatus") if state.get("ExecMainCode") == 1 else None
-        raise SdctrError(f"{unit} failed to start (result: {state.get('Result', 'unknown')})",
+        # a --rm unit is collected as it fails, its Result with it: then the job's result
+        raise SdctrError(f"{unit} failed to start (result: {state.get('Result') or result})",
                          hint=journal_tail(unit), status=code if code in (126, 127) else 125)
 
-    def _wait_job(self, job_path: Any) -> None:
-        """Until the job is gone: GetJob fails with NoSuchJob once it finished, whatever its
-        result (the unit's state says the rest). Polling works on every systemd."""
-        path = str(job_path)
-        job_id = int(path.rsplit("/", 1)[-1])
+    def _wait_job(self, job_path: str) -> str:
+        """The job's result ("done", "failed", "canceled", ...) from its JobRemoved signal:
+        systemd tells the client that started a job when it ends, on every version."""
         deadline = time.monotonic() + JOB_TIMEOUT
-        delay = 0.002
-        while time.monotonic() < deadline:
-            try:
-                self._manager("GetJob", "u", job_id)
-            except Exception:
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, JOB_POLL)
-        raise SdctrError(f"systemd did not finish job {path} within {JOB_TIMEOUT:.0f} s")
+        while (left := deadline - time.monotonic()) > 0:
+            removed = self._bus.next_signal(MANAGER, "JobRemoved", left)  # (id, job, unit, result)
+            if removed is not None and removed[1] == job_path:
+                return str(removed[3])
+        raise SdctrError(f"systemd did not finish job {job_path} within {JOB_TIMEOUT:.0f} s")
 
 
 def _unit_path(unit: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
 import sys
 import time
@@ -35,23 +34,6 @@ def systemd_of(args: argparse.Namespace) -> tuple[Any, Any]:
 
 # --- run ---------------------------------------------------------------------------------------
 
-_ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nimble", "quiet", "stoic")
-_NOUNS = ("curie", "hopper", "lovelace", "noether", "ritchie", "shannon", "thompson", "turing")
-
-
-def random_name(paths: Paths) -> str:
-    from sdctr.state import all_specs
-
-    taken = {s.name for s in all_specs(paths)}
-    while True:
-        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NOUNS)}"
-        if name not in taken:
-            return name
-        name += f"{random.randint(0, 99)}"
-        if name not in taken:
-            return name
-
-
 def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, Any]:
     """Everything the user typed, checked, before anything is created; and the image."""
 
@@ -73,7 +55,7 @@ def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, A
         raise SdctrError("--rm and --restart cannot be combined: a restarting container is never removed")
     env_from_user = [e for f in args.env_file for e in specs.read_env_file(f, os.environ)]
     env_from_user += specs.parse_env(args.env, os.environ)
-    name = specs.check_name(args.name) if args.name else random_name(paths)
+    name = specs.check_name(args.name) if args.name else ""  # picked when the record is saved
 
     image = image_for_run(args, paths)
     cfg = image.config
@@ -132,8 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     spec, image = build_spec(args, paths)
-    containers.create(paths, spec, image)
-    print(spec.id)
+    print(containers.create(paths, spec, image).id)
     return 0
 
 
@@ -162,9 +143,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _detached(spec: ContainerSpec) -> ContainerSpec:
-    import dataclasses
-
-    return dataclasses.replace(spec, attached=False)
+    return spec.replace(attached=False)
 
 
 def _persist_detached(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
