@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """sdctr against its peers on this machine, in one run, as ratios (run as root after bench/setup).
 
-    bench/run_bench.py [--runs N] [--containers N]
+    bench/run_bench.py [--runs N] [--rounds R] [--containers N]
 
-1. `run --rm --network none IMG true`, end to end, N times each:
+1. `run --rm --network none IMG true`, end to end, N times each, in rounds that alternate the
+   tools (so that the machine's drifting load falls on both):
    sdctr (inside a test host, where systemd is PID 1), podman with runc (on this machine, with the
    cgroupfs manager and explicit ulimits, as this hybrid-cgroup host needs), systemd-nspawn (in
    the test host too: it needs systemd and D-Bus, which this machine's PID 1 is not).
@@ -16,6 +17,7 @@ Everything it makes (a test host, podman's store under a temp root) is removed a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TESTHOST = REPO / "tests/testhost/testhost"
@@ -103,7 +107,9 @@ def timed_runs(cmd: list[str], n: int) -> list[float]:
     return out
 
 
-def bench_sdctr(tar: Path, runs: int, containers: int, work: Path) -> tuple[list[float], dict]:  # type: ignore[type-arg]
+@contextlib.contextmanager
+def test_host(tar: Path, work: Path) -> Iterator[str]:
+    """A test host with sdctr, the busybox image and the inside script."""
     name = f"bench{os.getpid()}"
     sh([str(TESTHOST), "up", "--name", name])
     try:
@@ -112,25 +118,25 @@ def bench_sdctr(tar: Path, runs: int, containers: int, work: Path) -> tuple[list
         script.write_text(INSIDE)
         sh([str(TESTHOST), "cp", str(script), f"{name}:/root/inside.py"])
         sh([str(TESTHOST), "exec", name, "sdctr", "import", "/root/busybox.tar", "busybox"])
-        runs_s = json.loads(sh([str(TESTHOST), "exec", name, "python3", "/root/inside.py", "run",
-                                str(runs)]).stdout)
-        nspawn = bench_nspawn(name, work, runs)
-        many = json.loads(sh([str(TESTHOST), "exec", name, "python3", "/root/inside.py", "many",
-                              str(containers)], timeout=1800).stdout)
-        many["nspawn"] = nspawn
-        return runs_s, many
+        yield name
     finally:
         subprocess.run([str(TESTHOST), "down", name], check=False)
 
 
-def bench_podman(tar: Path, runs: int, work: Path) -> list[float]:
+def inside(name: str, *args: str, timeout: float = 600) -> Any:
+    return json.loads(sh([str(TESTHOST), "exec", name, "python3", "/root/inside.py", *args],
+                         timeout=timeout).stdout)
+
+
+@contextlib.contextmanager
+def podman_run(tar: Path, work: Path) -> Iterator[list[str]]:
+    """podman's `run --rm` command line, over a store of its own under `work`."""
     store = ["--root", str(work / "podman-root"), "--runroot", str(work / "podman-run"),
              "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--events-backend", "none"]
     sh(["podman", *store, "import", str(tar), "busybox-bench"])
     try:
-        return timed_runs(["podman", *store, "run", "--rm", "--network", "none",
-                           "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
-                           "busybox-bench", "true"], runs)
+        yield ["podman", *store, "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
+               "--ulimit", "nproc=4096:4096", "busybox-bench", "true"]
     finally:
         subprocess.run(["podman", *store, "system", "reset", "--force"], check=False,
                        capture_output=True)
@@ -146,8 +152,7 @@ def bench_nspawn(name: str, work: Path, runs: int) -> list[float] | str:
         # its other tools need libcurl, which the test host lacks; systemd-nspawn does not
         sh([str(TESTHOST), "exec", name, "dpkg", "-i", "--force-depends", "/root/systemd-container.deb"])
         sh([str(TESTHOST), "cp", str(work / "rootfs"), f"{name}:/root/rootfs"])
-        return json.loads(sh([str(TESTHOST), "exec", name, "python3", "/root/inside.py", "nspawn",
-                              str(runs)]).stdout)  # type: ignore[no-any-return]
+        return list(inside(name, "nspawn", str(runs)))
     except (subprocess.CalledProcessError, StopIteration) as e:
         return f"failed here: {getattr(e, 'stderr', '') or e}".strip().splitlines()[-1]
 
@@ -155,14 +160,23 @@ def bench_nspawn(name: str, work: Path, runs: int) -> list[float] | str:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=4,
+                   help="alternate sdctr and podman this many times (the machine's load drifts)")
     p.add_argument("--containers", type=int, default=100)
     args = p.parse_args()
+    per_round = max(1, args.runs // args.rounds)
+    sd_runs: list[float] = []
+    pod_runs: list[float] = []
     with tempfile.TemporaryDirectory(prefix="sdctr-bench-") as tmp:
         work = Path(tmp)
         tar = make_rootfs(work)
-        sd_runs, many = bench_sdctr(tar, args.runs, args.containers, work)
-        pod_runs = bench_podman(tar, args.runs, work)
-        ns_runs = many["nspawn"]
+        with test_host(tar, work) as name, podman_run(tar, work) as podman:
+            for _ in range(args.rounds):
+                sd_runs += inside(name, "run", str(per_round))
+                pod_runs += timed_runs(podman, per_round)
+            ns_runs = bench_nspawn(name, work, args.runs)
+            many = inside(name, "many", str(args.containers), timeout=1800)
+    args.runs = len(sd_runs)
     med = statistics.median
     print(f"## run --rm --network none IMG true ({args.runs} runs, median)\n")
     print("| tool | median | ratio to podman |\n| --- | --- | --- |")
