@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 
 from sdctr import __version__
 from sdctr.log import SdctrError, set_debug
-from sdctr.main import HOOK_STAGES
 from sdctr.spec import DEFAULT_PIDS_LIMIT
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
@@ -130,29 +129,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
                                                 parser_class=_Parser), group=True)
     _add_registry_verbs(sub)
-
-    # What the unit runs: not for people, so not in --help.
-    p = sub.add_parser("init")
-    p.add_argument("id")
-    p.set_defaults(handler=_init)
-    p = sub.add_parser("hook")
-    p.add_argument("stage", choices=HOOK_STAGES)
-    p.add_argument("id")
-    p.set_defaults(handler=_hook)
+    # `init` and `hook`, what the unit runs, never reach this parser (sdctr.main.unit_command)
     return parser
-
-
-# What the unit runs: sdctr.main takes these before any parser is built; here for --debug.
-def _init(args: argparse.Namespace) -> int:
-    from sdctr.main import run_init
-
-    return run_init(args.root, args.id)
-
-
-def _hook(args: argparse.Namespace) -> int:
-    from sdctr.main import run_hook
-
-    return run_hook(args.root, args.stage, args.id)
 
 
 def _add_registry_verbs(sub: Any) -> None:

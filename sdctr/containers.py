@@ -123,22 +123,24 @@ def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
         return None
 
 
-def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, poll: float = 0.002) -> int:
+def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, *, attached: bool = True,
+              poll: float = 0.002) -> int:
     """Until the unit has stopped and its poststop hook has recorded the exit; the status.
 
-    An attached run watches for the exit file its poststop hook leaves (a stat, cheap to poll)
-    and asks systemd only once a second, in case the hook never ran; `wait` asks systemd."""
-    ask_every = 1.0 if spec.attached else poll
+    The attached run watches for the exit file its poststop hook leaves for it (a stat, cheap
+    to poll) and asks systemd only once a second, in case the hook never ran; anyone else
+    (`wait`) asks systemd every `poll` seconds and reads the record."""
+    ask_every = 1.0 if attached else poll
     next_ask = time.monotonic() + ask_every
     while True:
-        code = _take_exit_file(paths, spec) if spec.attached else None
+        code = _take_exit_file(paths, spec) if attached else None
         if code is not None:
             return code
         if time.monotonic() >= next_ask:
             next_ask = time.monotonic() + ask_every
             if sd.active_state(spec.unit) not in RUNNING_STATES:
-                time.sleep(0.2 if spec.attached else 0)  # the file may be a moment behind
-                code = _take_exit_file(paths, spec) if spec.attached else None
+                time.sleep(0.2 if attached else 0)  # the file may be a moment behind
+                code = _take_exit_file(paths, spec) if attached else None
                 return code if code is not None else _status_code(read_status(paths, spec.id))
         time.sleep(poll)
 
@@ -189,7 +191,7 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         "Image": spec.image_id,
         "Config": {"Image": spec.image, "Cmd": list(spec.command), "Env": list(spec.env),
                    "WorkingDir": spec.workdir, "User": spec.user,
-                   "Hostname": spec.hostname or spec.short_id, "Tty": spec.tty,
+                   "Hostname": spec.hostname_or_id, "Tty": spec.tty,
                    "OpenStdin": spec.interactive},
         "State": {
             "Status": state_word(spec, unit, status),
@@ -232,15 +234,22 @@ def ps_status(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -
     return "Created"
 
 
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size:
-            n = s // size
-            return f"{n} {unit}{'s' if n > 1 else ''}"
-    return f"{s} second{'s' if s > 1 else ''}"
+def human_duration(s: float) -> str:
+    """go-units' HumanDuration, which Docker prints: minutes cut, hours rounded."""
+    minutes, hours = int(s / 60), int(s / 3600 + 0.5)
+    steps = (
+        (s < 1, "Less than a second"),
+        (int(s) == 1, "1 second"),
+        (s < 60, f"{int(s)} seconds"),
+        (minutes == 1, "About a minute"),
+        (minutes < 60, f"{minutes} minutes"),
+        (hours == 1, "About an hour"),
+        (hours < 48, f"{hours} hours"),
+        (hours < 24 * 7 * 2, f"{hours // 24} days"),
+        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"),
+        (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
+    )
+    return next((text for sure, text in steps if sure), f"{int(s / 3600) // 24 // 365} years")
 
 
 def _iso(ts: float | None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sdctr.log import SdctrError
-from sdctr.spec import ContainerSpec, merge_env
+from sdctr.spec import ContainerSpec, env_mapping, merge_env
 
 # The mount namespace last: after it, /proc paths of the host are no longer ours to open.
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
@@ -60,16 +60,13 @@ def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[s
             path = init.resolve_command(command[0], environment)
             linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
             syscall_filter.load()
-            os.execve(path, command, dict(e.partition("=")[::2] for e in environment))
+            os.execve(path, command, env_mapping(environment))
         except SdctrError as e:
             os.write(2, f"sdctr: error: {e}\n".encode())
             os._exit(e.status)
         except OSError as e:
             os.write(2, f"sdctr: error: {init.describe(e)}\n".encode())
             os._exit(126)
-    # Signals to `sdctr exec` go to the command, as `docker exec` forwards them.
-    for s in reaper.FORWARDED:
-        signal.signal(s, lambda signum, _: os.kill(child, signum))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
+    init.forward_signals(child)  # as `docker exec` forwards them
     _, status = os.waitpid(child, 0)
     return reaper.exit_status(status)

@@ -19,9 +19,12 @@ import time
 from pathlib import Path
 
 from sdctr.log import debug
-from sdctr.spec import ContainerSpec
 from sdctr.state import Paths, find_by_id, read_status, write_json_atomic, write_status
 from sdctr.systemd import UNIT_DIR
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from sdctr.spec import ContainerSpec
 
 
 def prestart(paths: Paths, cid: str) -> int:
@@ -36,13 +39,10 @@ def prestart(paths: Paths, cid: str) -> int:
     driver.mount(cid, image, paths.rootfs(cid))
     return 0
 
-
-
-def stop(paths: Paths, cid: str, environ: dict[str, str] | None = None) -> int:
+def stop(paths: Paths, cid: str) -> int:
     """ExecStop: SIGTERM to the container's PID 1 (which forwards it), then wait for it to go.
     systemd kills this hook, and then everything left, when the stop timeout runs out."""
-    env = os.environ if environ is None else environ
-    pid = int(env.get("MAINPID") or 0)
+    pid = int(os.environ.get("MAINPID") or 0)
     if pid <= 1:
         return 0
     try:
@@ -62,25 +62,27 @@ def _alive(pid: int) -> bool:
     return fields[0] != "Z"
 
 
-def poststop(paths: Paths, cid: str, environ: dict[str, str] | None = None) -> int:
+def poststop(paths: Paths, cid: str) -> int:
     from sdctr import storage
 
-    env = os.environ if environ is None else environ
+    env = os.environ
     spec = find_by_id(paths, cid)
     status = read_status(paths, cid)
     status.update(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
                   exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
                   oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or oom_killed_here())
-    driver = storage.driver(paths)
-    driver.unmount(paths.rootfs(cid))
-    if spec.attached:  # the attached `sdctr run` waits for this file; it removes it
-        write_json_atomic(exit_file(paths, cid), status)
     if spec.remove:
-        remove_container(paths, spec)
+        remove_container(paths, spec)  # unmounts first
     else:
+        driver = storage.driver(paths)
+        driver.unmount(paths.rootfs(cid))
         write_status(paths, cid, status)
         if spec.ephemeral:
             driver.reset(cid)
+    # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
+    # it) returns once everything else is done
+    if spec.attached:
+        write_json_atomic(exit_file(paths, cid), status)
     return 0
 
 

@@ -36,7 +36,7 @@ from sdctr import linux, reaper, seccomp, state
 from sdctr.caps import ALL_CAPS, cap_number
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
 from sdctr.record import Record
-from sdctr.spec import ContainerSpec, Mount, NetworkMode, merge_env
+from sdctr.spec import ContainerSpec, Mount, NetworkMode, env_mapping, merge_env
 
 # typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
 # and typing is ~3 ms of each start of theirs
@@ -103,7 +103,7 @@ def run_init(paths: state.Paths, cid: str) -> int:
             os.close(report_r)
             os.close(go_w)
             _child(spec, paths, reaper_path, report_w, go_r)
-        _forward_signals(pid)
+        forward_signals(pid)
         os.close(report_w)
         os.close(go_r)
         failure = _read_report(report_r)
@@ -141,14 +141,10 @@ def describe(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def hostname_of(spec: ContainerSpec) -> str:
-    return spec.hostname or spec.short_id
-
-
 def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
     """hostname, hosts and resolv.conf for the container, kept in its record directory and
     bind-mounted over the image's own (as Docker does), so the image is never modified."""
-    hostname = hostname_of(spec)
+    hostname = spec.hostname_or_id
     hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
              f"127.0.1.1\t{hostname}\n")
     try:
@@ -235,8 +231,9 @@ def await_go(report_fd: int, go_fd: int) -> None:
     os.close(go_fd)
 
 
-def _forward_signals(pid: int) -> None:
-    """Without systemd (tests, debugging) we stay as the waiter and pass our signals on."""
+def forward_signals(pid: int) -> None:
+    """Our signals, passed on to `pid`: without systemd (tests, debugging) the init stays as the
+    waiter; `sdctr exec` waits for its command the same way."""
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
@@ -316,7 +313,7 @@ def _container_init(spec: ContainerSpec, paths: state.Paths, reaper_path: str | 
     pivot_into(rootfs)
     mask_paths(MASKED_PATHS)
     make_readonly(READONLY_PATHS)
-    linux.sethostname(hostname_of(spec))
+    linux.sethostname(spec.hostname_or_id)
     os.makedirs(spec.workdir, mode=0o755, exist_ok=True)  # as Docker does for a missing WORKDIR
     if spec.read_only:
         remount_readonly("/")
@@ -332,7 +329,7 @@ def _container_init(spec: ContainerSpec, paths: state.Paths, reaper_path: str | 
         reaper.run(path, spec.command, env, report_fd, spec.tty)
     # tini (and catatonit) take the command after "--" and run it with our environment.
     os.execve(reaper_fd, [os.path.basename(str(reaper_path)), "--", *spec.command],
-              dict(e.partition("=")[::2] for e in env))
+              env_mapping(env))
 
 
 def take_terminal(tty: bool) -> None:
@@ -595,7 +592,7 @@ def resolve_user(user: str) -> User:
 
 
 def container_env(spec: ContainerSpec, user: User) -> tuple[str, ...]:
-    base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname_of(spec)}"]
+    base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={spec.hostname_or_id}"]
     if spec.tty:
         base.append("TERM=xterm")
     env = merge_env(base, spec.env)

@@ -8,12 +8,6 @@ from __future__ import annotations
 
 import sys
 
-# typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
-# and typing is ~3 ms of each start of theirs
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import NoReturn
-
 EXIT_SDCTR = 125
 EXIT_CANNOT_INVOKE = 126
 EXIT_NOT_FOUND = 127
@@ -28,10 +22,6 @@ class SdctrError(Exception):
         super().__init__(message)
         self.hint = hint
         self.status = status
-
-
-def die(message: str, hint: str | None = None, status: int = EXIT_SDCTR) -> NoReturn:
-    raise SdctrError(message, hint=hint, status=status)
 
 
 def set_debug(on: bool) -> None:

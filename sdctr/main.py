@@ -69,16 +69,26 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def unit_command(argv: Sequence[str]) -> Callable[[], int] | None:
-    """The unit's own commands, parsed without a parser; None for everything else."""
+    """The unit's own commands, `[--debug] [--root R] init ID` and `... hook STAGE ID`, parsed
+    without a parser; None for everything else."""
     rest = list(argv)
     root = None
-    if rest[:1] == ["--root"] and len(rest) > 1:
-        root, rest = rest[1], rest[2:]
-    if len(rest) == 2 and rest[0] == "init":
+    debug = False
+    while rest[:1] == ["--debug"] or (rest[:1] == ["--root"] and len(rest) > 1):
+        if rest[0] == "--debug":
+            debug, rest = True, rest[1:]
+        else:
+            root, rest = rest[1], rest[2:]
+    if not (len(rest) == 2 and rest[0] == "init") and not (
+            len(rest) == 3 and rest[0] == "hook" and rest[1] in HOOK_STAGES):
+        return None
+    if debug:
+        from sdctr.log import set_debug
+
+        set_debug(True)
+    if rest[0] == "init":
         return lambda: run_init(root, rest[1])
-    if len(rest) == 3 and rest[0] == "hook" and rest[1] in HOOK_STAGES:
-        return lambda: run_hook(root, rest[1], rest[2])
-    return None
+    return lambda: run_hook(root, rest[1], rest[2])
 
 
 def run_init(root: str | None, cid: str) -> int:

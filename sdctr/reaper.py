@@ -15,11 +15,14 @@ then kills what is left in the namespace.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Sequence
 
 from sdctr import linux
+from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR
+from sdctr.spec import env_mapping
 
 # typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
 # and typing is ~3 ms of each start of theirs
@@ -78,10 +81,10 @@ def _exec_command(path: str, argv: Sequence[str], env: Sequence[str], report_fd:
             signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             os.tcsetpgrp(0, os.getpid())
             signal.signal(signal.SIGTTOU, signal.SIG_DFL)
-        os.execve(path, list(argv), dict(e.partition("=")[::2] for e in env))
+        os.execve(path, list(argv), env_mapping(env))
     except OSError as e:
-        status = 127 if e.errno == 2 else 126
+        status = EXIT_NOT_FOUND if e.errno == errno.ENOENT else EXIT_CANNOT_INVOKE
         os.write(report_fd, f"{status} cannot run {argv[0]}: {e.strerror}\n".encode())
         os._exit(status)
     finally:
-        os._exit(125)
+        os._exit(EXIT_SDCTR)

@@ -70,6 +70,7 @@ class BusError(Exception):
     def __init__(self, name: str, message: str):
         super().__init__(f"{name}: {message}")
         self.name = name
+        self.message = message
 
 
 class _Error(ctypes.Structure):

@@ -96,6 +96,11 @@ class ContainerSpec(Record):
     def unit(self) -> str:
         return f"ctr-{self.short_id}.service"
 
+    @property
+    def hostname_or_id(self) -> str:
+        """The container's hostname: -h's, else its short id (Docker's default)."""
+        return self.hostname or self.short_id
+
     def to_json(self) -> dict[str, Any]:
         d = self.as_dict()
         d["restart"] = self.restart.value
@@ -227,6 +232,11 @@ def merge_env(*layers: Iterable[str]) -> tuple[str, ...]:
             key, _, value = item.partition("=")
             merged[key] = value
     return tuple(f"{k}={v}" for k, v in merged.items())
+
+
+def env_mapping(entries: Iterable[str]) -> dict[str, str]:
+    """"KEY=value" entries as execve's environment."""
+    return dict(e.partition("=")[::2] for e in entries)
 
 
 def resolve_capabilities(add: Iterable[str], drop: Iterable[str]) -> tuple[str, ...]:

@@ -10,9 +10,7 @@ from sdctr import containers
 from sdctr.spec import ContainerSpec
 
 
-def read_int(path: Path | None, default: int = 0) -> int:
-    if path is None:
-        return default
+def read_int(path: Path, default: int = 0) -> int:
     try:
         text = path.read_text().strip()
     except OSError:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 Property = tuple[str, str, "Any"]  # (name, D-Bus signature, value)
 
-CGROUP2_SUPER_MAGIC = 0x63677270
 # Transient services accept ExecStartPre/ExecStopPost and LogExtraFields from v236 on.
 FIRST_FULL_TRANSIENT = 236
 UNIT_DIR = Path("/run/systemd/system")
@@ -259,14 +258,12 @@ class Systemd:
         self._call(unit, lambda: self._manager("KillUnit", "ssi", unit, who, signal))
 
     def reset_failed(self, unit: str) -> None:
+        from sdctr.sdbus import BusError
+
         try:
             self._manager("ResetFailedUnit", "s", unit)
-        except Exception as e:  # not loaded or not failed: nothing to reset
+        except BusError as e:  # not loaded or not failed: nothing to reset
             debug(f"reset-failed {unit}: {e}")
-
-    def set_runtime(self, unit: str, props: Sequence[Property]) -> None:
-        args = [(name, (sig, value)) for name, sig, value in props]
-        self._call(unit, lambda: self._manager("SetUnitProperties", "sba(sv)", unit, True, args))
 
     def unit_state(self, unit: str) -> dict[str, Any]:
         """ActiveState, SubState, MainPID, ExecMainCode/Status, Result, ControlGroup; {} if not loaded."""
@@ -310,15 +307,16 @@ class Systemd:
         self.reset_failed(unit)
 
     def _call(self, unit: str, call: Any) -> Any:
+        from sdctr.sdbus import BusError
+
         try:
             return call()
-        except Exception as e:
-            text = str(e)
-            if "UnitExists" in text or "already exists" in text:
+        except BusError as e:
+            if e.name == "org.freedesktop.systemd1.UnitExists":
                 raise _UnitExists() from e
-            if "NoSuchUnit" in text or "not loaded" in text:
+            if e.name == "org.freedesktop.systemd1.NoSuchUnit":
                 raise SdctrError(f"{unit} is not loaded (the container is not running)") from e
-            raise SdctrError(f"systemd refused the request for {unit}: {_dbus_message(e)}") from e
+            raise SdctrError(f"systemd refused the request for {unit}: {e.message}") from e
 
     def _run_job(self, unit: str, call: Any, expect_active: bool = True) -> None:
         if not self._watching_jobs:
@@ -368,10 +366,6 @@ def _ran(state: dict[str, Any]) -> bool:
 
 class _UnitExists(Exception):
     pass
-
-
-def _dbus_message(e: Exception) -> str:
-    return str(e).split(":", 1)[-1].strip() or e.__class__.__name__
 
 
 def journal_tail(unit: str, lines: int = 10) -> str:

@@ -44,10 +44,7 @@ def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, A
         pids_limit=(specs.parse_pids_limit(args.pids_limit) if args.pids_limit
                     else specs.DEFAULT_PIDS_LIMIT),
     )
-    mounts = tuple(specs.parse_mount(v) for v in args.volume)
-    for m in mounts:
-        if not os.path.exists(m.source):
-            raise SdctrError(f"--volume {m.source}: no such file or directory on the host")
+    mounts = tuple(specs.parse_mount(v) for v in args.volume)  # a missing source: made at start
     restart = specs.parse_restart(args.restart)
     network = specs.parse_network(args.network)
     caps = specs.resolve_capabilities(args.cap_add, args.cap_drop)
@@ -142,16 +139,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     return for_each(args, start)
 
 
-def _detached(spec: ContainerSpec) -> ContainerSpec:
-    return spec.replace(attached=False)
-
-
 def _persist_detached(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
     """A re-start has no terminal to attach to: from now on the container runs detached."""
     from sdctr.state import save_spec
 
     if spec.attached:
-        spec = _detached(spec)
+        spec = spec.replace(attached=False)
         save_spec(paths, spec)
     return spec
 
@@ -191,7 +184,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     sd, _ = systemd_of(args)
     for ref in args.containers:
         spec = find(paths, ref)
-        print(containers.wait_exit(paths, _detached(spec), sd, poll=0.1))
+        print(containers.wait_exit(paths, spec, sd, attached=False, poll=0.1))
     return 0
 
 
@@ -448,25 +441,7 @@ def human_ago(iso: str, now: float | None = None) -> str:
         return iso or "N/A"
     if then.tzinfo is None:
         then = then.replace(tzinfo=datetime.timezone.utc)
-    return human_duration((now if now is not None else time.time()) - then.timestamp()) + " ago"
-
-
-def human_duration(s: float) -> str:
-    """go-units' HumanDuration, which Docker prints: minutes cut, hours rounded."""
-    minutes, hours = int(s / 60), int(s / 3600 + 0.5)
-    steps = (
-        (s < 1, "Less than a second"),
-        (int(s) == 1, "1 second"),
-        (s < 60, f"{int(s)} seconds"),
-        (minutes == 1, "About a minute"),
-        (minutes < 60, f"{minutes} minutes"),
-        (hours == 1, "About an hour"),
-        (hours < 48, f"{hours} hours"),
-        (hours < 24 * 7 * 2, f"{hours // 24} days"),
-        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"),
-        (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
-    )
-    return next((text for sure, text in steps if sure), f"{int(s / 3600) // 24 // 365} years")
+    return containers.human_duration((now if now is not None else time.time()) - then.timestamp()) + " ago"
 
 
 def _py39_isoformat(iso: str) -> str:

@@ -247,6 +247,11 @@ def test_user_env_workdir_volumes_read_only(host: Machine) -> None:
               "(echo x > /etc/x) 2>/dev/null || echo root-ro")
     assert r.stdout.split() == ["1000", "1000", "hi", "/tmp", "from-host", "rw-ok", "ro-denied", "root-ro"]
     assert host.exec("cat", "/srv/vol/out").stdout == "new\n"
+    # a missing host directory is created, as `docker run -v` does
+    host.sh("rm -rf /srv/made-by-run")
+    sdctr(host, "run", "--rm", "-v", "/srv/made-by-run:/made", "busybox", "touch", "/made/here")
+    assert host.exec("ls", "/srv/made-by-run").stdout.split() == ["here"]
+    host.sh("rm -rf /srv/made-by-run")
 
 
 @pytest.mark.parametrize(("args", "message"), [

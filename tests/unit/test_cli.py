@@ -83,3 +83,20 @@ def test_run_parses_the_same_with_its_parser_alone() -> None:
     alone, whole = build_parser(only="run").parse_args(argv), build_parser().parse_args(argv)
     assert {k: v for k, v in vars(alone).items() if k != "handler"} == \
         {k: v for k, v in vars(whole).items() if k != "handler"}
+
+
+@pytest.mark.parametrize(("argv", "unit_command"), [
+    (["init", "ID"], True), (["--root", "/r", "hook", "poststop", "ID"], True),
+    (["--debug", "--root", "/r", "init", "ID"], True), (["hook", "restart", "ID"], False),
+    (["init"], False), (["run", "init", "ID"], False), (["--root"], False),
+])
+def test_the_units_commands_bypass_the_parser(argv: list[str], unit_command: bool) -> None:
+    from sdctr import main as entry
+
+    assert (entry.unit_command(argv) is not None) is unit_command
+
+
+def test_a_unit_command_runs_with_its_root_and_debug(tmp_path: object) -> None:
+    r = sdctr_cmd("--debug", "--root", str(tmp_path), "hook", "poststop", "0" * 64)
+    assert r.returncode == 125
+    assert "no such container" in r.stderr and "Traceback" in r.stderr  # --debug: the traceback
