@@ -33,7 +33,7 @@ from sdctr import images
 from sdctr.layers import compression
 from sdctr.log import SdctrError
 from sdctr.state import Paths
-from sdctr.storage import blob_path, digest_hex
+from sdctr.storage import blob_path, digest_hex, is_digest
 
 MAX_DOCUMENT = images.MAX_DOCUMENT  # manifest.json, index.json: a few KiB in honest archives
 MAX_ENTRIES = 100_000
@@ -250,7 +250,7 @@ def _oci_images(paths: Paths, archive: _Archive) -> list[tuple[str, list[str]]]:
         raise archive.error("index.json has no manifests", "index.json")
     found = []
     for desc in descriptors:
-        if not isinstance(desc, dict) or not images.is_digest(desc.get("digest")):
+        if not isinstance(desc, dict) or not is_digest(desc.get("digest")):
             raise archive.error("a manifest there has no sha256 digest", "index.json")
         digest, manifest = _image_manifest(paths, archive, desc["digest"])
         config_digest = manifest["config"]["digest"]
@@ -279,7 +279,7 @@ def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> tuple[str, 
         if not (isinstance(children, list) and all(isinstance(m, dict) for m in children)):
             raise archive.error("the index's manifests are not a list of descriptors", entry)
         matches = [m.get("digest") for m in children if _platform(m) == wanted]
-        if not matches or not images.is_digest(matches[0]):
+        if not matches or not is_digest(matches[0]):
             raise archive.error(f"the index has no image for {'/'.join(wanted)}", entry)
         digest = matches[0]
     raise archive.error("indexes nested deeper than 4")

@@ -28,7 +28,7 @@ from sdctr import state
 from sdctr.log import SdctrError, debug
 from sdctr.record import Record
 from sdctr.state import Paths
-from sdctr.storage import STALE_TMP, blob_path, digest_hex, driver
+from sdctr.storage import STALE_TMP, blob_path, digest_hex, driver, is_digest
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -305,10 +305,6 @@ def canonical(obj: Any) -> bytes:
 # Every reader of the store (images, inspect, history, run) takes the shapes below for granted, so
 # a manifest or config from outside is checked once, before it becomes an image: one with a string
 # for Env or a list for rootfs would otherwise break every later `sdctr images`.
-
-def is_digest(v: Any) -> bool:
-    return isinstance(v, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", v) is not None
-
 
 def _is_strings(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)

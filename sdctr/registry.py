@@ -39,7 +39,7 @@ from sdctr.log import SdctrError, debug
 from sdctr.progress import Event
 from sdctr.record import Record
 from sdctr.state import Paths
-from sdctr.storage import blob_path, digest_hex
+from sdctr.storage import blob_path, digest_hex, is_digest
 
 if TYPE_CHECKING:
     import httpx
@@ -527,10 +527,9 @@ def _check_platform(ref: str, config: Mapping[str, Any], wanted: tuple[str, str,
 
 def _descriptor_digest(desc: Mapping[str, Any]) -> str:
     digest = desc.get("digest")
-    if not isinstance(digest, str) or not digest.startswith("sha256:"):
-        raise SdctrError(f"unsupported digest {digest!r} in the manifest (sdctr knows sha256)")
-    digest_hex(digest)  # refuses anything but 64 hex digits: the digest becomes a file name
-    return digest
+    if not is_digest(digest):
+        raise SdctrError(f"unsupported digest {digest!r} in the manifest (sdctr takes sha256:<64 hex>)")
+    return str(digest)
 
 
 # --- auth and transport -------------------------------------------------------------------------------

@@ -64,6 +64,12 @@ def driver(paths: Paths) -> Snapshotter:
     return OverlaySnapshotter(paths)
 
 
+def is_digest(value: object) -> bool:
+    """The one rule for a digest sdctr takes from anywhere: "sha256:" and 64 lowercase hex digits
+    (nothing else, as the hex becomes a file name in the store)."""
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+
 def digest_hex(digest: str) -> str:
     m = _DIGEST.fullmatch(digest)
     if not m:
