@@ -208,12 +208,8 @@ def _docker_images(paths: Paths, archive: _Archive, written: list[str]) -> list[
         archive.check(images.config_problem(config, len(layer_names)), config_name)
         layers = [_layer(paths, archive, name, diff_id)
                   for name, diff_id in zip(layer_names, config["rootfs"]["diff_ids"])]
-        manifest = images.canonical({
-            "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
-            "config": {"mediaType": images.MEDIA_CONFIG, "digest": config_digest,
-                       "size": blob_path(paths, config_digest).stat().st_size},
-            "layers": layers,
-        })
+        manifest = images.manifest_bytes(config_digest, blob_path(paths, config_digest).stat().st_size,
+                                         layers)
         written.append(images.write_blob_bytes(paths, manifest))
         found.append((written[-1], _tags(archive, entry.get("RepoTags"), "manifest.json")))
     return found
@@ -226,8 +222,7 @@ def _layer(paths: Paths, archive: _Archive, name: str, diff_id: str) -> dict[str
         kind = compression(f.read(4))
     if not kind and blob != diff_id:  # a compressed one is checked when unpacked
         raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}", name)
-    return {"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""), "digest": blob,
-            "size": blob_path(paths, blob).stat().st_size}
+    return images.layer_descriptor(blob, blob_path(paths, blob).stat().st_size, kind)
 
 
 def _tags(archive: _Archive, names: Any, entry: str) -> list[str]:
@@ -405,15 +400,9 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
                 name = f"blobs/sha256/{digest_hex(diff_id)}"
                 with _uncompressed(paths, image, blob, diff_id) as path:
                     add_blob(name, path)
-                    layers.append({"mediaType": images.MEDIA_LAYER, "digest": diff_id,
-                                   "size": path.stat().st_size})
+                    layers.append(images.layer_descriptor(diff_id, path.stat().st_size))
             config_size = blob_path(paths, f"sha256:{image.id}").stat().st_size
-            manifest = images.canonical({
-                "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
-                "config": {"mediaType": images.MEDIA_CONFIG, "digest": f"sha256:{image.id}",
-                           "size": config_size},
-                "layers": layers,
-            })
+            manifest = images.manifest_bytes(f"sha256:{image.id}", config_size, layers)
             manifest_digest = images.sha256_digest(manifest)
             _add_bytes(tar, f"blobs/sha256/{digest_hex(manifest_digest)}", manifest)
             descriptor = {"mediaType": images.MEDIA_MANIFEST, "digest": manifest_digest,

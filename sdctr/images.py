@@ -301,6 +301,27 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def layer_descriptor(digest: str, size: int, compression: str = "", *,
+                     unpacked: int | None = None) -> dict[str, Any]:
+    """The OCI descriptor of a layer blob (``compression``: "gzip", "zstd" or "" for a plain tar);
+    ``unpacked`` becomes our annotation, the SIZE column's source."""
+    descriptor: dict[str, Any] = {"mediaType": MEDIA_LAYER + (f"+{compression}" if compression else ""),
+                                  "digest": digest, "size": size}
+    if unpacked is not None:
+        descriptor["annotations"] = {UNPACKED_SIZE: str(unpacked)}
+    return descriptor
+
+
+def manifest_bytes(config_digest: str, config_size: int, layers: Sequence[Mapping[str, Any]]) -> bytes:
+    """An OCI image manifest, canonical: the same image always has the same manifest digest."""
+    return canonical({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": list(layers),
+    })
+
+
 # --- documents from outside ------------------------------------------------------------------------
 # Every reader of the store (images, inspect, history, run) takes the shapes below for granted, so
 # a manifest or config from outside is checked once, before it becomes an image: one with a string
@@ -639,12 +660,8 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
             f.seek(0)
             info = inspect_layer(f, image=key or "(untagged)", digest=blob)
         diff_ids.append(info.diff_id)
-        descriptors.append({
-            "mediaType": MEDIA_LAYER + (f"+{kind}" if kind else ""),
-            "digest": blob,
-            "size": blob_path(paths, blob).stat().st_size,
-            "annotations": {UNPACKED_SIZE: str(info.size)},
-        })
+        descriptors.append(layer_descriptor(blob, blob_path(paths, blob).stat().st_size, kind,
+                                            unpacked=info.size))
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     config = {
         "created": created,
@@ -656,13 +673,7 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
     }
     config_bytes = canonical(config)
     config_digest = write_blob_bytes(paths, config_bytes)
-    manifest_bytes = canonical({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_MANIFEST,
-        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-        "layers": descriptors,
-    })
-    manifest_digest = write_blob_bytes(paths, manifest_bytes)
+    manifest_digest = write_blob_bytes(paths, manifest_bytes(config_digest, len(config_bytes), descriptors))
     add_manifest(paths, manifest_digest, key)
     return _load(paths, _load_index(paths), manifest_digest)
 
