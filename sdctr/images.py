@@ -267,17 +267,25 @@ def read_json_blob(paths: Paths, digest: str, *, verify: bool = True) -> dict[st
     except FileNotFoundError:
         raise SdctrError(f"blob {digest} is missing from the image store",
                          hint="remove the image and import or pull it again") from None
-    if len(data) > MAX_DOCUMENT:
-        raise SdctrError(f"blob {digest} is over {MAX_DOCUMENT} bytes: not a manifest or image config")
+    document: dict[str, Any] = parse_document(data, f"blob {digest}")
     if verify and sha256_digest(data) != digest:
         raise SdctrError(f"blob {digest} is corrupt (its content has another digest)")
+    return document
+
+
+def parse_document(data: bytes, what: str, *, array: bool = False) -> Any:
+    """A manifest, index or image config, from the store or from outside (with ``array``: `docker
+    save`'s manifest.json): at most MAX_DOCUMENT bytes of JSON, an object (an array). Anything else
+    is an SdctrError "<what> is …", ``what`` naming the document ("blob sha256:…")."""
+    if len(data) > MAX_DOCUMENT:
+        raise SdctrError(f"{what} is more than {MAX_DOCUMENT} bytes: not a manifest or image config")
     try:
-        loaded = json.loads(data)
+        document = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: "[[[[…" deeper than Python's stack
-        loaded = None
-    if not isinstance(loaded, dict):
-        raise SdctrError(f"blob {digest} is not a JSON object (a manifest or image config was expected)")
-    return loaded
+        raise SdctrError(f"{what} is not JSON") from None
+    if not isinstance(document, list if array else dict):
+        raise SdctrError(f"{what} is not a JSON {'array' if array else 'object'}")
+    return document
 
 
 def sha256_digest(data: bytes) -> str:

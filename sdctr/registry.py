@@ -26,7 +26,6 @@ import contextlib
 import functools
 import hashlib
 import ipaddress
-import json
 import re
 import ssl
 import threading
@@ -367,12 +366,9 @@ class _Session:
         if verify and digest != verify:
             raise SdctrError(f"manifest {verify} of {self.what} has the digest {digest}: "
                              "the registry served other content")
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[…" deeper than Python's stack
-            raise SdctrError(f"{url}: the manifest is not JSON") from None
-        media = doc.get("mediaType") or content_type if isinstance(doc, dict) else ""
-        if not isinstance(doc, dict) or doc.get("schemaVersion") == 1 or media in MEDIA_SCHEMA1:
+        doc = images.parse_document(body, f"{url}: the manifest")
+        media = doc.get("mediaType") or content_type
+        if doc.get("schemaVersion") == 1 or media in MEDIA_SCHEMA1:
             raise SdctrError(f"{self.what}:{reference} is a Docker schema 1 image, which sdctr "
                              "does not support", hint="push it again with a current Docker or skopeo")
         if media not in (*_INDEXES, *_MANIFESTS):
@@ -475,7 +471,7 @@ def _parse_platform(text: str) -> tuple[str, str, str]:
 
 
 def _select_platform(r: images.Reference, body: bytes, wanted: tuple[str, str, str]) -> str:
-    index = json.loads(body)
+    index = images.parse_document(body, f"{r.key}: the index")
     entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
     available = []
     os_, arch, variant = wanted
@@ -492,7 +488,7 @@ def _select_platform(r: images.Reference, body: bytes, wanted: tuple[str, str, s
 
 
 def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(body)
+    doc: dict[str, Any] = images.parse_document(body, f"{ref}: the image manifest")
     config = doc.get("config")
     layers = doc.get("layers")
     if not (isinstance(config, dict) and isinstance(layers, list)
@@ -508,15 +504,11 @@ def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
 
 
 def _parse_config(ref: str, data: bytes, n_layers: int) -> dict[str, Any]:
-    try:
-        config = json.loads(data)
-    except (ValueError, RecursionError):
-        raise SdctrError(f"{ref}: the image config is not JSON") from None
+    config: dict[str, Any] = images.parse_document(data, f"{ref}: the image config")
     problem = images.config_problem(config, n_layers)
     if problem:
         raise SdctrError(f"{ref}: the image config is not one sdctr can store: {problem}")
-    result: dict[str, Any] = config
-    return result
+    return config
 
 
 def _check_platform(ref: str, config: Mapping[str, Any], wanted: tuple[str, str, str]) -> None:

@@ -331,7 +331,7 @@ def _manifest(**changes: object) -> tuple[dict[str, object], dict[str, object]]:
 
 
 @pytest.mark.parametrize(("documents", "why"), [
-    (([1, 2], None), "config: not a JSON object"),
+    (([1, 2], None), "config: is not a JSON object"),
     ((_config(config={"Env": "PATH=/bin"}), None), "config: config.Env is not a list of strings"),
     ((_config(config={"Labels": ["a"]}), None), "config: config.Labels is not an object of strings"),
     ((_config(rootfs="layers"), None), "config: rootfs is not an object"),
