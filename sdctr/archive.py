@@ -41,6 +41,7 @@ DOCUMENTS = ("manifest.json", "index.json", "oci-layout", "repositories")
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+_SAVE_TMP = "save-"  # <root>/tmp/save-*: a compressed layer, decompressed for the archive
 
 
 # --- load ------------------------------------------------------------------------------------------
@@ -317,6 +318,7 @@ def _add(paths: Paths, manifest_digest: str, keys: Sequence[str]) -> list[str]:
 def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
     """`docker save`: the images (with the tags the references name) as one archive, to the file
     ``output`` (written aside and renamed when complete) or to stdout."""
+    images.sweep_stale(paths.root / "tmp", f"{_SAVE_TMP}*")  # what a killed save decompressed
     chosen: dict[str, tuple[images.Image, list[str]]] = {}
     for ref in refs:
         for image, key in _named(paths, ref):  # by manifest: two may share one config (id)
@@ -434,7 +436,7 @@ def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) ->
             return
     tmp_dir = paths.root / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="save-")
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=_SAVE_TMP)
     try:
         try:
             with open(path, "rb") as f, os.fdopen(fd, "wb") as out, decompressed(f) as plain:

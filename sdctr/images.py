@@ -234,8 +234,13 @@ def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
     if digests:
         with state.locked(paths):
             _discard_unused_locked(paths, _load_index(paths), digests)
-    blobs = paths.root / "blobs" / "sha256"
-    for tmp in blobs.glob(".tmp-*") if blobs.is_dir() else ():
+    sweep_stale(paths.root / "blobs" / "sha256", ".tmp-*")
+
+
+def sweep_stale(directory: Path, pattern: str) -> None:
+    """Deletes the files matching ``pattern`` in ``directory`` that are older than STALE_TMP: what
+    a writer killed (SIGKILL) before its own cleanup left behind."""
+    for tmp in directory.glob(pattern) if directory.is_dir() else ():
         with contextlib.suppress(FileNotFoundError):
             if time.time() - tmp.stat().st_mtime > STALE_TMP:
                 tmp.unlink()
