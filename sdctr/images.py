@@ -483,14 +483,31 @@ def _unpacked(layer: Mapping[str, Any], idx: Mapping[str, Any]) -> int:
 
 # --- the API ---------------------------------------------------------------------------------------
 
+# what reading an image whose blob is gone, or whose document was stored before it was checked, raises
+_UNREADABLE = (SdctrError, KeyError, TypeError, ValueError, AttributeError)
+
+
 def _all(paths: Paths, idx: Mapping[str, Any]) -> Iterator[Image]:
-    """Every image the store can read; one it cannot (a blob gone, or a document stored before it
-    was checked) is skipped, so that it does not take every listing down with it."""
+    """Every image the store can read; one it cannot is skipped, so that it does not take every
+    listing down with it."""
     for m in _manifests(idx):
         try:
             yield _load(paths, idx, m)
-        except (SdctrError, KeyError, TypeError, ValueError, AttributeError) as e:
+        except _UNREADABLE as e:
             debug(f"image {m} is unreadable, skipped: {e}")
+
+
+def _by_id(paths: Paths, idx: Mapping[str, Any], hex_id: str) -> Image | None:
+    """The image whose id is ``hex_id``: the id is the config digest, so the manifests alone tell
+    which one it is, and only that image is loaded (the prestart hook resolves by id at every start)."""
+    config = f"sha256:{hex_id}"
+    for m in _manifests(idx):
+        try:
+            if read_json_blob(paths, m, verify=False)["config"]["digest"] == config:
+                return _load(paths, idx, m)
+        except _UNREADABLE as e:
+            debug(f"image {m} is unreadable, skipped: {e}")
+    return None
 
 
 def list_images(paths: Paths) -> list[Image]:
@@ -503,9 +520,9 @@ def resolve(paths: Paths, ref: str) -> Image:
     idx = _load_index(paths)
     hex_id = _HEX_ID.fullmatch(ref)
     if hex_id and len(hex_id.group(1)) == 64:
-        for image in _all(paths, idx):
-            if image.id == hex_id.group(1):
-                return image
+        image = _by_id(paths, idx, hex_id.group(1))
+        if image is not None:
+            return image
     try:
         r = parse_reference(ref)
     except SdctrError:
