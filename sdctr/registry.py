@@ -251,48 +251,43 @@ class _Session:
     @contextlib.contextmanager
     def get(self, url: str, accept: str | None = None) -> Iterator[httpx.Response]:
         """A streamed GET with auth and retries; yields a 2xx response, raises SdctrError else."""
-        import httpx
+        resp = self.retrying(f"GET {url}", lambda: self._open(url, accept), self._get_failed)
+        try:
+            yield resp
+        finally:
+            resp.close()
 
-        pause = _RETRY_PAUSE
-        for attempt in range(1, self.attempts + 1):
-            headers = {"Accept": accept} if accept else {}
-            challenged = yielded = False
+    def _open(self, url: str, accept: str | None) -> httpx.Response:
+        """One try at GET ``url``, a challenge answered once: the response, its body unread, if it
+        is no error; _Busy for an answer worth another try (429, 5xx); SdctrError else."""
+        headers = {"Accept": accept} if accept else {}
+        challenged = False
+        while True:
+            if self.auth_header:
+                headers["Authorization"] = self.auth_header
+            debug(f"+ GET {url}")
+            resp = self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
+            if resp.status_code < 400:
+                return resp
             try:
-                while True:
-                    if self.auth_header:
-                        headers["Authorization"] = self.auth_header
-                    debug(f"+ GET {url}")
-                    with self.client.stream("GET", url, headers=headers) as resp:
-                        if resp.status_code == 401 and not challenged:
-                            resp.read()
-                            self._authenticate(resp)
-                            challenged = True
-                            continue
-                        if resp.status_code in (401, 403):
-                            raise self._denied(resp)
-                        if resp.status_code == 429 or resp.status_code >= 500:
-                            resp.read()
-                            if attempt == self.attempts:
-                                raise SdctrError(f"registry {self.domain} answered {resp.status_code} "
-                                                 f"to GET {url} ({self.attempts} attempts)")
-                            break  # to the retry
-                        if resp.status_code >= 400:
-                            resp.read()
-                            raise SdctrError(_describe_error(self.domain, self.what, url, resp))
-                        yielded = True
-                        yield resp
-                        return
-            except (httpx.TransportError, _Incomplete) as e:
-                if yielded:  # while the caller read the body: the caller's _retrying retries
-                    raise
-                if attempt == self.attempts:
-                    raise SdctrError(f"cannot reach registry {self.domain}: {_reason(e)}",
-                                     hint=f"is {self.base.split('/v2')[0]} up? ({self.attempts} attempts)",
-                                     ) from None
-                debug(f"GET {url}: {_reason(e)}; retrying")
-            time.sleep(pause)
-            pause *= 2
-        raise AssertionError("unreachable")
+                resp.read()
+            finally:
+                resp.close()
+            if resp.status_code == 401 and not challenged:
+                self._authenticate(resp)
+                challenged = True
+            elif resp.status_code in (401, 403):
+                raise self._denied(resp)
+            elif resp.status_code == 429 or resp.status_code >= 500:
+                raise _Busy(f"registry {self.domain} answered {resp.status_code} to GET {url}")
+            else:
+                raise SdctrError(_describe_error(self.domain, self.what, url, resp))
+
+    def _get_failed(self, e: Exception) -> SdctrError:
+        if isinstance(e, _Busy):
+            return SdctrError(f"{e} ({self.attempts} attempts)")
+        return SdctrError(f"cannot reach registry {self.domain}: {_reason(e)}",
+                          hint=f"is {self.base.split('/v2')[0]} up? ({self.attempts} attempts)")
 
     def _authenticate(self, resp: httpx.Response) -> None:
         scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
@@ -331,15 +326,20 @@ class _Session:
         return _Denied(f"registry {self.domain} denied access to {what}",
                        hint=_LOGIN_HINT.format(domain=self.domain, auth_file=self.auth_file))
 
-    def retrying(self, what: str, action: Callable[[], _T]) -> _T:
-        """``action`` again after a connection that broke while a body was read."""
+    def retrying(self, what: str, action: Callable[[], _T],
+                 give_up: Callable[[Exception], SdctrError] | None = None) -> _T:
+        """``action``, tried again while it fails as a connection can (dropped, cut short, a busy
+        registry): self.attempts tries, the pause between them doubling. The last failure becomes
+        ``give_up(error)``; by default, that ``what`` could not be fetched, and why."""
         import httpx
 
         pause = _RETRY_PAUSE
         for attempt in range(1, self.attempts + 1):
             try:
                 return action()
-            except (httpx.TransportError, _Incomplete) as e:
+            except (httpx.TransportError, _Incomplete, _Busy) as e:
+                if attempt == self.attempts and give_up:
+                    raise give_up(e) from None
                 if attempt == self.attempts:
                     raise SdctrError(f"{what} of {self.what} could not be fetched from registry "
                                      f"{self.domain}: {_reason(e)} ({self.attempts} attempts)") from None
@@ -401,6 +401,10 @@ class _Session:
 
 class _Incomplete(Exception):
     """The blob stream ended early; retried like a dropped connection."""
+
+
+class _Busy(Exception):
+    """The registry answered 429 or 5xx; retried like a dropped connection."""
 
 
 class _Denied(SdctrError):
