@@ -33,7 +33,7 @@ from sdctr import images
 from sdctr.layers import compression
 from sdctr.log import SdctrError
 from sdctr.state import Paths
-from sdctr.storage import blob_path, digest_hex
+from sdctr.storage import blob_path, digest_hex, is_digest
 
 MAX_DOCUMENT = images.MAX_DOCUMENT  # manifest.json, index.json: a few KiB in honest archives
 MAX_ENTRIES = 100_000
@@ -41,6 +41,7 @@ DOCUMENTS = ("manifest.json", "index.json", "oci-layout", "repositories")
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+_SAVE_TMP = "save-"  # <root>/tmp/save-*: a compressed layer, decompressed for the archive
 
 
 # --- load ------------------------------------------------------------------------------------------
@@ -69,22 +70,20 @@ class _Archive:
             raise self.error("is named by the manifest but is not in the archive", name)
         return self.blobs[name]
 
-    def document(self, name: str) -> Any:
-        return self.parse(self.documents[name], name)
+    def document(self, name: str, *, array: bool = False) -> Any:
+        return self.parse(self.documents[name], name, array=array)
 
     def json_blob(self, paths: Paths, digest: str, entry: str) -> Any:
-        """A manifest or config, read only if it is of a document's size."""
-        path = blob_path(paths, digest)
-        size = path.stat().st_size
-        if size > MAX_DOCUMENT:
-            raise self.error(f"is {size} bytes, more than {MAX_DOCUMENT} for a JSON document", entry)
-        return self.parse(path.read_bytes(), entry)
+        """A manifest, index or config, of which no more than a document's size is read."""
+        with open(blob_path(paths, digest), "rb") as f:
+            return self.parse(f.read(MAX_DOCUMENT + 1), entry)
 
-    def parse(self, data: bytes, entry: str) -> Any:
+    def parse(self, data: bytes, entry: str, *, array: bool = False) -> Any:
         try:
-            return json.loads(data)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested deeper than Python's stack
-            raise self.error("is not JSON", entry) from None
+            # "<archive>: entry 'x': is not JSON", as this archive's other errors read
+            return images.parse_document(data, f"entry {entry!r}:", array=array)
+        except SdctrError as e:
+            raise self.error(str(e)) from None
 
     def check(self, problem: str | None, entry: str) -> None:
         if problem:
@@ -195,8 +194,8 @@ def _take(paths: Paths, archive: _Archive, tar: tarfile.TarFile, m: tarfile.TarI
 
 def _docker_images(paths: Paths, archive: _Archive, written: list[str]) -> list[tuple[str, list[str]]]:
     """manifest.json's images, each with an OCI manifest made for it: (manifest digest, tags)."""
-    entries = archive.document("manifest.json")
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+    entries = archive.document("manifest.json", array=True)
+    if not all(isinstance(e, dict) for e in entries):
         raise archive.error("manifest.json is not a list of images", "manifest.json")
     found = []
     for entry in entries:
@@ -208,12 +207,8 @@ def _docker_images(paths: Paths, archive: _Archive, written: list[str]) -> list[
         archive.check(images.config_problem(config, len(layer_names)), config_name)
         layers = [_layer(paths, archive, name, diff_id)
                   for name, diff_id in zip(layer_names, config["rootfs"]["diff_ids"])]
-        manifest = images.canonical({
-            "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
-            "config": {"mediaType": images.MEDIA_CONFIG, "digest": config_digest,
-                       "size": blob_path(paths, config_digest).stat().st_size},
-            "layers": layers,
-        })
+        manifest = images.manifest_bytes(config_digest, blob_path(paths, config_digest).stat().st_size,
+                                         layers)
         written.append(images.write_blob_bytes(paths, manifest))
         found.append((written[-1], _tags(archive, entry.get("RepoTags"), "manifest.json")))
     return found
@@ -226,8 +221,7 @@ def _layer(paths: Paths, archive: _Archive, name: str, diff_id: str) -> dict[str
         kind = compression(f.read(4))
     if not kind and blob != diff_id:  # a compressed one is checked when unpacked
         raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}", name)
-    return {"mediaType": images.MEDIA_LAYER + (f"+{kind}" if kind else ""), "digest": blob,
-            "size": blob_path(paths, blob).stat().st_size}
+    return images.layer_descriptor(blob, blob_path(paths, blob).stat().st_size, kind)
 
 
 def _tags(archive: _Archive, names: Any, entry: str) -> list[str]:
@@ -245,12 +239,12 @@ def _tags(archive: _Archive, names: Any, entry: str) -> list[str]:
 def _oci_images(paths: Paths, archive: _Archive) -> list[tuple[str, list[str]]]:
     """index.json's images: (manifest digest, tags), every blob checked to be at hand."""
     index = archive.document("index.json")
-    descriptors = index.get("manifests") if isinstance(index, dict) else None
+    descriptors = index.get("manifests")
     if not isinstance(descriptors, list):
         raise archive.error("index.json has no manifests", "index.json")
     found = []
     for desc in descriptors:
-        if not isinstance(desc, dict) or not images.is_digest(desc.get("digest")):
+        if not isinstance(desc, dict) or not is_digest(desc.get("digest")):
             raise archive.error("a manifest there has no sha256 digest", "index.json")
         digest, manifest = _image_manifest(paths, archive, desc["digest"])
         config_digest = manifest["config"]["digest"]
@@ -272,14 +266,14 @@ def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> tuple[str, 
         if entry not in archive.blobs:
             raise archive.error(f"manifest {digest} is not in the archive")
         doc = archive.json_blob(paths, digest, entry)
-        if not (isinstance(doc, dict) and (doc.get("mediaType") == MEDIA_INDEX or "manifests" in doc)):
+        if not (doc.get("mediaType") == MEDIA_INDEX or "manifests" in doc):
             archive.check(images.manifest_problem(doc), entry)
             return digest, doc
         children = doc.get("manifests")
         if not (isinstance(children, list) and all(isinstance(m, dict) for m in children)):
             raise archive.error("the index's manifests are not a list of descriptors", entry)
         matches = [m.get("digest") for m in children if _platform(m) == wanted]
-        if not matches or not images.is_digest(matches[0]):
+        if not matches or not is_digest(matches[0]):
             raise archive.error(f"the index has no image for {'/'.join(wanted)}", entry)
         digest = matches[0]
     raise archive.error("indexes nested deeper than 4")
@@ -324,6 +318,7 @@ def _add(paths: Paths, manifest_digest: str, keys: Sequence[str]) -> list[str]:
 def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
     """`docker save`: the images (with the tags the references name) as one archive, to the file
     ``output`` (written aside and renamed when complete) or to stdout."""
+    images.sweep_stale(paths.root / "tmp", f"{_SAVE_TMP}*")  # what a killed save decompressed
     chosen: dict[str, tuple[images.Image, list[str]]] = {}
     for ref in refs:
         for image, key in _named(paths, ref):  # by manifest: two may share one config (id)
@@ -405,15 +400,9 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
                 name = f"blobs/sha256/{digest_hex(diff_id)}"
                 with _uncompressed(paths, image, blob, diff_id) as path:
                     add_blob(name, path)
-                    layers.append({"mediaType": images.MEDIA_LAYER, "digest": diff_id,
-                                   "size": path.stat().st_size})
+                    layers.append(images.layer_descriptor(diff_id, path.stat().st_size))
             config_size = blob_path(paths, f"sha256:{image.id}").stat().st_size
-            manifest = images.canonical({
-                "schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST,
-                "config": {"mediaType": images.MEDIA_CONFIG, "digest": f"sha256:{image.id}",
-                           "size": config_size},
-                "layers": layers,
-            })
+            manifest = images.manifest_bytes(f"sha256:{image.id}", config_size, layers)
             manifest_digest = images.sha256_digest(manifest)
             _add_bytes(tar, f"blobs/sha256/{digest_hex(manifest_digest)}", manifest)
             descriptor = {"mediaType": images.MEDIA_MANIFEST, "digest": manifest_digest,
@@ -447,7 +436,7 @@ def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) ->
             return
     tmp_dir = paths.root / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="save-")
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=_SAVE_TMP)
     try:
         try:
             with open(path, "rb") as f, os.fdopen(fd, "wb") as out, decompressed(f) as plain:

@@ -28,7 +28,7 @@ from sdctr import state
 from sdctr.log import SdctrError, debug
 from sdctr.record import Record
 from sdctr.state import Paths
-from sdctr.storage import STALE_TMP, blob_path, digest_hex, driver
+from sdctr.storage import STALE_TMP, blob_path, digest_hex, driver, is_digest
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -234,8 +234,13 @@ def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
     if digests:
         with state.locked(paths):
             _discard_unused_locked(paths, _load_index(paths), digests)
-    blobs = paths.root / "blobs" / "sha256"
-    for tmp in blobs.glob(".tmp-*") if blobs.is_dir() else ():
+    sweep_stale(paths.root / "blobs" / "sha256", ".tmp-*")
+
+
+def sweep_stale(directory: Path, pattern: str) -> None:
+    """Deletes the files matching ``pattern`` in ``directory`` that are older than STALE_TMP: what
+    a writer killed (SIGKILL) before its own cleanup left behind."""
+    for tmp in directory.glob(pattern) if directory.is_dir() else ():
         with contextlib.suppress(FileNotFoundError):
             if time.time() - tmp.stat().st_mtime > STALE_TMP:
                 tmp.unlink()
@@ -267,17 +272,25 @@ def read_json_blob(paths: Paths, digest: str, *, verify: bool = True) -> dict[st
     except FileNotFoundError:
         raise SdctrError(f"blob {digest} is missing from the image store",
                          hint="remove the image and import or pull it again") from None
-    if len(data) > MAX_DOCUMENT:
-        raise SdctrError(f"blob {digest} is over {MAX_DOCUMENT} bytes: not a manifest or image config")
+    document: dict[str, Any] = parse_document(data, f"blob {digest}")
     if verify and sha256_digest(data) != digest:
         raise SdctrError(f"blob {digest} is corrupt (its content has another digest)")
+    return document
+
+
+def parse_document(data: bytes, what: str, *, array: bool = False) -> Any:
+    """A manifest, index or image config, from the store or from outside (with ``array``: `docker
+    save`'s manifest.json): at most MAX_DOCUMENT bytes of JSON, an object (an array). Anything else
+    is an SdctrError "<what> is …", ``what`` naming the document ("blob sha256:…")."""
+    if len(data) > MAX_DOCUMENT:
+        raise SdctrError(f"{what} is more than {MAX_DOCUMENT} bytes: not a manifest or image config")
     try:
-        loaded = json.loads(data)
+        document = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: "[[[[…" deeper than Python's stack
-        loaded = None
-    if not isinstance(loaded, dict):
-        raise SdctrError(f"blob {digest} is not a JSON object (a manifest or image config was expected)")
-    return loaded
+        raise SdctrError(f"{what} is not JSON") from None
+    if not isinstance(document, list if array else dict):
+        raise SdctrError(f"{what} is not a JSON {'array' if array else 'object'}")
+    return document
 
 
 def sha256_digest(data: bytes) -> str:
@@ -301,14 +314,31 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def layer_descriptor(digest: str, size: int, compression: str = "", *,
+                     unpacked: int | None = None) -> dict[str, Any]:
+    """The OCI descriptor of a layer blob (``compression``: "gzip", "zstd" or "" for a plain tar);
+    ``unpacked`` becomes our annotation, the SIZE column's source."""
+    descriptor: dict[str, Any] = {"mediaType": MEDIA_LAYER + (f"+{compression}" if compression else ""),
+                                  "digest": digest, "size": size}
+    if unpacked is not None:
+        descriptor["annotations"] = {UNPACKED_SIZE: str(unpacked)}
+    return descriptor
+
+
+def manifest_bytes(config_digest: str, config_size: int, layers: Sequence[Mapping[str, Any]]) -> bytes:
+    """An OCI image manifest, canonical: the same image always has the same manifest digest."""
+    return canonical({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": list(layers),
+    })
+
+
 # --- documents from outside ------------------------------------------------------------------------
 # Every reader of the store (images, inspect, history, run) takes the shapes below for granted, so
 # a manifest or config from outside is checked once, before it becomes an image: one with a string
 # for Env or a list for rootfs would otherwise break every later `sdctr images`.
-
-def is_digest(v: Any) -> bool:
-    return isinstance(v, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", v) is not None
-
 
 def _is_strings(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
@@ -453,14 +483,31 @@ def _unpacked(layer: Mapping[str, Any], idx: Mapping[str, Any]) -> int:
 
 # --- the API ---------------------------------------------------------------------------------------
 
+# what reading an image whose blob is gone, or whose document was stored before it was checked, raises
+_UNREADABLE = (SdctrError, KeyError, TypeError, ValueError, AttributeError)
+
+
 def _all(paths: Paths, idx: Mapping[str, Any]) -> Iterator[Image]:
-    """Every image the store can read; one it cannot (a blob gone, or a document stored before it
-    was checked) is skipped, so that it does not take every listing down with it."""
+    """Every image the store can read; one it cannot is skipped, so that it does not take every
+    listing down with it."""
     for m in _manifests(idx):
         try:
             yield _load(paths, idx, m)
-        except (SdctrError, KeyError, TypeError, ValueError, AttributeError) as e:
+        except _UNREADABLE as e:
             debug(f"image {m} is unreadable, skipped: {e}")
+
+
+def _by_id(paths: Paths, idx: Mapping[str, Any], hex_id: str) -> Image | None:
+    """The image whose id is ``hex_id``: the id is the config digest, so the manifests alone tell
+    which one it is, and only that image is loaded (the prestart hook resolves by id at every start)."""
+    config = f"sha256:{hex_id}"
+    for m in _manifests(idx):
+        try:
+            if read_json_blob(paths, m, verify=False)["config"]["digest"] == config:
+                return _load(paths, idx, m)
+        except _UNREADABLE as e:
+            debug(f"image {m} is unreadable, skipped: {e}")
+    return None
 
 
 def list_images(paths: Paths) -> list[Image]:
@@ -473,9 +520,9 @@ def resolve(paths: Paths, ref: str) -> Image:
     idx = _load_index(paths)
     hex_id = _HEX_ID.fullmatch(ref)
     if hex_id and len(hex_id.group(1)) == 64:
-        for image in _all(paths, idx):
-            if image.id == hex_id.group(1):
-                return image
+        image = _by_id(paths, idx, hex_id.group(1))
+        if image is not None:
+            return image
     try:
         r = parse_reference(ref)
     except SdctrError:
@@ -643,12 +690,8 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
             f.seek(0)
             info = inspect_layer(f, image=key or "(untagged)", digest=blob)
         diff_ids.append(info.diff_id)
-        descriptors.append({
-            "mediaType": MEDIA_LAYER + (f"+{kind}" if kind else ""),
-            "digest": blob,
-            "size": blob_path(paths, blob).stat().st_size,
-            "annotations": {UNPACKED_SIZE: str(info.size)},
-        })
+        descriptors.append(layer_descriptor(blob, blob_path(paths, blob).stat().st_size, kind,
+                                            unpacked=info.size))
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     config = {
         "created": created,
@@ -660,13 +703,7 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
     }
     config_bytes = canonical(config)
     config_digest = write_blob_bytes(paths, config_bytes)
-    manifest_bytes = canonical({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_MANIFEST,
-        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-        "layers": descriptors,
-    })
-    manifest_digest = write_blob_bytes(paths, manifest_bytes)
+    manifest_digest = write_blob_bytes(paths, manifest_bytes(config_digest, len(config_bytes), descriptors))
     add_manifest(paths, manifest_digest, key)
     return _load(paths, _load_index(paths), manifest_digest)
 

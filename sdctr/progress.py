@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from typing import TextIO
 
 from sdctr.record import Record
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import, and `run` loads human_size from here
+if TYPE_CHECKING:
+    from typing import TextIO
 
 DOWNLOADING = "Downloading"
 _UP = "\x1b[{}A"  # cursor up N lines
@@ -39,21 +41,26 @@ class Event(Record):
         if self.status != DOWNLOADING or self.current <= 0:
             return self.line
         if self.total <= 0:
-            return f"{self.line} {human_size(self.current):>8}"
+            return f"{self.line} {human_size(self.current, digits=4):>8}"
         bar = ""
         if width >= _BAR_MIN_WIDTH:
             filled = min(50, self.current * 50 // self.total)
             bar = f"[{'=' * filled}>{' ' * (50 - filled)}] "
-        return f"{self.line} {bar}{human_size(self.current):>8}/{human_size(self.total)}"
+        return f"{self.line} {bar}{human_size(self.current, digits=4):>8}/{human_size(self.total, digits=4)}"
 
 
-def human_size(n: float) -> str:
-    """Docker's units.HumanSize: decimal units, four significant digits."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.4g}{unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+def human_size(n: float, binary: bool = False, *, digits: int | None = None) -> str:
+    """A size as Docker's go-units writes it: decimal units with 3 significant digits (`docker
+    images`, `history`; a pull's progress asks for 4, as units.HumanSize has them), or binary units
+    (KiB, MiB) with 4 (units.BytesSize, for `stats`)."""
+    step, units = ((1024, ("B", "KiB", "MiB", "GiB", "TiB")) if binary
+                   else (1000, ("B", "kB", "MB", "GB", "TB")))
+    digits = digits or (4 if binary else 3)
+    for unit in units[:-1]:
+        if n < step:
+            return f"{n:.{digits}g}{unit}"
+        n /= step
+    return f"{n:.{digits}g}{units[-1]}"
 
 
 def plain_lines(out: TextIO) -> Callable[[Event], None]:
@@ -110,6 +117,8 @@ def view(out: TextIO, *, quiet: bool = False) -> Iterator[Callable[[Event], None
     if quiet:
         yield None
     elif out.isatty():
+        import shutil
+
         board = TerminalBoard(out, shutil.get_terminal_size().columns)
         try:
             yield board

@@ -26,7 +26,6 @@ import contextlib
 import functools
 import hashlib
 import ipaddress
-import json
 import re
 import ssl
 import threading
@@ -39,7 +38,7 @@ from sdctr.log import SdctrError, debug
 from sdctr.progress import Event
 from sdctr.record import Record
 from sdctr.state import Paths
-from sdctr.storage import blob_path, digest_hex
+from sdctr.storage import blob_path, digest_hex, is_digest
 
 if TYPE_CHECKING:
     import httpx
@@ -252,48 +251,43 @@ class _Session:
     @contextlib.contextmanager
     def get(self, url: str, accept: str | None = None) -> Iterator[httpx.Response]:
         """A streamed GET with auth and retries; yields a 2xx response, raises SdctrError else."""
-        import httpx
+        resp = self.retrying(f"GET {url}", lambda: self._open(url, accept), self._get_failed)
+        try:
+            yield resp
+        finally:
+            resp.close()
 
-        pause = _RETRY_PAUSE
-        for attempt in range(1, self.attempts + 1):
-            headers = {"Accept": accept} if accept else {}
-            challenged = yielded = False
+    def _open(self, url: str, accept: str | None) -> httpx.Response:
+        """One try at GET ``url``, a challenge answered once: the response, its body unread, if it
+        is no error; _Busy for an answer worth another try (429, 5xx); SdctrError else."""
+        headers = {"Accept": accept} if accept else {}
+        challenged = False
+        while True:
+            if self.auth_header:
+                headers["Authorization"] = self.auth_header
+            debug(f"+ GET {url}")
+            resp = self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
+            if resp.status_code < 400:
+                return resp
             try:
-                while True:
-                    if self.auth_header:
-                        headers["Authorization"] = self.auth_header
-                    debug(f"+ GET {url}")
-                    with self.client.stream("GET", url, headers=headers) as resp:
-                        if resp.status_code == 401 and not challenged:
-                            resp.read()
-                            self._authenticate(resp)
-                            challenged = True
-                            continue
-                        if resp.status_code in (401, 403):
-                            raise self._denied(resp)
-                        if resp.status_code == 429 or resp.status_code >= 500:
-                            resp.read()
-                            if attempt == self.attempts:
-                                raise SdctrError(f"registry {self.domain} answered {resp.status_code} "
-                                                 f"to GET {url} ({self.attempts} attempts)")
-                            break  # to the retry
-                        if resp.status_code >= 400:
-                            resp.read()
-                            raise SdctrError(_describe_error(self.domain, self.what, url, resp))
-                        yielded = True
-                        yield resp
-                        return
-            except (httpx.TransportError, _Incomplete) as e:
-                if yielded:  # while the caller read the body: the caller's _retrying retries
-                    raise
-                if attempt == self.attempts:
-                    raise SdctrError(f"cannot reach registry {self.domain}: {_reason(e)}",
-                                     hint=f"is {self.base.split('/v2')[0]} up? ({self.attempts} attempts)",
-                                     ) from None
-                debug(f"GET {url}: {_reason(e)}; retrying")
-            time.sleep(pause)
-            pause *= 2
-        raise AssertionError("unreachable")
+                resp.read()
+            finally:
+                resp.close()
+            if resp.status_code == 401 and not challenged:
+                self._authenticate(resp)
+                challenged = True
+            elif resp.status_code in (401, 403):
+                raise self._denied(resp)
+            elif resp.status_code == 429 or resp.status_code >= 500:
+                raise _Busy(f"registry {self.domain} answered {resp.status_code} to GET {url}")
+            else:
+                raise SdctrError(_describe_error(self.domain, self.what, url, resp))
+
+    def _get_failed(self, e: Exception) -> SdctrError:
+        if isinstance(e, _Busy):
+            return SdctrError(f"{e} ({self.attempts} attempts)")
+        return SdctrError(f"cannot reach registry {self.domain}: {_reason(e)}",
+                          hint=f"is {self.base.split('/v2')[0]} up? ({self.attempts} attempts)")
 
     def _authenticate(self, resp: httpx.Response) -> None:
         scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
@@ -332,15 +326,20 @@ class _Session:
         return _Denied(f"registry {self.domain} denied access to {what}",
                        hint=_LOGIN_HINT.format(domain=self.domain, auth_file=self.auth_file))
 
-    def retrying(self, what: str, action: Callable[[], _T]) -> _T:
-        """``action`` again after a connection that broke while a body was read."""
+    def retrying(self, what: str, action: Callable[[], _T],
+                 give_up: Callable[[Exception], SdctrError] | None = None) -> _T:
+        """``action``, tried again while it fails as a connection can (dropped, cut short, a busy
+        registry): self.attempts tries, the pause between them doubling. The last failure becomes
+        ``give_up(error)``; by default, that ``what`` could not be fetched, and why."""
         import httpx
 
         pause = _RETRY_PAUSE
         for attempt in range(1, self.attempts + 1):
             try:
                 return action()
-            except (httpx.TransportError, _Incomplete) as e:
+            except (httpx.TransportError, _Incomplete, _Busy) as e:
+                if attempt == self.attempts and give_up:
+                    raise give_up(e) from None
                 if attempt == self.attempts:
                     raise SdctrError(f"{what} of {self.what} could not be fetched from registry "
                                      f"{self.domain}: {_reason(e)} ({self.attempts} attempts)") from None
@@ -367,12 +366,9 @@ class _Session:
         if verify and digest != verify:
             raise SdctrError(f"manifest {verify} of {self.what} has the digest {digest}: "
                              "the registry served other content")
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[…" deeper than Python's stack
-            raise SdctrError(f"{url}: the manifest is not JSON") from None
-        media = doc.get("mediaType") or content_type if isinstance(doc, dict) else ""
-        if not isinstance(doc, dict) or doc.get("schemaVersion") == 1 or media in MEDIA_SCHEMA1:
+        doc = images.parse_document(body, f"{url}: the manifest")
+        media = doc.get("mediaType") or content_type
+        if doc.get("schemaVersion") == 1 or media in MEDIA_SCHEMA1:
             raise SdctrError(f"{self.what}:{reference} is a Docker schema 1 image, which sdctr "
                              "does not support", hint="push it again with a current Docker or skopeo")
         if media not in (*_INDEXES, *_MANIFESTS):
@@ -405,6 +401,10 @@ class _Session:
 
 class _Incomplete(Exception):
     """The blob stream ended early; retried like a dropped connection."""
+
+
+class _Busy(Exception):
+    """The registry answered 429 or 5xx; retried like a dropped connection."""
 
 
 class _Denied(SdctrError):
@@ -475,7 +475,7 @@ def _parse_platform(text: str) -> tuple[str, str, str]:
 
 
 def _select_platform(r: images.Reference, body: bytes, wanted: tuple[str, str, str]) -> str:
-    index = json.loads(body)
+    index = images.parse_document(body, f"{r.key}: the index")
     entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
     available = []
     os_, arch, variant = wanted
@@ -492,7 +492,7 @@ def _select_platform(r: images.Reference, body: bytes, wanted: tuple[str, str, s
 
 
 def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(body)
+    doc: dict[str, Any] = images.parse_document(body, f"{ref}: the image manifest")
     config = doc.get("config")
     layers = doc.get("layers")
     if not (isinstance(config, dict) and isinstance(layers, list)
@@ -508,15 +508,11 @@ def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
 
 
 def _parse_config(ref: str, data: bytes, n_layers: int) -> dict[str, Any]:
-    try:
-        config = json.loads(data)
-    except (ValueError, RecursionError):
-        raise SdctrError(f"{ref}: the image config is not JSON") from None
+    config: dict[str, Any] = images.parse_document(data, f"{ref}: the image config")
     problem = images.config_problem(config, n_layers)
     if problem:
         raise SdctrError(f"{ref}: the image config is not one sdctr can store: {problem}")
-    result: dict[str, Any] = config
-    return result
+    return config
 
 
 def _check_platform(ref: str, config: Mapping[str, Any], wanted: tuple[str, str, str]) -> None:
@@ -527,10 +523,9 @@ def _check_platform(ref: str, config: Mapping[str, Any], wanted: tuple[str, str,
 
 def _descriptor_digest(desc: Mapping[str, Any]) -> str:
     digest = desc.get("digest")
-    if not isinstance(digest, str) or not digest.startswith("sha256:"):
-        raise SdctrError(f"unsupported digest {digest!r} in the manifest (sdctr knows sha256)")
-    digest_hex(digest)  # refuses anything but 64 hex digits: the digest becomes a file name
-    return digest
+    if not is_digest(digest):
+        raise SdctrError(f"unsupported digest {digest!r} in the manifest (sdctr takes sha256:<64 hex>)")
+    return str(digest)
 
 
 # --- auth and transport -------------------------------------------------------------------------------

@@ -64,6 +64,12 @@ def driver(paths: Paths) -> Snapshotter:
     return OverlaySnapshotter(paths)
 
 
+def is_digest(value: object) -> bool:
+    """The one rule for a digest sdctr takes from anywhere: "sha256:" and 64 lowercase hex digits
+    (nothing else, as the hex becomes a file name in the store)."""
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+
 def digest_hex(digest: str) -> str:
     m = _DIGEST.fullmatch(digest)
     if not m:
@@ -164,31 +170,36 @@ class OverlaySnapshotter:
         run(["mount", "-t", "overlay", "-o", options, "overlay", str(target)])
 
     def mount_options(self, cid: str, image: LayeredImage) -> str:
-        """The overlay mount's options for a prepared container; paths that mount(8) or
-        overlayfs would split are refused rather than escaped for two parsers."""
+        """The overlay mount's options for a prepared container."""
         d = self.container_dir(cid)
-        upper, work = d / "upper", d / "work"
-        lowers = [self.layer_dir(diff) for diff in reversed(image.layers)] or [self._empty()]
-        for p in (*lowers, upper, work):
-            if _UNSAFE_IN_OPTIONS.search(str(p)):
-                raise SdctrError(f"{p}: overlay cannot take a path with commas, colons, quotes, '=', "
-                                 "backslashes or white space", hint="use a --root without them")
-        options = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work}"
-        if len(options) > _OPTIONS_MAX:
-            raise SdctrError(f"image {image.name}: {len(lowers)} layers do not fit in one overlay mount "
-                             f"({len(options)} bytes of options, the kernel takes {_OPTIONS_MAX})")
-        return options
+        return self._options(image, self._lowers(image), upperdir=d / "upper", workdir=d / "work")
 
     def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None:
         """The container's file system, read-only, at ``target`` (for export): its writable layer
         becomes the top lower layer, so its whiteouts hide what it deleted, and nothing is written."""
         self.ensure_layers(image)
-        options = self.mount_options(cid, image)
-        lowers = options.split(",")[0][len("lowerdir="):]
         upper = self.container_dir(cid) / "upper"
         if not upper.is_dir():
             raise SdctrError(f"container {cid[:12]} has no writable layer (was it created by sdctr?)")
-        run(["mount", "-t", "overlay", "-o", f"ro,lowerdir={upper}:{lowers}", "overlay", str(target)])
+        options = self._options(image, [upper, *self._lowers(image)])
+        run(["mount", "-t", "overlay", "-o", f"ro,{options}", "overlay", str(target)])
+
+    def _lowers(self, image: LayeredImage) -> list[Path]:
+        """The image's unpacked layers, top first, as overlayfs stacks lowerdir."""
+        return [self.layer_dir(diff) for diff in reversed(image.layers)] or [self._empty()]
+
+    def _options(self, image: LayeredImage, lowers: list[Path], **dirs: Path) -> str:
+        """lowerdir and ``dirs`` (upperdir, workdir) as mount options; paths that mount(8) or
+        overlayfs would split are refused rather than escaped for two parsers."""
+        for p in (*lowers, *dirs.values()):
+            if _UNSAFE_IN_OPTIONS.search(str(p)):
+                raise SdctrError(f"{p}: overlay cannot take a path with commas, colons, quotes, '=', "
+                                 "backslashes or white space", hint="use a --root without them")
+        options = ",".join([f"lowerdir={':'.join(map(str, lowers))}", *(f"{k}={v}" for k, v in dirs.items())])
+        if len(options) > _OPTIONS_MAX:
+            raise SdctrError(f"image {image.name}: {len(lowers)} layers do not fit in one overlay mount "
+                             f"({len(options)} bytes of options, the kernel takes {_OPTIONS_MAX})")
+        return options
 
     def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]:
         """mount() as one command the unit can run itself, without starting Python: for a

@@ -13,6 +13,7 @@ import time
 from sdctr import containers
 from sdctr import spec as specs
 from sdctr.log import SdctrError
+from sdctr.progress import human_size as human_size  # noqa: PLC0414 (re-exported: stats imports it from here)
 from sdctr.spec import ContainerSpec
 from sdctr.state import Paths, find
 
@@ -418,17 +419,6 @@ def cmd_images(args: argparse.Namespace) -> int:
     else:
         table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
     return 0
-
-
-def human_size(n: float, binary: bool = False) -> str:
-    """Sizes as Docker prints them: decimal for images, binary (KiB, MiB) for `stats`."""
-    step, units = ((1024, ("B", "KiB", "MiB", "GiB", "TiB")) if binary
-                   else (1000, ("B", "kB", "MB", "GB", "TB")))
-    for unit in units[:-1]:
-        if n < step:
-            return f"{n:.4g}{unit}" if binary else f"{n:.3g}{unit}"
-        n /= step
-    return f"{n:.3g}{units[-1]}"
 
 
 def human_ago(iso: str, now: float | None = None) -> str:

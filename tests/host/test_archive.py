@@ -265,6 +265,24 @@ def test_prune_after_save_and_load_into_the_same_store(paths: Paths, tmp_path: P
     assert images.resolve(paths, "box:1").id == first.id
 
 
+def test_a_killed_saves_decompressed_layers_are_swept_by_the_next(paths: Paths, tmp_path: Path) -> None:
+    """A save decompresses gzip layers into <root>/tmp/save-*; a SIGKILL leaves them there. The next
+    save deletes those a day old, and keeps a fresh one: another save may be writing it."""
+    tarball = tmp_path / "rootfs.tar.gz"
+    tarball.write_bytes(gzip.compress(small_layer("motd", b"hi\n")))
+    images.import_tarball(paths, str(tarball), "box:1")
+    tmp = paths.root / "tmp"
+    tmp.mkdir()
+    old, fresh, other = tmp / "save-old", tmp / "save-fresh", tmp / "not-a-save"
+    for p in (old, fresh, other):
+        p.write_bytes(b"x" * 100)
+    two_days_ago = time.time() - 2 * storage.STALE_TMP
+    for p in (old, other):
+        os.utime(p, (two_days_ago, two_days_ago))
+    archive.save(paths, ["box:1"], str(tmp_path / "box.tar"))
+    assert sorted(p.name for p in tmp.iterdir()) == ["not-a-save", "save-fresh"]
+
+
 def test_save_of_a_repository_takes_all_its_tags(paths: Paths, layout: Path, tmp_path: Path) -> None:
     skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'in.tar'}:app:1")
     archive.load(paths, str(tmp_path / "in.tar"))
@@ -331,7 +349,7 @@ def _manifest(**changes: object) -> tuple[dict[str, object], dict[str, object]]:
 
 
 @pytest.mark.parametrize(("documents", "why"), [
-    (([1, 2], None), "config: not a JSON object"),
+    (([1, 2], None), "config: is not a JSON object"),
     ((_config(config={"Env": "PATH=/bin"}), None), "config: config.Env is not a list of strings"),
     ((_config(config={"Labels": ["a"]}), None), "config: config.Labels is not an object of strings"),
     ((_config(rootfs="layers"), None), "config: rootfs is not an object"),

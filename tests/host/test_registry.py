@@ -363,6 +363,23 @@ def test_retries_on_5xx_not_on_4xx(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert blob_files(tmp_path / "b") == set()
 
 
+def test_a_registry_busy_every_time_is_given_up_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import httpx
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(503)
+
+    _serve(monkeypatch, handler)
+    given_up = rf"answered 503 to GET \S*/manifests/1 \({registry.ATTEMPTS} attempts\)"
+    with pytest.raises(SdctrError, match=given_up):
+        registry.pull(Paths.from_root(str(tmp_path)), f"{FAKE}/team/app:1")
+    assert len(calls) == registry.ATTEMPTS
+    assert blob_files(tmp_path) == set()
+
+
 def test_schema1_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import httpx
 

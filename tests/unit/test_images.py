@@ -111,6 +111,29 @@ def test_resolve_by_name_tag_full_name_id_and_prefix(paths: Paths, tmp_path: Pat
     assert e.value.hint and "sdctr import" in e.value.hint and "sdctr pull" in e.value.hint
 
 
+def test_resolve_by_full_id_loads_that_image_only(paths: Paths, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` resolves its image by full id at every start: the manifests say which image has that
+    id (its config digest), so no other image's config is read."""
+    others = [images.import_tarball(paths, str(rootfs_tar(tmp_path, f"other{i}")[0]), f"other{i}")
+              for i in range(3)]
+    wanted = images.import_tarball(paths, str(rootfs_tar(tmp_path, "wanted")[0]), "wanted")
+    (paths.root / "blobs/sha256" / others[0].id).unlink()  # an unreadable image is passed over
+    loaded: list[str] = []
+    real = images._load
+
+    def counting(paths: Paths, idx: dict[str, object], manifest: str) -> images.Image:
+        loaded.append(manifest)
+        return real(paths, idx, manifest)
+
+    monkeypatch.setattr(images, "_load", counting)
+    for ref in (wanted.id, f"sha256:{wanted.id}"):
+        assert images.resolve(paths, ref) == wanted
+    assert loaded == [wanted.manifest_digest] * 2
+    with pytest.raises(SdctrError, match="no such image"):
+        images.resolve(paths, "0" * 64)
+
+
 def test_registry_names_keep_their_domain(paths: Paths, tmp_path: Path) -> None:
     images.import_tarball(paths, str(rootfs_tar(tmp_path)[0]), "registry.example.com:5000/team/app")
     assert images.resolve(paths, "registry.example.com:5000/team/app:latest").repo_tags == (

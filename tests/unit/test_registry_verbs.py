@@ -273,7 +273,15 @@ def test_plain_lines_leave_out_byte_counts() -> None:
 @pytest.mark.parametrize(("n", "text"), [(0, "0B"), (999, "999B"), (1000, "1kB"), (2_225_000, "2.225MB"),
                                          (45_600_000_000, "45.6GB")])
 def test_human_size_as_docker(n: int, text: str) -> None:
-    assert progress.human_size(n) == text
+    assert progress.human_size(n, digits=4) == text  # a pull's progress: units.HumanSize
+
+
+@pytest.mark.parametrize(("n", "binary", "text"), [
+    (2_225_000, False, "2.23MB"), (45_600_000_000, False, "45.6GB"),  # docker images: 3 digits
+    (1536, True, "1.5KiB"), (268_435_456, True, "256MiB"), (1_234_567_890, True, "1.15GiB"),  # stats
+])
+def test_human_size_of_images_and_stats(n: int, binary: bool, text: str) -> None:
+    assert progress.human_size(n, binary) == text
 
 
 def _b64(text: str) -> str:
