@@ -48,7 +48,8 @@ def host_memory() -> int:
 
 
 def show(sd: Any, specs: list[ContainerSpec], stream: bool) -> int:
-    from sdctr.verbs import human_size, table
+    from sdctr.progress import human_size
+    from sdctr.verbs import table
 
     while True:
         units = {s.id: sd.unit_state(s.unit) for s in specs}

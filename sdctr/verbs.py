@@ -13,7 +13,7 @@ import time
 from sdctr import containers
 from sdctr import spec as specs
 from sdctr.log import SdctrError
-from sdctr.progress import human_size as human_size  # noqa: PLC0414 (re-exported: stats imports it from here)
+from sdctr.progress import human_size
 from sdctr.spec import ContainerSpec
 from sdctr.state import Paths, find
 
