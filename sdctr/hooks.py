@@ -2,7 +2,7 @@
 
     prestart  <id>   the rootfs snapshot prepared and mounted at <run>/<id>/rootfs (for an
                      ephemeral container; others mount it with the driver's own command)
-    stop      <id>   SIGTERM to the container's PID 1, and the wait for it (docker stop's grace)
+    stop      <id>   for units made before ExecStop became sdctr/stop.sh: that script
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
 
@@ -40,26 +40,10 @@ def prestart(paths: Paths, cid: str) -> int:
     return 0
 
 def stop(paths: Paths, cid: str) -> int:
-    """ExecStop: SIGTERM to the container's PID 1 (which forwards it), then wait for it to go.
-    systemd kills this hook, and then everything left, when the stop timeout runs out."""
-    pid = int(os.environ.get("MAINPID") or 0)
-    if pid <= 1:
-        return 0
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return 0
-    while _alive(pid):
-        time.sleep(0.05)
-    return 0
+    """ExecStop of units made before it became a script: the script (sdctr/stop.sh)."""
+    from sdctr.systemd import STOP_SCRIPT
 
-
-def _alive(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z"
+    os.execv("/bin/sh", ["/bin/sh", STOP_SCRIPT])
 
 
 def poststop(paths: Paths, cid: str) -> int:

@@ -28,6 +28,7 @@ Property = tuple[str, str, "Any"]  # (name, D-Bus signature, value)
 # Transient services accept ExecStartPre/ExecStopPost and LogExtraFields from v236 on.
 FIRST_FULL_TRANSIENT = 236
 UNIT_DIR = Path("/run/systemd/system")
+STOP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stop.sh")
 JOB_TIMEOUT = 90.0
 INFINITY = 2**64 - 1
 
@@ -95,12 +96,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         ("ExecStartPre", "a(sasb)", [(prestart[0], list(prestart), False)] if prestart
          else exec_("hook", "prestart", spec.id)),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
-        # systemd 252 does not wait for a main process it did not fork itself once it sent
-        # SIGTERM; this hook sends it and waits, so the stop timeout is a real grace period.
-        # systemd runs ExecStop after a main process that exited by itself too ($MAINPID is
-        # unset then): the shell spares that stop the start-up of a Python process.
-        ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", "-c", 'test -z "$MAINPID" || exec "$0" "$@"',
-                                              *sdctr, "hook", "stop", spec.id], False)]),
+        # SIGTERM to the main process, and the wait for it that systemd would not do (stop.sh)
+        ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", STOP_SCRIPT], False)]),
         ("ExecStopPost", "a(sasb)", [(stop_post[0], stop_post, False)]),
         # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
         ("KillMode", "s", "mixed"),
