@@ -22,6 +22,7 @@ Everything made (namespace, registry, stores) is removed at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -32,22 +33,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests/host"))
-from registry_helpers import REGISTRY_CONFIG, Layout, Variant  # noqa: E402 - the tests' helpers
+sys.path.insert(0, str(REPO / "tests"))  # the tests' helpers: the same registry as the registry tests
+from helpers.layout import Layout, Variant  # noqa: E402
+from helpers.registries import InNetns, push, serve_registry, throwaway_netns  # noqa: E402
 
-REGISTRY = "127.0.0.1:5000"
+PORT = 5000
+REGISTRY = f"127.0.0.1:{PORT}"
 # Runs one command and prints its peak RSS (KiB, children included) on stderr's last line.
 PEAK = ("import resource, subprocess, sys\n"
         "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
         "sys.exit(rc)\n")
-
-
-def sh(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, text=True, capture_output=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
-    return r
 
 
 def random_layer(mb: int, seed: int) -> bytes:
@@ -70,13 +66,12 @@ def make_image(layout: Layout, tag: str, layers: int, mb: int) -> None:
     layout.add(tag, [Variant(arch, ("PATH=/bin",), ("/bin/true",), tars)])
 
 
-def timed_pull(netns: str, cmd: list[str], fresh: list[Path]) -> tuple[float, int]:
+def timed_pull(netns: InNetns, cmd: list[str], fresh: list[Path]) -> tuple[float, int]:
     """(seconds, peak RSS in bytes) of one pull into empty stores."""
     for d in fresh:
         shutil.rmtree(d, ignore_errors=True)
     t = time.perf_counter()
-    r = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", PEAK, *cmd],
-                       capture_output=True, text=True)
+    r = subprocess.run([*netns.enter, sys.executable, "-c", PEAK, *cmd], capture_output=True, text=True)
     elapsed = time.perf_counter() - t
     if r.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed: {r.stderr.strip()}")
@@ -89,31 +84,17 @@ def main() -> int:
     p.add_argument("--layers", type=int, default=5)
     p.add_argument("--layer-mb", type=int, default=40)
     args = p.parse_args()
-    netns = f"sdctr-pullbench-{os.getpid()}"
-    work = Path(tempfile.mkdtemp(prefix="sdctr-pullbench-"))
-    registry = None
-    sh(["ip", "netns", "add", netns])
-    try:
-        sh(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"])
-        (work / "storage").mkdir()
-        (work / "config.yml").write_text(REGISTRY_CONFIG.format(storage=work / "storage", port=5000, auth=""))
-        registry = subprocess.Popen(["ip", "netns", "exec", netns, "docker-registry", "serve",
-                                     str(work / "config.yml")], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-        probe = "import socket; socket.create_connection(('127.0.0.1', 5000), 0.5).close()"
-        for _ in range(100):
-            if subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", probe],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+    with contextlib.ExitStack() as stack:  # unwound in reverse: registry, namespace, files
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sdctr-pullbench-")))
+        netns = stack.enter_context(throwaway_netns("sdctr-pullbench"))
+        stack.enter_context(serve_registry(netns, work, PORT))
         print(f"making the image: {args.layers} layers of {args.layer_mb} MB, and one with "
               f"{args.layers * 10} layers of {max(1, args.layer_mb // 10)} MB ...", file=sys.stderr)
         layout = Layout(work / "layout")
         make_image(layout, "big", args.layers, args.layer_mb)
         make_image(layout, "small-layers", args.layers * 10, max(1, args.layer_mb // 10))
         for tag in ("big", "small-layers"):
-            sh(["ip", "netns", "exec", netns, "skopeo", "--insecure-policy", "copy",
-                "--dest-tls-verify=false", f"oci:{work / 'layout'}:{tag}", f"docker://{REGISTRY}/bench/image:{tag}"])
+            push(netns, layout.root, tag, f"{REGISTRY}/bench/image:{tag}")
         ref = f"{REGISTRY}/bench/image:big"
         sdctr = [str(REPO / ".venv/bin/sdctr"), "--root", str(work / "sdctr"), "pull", "-q"]
         podman = ["podman", "--root", str(work / "podman-root"), "--runroot", str(work / "podman-run"),
@@ -133,12 +114,6 @@ def main() -> int:
         small = timed_pull(netns, [*sdctr, f"{REGISTRY}/bench/image:small-layers"], [work / "sdctr"])
         subprocess.run(["podman", "--root", str(work / "podman-root"), "--runroot", str(work / "podman-run"),
                         "system", "reset", "--force"], capture_output=True, check=False)
-    finally:
-        if registry:
-            registry.terminate()
-            registry.wait()
-        subprocess.run(["ip", "netns", "del", netns], check=False)
-        shutil.rmtree(work, ignore_errors=True)
 
     med = statistics.median
     best_peer = min(med([t for t, _ in results[n]]) for n in results if n != "sdctr pull")

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 TESTHOST = REPO / "tests/testhost/testhost"
+sys.path.insert(0, str(REPO / "tests"))  # the tests' helpers: the image the tests run
+from helpers.rootfs import build_busybox_rootfs  # noqa: E402
 
 # Runs inside the test host: times sdctr the way a user calls it, from the shell.
 INSIDE = r'''
@@ -83,15 +84,10 @@ def sh(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 def make_rootfs(d: Path) -> Path:
-    root = d / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    for sub in ("etc", "proc", "sys", "dev", "tmp", "usr", "run"):
+    root = build_busybox_rootfs(d / "rootfs")
+    for sub in ("usr", "run"):
         (root / sub).mkdir()
-    shutil.copy2("/bin/busybox", root / "bin/busybox")
-    for cmd in ("sh", "true", "sleep"):
-        (root / "bin" / cmd).symlink_to("busybox")
     (root / "etc/os-release").write_text('ID=busybox\nNAME="busybox"\n')  # nspawn wants an OS tree
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     tar = d / "busybox.tar"
     sh(["tar", "-C", str(root), "-cf", str(tar), "."])
     return tar

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_helpers import Layout, Variant, blob_files, busybox_layer, small_layer
+from helpers.cli import run_sdctr, sdctr_argv, sdctr_env
+from helpers.layout import Layout, Variant, busybox_layer, small_layer
+from helpers.store import blob_files
 
 from sdctr import archive, images, storage
 from sdctr.log import SdctrError
@@ -27,8 +29,6 @@ from sdctr.state import Paths
 from sdctr.storage import mounts_under
 
 pytestmark = pytest.mark.host
-
-REPO = Path(__file__).resolve().parents[2]
 
 ARCH = images.host_architecture()
 CMD = ("/bin/sh", "-c", "cat /etc/flavour")
@@ -295,14 +295,12 @@ def test_save_of_a_repository_takes_all_its_tags(paths: Paths, layout: Path, tmp
 def test_a_terminated_load_leaves_no_temporary_blob(paths: Paths, tmp_path: Path) -> None:
     """SIGTERM halfway through a layer: the clean-up runs as for Ctrl-C."""
     import signal
-    import sys
     import time
 
     info = tarfile.TarInfo("l.tar")
     info.size = 64 << 20
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "sdctr", "--root", str(paths.root), "load"],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(sdctr_argv("load", root=paths.root), env=sdctr_env(), stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write(info.tobuf() + b"x" * (8 << 20))
     proc.stdin.flush()
@@ -420,26 +418,24 @@ def test_a_multi_platform_oci_archive_loads_this_hosts_image(paths: Paths, tmp_p
 def test_the_load_and_save_commands(paths: Paths, layout: Path, tmp_path: Path) -> None:
     """What a user types: a gzipped `docker save` on stdin, a bad archive (one line, 125),
     save to stdout, and to a directory that does not exist."""
-    sdctr = [sys.executable, "-m", "sdctr", "--root", str(paths.root)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    root = paths.root
     skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:4")
     (tmp_path / "box.tar.gz").write_bytes(gzip.compress((tmp_path / "box.tar").read_bytes()))
     with open(tmp_path / "box.tar.gz", "rb") as stdin:
-        r = subprocess.run([*sdctr, "load"], stdin=stdin, capture_output=True, text=True, env=env,
-                           check=True)
+        r = run_sdctr("load", root=root, stdin=stdin)
+    assert r.returncode == 0, r.stderr
     assert r.stdout == "Loaded image: box:4\n"
     _oci_archive(tmp_path / "bad.tar", _config(config={"Env": "x"}))
-    r = subprocess.run([*sdctr, "load", "-i", str(tmp_path / "bad.tar")], capture_output=True, text=True,
-                       env=env)
+    r = run_sdctr("load", "-i", str(tmp_path / "bad.tar"), root=root)
     assert r.returncode == 125 and r.stdout == ""
     assert r.stderr.startswith(f"sdctr: error: {tmp_path / 'bad.tar'}: entry 'blobs/sha256/")
     assert len(r.stderr.splitlines()) == 2 and "Traceback" not in r.stderr  # the error and its hint
     with open(tmp_path / "out.tar", "wb") as stdout:
-        subprocess.run([*sdctr, "save", "box:4"], stdout=stdout, env=env, check=True)
+        r = run_sdctr("save", "box:4", root=root, stdout=stdout)
+    assert r.returncode == 0, r.stderr
     config = json.loads(skopeo("inspect", "--config", f"docker-archive:{tmp_path / 'out.tar'}"))
     assert tuple(config["config"]["Cmd"]) == CMD
-    r = subprocess.run([*sdctr, "save", "-o", str(tmp_path / "no/such/dir.tar"), "box:4"],
-                       capture_output=True, text=True, env=env)
+    r = run_sdctr("save", "-o", str(tmp_path / "no/such/dir.tar"), "box:4", root=root)
     assert r.returncode == 125 and "cannot write" in r.stderr and "internal error" not in r.stderr
 
 

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rootfs_helpers import build_busybox_rootfs
+from helpers.cli import sdctr_argv, sdctr_env
+from helpers.rootfs import build_busybox_rootfs
 
 from sdctr import linux, seccomp
 from sdctr.init import capability_mask
@@ -26,13 +27,12 @@ from sdctr.state import Paths, save_spec
 
 pytestmark = pytest.mark.host
 
-REPO = Path(__file__).resolve().parents[2]
 REAPERS = ["tini", "python"]  # the host's tini-static, and sdctr.reaper as the fallback
 
 
 def init_argv(root: Path, cid: str) -> list[str]:
     """As the unit runs the init, through the CLI."""
-    return [sys.executable, "-m", "sdctr", "--root", str(root), "init", cid]
+    return sdctr_argv("init", cid, root=root)
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +78,8 @@ class Containers:
         return spec
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-        env.update({"PYTHONPATH": str(REPO), self.marker.split("=")[0]: self.marker.split("=")[1]})
+        env = sdctr_env({self.marker.split("=")[0]: self.marker.split("=")[1]})
+        env.pop("NOTIFY_SOCKET", None)  # the test plays systemd: it passes its own or none
         if self.reaper == "python":
             env["SDCTR_INIT_REAPER"] = "python"
         env.update(extra or {})

@@ -5,28 +5,13 @@ and blobs corrupted in the registry's storage (nothing partial may stay in our s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_helpers import (
-    AUTHED,
-    PASSWORD,
-    PLAIN,
-    PLAIN_PORT,
-    REPO,
-    USER,
-    Registries,
-    Variant,
-    _tar_files,
-    blob_files,
-    busybox_layer,
-    registries_with_layout,
-    small_layer,
-)
+from helpers.layout import Variant, busybox_layer, small_layer, tar_files
+from helpers.registries import AUTHED, PASSWORD, PLAIN, PLAIN_PORT, USER, Registries, registries_with_layout
+from helpers.store import blob_files
 
 from sdctr import auth as sdctr_auth
 from sdctr import images, registry, storage
@@ -58,7 +43,7 @@ def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
         r.push(layout.root, "multi", f"{PLAIN}/test/multi:1", all_=True)
         r.push(layout.root, "bad", f"{PLAIN}/test/bad:1")
         r.push(layout.root, "short", f"{PLAIN}/test/short:1")
-        hostile = _tar_files({"etc/ok": b"fine\n", "../../../escaped-by-a-layer": b"gotcha\n"})
+        hostile = tar_files({"etc/ok": b"fine\n", "../../../escaped-by-a-layer": b"gotcha\n"})
         layout.add("hostile", [Variant(HOST_ARCH, ENV, CMD, (hostile,))])
         r.push(layout.root, "hostile", f"{PLAIN}/test/hostile:1")
         r.push(layout.root, "plain", f"{AUTHED}/test/private:1", creds=f"{USER}:{PASSWORD}")
@@ -410,13 +395,12 @@ def test_manifest_digest_verified(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 def test_the_pull_command(reg: Registries, root: Path) -> None:
     """What a user types: `sdctr pull`, its progress lines, `sdctr images`, a clear failure."""
-    sdctr = [sys.executable, "-m", "sdctr", "--root", str(root)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = reg.exec([*sdctr, "pull", f"{PLAIN}/test/oci:1"], env=env, cwd=REPO).stdout
-    assert out.splitlines()[-1] == f"Status: Downloaded newer image for {PLAIN}/test/oci:1"
-    listing = reg.exec([*sdctr, "images"], env=env, cwd=REPO).stdout
-    assert f"{PLAIN}/test/oci" in listing and " 1 " in listing
-    r = subprocess.run(["ip", "netns", "exec", reg.netns, *sdctr, "pull", f"{PLAIN}/test/oci:nope"],
-                       capture_output=True, text=True, env=env, cwd=REPO)
+    pulled = reg.sdctr(root, "pull", f"{PLAIN}/test/oci:1")
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.splitlines()[-1] == f"Status: Downloaded newer image for {PLAIN}/test/oci:1"
+    listing = reg.sdctr(root, "images")
+    assert listing.returncode == 0, listing.stderr
+    assert f"{PLAIN}/test/oci" in listing.stdout and " 1 " in listing.stdout
+    r = reg.sdctr(root, "pull", f"{PLAIN}/test/oci:nope")
     assert r.returncode == 125
     assert r.stderr.startswith("sdctr: error: ") and "Traceback" not in r.stderr

@@ -1,5 +1,5 @@
 """The registry verbs beyond pull, against real registries (Debian's docker-registry in a network
-namespace of our own, see registry_helpers): login/logout and the credentials pulls then use,
+namespace of our own, see helpers/registries.py): login/logout and the credentials pulls then use,
 search over /v2/_catalog, mirrors from sdctr.yaml (first, and fallen back from), insecure
 registries over plain HTTP, and the pull's in-place progress on a real pseudo-terminal."""
 
@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_helpers import (
+from helpers import REPO
+from helpers.cli import sdctr_argv
+from helpers.layout import Variant, busybox_layer, small_layer
+from helpers.registries import (
     AUTHED,
     HOST_NAME,
     MIRROR,
@@ -23,13 +26,9 @@ from registry_helpers import (
     PASSWORD,
     PLAIN,
     PLAIN_PORT,
-    REPO,
     USER,
     Registries,
-    Variant,
-    busybox_layer,
     registries_with_layout,
-    small_layer,
 )
 
 from sdctr import images
@@ -250,7 +249,7 @@ def _on_pty(reg: Registries, root: Path, args: list[str], env: dict[str, str],
             answers: dict[bytes, str] | None = None) -> dict[str, object]:
     """The CLI with a pseudo-terminal for stdin and stdout; ``answers``: prompt -> what to type."""
     main, tty = pty.openpty()
-    cmd = ["ip", "netns", "exec", reg.netns, sys.executable, "-m", "sdctr", "--root", str(root), *args]
+    cmd = sdctr_argv(*args, root=root, prefix=reg.ns.enter)
     proc = subprocess.Popen(cmd, stdin=tty, stdout=tty, stderr=tty, env=reg.env(env), cwd=REPO,
                             start_new_session=True)
     os.close(tty)

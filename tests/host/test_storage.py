@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.rootfs import build_busybox_rootfs, require_busybox
 
 from sdctr import hooks, images
 from sdctr.images import Image
@@ -24,7 +24,6 @@ from sdctr.storage import OverlaySnapshotter, driver, mounts_under
 
 pytestmark = pytest.mark.host
 
-BUSYBOX = Path("/bin/busybox")
 C1, C2 = "a" * 64, "b" * 64
 
 
@@ -43,24 +42,23 @@ def paths(tmp: Path) -> Paths:
     return Paths.from_root(str(tmp / "root"))
 
 
-@pytest.fixture
-def busybox(paths: Paths, tmp: Path) -> Image:
-    if not BUSYBOX.exists():
-        if os.environ.get("SDCTR_TESTS_STRICT") == "1":  # CI must not go green by skipping
-            pytest.fail("needs busybox-static (/bin/busybox)")
-        pytest.skip("needs busybox-static (/bin/busybox)")
-    src = tmp / "busybox-src"
-    for d in ("bin", "etc", "tmp", "proc", "dev"):
-        (src / d).mkdir(parents=True)
-    (src / "tmp").chmod(0o1777)
-    shutil.copy2(BUSYBOX, src / "bin/busybox")
-    for applet in ("sh", "ls", "cat", "echo"):
-        os.symlink("busybox", src / "bin" / applet)
+@pytest.fixture(scope="module")
+def busybox_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The busybox root file system with an /etc/motd, as `tar -C dir -czf busybox.tar.gz .`."""
+    require_busybox()
+    work = tmp_path_factory.mktemp("busybox")
+    src = build_busybox_rootfs(work / "busybox-src")
     (src / "etc/motd").write_text("from the image\n")
-    tarball = tmp / "busybox.tar.gz"
+    tarball = work / "busybox.tar.gz"
     with tarfile.open(tarball, "w:gz") as t:
         t.add(src, arcname=".")
-    return images.import_tarball(paths, str(tarball), "busybox")
+    return tarball
+
+
+@pytest.fixture
+def busybox(paths: Paths, busybox_tarball: Path) -> Image:
+    """The image, imported into the test's own store."""
+    return images.import_tarball(paths, str(busybox_tarball), "busybox")
 
 
 def sh_in(root: Path, script: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Machine
+from helpers.testhost import Machine
 
 pytestmark = pytest.mark.testhost
 

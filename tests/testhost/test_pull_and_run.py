@@ -5,85 +5,48 @@ host's own network namespace (nsenter -n), so it is 127.0.0.1:5000 there and now
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import Machine, wait_for
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))  # the registry tier's helpers
-from registry_helpers import REGISTRY_CONFIG, Layout, Variant, busybox_layer, missing_tools, small_layer
+from helpers.layout import Layout, Variant, busybox_layer, small_layer
+from helpers.registries import InNetns, missing_tools, push, serve_registry
+from helpers.testhost import Machine, wait_for
 
 pytestmark = pytest.mark.testhost
 
 REGISTRY = "127.0.0.1:5000"
-TESTHOST_STATE = Path("/var/lib/sdctr-testhost")
 ENV = ("PATH=/bin", "WHO=registry")
-
-
-def in_netns(host: Machine, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["nsenter", "-t", str(init_pid(host)), "-n", *cmd], check=check,
-                          capture_output=True, text=True)
-
-
-def init_pid(host: Machine) -> int:
-    pid: int = json.loads((TESTHOST_STATE / host.name / "state.json").read_text())["init_pid"]
-    return pid
 
 
 @pytest.fixture(scope="module")
 def registry(testhost: Machine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert not missing_tools(), f"needs {missing_tools()} (tests/setup installs them)"
     work = tmp_path_factory.mktemp("testhost-registry")
-    (work / "storage").mkdir()
-    (work / "config.yml").write_text(REGISTRY_CONFIG.format(storage=work / "storage", port=5000, auth=""))
-    with open(work / "registry.log", "wb") as log:
-        proc = subprocess.Popen(["nsenter", "-t", str(init_pid(testhost)), "-n", "docker-registry", "serve",
-                                 str(work / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    try:
-        _wait_listening(testhost, proc, work / "registry.log")
-        layout = Layout(work / "layout")
-        base = busybox_layer(work)
-        cmd = ("/bin/sh", "-c", "echo hello from $WHO; cat /etc/flavour")
-        layout.add("oci", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"oci\n")))])
-        layout.add("docker", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"docker\n")))])
-        other = "arm64" if _arch() != "arm64" else "amd64"
-        layout.add("multi", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"this host\n"))),
-                             Variant(other, ENV, cmd, (base, small_layer("flavour", b"another\n")))])
-        push = ["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false"]
-        in_netns(testhost, *push, f"oci:{work / 'layout'}:oci", f"docker://{REGISTRY}/test/box:oci")
-        in_netns(testhost, *push, "--format", "v2s2", f"oci:{work / 'layout'}:docker",
-                 f"docker://{REGISTRY}/test/box:docker")
-        in_netns(testhost, *push, "--all", f"oci:{work / 'layout'}:multi", f"docker://{REGISTRY}/test/box:multi")
-        yield REGISTRY
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        # what these tests pulled; the session's test host is shared with other modules
-        testhost.sh(f"sdctr rmi -f {REGISTRY}/test/box:oci {REGISTRY}/test/box:docker "
-                    f"{REGISTRY}/test/box:multi 2>/dev/null", check=False)
+    netns = InNetns.of_process(testhost.state()["init_pid"])
+    with serve_registry(netns, work, 5000):
+        try:
+            layout = Layout(work / "layout")
+            base = busybox_layer(work)
+            cmd = ("/bin/sh", "-c", "echo hello from $WHO; cat /etc/flavour")
+            layout.add("oci", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"oci\n")))])
+            layout.add("docker", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"docker\n")))])
+            other = "arm64" if _arch() != "arm64" else "amd64"
+            layout.add("multi", [Variant(_arch(), ENV, cmd, (base, small_layer("flavour", b"this host\n"))),
+                                 Variant(other, ENV, cmd, (base, small_layer("flavour", b"another\n")))])
+            push(netns, layout.root, "oci", f"{REGISTRY}/test/box:oci")
+            push(netns, layout.root, "docker", f"{REGISTRY}/test/box:docker", fmt="v2s2")
+            push(netns, layout.root, "multi", f"{REGISTRY}/test/box:multi", all_=True)
+            yield REGISTRY
+        finally:
+            # what these tests pulled; the session's test host is shared with other modules
+            testhost.sh(f"sdctr rmi -f {REGISTRY}/test/box:oci {REGISTRY}/test/box:docker "
+                        f"{REGISTRY}/test/box:multi 2>/dev/null", check=False)
 
 
 def _arch() -> str:
     from sdctr.images import host_architecture
 
     return host_architecture()
-
-
-def _wait_listening(host: Machine, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(100):
-        if proc.poll() is not None:
-            break
-        probe = in_netns(host, sys.executable, "-c", "import socket; socket.create_connection("
-                         "('127.0.0.1', 5000), 0.5).close()", check=False)
-        if probe.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"docker-registry did not start in {host.name}: {log.read_text()}")
 
 
 def test_pull_then_run_under_systemd(testhost: Machine, registry: str) -> None:

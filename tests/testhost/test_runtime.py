@@ -9,20 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Machine, wait_for
+from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.testhost import Machine, wait_for
 
 pytestmark = pytest.mark.testhost
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 
-# A root file system from Debian's busybox-static, made inside the test host by its own tools.
+# The busybox image, made inside the test host by its own tools: the tiers' root file system
+# (helpers/busybox-rootfs.sh, on stdin) and a /bin/noexec that is not executable.
 MAKE_IMAGE = r"""
 set -e
-rm -rf /tmp/bb && mkdir -p /tmp/bb/bin /tmp/bb/etc /tmp/bb/tmp /tmp/bb/root /tmp/bb/home/app
-cp /bin/busybox /tmp/bb/bin/busybox
-for c in $(/bin/busybox --list); do [ -e /tmp/bb/bin/$c ] || ln -s busybox /tmp/bb/bin/$c; done
-printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > /tmp/bb/etc/passwd
-printf 'root:x:0:\napp:x:1000:\n' > /tmp/bb/etc/group
 printf '#!/bin/sh\necho not really\n' > /tmp/bb/bin/noexec && chmod 644 /tmp/bb/bin/noexec
 tar -C /tmp/bb -cf /tmp/bb.tar .
 sdctr import /tmp/bb.tar busybox
@@ -33,6 +30,7 @@ sdctr import /tmp/bb.tar busybox
 def host(testhost: Machine, request: pytest.FixtureRequest) -> Iterator[Machine]:
     """Every test runs twice: with transient units over D-Bus (systemd >= 236), and with the
     unit files an older systemd (RHEL7's 219) needs, forced by the hidden --unit-file-mode."""
+    testhost.exec("sh", "-c", "rm -rf /tmp/bb && sh -s /tmp/bb", input=BUSYBOX_ROOTFS_SH.read_text())
     testhost.sh(MAKE_IMAGE)
     testhost.mode = request.param  # type: ignore[attr-defined]
     yield testhost

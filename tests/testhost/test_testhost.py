@@ -6,27 +6,18 @@ keeps the root, several hosts run at once, and `down` leaves nothing behind.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Machine, boot_testhost, remove_testhost, wait_for
+from helpers import checkout_version
+from helpers.testhost import HOSTS, Machine, boot_testhost, remove_testhost, wait_for
 
 pytestmark = pytest.mark.testhost
 
-HOSTS = Path("/var/lib/sdctr-testhost")
 CGROUP_FS = Path("/sys/fs/cgroup")
-
-
-def checkout_version() -> str:
-    text = (REPO / "sdctr/__init__.py").read_text()
-    match = re.search(r'__version__ = "([^"]+)"', text)
-    assert match
-    return match.group(1)
 
 
 def kernel_log() -> str:
@@ -122,10 +113,10 @@ def test_reboot_keeps_the_root_and_boots_again() -> None:
     host = boot_testhost()
     try:
         boot_id = host.exec("cat", "/proc/sys/kernel/random/boot_id").stdout
-        pid1_before = json.loads((HOSTS / host.name / "state.json").read_text())["init_pid"]
+        pid1_before = host.state()["init_pid"]
         host.exec("sh", "-c", "echo kept > /root/kept; echo kept-lib > /var/lib/sdctr/kept")
         host.reboot()
-        pid1_after = json.loads((HOSTS / host.name / "state.json").read_text())["init_pid"]
+        pid1_after = host.state()["init_pid"]
         assert pid1_after != pid1_before
         assert not Path(f"/proc/{pid1_before}").exists()
         assert host.exec("systemctl", "is-system-running").stdout.strip() == "running"
@@ -180,7 +171,7 @@ def test_several_hosts_run_at_once_and_down_leaves_nothing() -> None:
         busy.exec("sh", "-c", "truncate -s 8M /root/a /var/lib/sdctr/b && "
                   "losetup -f /root/a && losetup -f /var/lib/sdctr/b && ip netns add pinned")
         assert len(leftovers(marker)["loops"] - before["loops"]) == 2
-        state = json.loads((HOSTS / busy.name / "state.json").read_text())
+        state = busy.state()
         pids = [state["init_pid"], state["unshare_pid"]]
         spaces = namespaces_of(state["init_pid"])
     finally:

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from helpers.cli import run_sdctr
 
 import sdctr
 from sdctr.cli import main
 
 
-def sdctr_cmd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sdctr", *args], capture_output=True, text=True)
-
-
 def test_version_names_the_package_version() -> None:
-    r = sdctr_cmd("--version")
+    r = run_sdctr("--version")
     assert r.returncode == 0
     assert r.stdout.strip() == f"sdctr version {sdctr.__version__}"
 
 
 def test_help_lists_the_global_flags() -> None:
-    r = sdctr_cmd("--help")
+    r = run_sdctr("--help")
     assert r.returncode == 0
     for flag in ("--version", "--debug", "--root"):
         assert flag in r.stdout
@@ -30,7 +24,7 @@ def test_help_lists_the_global_flags() -> None:
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["no-such-verb"]])
 def test_bad_usage_is_one_line_and_status_125(argv: list[str]) -> None:
-    r = sdctr_cmd(*argv)
+    r = run_sdctr(*argv)
     assert r.returncode == 125
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
@@ -97,6 +91,6 @@ def test_the_units_commands_bypass_the_parser(argv: list[str], unit_command: boo
 
 
 def test_a_unit_command_runs_with_its_root_and_debug(tmp_path: object) -> None:
-    r = sdctr_cmd("--debug", "--root", str(tmp_path), "hook", "poststop", "0" * 64)
+    r = run_sdctr("--debug", "--root", str(tmp_path), "hook", "poststop", "0" * 64)
     assert r.returncode == 125
     assert "no such container" in r.stderr and "Traceback" in r.stderr  # --debug: the traceback

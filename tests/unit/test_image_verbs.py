@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.store import blob_files, rootfs_tar
 
 from sdctr import images
 from sdctr.cli import main
 from sdctr.state import Paths
 from sdctr.verbs import human_ago
-from tests.unit.test_images import blobs, rootfs_tar
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_prune_removes_dangling_then_unused(root: Path, tmp_path: Path,
     assert f"deleted: sha256:{old.id}" in out
     assert "Total reclaimed space: " in out and "Total reclaimed space: 0B" not in out
     assert {i.id for i in images.list_images(paths)} == {new.id, used.id}
-    assert old.layer_blobs[0][7:] not in blobs(paths)
+    assert old.layer_blobs[0][7:] not in blob_files(paths.root)
 
     lines, freed = images.prune(paths, {used.id}, unused_too=True)  # a container uses `used`
     assert lines == ["Untagged: busybox:latest", f"Deleted: sha256:{new.id}"] and freed > 0

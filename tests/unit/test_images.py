@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.store import blob_files, rootfs_tar
 
 from sdctr import images, storage
 from sdctr.log import SdctrError
@@ -24,29 +24,6 @@ from sdctr.state import Paths
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
     return Paths.from_root(str(tmp_path / "root"))
-
-
-def rootfs_tar(tmp_path: Path, marker: str = "hello", *, compress: bool = True) -> tuple[Path, bytes]:
-    """A tiny root file system, tarred as `tar -C dir .` would: (tarball, uncompressed tar)."""
-    src = tmp_path / f"src-{marker}"
-    (src / "bin").mkdir(parents=True)
-    (src / "etc").mkdir()
-    (src / "bin/sh").write_bytes(b"#!fake shell\n")
-    (src / "bin/sh").chmod(0o755)
-    os.symlink("sh", src / "bin/ash")
-    (src / "etc/motd").write_text(f"{marker}\n")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        t.add(src, arcname=".")
-    raw = buf.getvalue()
-    out = tmp_path / f"{marker}.tar{'.gz' if compress else ''}"
-    out.write_bytes(gzip.compress(raw) if compress else raw)
-    return out, raw
-
-
-def blobs(paths: Paths) -> set[str]:
-    d = paths.root / "blobs/sha256"
-    return {p.name for p in d.iterdir()} if d.exists() else set()  # a leaked .tmp-* counts too
 
 
 def test_import_writes_an_oci_image_and_tags_it(paths: Paths, tmp_path: Path) -> None:
@@ -67,7 +44,7 @@ def test_import_writes_an_oci_image_and_tags_it(paths: Paths, tmp_path: Path) ->
     assert config["os"] == "linux" and config["architecture"] == images.host_architecture()
     assert config["rootfs"] == {"type": "layers", "diff_ids": list(image.layers)}
     assert image.created.endswith("Z") and image.created == config["created"]
-    assert blobs(paths) == {image.id, image.manifest_digest[7:], image.layer_blobs[0][7:]}
+    assert blob_files(paths.root) == {image.id, image.manifest_digest[7:], image.layer_blobs[0][7:]}
 
 
 def test_import_from_stdin_and_uncompressed(paths: Paths, tmp_path: Path,
@@ -176,16 +153,16 @@ def test_list_tag_and_remove(paths: Paths, tmp_path: Path) -> None:
         images.remove(paths, a.id[:8])
     assert images.remove(paths, "a:stable") == ["Untagged: a:stable"]
     assert images.remove(paths, "a") == ["Untagged: a:latest"]
-    assert blobs(paths) >= {a.id, b.id}
+    assert blob_files(paths.root) >= {a.id, b.id}
     assert images.remove(paths, "quay.io/me/a:v2") == ["Untagged: quay.io/me/a:v2", f"Deleted: sha256:{a.id}"]
-    assert blobs(paths) == {b.id, b.manifest_digest[7:], b.layer_blobs[0][7:]}
+    assert blob_files(paths.root) == {b.id, b.manifest_digest[7:], b.layer_blobs[0][7:]}
     assert not (paths.root / "overlay/layers" / a.layers[0][7:]).exists()  # its unpacked layer too
     assert [i.id for i in images.list_images(paths)] == [b.id]
 
     images.tag(paths, "b:1", "b:2")
     assert images.remove(paths, b.id, force=True) == ["Untagged: b:1", "Untagged: b:2",
                                                       f"Deleted: sha256:{b.id}"]
-    assert blobs(paths) == set()
+    assert blob_files(paths.root) == set()
     with pytest.raises(SdctrError, match="no such image: b:1"):
         images.remove(paths, "b:1")
 
@@ -196,7 +173,7 @@ def test_shared_layer_blob_survives_removal_of_one_image(paths: Paths, tmp_path:
     two = images.import_tarball(paths, str(tarball), "two")
     assert one.layer_blobs == two.layer_blobs
     images.remove(paths, "one")
-    assert two.layer_blobs[0][7:] in blobs(paths)
+    assert two.layer_blobs[0][7:] in blob_files(paths.root)
     assert images.resolve(paths, "two").layers == one.layers
 
 
@@ -222,7 +199,7 @@ def test_a_hostile_or_broken_tarball_is_refused_and_leaves_no_blob(paths: Paths,
         images.import_tarball(paths, str(tmp_path / "junk"), "junk")
     with pytest.raises(SdctrError, match="cannot read"):
         images.import_tarball(paths, str(tmp_path / "missing.tar"), "missing")
-    assert blobs(paths) == set()
+    assert blob_files(paths.root) == set()
     assert images.list_images(paths) == []
 
 

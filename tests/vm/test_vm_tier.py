@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import checkout_version
 
 pytestmark = pytest.mark.vm
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 VM = HERE / "vm"
 TIER_CHECK = HERE / "payloads/tier-check.sh"
 HARNESS_FAILED = 125
@@ -52,12 +52,6 @@ class Boot:
 
 def parse_facts(output: str) -> dict[str, str]:
     return dict(m.groups() for m in re.finditer(r"^FACT (\w+)=(.*)$", output, re.MULTILINE))
-
-
-def checkout_version() -> str:
-    match = re.search(r'__version__ = "([^"]+)"', (REPO / "sdctr/__init__.py").read_text())
-    assert match, "sdctr/__init__.py has no __version__"
-    return match.group(1)
 
 
 @pytest.fixture(scope="module", params=["v1", "v2"], ids=["cgroup-v1", "cgroup-v2"])

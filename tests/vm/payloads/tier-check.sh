@@ -63,10 +63,7 @@ memory_limit_check() {
 # under either cgroup version (CPUShares/MemoryLimit on v1, CPUWeight/MemoryMax on v2), and a
 # container allocating past -m is OOM-killed: exit 137, OOMKilled.
 sdctr_run_check() {
-  rm -rf /tmp/bb && mkdir -p /tmp/bb/bin /tmp/bb/etc /tmp/bb/tmp
-  cp /bin/busybox /tmp/bb/bin/busybox
-  for c in sh sleep dd true; do ln -s busybox /tmp/bb/bin/$c; done
-  echo 'root:x:0:0:root:/root:/bin/sh' > /tmp/bb/etc/passwd
+  rm -rf /tmp/bb && sh "$SDCTR_TEST_HELPERS/busybox-rootfs.sh" /tmp/bb
   tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox
   cid=$(sdctr run -d -c 512 -m 64m --cpus 0.5 --pids-limit 64 busybox sleep 1000)
   unit="ctr-$(echo "$cid" | cut -c1-12).service"
