@@ -376,7 +376,13 @@ class _Session:
         return digest, media, body
 
     def blob_bytes(self, desc: Mapping[str, Any], written: list[str]) -> bytes:
+        """A document blob (the image config), whole; one its descriptor says is over
+        images.MAX_DOCUMENT is refused before a byte of it is fetched."""
         digest = _descriptor_digest(desc)
+        size = desc.get("size")
+        if isinstance(size, int) and size > images.MAX_DOCUMENT:
+            raise SdctrError(f"{self.what}: its image config {digest} is {size} bytes, more than "
+                             f"{images.MAX_DOCUMENT}: not an image config")
         if not blob_path(self.paths, digest).exists():
             self.fetch_blob(desc, written)
         return blob_path(self.paths, digest).read_bytes()

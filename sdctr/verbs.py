@@ -515,7 +515,7 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
             kind, _, what = line.partition(": ")
             print(f"{kind.lower()}: {what}")
         print()
-    print(f"Total reclaimed space: {human_size(freed)}")
+    print(f"Total reclaimed space: {human_size(freed, digits=4)}")  # units.HumanSize, as Docker
     return 0
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import skip_or_fail
 from helpers.cli import run_sdctr, sdctr_argv, sdctr_env
 from helpers.layout import Layout, Variant, busybox_layer, small_layer
 from helpers.store import blob_files
@@ -48,7 +49,7 @@ def paths(tmp_path: Path) -> Iterator[Paths]:
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("skopeo") is None:
-        pytest.fail("needs skopeo (tests/setup installs it)")
+        skip_or_fail("needs skopeo (tests/setup installs it)")
     work = tmp_path_factory.mktemp("archive-layout")
     lay = Layout(work / "layout")
     lay.add("box", [Variant(ARCH, ENV, CMD, (busybox_layer(work), small_layer("flavour", b"archive\n")))])

@@ -393,6 +393,27 @@ def test_manifest_digest_verified(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert blob_files(tmp_path) == set()
 
 
+def test_an_oversized_config_is_refused_before_it_is_fetched(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    import httpx
+
+    content = _fake_image()
+    manifest = json.loads(content["/v2/team/app/manifests/1"])
+    manifest["config"]["size"] = images.MAX_DOCUMENT + 1
+    fetched: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url.path)
+        body = json.dumps(manifest).encode() if "/manifests/" in request.url.path else b"x"
+        return httpx.Response(200, content=body, headers=_content(request.url.path, body))
+
+    _serve(monkeypatch, handler)
+    with pytest.raises(SdctrError, match=f"is {images.MAX_DOCUMENT + 1} bytes, more than"):
+        registry.pull(Paths.from_root(str(tmp_path)), f"{FAKE}/team/app:1")
+    assert not [p for p in fetched if "/blobs/" in p]
+    assert blob_files(tmp_path) == set()
+
+
 def test_the_pull_command(reg: Registries, root: Path) -> None:
     """What a user types: `sdctr pull`, its progress lines, `sdctr images`, a clear failure."""
     pulled = reg.sdctr(root, "pull", f"{PLAIN}/test/oci:1")

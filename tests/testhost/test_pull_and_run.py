@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers.layout import Layout, Variant, busybox_layer, small_layer
-from helpers.registries import InNetns, missing_tools, push, serve_registry
+from helpers.registries import InNetns, push, require_tools, serve_registry
 from helpers.testhost import Machine, wait_for
 
 pytestmark = pytest.mark.testhost
@@ -20,7 +20,7 @@ ENV = ("PATH=/bin", "WHO=registry")
 
 @pytest.fixture(scope="module")
 def registry(testhost: Machine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert not missing_tools(), f"needs {missing_tools()} (tests/setup installs them)"
+    require_tools()
     work = tmp_path_factory.mktemp("testhost-registry")
     netns = InNetns.of_process(testhost.state()["init_pid"])
     with serve_registry(netns, work, 5000):

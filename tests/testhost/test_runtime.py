@@ -34,6 +34,7 @@ def host(testhost: Machine, request: pytest.FixtureRequest) -> Iterator[Machine]
     testhost.sh(MAKE_IMAGE)
     testhost.mode = request.param  # type: ignore[attr-defined]
     yield testhost
+    del testhost.mode  # type: ignore[attr-defined]  # the test host is the session's: others use it after us
     # every container a test left is a leak the test should have caught; remove them all the same
     testhost.sh("sdctr ps -aq | xargs -r sdctr rm -f", check=False)
 
