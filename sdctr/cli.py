@@ -261,13 +261,3 @@ def verb_of(argv: Sequence[str]) -> str | None:
         elif not word.startswith("-"):
             return word
     return None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from sdctr.main import main
-
-    return main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

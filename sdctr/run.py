@@ -1,7 +1,7 @@
 """The one door to external commands (mkosi's run.py habit).
 
 Every external program goes through :func:`run`: it echoes ``+ cmd`` under --debug, gives the
-child a minimal environment and no stdin unless asked, checks the exit status and turns a
+child a minimal environment and no stdin, checks the exit status and turns a
 failure into one :class:`~sdctr.log.SdctrError` that names the command and its stderr.
 """
 

@@ -6,7 +6,7 @@ import pytest
 from helpers.cli import run_sdctr
 
 import sdctr
-from sdctr.cli import main
+from sdctr.main import main
 
 
 def test_version_names_the_package_version() -> None:

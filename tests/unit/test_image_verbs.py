@@ -10,7 +10,7 @@ import pytest
 from helpers.store import blob_files, rootfs_tar
 
 from sdctr import images
-from sdctr.cli import main
+from sdctr.main import main
 from sdctr.state import Paths
 from sdctr.verbs import human_ago
 
