@@ -34,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the tests' helpers: the same registry as the registry tests
-from helpers.layout import Layout, Variant  # noqa: E402
+from helpers.layout import Layout, Variant, tar_files  # noqa: E402
 from helpers.registries import InNetns, push, serve_registry, throwaway_netns  # noqa: E402
 
 PORT = 5000
@@ -48,16 +48,7 @@ PEAK = ("import resource, subprocess, sys\n"
 
 def random_layer(mb: int, seed: int) -> bytes:
     """An uncompressed tar of one file of random bytes."""
-    import io
-    import tarfile
-
-    data = os.urandom(mb << 20)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(f"data/layer-{seed}.bin")
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_files({f"data/layer-{seed}.bin": os.urandom(mb << 20)})
 
 
 def make_image(layout: Layout, tag: str, layers: int, mb: int) -> None:

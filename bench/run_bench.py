@@ -161,6 +161,7 @@ def main() -> int:
     p.add_argument("--containers", type=int, default=100)
     args = p.parse_args()
     per_round = max(1, args.runs // args.rounds)
+    runs = per_round * args.rounds  # for every tool alike
     sd_runs: list[float] = []
     pod_runs: list[float] = []
     with tempfile.TemporaryDirectory(prefix="sdctr-bench-") as tmp:
@@ -170,11 +171,10 @@ def main() -> int:
             for _ in range(args.rounds):
                 sd_runs += inside(name, "run", str(per_round))
                 pod_runs += timed_runs(podman, per_round)
-            ns_runs = bench_nspawn(name, work, args.runs)
+            ns_runs = bench_nspawn(name, work, runs)
             many = inside(name, "many", str(args.containers), timeout=1800)
-    args.runs = len(sd_runs)
     med = statistics.median
-    print(f"## run --rm --network none IMG true ({args.runs} runs, median)\n")
+    print(f"## run --rm --network none IMG true ({runs} runs, median)\n")
     print("| tool | median | ratio to podman |\n| --- | --- | --- |")
     print(f"| sdctr | {med(sd_runs) * 1000:.0f} ms | {med(sd_runs) / med(pod_runs):.2f} |")
     print(f"| podman --runtime runc | {med(pod_runs) * 1000:.0f} ms | 1.00 |")

@@ -9,9 +9,9 @@ import gzip
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -513,7 +513,7 @@ def test_save_into_a_pipe_closed_early_is_quiet(paths: Paths, tmp_path: Path) ->
     with tarfile.open(raw, "w") as tar:
         _add(tar, "etc/noise", os.urandom(1 << 20))
     images.import_tarball(paths, str(raw), "big:1")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    r = subprocess.run(["bash", "-c", f"{sys.executable} -m sdctr --root {paths.root} save big:1 | head -c 1 "
-                        ">/dev/null; echo ${PIPESTATUS[0]}"], capture_output=True, text=True, env=env)
+    save = shlex.join(sdctr_argv("save", "big:1", root=paths.root))
+    r = subprocess.run(["bash", "-c", f"{save} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}"],
+                       capture_output=True, text=True, env=sdctr_env())
     assert r.stdout.strip() == "141" and r.stderr == "", r.stderr

@@ -21,16 +21,16 @@ sd = Systemd(direct=sys.argv[1] == "direct")
 host = Host(cgroup_version=1, systemd_version=sd.version())
 seen = {"direct": sd._bus.direct}
 
-def unit(name, *argv, kind="exec"):
+def unit(*argv, kind="exec"):
     return [("Type", "s", kind), ("ExecStart", "a(sasb)", [(argv[0], list(argv), False)]),
             ("CollectMode", "s", "inactive-or-failed")]
 
-sd.start_transient("bus-test-sleep.service", unit("bus-test-sleep.service", "/bin/sleep", "30"), host)
+sd.start_transient("bus-test-sleep.service", unit("/bin/sleep", "30"), host)
 seen["started"] = sd.active_state("bus-test-sleep.service")
 sd.stop("bus-test-sleep.service")
 seen["stopped"] = sd.active_state("bus-test-sleep.service")
 try:
-    sd.start_transient("bus-test-false.service", unit("x", "/bin/false", kind="oneshot"), host)
+    sd.start_transient("bus-test-false.service", unit("/bin/false", kind="oneshot"), host)
     seen["failed"] = "no error"
 except SdctrError as e:
     seen["failed"] = str(e)

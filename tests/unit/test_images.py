@@ -312,7 +312,7 @@ def test_stale_temporary_blobs_are_swept_fresh_ones_kept(paths: Paths) -> None:
     old, fresh = d / ".tmp-old", d / ".tmp-fresh"
     old.write_bytes(b"x")
     fresh.write_bytes(b"y")
-    two_days_ago = time.time() - 2 * 86400
+    two_days_ago = time.time() - 2 * storage.STALE_TMP
     os.utime(old, (two_days_ago, two_days_ago))
     images.discard_unused(paths, [])
     assert not old.exists() and fresh.exists()

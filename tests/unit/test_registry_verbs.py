@@ -34,8 +34,7 @@ def _no_machine_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_no_config_file_means_defaults_and_no_yaml_import(tmp_path: Path) -> None:
     code = ("import sys; from sdctr import config; c = config.load(); "
             "print(c == config.Config(), 'yaml' in sys.modules)")
-    env = {**os.environ, "SDCTR_CONFIG": str(tmp_path / "absent.yaml")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
 
 
