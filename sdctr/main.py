@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command is None:
             import signal
 
-            from sdctr import cli
+            from sdctr.cli import parser as cli
 
             # `kill` or a systemd stop ends a pull, load or export through its clean-up (temp
             # blobs, mounts), as Ctrl-C does; `run` forwards signals to the container instead
@@ -92,15 +92,15 @@ def unit_command(argv: Sequence[str]) -> Callable[[], int] | None:
 
 
 def run_init(root: str | None, cid: str) -> int:
-    from sdctr.init import run_init
-    from sdctr.state import Paths
+    from sdctr.init.standard import run_init
+    from sdctr.paths import Paths
 
     return run_init(Paths.from_root(root), cid)
 
 
 def run_hook(root: str | None, stage: str, cid: str) -> int:
-    from sdctr import hooks
-    from sdctr.state import Paths
+    from sdctr.paths import Paths
+    from sdctr.runtime import hooks
 
     run = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop}[stage]
     return run(Paths.from_root(root), cid)

@@ -1,4 +1,4 @@
-"""Where things live, and container records.
+"""Container records: specs, status, the lock that claims names.
 
     <root>/containers/<id>/config.json   the ContainerSpec: the single source of truth
     <root>/containers/<id>/status.json   what the last run left: exit code, OOM, finished time
@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from sdctr.log import SdctrError
-from sdctr.record import Record
+from sdctr.paths import Paths
 from sdctr.spec import ContainerSpec
 
 # typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
@@ -30,40 +30,6 @@ from sdctr.spec import ContainerSpec
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-DEFAULT_ROOT = Path("/var/lib/sdctr")
-DEFAULT_RUN = Path("/run/sdctr")
-
-
-class Paths(Record):
-    root: Path
-    run: Path
-
-    @classmethod
-    def from_root(cls, root: str | None) -> Paths:
-        chosen = root or os.environ.get("SDCTR_ROOT")
-        if not chosen:
-            return cls(DEFAULT_ROOT, DEFAULT_RUN)
-        r = Path(chosen).absolute()
-        return cls(r, r / "run")
-
-    @property
-    def is_default(self) -> bool:
-        return self.root == DEFAULT_ROOT
-
-    @property
-    def containers(self) -> Path:
-        return self.root / "containers"
-
-    def container_dir(self, cid: str) -> Path:
-        return self.containers / cid
-
-    def rootfs(self, cid: str) -> Path:
-        return self.run / cid / "rootfs"
-
-    def run_dir(self, cid: str) -> Path:
-        return self.run / cid
-
 
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

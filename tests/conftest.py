@@ -33,15 +33,20 @@ def _missing(marker: str) -> str | None:
 TIERS = ("unit", "host", "testhost", "vm")
 
 
+def tiers_of(item: pytest.Item) -> list[str]:
+    """The tier markers on a test (its own, its class's or its module's pytestmark)."""
+    return [t for t in TIERS if item.get_closest_marker(t) is not None]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:  # an unmarked test is a unit test
-        if not any(item.iter_markers(name=t) for t in TIERS):
+        if not tiers_of(item):
             item.add_marker(pytest.mark.unit)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    for tier in TIERS:
-        reason = _missing(tier) if any(item.iter_markers(name=tier)) else None
+    for tier in tiers_of(item):
+        reason = _missing(tier)
         if reason:
             skip_or_fail(reason)
 

@@ -43,9 +43,10 @@ TOOLS = ("ip", "docker-registry", "skopeo", "htpasswd")
 
 PULL_SCRIPT = """
 import json, sys
-from sdctr import progress, registry
+from sdctr.image import progress
+from sdctr.image import registry
 from sdctr.log import SdctrError
-from sdctr.state import Paths
+from sdctr.paths import Paths
 a = json.loads(sys.argv[1])
 lines = []
 try:

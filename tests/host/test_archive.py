@@ -24,10 +24,12 @@ from helpers.cli import run_sdctr, sdctr_argv, sdctr_env
 from helpers.layout import Layout, Variant, busybox_layer, small_layer
 from helpers.store import blob_files
 
-from sdctr import archive, images, storage
+from sdctr.image import archive
+from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.state import Paths
-from sdctr.storage import mounts_under
+from sdctr.paths import Paths
+from sdctr.storage import overlay as storage
+from sdctr.storage.overlay import mounts_under
 
 pytestmark = pytest.mark.host
 

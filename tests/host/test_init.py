@@ -20,10 +20,12 @@ import pytest
 from helpers.cli import sdctr_argv, sdctr_env
 from helpers.rootfs import build_busybox_rootfs
 
-from sdctr import linux, seccomp
-from sdctr.init import capability_mask
+from sdctr import linux
+from sdctr.init import seccomp
+from sdctr.init.standard import capability_mask
+from sdctr.paths import Paths
 from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Mount, NetworkMode
-from sdctr.state import Paths, save_spec
+from sdctr.state import save_spec
 
 pytestmark = pytest.mark.host
 

@@ -13,10 +13,12 @@ from helpers.layout import Variant, busybox_layer, small_layer, tar_files
 from helpers.registries import AUTHED, PASSWORD, PLAIN, PLAIN_PORT, USER, Registries, registries_with_layout
 from helpers.store import blob_files
 
-from sdctr import auth as sdctr_auth
-from sdctr import images, registry, storage
+from sdctr.image import auth as sdctr_auth
+from sdctr.image import registry
+from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.state import Paths
+from sdctr.paths import Paths
+from sdctr.storage import overlay as storage
 
 pytestmark = pytest.mark.host
 

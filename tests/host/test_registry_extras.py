@@ -31,8 +31,8 @@ from helpers.registries import (
     registries_with_layout,
 )
 
-from sdctr import images
-from sdctr.state import Paths
+from sdctr.image import store as images
+from sdctr.paths import Paths
 
 pytestmark = pytest.mark.host
 
@@ -173,7 +173,7 @@ def test_search_a_registry_that_wants_credentials(reg: Registries, root: Path, t
 
 
 def test_catalog_follows_the_pages(reg: Registries, root: Path) -> None:
-    code = ("import json, sys\nfrom sdctr import config, registry\nfrom sdctr.state import Paths\n"
+    code = ("import json, sys\nfrom sdctr import config, registry\nfrom sdctr.paths import Paths\n"
             f"print(json.dumps(list(registry.catalog(Paths.from_root(sys.argv[1]), {AUTHED!r}, "
             "config.Registries(), page=1))))")
     auth = root.parent / "auth.json"

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 from helpers.rootfs import build_busybox_rootfs, require_busybox
 
-from sdctr import hooks, images
-from sdctr.images import Image
+from sdctr.image import store as images
+from sdctr.image.store import Image
 from sdctr.log import SdctrError
+from sdctr.paths import Paths
+from sdctr.runtime import hooks
 from sdctr.spec import ContainerSpec
-from sdctr.state import Paths, save_spec
-from sdctr.storage import OverlaySnapshotter, driver, mounts_under
+from sdctr.state import save_spec
+from sdctr.storage.overlay import OverlaySnapshotter, driver, mounts_under
 
 pytestmark = pytest.mark.host
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.testhost
 SCRIPT = r"""
 import json, sys
 from sdctr.log import SdctrError
-from sdctr.systemd import Host, Systemd
+from sdctr.systemd.manager import Host, Systemd
 
 sd = Systemd(direct=sys.argv[1] == "direct")
 host = Host(cgroup_version=1, systemd_version=sd.version())

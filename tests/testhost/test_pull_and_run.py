@@ -44,7 +44,7 @@ def registry(testhost: Machine, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _arch() -> str:
-    from sdctr.images import host_architecture
+    from sdctr.image.store import host_architecture
 
     return host_architecture()
 

@@ -37,7 +37,7 @@ def test_internal_errors_are_one_line_without_debug(monkeypatch: pytest.MonkeyPa
     def explode(_: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("sdctr.cli.build_parser", _parser_with_verb(explode))
+    monkeypatch.setattr("sdctr.cli.parser.build_parser", _parser_with_verb(explode))
     assert main(["explode"]) == 125
     err = capsys.readouterr().err
     assert "sdctr: error: internal error: RuntimeError: boom" in err
@@ -47,7 +47,7 @@ def test_internal_errors_are_one_line_without_debug(monkeypatch: pytest.MonkeyPa
 
 
 def _parser_with_verb(handler):  # type: ignore[no-untyped-def]
-    from sdctr import cli
+    from sdctr.cli import parser as cli
 
     original = cli.build_parser
 
@@ -65,13 +65,13 @@ def _parser_with_verb(handler):  # type: ignore[no-untyped-def]
     (["--root", "run", "ps"], "ps"), (["--version"], None),
 ])
 def test_the_verb_is_found_past_the_global_flags(argv: list[str], verb: str | None) -> None:
-    from sdctr.cli import verb_of
+    from sdctr.cli.parser import verb_of
 
     assert verb_of(argv) == verb
 
 
 def test_run_parses_the_same_with_its_parser_alone() -> None:
-    from sdctr.cli import build_parser
+    from sdctr.cli.parser import build_parser
 
     argv = ["--debug", "run", "--rm", "-m", "64m", "--name", "x", "busybox", "sh", "-c", "true"]
     alone, whole = build_parser(only="run").parse_args(argv), build_parser().parse_args(argv)

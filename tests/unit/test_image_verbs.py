@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from helpers.store import blob_files, rootfs_tar
 
-from sdctr import images
+from sdctr.cli.verbs import human_ago
+from sdctr.image import store as images
 from sdctr.main import main
-from sdctr.state import Paths
-from sdctr.verbs import human_ago
+from sdctr.paths import Paths
 
 
 @pytest.fixture

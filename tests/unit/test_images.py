@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from helpers.store import blob_files, rootfs_tar
 
-from sdctr import images, storage
+from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.state import Paths
+from sdctr.paths import Paths
+from sdctr.storage import overlay as storage
 
 
 @pytest.fixture
@@ -208,7 +209,7 @@ def test_concurrent_unpacks_of_one_layer_leave_one_copy(paths: Paths, tmp_path: 
     image = images.import_tarball(paths, str(rootfs_tar(tmp_path)[0]), "busybox")
     driver = storage.OverlaySnapshotter(paths)
     final = driver.layer_dir(image.layers[0])
-    from sdctr import layers
+    from sdctr.oci import layers
 
     real_apply = layers.apply_layer
 
@@ -238,7 +239,7 @@ def test_concurrent_unpacks_of_one_layer_leave_one_copy(paths: Paths, tmp_path: 
 def test_a_corrupt_layer_blob_is_not_unpacked(paths: Paths, tmp_path: Path) -> None:
     tarball, _ = rootfs_tar(tmp_path, compress=False)
     image = images.import_tarball(paths, str(tarball), "busybox")
-    blob = storage.blob_path(paths, image.layer_blobs[0])
+    blob = paths.blob(image.layer_blobs[0])
     data = bytearray(blob.read_bytes())
     data[data.index(b"hello\n")] = ord("j")  # same length, different content
     blob.write_bytes(bytes(data))
@@ -292,7 +293,7 @@ def test_documents_the_store_cannot_read_are_named(config: object, problem: str)
 
 def test_a_pull_refuses_what_the_store_cannot_read() -> None:
     """The checks load uses guard pulls as well: a registry's config is as foreign as an archive's."""
-    from sdctr import registry
+    from sdctr.image import registry
 
     bad = json.dumps({**DOCKER_CONFIG, "config": {"Env": "PATH=/bin"}}).encode()
     with pytest.raises(SdctrError, match=r"the image config is not one sdctr can store: config\.Env "):

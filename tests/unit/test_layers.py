@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from sdctr import layers
-from sdctr.layers import apply_layer, inspect_layer
 from sdctr.log import SdctrError
+from sdctr.oci import layers
+from sdctr.oci.layers import apply_layer, inspect_layer
 
 IMAGE, DIGEST = "evil:latest", "sha256:" + "ab" * 32
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from sdctr import auth, config, progress, registry, search
+from sdctr import config
+from sdctr.image import auth, progress, registry, search
+from sdctr.image.progress import DOWNLOADING, Event, TerminalBoard
 from sdctr.log import SdctrError
-from sdctr.progress import DOWNLOADING, Event, TerminalBoard
-from sdctr.state import Paths
+from sdctr.paths import Paths
 
 GOLDEN = Path(__file__).parent / "golden"
 

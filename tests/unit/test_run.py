@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sdctr.external import run
 from sdctr.log import SdctrError, set_debug
-from sdctr.run import run
 
 
 def test_child_gets_a_minimal_environment_and_no_stdin(monkeypatch: pytest.MonkeyPatch) -> None:

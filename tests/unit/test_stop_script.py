@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sdctr.systemd import STOP_SCRIPT
+from sdctr.paths import STOP_SCRIPT
 
 pytestmark = pytest.mark.unit
 

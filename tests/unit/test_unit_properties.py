@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from sdctr.paths import STOP_SCRIPT
 from sdctr.spec import ContainerSpec, Resources, RestartPolicy
-from sdctr.systemd import STOP_SCRIPT, Host, cpu_weight, properties, unit_file
+from sdctr.systemd.manager import Host, cpu_weight, properties, unit_file
 
 GOLDEN = Path(__file__).parent / "golden"
 SDCTR = ["/usr/bin/sdctr"]

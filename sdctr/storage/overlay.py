@@ -19,9 +19,10 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+from sdctr.external import run
 from sdctr.log import SdctrError, debug
-from sdctr.run import run
-from sdctr.state import Paths
+from sdctr.oci.digest import digest_hex
+from sdctr.paths import Paths
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:  # the snapshotter interface, for the type checker (the drivers need no base class)
@@ -51,7 +52,6 @@ if TYPE_CHECKING:  # the snapshotter interface, for the type checker (the driver
 
 
 _CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 # mount(8) splits options at commas, overlayfs splits lowerdir at colons and takes backslash
 # escapes; rather than escape for two parsers, paths carrying any of these are refused.
 _UNSAFE_IN_OPTIONS = re.compile(r"[,:\\\"'\s=]")
@@ -62,23 +62,6 @@ STALE_TMP = 24 * 3600  # seconds: a temporary file or directory this old was lef
 def driver(paths: Paths) -> Snapshotter:
     """The configured snapshotter; "auto" (device-mapper where dm-thin works) comes later."""
     return OverlaySnapshotter(paths)
-
-
-def is_digest(value: object) -> bool:
-    """The one rule for a digest sdctr takes from anywhere: "sha256:" and 64 lowercase hex digits
-    (nothing else, as the hex becomes a file name in the store)."""
-    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
-
-
-def digest_hex(digest: str) -> str:
-    m = _DIGEST.fullmatch(digest)
-    if not m:
-        raise SdctrError(f"{digest!r} is not a sha256 digest")
-    return m.group(1)
-
-
-def blob_path(paths: Paths, digest: str) -> Path:
-    return paths.root / "blobs" / "sha256" / digest_hex(digest)
 
 
 class OverlaySnapshotter:
@@ -116,12 +99,12 @@ class OverlaySnapshotter:
             try:
                 os.chmod(tmp, 0o755)  # the rootfs "/" when the layer has no "./" entry
                 try:
-                    f = open(blob_path(self.paths, blob), "rb")
+                    f = open(self.paths.blob(blob), "rb")
                 except FileNotFoundError:
                     raise SdctrError(f"image {image.name}: layer blob {blob} is missing from the store",
                                      hint="remove the image and import or pull it again") from None
                 with f:
-                    from sdctr.layers import apply_layer  # tarfile: only when a layer is missing
+                    from sdctr.oci.layers import apply_layer  # tarfile: only when a layer is missing
 
                     sizes[blob] = apply_layer(f, tmp, image=image.name, digest=blob, diff_id=diff_id).size
                 try:

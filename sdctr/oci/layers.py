@@ -39,9 +39,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+from sdctr.external import popen
 from sdctr.log import SdctrError
 from sdctr.record import Record
-from sdctr.run import popen
 
 MAX_ENTRIES = 1_000_000  # the biggest distribution images hold a few hundred thousand files
 MAX_PATH = 4096  # PATH_MAX, in bytes

@@ -13,10 +13,12 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from sdctr import auth, config, images
+from sdctr import config
+from sdctr.image import auth
+from sdctr.image import store as images
 from sdctr.log import SdctrError
+from sdctr.paths import Paths
 from sdctr.record import Record
-from sdctr.state import Paths
 
 HUB_SEARCH = "https://index.docker.io/v1/search"
 DEFAULT_LIMIT = 25
@@ -59,7 +61,7 @@ def search(paths: Paths, text: str, *, limit: int = DEFAULT_LIMIT,
     domain, term = split_term(text)
     if domain == images.DEFAULT_DOMAIN:
         return search_hub(term, limit)
-    from sdctr import registry  # httpx: only for the verbs that go out
+    from sdctr.image import registry  # httpx: only for the verbs that go out
 
     wanted = term.lower()
     names = (n for n in registry.catalog(paths, domain, registries) if wanted in n.lower())
@@ -74,7 +76,7 @@ def search_hub(term: str, limit: int) -> list[Result]:
     if limit > HUB_MAX_LIMIT:
         raise SdctrError(f"--limit {limit} is more than Docker Hub serves ({HUB_MAX_LIMIT})")
     try:
-        from sdctr.registry import http_client
+        from sdctr.image.registry import http_client
 
         with http_client() as client:
             resp = client.get(HUB_SEARCH, params={"q": term, "n": str(limit)})

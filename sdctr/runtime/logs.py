@@ -8,8 +8,8 @@ import datetime
 import json
 import sys
 
+from sdctr.external import popen
 from sdctr.log import SdctrError
-from sdctr.run import popen
 from sdctr.spec import ContainerSpec
 
 

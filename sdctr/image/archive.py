@@ -29,11 +29,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from sdctr import images
-from sdctr.layers import compression
+from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.state import Paths
-from sdctr.storage import blob_path, digest_hex, is_digest
+from sdctr.oci.digest import digest_hex, is_digest
+from sdctr.oci.layers import compression
+from sdctr.paths import Paths
 
 MAX_DOCUMENT = images.MAX_DOCUMENT  # manifest.json, index.json: a few KiB in honest archives
 MAX_ENTRIES = 100_000
@@ -75,7 +75,7 @@ class _Archive:
 
     def json_blob(self, paths: Paths, digest: str, entry: str) -> Any:
         """A manifest, index or config, of which no more than a document's size is read."""
-        with open(blob_path(paths, digest), "rb") as f:
+        with open(paths.blob(digest), "rb") as f:
             return self.parse(f.read(MAX_DOCUMENT + 1), entry)
 
     def parse(self, data: bytes, entry: str, *, array: bool = False) -> Any:
@@ -140,7 +140,7 @@ def _open_input(source: str | None) -> Iterator[IO[bytes]]:
 def _read(paths: Paths, stream: IO[bytes], label: str, written: list[str]) -> _Archive:
     """One pass over the archive (plain, gzip or zstd), through the reader the layers use: no
     single read above its bound, so a header claiming gigabytes is refused, not buffered."""
-    from sdctr.layers import ForwardReader, Refused, decompressed
+    from sdctr.oci.layers import ForwardReader, Refused, decompressed
 
     archive = _Archive(label)
     try:
@@ -207,7 +207,7 @@ def _docker_images(paths: Paths, archive: _Archive, written: list[str]) -> list[
         archive.check(images.config_problem(config, len(layer_names)), config_name)
         layers = [_layer(paths, archive, name, diff_id)
                   for name, diff_id in zip(layer_names, config["rootfs"]["diff_ids"])]
-        manifest = images.manifest_bytes(config_digest, blob_path(paths, config_digest).stat().st_size,
+        manifest = images.manifest_bytes(config_digest, paths.blob(config_digest).stat().st_size,
                                          layers)
         written.append(images.write_blob_bytes(paths, manifest))
         found.append((written[-1], _tags(archive, entry.get("RepoTags"), "manifest.json")))
@@ -217,11 +217,11 @@ def _docker_images(paths: Paths, archive: _Archive, written: list[str]) -> list[
 def _layer(paths: Paths, archive: _Archive, name: str, diff_id: str) -> dict[str, Any]:
     """The OCI descriptor of a docker-save layer file."""
     blob = archive.blob(name)
-    with open(blob_path(paths, blob), "rb") as f:
+    with open(paths.blob(blob), "rb") as f:
         kind = compression(f.read(4))
     if not kind and blob != diff_id:  # a compressed one is checked when unpacked
         raise archive.error(f"the layer's digest is {blob}, the image config says {diff_id}", name)
-    return images.layer_descriptor(blob, blob_path(paths, blob).stat().st_size, kind)
+    return images.layer_descriptor(blob, paths.blob(blob).stat().st_size, kind)
 
 
 def _tags(archive: _Archive, names: Any, entry: str) -> list[str]:
@@ -249,7 +249,7 @@ def _oci_images(paths: Paths, archive: _Archive) -> list[tuple[str, list[str]]]:
         digest, manifest = _image_manifest(paths, archive, desc["digest"])
         config_digest = manifest["config"]["digest"]
         for blob in (config_digest, *(layer["digest"] for layer in manifest["layers"])):
-            if not blob_path(paths, blob).exists():
+            if not paths.blob(blob).exists():
                 raise archive.error(f"blob {blob} of manifest {digest} is not in the archive")
         config_entry = _blob_name(config_digest)
         config = archive.json_blob(paths, config_digest, config_entry)
@@ -394,14 +394,14 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
                     tar.addfile(_file_info(name, os.fstat(f.fileno()).st_size), f)
 
         for image, tags in chosen:
-            add_blob(f"blobs/sha256/{image.id}", blob_path(paths, f"sha256:{image.id}"))
+            add_blob(f"blobs/sha256/{image.id}", paths.blob(f"sha256:{image.id}"))
             layers = []
             for blob, diff_id in zip(image.layer_blobs, image.layers):
                 name = f"blobs/sha256/{digest_hex(diff_id)}"
                 with _uncompressed(paths, image, blob, diff_id) as path:
                     add_blob(name, path)
                     layers.append(images.layer_descriptor(diff_id, path.stat().st_size))
-            config_size = blob_path(paths, f"sha256:{image.id}").stat().st_size
+            config_size = paths.blob(f"sha256:{image.id}").stat().st_size
             manifest = images.manifest_bytes(f"sha256:{image.id}", config_size, layers)
             manifest_digest = images.sha256_digest(manifest)
             _add_bytes(tar, f"blobs/sha256/{digest_hex(manifest_digest)}", manifest)
@@ -427,9 +427,9 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
 def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) -> Iterator[Path]:
     """The layer as a plain tar file: the blob itself, or a temporary copy decompressed (and
     checked against the diff id) in the store's own tmp directory."""
-    from sdctr.layers import Refused, decompressed
+    from sdctr.oci.layers import Refused, decompressed
 
-    path = blob_path(paths, blob)
+    path = paths.blob(blob)
     with open(path, "rb") as f:
         if not compression(f.read(4)):
             yield path
@@ -484,7 +484,7 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
     is read as it is; a stopped one's through a read-only overlay of its writable layer over the
     image's, mounted below sdctr's run directory for the while (stacking that overlay on a live
     writable layer is undefined behaviour in overlayfs)."""
-    from sdctr import storage
+    from sdctr.storage import overlay as storage
 
     if output is None and sys.stdout.isatty():
         raise SdctrError("refusing to write a tar archive to a terminal",
@@ -507,7 +507,7 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
 
 
 def _tar_tree(root: Path, output: str | None) -> None:
-    from sdctr.run import run
+    from sdctr.external import run
 
     def tar(archive: str) -> None:
         status = run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(root), "-cf",

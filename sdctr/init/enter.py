@@ -34,7 +34,9 @@ def join_cgroups(unit: dict[str, Any]) -> None:
 
 def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[str], *,
             env: list[str], workdir: str | None, user: str | None, tty: bool, interactive: bool) -> int:
-    from sdctr import init, linux, reaper, seccomp
+    from sdctr import linux
+    from sdctr.init import reaper, seccomp
+    from sdctr.init import standard as init
 
     if not command:
         raise SdctrError("exec needs a command", hint="example: sdctr exec web sh")

@@ -32,9 +32,11 @@ import termios
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sdctr import linux, reaper, seccomp, state
+from sdctr import linux, state
 from sdctr.caps import ALL_CAPS, cap_number
+from sdctr.init import reaper, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
+from sdctr.paths import Paths
 from sdctr.record import Record
 from sdctr.spec import ContainerSpec, Mount, NetworkMode, env_mapping, merge_env
 
@@ -82,7 +84,7 @@ class User(Record):
 
 # --- parent --------------------------------------------------------------------------------------
 
-def run_init(paths: state.Paths, cid: str) -> int:
+def run_init(paths: Paths, cid: str) -> int:
     try:
         spec = state.find_by_id(paths, cid)
         rootfs = paths.rootfs(cid)
@@ -280,7 +282,7 @@ def _notify(address: str, message: str) -> None:
 
 # --- child: PID 1 of the container ---------------------------------------------------------------
 
-def _child(spec: ContainerSpec, paths: state.Paths, reaper_path: str | None, report_fd: int,
+def _child(spec: ContainerSpec, paths: Paths, reaper_path: str | None, report_fd: int,
            go_fd: int) -> NoReturn:
     try:
         _container_init(spec, paths, reaper_path, report_fd, go_fd)
@@ -299,7 +301,7 @@ def _report(fd: int, status: int, message: str) -> NoReturn:
     os._exit(status)
 
 
-def _container_init(spec: ContainerSpec, paths: state.Paths, reaper_path: str | None,
+def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
                     report_fd: int, go_fd: int) -> NoReturn:
     enter_namespaces(spec)
     take_terminal(spec.tty)

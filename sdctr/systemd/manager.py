@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sdctr.log import SdctrError, debug
+from sdctr.paths import STOP_SCRIPT
 from sdctr.record import Record
 from sdctr.spec import ContainerSpec
 
@@ -28,7 +29,7 @@ Property = tuple[str, str, "Any"]  # (name, D-Bus signature, value)
 # Transient services accept ExecStartPre/ExecStopPost and LogExtraFields from v236 on.
 FIRST_FULL_TRANSIENT = 236
 UNIT_DIR = Path("/run/systemd/system")
-STOP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stop.sh")
+
 JOB_TIMEOUT = 90.0
 INFINITY = 2**64 - 1
 
@@ -189,7 +190,7 @@ class Systemd:
     serves every call of a command."""
 
     def __init__(self, direct: bool | None = None) -> None:
-        from sdctr.sdbus import Bus
+        from sdctr.systemd.bus import Bus
 
         self._bus = Bus(direct)
         self._watching_jobs = False
@@ -255,7 +256,7 @@ class Systemd:
         self._call(unit, lambda: self._manager("KillUnit", "ssi", unit, who, signal))
 
     def reset_failed(self, unit: str) -> None:
-        from sdctr.sdbus import BusError
+        from sdctr.systemd.bus import BusError
 
         try:
             self._manager("ResetFailedUnit", "s", unit)
@@ -275,7 +276,7 @@ class Systemd:
 
     def main_pid(self, unit: str) -> int:
         """The unit's main process, 0 if none or gone: one property read, not unit_state()'s ten."""
-        from sdctr.sdbus import BusError
+        from sdctr.systemd.bus import BusError
 
         try:
             return int(self._bus.get(_unit_path(unit), SERVICE, "MainPID"))
@@ -304,7 +305,7 @@ class Systemd:
         self.reset_failed(unit)
 
     def _call(self, unit: str, call: Any) -> Any:
-        from sdctr.sdbus import BusError
+        from sdctr.systemd.bus import BusError
 
         try:
             return call()
@@ -344,7 +345,7 @@ class Systemd:
 
 
 def _unit_path(unit: str) -> str:
-    from sdctr.sdbus import object_path
+    from sdctr.systemd.bus import object_path
 
     return object_path(f"{MANAGER_PATH}/unit", unit)
 
@@ -366,7 +367,7 @@ class _UnitExists(Exception):
 
 
 def journal_tail(unit: str, lines: int = 10) -> str:
-    from sdctr.run import run
+    from sdctr.external import run
 
     r = run(["journalctl", "--no-pager", "-q", "-n", str(lines), "-u", unit], check=False)
     text = r.stdout.strip()

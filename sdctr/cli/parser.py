@@ -235,7 +235,7 @@ def _add_run(sub: Any, verb: str, help_text: str) -> None:
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     """Verbs import their modules when they run, so `sdctr --help` stays cheap."""
     def call(args: argparse.Namespace) -> int:
-        from sdctr import verbs
+        from sdctr.cli import verbs
 
         return int(getattr(verbs, name)(args))
     return call

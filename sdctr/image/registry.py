@@ -33,12 +33,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sdctr import auth, config, images
+from sdctr import config
+from sdctr.image import auth
+from sdctr.image import store as images
+from sdctr.image.progress import Event
 from sdctr.log import SdctrError, debug
-from sdctr.progress import Event
+from sdctr.oci.digest import digest_hex, is_digest
+from sdctr.paths import Paths
 from sdctr.record import Record
-from sdctr.state import Paths
-from sdctr.storage import blob_path, digest_hex, is_digest
 
 if TYPE_CHECKING:
     import httpx
@@ -121,7 +123,7 @@ def _pull_from(session: _Session, ref: str, *, platform: str | None, wanted: tup
         if platform:
             _check_platform(ref, image_config, wanted)
         _fetch_layers(session, layer_descs, written, report)
-        if not blob_path(paths, manifest_digest).exists():
+        if not paths.blob(manifest_digest).exists():
             images.write_blob(paths, [body], expect=manifest_digest)
             written.append(manifest_digest)
         key = r.key if r.tag or not r.digest else None
@@ -383,9 +385,9 @@ class _Session:
         if isinstance(size, int) and size > images.MAX_DOCUMENT:
             raise SdctrError(f"{self.what}: its image config {digest} is {size} bytes, more than "
                              f"{images.MAX_DOCUMENT}: not an image config")
-        if not blob_path(self.paths, digest).exists():
+        if not self.paths.blob(digest).exists():
             self.fetch_blob(desc, written)
-        return blob_path(self.paths, digest).read_bytes()
+        return self.paths.blob(digest).read_bytes()
 
     def fetch_blob(self, desc: Mapping[str, Any], written: list[str],
                    on_bytes: Callable[[int], None] | None = None) -> None:
@@ -399,7 +401,7 @@ class _Session:
                 chunks = _bounded(resp, size if isinstance(size, int) else None, on_bytes)
                 images.write_blob(self.paths, chunks, expect=digest, origin="the registry")
 
-        if not blob_path(self.paths, digest).exists():
+        if not self.paths.blob(digest).exists():
             self.retrying(f"blob {digest}", download)
             with self.lock:
                 written.append(digest)
@@ -446,7 +448,7 @@ def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written
     todo: dict[str, Mapping[str, Any]] = {}
     for d in descs:
         digest = _descriptor_digest(d)
-        if blob_path(session.paths, digest).exists():
+        if session.paths.blob(digest).exists():
             report(Event("Already exists", _short(digest)))
         elif digest not in todo:
             report(Event("Pulling fs layer", _short(digest)))

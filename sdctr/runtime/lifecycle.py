@@ -13,17 +13,18 @@ import signal
 import time
 from pathlib import Path
 
-from sdctr import hooks
 from sdctr.log import SdctrError
+from sdctr.paths import Paths
+from sdctr.runtime import hooks
 from sdctr.spec import ContainerSpec
-from sdctr.state import Paths, all_specs, read_status, save_spec
-from sdctr.systemd import Host, Systemd, properties, sdctr_argv
+from sdctr.state import all_specs, read_status, save_spec
+from sdctr.systemd.manager import Host, Systemd, properties, sdctr_argv
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
     from typing import Any
 
-    from sdctr.images import Image
+    from sdctr.image.store import Image
 
 RUNNING_STATES = ("active", "activating", "deactivating", "reloading")
 
@@ -50,14 +51,14 @@ def prestart_command(paths: Paths, spec: ContainerSpec, image: Image | None) -> 
     container's writable layer is reset first: that stays with the hook."""
     if spec.ephemeral:
         return None
-    from sdctr import storage
+    from sdctr.storage import overlay as storage
 
     image = image or _image_of(paths, spec)
     return storage.driver(paths).mount_command(spec.id, image, paths.rootfs(spec.id))
 
 
 def _image_of(paths: Paths, spec: ContainerSpec) -> Image:
-    from sdctr import images
+    from sdctr.image import store as images
 
     return images.resolve(paths, spec.image_id)
 
@@ -65,12 +66,12 @@ def _image_of(paths: Paths, spec: ContainerSpec) -> Image:
 def create(paths: Paths, spec: ContainerSpec, image: Image) -> ContainerSpec:
     """The record and the writable snapshot; nothing runs yet (`docker create`). The spec as
     saved: named, if it had no name."""
-    from sdctr import storage
+    from sdctr.storage import overlay as storage
 
     driver = storage.driver(paths)
     unpacked = driver.ensure_layers(image)
     if unpacked:  # the first container of a pulled image: now its SIZE is known
-        from sdctr import images
+        from sdctr.image import store as images
 
         images.record_unpacked(paths, unpacked)
     spec = save_spec(paths, spec)

@@ -26,15 +26,16 @@ from pathlib import Path
 
 from sdctr import state
 from sdctr.log import SdctrError, debug
+from sdctr.oci.digest import digest_hex, is_digest
+from sdctr.paths import Paths
 from sdctr.record import Record
-from sdctr.state import Paths
-from sdctr.storage import STALE_TMP, blob_path, digest_hex, driver, is_digest
+from sdctr.storage.overlay import STALE_TMP, driver
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
     from typing import Any
 
-    from sdctr.layers import Readable
+    from sdctr.oci.layers import Readable
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -255,7 +256,7 @@ def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterab
     for digest in dict.fromkeys(digests):
         if digest not in used:
             with contextlib.suppress(FileNotFoundError):
-                path = blob_path(paths, digest)
+                path = paths.blob(digest)
                 size = path.stat().st_size
                 path.unlink()
                 freed += size
@@ -267,7 +268,7 @@ def read_json_blob(paths: Paths, digest: str, *, verify: bool = True) -> dict[st
     digest unless `verify` is false (`run` reads them so: write_blob let them in only once their
     digest matched, and hashlib is OpenSSL's ~3 ms import)."""
     try:
-        with open(blob_path(paths, digest), "rb") as f:
+        with open(paths.blob(digest), "rb") as f:
             data = f.read(MAX_DOCUMENT + 1)
     except FileNotFoundError:
         raise SdctrError(f"blob {digest} is missing from the image store",
@@ -666,8 +667,8 @@ def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> int:
             diff_ids.update(_load(paths, idx, m).layers)
     driver(paths).prune_layers(diff_ids)
     sizes: dict[str, int] = idx["unpacked"]
-    if any(not blob_path(paths, b).exists() for b in sizes):
-        idx["unpacked"] = {b: n for b, n in sizes.items() if blob_path(paths, b).exists()}
+    if any(not paths.blob(b).exists() for b in sizes):
+        idx["unpacked"] = {b: n for b, n in sizes.items() if paths.blob(b).exists()}
         state.write_json_atomic(_index_path(paths), idx)
     return freed
 
@@ -679,18 +680,18 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
     OCI config and manifest, and tags the image ``ref`` (untagged if None)."""
     import datetime
 
-    from sdctr.layers import compression, inspect_layer  # tarfile: only when making images
+    from sdctr.oci.layers import compression, inspect_layer  # tarfile: only when making images
 
     key = tag_reference(ref).key if ref else None
     config_section = _check_changes(changes or {})
     descriptors, diff_ids = [], []
     for blob in layer_blobs:
-        with open(blob_path(paths, blob), "rb") as f:
+        with open(paths.blob(blob), "rb") as f:
             kind = compression(f.read(4))
             f.seek(0)
             info = inspect_layer(f, image=key or "(untagged)", digest=blob)
         diff_ids.append(info.diff_id)
-        descriptors.append(layer_descriptor(blob, blob_path(paths, blob).stat().st_size, kind,
+        descriptors.append(layer_descriptor(blob, paths.blob(blob).stat().st_size, kind,
                                             unpacked=info.size))
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     config = {
@@ -722,7 +723,7 @@ def add_manifest(paths: Paths, manifest_digest: str, key: str | None) -> bool:
     with state.locked(paths):
         # a concurrent `remove` may have collected a blob we share with the image it removed
         for digest in blobs_of(paths, manifest_digest):
-            if not blob_path(paths, digest).exists():
+            if not paths.blob(digest).exists():
                 raise SdctrError(f"blob {digest} vanished while the image was stored (a concurrent "
                                  "removal?)", hint="run the command again")
         idx = _load_index(paths)

@@ -13,10 +13,10 @@ import termios
 import time
 from collections.abc import Iterator
 
-from sdctr import containers
 from sdctr.log import SdctrError
+from sdctr.paths import Paths
+from sdctr.runtime import lifecycle as containers
 from sdctr.spec import ContainerSpec
-from sdctr.state import Paths
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ def _run_following_journal(paths: Paths, spec: ContainerSpec, image: Any, sd: An
     """systemd before v236 cannot take our descriptors: the container writes to the journal
     and we follow it there (stdout and stderr both arrive on our stdout), as `docker attach`
     to a detached container would. No stdin and no terminal on such a host."""
-    from sdctr.logs import journalctl_argv
-    from sdctr.run import popen
+    from sdctr.external import popen
+    from sdctr.runtime.logs import journalctl_argv
 
     if spec.interactive or spec.tty:
         raise SdctrError("-i and -t need systemd 236 or newer (it passes our terminal to the unit)",
@@ -80,7 +80,7 @@ class _JournalCopy:
     def copy(self, stream: Any) -> int:
         import json
 
-        from sdctr.logs import format_entry
+        from sdctr.runtime.logs import format_entry
 
         count = 0
         for raw in stream:
@@ -93,7 +93,7 @@ class _JournalCopy:
 
     def catch_up(self, quiet: float = 0.3, limit: float = 2.0) -> None:
         """Until nothing new arrived for `quiet` seconds (or `limit` passed)."""
-        from sdctr.run import run
+        from sdctr.external import run
 
         deadline, last_new = time.monotonic() + limit, time.monotonic()
         while time.monotonic() < deadline and time.monotonic() - last_new < quiet:

@@ -10,12 +10,13 @@ import signal
 import sys
 import time
 
-from sdctr import containers
 from sdctr import spec as specs
+from sdctr.image.progress import human_size
 from sdctr.log import SdctrError
-from sdctr.progress import human_size
+from sdctr.paths import Paths
+from sdctr.runtime import lifecycle as containers
 from sdctr.spec import ContainerSpec
-from sdctr.state import Paths, find
+from sdctr.state import find
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def paths_of(args: argparse.Namespace) -> Paths:
 
 
 def systemd_of(args: argparse.Namespace) -> tuple[Any, Any]:
-    from sdctr.systemd import Systemd
+    from sdctr.systemd.manager import Systemd
 
     sd = Systemd()
     return sd, sd.host(force_unit_file=args.unit_file_mode)
@@ -80,7 +81,7 @@ def build_spec(args: argparse.Namespace, paths: Paths) -> tuple[ContainerSpec, A
 def image_for_run(args: argparse.Namespace, paths: Paths) -> Any:
     """The image `run` and `create` use, pulled first as --pull says (progress on stderr, as
     Docker shows it, so that stdout stays the container's)."""
-    from sdctr import images
+    from sdctr.image import store as images
 
     if args.pull != "always":
         try:
@@ -90,7 +91,7 @@ def image_for_run(args: argparse.Namespace, paths: Paths) -> Any:
                 raise
             print(f"Unable to find image '{images.parse_reference(args.image).key}' locally",
                   file=sys.stderr, flush=True)
-    from sdctr import progress, registry
+    from sdctr.image import progress, registry
 
     with progress.view(sys.stderr) as show:
         return registry.pull(paths, args.image, platform=args.platform, progress=show)
@@ -104,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         containers.run(paths, spec, image, sd, host)
         print(spec.id)
         return 0
-    from sdctr import attach
+    from sdctr.cli import attach
 
     return attach.run_attached(paths, spec, image, sd, host)
 
@@ -255,7 +256,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _image_doc(paths: Paths, ref: str) -> dict[str, Any]:
-    from sdctr import images
+    from sdctr.image import store as images
 
     try:
         return images.inspect(paths, images.resolve(paths, ref))
@@ -309,7 +310,7 @@ def go_text(value: Any) -> str:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from sdctr import logs
+    from sdctr.runtime import logs
 
     paths = paths_of(args)
     spec = find(paths, args.container)
@@ -318,7 +319,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    from sdctr.run import run
+    from sdctr.external import run
 
     paths = paths_of(args)
     sd, _ = systemd_of(args)
@@ -330,7 +331,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from sdctr import stats
+    from sdctr.cli import stats
 
     paths = paths_of(args)
     sd, _ = systemd_of(args)
@@ -340,7 +341,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from sdctr import enter
+    from sdctr.init import enter
 
     paths = paths_of(args)
     sd, _ = systemd_of(args)
@@ -354,7 +355,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 # --- images --------------------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from sdctr import images
+    from sdctr.image import store as images
 
     image = images.import_tarball(paths_of(args), args.source, args.reference,
                                   changes=images.parse_changes(args.change) if args.change else None)
@@ -363,7 +364,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from sdctr import progress, registry
+    from sdctr.image import progress, registry
 
     with progress.view(sys.stdout, quiet=args.quiet) as show:
         image = registry.pull(paths_of(args), args.reference, platform=args.platform, progress=show)
@@ -373,7 +374,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from sdctr import search
+    from sdctr.image import search
 
     results = search.search(paths_of(args), args.term, limit=args.limit)
     if args.format == "json":
@@ -385,7 +386,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from sdctr import auth, registry
+    from sdctr.image import auth, registry
 
     paths, domain = paths_of(args), auth.registry_domain(args.server or "docker.io")
     credentials = auth.ask(domain, args.username, args.password, args.password_stdin)
@@ -396,7 +397,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from sdctr import auth
+    from sdctr.image import auth
 
     paths, domain = paths_of(args), auth.registry_domain(args.server or "docker.io")
     if not auth.remove(auth.auth_file(paths), domain):
@@ -406,7 +407,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from sdctr import images
+    from sdctr.image import store as images
 
     rows = []
     for image in images.list_images(paths_of(args)):
@@ -443,7 +444,7 @@ def _py39_isoformat(iso: str) -> str:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from sdctr import archive
+    from sdctr.image import archive
 
     for line in archive.load(paths_of(args), args.input):
         print(line)  # -q too: Docker's quiet only silences the progress
@@ -451,14 +452,15 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    from sdctr import archive
+    from sdctr.image import archive
 
     archive.save(paths_of(args), args.images, args.output)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from sdctr import archive, images
+    from sdctr.image import archive
+    from sdctr.image import store as images
 
     paths = paths_of(args)
     spec = find(paths, args.container)
@@ -467,14 +469,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from sdctr import images
+    from sdctr.image import store as images
 
     images.tag(paths_of(args), args.source, args.target)
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from sdctr import images
+    from sdctr.image import store as images
 
     paths = paths_of(args)
     image = images.resolve(paths, args.image)
@@ -490,7 +492,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_image_inspect(args: argparse.Namespace) -> int:
-    from sdctr import images
+    from sdctr.image import store as images
 
     paths = paths_of(args)
     print_docs([images.inspect(paths, images.resolve(paths, ref)) for ref in args.images], args.format)
@@ -498,7 +500,7 @@ def cmd_image_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_image_prune(args: argparse.Namespace) -> int:
-    from sdctr import images
+    from sdctr.image import store as images
     from sdctr.state import all_specs
 
     if not args.force:
@@ -520,7 +522,7 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
-    from sdctr import images
+    from sdctr.image import store as images
     from sdctr.state import all_specs
 
     paths = paths_of(args)

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from sdctr.log import debug
-from sdctr.state import Paths, find_by_id, read_status, write_json_atomic, write_status
-from sdctr.systemd import UNIT_DIR
+from sdctr.paths import Paths
+from sdctr.state import find_by_id, read_status, write_json_atomic, write_status
+from sdctr.systemd.manager import UNIT_DIR
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 
 def prestart(paths: Paths, cid: str) -> int:
-    from sdctr import images, storage
+    from sdctr.image import store as images
+    from sdctr.storage import overlay as storage
 
     spec = find_by_id(paths, cid)
     image = images.resolve(paths, spec.image_id)
@@ -41,13 +43,13 @@ def prestart(paths: Paths, cid: str) -> int:
 
 def stop(paths: Paths, cid: str) -> int:
     """ExecStop of units made before it became a script: the script (sdctr/stop.sh)."""
-    from sdctr.systemd import STOP_SCRIPT
+    from sdctr.paths import STOP_SCRIPT
 
     os.execv("/bin/sh", ["/bin/sh", STOP_SCRIPT])
 
 
 def poststop(paths: Paths, cid: str) -> int:
-    from sdctr import storage
+    from sdctr.storage import overlay as storage
 
     env = os.environ
     spec = find_by_id(paths, cid)
@@ -78,7 +80,7 @@ def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
     """poststop() for a --rm container as a shell script the unit runs without Python (see
     poststop.sh), the hook's own argv to be appended for the cases it hands over; None where the
     script cannot do the hook's work (a kept record, a snapshot that is more than a directory)."""
-    from sdctr import storage
+    from sdctr.storage import overlay as storage
 
     snapshot = storage.driver(paths).snapshot_dir(spec.id) if spec.remove else None
     if snapshot is None:
@@ -89,7 +91,7 @@ def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
     if any(set(a) & _ESCAPED_IN_MOUNTINFO for a in args):
         return None
     exit_to = str(exit_file(paths, spec.id)) if spec.attached else ""
-    script = str(Path(__file__).with_name("poststop.sh"))
+    from sdctr.paths import POSTSTOP_SCRIPT as script
     return ["/bin/sh", script, args[0], exit_to, *args[1:]]
 
 
@@ -97,7 +99,7 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     """Snapshot, runtime directory and record; the record last, so a crash leaves it findable."""
     import shutil
 
-    from sdctr import storage
+    from sdctr.storage import overlay as storage
 
     driver = storage.driver(paths)
     driver.unmount(paths.rootfs(spec.id))

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sdctr import containers
+from sdctr.runtime import lifecycle as containers
 from sdctr.spec import ContainerSpec
 
 
@@ -48,8 +48,8 @@ def host_memory() -> int:
 
 
 def show(sd: Any, specs: list[ContainerSpec], stream: bool) -> int:
-    from sdctr.progress import human_size
-    from sdctr.verbs import table
+    from sdctr.cli.verbs import table
+    from sdctr.image.progress import human_size
 
     while True:
         units = {s.id: sd.unit_state(s.unit) for s in specs}

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sdctr.images import DEFAULT_DOMAIN
+from sdctr.image.store import DEFAULT_DOMAIN
 from sdctr.log import SdctrError
-from sdctr.state import Paths
+from sdctr.paths import Paths
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # the key Docker itself writes for Docker Hub
 DOCKER_HUB_ALIASES = ("index.docker.io", "docker.io", "registry-1.docker.io", "registry.hub.docker.com")
