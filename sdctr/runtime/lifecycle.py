@@ -18,7 +18,8 @@ from sdctr.paths import Paths
 from sdctr.runtime import hooks
 from sdctr.spec import ContainerSpec
 from sdctr.state import all_specs, read_status, save_spec
-from sdctr.systemd.manager import Host, Systemd, properties, sdctr_argv
+from sdctr.systemd.manager import Systemd
+from sdctr.systemd.properties import Host, properties, sdctr_argv
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.testhost
 SCRIPT = r"""
 import json, sys
 from sdctr.log import SdctrError
-from sdctr.systemd.manager import Host, Systemd
+from sdctr.systemd.manager import Systemd
+from sdctr.systemd.properties import Host
 
 sd = Systemd(direct=sys.argv[1] == "direct")
 host = Host(cgroup_version=1, systemd_version=sd.version())

@@ -27,7 +27,7 @@ SUBPACKAGES = {
     "image": "sdctr.image.store, sdctr.image.registry, sdctr.image.auth, sdctr.image.search, "
              "sdctr.image.progress, sdctr.image.archive",
     "storage": "sdctr.storage.overlay",
-    "systemd": "sdctr.systemd.bus, sdctr.systemd.manager",
+    "systemd": "sdctr.systemd.bus, sdctr.systemd.manager, sdctr.systemd.properties",
     "runtime": "sdctr.runtime.lifecycle, sdctr.runtime.hooks, sdctr.runtime.logs",
     "init": "sdctr.init.standard, sdctr.init.enter, sdctr.init.reaper, sdctr.init.seccomp",
 }

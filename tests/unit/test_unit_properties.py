@@ -10,7 +10,7 @@ import pytest
 
 from sdctr.paths import STOP_SCRIPT
 from sdctr.spec import ContainerSpec, Resources, RestartPolicy
-from sdctr.systemd.manager import Host, cpu_weight, properties, unit_file
+from sdctr.systemd.properties import Host, cpu_weight, properties, unit_file
 
 GOLDEN = Path(__file__).parent / "golden"
 SDCTR = ["/usr/bin/sdctr"]

@@ -1,0 +1,164 @@
+"""Unit properties for a container: a pure function from a spec and the host's facts, tested
+without any bus (pystemd's unit_signatures habit), and the same unit as a file for a systemd too
+old to take it over D-Bus. Both the transient path (systemd.manager) and, next, the generator of
+declared containers use it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Sequence
+
+from sdctr.log import SdctrError
+from sdctr.paths import STOP_SCRIPT
+from sdctr.record import Record
+from sdctr.spec import ContainerSpec
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
+if TYPE_CHECKING:
+    from typing import Any
+
+Property = tuple[str, str, "Any"]  # (name, D-Bus signature, value)
+
+# Transient services accept ExecStartPre/ExecStopPost and LogExtraFields from v236 on.
+FIRST_FULL_TRANSIENT = 236
+
+INFINITY = 2**64 - 1
+
+
+class Host(Record):
+    cgroup_version: int  # 1: the v1 controllers (RHEL7-style, hybrid included); 2: unified
+    systemd_version: int
+
+    @property
+    def transient_hooks(self) -> bool:
+        return self.systemd_version >= FIRST_FULL_TRANSIENT
+
+
+def cgroup_version() -> int:
+    """2 when /sys/fs/cgroup itself is the unified hierarchy; a hybrid host's v1 controllers
+    (where limits really live) make it 1."""
+    return 2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1
+
+
+def cpu_weight(shares: int) -> int:
+    """runc's current CPUShares -> CPUWeight mapping (a quadratic in log2 space), so that 1024,
+    the default share, is 100, the default weight; 2 -> 1 and 262144 -> 10000 at the ends."""
+    if shares <= 2:
+        return 1
+    if shares >= 262144:
+        return 10000
+    lg = math.log2(shares)
+    exponent = (lg * lg + 125 * lg) / 612.0 - 7.0 / 34.0
+    return math.ceil(10**exponent)
+
+
+def sdctr_argv(root_args: Sequence[str]) -> list[str]:
+    """How the unit calls back into sdctr: the same interpreter and package as this process."""
+    argv0 = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.basename(argv0) == "sdctr" and os.access(argv0, os.X_OK):
+        return [argv0, *root_args]
+    return [sys.executable, "-m", "sdctr", *root_args]
+
+
+def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
+               stdio: tuple[int, int, int] | None = None, *,
+               prestart: Sequence[str] | None = None,
+               poststop: Sequence[str] | None = None) -> list[Property]:
+    """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
+    `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
+    command that readies the root file system without our hook (the storage driver's);
+    `poststop`, a command that cleans up without Python in the common case and runs our hook,
+    whose argv is appended to it, otherwise."""
+    r = spec.resources
+
+    def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
+        argv = [*sdctr, *args]
+        return [(argv[0], argv, False)]
+
+    hook_poststop = [*sdctr, "hook", "poststop", spec.id]
+    stop_post = [*poststop, *hook_poststop] if poststop else hook_poststop
+    props: list[Property] = [
+        ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
+        ("Slice", "s", "sdctr.slice"),
+        # The init reports READY and hands over its child, the container's PID 1, as MAINPID:
+        # systemd then supervises the container itself and no waiter of ours stays behind.
+        # (Type=forking with a PID file loses a race with commands that exit at once.)
+        ("Type", "s", "notify"),
+        ("NotifyAccess", "s", "main"),
+        ("ExecStartPre", "a(sasb)", [(prestart[0], list(prestart), False)] if prestart
+         else exec_("hook", "prestart", spec.id)),
+        ("ExecStart", "a(sasb)", exec_("init", spec.id)),
+        # SIGTERM to the main process, and the wait for it that systemd would not do (stop.sh)
+        ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", STOP_SCRIPT], False)]),
+        ("ExecStopPost", "a(sasb)", [(stop_post[0], stop_post, False)]),
+        # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
+        ("KillMode", "s", "mixed"),
+        ("TimeoutStopUSec", "t", spec.stop_timeout * 1_000_000),
+        ("Restart", "s", spec.restart.systemd_restart()),
+        ("SyslogIdentifier", "s", spec.name),
+        # The field names of Docker's journald log driver, so existing queries keep working.
+        ("LogExtraFields", "aay", [f"{k}={v}".encode() for k, v in (
+            ("CONTAINER_ID", spec.short_id), ("CONTAINER_ID_FULL", spec.id),
+            ("CONTAINER_NAME", spec.name), ("IMAGE_NAME", spec.image))]),
+        ("TasksMax", "t", INFINITY if r.pids_limit < 0 else r.pids_limit),
+    ]
+    if r.cpu_shares is not None:
+        props.append(("CPUShares", "t", r.cpu_shares) if host.cgroup_version == 1
+                     else ("CPUWeight", "t", cpu_weight(r.cpu_shares)))
+    if r.memory is not None:
+        props.append(("MemoryLimit", "t", r.memory) if host.cgroup_version == 1
+                     else ("MemoryMax", "t", r.memory))
+    if r.cpus is not None:
+        props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
+    if spec.remove:  # a failed --rm container must not linger as a failed unit
+        props.append(("CollectMode", "s", "inactive-or-failed"))
+    if stdio is None:
+        props += [("StandardInput", "s", "null"), ("StandardOutput", "s", "journal"),
+                  ("StandardError", "s", "journal")]
+    else:
+        props += [("StandardInputFileDescriptor", "h", stdio[0]),
+                  ("StandardOutputFileDescriptor", "h", stdio[1]),
+                  ("StandardErrorFileDescriptor", "h", stdio[2])]
+    return props
+
+
+# --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
+
+_SECTION_UNIT = {"Description", "CollectMode"}
+_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota"}
+
+
+def unit_file(props: Sequence[Property]) -> str:
+    """The same unit as a file: what an old systemd cannot take over D-Bus, it reads from disk."""
+    unit: list[str] = []
+    service: list[str] = []
+    for name, _, value in props:
+        key = _FILE_NAMES.get(name, name)
+        if name.startswith("Exec"):
+            rendered = " ".join(_quote(a) for a in value[0][1])
+        elif name == "LogExtraFields":
+            for field in value:
+                service.append(f"LogExtraFields={_quote(field.decode())}")
+            continue
+        elif name == "TimeoutStopUSec":
+            rendered = f"{value / 1_000_000:g}s"
+        elif name == "CPUQuotaPerSecUSec":
+            rendered = f"{value / 10_000:g}%"
+        elif name == "TasksMax" and value == INFINITY:
+            rendered = "infinity"
+        elif name.endswith("FileDescriptor"):
+            raise SdctrError("an attached run needs a systemd that takes descriptors (v236 or newer)",
+                             hint="run it detached with -d")
+        else:
+            rendered = str(value)
+        (unit if name in _SECTION_UNIT else service).append(f"{key}={rendered}")
+    return "[Unit]\n" + "\n".join(unit) + "\n\n[Service]\n" + "\n".join(service) + "\n"
+
+
+def _quote(arg: str) -> str:
+    if arg and all(c.isalnum() or c in "/._-=:@+," for c in arg):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
