@@ -24,6 +24,20 @@ Property = tuple[str, str, "Any"]  # (name, D-Bus signature, value)
 
 # Transient services accept ExecStartPre/ExecStopPost and LogExtraFields from v236 on.
 FIRST_FULL_TRANSIENT = 236
+# LogRateLimitIntervalSec= exists from v240 on; older journald applies its global limit
+# (RateLimitIntervalSec/RateLimitBurst in journald.conf) to every unit
+FIRST_LOG_RATE_LIMIT = 240
+
+# Docker's default device cgroup (moby oci/defaults.go, runc's AllowedDevices): creating any node
+# is allowed (an image's own /dev entries unpack), reading or writing one is not, except the
+# pseudo devices every program expects and the container's own ptys. Without this, root in a
+# container can `mknod /tmp/d b 254 0` and read the host's disk.
+DEVICE_ALLOW = (
+    ("char-*", "m"), ("block-*", "m"),
+    ("/dev/null", "rwm"), ("/dev/zero", "rwm"), ("/dev/full", "rwm"),
+    ("/dev/random", "rwm"), ("/dev/urandom", "rwm"),
+    ("/dev/tty", "rwm"), ("/dev/console", "rwm"), ("/dev/ptmx", "rwm"), ("char-pts", "rwm"),
+)
 
 INFINITY = 2**64 - 1
 
@@ -104,7 +118,17 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
             ("CONTAINER_ID", spec.short_id), ("CONTAINER_ID_FULL", spec.id),
             ("CONTAINER_NAME", spec.name), ("IMAGE_NAME", spec.image))]),
         ("TasksMax", "t", INFINITY if r.pids_limit < 0 else r.pids_limit),
+        # "closed": only the list below (systemd adds nothing of its own beyond the pseudo devices)
+        ("DevicePolicy", "s", "closed"),
+        ("DeviceAllow", "a(ss)", list(DEVICE_ALLOW)),
     ]
+    if host.systemd_version >= FIRST_LOG_RATE_LIMIT or not host.transient_hooks:
+        # journald's per-unit rate limit (10,000 lines in 30 s, scaled by free disk: 37,500 here)
+        # drops a chatty container's lines without a word; `docker logs` loses none. 0 would
+        # mean "unset" to systemd (journald's defaults apply: seen on 252), so the smallest
+        # interval stands for none: no burst fits in one microsecond. A unit file on an old
+        # systemd only warns about the key, so the file keeps it for when systemd is updated.
+        props.append(("LogRateLimitIntervalUSec", "t", 1))
     if r.cpu_shares is not None:
         props.append(("CPUShares", "t", r.cpu_shares) if host.cgroup_version == 1
                      else ("CPUWeight", "t", cpu_weight(r.cpu_shares)))
@@ -128,7 +152,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
 _SECTION_UNIT = {"Description", "CollectMode"}
-_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota"}
+_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota",
+               "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec"}
 
 
 def unit_file(props: Sequence[Property]) -> str:
@@ -140,11 +165,15 @@ def unit_file(props: Sequence[Property]) -> str:
         if name.startswith("Exec"):
             rendered = " ".join(_quote(a) for a in value[0][1])
         elif name == "LogExtraFields":
-            for field in value:
-                service.append(f"LogExtraFields={_quote(field.decode())}")
+            service += [f"LogExtraFields={_quote(field.decode())}" for field in value]
+            continue
+        elif name == "DeviceAllow":
+            service += [f"DeviceAllow={path} {access}" for path, access in value]
             continue
         elif name == "TimeoutStopUSec":
             rendered = f"{value / 1_000_000:g}s"
+        elif name == "LogRateLimitIntervalUSec":
+            rendered = f"{value}us"
         elif name == "CPUQuotaPerSecUSec":
             rendered = f"{value / 10_000:g}%"
         elif name == "TasksMax" and value == INFINITY:

@@ -4,6 +4,8 @@ systemctl, journalctl, the kernel's cgroup files, and what the container itself 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -406,3 +408,49 @@ def test_export_save_and_load(host: Machine) -> None:
     other = json.loads(host.exec("sdctr", "--root", "/tmp/other-store", "image", "inspect", "busybox").stdout)
     assert other[0]["Id"] == image_id
     host.exec("rm", "-rf", "/tmp/other-store", "/tmp/export.tar")
+
+
+def test_a_container_cannot_read_a_host_block_device(host: Machine, tmp_path: Path) -> None:
+    """The attack from issue 10: root in a container makes a node for a host disk and reads it.
+    A loop device over a file of ours stands in for the disk (the kernel's devices are shared by
+    every namespace, so the test host's containers see the machine's majors and minors)."""
+    disk = tmp_path / "disk"
+    disk.write_bytes(b"HOST-DISK-SECRET" + b"\0" * (1 << 20))
+    loop = subprocess.run(["losetup", "--find", "--show", str(disk)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    try:
+        st = os.stat(loop)
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        script = (f"mknod /tmp/disk b {major} {minor} && echo made; "
+                  "head -c 16 /tmp/disk 2>&1; echo; "
+                  # an image's own 0666 node is the same node: the cgroup, not the mode, decides
+                  "chmod 666 /tmp/disk && head -c 16 /tmp/disk 2>&1; echo; "
+                  "head -c 4 /dev/zero | wc -c; echo ok > /dev/null && echo null-ok")
+        r = sdctr(host, "run", "--rm", "busybox", "sh", "-c", script, check=False)
+        assert "made" in r.stdout, r.stdout + r.stderr  # mknod stays allowed, as in Docker
+        assert "HOST-DISK-SECRET" not in r.stdout
+        assert r.stdout.count("Operation not permitted") == 2, r.stdout
+        assert "\n4\n" in r.stdout and "null-ok" in r.stdout  # the pseudo devices still work
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def test_a_chatty_container_loses_no_line(host: Machine) -> None:
+    """journald's per-unit rate limit kept 37,500 of 500,000 lines, without a word."""
+    lines = 500_000
+    cid = run_d(host, "busybox", "seq", "1", str(lines))
+    try:
+        assert sdctr(host, "wait", cid).stdout.strip() == "0"
+        count = f"sdctr logs {cid} | wc -l"
+
+        def settled() -> str | None:  # journald may still be writing what it was handed
+            n = host.sh(count, timeout=300).stdout.strip()
+            return n if n == str(lines) else None
+
+        try:
+            wait_for(settled, timeout=120, what=f"{lines} lines in sdctr logs")
+        except AssertionError:
+            raise AssertionError(f"sdctr logs has {host.sh(count).stdout.strip()} of {lines} lines") from None
+        assert host.sh(f"sdctr logs {cid} | tail -n 1").stdout == f"{lines}\n"
+    finally:
+        sdctr(host, "rm", "-f", cid)

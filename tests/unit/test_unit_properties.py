@@ -106,3 +106,23 @@ def test_a_poststop_fast_path_hands_over_to_the_hook() -> None:
     path, argv, _ = p["ExecStopPost"][0]  # type: ignore[index]
     assert path == "/bin/sh"
     assert argv == [*fast, *SDCTR, "hook", "poststop", web().id]
+
+
+def test_devices_are_closed_to_all_but_the_pseudo_devices() -> None:
+    # Docker's default list (moby oci/defaults.go), written out: mknod of anything, read/write
+    # of the pseudo devices and the container's own ptys, nothing else (no disk, no /dev/mem)
+    docker_default = {("char-*", "m"), ("block-*", "m"), ("/dev/null", "rwm"), ("/dev/zero", "rwm"),
+                      ("/dev/full", "rwm"), ("/dev/random", "rwm"), ("/dev/urandom", "rwm"),
+                      ("/dev/tty", "rwm"), ("/dev/console", "rwm"), ("/dev/ptmx", "rwm"),
+                      ("char-pts", "rwm")}
+    for cgroup in (1, 2):
+        p = props(web(), version=cgroup)
+        assert p["DevicePolicy"] == "closed"
+        assert set(p["DeviceAllow"]) == docker_default
+
+
+def test_journald_keeps_every_line_where_systemd_can_say_so() -> None:
+    # 0 would be "unset" to systemd (journald's 37,500-line default applies): 1 us is no limit
+    assert props(web(), systemd=252)["LogRateLimitIntervalUSec"] == 1
+    # a transient unit with a property systemd does not know fails to start: none before v240
+    assert "LogRateLimitIntervalUSec" not in props(web(), systemd=239)
