@@ -50,6 +50,18 @@ class Paths(Record):
     def run_dir(self, cid: str) -> Path:
         return self.run / cid
 
+    def make_private(self) -> None:
+        """<root> and <run>, closed to other users (mode 0700, as runc's state directory): records
+        hold the environment (secrets), and a running container's root file system may hold a
+        setuid binary or a device node its root made. Whatever lies below needs no mode of its
+        own for that. A looser directory an older sdctr made is tightened once."""
+        for d in (self.root, self.run):
+            try:
+                os.makedirs(d, mode=0o700)
+            except FileExistsError:
+                if os.stat(d).st_mode & 0o077:
+                    os.chmod(d, 0o700)
+
     def blob(self, digest: str) -> Path:
         """The content store's file for a verified digest."""
         return self.root / "blobs" / "sha256" / digest_hex(digest)

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
+    # 0600 from the start (a record carries the environment): never readable, then chmod-ed
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w") as f:
         json.dump(data, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
@@ -48,7 +50,7 @@ def read_json(path: Path) -> Any:
 
 @contextlib.contextmanager
 def locked(paths: Paths) -> Iterator[None]:
-    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.make_private()  # every record and snapshot is made under this lock
     with open(paths.root / ".lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield

@@ -454,3 +454,27 @@ def test_a_chatty_container_loses_no_line(host: Machine) -> None:
         assert host.sh(f"sdctr logs {cid} | tail -n 1").stdout == f"{lines}\n"
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+def test_host_users_cannot_read_records_or_reach_a_running_root(host: Machine) -> None:
+    """A record holds the environment; a running container's root may hold a setuid binary its
+    root made. Neither is any other host user's business (issue 10: config.json was 0644)."""
+    cid = run_d(host, "-e", "SECRET=hunter2", "busybox", "sh", "-c",
+                "cp /bin/busybox /suid && chmod 4755 /suid && sleep 1000")
+    try:
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        record = f"/var/lib/sdctr/containers/{cid}/config.json"
+        assert "hunter2" in host.exec("cat", record).stdout  # root reads it: the probe works
+        r = host.exec(*as_nobody, "cat", record, check=False)
+        assert r.returncode != 0 and "hunter2" not in r.stdout, r.stdout
+        assert "Permission denied" in r.stderr, r.stderr
+        suid = f"/run/sdctr/{cid}/rootfs/suid"
+        wait_for(lambda: host.exec("test", "-u", suid, check=False).returncode == 0,
+                 what="the container's setuid copy")
+        r = host.exec(*as_nobody, suid, "id", "-u", check=False)
+        assert r.returncode != 0 and r.stdout.strip() != "0", r.stdout
+        for d in ("/var/lib/sdctr", "/run/sdctr"):
+            mode = host.exec("stat", "-c", "%a", d).stdout.strip()
+            assert mode == "700", (d, mode)
+    finally:
+        sdctr(host, "rm", "-f", cid)
