@@ -87,6 +87,10 @@ class ContainerSpec(Record):
     ephemeral: bool = False  # the snapshot is discarded at every stop, the record kept
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
     created: float = 0.0
+    # the snapshot, as create made it: its driver ("" in records made before it was recorded:
+    # their image is resolved once more) and the image's layer chain (diff ids, bottom first)
+    storage: str = ""
+    layers: tuple[str, ...] = ()
 
     @property
     def short_id(self) -> str:
@@ -115,6 +119,7 @@ class ContainerSpec(Record):
             **d,
             "command": tuple(d["command"]),
             "env": tuple(d.get("env", ())),
+            "layers": tuple(d.get("layers", ())),
             "mounts": tuple(Mount(**m) for m in d.get("mounts", ())),
             "capabilities": tuple(d.get("capabilities", DEFAULT_CAPS)),
             "resources": Resources(**d.get("resources", {})),

@@ -481,29 +481,43 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> None:
     """`docker export`: the container's file system as a tar. A running container's mounted root
-    is read as it is; a stopped one's through a read-only overlay of its writable layer over the
-    image's, mounted below sdctr's run directory for the while (stacking that overlay on a live
-    writable layer is undefined behaviour in overlayfs)."""
-    from sdctr.storage import overlay as storage
+    is read as it is; a stopped one's through its driver's read-only view, mounted below sdctr's
+    run directory for the while."""
+    from sdctr.storage import snapshotter
+    from sdctr.storage.mountinfo import mounts_at
 
     if output is None and sys.stdout.isatty():
         raise SdctrError("refusing to write a tar archive to a terminal",
                          hint="use -o FILE or redirect stdout")
-    if storage.mounts_at(paths.rootfs(cid)):
+    if mounts_at(paths.rootfs(cid)):
         _tar_tree(paths.rootfs(cid), output)
         return
-    driver = storage.driver(paths)
+    snap = snapshotter.driver(_driver_name(paths, cid), paths)
+    snap.unpack(image)  # the image's layers were unpacked by create; a copy pruned since is redone
     target = paths.run / "export" / f"{cid}-{os.getpid()}"
     target.mkdir(parents=True)
     try:
-        driver.mount_readonly(cid, image, target)
+        view = snap.view(cid, image.layers, target)
+        snapshotter.mount(view)
         try:
             _tar_tree(target, output)
         finally:
-            driver.unmount(target)
+            snapshotter.unmount(target)
     finally:
         with contextlib.suppress(OSError):
             target.rmdir()
+
+
+def _driver_name(paths: Paths, cid: str) -> str:
+    """The storage driver the container's record names (its layer chain is its image's: the image
+    id is the digest of a config that lists the diff ids)."""
+    from sdctr.state import NoSuchContainer, find_by_id
+    from sdctr.storage.snapshotter import DEFAULT, LEGACY
+
+    try:
+        return find_by_id(paths, cid).storage or LEGACY
+    except NoSuchContainer:
+        return DEFAULT
 
 
 def _tar_tree(root: Path, output: str | None) -> None:

@@ -443,7 +443,7 @@ def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written
     """The layers the store lacks, fetched concurrently and verified against their digests.
 
     Their content is read through the tar rules once, when a container first needs them unpacked
-    (storage.ensure_layers refuses a hostile entry there, naming image, layer and entry): reading
+    (the snapshotter's unpack refuses a hostile entry there, naming image, layer and entry): reading
     every layer here as well cost a pull a third of its time, for a check that unpacking repeats."""
     todo: dict[str, Mapping[str, Any]] = {}
     for d in descs:

@@ -27,9 +27,9 @@ from pathlib import Path
 from sdctr import state
 from sdctr.log import SdctrError, debug
 from sdctr.oci.digest import digest_hex, is_digest
-from sdctr.paths import Paths
+from sdctr.paths import STALE_TMP, Paths
 from sdctr.record import Record
-from sdctr.storage.overlay import STALE_TMP, driver
+from sdctr.storage import snapshotter
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -665,7 +665,8 @@ def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> int:
     for m in _manifests(idx):
         with contextlib.suppress(SdctrError, KeyError, ValueError):
             diff_ids.update(_load(paths, idx, m).layers)
-    driver(paths).prune_layers(diff_ids)
+    for name in snapshotter.DRIVERS:
+        snapshotter.driver(name, paths).prune(diff_ids)
     sizes: dict[str, int] = idx["unpacked"]
     if any(not paths.blob(b).exists() for b in sizes):
         idx["unpacked"] = {b: n for b, n in sizes.items() if paths.blob(b).exists()}

@@ -1,7 +1,7 @@
 """The unit's ExecStartPre and ExecStopPost: everything a container needs around its init.
 
-    prestart  <id>   the rootfs snapshot prepared and mounted at <run>/<id>/rootfs (for an
-                     ephemeral container; others mount it with the driver's own command)
+    prestart  <id>   the rootfs snapshot prepared and activated at <run>/<id>/rootfs (for an
+                     ephemeral container; others run the driver's activation command itself)
     stop      <id>   for units made before ExecStop became sdctr/stop.sh: that script
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
@@ -26,20 +26,38 @@ from sdctr.systemd.manager import UNIT_DIR
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
     from sdctr.spec import ContainerSpec
+    from sdctr.storage.snapshotter import Snapshotter
 
 
 def prestart(paths: Paths, cid: str) -> int:
-    from sdctr.image import store as images
-    from sdctr.storage import overlay as storage
+    from sdctr.storage.snapshotter import activate
 
     spec = find_by_id(paths, cid)
-    image = images.resolve(paths, spec.image_id)
-    driver = storage.driver(paths)
+    snap, layers = snapshotter_of(paths, spec), layers_of(paths, spec)
     if spec.ephemeral:
-        driver.reset(cid)
-    driver.prepare(cid, image)
-    driver.mount(cid, image, paths.rootfs(cid))
+        snap.reset(cid)
+    snap.prepare(cid, layers)
+    activate(snap, cid, layers, paths.rootfs(cid))
     return 0
+
+
+def snapshotter_of(paths: Paths, spec: ContainerSpec) -> Snapshotter:
+    """The driver the record names (a record made before it was recorded: overlay, the only one
+    then)."""
+    from sdctr.storage.snapshotter import LEGACY, driver
+
+    return driver(spec.storage or LEGACY, paths)
+
+
+def layers_of(paths: Paths, spec: ContainerSpec) -> tuple[str, ...]:
+    """The layer chain the record names; a record made before it was recorded has its image
+    resolved for it (the only path after create that reads the image store)."""
+    if spec.storage:
+        return spec.layers
+    from sdctr.image import store as images
+
+    return images.resolve(paths, spec.image_id).layers
+
 
 def stop(paths: Paths, cid: str) -> int:
     """ExecStop of units made before it became a script: the script (sdctr/stop.sh)."""
@@ -49,8 +67,6 @@ def stop(paths: Paths, cid: str) -> int:
 
 
 def poststop(paths: Paths, cid: str) -> int:
-    from sdctr.storage import overlay as storage
-
     env = os.environ
     spec = find_by_id(paths, cid)
     status = read_status(paths, cid)
@@ -60,11 +76,11 @@ def poststop(paths: Paths, cid: str) -> int:
     if spec.remove:
         remove_container(paths, spec)  # unmounts first
     else:
-        driver = storage.driver(paths)
-        driver.unmount(paths.rootfs(cid))
+        snap = snapshotter_of(paths, spec)
+        snap.deactivate(cid, paths.rootfs(cid))
         write_status(paths, cid, status)
         if spec.ephemeral:
-            driver.reset(cid)
+            snap.reset(cid)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
     # it) returns once everything else is done
     if spec.attached:
@@ -72,23 +88,19 @@ def poststop(paths: Paths, cid: str) -> int:
     return 0
 
 
-# mountinfo escapes these in paths (octal); the shell's check for mounts would then miss them
-_ESCAPED_IN_MOUNTINFO = frozenset(" \t\n\\")
-
-
 def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
     """poststop() for a --rm container as a shell script the unit runs without Python (see
     poststop.sh), the hook's own argv to be appended for the cases it hands over; None where the
     script cannot do the hook's work (a kept record, a snapshot that is more than a directory)."""
-    from sdctr.storage import overlay as storage
+    from sdctr.storage import mountinfo
 
-    snapshot = storage.driver(paths).snapshot_dir(spec.id) if spec.remove else None
+    snapshot = snapshotter_of(paths, spec).snapshot_dir(spec.id) if spec.remove else None
     if snapshot is None:
         return None
     # as /proc/self/mountinfo shows them, so that the script's check for mounts matches
     args = [os.path.realpath(p) for p in (paths.rootfs(spec.id), snapshot, paths.run_dir(spec.id),
                                           UNIT_DIR / spec.unit, paths.container_dir(spec.id))]
-    if any(set(a) & _ESCAPED_IN_MOUNTINFO for a in args):
+    if any(set(a) & mountinfo.ESCAPED for a in args):  # the script's grep would miss them
         return None
     exit_to = str(exit_file(paths, spec.id)) if spec.attached else ""
     from sdctr.paths import POSTSTOP_SCRIPT as script
@@ -99,18 +111,18 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     """Snapshot, runtime directory and record; the record last, so a crash leaves it findable."""
     import shutil
 
-    from sdctr.storage import overlay as storage
+    from sdctr.storage.mountinfo import mounts_under
 
-    driver = storage.driver(paths)
-    driver.unmount(paths.rootfs(spec.id))
-    driver.remove(spec.id)
+    snap = snapshotter_of(paths, spec)
+    snap.deactivate(spec.id, paths.rootfs(spec.id))
+    snap.remove(spec.id)
     # a unit file written for an old systemd goes too; it stays loaded until systemd's next
     # reload, inactive, and is collected then
     with contextlib.suppress(FileNotFoundError):
         (UNIT_DIR / spec.unit).unlink()
     run_dir = paths.run_dir(spec.id)
     if run_dir.exists():
-        shutil.rmtree(run_dir) if not _has_mount_under(run_dir) else debug(f"{run_dir} busy, kept")
+        shutil.rmtree(run_dir) if not mounts_under(run_dir) else debug(f"{run_dir} busy, kept")
     shutil.rmtree(paths.container_dir(spec.id), ignore_errors=True)
 
 
@@ -158,9 +170,3 @@ def _oom_kill_count(path: Path) -> int:
     except OSError:
         pass
     return 0
-
-
-def _has_mount_under(path: Path) -> bool:
-    prefix = str(path).rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4].startswith(prefix) for line in f)

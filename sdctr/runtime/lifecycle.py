@@ -39,45 +39,39 @@ def root_args(paths: Paths) -> list[str]:
     return [] if paths.is_default else ["--root", str(paths.root)]
 
 
-def unit_props(paths: Paths, spec: ContainerSpec, host: Host, stdio: tuple[int, int, int] | None = None,
-               image: Image | None = None) -> list[Any]:
+def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
+               stdio: tuple[int, int, int] | None = None) -> list[Any]:
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
-                      prestart=prestart_command(paths, spec, image),
+                      prestart=prestart_command(paths, spec),
                       poststop=hooks.poststop_command(paths, spec))
 
 
-def prestart_command(paths: Paths, spec: ContainerSpec, image: Image | None) -> list[str] | None:
-    """The snapshot was prepared at create time, so mounting it is one command the unit runs
-    without a Python process of its own (a hundred milliseconds of every start). An ephemeral
-    container's writable layer is reset first: that stays with the hook."""
+def prestart_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
+    """The snapshot was prepared at create time, so activating it is the driver's command, which
+    the unit runs without a Python process of its own (a hundred milliseconds of every start).
+    An ephemeral container's writable layer is reset first: that stays with the hook."""
     if spec.ephemeral:
         return None
-    from sdctr.storage import overlay as storage
-
-    image = image or _image_of(paths, spec)
-    return storage.driver(paths).mount_command(spec.id, image, paths.rootfs(spec.id))
-
-
-def _image_of(paths: Paths, spec: ContainerSpec) -> Image:
-    from sdctr.image import store as images
-
-    return images.resolve(paths, spec.image_id)
+    snap = hooks.snapshotter_of(paths, spec)
+    return snap.activate_command(spec.id, hooks.layers_of(paths, spec), paths.rootfs(spec.id))
 
 
 def create(paths: Paths, spec: ContainerSpec, image: Image) -> ContainerSpec:
-    """The record and the writable snapshot; nothing runs yet (`docker create`). The spec as
-    saved: named, if it had no name."""
-    from sdctr.storage import overlay as storage
+    """The record and the writable snapshot; nothing runs yet (`docker create`). The record names
+    the storage driver and the layer chain, so starting it never needs the image store or the
+    configuration again. The spec as saved: named, if it had no name."""
+    from sdctr.storage import snapshotter
 
-    driver = storage.driver(paths)
-    unpacked = driver.ensure_layers(image)
+    spec = spec.replace(storage=spec.storage or snapshotter.DEFAULT, layers=image.layers)
+    snap = snapshotter.driver(spec.storage, paths)
+    unpacked = snap.unpack(image)
     if unpacked:  # the first container of a pulled image: now its SIZE is known
         from sdctr.image import store as images
 
         images.record_unpacked(paths, unpacked)
     spec = save_spec(paths, spec)
     try:
-        driver.prepare(spec.id, image)
+        snap.prepare(spec.id, spec.layers)
         paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
     except BaseException:
         hooks.remove_container(paths, spec)
@@ -86,9 +80,8 @@ def create(paths: Paths, spec: ContainerSpec, image: Image) -> ContainerSpec:
 
 
 def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
-          stdio: tuple[int, int, int] | None = None, image: Image | None = None) -> None:
-    """`image` when the caller has it already (run resolved it for the spec); else looked up."""
-    sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio, image), host)
+          stdio: tuple[int, int, int] | None = None) -> None:
+    sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio), host)
 
 
 def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
@@ -97,7 +90,7 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
     as saved."""
     spec = create(paths, spec, image)
     try:
-        start(paths, spec, sd, host, stdio=stdio, image=image)
+        start(paths, spec, sd, host, stdio=stdio)
     except BaseException as e:
         with contextlib.suppress(Exception):  # interrupted while it runs: it must not outlive us
             sd.kill(spec.unit, signal.SIGKILL, who="all")

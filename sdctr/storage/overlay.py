@@ -1,13 +1,12 @@
-"""Snapshotters: a writable root file system per container over an image's read-only layers.
+"""The overlay driver: each layer unpacked once into a directory, a container's snapshot an upper
+and a work directory over them (the Snapshotter interface is in sdctr.storage.snapshotter).
 
-    <root>/blobs/sha256/<hex>                 the content store (layer blobs as given)
     <root>/overlay/layers/<hex>/              a layer unpacked; <hex> of its diff id
     <root>/overlay/containers/<cid>/upper     a container's writable layer
     <root>/overlay/containers/<cid>/work      overlayfs' scratch directory
+    <root>/overlay/empty/                     the lower directory of an image without layers
 
-Only the overlay driver exists today; the device-mapper thin-pool driver comes behind the same
-Snapshotter interface. This module knows images only through the LayeredImage protocol, so it
-imports nothing upstream of it (DESIGN.md: data flows one way).
+Activation is one `mount -t overlay`; deactivation one unmount; the snapshot is one directory.
 """
 
 from __future__ import annotations
@@ -16,55 +15,30 @@ import errno
 import os
 import re
 import time
-from collections.abc import Collection
 from pathlib import Path
 
-from sdctr.external import run
 from sdctr.log import SdctrError, debug
 from sdctr.oci.digest import digest_hex
-from sdctr.paths import Paths
+from sdctr.paths import STALE_TMP, Paths
+from sdctr.storage.mountinfo import mounts
+from sdctr.storage.snapshotter import Mount, unmount
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
-if TYPE_CHECKING:  # the snapshotter interface, for the type checker (the drivers need no base class)
-    from typing import Protocol
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
-    class LayeredImage(Protocol):
-        """What a snapshotter needs of an image (sdctr.images.Image satisfies it)."""
-
-        @property
-        def name(self) -> str: ...
-        @property
-        def layers(self) -> tuple[str, ...]: ...  # diff ids, bottom first
-        @property
-        def layer_blobs(self) -> tuple[str, ...]: ...  # blob digests, same order
-
-    class Snapshotter(Protocol):
-        def ensure_layers(self, image: LayeredImage) -> dict[str, int]: ...
-        def prepare(self, cid: str, image: LayeredImage) -> None: ...
-        def mount(self, cid: str, image: LayeredImage, target: Path) -> None: ...
-        def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]: ...
-        def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None: ...
-        def unmount(self, target: Path) -> None: ...
-        def remove(self, cid: str) -> None: ...
-        def snapshot_dir(self, cid: str) -> Path | None: ...
-        def reset(self, cid: str) -> None: ...
-        def prune_layers(self, keep: Collection[str]) -> list[str]: ...
-
+    from sdctr.storage.snapshotter import LayeredImage
 
 _CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # mount(8) splits options at commas, overlayfs splits lowerdir at colons and takes backslash
 # escapes; rather than escape for two parsers, paths carrying any of these are refused.
 _UNSAFE_IN_OPTIONS = re.compile(r"[,:\\\"'\s=]")
 _OPTIONS_MAX = 4095  # the kernel copies mount data in one page
-STALE_TMP = 24 * 3600  # seconds: a temporary file or directory this old was left by a killed writer
-
-
-def driver(paths: Paths) -> Snapshotter:
-    """The configured snapshotter; "auto" (device-mapper where dm-thin works) comes later."""
-    return OverlaySnapshotter(paths)
 
 
 class OverlaySnapshotter:
+    name = "overlay"
+
     def __init__(self, paths: Paths):
         self.paths = paths
         # resolved, so the paths in mount options match what /proc/self/mountinfo shows
@@ -79,7 +53,7 @@ class OverlaySnapshotter:
             raise SdctrError(f"{cid!r} is not a container id")
         return self.base / "containers" / cid
 
-    def ensure_layers(self, image: LayeredImage) -> dict[str, int]:
+    def unpack(self, image: LayeredImage) -> dict[str, int]:
         """Unpacks each missing layer into a temp directory, then renames it into place: two
         callers racing both unpack, one rename wins, the other discards its copy. Returns the
         unpacked sizes of the layers unpacked now (blob -> bytes), for the image's SIZE."""
@@ -119,99 +93,70 @@ class OverlaySnapshotter:
                 raise
         return sizes
 
-    def prepare(self, cid: str, image: LayeredImage) -> None:
+    def prepare(self, cid: str, layers: tuple[str, ...]) -> None:
         """Creates the writable layer; its top directory carries the image root's owner and mode,
         because overlayfs shows the upper directory's attributes as the container's "/"."""
         d = self.container_dir(cid)
         upper, work = d / "upper", d / "work"
+        self._lowers(layers)  # every layer unpacked, or a refusal that says which is missing
         if upper.is_dir() and work.is_dir():
             return
         self._make_base()
         d.mkdir(parents=True, exist_ok=True)
         work.mkdir(mode=0o700, exist_ok=True)
         upper.mkdir(mode=0o755, exist_ok=True)
-        top = self.layer_dir(image.layers[-1]) if image.layers else None
-        if top is not None and top.is_dir():
-            st = os.stat(top)
+        if layers:
+            st = os.stat(self.layer_dir(layers[-1]))
             os.chown(upper, st.st_uid, st.st_gid)
             os.chmod(upper, st.st_mode & 0o7777)
 
-    def mount(self, cid: str, image: LayeredImage, target: Path) -> None:
-        """Mounts the container's snapshot at ``target``; a no-op if it is mounted there already."""
-        self.ensure_layers(image)
-        self.prepare(cid, image)
-        upper = self.container_dir(cid) / "upper"
-        options = self.mount_options(cid, image)
-        target.mkdir(parents=True, exist_ok=True)
-        here = mounts_at(target)
-        if here:
-            top = here[-1]
-            if top.fstype == "overlay" and f"upperdir={upper}" in top.options.split(","):
-                return
-            raise SdctrError(f"{target} already has a {top.fstype} mount from {top.source}",
-                             hint=f"unmount it first: umount {target}")
-        run(["mount", "-t", "overlay", "-o", options, "overlay", str(target)])
-
-    def mount_options(self, cid: str, image: LayeredImage) -> str:
-        """The overlay mount's options for a prepared container."""
+    def rootfs(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount:
         d = self.container_dir(cid)
-        return self._options(image, self._lowers(image), upperdir=d / "upper", workdir=d / "work")
+        return Mount("overlay", "overlay", target,
+                     self._options(self._lowers(layers), upperdir=d / "upper", workdir=d / "work"))
 
-    def mount_readonly(self, cid: str, image: LayeredImage, target: Path) -> None:
-        """The container's file system, read-only, at ``target`` (for export): its writable layer
-        becomes the top lower layer, so its whiteouts hide what it deleted, and nothing is written."""
-        self.ensure_layers(image)
+    def activate_command(self, cid: str, layers: tuple[str, ...], target: Path) -> list[str]:
+        """The mount, as one command the unit runs without starting Python: for a container
+        prepared at create time."""
+        return self.rootfs(cid, layers, target).command()
+
+    def view(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount:
+        """The container's file system, read-only (for export): its writable layer becomes the
+        top lower layer, so its whiteouts hide what it deleted, and nothing is written. Stacking
+        it on a live writable layer is undefined in overlayfs: the caller reads a running
+        container's own mount instead."""
         upper = self.container_dir(cid) / "upper"
         if not upper.is_dir():
             raise SdctrError(f"container {cid[:12]} has no writable layer (was it created by sdctr?)")
-        options = self._options(image, [upper, *self._lowers(image)])
-        run(["mount", "-t", "overlay", "-o", f"ro,{options}", "overlay", str(target)])
+        return Mount("overlay", "overlay", target, ("ro", *self._options([upper, *self._lowers(layers)])))
 
-    def _lowers(self, image: LayeredImage) -> list[Path]:
-        """The image's unpacked layers, top first, as overlayfs stacks lowerdir."""
-        return [self.layer_dir(diff) for diff in reversed(image.layers)] or [self._empty()]
+    def deactivate(self, cid: str, target: Path) -> None:
+        unmount(target)
 
-    def _options(self, image: LayeredImage, lowers: list[Path], **dirs: Path) -> str:
+    def _lowers(self, layers: tuple[str, ...]) -> list[Path]:
+        """The unpacked layers, top first, as overlayfs stacks lowerdir."""
+        lowers = [self.layer_dir(diff) for diff in reversed(layers)]
+        for diff, p in zip(reversed(layers), lowers):
+            if not p.is_dir():
+                raise SdctrError(f"layer {diff} is not unpacked in {self.layers_dir}",
+                                 hint="was its image removed? pull or import it again")
+        return lowers or [self._empty()]
+
+    def _options(self, lowers: list[Path], **dirs: Path) -> tuple[str, ...]:
         """lowerdir and ``dirs`` (upperdir, workdir) as mount options; paths that mount(8) or
         overlayfs would split are refused rather than escaped for two parsers."""
         for p in (*lowers, *dirs.values()):
             if _UNSAFE_IN_OPTIONS.search(str(p)):
                 raise SdctrError(f"{p}: overlay cannot take a path with commas, colons, quotes, '=', "
                                  "backslashes or white space", hint="use a --root without them")
-        options = ",".join([f"lowerdir={':'.join(map(str, lowers))}", *(f"{k}={v}" for k, v in dirs.items())])
-        if len(options) > _OPTIONS_MAX:
-            raise SdctrError(f"image {image.name}: {len(lowers)} layers do not fit in one overlay mount "
-                             f"({len(options)} bytes of options, the kernel takes {_OPTIONS_MAX})")
+        options = (f"lowerdir={':'.join(map(str, lowers))}", *(f"{k}={v}" for k, v in dirs.items()))
+        size = len(",".join(options)) + len(",ro")
+        if size > _OPTIONS_MAX:
+            raise SdctrError(f"{len(lowers)} layers do not fit in one overlay mount "
+                             f"({size} bytes of options, the kernel takes {_OPTIONS_MAX})")
         return options
 
-    def mount_command(self, cid: str, image: LayeredImage, target: Path) -> list[str]:
-        """mount() as one command the unit can run itself, without starting Python: for a
-        container prepared at create time. Idempotent: an existing mount at target is kept."""
-        # the test is a builtin: no mkdir process once the directory exists (created with the
-        # container; a reboot empties /run)
-        script = ('{ [ -d "$1" ] || mkdir -p "$1"; } && '
-                  '{ mountpoint -q "$1" || exec mount -t overlay -o "$2" overlay "$1"; }')
-        return ["/bin/sh", "-c", script, "sh", str(target), self.mount_options(cid, image)]
-
-    def unmount(self, target: Path) -> None:
-        """Unmounts everything stacked at ``target``; lazily only when the kernel says busy,
-        because a lazy unmount hides a leak instead of reporting it."""
-        for _ in range(16):
-            if not mounts_at(target):
-                return
-            r = run(["umount", str(target)], check=False)
-            if r.returncode == 0:
-                continue
-            if "busy" in r.stderr.lower():
-                debug(f"{target} is busy; detaching it lazily")
-                run(["umount", "--lazy", str(target)])
-            elif mounts_at(target):  # a failure that someone else's unmount did not explain
-                raise SdctrError(f"cannot unmount {target}: {r.stderr.strip()}")
-        raise SdctrError(f"{target} is still mounted after 16 unmounts")
-
     def snapshot_dir(self, cid: str) -> Path | None:
-        """The one directory whose deletion removes the container's snapshot once it is unmounted
-        (the unit's shell can do that without Python); None where removal takes more."""
         return self.container_dir(cid)
 
     def remove(self, cid: str) -> None:
@@ -242,8 +187,9 @@ class OverlaySnapshotter:
                 os.chown(p, st.st_uid, st.st_gid)
                 os.chmod(p, st.st_mode & 0o7777)
 
-    def prune_layers(self, keep: Collection[str]) -> list[str]:
-        """Deletes unpacked layers whose diff id is not in ``keep`` and that no mount uses."""
+    def prune(self, keep: Collection[str]) -> list[str]:
+        """Deletes unpacked layers whose diff id is not in ``keep`` and that no mount uses, and
+        unpack directories a killed unpack left (older than STALE_TMP)."""
         import shutil
 
         removed: list[str] = []
@@ -285,40 +231,3 @@ class OverlaySnapshotter:
         p = self.base / "empty"
         p.mkdir(mode=0o755, parents=True, exist_ok=True)
         return p
-
-
-# --- /proc/self/mountinfo --------------------------------------------------------------------------
-
-class MountInfo:
-    __slots__ = ("fstype", "options", "source", "target")
-
-    def __init__(self, target: Path, fstype: str, source: str, options: str):
-        self.target, self.fstype, self.source, self.options = target, fstype, source, options
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mounts() -> list[MountInfo]:
-    """Every mount this process sees, in mount order (the last one at a path is on top)."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields, rest = left.split(), right.split()
-            if len(fields) < 5 or len(rest) < 3:
-                continue
-            out.append(MountInfo(Path(_unescape(fields[4])), rest[0], _unescape(rest[1]), _unescape(rest[2])))
-    return out
-
-
-def mounts_at(path: Path) -> list[MountInfo]:
-    real = Path(os.path.realpath(path))
-    return [m for m in mounts() if m.target == real]
-
-
-def mounts_under(path: Path) -> list[MountInfo]:
-    """Mounts at or below ``path`` (tests use it to prove nothing was left mounted)."""
-    real = Path(os.path.realpath(path))
-    return [m for m in mounts() if m.target == real or real in m.target.parents]

@@ -27,9 +27,10 @@ from helpers.store import blob_files
 from sdctr.image import archive
 from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.paths import Paths
-from sdctr.storage import overlay as storage
-from sdctr.storage.overlay import mounts_under
+from sdctr.paths import STALE_TMP, Paths
+from sdctr.storage import snapshotter
+from sdctr.storage.mountinfo import mounts_under
+from sdctr.storage.overlay import OverlaySnapshotter
 
 pytestmark = pytest.mark.host
 
@@ -69,8 +70,9 @@ def test_load_a_docker_archive_made_by_skopeo(paths: Paths, layout: Path, tmp_pa
     image = images.resolve(paths, "example.com/team/box:2")
     assert image.config.cmd == CMD and image.config.env == ENV and len(image.layers) == 2
     # the layers unpack (and meet the tar rules and their diff ids) as any image's do
-    storage.driver(paths).ensure_layers(image)
-    top = storage.driver(paths).layer_dir(image.layers[-1])  # type: ignore[attr-defined]
+    driver = OverlaySnapshotter(paths)
+    driver.unpack(image)
+    top = driver.layer_dir(image.layers[-1])
     assert (top / "etc/flavour").read_text() == "archive\n"
 
 
@@ -223,11 +225,11 @@ def test_export_is_the_upper_layer_over_the_image(paths: Paths, layout: Path, tm
     skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:1")
     archive.load(paths, str(tmp_path / "box.tar"))
     image = images.resolve(paths, "box:1")
-    driver = storage.driver(paths)
+    driver = OverlaySnapshotter(paths)
     cid = "c" * 64
-    driver.ensure_layers(image)
-    driver.prepare(cid, image)
-    upper = driver.container_dir(cid) / "upper"  # type: ignore[attr-defined]
+    driver.unpack(image)
+    driver.prepare(cid, image.layers)
+    upper = driver.container_dir(cid) / "upper"
     (upper / "root").mkdir()
     (upper / "root/new").write_text("written in the container\n")
     (upper / "etc").mkdir()
@@ -279,7 +281,7 @@ def test_a_killed_saves_decompressed_layers_are_swept_by_the_next(paths: Paths, 
     old, fresh, other = tmp / "save-old", tmp / "save-fresh", tmp / "not-a-save"
     for p in (old, fresh, other):
         p.write_bytes(b"x" * 100)
-    two_days_ago = time.time() - 2 * storage.STALE_TMP
+    two_days_ago = time.time() - 2 * STALE_TMP
     for p in (old, other):
         os.utime(p, (two_days_ago, two_days_ago))
     archive.save(paths, ["box:1"], str(tmp_path / "box.tar"))
@@ -465,9 +467,11 @@ def test_export_of_a_running_container(paths: Paths, layout: Path, tmp_path: Pat
     skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:1")
     archive.load(paths, str(tmp_path / "box.tar"))
     image = images.resolve(paths, "box:1")
-    driver, cid = storage.driver(paths), "d" * 64
+    driver, cid = snapshotter.driver("overlay", paths), "d" * 64
     rootfs = paths.run / cid / "rootfs"
-    driver.mount(cid, image, rootfs)
+    driver.unpack(image)
+    driver.prepare(cid, image.layers)
+    snapshotter.activate(driver, cid, image.layers, rootfs)
     try:
         (rootfs / "tmp").mkdir(exist_ok=True)
         (rootfs / "tmp/running").write_text("still running\n")
@@ -481,7 +485,7 @@ def test_export_of_a_running_container(paths: Paths, layout: Path, tmp_path: Pat
             assert "etc/flavour" not in tar.getnames()
         (rootfs / "tmp/after").write_text("the container's mount still works\n")
     finally:
-        driver.unmount(rootfs)
+        driver.deactivate(cid, rootfs)
     assert [m.target for m in mounts_under(paths.run)] == []
     driver.remove(cid)
 

@@ -95,7 +95,7 @@ def test_pull_oci_image(reg: Registries, root: Path) -> None:
     paths = Paths.from_root(str(root))
     blob_bytes = sum((root / "blobs/sha256" / b[7:]).stat().st_size for b in image.layer_blobs)
     assert image.size == blob_bytes
-    images.record_unpacked(paths, storage.driver(paths).ensure_layers(image))
+    images.record_unpacked(paths, storage.OverlaySnapshotter(paths).unpack(image))
     assert images.resolve(paths, image.id).size > 1.5 * blob_bytes
     for blob in (*image.layer_blobs, f"sha256:{image.id}", image.manifest_digest):
         assert blob.split(":")[1] in blob_files(root)
@@ -132,7 +132,7 @@ def test_a_hostile_layer_is_refused_when_first_unpacked(reg: Registries, root: P
     image = images.resolve(paths, str(result["id"]))
     before = {p: p.stat().st_mtime for p in root.parent.rglob("*") if not p.is_relative_to(root)}
     with pytest.raises(SdctrError) as e:
-        storage.driver(paths).ensure_layers(image)
+        storage.OverlaySnapshotter(paths).unpack(image)
     assert f"{PLAIN}/test/hostile:1" in str(e.value) and image.layer_blobs[0] in str(e.value)
     assert "escaped-by-a-layer" in str(e.value)
     assert not list(root.parent.parent.rglob("escaped-by-a-layer"))

@@ -1,164 +1,66 @@
-"""The overlay snapshotter for real: a busybox image mounted per container, writes landing in the
-container's upper layer, whiteouts honoured, and nothing left mounted after any test."""
+"""The overlay driver's own cases (its directories, its option string, the unit's poststop script),
+the hooks over a container's record, and mountinfo; what every driver must do is
+test_snapshotters.py's (the fixtures are conftest.py's)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.rootfs import build_busybox_rootfs, require_busybox
+from test_snapshotters import sh_in
 
 from sdctr.image import store as images
 from sdctr.image.store import Image
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
-from sdctr.runtime import hooks
+from sdctr.runtime import hooks, lifecycle
 from sdctr.spec import ContainerSpec
-from sdctr.state import save_spec
-from sdctr.storage.overlay import OverlaySnapshotter, driver, mounts_under
+from sdctr.state import find_by_id
+from sdctr.storage import snapshotter
+from sdctr.storage.mountinfo import mounts_at, mounts_under, parse
+from sdctr.storage.overlay import OverlaySnapshotter
 
 pytestmark = pytest.mark.host
 
-C1, C2 = "a" * 64, "b" * 64
+C1 = "a" * 64
 
 
-@pytest.fixture
-def tmp(tmp_path: Path) -> Iterator[Path]:
-    """tmp_path, proven free of mounts after the test; anything left is unmounted, then reported."""
-    yield tmp_path
-    left = mounts_under(tmp_path)
-    for m in reversed(left):
-        subprocess.run(["umount", str(m.target)], check=False)
-    assert not left, f"left mounted: {[str(m.target) for m in left]}"
-
-
-@pytest.fixture
-def paths(tmp: Path) -> Paths:
-    return Paths.from_root(str(tmp / "root"))
-
-
-@pytest.fixture(scope="module")
-def busybox_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The busybox root file system with an /etc/motd, as `tar -C dir -czf busybox.tar.gz .`."""
-    require_busybox()
-    work = tmp_path_factory.mktemp("busybox")
-    src = build_busybox_rootfs(work / "busybox-src")
-    (src / "etc/motd").write_text("from the image\n")
-    tarball = work / "busybox.tar.gz"
-    with tarfile.open(tarball, "w:gz") as t:
-        t.add(src, arcname=".")
-    return tarball
-
-
-@pytest.fixture
-def busybox(paths: Paths, busybox_tarball: Path) -> Image:
-    """The image, imported into the test's own store."""
-    return images.import_tarball(paths, str(busybox_tarball), "busybox")
-
-
-def sh_in(root: Path, script: str) -> str:
-    r = subprocess.run(["chroot", str(root), "/bin/sh", "-c", script], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
+def mounted(snap: OverlaySnapshotter, cid: str, image: Image, target: Path) -> None:
+    snap.unpack(image)
+    snap.prepare(cid, image.layers)
+    snapshotter.activate(snap, cid, image.layers, target)
 
 
 def test_a_container_writes_into_its_upper_layer_only(paths: Paths, tmp: Path, busybox: Image) -> None:
-    snap = driver(paths)
-    snap.ensure_layers(busybox)
-    snap.prepare(C1, busybox)
+    snap = OverlaySnapshotter(paths)
     target = tmp / "run" / C1 / "rootfs"
-    snap.mount(C1, busybox, target)
+    mounted(snap, C1, busybox, target)
     try:
-        assert sh_in(target, "cat /etc/motd; echo changed > /etc/motd; echo new > /tmp/new; ls /bin") \
-            .startswith("from the image\n")
+        sh_in(target, "echo changed > /etc/motd; echo new > /tmp/new")
         layer = paths.root / "overlay/layers" / busybox.layers[0][7:]
         upper = paths.root / "overlay/containers" / C1 / "upper"
         assert (upper / "tmp/new").read_text() == "new\n"
         assert (upper / "etc/motd").read_text() == "changed\n"
         assert (layer / "etc/motd").read_text() == "from the image\n"
         assert not (layer / "tmp/new").exists()
+        # overlayfs shows the upper directory's owner and mode as the container's "/"
         assert stat.S_IMODE(os.stat(target).st_mode) == stat.S_IMODE(os.stat(layer).st_mode)
-
-        target2 = tmp / "run" / C2 / "rootfs"
-        snap.mount(C2, busybox, target2)  # mount prepares by itself
-        try:
-            assert sh_in(target2, "cat /etc/motd; ls /tmp") == "from the image\n"
-        finally:
-            snap.unmount(target2)
     finally:
-        snap.unmount(target)
+        snap.deactivate(C1, target)
     snap.remove(C1)
-    snap.remove(C2)
     assert list((paths.root / "overlay/containers").iterdir()) == []
-
-
-def test_mount_and_unmount_are_idempotent(paths: Paths, tmp: Path, busybox: Image) -> None:
-    snap = driver(paths)
-    target = tmp / "rootfs"
-    try:
-        snap.mount(C1, busybox, target)
-        snap.mount(C1, busybox, target)
-        assert len(mounts_under(target)) == 1
-    finally:
-        snap.unmount(target)
-    snap.unmount(target)
-    snap.unmount(tmp / "never-mounted")
-    assert mounts_under(tmp) == []
-
-
-def test_the_units_mount_command_mounts_the_same_snapshot_once(paths: Paths, tmp: Path,
-                                                               busybox: Image) -> None:
-    snap = driver(paths)
-    snap.ensure_layers(busybox)  # what `sdctr create` does before any unit exists
-    snap.prepare(C1, busybox)
-    target = tmp / "unit-rootfs"
-    cmd = snap.mount_command(C1, busybox, target)
-    try:
-        for _ in range(2):  # systemctl restart after a crash runs it over an existing mount
-            subprocess.run(cmd, check=True)
-        assert len(mounts_under(target)) == 1
-        assert sh_in(target, "echo written > /new; cat /new") == "written\n"
-        assert (snap.container_dir(C1) / "upper/new").exists()
-    finally:
-        snap.unmount(target)
-    assert mounts_under(tmp) == []
-
-
-def test_remove_and_reset_refuse_while_mounted(paths: Paths, tmp: Path, busybox: Image) -> None:
-    snap = driver(paths)
-    target = tmp / "rootfs"
-    snap.mount(C1, busybox, target)
-    try:
-        (target / "etc/extra").write_text("x")
-        with pytest.raises(SdctrError, match="still mounted at"):
-            snap.remove(C1)
-        with pytest.raises(SdctrError, match="still mounted at"):
-            snap.reset(C1)
-        assert (target / "etc/extra").exists()
-    finally:
-        snap.unmount(target)
-    snap.reset(C1)
-    snap.mount(C1, busybox, target)
-    try:
-        assert not (target / "etc/extra").exists()
-        assert (target / "etc/motd").read_text() == "from the image\n"
-    finally:
-        snap.unmount(target)
-    snap.remove(C1)
-    snap.remove(C1)
 
 
 def test_remove_never_deletes_through_a_mount_inside_the_snapshot(paths: Paths, tmp: Path,
                                                                    busybox: Image) -> None:
-    snap = driver(paths)
-    snap.prepare(C1, busybox)
+    snap = OverlaySnapshotter(paths)
+    snap.unpack(busybox)
+    snap.prepare(C1, busybox.layers)
     precious = tmp / "precious"
     precious.mkdir()
     (precious / "data").write_text("keep me\n")
@@ -175,17 +77,6 @@ def test_remove_never_deletes_through_a_mount_inside_the_snapshot(paths: Paths, 
     assert (precious / "data").exists()
 
 
-def test_mount_refuses_a_foreign_mount_at_the_target(paths: Paths, tmp: Path, busybox: Image) -> None:
-    target = tmp / "rootfs"
-    target.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(target)], check=True)
-    try:
-        with pytest.raises(SdctrError, match="already has a tmpfs mount"):
-            driver(paths).mount(C1, busybox, target)
-    finally:
-        subprocess.run(["umount", str(target)], check=True)
-
-
 def test_paths_that_would_break_the_option_string_are_refused(tmp: Path) -> None:
     paths = Paths.from_root(str(tmp / "a,b:c"))
     src = tmp / "src"
@@ -194,49 +85,94 @@ def test_paths_that_would_break_the_option_string_are_refused(tmp: Path) -> None
     with tarfile.open(tarball, "w") as t:
         t.add(src, arcname=".")
     image = images.import_tarball(paths, str(tarball), "t")
-    with pytest.raises(SdctrError, match="commas, colons"):
-        driver(paths).mount(C1, image, tmp / "rootfs")
-
-
-def layer_tar(*entries: tuple[str, bytes | None]) -> bytes:
-    """(name, content) entries; None content makes a directory."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                t.addfile(info)
-            else:
-                info.size, info.mode = len(data), 0o644
-                t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def test_whiteouts_hide_lower_files_through_a_real_overlay(paths: Paths, tmp: Path) -> None:
-    one = layer_tar(("etc", None), ("etc/hello", b"1\n"), ("etc/keep", b"1\n"),
-                    ("var", None), ("var/a", b"1\n"), ("var/b", b"1\n"))
-    two = layer_tar(("etc", None), ("etc/.wh.hello", b""), ("var", None), ("var/.wh..wh..opq", b""),
-                    ("var/c", b"2\n"), ("etc/added", b"2\n"))
-    blobs = [images.write_blob_bytes(paths, one), images.write_blob_bytes(paths, two)]
-    image = images.create_image(paths, blobs, "two-layers")
-    assert len(image.layers) == 2
     snap = OverlaySnapshotter(paths)
-    target = tmp / "rootfs"
-    snap.mount(C1, image, target)
-    try:
-        assert sorted(os.listdir(target / "etc")) == ["added", "keep"]
-        assert sorted(os.listdir(target / "var")) == ["c"]
-        (target / "var/a").write_text("recreated\n")  # over a whiteout-hidden name: lands in upper
-        assert (paths.root / "overlay/containers" / C1 / "upper/var/a").read_text() == "recreated\n"
-        os.unlink(target / "etc/keep")  # deleting a lower file makes an upper whiteout
-        assert not (target / "etc/keep").exists()
-        assert (snap.layer_dir(image.layers[0]) / "etc/keep").exists()
-    finally:
-        snap.unmount(target)
+    snap.unpack(image)
+    snap.prepare(C1, image.layers)
+    with pytest.raises(SdctrError, match="commas, colons"):
+        snapshotter.activate(snap, C1, image.layers, tmp / "rootfs")
+
+
+def test_removing_the_image_deletes_its_unpacked_layers(paths: Paths, tmp: Path, busybox: Image) -> None:
+    snap = OverlaySnapshotter(paths)
+    mounted(snap, C1, busybox, tmp / "rootfs")
+    snap.deactivate(C1, tmp / "rootfs")
     snap.remove(C1)
-    assert images.remove(paths, "two-layers")[-1] == f"Deleted: sha256:{image.id}"
+    assert images.remove(paths, "busybox")[-1] == f"Deleted: sha256:{busybox.id}"
     assert list((paths.root / "overlay/layers").iterdir()) == []
+
+
+def _spec(image: Image, *, ephemeral: bool = False) -> ContainerSpec:
+    return ContainerSpec(id=C1, name="c1", image="busybox", image_id=image.id, command=("true",),
+                         ephemeral=ephemeral)
+
+
+@pytest.mark.parametrize("ephemeral", [False, True])
+def test_after_create_the_hooks_need_no_image_store(paths: Paths, busybox: Image, ephemeral: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record names the driver and the layer chain: the unit's activation command, the hooks
+    and `start` work with the image store gone."""
+    spec = lifecycle.create(paths, _spec(busybox, ephemeral=ephemeral), busybox)
+    assert find_by_id(paths, C1).storage == "overlay"
+    assert find_by_id(paths, C1).layers == busybox.layers
+    (paths.root / "images.json").rename(paths.root / "images.json.away")
+    with pytest.raises(images.NoSuchImage):
+        images.resolve(paths, busybox.id)
+    rootfs = paths.rootfs(C1)
+    command = lifecycle.prestart_command(paths, spec)
+    if ephemeral:
+        assert command is None  # the hook resets it first
+        hooks.prestart(paths, C1)
+    else:
+        assert command is not None
+        subprocess.run(command, check=True)
+    try:
+        sh_in(rootfs, "echo written > /etc/motd")
+        monkeypatch.setenv("EXIT_CODE", "exited")
+        monkeypatch.setenv("EXIT_STATUS", "0")
+        hooks.poststop(paths, C1)
+        assert mounts_at(rootfs) == []
+        hooks.prestart(paths, C1)  # a restart
+        assert sh_in(rootfs, "cat /etc/motd") == ("from the image\n" if ephemeral else "written\n")
+    finally:
+        hooks.remove_container(paths, spec)
+    assert not paths.container_dir(C1).exists()
+
+
+def test_a_record_from_before_the_chain_was_recorded_still_starts(paths: Paths, busybox: Image) -> None:
+    """A record written by an earlier sdctr names neither driver nor layers: its image is resolved,
+    and its snapshot is overlay's."""
+    snap = OverlaySnapshotter(paths)
+    snap.unpack(busybox)
+    snap.prepare(C1, busybox.layers)
+    old = {k: v for k, v in _spec(busybox).to_json().items() if k not in ("storage", "layers")}
+    paths.container_dir(C1).mkdir(parents=True)
+    (paths.container_dir(C1) / "config.json").write_text(json.dumps(old))
+    spec = find_by_id(paths, C1)
+    assert (spec.storage, spec.layers) == ("", ())
+    command = lifecycle.prestart_command(paths, spec)
+    assert command is not None
+    try:
+        subprocess.run(command, check=True)
+        assert sh_in(paths.rootfs(C1), "cat /etc/motd") == "from the image\n"
+    finally:
+        hooks.remove_container(paths, spec)
+    assert mounts_under(paths.root) == [] and not snap.container_dir(C1).exists()
+
+
+def test_mountinfo_unescapes_what_the_kernel_escapes(tmp: Path) -> None:
+    line = (r"36 35 98:0 / /tmp/a\040b\011c\134d rw,relatime - tmpfs my\040src rw,size=4k" "\n"
+            "37 35 98:0 / /short rw - proc proc rw\n")
+    [m, short] = parse(line)
+    assert (str(m.target), m.fstype, m.source) == ("/tmp/a b\tc\\d", "tmpfs", "my src")
+    assert m.options == "rw,size=4k"
+    assert str(short.target) == "/short"
+    odd = tmp / "with space"
+    odd.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(odd)], check=True)
+    try:
+        assert [m.fstype for m in mounts_at(odd)] == ["tmpfs"]
+    finally:
+        subprocess.run(["umount", str(odd)], check=True)
 
 
 @pytest.mark.parametrize("attached", [True, False])
@@ -248,7 +184,7 @@ def test_the_units_poststop_script_removes_a_clean_rm_container(paths: Paths, tm
     assert r.returncode == 0, r.stderr
     assert not hook_ran.exists()
     assert mounts_under(tmp) == []
-    for gone in (driver(paths).container_dir(C1), paths.run_dir(C1), paths.container_dir(C1)):
+    for gone in (OverlaySnapshotter(paths).container_dir(C1), paths.run_dir(C1), paths.container_dir(C1)):
         assert not gone.exists(), gone
     exit_file = hooks.exit_file(paths, C1)
     if attached:  # what the waiting `sdctr run` reads
@@ -278,11 +214,10 @@ def test_the_units_poststop_script_hands_the_rest_to_the_hook(paths: Paths, tmp:
 def _rm_container(paths: Paths, image: Image, attached: bool) -> ContainerSpec:
     spec = ContainerSpec(id=C1, name="rm-me", image="busybox", image_id=image.id, command=("true",),
                          attached=attached, remove=True)
-    save_spec(paths, spec)
-    snap = driver(paths)
-    snap.ensure_layers(image)
-    snap.prepare(C1, image)
-    subprocess.run(snap.mount_command(C1, image, paths.rootfs(C1)), check=True)
+    spec = lifecycle.create(paths, spec, image)
+    command = lifecycle.prestart_command(paths, spec)
+    assert command is not None
+    subprocess.run(command, check=True)
     return spec
 
 

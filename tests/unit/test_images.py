@@ -18,7 +18,7 @@ from helpers.store import blob_files, rootfs_tar
 
 from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.paths import Paths
+from sdctr.paths import STALE_TMP, Paths
 from sdctr.storage import overlay as storage
 
 
@@ -147,7 +147,7 @@ def test_list_tag_and_remove(paths: Paths, tmp_path: Path) -> None:
     images.tag(paths, "a:stable", "quay.io/me/a:v2")
     assert {i.id: i.repo_tags for i in images.list_images(paths)} == {
         a.id: ("a:latest", "a:stable", "quay.io/me/a:v2"), b.id: ("b:1",)}
-    storage.driver(paths).ensure_layers(a)
+    storage.OverlaySnapshotter(paths).unpack(a)
     assert (paths.root / "overlay/layers" / a.layers[0][7:] / "etc/motd").read_text() == "a\n"
 
     with pytest.raises(SdctrError, match="referenced in 3 repositories"):
@@ -220,12 +220,12 @@ def test_concurrent_unpacks_of_one_layer_leave_one_copy(paths: Paths, tmp_path: 
         return real_apply(stream, target, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(layers, "apply_layer", racing_apply)
-    driver.ensure_layers(image)
+    driver.unpack(image)
     assert sorted(p.name for p in final.iterdir()) == ["winner"]  # the winner's copy, untouched
     assert [p.name for p in final.parent.iterdir()] == [final.name]  # ours discarded
 
     monkeypatch.setattr(layers, "apply_layer", real_apply)
-    threads = [threading.Thread(target=driver.ensure_layers, args=(image,)) for _ in range(4)]
+    threads = [threading.Thread(target=driver.unpack, args=(image,)) for _ in range(4)]
     for p in final.parent.iterdir():
         shutil.rmtree(p)
     for t in threads:
@@ -244,7 +244,7 @@ def test_a_corrupt_layer_blob_is_not_unpacked(paths: Paths, tmp_path: Path) -> N
     data[data.index(b"hello\n")] = ord("j")  # same length, different content
     blob.write_bytes(bytes(data))
     with pytest.raises(SdctrError, match=r"unpacks to sha256:.*but the image says"):
-        storage.driver(paths).ensure_layers(image)
+        storage.OverlaySnapshotter(paths).unpack(image)
     assert list((paths.root / "overlay/layers").iterdir()) == []
 
 
@@ -313,7 +313,7 @@ def test_stale_temporary_blobs_are_swept_fresh_ones_kept(paths: Paths) -> None:
     old, fresh = d / ".tmp-old", d / ".tmp-fresh"
     old.write_bytes(b"x")
     fresh.write_bytes(b"y")
-    two_days_ago = time.time() - 2 * storage.STALE_TMP
+    two_days_ago = time.time() - 2 * STALE_TMP
     os.utime(old, (two_days_ago, two_days_ago))
     images.discard_unused(paths, [])
     assert not old.exists() and fresh.exists()

@@ -26,7 +26,7 @@ SUBPACKAGES = {
     "oci": "sdctr.oci.digest, sdctr.oci.layers",
     "image": "sdctr.image.store, sdctr.image.registry, sdctr.image.auth, sdctr.image.search, "
              "sdctr.image.progress, sdctr.image.archive",
-    "storage": "sdctr.storage.overlay",
+    "storage": "sdctr.storage.snapshotter, sdctr.storage.overlay, sdctr.storage.mountinfo",
     "systemd": "sdctr.systemd.bus, sdctr.systemd.manager, sdctr.systemd.properties",
     "runtime": "sdctr.runtime.lifecycle, sdctr.runtime.hooks, sdctr.runtime.logs",
     "init": "sdctr.init.standard, sdctr.init.enter, sdctr.init.reaper, sdctr.init.seccomp",
@@ -47,7 +47,8 @@ def test_no_subpackage_imports_anything_heavy_at_load(subpackage: str) -> None:
 
 @pytest.mark.parametrize("modules", [
     "sdctr.cli.parser", "sdctr.cli.verbs, sdctr.runtime.lifecycle, sdctr.systemd.manager, sdctr.cli.attach",
-    "sdctr.runtime.hooks, sdctr.image.store, sdctr.storage.overlay", "sdctr.init.standard",
+    "sdctr.runtime.hooks, sdctr.image.store, sdctr.storage.snapshotter, sdctr.storage.overlay, "
+    "sdctr.storage.mountinfo", "sdctr.init.standard",
     "sdctr.image.registry", "sdctr.image.auth, sdctr.config, sdctr.image.progress, sdctr.image.search",
 ])
 def test_hot_paths_import_nothing_heavy(modules: str) -> None:
@@ -67,7 +68,8 @@ def test_run_path_skips_what_only_other_verbs_need() -> None:
                          "build_parser('run').parse_args(['run', 'x']);"
                          "import sdctr.main, sdctr.cli.verbs, sdctr.runtime.lifecycle, "
                          "sdctr.systemd.manager, "
-                         "sdctr.cli.attach, sdctr.image.store, sdctr.storage.overlay, sdctr.runtime.hooks")
+                         "sdctr.cli.attach, sdctr.image.store, sdctr.storage.snapshotter, "
+                         "sdctr.storage.overlay, sdctr.storage.mountinfo, sdctr.runtime.hooks")
     assert not loaded & NOT_ON_THE_RUN_PATH, sorted(loaded & NOT_ON_THE_RUN_PATH)
 
 
