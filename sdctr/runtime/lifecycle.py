@@ -225,34 +225,6 @@ def state_word(spec: ContainerSpec, unit: dict[str, Any], status: dict[str, Any]
     return "exited" if status.get("started_at") else "created"
 
 
-def ps_status(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> str:
-    now = time.time()
-    if active in RUNNING_STATES:
-        return f"Up {human_duration(now - status.get('started_at', now))}"
-    if status.get("finished_at"):
-        return (f"Exited ({status.get('exit_code')}) "
-                f"{human_duration(now - status['finished_at'])} ago")
-    return "Created"
-
-
-def human_duration(s: float) -> str:
-    """go-units' HumanDuration, which Docker prints: minutes cut, hours rounded."""
-    minutes, hours = int(s / 60), int(s / 3600 + 0.5)
-    steps = (
-        (s < 1, "Less than a second"),
-        (int(s) == 1, "1 second"),
-        (s < 60, f"{int(s)} seconds"),
-        (minutes == 1, "About a minute"),
-        (minutes < 60, f"{minutes} minutes"),
-        (hours == 1, "About an hour"),
-        (hours < 48, f"{hours} hours"),
-        (hours < 24 * 7 * 2, f"{hours // 24} days"),
-        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"),
-        (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
-    )
-    return next((text for sure, text in steps if sure), f"{int(s / 3600) // 24 // 365} years")
-
-
 def _iso(ts: float | None) -> str:
     import datetime
 
