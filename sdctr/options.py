@@ -215,7 +215,7 @@ VALUE, SWITCH, LIST, WORDS = "value", "switch", "list", "words"
 class Option(Record):
     dest: str  # the RunOptions field, and argparse's dest
     flags: tuple[str, ...]  # ("-m", "--memory"); () for the positionals, IMAGE and COMMAND
-    key: str  # the key in a declared container's YAML; "": the command line's alone
+    yaml_key: str  # the key in a declared container's YAML; "": the command line's alone
     parse: Callable[[str, str], Any] | None = None  # for each value; None: the string as given
     help: str | None = None
     metavar: str | None = None
@@ -233,7 +233,7 @@ OPTIONS = (
     Option("detach", ("-d", "--detach"), "", help="run in the background, print the id", kind=SWITCH,
            verb="run"),
     Option("rm", ("--rm",), "", help="remove the container when it stops", kind=SWITCH),
-    Option("name", ("--name",), "", parse_name),  # a declared container's name is its file's
+    Option("name", ("--name",), "", parse_name, "a name to use instead of the id"),  # YAML: the file's
     Option("cpu_shares", ("-c", "--cpu-shares"), "cpu_shares", parse_cpu_shares, metavar="SHARES",
            help="relative CPU weight (default 1024)"),
     Option("memory", ("-m", "--memory"), "memory", parse_memory, metavar="BYTES",
@@ -241,22 +241,28 @@ OPTIONS = (
     Option("cpus", ("--cpus",), "cpus", parse_cpus, help="CPU quota in CPUs, e.g. 0.5"),
     Option("pids_limit", ("--pids-limit",), "pids_limit", parse_pids_limit, metavar="N",
            help=f"tasks limit (default {DEFAULT_PIDS_LIMIT}, -1: none)"),
-    Option("env", ("-e", "--env"), "env", parse_env_entry, metavar="KEY=VALUE", kind=LIST),
-    Option("env_files", ("--env-file",), "env_files", metavar="FILE", kind=LIST),
-    Option("workdir", ("-w", "--workdir"), "workdir"),
-    Option("user", ("-u", "--user"), "user", metavar="USER[:GROUP]"),
-    Option("hostname", ("-h", "--hostname"), "hostname"),
-    Option("volumes", ("-v", "--volume"), "volumes", parse_mount, metavar="SRC:DST[:ro]", kind=LIST),
+    Option("env", ("-e", "--env"), "env", parse_env_entry, "an environment variable (KEY alone: ours)",
+           metavar="KEY=VALUE", kind=LIST),
+    Option("env_files", ("--env-file",), "env_files", help="KEY=VALUE lines", metavar="FILE", kind=LIST),
+    Option("workdir", ("-w", "--workdir"), "workdir", help="the command's directory (default: the image's)"),
+    Option("user", ("-u", "--user"), "user", help="name or id (default: the image's)",
+           metavar="USER[:GROUP]"),
+    Option("hostname", ("-h", "--hostname"), "hostname", help="default: the short id"),
+    Option("volumes", ("-v", "--volume"), "volumes", parse_mount, "bind-mount a host directory",
+           metavar="SRC:DST[:ro]", kind=LIST),
     Option("read_only", ("--read-only",), "read_only", help="mount the root file system read-only",
            kind=SWITCH),
-    Option("cap_add", ("--cap-add",), "cap_add", parse_capability, metavar="CAP", kind=LIST),
-    Option("cap_drop", ("--cap-drop",), "cap_drop", parse_capability, metavar="CAP", kind=LIST),
+    Option("cap_add", ("--cap-add",), "cap_add", parse_capability, "a capability more (or ALL)",
+           metavar="CAP", kind=LIST),
+    Option("cap_drop", ("--cap-drop",), "cap_drop", parse_capability, "a capability less (or ALL)",
+           metavar="CAP", kind=LIST),
     Option("restart", ("--restart",), "restart", parse_restart, metavar="POLICY",
            help="no, on-failure, always, unless-stopped"),
     Option("network", ("--network",), "network", parse_network, metavar="MODE", help="none or host"),
-    Option("entrypoint", ("--entrypoint",), "entrypoint", kind=WORDS),
-    Option("interactive", ("-i", "--interactive"), "", kind=SWITCH),
-    Option("tty", ("-t", "--tty"), "", kind=SWITCH),
+    Option("entrypoint", ("--entrypoint",), "entrypoint", metavar="PROGRAM", kind=WORDS,
+           help="the program instead of the image's ('': none)"),
+    Option("interactive", ("-i", "--interactive"), "", help="keep stdin open", kind=SWITCH),
+    Option("tty", ("-t", "--tty"), "", help="a terminal for the container", kind=SWITCH),
     Option("ephemeral", ("--ephemeral",), "ephemeral", help="discard the writable layer at every stop",
            kind=SWITCH),
     Option("pull", ("--pull",), "pull", parse_pull, choices=PULL_POLICIES,
@@ -273,7 +279,7 @@ def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
     given, other keys ignored), or with `yaml` from a declared container's mapping (keyed by the
     table's keys: an unknown key, or a value of the wrong type, is an error naming the key; the
     caller adds the file and line). A declared container runs detached."""
-    table = {o.key: o for o in OPTIONS if o.key} if yaml else {o.dest: o for o in OPTIONS}
+    table = {o.yaml_key: o for o in OPTIONS if o.yaml_key} if yaml else {o.dest: o for o in OPTIONS}
     if yaml:
         unknown = sorted(str(k) for k in values if k not in table)
         if unknown:
@@ -329,8 +335,8 @@ def _scalar_text(v: Any) -> str:
 
 
 def _type_name(v: Any) -> str:
-    return {bool: "true/false", dict: "a mapping", list: "a list", type(None): "null"}.get(
-        type(v), type(v).__name__)
+    return {bool: "true/false", dict: "a mapping", list: "a list", type(None): "null", str: "a string",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
 # --- checks of the whole record: small and named, each naming the fields it rejects -------------

@@ -135,7 +135,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     return parser
 
 
-def _add_registry_verbs(sub: Any) -> None:
+def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
     """The verbs that talk to a registry but touch no image: top level only, as in Docker."""
     p = sub.add_parser("search", help="search Docker Hub, or REGISTRY/TERM a registry's catalog")
     p.add_argument("--limit", type=int, default=25, metavar="N", help="at most N results (default 25)")
@@ -154,10 +154,10 @@ def _add_registry_verbs(sub: Any) -> None:
     p.set_defaults(handler=_handler("images.cmd_logout"))
 
 
-def _add_image_verbs(sub: Any, *, group: bool) -> None:
+def _add_image_verbs(sub: argparse._SubParsersAction[_Parser], *, group: bool) -> None:
     """Docker's image verbs, at the top level (`pull`, `images`, `rmi`) and under `image`
     (`image pull`, `image ls`, `image rm`), where `inspect` and `prune` live too."""
-    def verb(top: str, in_group: str, help_text: str, handler: str, **kw: Any) -> Any:
+    def verb(top: str, in_group: str, help_text: str, handler: str, **kw: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(in_group if group else top, help=help_text, **kw)
         p.set_defaults(handler=_handler(f"images.{handler}"))
         return p
@@ -197,7 +197,7 @@ def _add_image_verbs(sub: Any, *, group: bool) -> None:
         p.add_argument("-f", "--force", action="store_true", help="do not ask")
 
 
-def _add_run(sub: Any, verb: str, help_text: str) -> None:
+def _add_run(sub: argparse._SubParsersAction[_Parser], verb: str, help_text: str) -> None:
     """`run` or `create`: their flags and arguments are sdctr.options' table, in its order."""
     # -h is --hostname here, as in Docker, so help is --help only
     p = sub.add_parser(verb, help=help_text, add_help=False)

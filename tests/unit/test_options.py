@@ -79,11 +79,13 @@ FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100"
 
 def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
     declared = yaml.safe_load(DECLARED)
-    assert set(declared) == {o.key for o in OPTIONS if o.key}
+    assert set(declared) == {o.yaml_key for o in OPTIONS if o.yaml_key}
     from_yaml = run_options(declared, yaml=True)
     assert from_yaml == flags_of(FLAGS)
     default = RunOptions(image="")
-    assert [o.key for o in OPTIONS if o.key and getattr(from_yaml, o.dest) == getattr(default, o.dest)] == []
+    unchanged = [o.yaml_key for o in OPTIONS
+                 if o.yaml_key and getattr(from_yaml, o.dest) == getattr(default, o.dest)]
+    assert unchanged == []
     assert from_yaml.memory == 256 << 20 and from_yaml.volumes == (Mount("/srv/data", "/data", True),)
     assert from_yaml.cap_add == ("CAP_NET_ADMIN",) and from_yaml.restart is RestartPolicy.ON_FAILURE
 
@@ -115,14 +117,14 @@ def test_a_bad_flag_is_one_line_naming_it_and_status_125(dest: str, tmp_path: Pa
     assert not (tmp_path / "containers").exists()  # stopped before anything was made
 
 
-@pytest.mark.parametrize("dest", sorted(d for d in BAD if next(o for o in OPTIONS if o.dest == d).key))
+@pytest.mark.parametrize("dest", sorted(d for d in BAD if next(o for o in OPTIONS if o.dest == d).yaml_key))
 def test_a_bad_key_names_the_key_not_the_flag(dest: str) -> None:
     option = next(o for o in OPTIONS if o.dest == dest)
     value, message = BAD[dest]
     with pytest.raises(SdctrError) as e:
-        run_options({"image": "busybox", option.key: [value] if option.kind == opts.LIST else value},
+        run_options({"image": "busybox", option.yaml_key: [value] if option.kind == opts.LIST else value},
                     yaml=True)
-    assert str(e.value).startswith(f"{option.key} ") and message in str(e.value)
+    assert str(e.value).startswith(f"{option.yaml_key} ") and message in str(e.value)
     assert "--" not in str(e.value)
     assert e.value.status == 125
 
@@ -130,7 +132,7 @@ def test_a_bad_key_names_the_key_not_the_flag(dest: str) -> None:
 @pytest.mark.parametrize(("declared", "message"), [
     ({"memroy": "1g"}, "unknown key 'memroy'"),
     ({"memory": ["1g"]}, "memory takes a string or a number, not a list"),
-    ({"read_only": "yes please"}, "read_only takes true or false, not str"),
+    ({"read_only": "yes please"}, "read_only takes true or false, not a string"),
     ({"volumes": {"/a": "/b"}}, "volumes takes a list, not a mapping"),
     ({"restart": False}, "restart takes a string or a number, not true/false"),  # `restart: no`
     ({"env": [None]}, "env takes a string or a number, not null"),
