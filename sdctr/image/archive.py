@@ -483,7 +483,7 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
     """`docker export`: the container's file system as a tar. A running container's mounted root
     is read as it is; a stopped one's through its driver's read-only view, mounted below sdctr's
     run directory for the while."""
-    from sdctr.storage import snapshotter
+    from sdctr.storage import drivers, snapshotter
     from sdctr.storage.mountinfo import mounts_at
 
     if output is None and sys.stdout.isatty():
@@ -492,7 +492,7 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
     if mounts_at(paths.rootfs(cid)):
         _tar_tree(paths.rootfs(cid), output)
         return
-    snap = snapshotter.driver(_driver_name(paths, cid), paths)
+    snap = drivers.driver(_driver_name(paths, cid), paths)
     snap.unpack(image)  # the image's layers were unpacked by create; a copy pruned since is redone
     target = paths.run / "export" / f"{cid}-{os.getpid()}"
     target.mkdir(parents=True)
@@ -512,7 +512,7 @@ def _driver_name(paths: Paths, cid: str) -> str:
     """The storage driver the container's record names (its layer chain is its image's: the image
     id is the digest of a config that lists the diff ids)."""
     from sdctr.state import NoSuchContainer, find_by_id
-    from sdctr.storage.snapshotter import DEFAULT, LEGACY
+    from sdctr.storage.drivers import DEFAULT, LEGACY
 
     try:
         return find_by_id(paths, cid).storage or LEGACY

@@ -44,7 +44,7 @@ def prestart(paths: Paths, cid: str) -> int:
 def snapshotter_of(paths: Paths, spec: ContainerSpec) -> Snapshotter:
     """The driver the record names (a record made before it was recorded: overlay, the only one
     then)."""
-    from sdctr.storage.snapshotter import LEGACY, driver
+    from sdctr.storage.drivers import LEGACY, driver
 
     return driver(spec.storage or LEGACY, paths)
 

@@ -60,10 +60,10 @@ def create(paths: Paths, spec: ContainerSpec, image: Image) -> ContainerSpec:
     """The record and the writable snapshot; nothing runs yet (`docker create`). The record names
     the storage driver and the layer chain, so starting it never needs the image store or the
     configuration again. The spec as saved: named, if it had no name."""
-    from sdctr.storage import snapshotter
+    from sdctr.storage import drivers
 
-    spec = spec.replace(storage=spec.storage or snapshotter.DEFAULT, layers=image.layers)
-    snap = snapshotter.driver(spec.storage, paths)
+    spec = spec.replace(storage=spec.storage or drivers.DEFAULT, layers=image.layers)
+    snap = drivers.driver(spec.storage, paths)
     unpacked = snap.unpack(image)
     if unpacked:  # the first container of a pulled image: now its SIZE is known
         from sdctr.image import store as images
@@ -217,34 +217,6 @@ def state_word(spec: ContainerSpec, unit: dict[str, Any], status: dict[str, Any]
     if active in ("activating", "deactivating"):
         return "restarting" if unit.get("SubState") == "auto-restart" else "running"
     return "exited" if status.get("started_at") else "created"
-
-
-def ps_status(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> str:
-    now = time.time()
-    if active in RUNNING_STATES:
-        return f"Up {human_duration(now - status.get('started_at', now))}"
-    if status.get("finished_at"):
-        return (f"Exited ({status.get('exit_code')}) "
-                f"{human_duration(now - status['finished_at'])} ago")
-    return "Created"
-
-
-def human_duration(s: float) -> str:
-    """go-units' HumanDuration, which Docker prints: minutes cut, hours rounded."""
-    minutes, hours = int(s / 60), int(s / 3600 + 0.5)
-    steps = (
-        (s < 1, "Less than a second"),
-        (int(s) == 1, "1 second"),
-        (s < 60, f"{int(s)} seconds"),
-        (minutes == 1, "About a minute"),
-        (minutes < 60, f"{minutes} minutes"),
-        (hours == 1, "About an hour"),
-        (hours < 48, f"{hours} hours"),
-        (hours < 24 * 7 * 2, f"{hours // 24} days"),
-        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"),
-        (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
-    )
-    return next((text for sure, text in steps if sure), f"{int(s / 3600) // 24 // 365} years")
 
 
 def _iso(ts: float | None) -> str:

@@ -28,7 +28,7 @@ from sdctr.image import archive
 from sdctr.image import store as images
 from sdctr.log import SdctrError
 from sdctr.paths import STALE_TMP, Paths
-from sdctr.storage import snapshotter
+from sdctr.storage import drivers, snapshotter
 from sdctr.storage.mountinfo import mounts_under
 from sdctr.storage.overlay import OverlaySnapshotter
 
@@ -467,7 +467,7 @@ def test_export_of_a_running_container(paths: Paths, layout: Path, tmp_path: Pat
     skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:1")
     archive.load(paths, str(tmp_path / "box.tar"))
     image = images.resolve(paths, "box:1")
-    driver, cid = snapshotter.driver("overlay", paths), "d" * 64
+    driver, cid = drivers.driver("overlay", paths), "d" * 64
     rootfs = paths.run / cid / "rootfs"
     driver.unpack(image)
     driver.prepare(cid, image.layers)
