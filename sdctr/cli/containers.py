@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from sdctr import cgroups
 from sdctr.cli.output import clip, human_duration, print_docs, table
 from sdctr.log import SdctrError, error
 from sdctr.options import RunOptions, parse_env, run_options, user_env
@@ -25,7 +26,6 @@ from sdctr.state import find
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
     from sdctr.image.store import Image
@@ -261,7 +261,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     sd, _ = systemd_of(args)
     spec = find(paths, args.container)
-    pids = containers.pids_in(containers.running_unit(sd, spec))
+    pids = cgroups.processes(containers.running_unit(sd, spec).get("ControlGroup", ""))
     r = run(["ps", "-f", "-p", ",".join(str(p) for p in pids)], check=False)
     print(r.stdout, end="")
     return 0
@@ -300,13 +300,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         s for s, active in containers.all_with_state(paths, sd) if active in containers.RUNNING_STATES]
     while True:
         units = {s.id: sd.unit_state(s.unit) for s in chosen}
-        first = {cid: cgroup_sample(u) for cid, u in units.items()}
+        first = {cid: cgroups.usage(u.get("ControlGroup", "")) for cid, u in units.items()}
         t0 = time.monotonic()
         time.sleep(0.5)
         elapsed = time.monotonic() - t0
         rows = []
         for s in chosen:
-            now = cgroup_sample(units[s.id])
+            now = cgroups.usage(units[s.id].get("ControlGroup", ""))
             cpu = (now["cpu_ns"] - first[s.id]["cpu_ns"]) / (elapsed * 1e9) * 100
             limit = min(now["memory_limit"] or host_memory(), host_memory())  # "no limit" is the host's
             rows.append([s.short_id, s.name, f"{cpu:.2f}%",
@@ -319,33 +319,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
             return 0
 
 
-def cgroup_sample(unit: dict[str, Any]) -> dict[str, int]:
-    """cpu_ns, memory, memory_limit, pids for one unit."""
-    cpu_v1 = containers.cgroup_dir(unit, "cpuacct")
-    mem_v1 = containers.cgroup_dir(unit, "memory")
-    pids = containers.cgroup_dir(unit, "pids")
-    out = {"cpu_ns": 0, "memory": 0, "memory_limit": 0, "pids": 0}
-    if cpu_v1 is not None and (cpu_v1 / "cpuacct.usage").exists():
-        out["cpu_ns"] = _read_int(cpu_v1 / "cpuacct.usage")
-    elif mem_v1 is not None and (mem_v1 / "cpu.stat").exists():
-        for line in (mem_v1 / "cpu.stat").read_text().splitlines():
-            if line.startswith("usage_usec "):
-                out["cpu_ns"] = int(line.split()[1]) * 1000
-    if mem_v1 is not None:
-        v1 = (mem_v1 / "memory.usage_in_bytes").exists()
-        out["memory"] = _read_int(mem_v1 / ("memory.usage_in_bytes" if v1 else "memory.current"))
-        out["memory_limit"] = _read_int(mem_v1 / ("memory.limit_in_bytes" if v1 else "memory.max"))
-    if pids is not None:
-        out["pids"] = _read_int(pids / "pids.current")
-    return out
-
-
-def _read_int(path: Path, default: int = 0) -> int:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return default
-    return int(text) if text.isdigit() else default
 
 
 def host_memory() -> int:

@@ -18,6 +18,7 @@ import signal
 import time
 from pathlib import Path
 
+from sdctr import cgroups
 from sdctr.log import debug
 from sdctr.paths import Paths
 from sdctr.state import find_by_id, read_status, write_json_atomic, write_status
@@ -72,7 +73,7 @@ def poststop(paths: Paths, cid: str) -> int:
     status = read_status(paths, cid)
     status.update(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
                   exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
-                  oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or oom_killed_here())
+                  oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
     if spec.remove:
         remove_container(paths, spec)  # unmounts first
     else:
@@ -142,31 +143,3 @@ def exit_code(code: str, status: str) -> int | None:
     return None
 
 
-def oom_killed_here() -> bool:
-    """ExecStopPost runs in the unit's own cgroup: its OOM counter tells whether the kernel
-    killed something there (on cgroup v1 systemd reports a plain SIGKILL)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            candidates = [Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control"]
-        elif controllers == "":
-            candidates = [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events",
-                          Path("/sys/fs/cgroup/unified") / path.lstrip("/") / "memory.events"]
-        else:
-            continue
-        for f in candidates:
-            count = _oom_kill_count(f)
-            if count:
-                return True
-    return False
-
-
-def _oom_kill_count(path: Path) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-    except OSError:
-        pass
-    return 0

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
@@ -227,18 +226,6 @@ def _iso(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def cgroup_dir(unit: dict[str, Any], controller: str) -> Path | None:
-    """The unit's cgroup directory for a controller on this host (v1 or unified)."""
-    cg = unit.get("ControlGroup", "").lstrip("/")
-    if not cg:
-        return None
-    for base in (Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")):
-        d: Path = base / cg
-        if d.is_dir() and any(d.glob(f"{controller}.*")):
-            return d
-    return None
-
-
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
     """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
     unit = sd.unit_state(spec.unit)
@@ -251,13 +238,3 @@ def all_with_state(paths: Paths, sd: Systemd) -> list[tuple[ContainerSpec, str |
     states = sd.active_states()
     return [(s, states.get(s.unit)) for s in all_specs(paths)]
 
-
-def pids_in(unit: dict[str, Any]) -> list[int]:
-    d = cgroup_dir(unit, "pids") or cgroup_dir(unit, "memory")
-    if d is None:
-        return []
-    pids: list[int] = []
-    for root, _, files in os.walk(d):
-        if "cgroup.procs" in files:
-            pids += [int(p) for p in Path(root, "cgroup.procs").read_text().split()]
-    return sorted(set(pids))

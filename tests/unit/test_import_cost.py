@@ -21,6 +21,7 @@ def imported_by(code: str) -> set[str]:
 # a case per subpackage: every module of it, imported together
 SUBPACKAGES = {
     "top": "sdctr.main, sdctr.log, sdctr.record, sdctr.paths, sdctr.spec, sdctr.options, sdctr.state, "
+           "sdctr.cgroups, "
            "sdctr.config, sdctr.external, sdctr.linux, sdctr.caps",
     "cli": "sdctr.cli.parser, sdctr.cli.containers, sdctr.cli.images, sdctr.cli.output, sdctr.cli.attach",
     "oci": "sdctr.oci.digest, sdctr.oci.layers",
