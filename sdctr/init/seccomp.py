@@ -237,6 +237,10 @@ class Filter:
     syscall it would refuse us (pivot_root, mount, sethostname). `unresolved` names the
     syscalls that neither libseccomp nor COMMON_NUMBERS could place (they stay refused)."""
 
+    # libseccomp's optimizer: 2 sorts the syscall numbers into a binary tree (libseccomp >= 2.5;
+    # older ones refuse the attribute and keep the linear list runc's filters use, only slower).
+    OPTIMIZE = 2
+
     def __init__(self, capabilities: Iterable[str]):
         caps = set(capabilities)
         self._lib = _lib()
@@ -264,9 +268,7 @@ class Filter:
                 if r != -errno.EEXIST:
                     _check(r, f"seccomp_arch_add({name})")
                 arches.append(token)
-        # A binary tree of syscall numbers instead of a linear list (libseccomp >= 2.5; older
-        # ones refuse the attribute and keep the list, which is only slower).
-        lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_OPTIMIZE, 2)
+        lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_OPTIMIZE, self.OPTIMIZE)
         return arches
 
     def _add_rules(self, ctx: int, caps: set[str]) -> dict[int, int]:
