@@ -21,7 +21,7 @@ from pathlib import Path
 from sdctr import cgroups
 from sdctr.log import debug
 from sdctr.paths import Paths
-from sdctr.state import find_by_id, read_status, write_json_atomic, write_status
+from sdctr.state import find_by_id, read_status, remove_record, update_status, write_json_atomic
 from sdctr.systemd.manager import UNIT_DIR
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
@@ -70,16 +70,16 @@ def stop(paths: Paths, cid: str) -> int:
 def poststop(paths: Paths, cid: str) -> int:
     env = os.environ
     spec = find_by_id(paths, cid)
-    status = read_status(paths, cid)
-    status.update(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
-                  exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
-                  oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
+    changes = dict(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
+                   exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
+                   oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
+    status = {**read_status(paths, cid), **changes}
     if spec.remove:
         remove_container(paths, spec)  # unmounts first
     else:
         snap = snapshotter_of(paths, spec)
         snap.deactivate(cid, paths.rootfs(cid))
-        write_status(paths, cid, status)
+        status = update_status(paths, cid, **changes) or status  # (None: `rm` removed it meanwhile)
         if spec.ephemeral:
             snap.reset(cid)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
@@ -124,7 +124,7 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     run_dir = paths.run_dir(spec.id)
     if run_dir.exists():
         shutil.rmtree(run_dir) if not mounts_under(run_dir) else debug(f"{run_dir} busy, kept")
-    shutil.rmtree(paths.container_dir(spec.id), ignore_errors=True)
+    remove_record(paths, spec.id)
 
 
 def exit_file(paths: Paths, cid: str) -> Path:
