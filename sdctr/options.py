@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
 from sdctr.record import Record
-from sdctr.spec import DEFAULT_PIDS_LIMIT, Mount, NetworkMode, RestartPolicy
+from sdctr.spec import DEFAULT_PIDS_LIMIT, Mount, NetworkMode, Port, RestartPolicy
 
 # typing.TYPE_CHECKING without importing typing: `sdctr run` imports this module, and typing is
 # ~3 ms of each start
@@ -57,6 +57,8 @@ class RunOptions(Record):
     cap_drop: tuple[str, ...] = ()
     restart: RestartPolicy = RestartPolicy.NO
     network: NetworkMode = NetworkMode.NONE
+    publish: tuple[Port, ...] = ()
+    ip: str = ""
     interactive: bool = False
     tty: bool = False
     ephemeral: bool = False
@@ -122,7 +124,33 @@ def parse_network(field: str, value: str) -> NetworkMode:
     try:
         return NetworkMode(value)
     except ValueError:
-        raise SdctrError(f"{field} {value!r} is not supported yet", hint="use none or host") from None
+        raise SdctrError(f"{field} {value!r}: no such network",
+                         hint="the networks are: bridge, host, none") from None
+
+
+_PUBLISH = re.compile(r"(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)(?:/(tcp|udp))?")
+
+
+def parse_publish(field: str, value: str) -> Port:
+    """[IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]"""
+    m = _PUBLISH.fullmatch(value)
+    if not m:
+        raise SdctrError(f"{field} {value!r} is not [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]",
+                         hint="example: -p 8080:80, -p 127.0.0.1:5353:53/udp")
+    host_ip, host_port, container_port, proto = m.groups()
+    if host_ip:
+        parse_ip(field, host_ip)
+    for port in (host_port, container_port):
+        if not 1 <= int(port) <= 65535:
+            raise SdctrError(f"{field} {value!r}: port {port} is outside 1..65535")
+    return Port(int(host_port), int(container_port), proto or "tcp", host_ip or "")
+
+
+def parse_ip(field: str, value: str) -> str:
+    parts = value.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        raise SdctrError(f"{field} {value!r} is not an IPv4 address", hint="example: 10.89.0.10")
+    return ".".join(str(int(p)) for p in parts)
 
 
 def parse_mount(field: str, value: str) -> Mount:
@@ -258,7 +286,11 @@ OPTIONS = (
            metavar="CAP", kind=LIST),
     Option("restart", ("--restart",), "restart", parse_restart, metavar="POLICY",
            help="no, on-failure, always, unless-stopped"),
-    Option("network", ("--network",), "network", parse_network, metavar="MODE", help="none or host"),
+    Option("network", ("--network",), "network", parse_network, metavar="NETWORK",
+           help="bridge (a veth on the bridge sdctr0), host, none"),
+    Option("publish", ("-p", "--publish"), "ports", parse_publish, kind=LIST,
+           metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a container's port on the host (bridge)"),
+    Option("ip", ("--ip",), "ip", parse_ip, metavar="ADDRESS", help="the container's address (bridge)"),
     Option("entrypoint", ("--entrypoint",), "entrypoint", metavar="PROGRAM", kind=WORDS,
            help="the program instead of the image's ('': none)"),
     Option("interactive", ("-i", "--interactive"), "", help="keep stdin open", kind=SWITCH),
@@ -346,4 +378,25 @@ def rm_never_restarts(options: RunOptions) -> None:
         raise SdctrError("--rm and --restart cannot be combined: a restarting container is never removed")
 
 
-CHECKS = (rm_never_restarts,)
+def ports_and_ip_need_bridge(options: RunOptions) -> None:
+    if options.network is NetworkMode.BRIDGE:
+        return
+    for given, flag in ((options.publish, "--publish"), (options.ip, "--ip")):
+        if given:
+            raise SdctrError(f"{flag} needs a bridge network, not --network {options.network.value}",
+                             hint="add --network bridge")
+
+
+def ports_unique(options: RunOptions) -> None:
+    seen: set[tuple[str, int, str]] = set()
+    for port in options.publish:
+        key = (port.host_ip, port.host_port, port.proto)
+        if key in seen or (port.host_ip and ("", port.host_port, port.proto) in seen):
+            raise SdctrError(f"--publish {port.text}: host port {port.host_port}/{port.proto} is "
+                             "published twice")
+        seen.add(key)
+    if any(("", p.host_port, p.proto) in seen for p in options.publish if p.host_ip):
+        raise SdctrError("--publish: a host port is published on every address and on one of them")
+
+
+CHECKS = (rm_never_restarts, ports_and_ip_need_bridge, ports_unique)

@@ -45,6 +45,21 @@ class RestartPolicy(enum.Enum):
 class NetworkMode(enum.Enum):
     NONE = "none"
     HOST = "host"
+    BRIDGE = "bridge"  # the default network: a veth pair on the bridge sdctr0 (sdctr.net)
+
+
+class Port(Record):
+    """A published port: -p [IP:]HOSTPORT:CONTAINERPORT[/PROTO]."""
+
+    host_port: int
+    container_port: int
+    proto: str = "tcp"  # tcp or udp
+    host_ip: str = ""  # "": every address of the host
+
+    @property
+    def text(self) -> str:
+        host = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{host}{self.host_port}:{self.container_port}/{self.proto}"
 
 
 class Resources(Record):
@@ -76,6 +91,8 @@ class ContainerSpec(Record):
     resources: Resources = Resources()
     restart: RestartPolicy = RestartPolicy.NO
     network: NetworkMode = NetworkMode.NONE
+    ports: tuple[Port, ...] = ()  # -p, on a bridge network
+    ip: str = ""  # --ip: the address asked for; "": the next free one
     interactive: bool = False
     tty: bool = False
     attached: bool = False  # no -d: the caller's terminal is the container's stdio
@@ -117,6 +134,7 @@ class ContainerSpec(Record):
             "env": tuple(d.get("env", ())),
             "layers": tuple(d.get("layers", ())),
             "mounts": tuple(Mount(**m) for m in d.get("mounts", ())),
+            "ports": tuple(Port(**p) for p in d.get("ports", ())),
             "capabilities": tuple(d.get("capabilities", DEFAULT_CAPS)),
             "resources": Resources(**d.get("resources", {})),
             "restart": RestartPolicy(d.get("restart", "no")),

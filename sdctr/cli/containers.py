@@ -327,3 +327,19 @@ def host_memory() -> int:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     return 1
+
+
+# --- system -------------------------------------------------------------------------------------
+
+def cmd_system_gc(args: argparse.Namespace) -> int:
+    """What no running container owns, removed, one line each (as `docker system prune` says)."""
+    from sdctr.net import setup
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    live = {s.id for s, active in containers.all_with_state(paths, sd) if active in containers.RUNNING_STATES}
+    removed = setup.gc(paths, live)
+    for what in removed:
+        print(f"removed {what}")
+    print(f"{len(removed)} left-overs removed")
+    return 0

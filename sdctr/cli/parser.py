@@ -126,6 +126,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p.set_defaults(handler=_handler("containers.cmd_stats"))
 
+    system = sub.add_parser("system", help="the host's sdctr state (gc)")
+    system_verbs = system.add_subparsers(dest="system_verb", metavar="COMMAND", required=True,
+                                         parser_class=_Parser)
+    p = system_verbs.add_parser("gc", help="remove what a crash left: veths, leases, rules, namespaces")
+    p.set_defaults(handler=_handler("containers.cmd_system_gc"))
+
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,

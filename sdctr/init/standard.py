@@ -162,7 +162,11 @@ def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
     else:
         resolv = host_resolv
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("hostname", f"{hostname}\n"), ("hosts", hosts), ("resolv.conf", resolv)):
+    files: tuple[tuple[str, str], ...] = (("hostname", f"{hostname}\n"), ("hosts", hosts),
+                                          ("resolv.conf", resolv))
+    if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)
+        files = files[:1]
+    for name, text in files:
         tmp = directory / f".{name}.tmp{os.getpid()}"
         tmp.write_text(text)
         os.chmod(tmp, 0o644)
@@ -198,6 +202,15 @@ def _is_static_elf(path: str) -> bool:
 def new_pid_namespace() -> None:
     # Only the children forked from now on are in it; we stay where systemd sees us.
     linux.unshare(linux.CLONE_NEWPID)
+
+
+def join_pinned_netns(pin: Path) -> None:
+    # before the mount namespace is unshared: the pin is a mount of the host's namespace
+    fd = os.open(pin, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, linux.CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 def enter_namespaces(spec: ContainerSpec) -> None:
@@ -310,6 +323,8 @@ def _report(fd: int, status: int, message: str) -> NoReturn:
 
 def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
                     report_fd: int, go_fd: int) -> NoReturn:
+    if spec.network is NetworkMode.BRIDGE:  # the namespace the netup hook pinned (sdctr.net.setup)
+        join_pinned_netns(paths.netns(spec.id))
     enter_namespaces(spec)
     take_terminal(spec.tty)
     rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))

@@ -3,6 +3,9 @@
     prestart  <id>   the rootfs snapshot prepared and activated at <run>/<id>/rootfs (for an
                      ephemeral container; others run the driver's activation command itself)
     stop      <id>   for units made before ExecStop became sdctr/stop.sh: that script
+    netup     <id>   a bridge network's part (sdctr.net.setup.up): netns pinned, veth, address,
+                     published ports
+    netdown   <id>   its teardown, run first by ExecStopPost (needs no record: an id is enough)
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
 
@@ -39,6 +42,21 @@ def prestart(paths: Paths, cid: str) -> int:
         snap.reset(cid)
     snap.prepare(cid, layers)
     activate(snap, cid, layers, paths.rootfs(cid))
+    return 0
+
+
+def netup(paths: Paths, cid: str) -> int:
+    from sdctr.net import setup
+
+    setup.up(paths, find_by_id(paths, cid))
+    return 0
+
+
+def netdown(paths: Paths, cid: str) -> int:
+    from sdctr.net import setup
+
+    for what in setup.down(paths, cid):
+        debug(f"removed {what}")
     return 0
 
 

@@ -15,7 +15,7 @@ import time
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
-from sdctr.spec import ContainerSpec
+from sdctr.spec import ContainerSpec, NetworkMode
 from sdctr.state import all_specs, read_status, save_spec
 from sdctr.systemd.manager import Systemd
 from sdctr.systemd.properties import Host, properties, sdctr_argv
@@ -55,11 +55,17 @@ def prestart_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
     return snap.activate_command(spec.id, hooks.layers_of(paths, spec), paths.rootfs(spec.id))
 
 
-def create(paths: Paths, spec: ContainerSpec, image: Image) -> ContainerSpec:
+def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = False) -> ContainerSpec:
     """The record and the writable snapshot; nothing runs yet (`docker create`). The record names
     the storage driver and the layer chain, so starting it never needs the image store or the
-    configuration again. The spec as saved: named, if it had no name."""
+    configuration again. The spec as saved: named, if it had no name. A bridge network's
+    refusals (address, port with `starting`, subnet) come first, before anything is made."""
     from sdctr.storage import drivers
+
+    if spec.network is NetworkMode.BRIDGE:
+        from sdctr.net import setup
+
+        setup.preflight(paths, spec, all_specs(paths), starting=starting)
 
     spec = spec.replace(storage=spec.storage or drivers.DEFAULT, layers=image.layers)
     snap = drivers.driver(spec.storage, paths)
@@ -87,7 +93,7 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
         stdio: tuple[int, int, int] | None = None) -> ContainerSpec:
     """create + start; on a failed start nothing is left: no record, snapshot or unit. The spec
     as saved."""
-    spec = create(paths, spec, image)
+    spec = create(paths, spec, image, starting=True)
     try:
         start(paths, spec, sd, host, stdio=stdio)
     except BaseException as e:
@@ -203,10 +209,22 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                        "NetworkMode": spec.network.value,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                                  for m in spec.mounts]},
+        "NetworkSettings": network_settings(paths, spec),
         "Capabilities": list(spec.capabilities),
         "Unit": spec.unit,
         "ControlGroup": unit.get("ControlGroup", ""),
     }
+
+
+def network_settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
+    from sdctr.spec import NetworkMode
+
+    if spec.network is not NetworkMode.BRIDGE:
+        return {"Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {
+            spec.network.value: {"IPAddress": "", "Gateway": "", "MacAddress": ""}}}
+    from sdctr.net import setup
+
+    return setup.settings(paths, spec)
 
 
 def state_word(spec: ContainerSpec, unit: dict[str, Any], status: dict[str, Any]) -> str:

@@ -41,7 +41,8 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         capabilities=capabilities(options.cap_add, options.cap_drop),
         resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
                             pids_limit=options.pids_limit),
-        restart=options.restart, network=options.network, interactive=options.interactive,
+        restart=options.restart, network=options.network, ports=options.publish, ip=options.ip,
+        interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
         created=time.time(),
     )

@@ -65,7 +65,9 @@ read_only: true
 cap_add: [net_admin]
 cap_drop: CHOWN
 restart: on-failure
-network: host
+network: bridge
+ports: ["127.0.0.1:8080:80", "5353:53/udp"]
+ip: 10.89.0.10
 ephemeral: yes
 pull: never
 platform: linux/arm64
@@ -73,7 +75,8 @@ platform: linux/arm64
 FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100", "-e", "A=1", "-e", "B",
          "--env-file", "/etc/web.env", "-w", "/srv", "-u", "1000:1000", "-h", "web",
          "-v", "/srv/data:/data:ro", "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
-         "--restart", "on-failure", "--network", "host", "--entrypoint", "/bin/env", "--ephemeral",
+         "--restart", "on-failure", "--network", "bridge", "-p", "127.0.0.1:8080:80",
+         "--publish", "5353:53/udp", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
          "--pull", "never", "--platform", "linux/arm64", "busybox:1.36", "sh", "-c", "echo hi"]
 
 
@@ -97,7 +100,8 @@ BAD = {
     "pids_limit": ("0", "use a positive number"), "env": ("=x", "is not KEY=VALUE"),
     "volumes": ("named:/data", "absolute host path"), "cap_add": ("fly", "unknown capability 'CAP_FLY'"),
     "cap_drop": ("CAP_FLY", "unknown capability"), "restart": ("sometimes", "is not a restart policy"),
-    "network": ("bridge", "is not supported yet"), "pull": ("often", "often"),
+    "network": ("bogus", "no such network"), "pull": ("often", "often"),
+    "publish": ("80", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
 }
 
 
