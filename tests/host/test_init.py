@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import docker
 from helpers.cli import sdctr_argv, sdctr_env
 from helpers.rootfs import build_busybox_rootfs
 
 from sdctr import linux
 from sdctr.init import seccomp
-from sdctr.init.standard import capability_mask
 from sdctr.paths import Paths
-from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Mount, NetworkMode
+from sdctr.spec import ContainerSpec, Mount, NetworkMode
 from sdctr.state import save_spec
 
 pytestmark = pytest.mark.host
@@ -261,7 +261,7 @@ def test_read_only_rootfs(tini_ctr: Containers) -> None:
 
 def test_capabilities_no_new_privs_and_seccomp(tini_ctr: Containers) -> None:
     out = tini_ctr.sh("cat /proc/self/status")
-    expected = capability_mask(DEFAULT_CAPS)
+    expected = docker.DEFAULT_CAPS_MASK
     assert int(status_field(out, "CapEff"), 16) == expected
     assert int(status_field(out, "CapBnd"), 16) == expected
     assert int(status_field(out, "CapInh"), 16) == 0
@@ -272,7 +272,7 @@ def test_capabilities_no_new_privs_and_seccomp(tini_ctr: Containers) -> None:
 def test_a_non_root_user_has_no_effective_capabilities(tini_ctr: Containers) -> None:
     out = tini_ctr.sh("cat /proc/self/status", user="app")
     assert int(status_field(out, "CapEff"), 16) == 0
-    assert int(status_field(out, "CapBnd"), 16) == capability_mask(DEFAULT_CAPS)
+    assert int(status_field(out, "CapBnd"), 16) == docker.DEFAULT_CAPS_MASK
 
 
 @pytest.mark.parametrize(("user", "expected"), [
@@ -309,10 +309,10 @@ def test_unshare_is_refused_by_seccomp(tini_ctr: Containers) -> None:
 
 
 def test_seccomp_rules_follow_capabilities() -> None:
-    default = set(seccomp.allowed_syscalls(DEFAULT_CAPS))
+    default = set(seccomp.allowed_syscalls(tuple(docker.DEFAULT_CAPS)))
     assert not {"mount", "unshare", "reboot", "keyctl", "kcmp", "io_uring_setup"} & default
     assert "ptrace" in default  # as Docker on kernels >= 4.8 (this one is newer)
-    with_admin = set(seccomp.allowed_syscalls((*DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE")))
+    with_admin = set(seccomp.allowed_syscalls((*docker.DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE")))
     assert {"mount", "unshare", "setns", "clone3", "kcmp"} <= with_admin
     assert "keyctl" not in with_admin
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import docker
 from helpers.rootfs import BUSYBOX_ROOTFS_SH
 from helpers.testhost import Machine, wait_for
 
@@ -131,7 +132,7 @@ def test_inside_the_container(host: Machine) -> None:
     assert out[2] == "box"
     assert "sysrq-denied" in out and "mount-denied" in out
     caps = dict(line.split(":\t") for line in out if line.startswith(("CapEff", "NoNewPrivs", "Seccomp")))
-    assert int(caps["CapEff"], 16) == 0xa80425fb  # Docker's default set
+    assert int(caps["CapEff"], 16) == docker.DEFAULT_CAPS_MASK
     assert caps["NoNewPrivs"].strip() == "1"
     assert caps["Seccomp"].strip() == "2"
 
@@ -217,7 +218,7 @@ def test_lifecycle_verbs(host: Machine) -> None:
         assert sdctr(host, "exec", "-u", "app", "life", "id", "-u").stdout.strip() == "1000"
         # an exec'd command is confined as the container's own: capabilities, no_new_privs, seccomp
         status = sdctr(host, "exec", "life", "cat", "/proc/self/status").stdout
-        assert "CapEff:\t00000000a80425fb" in status and "NoNewPrivs:\t1" in status
+        assert f"CapEff:\t{docker.DEFAULT_CAPS_MASK:016x}" in status and "NoNewPrivs:\t1" in status
         assert "Seccomp:\t2" in status
         assert sdctr(host, "exec", "life", "sh", "-c", "exit 5", check=False).returncode == 5
         assert sdctr(host, "exec", "life", "nope", check=False).returncode == 127
