@@ -239,6 +239,9 @@ def test_capabilities() -> None:
     added = capabilities(o.cap_add, o.cap_drop)
     assert "CAP_NET_ADMIN" in added and "CAP_CHOWN" not in added and "CAP_MKNOD" not in added
     assert capabilities([], ["ALL"]) == ()
+    assert capabilities(["CAP_SYS_TIME"], ["ALL"]) == ("CAP_SYS_TIME",)  # Docker's idiom
+    assert "CAP_CHOWN" in capabilities(["CAP_CHOWN"], ["CAP_CHOWN"])  # drops first, then adds
+    assert "CAP_KILL" not in capabilities(["ALL"], ["CAP_KILL"])
     assert "CAP_SYS_ADMIN" in capabilities(flags_of(["--cap-add", "all", "busybox"]).cap_add, [])
 
 
