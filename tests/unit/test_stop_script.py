@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from helpers import require_exec
 
 from sdctr.paths import STOP_SCRIPT
 
@@ -30,6 +31,7 @@ def test_without_a_main_process_there_is_nothing_to_stop() -> None:
 
 def test_sigterm_reaches_the_main_process_and_its_zombie_ends_the_wait(tmp_path: object) -> None:
     # a command name with a space and a parenthesis, as /proc/PID/stat shows it
+    require_exec(tmp_path)  # type: ignore[arg-type]
     odd = os.path.join(str(tmp_path), "a) b")
     shutil.copy(sys.executable, odd)
     child = subprocess.Popen([odd, "-c", "import time; time.sleep(60)"])
