@@ -457,10 +457,11 @@ def test_load_zstd_a_compressed_archive_and_zstd_layers(paths: Paths, layout: Pa
     skopeo("copy", "-q", "--dest-compress-format", "zstd", f"oci:{layout}:box",
            f"oci-archive:{tmp_path / 'zstd-layers.tar'}:box:zstd-layers")
     assert archive.load(paths, str(tmp_path / "zstd-layers.tar")) == ["Loaded image: box:zstd-layers"]
+    driver = OverlaySnapshotter(paths)
     for name in ("box:zst", "box:zstd-layers"):
         image = images.resolve(paths, name)
-        storage.driver(paths).ensure_layers(image)
-        top = storage.driver(paths).layer_dir(image.layers[-1])  # type: ignore[attr-defined]
+        driver.unpack(image)
+        top = driver.layer_dir(image.layers[-1])
         assert (top / "etc/flavour").read_text() == "archive\n"
     manifest = json.loads(paths.blob(images.resolve(paths, "box:zstd-layers").manifest_digest).read_bytes())
     assert {m["mediaType"] for m in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}

@@ -7,12 +7,21 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 
-import conftest
 import pytest
 from helpers import REPO
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def conftest(pytestconfig: pytest.Config) -> ModuleType:
+    """tests/conftest.py as pytest loaded it (`import conftest` may give tests/host/conftest.py:
+    every conftest module is named so)."""
+    top = str(REPO / "tests/conftest.py")
+    [module] = [p for p in pytestconfig.pluginmanager.get_plugins() if getattr(p, "__file__", None) == top]
+    return module  # type: ignore[no-any-return]
 
 
 def collected(*args: str) -> list[str]:
@@ -24,7 +33,7 @@ def collected(*args: str) -> list[str]:
 
 
 @pytest.mark.timeout(600)
-def test_the_tier_markers_partition_the_suite() -> None:
+def test_the_tier_markers_partition_the_suite(conftest: ModuleType) -> None:
     everything = collected()
     assert everything, "nothing collected"
     assert len(everything) == len(set(everything))
@@ -57,7 +66,8 @@ class Stub:
         return name if name in self.markers else None
 
 
-def test_a_tiers_prerequisites_are_checked_for_its_tests_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_tiers_prerequisites_are_checked_for_its_tests_only(monkeypatch: pytest.MonkeyPatch,
+                                                             conftest: ModuleType) -> None:
     asked: list[str] = []
 
     def missing(tier: str) -> str | None:
