@@ -54,6 +54,12 @@ def capabilities(add: Iterable[str], drop: Iterable[str]) -> tuple[str, ...]:
     from sdctr.caps import ALL_CAPS
 
     add_set, drop_set = set(add), set(drop)
-    caps = set(ALL_CAPS) if "ALL" in add_set else set(DEFAULT_CAPS) | add_set
-    caps = set() if "ALL" in drop_set else caps - drop_set
+    # as moby's TweakCapabilities: --cap-drop ALL keeps just the added ones (the documented idiom
+    # `--cap-drop ALL --cap-add X`); otherwise drops first, then adds
+    if "ALL" in add_set:
+        caps = set(ALL_CAPS) - drop_set
+    elif "ALL" in drop_set:
+        caps = add_set
+    else:
+        caps = (set(DEFAULT_CAPS) - drop_set) | add_set
     return tuple(c for c in ALL_CAPS if c in caps)

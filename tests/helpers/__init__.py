@@ -10,12 +10,15 @@ pyproject.toml's pytest ``pythonpath`` puts tests/ on sys.path, so a test import
 - ``cli``: sdctr's command line as a test on this machine runs it
 - ``store``: sdctr's image store as the unit tests fill and read it
 - ``testhost``: a handle on a test host booted by tests/testhost/testhost
+- ``docker``: what Docker documents (its default capabilities), to compare sdctr with
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,3 +45,33 @@ def skip_or_fail(reason: str) -> NoReturn:
     if strict():
         pytest.fail(f"SDCTR_TESTS_STRICT=1: {reason}")
     pytest.skip(reason)
+
+
+def require_exec(directory: Path) -> None:
+    """Skips (fails under strict mode) unless a program can run from `directory`: a /tmp mounted
+    noexec cannot, and pytest's tmp_path lives there unless --basetemp or TMPDIR say otherwise."""
+    probe = directory / ".exec-probe"
+    probe.write_text("#!/bin/sh\nexit 0\n")
+    probe.chmod(0o755)
+    try:
+        ran = subprocess.run([str(probe)]).returncode == 0
+    except PermissionError:
+        ran = False
+    finally:
+        probe.unlink()
+    if not ran:
+        skip_or_fail(f"{directory} is on a file system mounted noexec: run pytest with --basetemp "
+                     "(or TMPDIR) on one that is not")
+
+
+def require_user_xattrs(directory: Path) -> None:
+    """Skips (fails under strict mode) unless `directory`'s file system takes user.* extended
+    attributes (tmpfs before Linux 6.6 does not; some overlay and network file systems neither)."""
+    try:
+        os.setxattr(directory, "user.sdctr-probe", b"1")
+        os.removexattr(directory, "user.sdctr-probe")
+    except OSError as e:
+        if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            raise
+        skip_or_fail(f"{directory}'s file system takes no user.* xattrs ({e.strerror}): run pytest "
+                     "with --basetemp (or TMPDIR) on one that does")

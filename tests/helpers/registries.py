@@ -149,13 +149,34 @@ def registry_log(workdir: Path, port: int) -> Path:
     return workdir / f"registry-{port}.log"
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenAuth:
+    """distribution's token auth: clients get a JWT at `realm`, signed with the key whose
+    certificate is `cert` (helpers.token_server)."""
+
+    realm: str
+    cert: Path
+    service: str
+    issuer: str
+
+
+def _auth_config(htpasswd: Path | None, token: TokenAuth | None) -> str:
+    if htpasswd:
+        return f"auth:\n  htpasswd:\n    realm: sdctr-test\n    path: {htpasswd}\n"
+    if token:
+        return (f"auth:\n  token:\n    realm: {token.realm}\n    service: {token.service}\n"
+                f"    issuer: {token.issuer}\n    rootcertbundle: {token.cert}\n")
+    return ""
+
+
 @contextlib.contextmanager
-def serve_registry(ns: InNetns, workdir: Path, port: int, *, htpasswd: Path | None = None) -> Iterator[None]:
-    """docker-registry on 127.0.0.1:`port` in `ns` (with htpasswd auth when given), storage and log
-    under `workdir`, listening when the block starts, stopped when it ends."""
+def serve_registry(ns: InNetns, workdir: Path, port: int, *, htpasswd: Path | None = None,
+                   token: TokenAuth | None = None) -> Iterator[None]:
+    """docker-registry on 127.0.0.1:`port` in `ns` (with htpasswd or token auth when given), storage
+    and log under `workdir`, listening when the block starts, stopped when it ends."""
     storage = registry_storage(workdir, port)
     storage.mkdir(parents=True)
-    auth = f"auth:\n  htpasswd:\n    realm: sdctr-test\n    path: {htpasswd}\n" if htpasswd else ""
+    auth = _auth_config(htpasswd, token)
     config = workdir / f"config-{port}.yml"
     config.write_text(REGISTRY_CONFIG.format(storage=storage, port=port, auth=auth))
     log = registry_log(workdir, port)

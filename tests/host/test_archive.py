@@ -444,6 +444,29 @@ def test_the_load_and_save_commands(paths: Paths, layout: Path, tmp_path: Path) 
     assert r.returncode == 125 and "cannot write" in r.stderr and "internal error" not in r.stderr
 
 
+def test_load_zstd_a_compressed_archive_and_zstd_layers(paths: Paths, layout: Path, tmp_path: Path) -> None:
+    """An archive compressed by the zstd tool, and an OCI archive whose layers skopeo compressed
+    with zstd (as podman pushes them): both load, and the layers unpack to their content."""
+    if shutil.which("zstd") is None:
+        skip_or_fail("needs zstd (tests/setup installs it)")
+    skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:zst")
+    subprocess.run(["zstd", "-q", str(tmp_path / "box.tar"), "-o", str(tmp_path / "box.tar.zst")], check=True)
+    assert (tmp_path / "box.tar.zst").read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd's magic
+    r = run_sdctr("load", "-i", str(tmp_path / "box.tar.zst"), root=paths.root)
+    assert (r.returncode, r.stdout) == (0, "Loaded image: box:zst\n"), r.stderr
+    skopeo("copy", "-q", "--dest-compress-format", "zstd", f"oci:{layout}:box",
+           f"oci-archive:{tmp_path / 'zstd-layers.tar'}:box:zstd-layers")
+    assert archive.load(paths, str(tmp_path / "zstd-layers.tar")) == ["Loaded image: box:zstd-layers"]
+    driver = OverlaySnapshotter(paths)
+    for name in ("box:zst", "box:zstd-layers"):
+        image = images.resolve(paths, name)
+        driver.unpack(image)
+        top = driver.layer_dir(image.layers[-1])
+        assert (top / "etc/flavour").read_text() == "archive\n"
+    manifest = json.loads(paths.blob(images.resolve(paths, "box:zstd-layers").manifest_digest).read_bytes())
+    assert {m["mediaType"] for m in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+
+
 def test_save_of_a_bare_name_writes_every_tag(paths: Paths, layout: Path, tmp_path: Path) -> None:
     """As `docker save fedora > fedora-all.tar`: all of the repository's tags, no other's."""
     skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'in.tar'}:box:1")

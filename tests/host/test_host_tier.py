@@ -1,5 +1,6 @@
-"""The host tier is real: namespaces, mounts and veth pairs on this machine, inside throwaway
-namespaces the test makes and removes."""
+"""The host tier's ground: this machine makes PID namespaces and veth pairs between throwaway
+network namespaces that the test makes and removes. Only `unshare` and `ip` run here, no sdctr
+code: sdctr's init is proven in test_init.py; its networking (bridge, veth) has no test yet."""
 
 from __future__ import annotations
 

@@ -92,3 +92,18 @@ def test_run_pulls_a_missing_image(testhost: Machine, registry: str) -> None:
     unknown = testhost.exec("sdctr", "run", "--rm", f"{registry}/test/nothing:1", check=False)
     assert unknown.returncode == 125 and "test/nothing" in unknown.stderr
     assert testhost.exec("sdctr", "ps", "-aq").stdout == ""
+
+
+def test_run_platform_pulls_that_platforms_variant(testhost: Machine, registry: str) -> None:
+    """`run --platform` on a missing image pulls the variant asked for (its layers hold this host's
+    busybox, so it runs here) and records that platform."""
+    ref = f"{registry}/test/box:multi"
+    other = "arm64" if _arch() != "arm64" else "amd64"
+    testhost.exec("sdctr", "rmi", "-f", ref, check=False)
+    r = testhost.exec("sdctr", "run", "--rm", "--platform", f"linux/{other}", ref)
+    assert r.stdout == "hello from registry\nanother\n"
+    assert json.loads(testhost.exec("sdctr", "image", "inspect", ref).stdout)[0]["Architecture"] == other
+    bad = testhost.exec("sdctr", "run", "--rm", "--pull", "always", "--platform", "linux/s390x", ref,
+                        check=False)
+    assert bad.returncode == 125 and "linux/s390x" in bad.stderr
+    testhost.exec("sdctr", "rmi", "-f", ref)  # the other tests expect this host's variant

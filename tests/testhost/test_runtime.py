@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import docker
 from helpers.rootfs import BUSYBOX_ROOTFS_SH
 from helpers.testhost import Machine, wait_for
 
@@ -68,18 +69,42 @@ def inspect(host: Machine, cid: str) -> dict:  # type: ignore[type-arg]
     return json.loads(sdctr(host, "inspect", cid).stdout)[0]  # type: ignore[no-any-return]
 
 
+LEFTOVER_DIRS = ("/var/lib/sdctr", "/run/sdctr", "/run/systemd/system")
+
+
 def leftovers(host: Machine, cid: str) -> list[str]:
-    """Everything a removed container could leave: unit, mount, record, snapshot, runtime dir."""
+    """Everything a removed container could leave: unit, mount, record, snapshot, runtime dir, and
+    its cgroup in any hierarchy (read from this machine's cgroup file system)."""
     found = []
     units = host.exec("systemctl", "list-units", "--all", "--no-legend", "--plain", unit_of(cid)).stdout
     if unit_of(cid) in units:
         found.append(f"unit: {units.strip()}")
     mounts = host.exec("cat", "/proc/self/mountinfo").stdout
-    found += [f"mount: {line}" for line in mounts.splitlines() if cid in line]
-    paths = host.sh(f"find /var/lib/sdctr /run/sdctr /run/systemd/system -name '*{cid[:12]}*' "
-                    "2>/dev/null || true").stdout.split()
+    found += [f"mount: {line}" for line in mounts.splitlines() if cid[:12] in line]
+    # find's own errors fail the probe (check=True): a directory it cannot read hides nothing
+    paths = host.sh(f"for d in {' '.join(LEFTOVER_DIRS)}; do if [ -e $d ]; then "
+                    f"find $d -name '*{cid[:12]}*'; fi; done").stdout.split()
     found += [f"path: {p}" for p in paths]
+    found += [f"cgroup: {c}" for c in CGROUP_FS.glob(f"*/sdctr-testhost-{host.name}/**/*{cid[:12]}*")]
     return found
+
+
+def test_the_leftovers_probe_finds_what_is_planted(host: Machine) -> None:
+    """The positive control of every `leftovers(...) == []` below: each kind of trace is found."""
+    fake = "feedfacecafe" + "0" * 52
+    planted_cgroup = CGROUP_FS / "pids" / f"sdctr-testhost-{host.name}/sdctr.slice/ctr-{fake[:12]}.service"
+    host.sh(f"mkdir -p /var/lib/sdctr/containers/{fake} /run/sdctr/{fake}/rootfs && "
+            f"mount -t tmpfs probe /run/sdctr/{fake}/rootfs")
+    planted_cgroup.mkdir(parents=True)
+    try:
+        found = leftovers(host, fake)
+        kinds = sorted({f.split(":")[0] for f in found})
+        assert kinds == ["cgroup", "mount", "path"], found
+        assert any(f.endswith(f"/var/lib/sdctr/containers/{fake}") for f in found), found
+    finally:
+        host.sh(f"umount /run/sdctr/{fake}/rootfs; rm -rf /var/lib/sdctr/containers/{fake} /run/sdctr/{fake}")
+        planted_cgroup.rmdir()
+    assert leftovers(host, fake) == []
 
 
 def test_detached_container_is_a_unit_with_enforced_limits(host: Machine) -> None:
@@ -131,7 +156,7 @@ def test_inside_the_container(host: Machine) -> None:
     assert out[2] == "box"
     assert "sysrq-denied" in out and "mount-denied" in out
     caps = dict(line.split(":\t") for line in out if line.startswith(("CapEff", "NoNewPrivs", "Seccomp")))
-    assert int(caps["CapEff"], 16) == 0xa80425fb  # Docker's default set
+    assert int(caps["CapEff"], 16) == docker.DEFAULT_CAPS_MASK
     assert caps["NoNewPrivs"].strip() == "1"
     assert caps["Seccomp"].strip() == "2"
 
@@ -172,15 +197,37 @@ def test_foreground_run_attaches_stdio(host: Machine) -> None:
     assert r.stderr == "oops\n"
 
 
+def processes_under(pids: list[int]) -> list[tuple[int, int, str, str]]:
+    """(pid, ppid, state, comm) of `pids` and all their descendants, zombies included (a zombie
+    is in no cgroup.procs since Linux 5.3, but still in /proc until its parent reaps it)."""
+    table = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        table[int(fields["Pid"])] = (int(fields["PPid"]), fields["State"].split()[0], fields["Name"].strip())
+    found, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in table and pid not in found:
+            found.add(pid)
+            todo += [child for child, (ppid, _, _) in table.items() if ppid == pid]
+    return sorted((pid, *table[pid]) for pid in found)
+
+
 def test_zombies_are_reaped(host: Machine) -> None:
-    # the shell exits at once, leaving orphans that the container's PID 1 must reap
-    cid = run_d(host, "busybox", "sh", "-c", "(sleep 0.2 &) ; (sleep 0.2 &); sleep 1000")
+    # the shell's subshells exit at once, leaving orphans that the container's PID 1 must reap;
+    # the positive control: a sleep that exec'd over a shell never reaps the child it started
+    cid = run_d(host, "busybox", "sh", "-c",
+                "(sleep 0.2 &); (sleep 0.2 &); sh -c 'sleep 0.1 & exec sleep 1000' & sleep 1000")
     try:
         time.sleep(1.5)
-        pids = [int(p) for p in (host_cgroup(host, cid, "pids") / "cgroup.procs").read_text().split()]
-        states = [Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] for p in pids
-                  if Path(f"/proc/{p}").exists()]
-        assert "Z" not in states, states
+        living = [int(p) for p in (host_cgroup(host, cid, "pids") / "cgroup.procs").read_text().split()]
+        procs = processes_under(living)
+        comm = {pid: name for pid, _, _, name in procs}
+        zombies = [(pid, ppid) for pid, ppid, state, _ in procs if state == "Z"]
+        assert [comm.get(ppid) for _, ppid in zombies] == ["sleep"], procs  # the control's, no other
     finally:
         sdctr(host, "rm", "-f", cid)
 
@@ -217,7 +264,7 @@ def test_lifecycle_verbs(host: Machine) -> None:
         assert sdctr(host, "exec", "-u", "app", "life", "id", "-u").stdout.strip() == "1000"
         # an exec'd command is confined as the container's own: capabilities, no_new_privs, seccomp
         status = sdctr(host, "exec", "life", "cat", "/proc/self/status").stdout
-        assert "CapEff:\t00000000a80425fb" in status and "NoNewPrivs:\t1" in status
+        assert f"CapEff:\t{docker.DEFAULT_CAPS_MASK:016x}" in status and "NoNewPrivs:\t1" in status
         assert "Seccomp:\t2" in status
         assert sdctr(host, "exec", "life", "sh", "-c", "exit 5", check=False).returncode == 5
         assert sdctr(host, "exec", "life", "nope", check=False).returncode == 127

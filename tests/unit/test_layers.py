@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import require_user_xattrs
 
 from sdctr.log import SdctrError
 from sdctr.oci import layers
@@ -223,6 +224,7 @@ def test_inspect_applies_the_name_rules_and_writes_nothing(box: Box) -> None:
 # --- honest layers ---------------------------------------------------------------------------------
 
 def test_files_dirs_modes_links_and_times(box: Box) -> None:
+    require_user_xattrs(box.target)
     data = make_tar(
         d(".", 0o751),
         d("bin"),

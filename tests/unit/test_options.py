@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import docker
 
 from sdctr import options as opts
 from sdctr.cli.parser import build_parser
@@ -16,7 +17,7 @@ from sdctr.log import SdctrError
 from sdctr.main import main
 from sdctr.options import OPTIONS, RunOptions, run_options, user_env
 from sdctr.runtime.resolve import capabilities, resolve
-from sdctr.spec import DEFAULT_CAPS, Mount, NetworkMode, RestartPolicy
+from sdctr.spec import Mount, NetworkMode, RestartPolicy
 
 GLOBAL_DESTS = {"debug", "root", "unit_file_mode", "verb", "handler"}
 
@@ -237,11 +238,14 @@ def test_the_users_environment_is_files_then_flags(tmp_path: Path) -> None:
 
 
 def test_capabilities() -> None:
-    assert set(capabilities([], [])) == set(DEFAULT_CAPS)
+    assert set(capabilities([], [])) == set(docker.DEFAULT_CAPS)
     o = flags_of(["--cap-add", "net_admin", "--cap-drop", "CAP_CHOWN", "--cap-drop", "mknod", "busybox"])
     added = capabilities(o.cap_add, o.cap_drop)
     assert "CAP_NET_ADMIN" in added and "CAP_CHOWN" not in added and "CAP_MKNOD" not in added
     assert capabilities([], ["ALL"]) == ()
+    assert capabilities(["CAP_SYS_TIME"], ["ALL"]) == ("CAP_SYS_TIME",)  # Docker's idiom
+    assert "CAP_CHOWN" in capabilities(["CAP_CHOWN"], ["CAP_CHOWN"])  # drops first, then adds
+    assert "CAP_KILL" not in capabilities(["ALL"], ["CAP_KILL"])
     assert "CAP_SYS_ADMIN" in capabilities(flags_of(["--cap-add", "all", "busybox"]).cap_add, [])
 
 
@@ -291,4 +295,4 @@ def test_what_the_user_asked_wins_over_the_image() -> None:
     assert spec.network is NetworkMode.HOST and spec.tty and spec.attached and len(spec.id) == 64
     default = resolve(RunOptions(image="busybox"), IMAGE)
     assert (default.workdir, default.attached) == ("/home", True)
-    assert set(default.capabilities) == set(DEFAULT_CAPS)
+    assert set(default.capabilities) == set(docker.DEFAULT_CAPS)

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sdctr.external import run
 from sdctr.log import SdctrError, set_debug
 
 
-def test_child_gets_a_minimal_environment_and_no_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_gets_a_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRET_TOKEN", "leak")
-    out = run(["sh", "-c", "env; cat"]).stdout
+    out = run(["env"]).stdout
     assert "SECRET_TOKEN" not in out
     assert "PATH=" in out
+
+
+def test_child_gets_no_stdin() -> None:
+    """Our own standard input holds a line: a child that inherited it would read the line; run()
+    gives it /dev/null."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"meant for sdctr, not its children\n")
+    os.close(write_end)
+    saved = os.dup(0)
+    try:
+        os.dup2(read_end, 0)
+        out = run(["sh", "-c", "readlink /proc/self/fd/0; cat"]).stdout
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(read_end)
+    assert out == "/dev/null\n"
 
 
 def test_failure_names_the_command_status_and_last_stderr_line() -> None:
