@@ -1,74 +1,391 @@
 """`sdctr exec`: a command in a running container, confined as the container's own command is.
 
-Joins the unit's cgroups and the namespaces of the container's PID 1, takes its root, forks
-(a PID namespace applies to children), and in the child drops to the container's capabilities,
-sets no_new_privs and the container's seccomp filter before exec: an exec'd shell is no more
-privileged than the container itself.
+Three steps, and only the last process is ever inside the container's PID namespace:
+
+1. The CLI (`exec_in`) takes a pidfd of the container's PID 1 and checks, while that process is
+   still alive, that it is in the unit's cgroup: from here on the process is named by the pidfd,
+   never by a PID that may have been reused. It then re-executes itself as a sealed memfd copy of
+   the Python interpreter (runc's answer to CVE-2019-5736, below); that exec closes the D-Bus
+   connection and every descriptor but stdio, the pidfd and the request.
+2. The helper (`helper`, still the CLI's PID, outside the container's PID namespace) becomes
+   non-dumpable, joins the unit's cgroups (or fails), the namespaces of PID 1 through the pidfd
+   and its root; with -t it opens a pty of the container's own devpts; it forks, then relays the
+   terminal and signals and waits.
+3. The child: a session of its own (with -t the container's pty is its controlling terminal, so
+   TIOCSTI reaches only that pty, never the caller's terminal), no descriptor above 2, the
+   container's user, capabilities, no_new_privs and seccomp filter; then exec. It is
+   non-dumpable (inherited) until that exec: the container cannot ptrace it or read its memory.
+
+Why a memfd: a process in the container's PID namespace is visible to the container, and its
+/proc/<pid>/exe leads to its binary. Exec'ing the target first is not enough: a target script
+`#!/proc/self/exe` makes the kernel resolve its interpreter through the exec'ing process's own
+exe, so the container would run (and could then write, CVE-2019-5736) the host's python3. Here
+that exe is an anonymous, sealed copy: writing it fails, and nothing on the host runs it again.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
+import select
 import signal
+import sys
+import termios
+import tty as ttymod
 from pathlib import Path
-from typing import Any
 
-from sdctr.log import SdctrError
+from sdctr import linux
+from sdctr.log import EXIT_SDCTR, SdctrError, error
 from sdctr.spec import ContainerSpec, env_mapping, merge_env
 
-# The mount namespace last: after it, /proc paths of the host are no longer ours to open.
-NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+# For setns with /proc/<pid>/ns descriptors (before Linux 5.8): the mount namespace last, as
+# after it /proc paths of the host are no longer ours to open.
+NAMESPACES = (("cgroup", linux.CLONE_NEWCGROUP), ("ipc", linux.CLONE_NEWIPC),
+              ("uts", linux.CLONE_NEWUTS), ("net", linux.CLONE_NEWNET),
+              ("pid", linux.CLONE_NEWPID), ("mnt", linux.CLONE_NEWNS))
+CGROUP_FS = Path("/sys/fs/cgroup")
+MEMFD_NAME = "sdctr-exec"  # what /proc/<pid>/exe of an exec'ing process reads: /memfd:sdctr-exec
 
 
-def join_cgroups(unit: dict[str, Any]) -> None:
-    cg = unit.get("ControlGroup", "").lstrip("/")
-    base = Path("/sys/fs/cgroup")
-    for hierarchy in [base, *(p for p in base.iterdir() if p.is_dir())]:
-        procs = hierarchy / cg / "cgroup.procs"
-        if cg and procs.exists():
-            try:
-                procs.write_text(str(os.getpid()))
-            except OSError:
-                pass  # a v2 inner node with controllers takes no processes; its leaf is enough
-
+# --- the CLI: find PID 1, then become the sealed helper ------------------------------------------
 
 def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[str], *,
-            env: list[str], workdir: str | None, user: str | None, tty: bool, interactive: bool) -> int:
-    from sdctr import linux
+            env: list[str], workdir: str | None, user: str | None, tty: bool,
+            interactive: bool) -> NoReturn:
+    if not command:
+        raise SdctrError("exec needs a command", hint="example: sdctr exec web sh")
+    cgroup = unit.get("ControlGroup", "")
+    if not cgroup or not pid:
+        raise SdctrError(f"container {spec.short_id} is not running (systemd names no main process)")
+    leader = Leader.find(pid, cgroup)
+    request = {"spec": spec.to_json(), "pid": leader.pid, "pidfd": leader.pidfd,
+               "starttime": leader.starttime, "cgroup": cgroup, "command": command, "env": env,
+               "workdir": workdir, "user": user, "tty": tty, "interactive": interactive}
+    _become_helper(request, leader.pidfd)
+
+
+def _become_helper(request: dict[str, Any], pidfd: int | None) -> NoReturn:
+    """Re-executes this process as the helper: a sealed memfd copy of our interpreter, given the
+    request on a memfd (argv is world-readable in /proc, and the environment may be secret)."""
+    interpreter = _sealed_copy(os.path.realpath(sys.executable))
+    payload = os.memfd_create("sdctr-exec-request", 0)  # inherited by the helper
+    os.write(payload, json.dumps(request).encode())
+    os.lseek(payload, 0, os.SEEK_SET)
+    keep = [payload] + ([pidfd] if pidfd is not None else [])
+    # Everything else of ours (the bus connection, the record lock, a journal) closes at exec.
+    linux.close_range(3, flags=linux.CLOSE_RANGE_CLOEXEC)
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    package_parent = str(Path(__file__).resolve().parents[2])
+    bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); from sdctr.init.enter import helper; "
+                 "sys.exit(helper(int(sys.argv[2])))")
+    # -S -s: no site-packages (sdctr needs only the standard library); PYTHONHOME because the
+    # copy's path tells Python nothing about where its library lives.
+    environment = {"PYTHONHOME": f"{sys.base_prefix}:{sys.base_exec_prefix}",
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+    os.execve(interpreter, [MEMFD_NAME, "-S", "-s", "-c", bootstrap, package_parent, str(payload)],
+              environment)
+
+
+def _sealed_copy(path: str) -> int:
+    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.memfd_create(MEMFD_NAME, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        remaining = os.fstat(src).st_size
+        while remaining > 0:
+            sent = os.sendfile(fd, src, None, remaining)
+            if sent == 0:
+                raise OSError(errno.EIO, f"copying {path}: it shrank while read")
+            remaining -= sent
+    finally:
+        os.close(src)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    return fd
+
+
+class Leader:
+    """The container's PID 1: by a pidfd where the kernel has one (Linux 5.3), else by PID and
+    start time (a reused PID has another)."""
+
+    def __init__(self, pid: int, pidfd: int | None, starttime: int):
+        self.pid, self.pidfd, self.starttime = pid, pidfd, starttime
+
+    @classmethod
+    def find(cls, pid: int, cgroup: str) -> Leader:
+        pidfd = None
+        try:
+            pidfd = linux.pidfd_open(pid)
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                raise _gone(pid) from None
+            if e.errno != errno.ENOSYS:
+                raise
+        leader = cls(pid, pidfd, _starttime(pid))
+        if not _in_cgroup(pid, cgroup):
+            raise SdctrError(f"process {pid} is not in the container's cgroup {cgroup}",
+                             hint="the container is restarting or gone: see 'sdctr ps -a'")
+        leader.check()  # still alive: the /proc/<pid> just read was its
+        return leader
+
+    def check(self) -> None:
+        alive = (linux.pidfd_alive(self.pidfd) if self.pidfd is not None
+                 else _starttime(self.pid) == self.starttime)
+        if not alive:
+            raise _gone(self.pid)
+
+    def open_root_and_namespaces(self) -> tuple[int, list[int]]:
+        """Its root and, for a kernel without setns(pidfd), its namespaces: opened by PID, then
+        checked to be its while it is still alive."""
+        opened = [os.open(f"/proc/{self.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        try:
+            for name, _ in NAMESPACES:
+                opened.append(os.open(f"/proc/{self.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+            self.check()
+        except BaseException:
+            for fd in opened:
+                os.close(fd)
+            raise
+        return opened[0], opened[1:]
+
+    def enter(self, spaces: list[int]) -> None:
+        if self.pidfd is not None:
+            try:  # all namespaces at once, of exactly that process (Linux 5.8)
+                linux.setns(self.pidfd, _ALL_NAMESPACES)
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+        for fd in spaces:
+            linux.setns(fd)
+
+
+_ALL_NAMESPACES = 0
+for _, _flag in NAMESPACES:
+    _ALL_NAMESPACES |= _flag
+
+
+def _gone(pid: int) -> SdctrError:
+    return SdctrError(f"the container's PID 1 ({pid}) has exited",
+                      hint="the container is restarting or gone: see 'sdctr ps -a'")
+
+
+def _starttime(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after comm and state
+
+
+def _in_cgroup(pid: int, cgroup: str) -> bool:
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    return any(line.split(":", 2)[2] == cgroup for line in lines if line.count(":") >= 2)
+
+
+# --- the helper: join, fork, relay ---------------------------------------------------------------
+
+def helper(request_fd: int) -> int:
+    try:
+        return _helper(request_fd)
+    except SdctrError as e:
+        error(str(e), e.hint)
+        return e.status
+    except OSError as e:
+        error(_describe(e))
+        return EXIT_SDCTR
+
+
+def _helper(request_fd: int) -> int:
+    # Everything this process imports, it imports now: past setns its root is the container's.
     from sdctr.init import reaper, seccomp
     from sdctr.init import standard as init
 
-    if not command:
-        raise SdctrError("exec needs a command", hint="example: sdctr exec web sh")
-    spaces = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in NAMESPACES]
-    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # Before anything of the container's is open; the child inherits it, and exec resets it.
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    with os.fdopen(request_fd, "rb") as f:
+        request = json.loads(f.read())
+    spec = ContainerSpec.from_json(request["spec"])
+    pidfd = request["pidfd"]
+    leader = Leader(request["pid"], pidfd, request["starttime"])
     syscall_filter = seccomp.Filter(spec.capabilities)  # libseccomp is loaded from the host
-    join_cgroups(unit)
+    join_cgroups(request["cgroup"])
+    # The host's: the container's /dev/null could be a FIFO its root made, and block us.
+    quiet = request["interactive"] or request["tty"]
+    null = None if quiet else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    root, spaces = leader.open_root_and_namespaces()
+    leader.enter(spaces)
     for fd in spaces:
-        linux.setns(fd)
         os.close(fd)
+    if pidfd is not None:
+        os.close(pidfd)
     os.fchdir(root)
     os.chroot(".")
     os.close(root)
+    # The container's own devpts: the pty is the container's, not one of the host's.
+    pty = linux.open_pty("/dev/pts/ptmx") if request["tty"] else None
     signal.pthread_sigmask(signal.SIG_BLOCK, reaper.FORWARDED)
     child = os.fork()
     if child == 0:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
+        _child(request, spec, pty[1] if pty else null, syscall_filter)
+    if pty is None:
+        init.forward_signals(child)  # as `docker exec` forwards them
+        _, status = os.waitpid(child, 0)
+        return reaper.exit_status(status)
+    os.close(pty[1])
+    return reaper.exit_status(_relay(pty[0], child, request["interactive"], reaper.FORWARDED))
+
+
+def _child(request: dict[str, Any], spec: ContainerSpec, stdin: int | None,
+           syscall_filter: Any) -> NoReturn:
+    """`stdin`: the pty's slave with -t, /dev/null without -i, else None (ours)."""
+    from sdctr.init import standard as init
+
+    try:
+        # A session of our own: the caller's terminal is not ours to TIOCSTI into.
+        os.setsid()
+        tty = request["tty"]
+        if stdin is not None:
+            for fd in (0, 1, 2) if tty else (0,):
+                os.dup2(stdin, fd)
+        if tty:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        linux.close_range(3)  # the pty's master, the namespaces, anything else of ours
+        user = request["user"]
+        who = init.resolve_user(user if user is not None else spec.user)
+        if tty:  # as a login's terminal: its user's
+            os.fchown(0, who.uid, -1)
+        os.chdir(request["workdir"] or spec.workdir or "/")
+        base = ["TERM=xterm"] if tty else []
+        environment = merge_env(base, init.container_env(spec, who), request["env"])
+        init.drop_privileges(who, spec.capabilities)
+        path = init.resolve_command(request["command"][0], environment)
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        syscall_filter.load()
+        os.execve(path, request["command"], env_mapping(environment))
+    except SdctrError as e:
+        os.write(2, f"sdctr: error: {e}\n".encode())
+        os._exit(e.status)
+    except OSError as e:
+        os.write(2, f"sdctr: error: {_describe(e)}\n".encode())
+        os._exit(126)
+    except BaseException as e:
+        os.write(2, f"sdctr: error: internal error: {e.__class__.__name__}: {e}\n".encode())
+        os._exit(EXIT_SDCTR)
+
+
+def _describe(e: OSError) -> str:
+    from sdctr.init import standard as init
+
+    return init.describe(e)
+
+
+def join_cgroups(cgroup: str) -> None:
+    """Into the unit's cgroup in every hierarchy that has it, each checked, so an exec'd command
+    is never left outside the container's limits."""
+    unified = (CGROUP_FS / "cgroup.controllers").exists()
+    hierarchies = [CGROUP_FS] if unified else sorted(
+        p for p in CGROUP_FS.iterdir() if p.is_dir() and not p.is_symlink())
+    joined = 0
+    for hierarchy in hierarchies:
+        directory = hierarchy / cgroup.lstrip("/")
+        if not directory.is_dir():
+            continue  # a v1 controller the unit does not use
+        procs = directory / "cgroup.procs"
         try:
-            who = init.resolve_user(user if user is not None else spec.user)
-            os.chdir(workdir or spec.workdir or "/")
-            environment = merge_env(init.container_env(spec, who), env)
-            init.drop_privileges(who, spec.capabilities)
-            path = init.resolve_command(command[0], environment)
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            syscall_filter.load()
-            os.execve(path, command, env_mapping(environment))
-        except SdctrError as e:
-            os.write(2, f"sdctr: error: {e}\n".encode())
-            os._exit(e.status)
+            procs.write_text(f"{os.getpid()}\n")
+            if str(os.getpid()) not in procs.read_text().split():
+                raise OSError(errno.EPERM, "the kernel did not move us there")
         except OSError as e:
-            os.write(2, f"sdctr: error: {init.describe(e)}\n".encode())
-            os._exit(126)
-    init.forward_signals(child)  # as `docker exec` forwards them
-    _, status = os.waitpid(child, 0)
-    return reaper.exit_status(status)
+            raise SdctrError(f"cannot join the container's cgroup {directory}: {e.strerror}") from None
+        joined += 1
+    if not joined:
+        raise SdctrError(f"cannot join the container's cgroup {cgroup}: no hierarchy under "
+                         f"{CGROUP_FS} has it")
+
+
+def _relay(master: int, child: int, interactive: bool, forwarded: tuple[int, ...]) -> int:
+    """The caller's terminal and the container's pty, both ways, until the command exits; its
+    wait status. In raw mode ^C travels as a byte; signals sent to us go to the command."""
+    stdin = sys.stdin.fileno()
+    terminal = os.isatty(stdin)
+    window_from = stdin if terminal else (1 if os.isatty(1) else None)
+    saved = termios.tcgetattr(stdin) if terminal and interactive else None
+
+    def resize(*_: object) -> None:
+        if window_from is not None:
+            _copy_window_size(window_from, master)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in forwarded:
+        signal.signal(sig, resize if sig == signal.SIGWINCH else forward)
+    resize()
+    if saved is not None:
+        ttymod.setraw(stdin)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
+    try:
+        return _pump(master, child, stdin if interactive else None)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        os.close(master)
+
+
+def _pump(master: int, child: int, stdin: int | None) -> int:
+    sources = [master] + ([stdin] if stdin is not None else [])
+    status = None
+    while True:
+        if status is None:
+            pid, wait_status = os.waitpid(child, os.WNOHANG)
+            status = wait_status if pid else None
+        # once the command is gone, only what it left in the pty
+        ready, _, _ = select.select(sources, [], [], 0.05 if status is not None else 0.1)
+        if status is not None and master not in ready:
+            return status
+        if master in ready:
+            data = _read(master)
+            if not data:  # EIO: every holder of the slave closed it
+                return status if status is not None else os.waitpid(child, 0)[1]
+            _write_all(1, data)
+        if stdin is not None and stdin in ready:
+            data = _read(stdin)
+            if not data:  # end of our input: an EOF character, as a terminal's ^D
+                sources.remove(stdin)
+                data = b"\x04"
+            _write_all(master, data)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _copy_window_size(src: int, dst: int) -> None:
+    try:
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        pass
