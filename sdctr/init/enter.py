@@ -222,8 +222,7 @@ def _helper(request_fd: int) -> int:
     syscall_filter = seccomp.Filter(spec.capabilities)  # libseccomp is loaded from the host
     join_cgroups(request["cgroup"])
     # The host's: the container's /dev/null could be a FIFO its root made, and block us.
-    quiet = request["interactive"] or request["tty"]
-    null = None if quiet else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     root, spaces = leader.open_root_and_namespaces()
     leader.enter(spaces)
     for fd in spaces:
@@ -233,33 +232,66 @@ def _helper(request_fd: int) -> int:
     os.fchdir(root)
     os.chroot(".")
     os.close(root)
-    # The container's own devpts: the pty is the container's, not one of the host's.
-    pty = linux.open_pty("/dev/pts/ptmx") if request["tty"] else None
+    if request["tty"]:  # the container's own devpts: the pty is the container's, not the host's
+        master, slave = linux.open_pty("/dev/pts/ptmx")
+        stdio = Stdio((slave, slave, slave), {master: 1}, [slave])
+    else:
+        stdio, master = Stdio.without_terminals(null, request["interactive"]), None
+    if request["interactive"] and master is not None:
+        stdio.routes[0] = master
     signal.pthread_sigmask(signal.SIG_BLOCK, reaper.FORWARDED)
     child = os.fork()
     if child == 0:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
-        _child(request, spec, pty[1] if pty else null, syscall_filter)
-    if pty is None:
+        _child(request, spec, stdio.child, syscall_filter)
+    for fd in stdio.theirs:
+        os.close(fd)
+    if not stdio.routes:
         init.forward_signals(child)  # as `docker exec` forwards them
         _, status = os.waitpid(child, 0)
         return reaper.exit_status(status)
-    os.close(pty[1])
-    return reaper.exit_status(_relay(pty[0], child, request["interactive"], reaper.FORWARDED))
+    return reaper.exit_status(_relay(stdio.routes, child, master, reaper.FORWARDED))
 
 
-def _child(request: dict[str, Any], spec: ContainerSpec, stdin: int | None,
+class Stdio:
+    """The child's descriptors 0, 1 and 2; what the helper copies from where to where; and the
+    child's ends of it, which the helper closes after the fork."""
+
+    def __init__(self, child: tuple[int, int, int], routes: dict[int, int], theirs: list[int]):
+        self.child, self.routes, self.theirs = child, routes, theirs
+
+    @classmethod
+    def without_terminals(cls, null: int, interactive: bool) -> Stdio:
+        """Ours, except that a terminal is never handed in (a process holding it could read
+        the administrator's keys long after exec returned, or with CAP_SYS_ADMIN TIOCSTI into
+        it): a pipe we relay takes its place, as docker exec's streams do. Without -i, stdin is
+        /dev/null."""
+        child, routes, theirs = [null, 1, 2], {}, []
+        if interactive:
+            child[0] = 0
+            if os.isatty(0):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                child[0], routes[0] = r, w
+                theirs.append(r)
+        for fd in (1, 2):
+            if os.isatty(fd):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                child[fd], routes[r] = w, fd
+                theirs.append(w)
+        return cls((child[0], child[1], child[2]), routes, theirs)
+
+
+def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, int],
            syscall_filter: Any) -> NoReturn:
-    """`stdin`: the pty's slave with -t, /dev/null without -i, else None (ours)."""
     from sdctr.init import standard as init
 
     try:
         # A session of our own: the caller's terminal is not ours to TIOCSTI into.
         os.setsid()
         tty = request["tty"]
-        if stdin is not None:
-            for fd in (0, 1, 2) if tty else (0,):
-                os.dup2(stdin, fd)
+        for fd, source in enumerate(stdio):
+            if source != fd:
+                os.dup2(source, fd)
         if tty:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         linux.close_range(3)  # the pty's master, the namespaces, anything else of ours
@@ -274,6 +306,7 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdin: int | None,
         path = init.resolve_command(request["command"][0], environment)
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
         syscall_filter.load()
+        _default_signals()
         os.execve(path, request["command"], env_mapping(environment))
     except SdctrError as e:
         os.write(2, f"sdctr: error: {e}\n".encode())
@@ -284,6 +317,19 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdin: int | None,
     except BaseException as e:
         os.write(2, f"sdctr: error: internal error: {e.__class__.__name__}: {e}\n".encode())
         os._exit(EXIT_SDCTR)
+
+
+def _default_signals() -> None:
+    """What the command starts with, as under docker exec: Python ignores SIGPIPE and SIGXFSZ,
+    and a caller in the background ignored SIGINT; an ignored signal stays ignored across exec
+    (and a shell may not even trap it then)."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):  # the real-time signals glibc keeps for itself
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def _describe(e: OSError) -> str:
@@ -316,16 +362,16 @@ def join_cgroups(cgroup: str) -> None:
                          f"{CGROUP_FS} has it")
 
 
-def _relay(master: int, child: int, interactive: bool, forwarded: tuple[int, ...]) -> int:
-    """The caller's terminal and the container's pty, both ways, until the command exits; its
-    wait status. In raw mode ^C travels as a byte; signals sent to us go to the command."""
+def _relay(routes: dict[int, int], child: int, master: int | None, forwarded: tuple[int, ...]) -> int:
+    """Bytes along `routes` until the command exits and its output is read; its wait status.
+    With a pty (`master`) and -i on a terminal, ours is in raw mode: ^C travels as a byte.
+    Signals sent to us go to the command; SIGWINCH resizes the pty."""
     stdin = sys.stdin.fileno()
-    terminal = os.isatty(stdin)
-    window_from = stdin if terminal else (1 if os.isatty(1) else None)
-    saved = termios.tcgetattr(stdin) if terminal and interactive else None
+    window_from = next((fd for fd in (stdin, 1) if os.isatty(fd)), None)
+    saved = termios.tcgetattr(stdin) if master is not None and 0 in routes and os.isatty(stdin) else None
 
     def resize(*_: object) -> None:
-        if window_from is not None:
+        if window_from is not None and master is not None:
             _copy_window_size(window_from, master)
 
     def forward(signum: int, _frame: object) -> None:
@@ -341,35 +387,40 @@ def _relay(master: int, child: int, interactive: bool, forwarded: tuple[int, ...
         ttymod.setraw(stdin)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
     try:
-        return _pump(master, child, stdin if interactive else None)
+        return _pump(routes, child)
     finally:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-        os.close(master)
 
 
-def _pump(master: int, child: int, stdin: int | None) -> int:
-    sources = [master] + ([stdin] if stdin is not None else [])
+def _pump(routes: dict[int, int], child: int) -> int:
+    sources = list(routes)
+    outputs = {fd for fd in routes if fd != 0}
     status = None
     while True:
         if status is None:
             pid, wait_status = os.waitpid(child, os.WNOHANG)
             status = wait_status if pid else None
-        # once the command is gone, only what it left in the pty
+        # once the command is gone, only what it left behind (a background process of the
+        # container may hold the other end open: we do not wait for it)
         ready, _, _ = select.select(sources, [], [], 0.05 if status is not None else 0.1)
-        if status is not None and master not in ready:
+        if status is not None and not outputs & set(ready):
             return status
-        if master in ready:
-            data = _read(master)
-            if not data:  # EIO: every holder of the slave closed it
-                return status if status is not None else os.waitpid(child, 0)[1]
-            _write_all(1, data)
-        if stdin is not None and stdin in ready:
-            data = _read(stdin)
-            if not data:  # end of our input: an EOF character, as a terminal's ^D
-                sources.remove(stdin)
-                data = b"\x04"
-            _write_all(master, data)
+        for fd in ready:
+            data = _read(fd)
+            if data:
+                _write_all(routes[fd], data)
+            elif fd in outputs:  # EOF, or EIO: every holder of the pty's slave closed it
+                sources.remove(fd)
+                outputs.discard(fd)
+                if not outputs:
+                    return status if status is not None else os.waitpid(child, 0)[1]
+            else:  # end of our input: a pipe's end closed, or a terminal's ^D on the pty
+                sources.remove(fd)
+                if routes[fd] in routes:
+                    _write_all(routes[fd], b"\x04")
+                else:
+                    os.close(routes[fd])
 
 
 def _read(fd: int) -> bytes:

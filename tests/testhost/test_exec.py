@@ -68,15 +68,20 @@ def in_a_terminal(host: Machine, *argv: str) -> tuple[list[str], int]:
 def test_exec_runs_in_a_session_of_its_own_without_the_callers_terminal(box: tuple[Machine, str]) -> None:
     """TIOCSTI needs the terminal to be the caller's controlling one: a process in the caller's
     session could type commands into the administrator's shell. The exec'd process must lead a
-    session of its own and have no controlling terminal at all."""
+    session of its own, have no controlling terminal, and not even hold the caller's terminal
+    (with it, a background process could read the administrator's keys after exec returned):
+    its stdio are pipes that sdctr relays."""
     host, name = box
-    lines, status = in_a_terminal(host, "sdctr", "exec", name, "cat", "/proc/self/stat")
+    script = "cat /proc/$$/stat; for f in 0 1 2; do readlink /proc/$$/fd/$f; done; echo relayed"
+    lines, status = in_a_terminal(host, "sdctr", "exec", "-i", name, "sh", "-c", script)
     assert status == 0, lines
     _, caller_session, caller_tty = stat_fields(lines[0])
     assert caller_tty != 0 and caller_session != 0  # the probe works: the caller has a terminal
     pid, session, tty = stat_fields(lines[1])
     assert session == pid, lines[1]  # a session leader (the caller's session is not even visible)
     assert tty == 0, lines[1]
+    assert [line.split(":")[0] for line in lines[2:5]] == ["pipe"] * 3, lines
+    assert lines[5].strip() == "relayed", lines
 
 
 def test_exec_t_gets_a_pty_of_the_containers_devpts(box: tuple[Machine, str]) -> None:
@@ -179,3 +184,11 @@ def test_exec_fails_with_one_line_when_the_cgroup_cannot_be_joined(box: tuple[Ma
     assert "ran" not in r.stdout
     assert r.stderr.count("\n") == 1 and "cannot join the container's cgroup" in r.stderr, r.stderr
     assert host.exec("sdctr", "exec", name, "echo", "ran").stdout == "ran\n"  # and it can again
+
+
+def test_exec_starts_the_command_with_default_signals(box: tuple[Machine, str]) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and a background caller ignores SIGINT: none of it
+    may reach the command (`yes | head` would never end, a shell could not trap ^C)."""
+    host, name = box
+    r = host.exec("sh", "-c", f"trap '' INT; sdctr exec {name} grep -E 'Sig(Ign|Blk)' /proc/self/status")
+    assert r.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], r.stdout
