@@ -274,7 +274,9 @@ class Stdio:
                 child[0], routes[0] = r, w
                 theirs.append(r)
         for fd in (1, 2):
-            if os.isatty(fd):
+            if fd == 2 and os.isatty(1) and os.isatty(2) and os.path.samestat(os.fstat(1), os.fstat(2)):
+                child[2] = child[1]  # one pipe keeps their order, as on a terminal
+            elif os.isatty(fd):
                 r, w = os.pipe2(os.O_CLOEXEC)
                 child[fd], routes[r] = w, fd
                 theirs.append(w)

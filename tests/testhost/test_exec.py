@@ -192,3 +192,27 @@ def test_exec_starts_the_command_with_default_signals(box: tuple[Machine, str]) 
     host, name = box
     r = host.exec("sh", "-c", f"trap '' INT; sdctr exec {name} grep -E 'Sig(Ign|Blk)' /proc/self/status")
     assert r.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], r.stdout
+
+
+def test_attached_run_holds_pipes_not_the_callers_terminal(box: tuple[Machine, str]) -> None:
+    """A foreground `run -i` from a terminal: the container gets relayed pipes, no terminal
+    of the caller's, and its command is in the init's session, not the caller's."""
+    host, _ = box
+    script = "cat /proc/$$/stat; for f in 0 1 2; do readlink /proc/$$/fd/$f; done; echo relayed"
+    lines, status = in_a_terminal(host, "sdctr", "run", "--rm", "-i", "busybox", "sh", "-c", script)
+    assert status == 0, lines
+    assert stat_fields(lines[0])[2] != 0  # the caller has a terminal
+    _, session, tty = stat_fields(lines[1])
+    assert session != 0 and tty == 0, lines[1]  # a session in the container, no terminal
+    assert [line.split(":")[0] for line in lines[2:5]] == ["pipe"] * 3, lines
+    assert lines[5].strip() == "relayed", lines
+
+
+def test_attached_run_t_proxies_a_pty_of_its_own(box: tuple[Machine, str]) -> None:
+    host, _ = box
+    lines, status = in_a_terminal(host, "sdctr", "run", "--rm", "-t", "busybox", "sh", "-c",
+                                  "cat /proc/$$/stat; exit 4")
+    assert status == 4, lines
+    caller_tty = stat_fields(lines[0])[2]
+    _, session, tty = stat_fields(lines[1])
+    assert session != 0 and tty not in (0, caller_tty), (lines, caller_tty)
