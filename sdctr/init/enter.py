@@ -145,14 +145,17 @@ class Leader:
     def open_root_and_namespaces(self) -> tuple[int, list[int]]:
         """Its root and, for a kernel without setns(pidfd), its namespaces: opened by PID, then
         checked to be its while it is still alive."""
-        opened = [os.open(f"/proc/{self.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        opened: list[int] = []
         try:
+            opened.append(os.open(f"/proc/{self.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             for name, _ in NAMESPACES:
                 opened.append(os.open(f"/proc/{self.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
             self.check()
-        except BaseException:
+        except BaseException as e:
             for fd in opened:
                 os.close(fd)
+            if isinstance(e, FileNotFoundError):
+                raise _gone(self.pid) from None
             raise
         return opened[0], opened[1:]
 
