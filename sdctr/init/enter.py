@@ -73,7 +73,7 @@ def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[s
 def _become_helper(request: dict[str, Any], pidfd: int | None) -> NoReturn:
     """Re-executes this process as the helper: a sealed memfd copy of our interpreter, given the
     request on a memfd (argv is world-readable in /proc, and the environment may be secret)."""
-    interpreter = _sealed_copy(os.path.realpath(sys.executable))
+    interpreter = _sealed_copy("/proc/self/exe")  # the interpreter running us, whatever its name
     payload = os.memfd_create("sdctr-exec-request", 0)  # inherited by the helper
     os.write(payload, json.dumps(request).encode())
     os.lseek(payload, 0, os.SEEK_SET)
