@@ -1,7 +1,8 @@
 """sdctr: a daemonless container manager for systemd hosts.
 
-Every container is a systemd unit ``ctr-<id>``; see DESIGN.md for the data flow
-cli -> spec -> images -> storage -> network -> systemd -> init.
+Every container is a systemd unit ``ctr-<id>``. The subpackages follow the data flow
+cli -> (spec) -> image -> storage -> net -> systemd -> init, with runtime orchestrating and oci
+beneath; see README.md's Layout section.
 """
 
 __version__ = "0.1.0"

@@ -1,10 +1,15 @@
 """The machine's settings: /etc/sdctr/sdctr.yaml (``SDCTR_CONFIG`` names another file, so tests never
-touch /etc). Only the registries section is read so far:
+touch /etc). The registries and network sections are read so far:
 
     registries:
       mirrors:                      # tried in order before the registry itself, for pulls only
         docker.io: ["https://mirror.example.com", "http://127.0.0.1:5001"]
       insecure: ["registry.lan:5000"]   # spoken to over plain HTTP (host or host:port)
+
+    network:                        # the default network, `bridge` (sdctr.net)
+      subnet: 10.89.0.0/16          # refused at the first start if a host route overlaps it
+      gateway: 10.89.0.1            # default: the subnet's first address
+      bridge: sdctr0
 
 A missing file means the defaults (no mirrors; plain HTTP only for localhost and 127.0.0.0/8), and
 YAML is imported only when the file exists: most commands never read it.
@@ -43,8 +48,15 @@ class Registries(Record):
         return tuple(self.mirrors.get(domain, ()))
 
 
+class NetworkSettings(Record):
+    subnet: str = "10.89.0.0/16"
+    gateway: str = ""  # "": the subnet's first address
+    bridge: str = "sdctr0"
+
+
 class Config(Record):
     registries: Registries = Registries()
+    network: NetworkSettings = NetworkSettings()
 
 
 def config_path() -> Path:
@@ -78,7 +90,26 @@ def parse(doc: Any, *, source: str) -> Config:
                  for domain, urls in mirrors.items()},
         insecure=tuple(_host(h, source, "registries.insecure")
                        for h in _list(registries.get("insecure") or [], source, "registries.insecure")),
-    ))
+    ), _network(_mapping(doc.get("network") or {}, source, "network"), source))
+
+
+# --- network ------------------------------------------------------------------------------------
+
+_BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+
+
+def _network(section: Mapping[str, Any], source: str) -> NetworkSettings:
+    unknown = sorted(str(k) for k in section if k not in NetworkSettings._fields)
+    if unknown:
+        raise SdctrError(f"{source}: network.{unknown[0]} is not a setting",
+                         hint="the settings are: " + ", ".join(NetworkSettings._fields))
+    # the subnet and gateway are checked where they are used (sdctr.net.network): the shared top
+    # level imports no stage
+    settings = NetworkSettings(**{k: str(v) for k, v in section.items()})
+    if not _BRIDGE_NAME.fullmatch(settings.bridge):
+        raise SdctrError(f"{source}: network.bridge {settings.bridge!r} is not an interface name",
+                         hint="up to 15 letters, digits, '_', '.', '-'")
+    return settings
 
 
 def _mirrors(urls: Any, source: str, domain: str) -> tuple[Mirror, ...]:

@@ -20,12 +20,14 @@ _MINIMAL_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 _DEVNULL = -3  # subprocess.DEVNULL, whose module (with selectors) is ~3 ms that `sdctr run` does without
 
 
-def run(cmd: Sequence[str], *, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:
+def run(cmd: Sequence[str], *, check: bool = True, capture: bool = True,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`input`, if given, is the child's stdin (`ip -batch -`, `nft -f -`), echoed under --debug."""
     import subprocess
 
-    debug("+ " + shlex.join(cmd))
+    debug("+ " + shlex.join(cmd) + ("" if input is None else " <<EOF\n" + input + "EOF"))
     try:
-        proc = subprocess.run(list(cmd), stdin=subprocess.DEVNULL,
+        proc = subprocess.run(list(cmd), stdin=subprocess.DEVNULL if input is None else None, input=input,
                               stdout=subprocess.PIPE if capture else None,
                               stderr=subprocess.PIPE if capture else None,
                               env=dict(_MINIMAL_ENV), text=True)

@@ -44,12 +44,16 @@ MS_SLAVE = 1 << 19
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
+MOUNT_ATTR_RDONLY = 0x1
+_AT_EMPTY_PATH = 0x1000
+_AT_RECURSIVE = 0x8000
 
 # include/uapi/linux/prctl.h
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -62,9 +66,14 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
+# include/uapi/linux/seccomp.h
+_SECCOMP_MODE_FILTER = 2
+
 # glibc has no pivot_root() wrapper; the number is per architecture (arch/*/syscall*.tbl)
 _NR_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217,
                   "armv7l": 218, "i686": 217}
+# From 424 on, one number on every architecture but alpha (scripts/syscall.tbl).
+_NR_MOUNT_SETATTR = 442
 
 # The C library this interpreter already runs on: find_library would spawn ldconfig (~10 ms
 # on every container start).
@@ -106,6 +115,35 @@ def pivot_root(new_root: str, put_old: str) -> None:
     if nr is None:
         raise OSError(errno.ENOSYS, f"pivot_root: unknown syscall number on {machine()}")
     _check(_libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root", new_root, put_old)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr_recursive(fd: int, attr_set: int) -> None:
+    """mount_setattr(2) on the mount `fd` (an O_PATH descriptor) and every mount below it, at
+    once. Linux >= 5.12; older kernels raise ENOSYS."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    r = _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                      ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE), ctypes.byref(attr),
+                      ctypes.c_size_t(ctypes.sizeof(attr)))
+    _check(r, "mount_setattr", fd, hex(attr_set))
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(program: bytes) -> None:
+    """Installs a classic BPF program (struct sock_filter[], 8 bytes each) as this thread's
+    seccomp filter; needs no_new_privs or CAP_SYS_ADMIN."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    r = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(_SECCOMP_MODE_FILTER),
+                    ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    _check(r, "prctl", "PR_SET_SECCOMP", f"{len(program) // 8} instructions")
 
 
 def machine() -> str:

@@ -53,6 +53,10 @@ class Paths(Record):
     def run_dir(self, cid: str) -> Path:
         return self.run / cid
 
+    def netns(self, cid: str) -> Path:
+        """The container's pinned network namespace (a bridge network's), joined by its init."""
+        return self.run / "netns" / cid
+
     def make_private(self) -> None:
         """<root> and <run>, closed to other users (mode 0700, as runc's state directory): records
         hold the environment (secrets), and a running container's root file system may hold a

@@ -18,7 +18,8 @@ case $SERVICE_RESULT in success|exit-code) ;; *) exec "$@" ;; esac
 [ "$EXIT_CODE" = exited ] || exec "$@"
 case $EXIT_STATUS in ''|*[!0-9]*) exec "$@" ;; esac
 
-# ExecStopPost runs in the unit's cgroup: a non-zero oom_kill counter there means the kernel
+# ExecStopPost runs in the unit's cgroup (sdctr/cgroups.py reads the same counters in Python):
+# a non-zero oom_kill counter there means the kernel
 # killed something in it (cgroup v1 reports that as a plain SIGKILL); the hook records it
 oom=
 while IFS=: read -r _ controllers cgroup; do

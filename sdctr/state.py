@@ -7,8 +7,15 @@
 
 <root> is /var/lib/sdctr and <run> is /run/sdctr; --root/SDCTR_ROOT moves both (run becomes
 <root>/run), so a test never touches the machine's own state. Records are written atomically
-(temp file, fsync, rename) and names are claimed under one lock, so two concurrent `run --name x`
-cannot both win.
+(temp file, fsync, rename, fsync of the directory) and names are claimed under one lock, so two
+concurrent `run --name x` cannot both win.
+
+status.json is read, changed and written by the init (started), the poststop hook (exited) and
+`rm` (removed) of one container, which may all run at once: each does so holding the record's
+own lock, a flock on the record directory. A write goes through the directory opened first and
+never creates it, so a hook that lost the race to `rm` cannot bring the record back. A writer
+killed before its rename leaves `.NAME.tmpPID`; the next command that lists containers deletes
+those whose PID is gone.
 """
 
 from __future__ import annotations
@@ -31,16 +38,34 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    # 0600 from the start (a record carries the environment): never readable, then chmod-ed
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    with open(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_TMP = ".tmp"  # .NAME.tmpPID: a temp file of write_json_atomic, swept once PID is gone
+
+
+def write_json_atomic(path: Path, data: Any, *, dir_fd: int | None = None) -> None:
+    """Writes ``path`` whole or not at all, surviving a crash: temp file, fsync, rename, fsync of
+    the directory. The directory must exist (FileNotFoundError otherwise), and it is the one that
+    ``dir_fd`` holds open when given: a record `rm` removed is never created again."""
+    d = os.open(path.parent, _DIR_FLAGS) if dir_fd is None else dir_fd
+    try:
+        tmp = f".{path.name}{_TMP}{os.getpid()}"
+        # 0600 from the start (a record carries the environment): never readable, then chmod-ed
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600,
+                     dir_fd=d)
+        try:
+            with open(fd, "w") as f:
+                json.dump(data, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, path.name, src_dir_fd=d, dst_dir_fd=d)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=d)
+            raise
+        os.fsync(d)  # the rename itself, so that a crash cannot undo it
+    finally:
+        if dir_fd is None:
+            os.close(d)
 
 
 def read_json(path: Path) -> Any:
@@ -57,27 +82,98 @@ def locked(paths: Paths) -> Iterator[None]:
 
 
 def all_specs(paths: Paths) -> list[ContainerSpec]:
+    """Every record, oldest first; temp files of killed writers in them are swept on the way."""
     specs = []
+    for d in (paths.root, paths.run):  # images.json, exit files
+        sweep_dead_writers(d)
     if paths.containers.is_dir():
         for d in paths.containers.iterdir():
+            sweep_dead_writers(d)
             with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
                 specs.append(ContainerSpec.from_json(read_json(d / "config.json")))
     return sorted(specs, key=lambda s: s.created)
+
+
+def sweep_dead_writers(directory: Path) -> None:
+    """Deletes the temp files (.NAME.tmpPID) in ``directory`` whose writer is no longer running:
+    what write_json_atomic left when killed before its rename (DESIGN.md, invariant 4). A PID
+    since reused by another process keeps its file until that one is gone too."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        pid = name.rpartition(_TMP)[2]
+        if name.startswith(".") and _TMP in name and pid.isdigit() and not _running(int(pid)):
+            with contextlib.suppress(OSError):  # gone already, or not a file
+                os.unlink(directory / name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: running
+        pass
+    return True
 
 
 def save_spec(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
     """Claims the name, or picks a free one for a spec without, and writes the record; under the
     lock, so names stay unique. The spec as saved."""
     with locked(paths):
-        taken = {other.name: other for other in all_specs(paths) if other.id != spec.id}
+        others = all_specs(paths)
+        taken = {other.name: other for other in others if other.id != spec.id}
         if not spec.name:
             spec = spec.replace(name=_free_name(taken))
         elif spec.name in taken:
             raise SdctrError(f"the container name {spec.name!r} is already in use by container "
                              f"{taken[spec.name].short_id}", hint=f"remove it ('sdctr rm {spec.name}') "
                              "or choose another --name")
-        write_json_atomic(paths.container_dir(spec.id) / "config.json", spec.to_json())
+        if all(other.id != spec.id for other in others):  # new: one `rm` removed is not made again
+            paths.containers.mkdir(exist_ok=True)
+            paths.container_dir(spec.id).mkdir(exist_ok=True)
+            _fsync_dir(paths.containers)
+        with record_locked(paths, spec.id) as d:
+            write_json_atomic(paths.container_dir(spec.id) / "config.json", spec.to_json(), dir_fd=d)
     return spec
+
+
+@contextlib.contextmanager
+def record_locked(paths: Paths, cid: str) -> Iterator[int]:
+    """The record's own lock (a flock on its directory), held for a read-modify-write of its files;
+    yields the directory's fd, to write through. NoSuchContainer if the record is gone, or went
+    while we waited for the lock."""
+    try:
+        d = os.open(paths.container_dir(cid), _DIR_FLAGS)
+    except FileNotFoundError:
+        raise NoSuchContainer(f"no such container: {cid}") from None
+    try:
+        fcntl.flock(d, fcntl.LOCK_EX)
+        if os.fstat(d).st_nlink == 0:  # removed by the holder before us
+            raise NoSuchContainer(f"no such container: {cid} (removed)")
+        yield d
+    finally:
+        os.close(d)
+
+
+def remove_record(paths: Paths, cid: str) -> None:
+    """Deletes the record directory under its lock: a status write in progress completes first,
+    one that waits finds the record gone."""
+    import shutil
+
+    with contextlib.suppress(NoSuchContainer), record_locked(paths, cid):
+        shutil.rmtree(paths.container_dir(cid), ignore_errors=True)
+        _fsync_dir(paths.containers)
+
+
+def _fsync_dir(path: Path) -> None:
+    d = os.open(path, _DIR_FLAGS)
+    try:
+        os.fsync(d)
+    finally:
+        os.close(d)
 
 
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nimble", "quiet", "stoic")
@@ -132,12 +228,20 @@ def read_status(paths: Paths, cid: str) -> dict[str, Any]:
         return {}
 
 
-def write_status(paths: Paths, cid: str, status: dict[str, Any]) -> None:
-    write_json_atomic(paths.container_dir(cid) / "status.json", status)
+def update_status(paths: Paths, cid: str, **changes: Any) -> dict[str, Any] | None:
+    """status.json with ``changes`` applied, read and written under the record's lock, so that
+    concurrent updates (init, poststop) all land; the status as written, or None when the record
+    is gone (removed by `rm`: it is not made again)."""
+    try:
+        with record_locked(paths, cid) as d:
+            status = read_status(paths, cid)
+            status.update(changes)
+            write_json_atomic(paths.container_dir(cid) / "status.json", status, dir_fd=d)
+            return status
+    except NoSuchContainer:
+        return None
 
 
 def record_start(paths: Paths, cid: str) -> None:
     """The init calls this once the container runs (every start, systemctl restart included)."""
-    status = read_status(paths, cid)
-    status.update(started_at=time.time(), running=True, exit_code=None, oom_killed=False)
-    write_status(paths, cid, status)
+    update_status(paths, cid, started_at=time.time(), running=True, exit_code=None, oom_killed=False)

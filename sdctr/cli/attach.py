@@ -20,12 +20,18 @@ from sdctr.spec import ContainerSpec
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
-    from typing import Any
+    import threading
+    from collections.abc import Iterable
+    from types import FrameType
+
+    from sdctr.image.store import Image
+    from sdctr.systemd.manager import Systemd
+    from sdctr.systemd.properties import Host
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def run_attached(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: Any) -> int:
+def run_attached(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:
     if not host.transient_hooks:
         return _run_following_journal(paths, spec, image, sd, host)
     if spec.tty:
@@ -133,7 +139,7 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _run_following_journal(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: Any) -> int:
+def _run_following_journal(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:
     """systemd before v236 cannot take our descriptors: the container writes to the journal
     and we follow it there (stdout and stderr both arrive on our stdout), as `docker attach`
     to a detached container would. No stdin and no terminal on such a host."""
@@ -172,7 +178,7 @@ class _JournalCopy:
         self.argv = argv
         self.cursor: str | None = None
 
-    def copy(self, stream: Any) -> int:
+    def copy(self, stream: Iterable[bytes]) -> int:
         import json
 
         from sdctr.runtime.logs import format_entry
@@ -209,12 +215,12 @@ class _SignalProxy:
         self.pid = 0
         self.pending: list[int] = []
 
-    def aim(self, sd: Any, spec: ContainerSpec) -> None:
+    def aim(self, sd: Systemd, spec: ContainerSpec) -> None:
         self.pid = sd.main_pid(spec.unit)
         while self.pending:
             self(self.pending.pop(0), None)
 
-    def __call__(self, signum: int, _: Any) -> None:
+    def __call__(self, signum: int, _: FrameType | None) -> None:
         if not self.pid:
             self.pending.append(signum)
             return
@@ -233,7 +239,7 @@ def _forward_signals() -> Iterator[_SignalProxy]:
             signal.signal(s, h)
 
 
-def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: Any) -> int:
+def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:
     import threading
     import tty as ttymod
 
@@ -268,7 +274,7 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Any, sd: Any, host: 
             os.close(master)
 
 
-def _pump(master: int, stdin_fd: int | None, done: Any) -> None:
+def _pump(master: int, stdin_fd: int | None, done: threading.Event) -> None:
     """Terminal bytes both ways; in raw mode Ctrl-C travels as a byte to the container's pty."""
     fds = [master] + ([stdin_fd] if stdin_fd is not None else [])
     out = sys.stdout.fileno()

@@ -1,8 +1,10 @@
 """Command line: verbs and flags as Docker spells them; no side effects of its own.
 
-Parsing turns arguments into specs; each verb is a small function that hands the spec to the
-module downstream. Import cost matters here (this is the hot path of ``sdctr run`` and of the
-hooks), so verbs import what they need inside their own function.
+The flags of `run` and `create` come from sdctr.options' table (shared with the YAML keys of
+declared containers); the verbs are the `cmd_*` functions of sdctr.cli.containers and
+sdctr.cli.images, each handing what was parsed to the module downstream. Import cost matters here
+(this is the hot path of ``sdctr run``), so a verb's module is imported when it runs, and the
+verbs import what they alone need inside their own function.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from sdctr import __version__
 from sdctr.log import SdctrError, set_debug
-from sdctr.spec import DEFAULT_PIDS_LIMIT
+from sdctr.options import LIST, OPTIONS, SWITCH, WORDS
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -76,7 +78,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
                             ("inspect", "show containers (or images) as JSON")):
         p = sub.add_parser(verb, help=help_text)
         p.add_argument("containers", nargs="+", metavar="CONTAINER")
-        p.set_defaults(handler=_handler(f"cmd_{verb}"))
+        p.set_defaults(handler=_handler(f"containers.cmd_{verb}"))
     for verb in ("stop", "restart"):
         sub.choices[verb].add_argument("-t", "--time", type=int, default=None, metavar="SECONDS",
                                        help="seconds to wait before SIGKILL (default: the container's, 10)")
@@ -90,12 +92,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("-a", "--all", action="store_true", help="stopped ones too")
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p.set_defaults(handler=_handler("cmd_ps"))
+    p.set_defaults(handler=_handler("containers.cmd_ps"))
 
     p = sub.add_parser("export", help="a container's file system as a tar archive")
     p.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
     p.add_argument("container")
-    p.set_defaults(handler=_handler("cmd_export"))
+    p.set_defaults(handler=_handler("containers.cmd_export"))
 
     p = sub.add_parser("logs", help="a container's output, from the journal")
     p.add_argument("-f", "--follow", action="store_true")
@@ -103,7 +105,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("--since", help="e.g. '2026-01-02 10:00' or '-10min' (journalctl syntax)")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("container")
-    p.set_defaults(handler=_handler("cmd_logs"))
+    p.set_defaults(handler=_handler("containers.cmd_logs"))
 
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("-i", "--interactive", action="store_true")
@@ -113,16 +115,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("-u", "--user")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=_handler("cmd_exec"))
+    p.set_defaults(handler=_handler("containers.cmd_exec"))
 
     for verb, help_text in (("top", "a container's processes"),):
         p = sub.add_parser(verb, help=help_text)
         p.add_argument("container")
-        p.set_defaults(handler=_handler(f"cmd_{verb}"))
+        p.set_defaults(handler=_handler(f"containers.cmd_{verb}"))
     p = sub.add_parser("stats", help="CPU, memory and pids of running containers")
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
-    p.set_defaults(handler=_handler("cmd_stats"))
+    p.set_defaults(handler=_handler("containers.cmd_stats"))
+
+    system = sub.add_parser("system", help="the host's sdctr state (gc)")
+    system_verbs = system.add_subparsers(dest="system_verb", metavar="COMMAND", required=True,
+                                         parser_class=_Parser)
+    p = system_verbs.add_parser("gc", help="remove what a crash left: veths, leases, rules, namespaces")
+    p.set_defaults(handler=_handler("containers.cmd_system_gc"))
 
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
@@ -133,31 +141,31 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     return parser
 
 
-def _add_registry_verbs(sub: Any) -> None:
+def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
     """The verbs that talk to a registry but touch no image: top level only, as in Docker."""
     p = sub.add_parser("search", help="search Docker Hub, or REGISTRY/TERM a registry's catalog")
     p.add_argument("--limit", type=int, default=25, metavar="N", help="at most N results (default 25)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--no-trunc", action="store_true", help="whole descriptions")
     p.add_argument("term", metavar="[REGISTRY/]TERM")
-    p.set_defaults(handler=_handler("cmd_search"))
+    p.set_defaults(handler=_handler("images.cmd_search"))
     p = sub.add_parser("login", help="check and store credentials for a registry (Docker Hub by default)")
     p.add_argument("-u", "--username")
     p.add_argument("-p", "--password", help="insecure: use --password-stdin")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("server", nargs="?", metavar="REGISTRY")
-    p.set_defaults(handler=_handler("cmd_login"))
+    p.set_defaults(handler=_handler("images.cmd_login"))
     p = sub.add_parser("logout", help="remove the stored credentials for a registry")
     p.add_argument("server", nargs="?", metavar="REGISTRY")
-    p.set_defaults(handler=_handler("cmd_logout"))
+    p.set_defaults(handler=_handler("images.cmd_logout"))
 
 
-def _add_image_verbs(sub: Any, *, group: bool) -> None:
+def _add_image_verbs(sub: argparse._SubParsersAction[_Parser], *, group: bool) -> None:
     """Docker's image verbs, at the top level (`pull`, `images`, `rmi`) and under `image`
     (`image pull`, `image ls`, `image rm`), where `inspect` and `prune` live too."""
-    def verb(top: str, in_group: str, help_text: str, handler: str, **kw: Any) -> Any:
+    def verb(top: str, in_group: str, help_text: str, handler: str, **kw: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(in_group if group else top, help=help_text, **kw)
-        p.set_defaults(handler=_handler(handler))
+        p.set_defaults(handler=_handler(f"images.{handler}"))
         return p
 
     p = verb("import", "import", "make an image from a root file system tarball (- for stdin)", "cmd_import")
@@ -195,49 +203,40 @@ def _add_image_verbs(sub: Any, *, group: bool) -> None:
         p.add_argument("-f", "--force", action="store_true", help="do not ask")
 
 
-def _add_run(sub: Any, verb: str, help_text: str) -> None:
+def _add_run(sub: argparse._SubParsersAction[_Parser], verb: str, help_text: str) -> None:
+    """`run` or `create`: their flags and arguments are sdctr.options' table, in its order."""
     # -h is --hostname here, as in Docker, so help is --help only
     p = sub.add_parser(verb, help=help_text, add_help=False)
     p.add_argument("--help", action="help", help="show this help message and exit")
-    if verb == "run":
-        p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
-    else:
+    for option in OPTIONS:
+        if option.verb not in ("", verb):
+            continue
+        if not option.flags:  # IMAGE, then COMMAND: its words, however they look
+            p.add_argument(option.dest, metavar=option.metavar,
+                           nargs=argparse.REMAINDER if option.kind == WORDS else None)
+            continue
+        kw: dict[str, Any] = {"dest": option.dest, "help": option.help, "default": None}
+        if option.kind == SWITCH:
+            kw["action"] = "store_true"
+        else:
+            kw.update(metavar=option.metavar, choices=option.choices or None)
+            if option.kind == LIST:
+                kw["action"] = "append"
+        p.add_argument(*option.flags, **kw)
+    if verb == "create":
         p.set_defaults(detach=True)
-    p.add_argument("--rm", action="store_true", help="remove the container when it stops")
-    p.add_argument("--name")
-    p.add_argument("-c", "--cpu-shares", metavar="SHARES", help="relative CPU weight (default 1024)")
-    p.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 256m")
-    p.add_argument("--cpus", help="CPU quota in CPUs, e.g. 0.5")
-    p.add_argument("--pids-limit", metavar="N", help=f"tasks limit (default {DEFAULT_PIDS_LIMIT}, -1: none)")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--env-file", action="append", default=[], metavar="FILE")
-    p.add_argument("-w", "--workdir")
-    p.add_argument("-u", "--user", metavar="USER[:GROUP]")
-    p.add_argument("-h", "--hostname")
-    p.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
-    p.add_argument("--read-only", action="store_true", help="mount the root file system read-only")
-    p.add_argument("--cap-add", action="append", default=[], metavar="CAP")
-    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP")
-    p.add_argument("--restart", default="no", metavar="POLICY", help="no, on-failure, always, unless-stopped")
-    p.add_argument("--network", default="none", metavar="MODE", help="none or host")
-    p.add_argument("--entrypoint")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("--ephemeral", action="store_true", help="discard the writable layer at every stop")
-    p.add_argument("--pull", choices=["missing", "always", "never"], default="missing",
-                   help="pull the image first: when missing (default), always, never")
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="what to pull (default: this host)")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
-    p.set_defaults(handler=_handler(f"cmd_{verb}"))
+    p.set_defaults(handler=_handler(f"containers.cmd_{verb}"))
 
 
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:
-    """Verbs import their modules when they run, so `sdctr --help` stays cheap."""
-    def call(args: argparse.Namespace) -> int:
-        from sdctr.cli import verbs
+    """`noun.cmd_verb`: the verb's module (sdctr.cli.containers, .images) is imported when it
+    runs, so `sdctr --help` stays cheap."""
+    noun, _, function = name.partition(".")
 
-        return int(getattr(verbs, name)(args))
+    def call(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(getattr(importlib.import_module(f"sdctr.cli.{noun}"), function)(args))
     return call
 
 

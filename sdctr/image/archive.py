@@ -139,14 +139,15 @@ def _open_input(source: str | None) -> Iterator[IO[bytes]]:
 
 def _read(paths: Paths, stream: IO[bytes], label: str, written: list[str]) -> _Archive:
     """One pass over the archive (plain, gzip or zstd), through the reader the layers use: no
-    single read above its bound, so a header claiming gigabytes is refused, not buffered."""
-    from sdctr.oci.layers import ForwardReader, Refused, decompressed
+    single read above its bound, so a header claiming gigabytes is refused, not buffered; the
+    headers of all entries within one budget; no entry kept once the next is read."""
+    from sdctr.oci.layers import ForwardReader, Refused, decompressed, open_tar
 
     archive = _Archive(label)
     try:
         with decompressed(stream) as plain:
             try:
-                tar = tarfile.open(fileobj=ForwardReader(plain), mode="r:")
+                tar = open_tar(ForwardReader(plain))
             except tarfile.TarError as e:
                 raise archive.error(f"not a tar archive ({e})") from None
             with tar:
@@ -246,11 +247,13 @@ def _oci_images(paths: Paths, archive: _Archive) -> list[tuple[str, list[str]]]:
     for desc in descriptors:
         if not isinstance(desc, dict) or not is_digest(desc.get("digest")):
             raise archive.error("a manifest there has no sha256 digest", "index.json")
+        _sized(paths, archive, desc, "index.json")
         digest, manifest = _image_manifest(paths, archive, desc["digest"])
         config_digest = manifest["config"]["digest"]
-        for blob in (config_digest, *(layer["digest"] for layer in manifest["layers"])):
-            if not paths.blob(blob).exists():
-                raise archive.error(f"blob {blob} of manifest {digest} is not in the archive")
+        for blob_desc in (manifest["config"], *manifest["layers"]):
+            if not paths.blob(blob_desc["digest"]).exists():
+                raise archive.error(f"blob {blob_desc['digest']} of manifest {digest} is not in the archive")
+            _sized(paths, archive, blob_desc, _blob_name(digest))
         config_entry = _blob_name(config_digest)
         config = archive.json_blob(paths, config_digest, config_entry)
         archive.check(images.config_problem(config, len(manifest["layers"])), config_entry)
@@ -272,11 +275,25 @@ def _image_manifest(paths: Paths, archive: _Archive, digest: str) -> tuple[str, 
         children = doc.get("manifests")
         if not (isinstance(children, list) and all(isinstance(m, dict) for m in children)):
             raise archive.error("the index's manifests are not a list of descriptors", entry)
-        matches = [m.get("digest") for m in children if _platform(m) == wanted]
-        if not matches or not is_digest(matches[0]):
+        matches = [m for m in children if _platform(m) == wanted]
+        if not matches or not is_digest(matches[0].get("digest")):
             raise archive.error(f"the index has no image for {'/'.join(wanted)}", entry)
-        digest = matches[0]
+        digest = matches[0]["digest"]
+        _sized(paths, archive, matches[0], entry)
     raise archive.error("indexes nested deeper than 4")
+
+
+def _sized(paths: Paths, archive: _Archive, desc: Mapping[str, Any], entry: str) -> None:
+    """A descriptor gives its blob's size, as OCI requires (a registry would stream the blob by
+    it), and here it is the size of the blob the archive holds."""
+    size, digest = desc.get("size"), desc["digest"]
+    if type(size) is not int or size < 0:
+        raise archive.error(f"the descriptor of {digest} gives no size (an OCI descriptor must)", entry)
+    with contextlib.suppress(FileNotFoundError):  # a missing blob is refused as such
+        actual = paths.blob(digest).stat().st_size
+        if actual != size:
+            raise archive.error(f"the descriptor of {digest} says {size} bytes; the blob has {actual}",
+                                entry)
 
 
 def _platform(descriptor: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -483,7 +500,7 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
     """`docker export`: the container's file system as a tar. A running container's mounted root
     is read as it is; a stopped one's through its driver's read-only view, mounted below sdctr's
     run directory for the while."""
-    from sdctr.storage import snapshotter
+    from sdctr.storage import drivers, snapshotter
     from sdctr.storage.mountinfo import mounts_at
 
     if output is None and sys.stdout.isatty():
@@ -492,7 +509,7 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
     if mounts_at(paths.rootfs(cid)):
         _tar_tree(paths.rootfs(cid), output)
         return
-    snap = snapshotter.driver(_driver_name(paths, cid), paths)
+    snap = drivers.driver(_driver_name(paths, cid), paths)
     snap.unpack(image)  # the image's layers were unpacked by create; a copy pruned since is redone
     target = paths.run / "export" / f"{cid}-{os.getpid()}"
     target.mkdir(parents=True)
@@ -512,7 +529,7 @@ def _driver_name(paths: Paths, cid: str) -> str:
     """The storage driver the container's record names (its layer chain is its image's: the image
     id is the digest of a config that lists the diff ids)."""
     from sdctr.state import NoSuchContainer, find_by_id
-    from sdctr.storage.snapshotter import DEFAULT, LEGACY
+    from sdctr.storage.drivers import DEFAULT, LEGACY
 
     try:
         return find_by_id(paths, cid).storage or LEGACY

@@ -381,8 +381,8 @@ class _Session:
         """A document blob (the image config), whole; one its descriptor says is over
         images.MAX_DOCUMENT is refused before a byte of it is fetched."""
         digest = _descriptor_digest(desc)
-        size = desc.get("size")
-        if isinstance(size, int) and size > images.MAX_DOCUMENT:
+        size = _descriptor_size(desc, self.what)
+        if size > images.MAX_DOCUMENT:
             raise SdctrError(f"{self.what}: its image config {digest} is {size} bytes, more than "
                              f"{images.MAX_DOCUMENT}: not an image config")
         if not self.paths.blob(digest).exists():
@@ -393,12 +393,12 @@ class _Session:
                    on_bytes: Callable[[int], None] | None = None) -> None:
         """Streams the blob into the store; ``on_bytes(received so far)`` after every chunk."""
         digest = _descriptor_digest(desc)
-        size = desc.get("size")
+        size = _descriptor_size(desc, self.what)
         url = f"{self.base}/blobs/{digest}"
 
         def download() -> None:
             with self.get(url) as resp:
-                chunks = _bounded(resp, size if isinstance(size, int) else None, on_bytes)
+                chunks = _bounded(resp, size, on_bytes)
                 images.write_blob(self.paths, chunks, expect=digest, origin="the registry")
 
         if not self.paths.blob(digest).exists():
@@ -419,7 +419,7 @@ class _Denied(SdctrError):
     """The registry refused us (401/403), with or without credentials."""
 
 
-def _bounded(resp: httpx.Response, size: int | None,
+def _bounded(resp: httpx.Response, size: int,
              on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
     got = 0
     # A blob is served as is; iter_raw skips httpx's decoder and re-chunker (a third of the CPU a
@@ -429,12 +429,12 @@ def _bounded(resp: httpx.Response, size: int | None,
     raw = not encoded and not resp.is_stream_consumed
     for chunk in resp.iter_raw() if raw else resp.iter_bytes(_CHUNK):
         got += len(chunk)
-        if size is not None and got > size:
+        if got > size:
             raise SdctrError(f"{resp.url}: the registry sent more than the {size} bytes announced")
         if on_bytes:
             on_bytes(got)
         yield chunk
-    if size is not None and got < size:
+    if got < size:
         raise _Incomplete(f"the connection ended after {got} of {size} bytes")
 
 
@@ -455,8 +455,7 @@ def _fetch_layers(session: _Session, descs: Sequence[Mapping[str, Any]], written
             todo[digest] = d
 
     def one(d: Mapping[str, Any]) -> None:
-        short, size = _short(_descriptor_digest(d)), d.get("size")
-        total = size if isinstance(size, int) else 0
+        short, total = _short(_descriptor_digest(d)), _descriptor_size(d, session.what)
         session.fetch_blob(d, written, lambda got: report(Event("Downloading", short, got, total)))
         report(Event("Download complete", short))
 
@@ -507,8 +506,10 @@ def _parse_image_manifest(ref: str, body: bytes) -> dict[str, Any]:
             and all(isinstance(x, dict) for x in layers)):
         raise SdctrError(f"{ref}: the image manifest has no config or layers")
     _descriptor_digest(config)
+    _descriptor_size(config, ref)
     for d in layers:
         _descriptor_digest(d)
+        _descriptor_size(d, ref)
     problem = images.manifest_problem(doc)  # what the store's readers take for granted
     if problem:
         raise SdctrError(f"{ref}: the image manifest is not one sdctr can store: {problem}")
@@ -534,6 +535,16 @@ def _descriptor_digest(desc: Mapping[str, Any]) -> str:
     if not is_digest(digest):
         raise SdctrError(f"unsupported digest {digest!r} in the manifest (sdctr takes sha256:<64 hex>)")
     return str(digest)
+
+
+def _descriptor_size(desc: Mapping[str, Any], ref: str) -> int:
+    """The size a descriptor gives its blob, which bounds the download: one without (OCI requires
+    it) would let a registry stream without end into the store."""
+    size = desc.get("size")
+    if type(size) is not int or size < 0:
+        raise SdctrError(f"{ref}: blob {desc.get('digest')}: the manifest gives it no size, so its "
+                         "download could not be bounded (an OCI descriptor must have one)")
+    return size
 
 
 # --- auth and transport -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from sdctr.log import SdctrError, debug
 from sdctr.oci.digest import digest_hex, is_digest
 from sdctr.paths import STALE_TMP, Paths
 from sdctr.record import Record
-from sdctr.storage import snapshotter
+from sdctr.storage import drivers
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -665,8 +665,8 @@ def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> int:
     for m in _manifests(idx):
         with contextlib.suppress(SdctrError, KeyError, ValueError):
             diff_ids.update(_load(paths, idx, m).layers)
-    for name in snapshotter.DRIVERS:
-        snapshotter.driver(name, paths).prune(diff_ids)
+    for name in drivers.DRIVERS:
+        drivers.driver(name, paths).prune(diff_ids)
     sizes: dict[str, int] = idx["unpacked"]
     if any(not paths.blob(b).exists() for b in sizes):
         idx["unpacked"] = {b: n for b, n in sizes.items() if paths.blob(b).exists()}

@@ -53,13 +53,16 @@ REAPERS = ("/usr/bin/tini-static", "/usr/libexec/podman/catatonit", "/usr/bin/ca
 # SDCTR_INIT_REAPER=python forces the fallback (tests), or names another static reaper binary.
 REAPER_ENV = "SDCTR_INIT_REAPER"
 
-# runc's and moby's defaults (oci/defaults.go): paths that leak host information or reach host
-# hardware get nothing (a read-only tmpfs over a directory, /dev/null over a file)...
+# moby's defaults (daemon/oci_linux.go, oci/defaults.go): paths that leak host information or
+# reach host hardware get nothing (a read-only tmpfs over a directory, /dev/null over a file)...
 MASKED_PATHS = (
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-    "/sys/devices/virtual/powercap",
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 )
+# ...as are each CPU's thermal throttle counters, as moby masks them (they count the host's
+# throttling events: a side channel across containers).
+CPU_DIR = "/sys/devices/system/cpu"
 # ...and the host-wide knobs under /proc are readable but not writable.
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
@@ -159,7 +162,11 @@ def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
     else:
         resolv = host_resolv
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("hostname", f"{hostname}\n"), ("hosts", hosts), ("resolv.conf", resolv)):
+    files: tuple[tuple[str, str], ...] = (("hostname", f"{hostname}\n"), ("hosts", hosts),
+                                          ("resolv.conf", resolv))
+    if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)
+        files = files[:1]
+    for name, text in files:
         tmp = directory / f".{name}.tmp{os.getpid()}"
         tmp.write_text(text)
         os.chmod(tmp, 0o644)
@@ -197,12 +204,25 @@ def new_pid_namespace() -> None:
     linux.unshare(linux.CLONE_NEWPID)
 
 
+def join_pinned_netns(pin: Path) -> None:
+    # before the mount namespace is unshared: the pin is a mount of the host's namespace
+    fd = os.open(pin, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, linux.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
 def enter_namespaces(spec: ContainerSpec) -> None:
     """The child's namespaces. The parent stays in the host's mount and network namespaces: the
     pivot_root(2) the child makes moves every process of its mount namespace whose root is the
     old root (the parent would end up in the container's root), and an abstract NOTIFY_SOCKET
     address exists only in the host's network namespace."""
     flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+    # A cgroup namespace rooted at the unit's cgroup: /proc/self/cgroup shows "/", not the
+    # host's hierarchy (Docker's default on cgroup v2; Linux >= 4.6, absent on RHEL 7's 3.10).
+    if os.path.exists("/proc/self/ns/cgroup"):
+        flags |= linux.CLONE_NEWCGROUP
     if spec.network is NetworkMode.NONE:
         flags |= linux.CLONE_NEWNET
     linux.unshare(flags)
@@ -303,6 +323,8 @@ def _report(fd: int, status: int, message: str) -> NoReturn:
 
 def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
                     report_fd: int, go_fd: int) -> NoReturn:
+    if spec.network is NetworkMode.BRIDGE:  # the namespace the netup hook pinned (sdctr.net.setup)
+        join_pinned_netns(paths.netns(spec.id))
     enter_namespaces(spec)
     take_terminal(spec.tty)
     rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))
@@ -313,7 +335,7 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     mount_volumes(rootfs, spec.mounts)
     mount_etc_files(rootfs, paths.container_dir(spec.id))
     pivot_into(rootfs)
-    mask_paths(MASKED_PATHS)
+    mask_paths((*MASKED_PATHS, *thermal_throttle_paths(CPU_DIR)))
     make_readonly(READONLY_PATHS)
     linux.sethostname(spec.hostname_or_id)
     os.makedirs(spec.workdir, mode=0o755, exist_ok=True)  # as Docker does for a missing WORKDIR
@@ -492,9 +514,8 @@ def mount_volumes(rootfs: str, mounts: Sequence[Mount]) -> None:
         mount_in_root(rootfs, m.target, m.source, None, linux.MS_BIND | linux.MS_REC, create=kind)
         if m.readonly:
             # Reopened: the bind now covers the target, and the remount must hit the bind.
-            # Submounts of the source stay writable (mount_setattr(2) could fix that on 5.12+).
             with opened_in_root(rootfs, m.target) as where:
-                remount_readonly(where)
+                remount_readonly_recursive(where)
 
 
 def mount_etc_files(rootfs: str, record_dir: Path) -> None:
@@ -516,6 +537,57 @@ def pivot_into(rootfs: str) -> None:
     linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
+
+
+def remount_readonly_recursive(path: str) -> None:
+    """`path` and every mount below it read-only: a bind with MS_REC takes the source's
+    submounts along, and a remount changes the top one only (Docker's `:ro` left them writable
+    until 25.0 made it recursive)."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        linux.mount_setattr_recursive(fd, linux.MOUNT_ATTR_RDONLY)
+        return
+    except OSError as e:
+        if e.errno != errno.ENOSYS:  # a kernel before 5.12: one mount at a time
+            raise
+        top = os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    for mountpoint in mounts_at_or_under(top):
+        remount_readonly(mountpoint)
+
+
+def mounts_at_or_under(top: str) -> list[str]:
+    """Mount points at or below `top`, parents first, from /proc/self/mountinfo."""
+    found = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if point == top or point.startswith(top.rstrip("/") + "/"):
+                found.append(point)
+    return found
+
+
+def _unescape(field: bytes) -> str:
+    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes
+    out, i = bytearray(), 0
+    while i < len(field):
+        if field[i:i + 1] == b"\\" and field[i + 1:i + 4].isdigit():
+            out.append(int(field[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out += field[i:i + 1]
+            i += 1
+    return os.fsdecode(bytes(out))
+
+
+def thermal_throttle_paths(cpu_dir: str) -> list[str]:
+    try:
+        names = os.listdir(cpu_dir)
+    except OSError:
+        return []
+    return sorted(f"{cpu_dir}/{n}/thermal_throttle" for n in names
+                  if n.startswith("cpu") and n[3:].isdigit())
 
 
 def mask_paths(paths: Sequence[str]) -> None:

@@ -16,8 +16,16 @@ rules, checked for every entry before anything is written:
 - OCI whiteouts become what overlayfs reads: ``.wh.NAME`` a 0/0 character device, and
   ``.wh..wh..opq`` the xattr trusted.overlay.opaque=y on its directory. A tar that carries
   trusted.overlay.* xattrs itself is refused (it could forge whiteouts or redirects).
-- Bounds against tar bombs: MAX_ENTRIES entries, PATH_MAX/NAME_MAX names, no single read of
-  the stream above MAX_READ (tarfile reads a whole pax header or GNU long name in one read).
+- Bounds against tar bombs, cumulative over the whole archive, since a hostile one spreads its
+  weight over many entries: MAX_ENTRIES entries; PATH_MAX/NAME_MAX names; no single read of the
+  stream above MAX_READ (tarfile reads a whole pax header or GNU long name in one read); one
+  entry's headers (pax records, long names, sparse map) within MAX_ENTRY_HEADERS and all of the
+  archive's within MAX_HEADERS; its files within MAX_SIZE bytes (and the free space of the
+  target), a sparse file counted at the size it declares, since that is what unpacking writes.
+- No history: tarfile's TarFile keeps every member it has read (with its pax headers) in
+  ``.members``, so 2,000 entries with 1 MiB pax records each would pin 2 GiB; ours forgets
+  each entry once the next is read, and drops global pax headers (Docker ignores them; tarfile
+  would accumulate them for the rest of the archive).
 
 Python's tarfile parses headers and reads member data, nothing more: its extraction filters
 are missing before 3.11.4 and know nothing of whiteouts.
@@ -47,6 +55,13 @@ MAX_ENTRIES = 1_000_000  # the biggest distribution images hold a few hundred th
 MAX_PATH = 4096  # PATH_MAX, in bytes
 MAX_NAME = 255  # NAME_MAX, in bytes
 MAX_READ = 4 * 1024 * 1024  # pax headers and long names are a few KiB in honest archives
+# Go's archive/tar (Docker's and containerd's reader) bounds each pax header, long name and sparse
+# map to 1 MiB; we bound all of one entry's together to that
+MAX_ENTRY_HEADERS = 1024 * 1024
+# all of an archive's headers beyond each entry's own 512-byte block: GNU tar's posix format
+# spends 1 KiB on every entry, so this is 256k such entries; a pax flood stops here
+MAX_HEADERS = 256 * 1024 * 1024
+MAX_SIZE = 256 * 1024 * 1024 * 1024  # bytes of file content in one layer, sparse files in full
 MAX_TRAILER = 1024 * 1024  # bytes allowed after the end-of-archive blocks (record padding)
 CHUNK = 256 * 1024
 
@@ -101,7 +116,8 @@ def apply_layer(stream: Readable, target: Path, *, image: str, digest: str,
     """
     root = os.open(target, _DIR_FLAGS)
     try:
-        with _Walk(stream, image, digest) as walk:
+        fs = os.fstatvfs(root)
+        with _Walk(stream, image, digest, free=fs.f_bavail * fs.f_frsize) as walk:
             writer = _Writer(root, walk.tar)
             for member, parts in walk:
                 with walk.guard(writing=True):
@@ -130,6 +146,9 @@ class ForwardReader(io.RawIOBase):
         self.pos = 0
         self.sha = hashlib.sha256()
         self.last = b""
+        # while a header is parsed: the position no read may pass, and why (see _Tar.next)
+        self.limit: int | None = None
+        self.limit_reason = ""
 
     def readable(self) -> bool:
         return True
@@ -137,6 +156,8 @@ class ForwardReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0 or size > MAX_READ:
             raise Refused(f"a header asks to read {size} bytes at once (tar bomb?)")
+        if self.limit is not None and self.pos + size > self.limit:
+            raise Refused(self.limit_reason)
         chunks, want = [], size
         while want:
             data = self.raw.read(want)
@@ -264,23 +285,72 @@ class _Prefixed:
         return out
 
 
+class _Tar(tarfile.TarFile):
+    """tarfile's reader without its memory, for a stream that only moves forward (a ForwardReader):
+    no member list, no global pax headers, and every entry's headers read within a budget, the
+    entry's own and what is left of the archive's. Open with ``open_tar``."""
+
+    fileobj: ForwardReader
+    firstmember: tarfile.TarInfo | None  # (tarfile's own, undeclared in its stubs)
+    members: list[tarfile.TarInfo]
+    pax_headers: dict[str, str]
+    headers = 0  # bytes of headers read so far beyond each entry's own block (see MAX_HEADERS)
+    count = 0  # entries read so far
+
+    def next(self) -> tarfile.TarInfo | None:
+        if self.firstmember is not None:  # read (and counted) by the constructor
+            return super().next()
+        r = self.fileobj
+        if r.pos < self.offset:  # the previous entry's data, unread: not a header
+            r.seek(self.offset)
+        start, left = r.pos, MAX_HEADERS - self.headers
+        if left < MAX_ENTRY_HEADERS:
+            r.limit_reason = f"the archive's headers exceed {MAX_HEADERS} bytes in all (a pax flood?)"
+        else:
+            r.limit_reason = (f"the headers of entry {self.count + 1} (pax records, long names, sparse "
+                              f"map) exceed {MAX_ENTRY_HEADERS} bytes")
+        r.limit = start + tarfile.BLOCKSIZE + min(left, MAX_ENTRY_HEADERS)
+        try:
+            member = super().next()
+        finally:
+            r.limit = None
+        if member is not None:
+            self.count += 1
+            self.headers += r.pos - start - tarfile.BLOCKSIZE
+        # no history: tarfile appends every member to .members and keeps global pax headers
+        # (which Docker ignores) for the rest of the archive
+        self.members.clear()
+        self.pax_headers.clear()
+        return member
+
+    def __iter__(self) -> Iterator[tarfile.TarInfo]:
+        while (member := self.next()) is not None:
+            yield member
+
+
+def open_tar(reader: ForwardReader) -> tarfile.TarFile:
+    """A TarFile over ``reader`` with the bounds above: read it with next() or iteration and
+    extractfile() of the entry just read, nothing that looks an entry up by name."""
+    return _Tar.open(fileobj=reader, mode="r:", encoding="utf-8", errors="surrogateescape")
+
+
 class _Walk:
     """Iterates over a layer's entries as (member, name components), applying the name rules."""
 
-    def __init__(self, stream: Readable, image: str, digest: str):
+    def __init__(self, stream: Readable, image: str, digest: str, *, free: int | None = None):
         self.image, self.digest = image, digest
         self.current: str | None = None
         self._stack = contextlib.ExitStack()
         self._stream = stream
         self.entries = 0
         self.size = 0
+        self.free = free  # bytes free where the layer is unpacked (None: nothing is written)
 
     def __enter__(self) -> _Walk:
         try:
             with self.guard(what="not a tar archive"):
                 self.reader = ForwardReader(self._stack.enter_context(decompressed(self._stream)))
-                self.tar = tarfile.open(fileobj=self.reader, mode="r:", encoding="utf-8",
-                                        errors="surrogateescape")
+                self.tar = open_tar(self.reader)
         except BaseException:
             self._stack.close()
             raise
@@ -321,11 +391,21 @@ class _Walk:
                 if self.entries > MAX_ENTRIES:
                     raise Refused(f"more than {MAX_ENTRIES} entries (tar bomb?)")
                 parts = check_member(member)
-            if member.isreg():
-                self.size += member.size
+                if member.isreg():
+                    self._count(member.size)
             yield member, parts
         with self.guard():
             self._check_end()
+
+    def _count(self, size: int) -> None:
+        """A regular file's size as it declares it: what writing it costs, holes included."""
+        self.size += size
+        if self.size > MAX_SIZE:
+            raise Refused(f"its files declare more than {MAX_SIZE} bytes in all (a sparse or "
+                          "compression bomb?)")
+        if self.free is not None and self.size > self.free:
+            raise Refused(f"its files declare more than the {self.free} bytes free where it is "
+                          "unpacked")
 
     def _check_end(self) -> None:
         # tarfile treats a truncated or corrupt header as the end of the archive; we want the
@@ -385,13 +465,14 @@ class _Writer:
         self.root, self.tar = root, tar
         self.as_root = os.geteuid() == 0
         # directory modes and mtimes wait for the end: writing children changes the mtime, and
-        # a read-only mode would stop them being written at all
-        self.dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}  # the last entry for a path wins
+        # a read-only mode would stop them being written at all. Only those two numbers are kept,
+        # not the entry (its pax headers may be a MiB)
+        self.dirs: dict[tuple[str, ...], tuple[int, float]] = {}  # the last entry for a path wins
 
     def apply(self, m: tarfile.TarInfo, parts: list[str]) -> None:
         if not parts:
             self._meta_fd(self.root, m, mode=False)
-            self.dirs[()] = m
+            self.dirs[()] = (m.mode, m.mtime)
             return
         parent = self._open_dir(parts[:-1], create=True)
         try:
@@ -416,7 +497,7 @@ class _Writer:
                 self._meta_fd(fd, m, mode=False)
             finally:
                 os.close(fd)
-            self.dirs[tuple(parts)] = m
+            self.dirs[tuple(parts)] = (m.mode, m.mtime)
         elif m.isreg():
             self._file(parent, name, m)
         elif m.issym():
@@ -494,7 +575,7 @@ class _Writer:
             os.setxattr(fd, key, value)
         if mode:  # after chown, which clears setuid and setgid
             os.fchmod(fd, m.mode & 0o7777)
-            _utime(fd, m)
+            _utime(fd, m.mtime)
 
     def _meta_path(self, parent: int, name: str, m: tarfile.TarInfo, *, chmod: bool) -> None:
         """Symlinks and device nodes cannot be opened for writing: *at() calls, no following."""
@@ -514,14 +595,14 @@ class _Writer:
             os.utime(name, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
 
     def finish(self) -> None:
-        for parts, m in sorted(self.dirs.items(), key=lambda d: -len(d[0])):  # children first
+        for parts, (mode, mtime) in sorted(self.dirs.items(), key=lambda d: -len(d[0])):  # children first
             try:
                 fd = self._open_dir(list(parts), create=False)
             except (Refused, OSError):
                 continue  # a later entry replaced the directory
             try:
-                os.fchmod(fd, m.mode & 0o7777)
-                _utime(fd, m)
+                os.fchmod(fd, mode & 0o7777)
+                _utime(fd, mtime)
             finally:
                 os.close(fd)
 
@@ -532,9 +613,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _utime(fd: int, m: tarfile.TarInfo) -> None:
+def _utime(fd: int, mtime: float) -> None:
     with contextlib.suppress(OverflowError, ValueError):
-        ns = int(m.mtime * 1_000_000_000)
+        ns = int(mtime * 1_000_000_000)
         os.utime(fd, ns=(ns, ns))
 
 

@@ -3,6 +3,9 @@
     prestart  <id>   the rootfs snapshot prepared and activated at <run>/<id>/rootfs (for an
                      ephemeral container; others run the driver's activation command itself)
     stop      <id>   for units made before ExecStop became sdctr/stop.sh: that script
+    netup     <id>   a bridge network's part (sdctr.net.setup.up): netns pinned, veth, address,
+                     published ports
+    netdown   <id>   its teardown, run first by ExecStopPost (needs no record: an id is enough)
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
 
@@ -18,9 +21,10 @@ import signal
 import time
 from pathlib import Path
 
+from sdctr import cgroups
 from sdctr.log import debug
 from sdctr.paths import Paths
-from sdctr.state import find_by_id, read_status, write_json_atomic, write_status
+from sdctr.state import find_by_id, read_status, remove_record, update_status, write_json_atomic
 from sdctr.systemd.manager import UNIT_DIR
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
@@ -41,10 +45,25 @@ def prestart(paths: Paths, cid: str) -> int:
     return 0
 
 
+def netup(paths: Paths, cid: str) -> int:
+    from sdctr.net import setup
+
+    setup.up(paths, find_by_id(paths, cid))
+    return 0
+
+
+def netdown(paths: Paths, cid: str) -> int:
+    from sdctr.net import setup
+
+    for what in setup.down(paths, cid):
+        debug(f"removed {what}")
+    return 0
+
+
 def snapshotter_of(paths: Paths, spec: ContainerSpec) -> Snapshotter:
     """The driver the record names (a record made before it was recorded: overlay, the only one
     then)."""
-    from sdctr.storage.snapshotter import LEGACY, driver
+    from sdctr.storage.drivers import LEGACY, driver
 
     return driver(spec.storage or LEGACY, paths)
 
@@ -69,16 +88,16 @@ def stop(paths: Paths, cid: str) -> int:
 def poststop(paths: Paths, cid: str) -> int:
     env = os.environ
     spec = find_by_id(paths, cid)
-    status = read_status(paths, cid)
-    status.update(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
-                  exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
-                  oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or oom_killed_here())
+    changes = dict(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
+                   exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
+                   oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
+    status = {**read_status(paths, cid), **changes}
     if spec.remove:
         remove_container(paths, spec)  # unmounts first
     else:
         snap = snapshotter_of(paths, spec)
         snap.deactivate(cid, paths.rootfs(cid))
-        write_status(paths, cid, status)
+        status = update_status(paths, cid, **changes) or status  # (None: `rm` removed it meanwhile)
         if spec.ephemeral:
             snap.reset(cid)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
@@ -123,7 +142,7 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     run_dir = paths.run_dir(spec.id)
     if run_dir.exists():
         shutil.rmtree(run_dir) if not mounts_under(run_dir) else debug(f"{run_dir} busy, kept")
-    shutil.rmtree(paths.container_dir(spec.id), ignore_errors=True)
+    remove_record(paths, spec.id)
 
 
 def exit_file(paths: Paths, cid: str) -> Path:
@@ -142,31 +161,3 @@ def exit_code(code: str, status: str) -> int | None:
     return None
 
 
-def oom_killed_here() -> bool:
-    """ExecStopPost runs in the unit's own cgroup: its OOM counter tells whether the kernel
-    killed something there (on cgroup v1 systemd reports a plain SIGKILL)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            candidates = [Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control"]
-        elif controllers == "":
-            candidates = [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events",
-                          Path("/sys/fs/cgroup/unified") / path.lstrip("/") / "memory.events"]
-        else:
-            continue
-        for f in candidates:
-            count = _oom_kill_count(f)
-            if count:
-                return True
-    return False
-
-
-def _oom_kill_count(path: Path) -> int:
-    try:
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-    except OSError:
-        pass
-    return 0

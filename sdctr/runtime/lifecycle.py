@@ -11,12 +11,11 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
-from sdctr.spec import ContainerSpec
+from sdctr.spec import ContainerSpec, NetworkMode
 from sdctr.state import all_specs, read_status, save_spec
 from sdctr.systemd.manager import Systemd
 from sdctr.systemd.properties import Host, properties, sdctr_argv
@@ -56,14 +55,20 @@ def prestart_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
     return snap.activate_command(spec.id, hooks.layers_of(paths, spec), paths.rootfs(spec.id))
 
 
-def create(paths: Paths, spec: ContainerSpec, image: Image) -> ContainerSpec:
+def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = False) -> ContainerSpec:
     """The record and the writable snapshot; nothing runs yet (`docker create`). The record names
     the storage driver and the layer chain, so starting it never needs the image store or the
-    configuration again. The spec as saved: named, if it had no name."""
-    from sdctr.storage import snapshotter
+    configuration again. The spec as saved: named, if it had no name. A bridge network's
+    refusals (address, port with `starting`, subnet) come first, before anything is made."""
+    from sdctr.storage import drivers
 
-    spec = spec.replace(storage=spec.storage or snapshotter.DEFAULT, layers=image.layers)
-    snap = snapshotter.driver(spec.storage, paths)
+    if spec.network is NetworkMode.BRIDGE:
+        from sdctr.net import setup
+
+        setup.preflight(paths, spec, all_specs(paths), starting=starting)
+
+    spec = spec.replace(storage=spec.storage or drivers.DEFAULT, layers=image.layers)
+    snap = drivers.driver(spec.storage, paths)
     unpacked = snap.unpack(image)
     if unpacked:  # the first container of a pulled image: now its SIZE is known
         from sdctr.image import store as images
@@ -88,7 +93,7 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
         stdio: tuple[int, int, int] | None = None) -> ContainerSpec:
     """create + start; on a failed start nothing is left: no record, snapshot or unit. The spec
     as saved."""
-    spec = create(paths, spec, image)
+    spec = create(paths, spec, image, starting=True)
     try:
         start(paths, spec, sd, host, stdio=stdio)
     except BaseException as e:
@@ -204,10 +209,22 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                        "NetworkMode": spec.network.value,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                                  for m in spec.mounts]},
+        "NetworkSettings": network_settings(paths, spec),
         "Capabilities": list(spec.capabilities),
         "Unit": spec.unit,
         "ControlGroup": unit.get("ControlGroup", ""),
     }
+
+
+def network_settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
+    from sdctr.spec import NetworkMode
+
+    if spec.network is not NetworkMode.BRIDGE:
+        return {"Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": "", "Networks": {
+            spec.network.value: {"IPAddress": "", "Gateway": "", "MacAddress": ""}}}
+    from sdctr.net import setup
+
+    return setup.settings(paths, spec)
 
 
 def state_word(spec: ContainerSpec, unit: dict[str, Any], status: dict[str, Any]) -> str:
@@ -219,52 +236,12 @@ def state_word(spec: ContainerSpec, unit: dict[str, Any], status: dict[str, Any]
     return "exited" if status.get("started_at") else "created"
 
 
-def ps_status(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> str:
-    now = time.time()
-    if active in RUNNING_STATES:
-        return f"Up {human_duration(now - status.get('started_at', now))}"
-    if status.get("finished_at"):
-        return (f"Exited ({status.get('exit_code')}) "
-                f"{human_duration(now - status['finished_at'])} ago")
-    return "Created"
-
-
-def human_duration(s: float) -> str:
-    """go-units' HumanDuration, which Docker prints: minutes cut, hours rounded."""
-    minutes, hours = int(s / 60), int(s / 3600 + 0.5)
-    steps = (
-        (s < 1, "Less than a second"),
-        (int(s) == 1, "1 second"),
-        (s < 60, f"{int(s)} seconds"),
-        (minutes == 1, "About a minute"),
-        (minutes < 60, f"{minutes} minutes"),
-        (hours == 1, "About an hour"),
-        (hours < 48, f"{hours} hours"),
-        (hours < 24 * 7 * 2, f"{hours // 24} days"),
-        (hours < 24 * 30 * 2, f"{hours // 24 // 7} weeks"),
-        (hours < 24 * 365 * 2, f"{hours // 24 // 30} months"),
-    )
-    return next((text for sure, text in steps if sure), f"{int(s / 3600) // 24 // 365} years")
-
-
 def _iso(ts: float | None) -> str:
     import datetime
 
     if not ts:
         return "0001-01-01T00:00:00Z"
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def cgroup_dir(unit: dict[str, Any], controller: str) -> Path | None:
-    """The unit's cgroup directory for a controller on this host (v1 or unified)."""
-    cg = unit.get("ControlGroup", "").lstrip("/")
-    if not cg:
-        return None
-    for base in (Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")):
-        d: Path = base / cg
-        if d.is_dir() and any(d.glob(f"{controller}.*")):
-            return d
-    return None
 
 
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
@@ -279,13 +256,3 @@ def all_with_state(paths: Paths, sd: Systemd) -> list[tuple[ContainerSpec, str |
     states = sd.active_states()
     return [(s, states.get(s.unit)) for s in all_specs(paths)]
 
-
-def pids_in(unit: dict[str, Any]) -> list[int]:
-    d = cgroup_dir(unit, "pids") or cgroup_dir(unit, "memory")
-    if d is None:
-        return []
-    pids: list[int] = []
-    for root, _, files in os.walk(d):
-        if "cgroup.procs" in files:
-            pids += [int(p) for p in Path(root, "cgroup.procs").read_text().split()]
-    return sorted(set(pids))

@@ -31,7 +31,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdctr.log import SdctrError, debug
-from sdctr.paths import Paths
 from sdctr.record import Record
 from sdctr.storage.mountinfo import MountInfo, mounts_at
 
@@ -63,20 +62,6 @@ if TYPE_CHECKING:  # the interface, for the type checker (drivers need no base c
         def remove(self, cid: str) -> None: ...
         def prune(self, keep: Collection[str]) -> list[str]: ...
         def snapshot_dir(self, cid: str) -> Path | None: ...
-
-
-DEFAULT = "overlay"  # what a container gets while sdctr.yaml names no driver
-LEGACY = "overlay"  # the driver of records made before the driver was recorded: the only one then
-DRIVERS = ("overlay",)  # every driver, for what spans them all (image removal prunes each)
-
-
-def driver(name: str, paths: Paths) -> Snapshotter:
-    """The snapshotter called ``name``: the one place a driver is picked."""
-    if name == "overlay":
-        from sdctr.storage.overlay import OverlaySnapshotter
-
-        return OverlaySnapshotter(paths)
-    raise SdctrError(f"unknown storage driver {name!r}", hint=f"one of: {', '.join(DRIVERS)}")
 
 
 class Mount(Record):

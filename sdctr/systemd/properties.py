@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sdctr.log import SdctrError
 from sdctr.paths import STOP_SCRIPT
 from sdctr.record import Record
-from sdctr.spec import ContainerSpec
+from sdctr.spec import ContainerSpec, NetworkMode
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -94,6 +94,14 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
 
     hook_poststop = [*sdctr, "hook", "poststop", spec.id]
     stop_post = [*poststop, *hook_poststop] if poststop else hook_poststop
+    start_pre = [(prestart[0], list(prestart), False)] if prestart else exec_("hook", "prestart", spec.id)
+    stop_posts = [(stop_post[0], stop_post, False)]
+    if spec.network is NetworkMode.BRIDGE:
+        # the network's part after the rootfs and before the init; torn down first, before the
+        # record may go with --rm; its failure must not keep the rootfs mounted (ignored: True)
+        start_pre += exec_("hook", "netup", spec.id)
+        netdown = [*sdctr, "hook", "netdown", spec.id]
+        stop_posts.insert(0, (netdown[0], netdown, True))
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
         ("Slice", "s", "sdctr.slice"),
@@ -102,12 +110,11 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # (Type=forking with a PID file loses a race with commands that exit at once.)
         ("Type", "s", "notify"),
         ("NotifyAccess", "s", "main"),
-        ("ExecStartPre", "a(sasb)", [(prestart[0], list(prestart), False)] if prestart
-         else exec_("hook", "prestart", spec.id)),
+        ("ExecStartPre", "a(sasb)", start_pre),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
         # SIGTERM to the main process, and the wait for it that systemd would not do (stop.sh)
         ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", STOP_SCRIPT], False)]),
-        ("ExecStopPost", "a(sasb)", [(stop_post[0], stop_post, False)]),
+        ("ExecStopPost", "a(sasb)", stop_posts),
         # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
         ("KillMode", "s", "mixed"),
         ("TimeoutStopUSec", "t", spec.stop_timeout * 1_000_000),
@@ -162,8 +169,10 @@ def unit_file(props: Sequence[Property]) -> str:
     service: list[str] = []
     for name, _, value in props:
         key = _FILE_NAMES.get(name, name)
-        if name.startswith("Exec"):
-            rendered = " ".join(_quote(a) for a in value[0][1])
+        if name.startswith("Exec"):  # one line each, in order; "-": its failure is ignored
+            service += [f"{key}={'-' if ignore else ''}{' '.join(_quote(a) for a in argv)}"
+                        for _, argv, ignore in value]
+            continue
         elif name == "LogExtraFields":
             service += [f"LogExtraFields={_quote(field.decode())}" for field in value]
             continue

@@ -28,7 +28,7 @@ from sdctr.image import archive
 from sdctr.image import store as images
 from sdctr.log import SdctrError
 from sdctr.paths import STALE_TMP, Paths
-from sdctr.storage import snapshotter
+from sdctr.storage import drivers, snapshotter
 from sdctr.storage.mountinfo import mounts_under
 from sdctr.storage.overlay import OverlaySnapshotter
 
@@ -467,7 +467,7 @@ def test_export_of_a_running_container(paths: Paths, layout: Path, tmp_path: Pat
     skopeo("copy", "-q", f"oci:{layout}:box", f"docker-archive:{tmp_path / 'box.tar'}:box:1")
     archive.load(paths, str(tmp_path / "box.tar"))
     image = images.resolve(paths, "box:1")
-    driver, cid = snapshotter.driver("overlay", paths), "d" * 64
+    driver, cid = drivers.driver("overlay", paths), "d" * 64
     rootfs = paths.run / cid / "rootfs"
     driver.unpack(image)
     driver.prepare(cid, image.layers)
@@ -523,3 +523,132 @@ def test_save_into_a_pipe_closed_early_is_quiet(paths: Paths, tmp_path: Path) ->
     r = subprocess.run(["bash", "-c", f"{save} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}"],
                        capture_output=True, text=True, env=sdctr_env())
     assert r.stdout.strip() == "141" and r.stderr == "", r.stderr
+
+
+# --- hostile archives and registries: bounds over the whole archive, sizes from every descriptor -----
+
+def _pax_flood(entries: int, record: int = (1 << 20) - 2048) -> Iterator[bytes]:
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"comment": "x" * record}
+    one = info.tobuf(tarfile.PAX_FORMAT)
+    for _ in range(entries):
+        yield one
+    yield b"\0" * 1024
+
+
+def test_a_pax_flood_on_stdin_is_refused_with_one_line(paths: Paths) -> None:
+    """260 entries with a pax header of a MiB each: `sdctr load` reading it from a pipe stops at
+    the archive's bound, exit 125, and keeps nothing."""
+    from sdctr.oci import layers
+
+    proc = subprocess.Popen(sdctr_argv("load", root=paths.root), env=sdctr_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    with contextlib.suppress(BrokenPipeError):  # it stops reading when it refuses
+        for chunk in _pax_flood(layers.MAX_HEADERS // layers.MAX_ENTRY_HEADERS + 4):
+            proc.stdin.write(chunk)
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 125, err
+    first = err.splitlines()[0]
+    assert first.startswith("sdctr: error: stdin: "), err
+    assert f"headers exceed {layers.MAX_HEADERS} bytes in all" in first, err
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []
+
+
+def _sparse_layer(declared: int) -> bytes:
+    """GNU tar's sparse format 1.0: a file declaring ``declared`` bytes, 512 of them stored."""
+    info = tarfile.TarInfo("GNUSparseFile.0/bomb")
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "bomb",
+                        "GNU.sparse.realsize": str(declared)}
+    data = f"1\n{declared - 512}\n512\n".encode().ljust(512, b"\0") + b"x" * 512
+    info.size = len(data)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_a_sparse_bomb_is_refused_by_import_with_one_line(paths: Paths, tmp_path: Path) -> None:
+    from sdctr.oci import layers
+
+    bomb = tmp_path / "bomb.tar"
+    bomb.write_bytes(_sparse_layer(10 ** 12))
+    result = run_sdctr("import", str(bomb), "bomb:1", root=paths.root)
+    assert result.returncode == 125, result.stderr
+    digest = images.sha256_digest(bomb.read_bytes())
+    assert result.stderr.splitlines()[0] == (
+        f"sdctr: error: image bomb:1: layer {digest}: entry 'bomb': its files declare more than "
+        f"{layers.MAX_SIZE} bytes in all (a sparse or compression bomb?)")
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []
+
+
+def test_a_sparse_bomb_in_a_loaded_image_leaves_no_layer_behind(paths: Paths, tmp_path: Path) -> None:
+    """load stores layers as they are; unpacking one refuses it and keeps no partial layer."""
+    layer = _sparse_layer(10 ** 12)
+    config = json.dumps({"os": "linux", "rootfs": {"type": "layers",
+                                                    "diff_ids": [images.sha256_digest(layer)]}}).encode()
+    path = _hostile(tmp_path, {"c.json": config, "l.tar": layer, "manifest.json": GOOD_MANIFEST})
+    archive.load(paths, str(path))
+    image = images.resolve(paths, "evil:1")
+    driver = OverlaySnapshotter(paths)
+    with pytest.raises(SdctrError) as e:
+        driver.unpack(image)
+    assert str(e.value).startswith(f"image evil:1: layer {images.sha256_digest(layer)}: entry 'bomb': "
+                                   "its files declare more than")
+    assert list(driver.layers_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(("size", "why"), [
+    (None, "gives no size (an OCI descriptor must)"),
+    (1, f"says 1 bytes; the blob has {len(GOOD_LAYER)}"),
+])
+def test_a_descriptor_without_its_size_is_refused(paths: Paths, tmp_path: Path, size: object,
+                                                  why: str) -> None:
+    layer: dict[str, object] = {"mediaType": images.MEDIA_LAYER, "digest": LAYER_DIGEST}
+    if size is not None:
+        layer["size"] = size
+    path = tmp_path / "sizeless.tar"
+    names = _oci_archive(path, _config(), manifest={"layers": [layer]})
+    with pytest.raises(SdctrError) as e:
+        archive.load(paths, str(path))
+    assert str(e.value) == f"{path}: entry {names['manifest']!r}: the descriptor of {LAYER_DIGEST} {why}"
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []
+
+
+@pytest.mark.parametrize("which", ["layers", "config"])
+def test_a_registry_descriptor_without_a_size_is_refused(paths: Paths, monkeypatch: pytest.MonkeyPatch,
+                                                         which: str) -> None:
+    """A registry that gives no size could stream a blob without end into the store: refused before
+    any blob is fetched."""
+    import httpx
+
+    from sdctr import config
+    from sdctr.image import registry
+
+    layer = {"mediaType": images.MEDIA_LAYER, "digest": LAYER_DIGEST, "size": len(GOOD_LAYER)}
+    conf = {"mediaType": images.MEDIA_CONFIG, "digest": images.sha256_digest(GOOD_CONFIG),
+            "size": len(GOOD_CONFIG)}
+    del (layer if which == "layers" else conf)["size"]
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": images.MEDIA_MANIFEST, "config": conf,
+                           "layers": [layer]}).encode()
+    blobs = {LAYER_DIGEST: GOOD_LAYER, conf["digest"]: GOOD_CONFIG}
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/v2/test/img/manifests/1":
+            return httpx.Response(200, content=manifest, headers={"Content-Type": images.MEDIA_MANIFEST})
+        digest = request.url.path.rpartition("/")[2]
+        return httpx.Response(200, content=blobs[digest]) if digest in blobs else httpx.Response(404)
+
+    real = httpx.Client
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real(transport=httpx.MockTransport(handler), **kw))
+    with pytest.raises(SdctrError) as e:
+        registry.pull(paths, "reg.example.com/test/img:1", registries=config.Registries())
+    digest = layer["digest"] if which == "layers" else conf["digest"]
+    assert str(e.value) == (f"reg.example.com/test/img:1: blob {digest}: the manifest gives it no size, so "
+                            "its download could not be bounded (an OCI descriptor must have one)")
+    assert asked == ["/v2/test/img/manifests/1"]
+    assert blob_files(paths.root) == set() and images.list_images(paths) == []

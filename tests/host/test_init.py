@@ -309,12 +309,12 @@ def test_unshare_is_refused_by_seccomp(tini_ctr: Containers) -> None:
 
 
 def test_seccomp_rules_follow_capabilities() -> None:
-    default = set(seccomp.denied_syscalls(DEFAULT_CAPS))
-    assert {"mount", "unshare", "reboot", "keyctl", "kcmp"} <= default
-    assert "ptrace" not in default  # as Docker on kernels >= 4.8 (this one is newer)
-    with_admin = seccomp.denied_syscalls((*DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"))
-    assert not {"mount", "unshare", "setns", "ptrace"} & set(with_admin)
-    assert "keyctl" in with_admin
+    default = set(seccomp.allowed_syscalls(DEFAULT_CAPS))
+    assert not {"mount", "unshare", "reboot", "keyctl", "kcmp", "io_uring_setup"} & default
+    assert "ptrace" in default  # as Docker on kernels >= 4.8 (this one is newer)
+    with_admin = set(seccomp.allowed_syscalls((*DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE")))
+    assert {"mount", "unshare", "setns", "clone3", "kcmp"} <= with_admin
+    assert "keyctl" not in with_admin
 
 
 # --- the command's life: exit codes, signals, zombies --------------------------------------------

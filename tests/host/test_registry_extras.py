@@ -173,7 +173,8 @@ def test_search_a_registry_that_wants_credentials(reg: Registries, root: Path, t
 
 
 def test_catalog_follows_the_pages(reg: Registries, root: Path) -> None:
-    code = ("import json, sys\nfrom sdctr import config, registry\nfrom sdctr.paths import Paths\n"
+    code = ("import json, sys\nfrom sdctr import config\nfrom sdctr.image import registry\n"
+            "from sdctr.paths import Paths\n"
             f"print(json.dumps(list(registry.catalog(Paths.from_root(sys.argv[1]), {AUTHED!r}, "
             "config.Registries(), page=1))))")
     auth = root.parent / "auth.json"

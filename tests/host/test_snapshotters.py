@@ -21,7 +21,7 @@ from sdctr.image import store as images
 from sdctr.image.store import Image
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
-from sdctr.storage import snapshotter
+from sdctr.storage import drivers, snapshotter
 from sdctr.storage.mountinfo import mounts_at, mounts_under
 
 pytestmark = pytest.mark.host
@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from sdctr.storage.snapshotter import Snapshotter
 
 
-@pytest.fixture(params=snapshotter.DRIVERS)
+@pytest.fixture(params=drivers.DRIVERS)
 def snap(request: pytest.FixtureRequest, paths: Paths) -> Snapshotter:
-    return snapshotter.driver(request.param, paths)
+    return drivers.driver(request.param, paths)
 
 
 def sh_in(root: Path, script: str) -> str:
@@ -237,4 +237,4 @@ def test_whiteouts_of_upper_layers_hide_lower_files(snap: Snapshotter, paths: Pa
 
 def test_an_unknown_driver_is_named(paths: Paths) -> None:
     with pytest.raises(SdctrError, match="unknown storage driver 'zfs'"):
-        snapshotter.driver("zfs", paths)
+        drivers.driver("zfs", paths)

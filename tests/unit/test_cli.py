@@ -94,3 +94,23 @@ def test_a_unit_command_runs_with_its_root_and_debug(tmp_path: object) -> None:
     r = run_sdctr("--debug", "--root", str(tmp_path), "hook", "poststop", "0" * 64)
     assert r.returncode == 125
     assert "no such container" in r.stderr and "Traceback" in r.stderr  # --debug: the traceback
+
+
+def test_a_verb_on_many_containers_reports_each_failure_with_its_hint(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    import argparse
+
+    from sdctr.cli import containers
+    from sdctr.log import SdctrError
+
+    def act(paths: object, sd: object, host: object, spec: str) -> None:
+        if spec == "stuck":
+            raise SdctrError("stuck did not stop", hint="try 'sdctr rm -f stuck'")
+
+    monkeypatch.setattr(containers, "systemd_of", lambda args: (None, None))
+    monkeypatch.setattr(containers, "find", lambda paths, ref: ref)
+    args = argparse.Namespace(root=str(tmp_path), containers=["stuck", "web"])
+    assert containers.for_each(args, act) == 1  # type: ignore[arg-type]
+    out, err = capsys.readouterr()
+    assert out == "web\n"  # the others still go
+    assert err == "sdctr: error: stuck did not stop\nsdctr: hint: try 'sdctr rm -f stuck'\n"

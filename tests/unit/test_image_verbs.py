@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers.store import blob_files, rootfs_tar
 
-from sdctr.cli.verbs import human_ago
+from sdctr.cli.output import human_ago
 from sdctr.image import store as images
 from sdctr.main import main
 from sdctr.paths import Paths

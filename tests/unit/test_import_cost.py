@@ -20,15 +20,16 @@ def imported_by(code: str) -> set[str]:
 
 # a case per subpackage: every module of it, imported together
 SUBPACKAGES = {
-    "top": "sdctr.main, sdctr.log, sdctr.record, sdctr.paths, sdctr.spec, sdctr.state, sdctr.config, "
-           "sdctr.external, sdctr.linux, sdctr.caps",
-    "cli": "sdctr.cli.parser, sdctr.cli.verbs, sdctr.cli.attach, sdctr.cli.stats",
+    "top": "sdctr.main, sdctr.log, sdctr.record, sdctr.paths, sdctr.spec, sdctr.options, sdctr.state, "
+           "sdctr.cgroups, "
+           "sdctr.config, sdctr.external, sdctr.linux, sdctr.caps",
+    "cli": "sdctr.cli.parser, sdctr.cli.containers, sdctr.cli.images, sdctr.cli.output, sdctr.cli.attach",
     "oci": "sdctr.oci.digest, sdctr.oci.layers",
     "image": "sdctr.image.store, sdctr.image.registry, sdctr.image.auth, sdctr.image.search, "
              "sdctr.image.progress, sdctr.image.archive",
     "storage": "sdctr.storage.snapshotter, sdctr.storage.overlay, sdctr.storage.mountinfo",
     "systemd": "sdctr.systemd.bus, sdctr.systemd.manager, sdctr.systemd.properties",
-    "runtime": "sdctr.runtime.lifecycle, sdctr.runtime.hooks, sdctr.runtime.logs",
+    "runtime": "sdctr.runtime.lifecycle, sdctr.runtime.resolve, sdctr.runtime.hooks, sdctr.runtime.logs",
     "init": "sdctr.init.standard, sdctr.init.enter, sdctr.init.reaper, sdctr.init.seccomp",
 }
 
@@ -46,7 +47,9 @@ def test_no_subpackage_imports_anything_heavy_at_load(subpackage: str) -> None:
 
 
 @pytest.mark.parametrize("modules", [
-    "sdctr.cli.parser", "sdctr.cli.verbs, sdctr.runtime.lifecycle, sdctr.systemd.manager, sdctr.cli.attach",
+    "sdctr.cli.parser",
+    "sdctr.cli.containers, sdctr.runtime.lifecycle, sdctr.systemd.manager, sdctr.cli.attach",
+    "sdctr.cli.images, sdctr.cli.output",
     "sdctr.runtime.hooks, sdctr.image.store, sdctr.storage.snapshotter, sdctr.storage.overlay, "
     "sdctr.storage.mountinfo", "sdctr.init.standard",
     "sdctr.image.registry", "sdctr.image.auth, sdctr.config, sdctr.image.progress, sdctr.image.search",
@@ -65,9 +68,11 @@ NOT_ON_THE_RUN_PATH = {"typing", "tempfile", "shutil", "lzma", "bz2", "dataclass
 
 def test_run_path_skips_what_only_other_verbs_need() -> None:
     loaded = imported_by("from sdctr.cli.parser import build_parser;"
-                         "build_parser('run').parse_args(['run', 'x']);"
-                         "import sdctr.main, sdctr.cli.verbs, sdctr.runtime.lifecycle, "
-                         "sdctr.systemd.manager, "
+                         "from sdctr.options import run_options;"
+                         "run_options(vars(build_parser('run').parse_args("
+                         "['run', '-m', '64m', '--cap-add', 'NET_ADMIN', '-v', '/a:/b', 'x'])));"
+                         "import sdctr.main, sdctr.cli.containers, sdctr.runtime.lifecycle, "
+                         "sdctr.runtime.resolve, sdctr.options, sdctr.systemd.manager, "
                          "sdctr.cli.attach, sdctr.image.store, sdctr.storage.snapshotter, "
                          "sdctr.storage.overlay, sdctr.storage.mountinfo, sdctr.runtime.hooks")
     assert not loaded & NOT_ON_THE_RUN_PATH, sorted(loaded & NOT_ON_THE_RUN_PATH)

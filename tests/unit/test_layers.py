@@ -3,6 +3,7 @@ and honest ones come out with modes, links, times, xattrs, devices and whiteouts
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -10,9 +11,11 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -338,3 +341,134 @@ def test_whiteouts_become_overlay_whiteouts_and_opaque_dirs(box: Box) -> None:
     assert not (box.target / "var/.wh..wh..opq").exists()
     assert (box.target / "var/new").exists()
     box.assert_outside_untouched()
+
+
+# --- cumulative bounds: floods and bombs spread over many entries ---------------------------------
+
+# Reads a layer from stdin and prints the refusal (or "accepted") and then its own peak RSS in KiB:
+# a process of its own, so that the peak is the reader's and nothing else's.
+_READER = """
+import sys
+from sdctr.log import SdctrError
+from sdctr.oci.layers import inspect_layer
+try:
+    info = inspect_layer(sys.stdin.buffer, image="flood:1", digest="sha256:" + "ab" * 32)
+    print("accepted", info.entries)
+except SdctrError as e:
+    print(e)
+status = open("/proc/self/status").read()
+print(next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")))
+"""
+
+
+def read_in_a_process(chunks: Iterator[bytes]) -> tuple[list[str], int]:
+    """The reader's output lines (the refusal, or "accepted N") and its peak RSS in MiB."""
+    proc = subprocess.Popen([sys.executable, "-c", _READER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with contextlib.suppress(BrokenPipeError):  # it stops reading when it refuses
+            for chunk in chunks:
+                proc.stdin.write(chunk)
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        out = proc.stdout.read().decode()
+        proc.wait(timeout=60)
+    lines = out.splitlines()
+    assert proc.returncode == 0 and lines[-1].isdigit(), out
+    return lines[:-1], int(lines[-1]) // 1024
+
+
+def pax_flood(entries: int) -> Iterator[bytes]:
+    """``entries`` files, each with a pax record just within one entry's bound: together far above
+    the archive's. Made as it is sent, so that the sender holds one entry."""
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"comment": "x" * (layers.MAX_ENTRY_HEADERS - 2048)}
+    one = info.tobuf(tarfile.PAX_FORMAT)
+    for _ in range(entries):
+        yield one
+    yield b"\0" * 1024
+
+
+def test_a_pax_flood_is_refused_in_bounded_memory() -> None:
+    """Each entry's pax header is within bounds; all together are 260 MiB. The reader before this
+    bound kept every entry (and so every header) in TarFile.members: it accepted the flood at a
+    peak of 279 MiB (275 MiB refusing it, with the bound but still keeping members). Now it
+    refuses it at 22 MiB, holding one header at a time."""
+    entries = layers.MAX_HEADERS // layers.MAX_ENTRY_HEADERS + 4
+    lines, peak_mib = read_in_a_process(pax_flood(entries))
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"image flood:1: layer sha256:{'ab' * 32}: ")
+    assert f"headers exceed {layers.MAX_HEADERS} bytes in all" in lines[0]
+    assert peak_mib < 80, f"peak RSS {peak_mib} MiB while reading the flood"
+
+
+def test_one_entrys_headers_are_bounded_together(box: Box) -> None:
+    """Two pax headers chained before one file, each within a single read's bound."""
+    half = layers.MAX_ENTRY_HEADERS // 2 + 1024
+    first = tarfile.TarInfo("f")
+    first.pax_headers = {"comment": "y" * half}
+    chained = first.tobuf(tarfile.PAX_FORMAT)[:-512]  # its pax header, without the file's header
+    second = tarfile.TarInfo("f")
+    second.pax_headers = {"comment": "z" * half}
+    data = chained + second.tobuf(tarfile.PAX_FORMAT) + b"\0" * 1024
+    with pytest.raises(SdctrError, match=f"entry 1 .* exceed {layers.MAX_ENTRY_HEADERS} bytes"):
+        box.apply(data)
+    assert os.listdir(box.target) == []
+
+
+def test_global_pax_headers_are_not_kept(box: Box) -> None:
+    """tarfile keeps global headers for the rest of the archive; Docker ignores them, and so do we
+    once the entry they precede is read."""
+    head = tarfile.TarInfo.create_pax_global_header({"comment": "g" * 1000})
+    data = head + make_tar(entry("a"), entry("b"))
+    with layers._Walk(io.BytesIO(data), IMAGE, DIGEST) as walk:
+        names = [(m.name, dict(walk.tar.pax_headers)) for m, _ in walk]
+    assert names == [("a", {}), ("b", {})]
+
+
+def pax_sparse(declared: int) -> bytes:
+    """GNU tar's sparse format 1.0 (pax): a file of ``declared`` bytes, 512 of them stored."""
+    pax = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "bomb",
+           "GNU.sparse.realsize": str(declared)}
+    data = f"1\n{declared - 512}\n512\n".encode().ljust(512, b"\0") + b"x" * 512  # the map, the data
+    return make_tar(entry("GNUSparseFile.0/bomb", data=data, pax=pax))
+
+
+def old_gnu_sparse(declared: int) -> bytes:
+    """GNU tar's old sparse type 'S': the map and the real size in the header itself."""
+    info = tarfile.TarInfo("bomb")
+    info.type, info.size = tarfile.GNUTYPE_SPARSE, 512
+    buf = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    buf[386:398] = tarfile.itn(declared - 512, 12, tarfile.GNU_FORMAT)  # type: ignore[attr-defined]
+    buf[398:410] = tarfile.itn(512, 12, tarfile.GNU_FORMAT)  # type: ignore[attr-defined]
+    buf[483:495] = tarfile.itn(declared, 12, tarfile.GNU_FORMAT)  # type: ignore[attr-defined]
+    buf[148:156] = b" " * 8
+    buf[148:155] = b"%06o\0" % tarfile.calc_chksums(bytes(buf))[0]  # type: ignore[attr-defined]
+    return bytes(buf) + b"x" * 512 + b"\0" * 1024
+
+
+@pytest.mark.parametrize("bomb", [pax_sparse, old_gnu_sparse])
+def test_a_sparse_bomb_is_refused_at_its_declared_size(box: Box, bomb: Any) -> None:
+    """1 TB declared, 512 bytes stored: unpacking would write a terabyte of zeros."""
+    data = bomb(10 ** 12)
+    with layers._Walk(io.BytesIO(bomb(4096)), IMAGE, DIGEST) as walk:  # the form is read as sparse
+        assert [(m.name, m.size, m.issparse()) for m, _ in walk] == [("bomb", 4096, True)]
+    with pytest.raises(SdctrError) as e:
+        inspect_layer(io.BytesIO(data), image=IMAGE, digest=DIGEST)
+    assert str(e.value) == (f"image {IMAGE}: layer {DIGEST}: entry 'bomb': its files declare more than "
+                            f"{layers.MAX_SIZE} bytes in all (a sparse or compression bomb?)")
+    with pytest.raises(SdctrError, match="declare more than"):
+        box.apply(data)
+    assert os.listdir(box.target) == []
+
+
+def test_file_sizes_count_against_the_free_space(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Small:
+        f_bavail, f_frsize = 2, 4096
+
+    monkeypatch.setattr(layers.os, "fstatvfs", lambda fd: Small)
+    with pytest.raises(SdctrError, match="more than the 8192 bytes free"):
+        box.apply(make_tar(entry("a", data=b"a" * 5000), entry("b", data=b"b" * 5000)))
+    box.apply(make_tar(entry("a", data=b"a" * 5000)))

@@ -1,0 +1,94 @@
+"""A unit's cgroup on this host: one home for every path sdctr reads or writes under
+/sys/fs/cgroup, on cgroup v1 (each controller its own hierarchy: RHEL7, and hybrid hosts) and v2
+(one unified hierarchy) alike. The unit's poststop.sh reads the same OOM counters in shell, to
+keep Python off the common stop path: change both together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import, and the hooks need none of it
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+def unit_dir(control_group: str, controller: str) -> Path | None:
+    """The directory with a controller's files for a unit's cgroup (systemd's ControlGroup
+    property): that controller's v1 hierarchy where it has one, else the unified hierarchy."""
+    cg = control_group.lstrip("/")
+    if not cg:
+        return None
+    for base in (ROOT / controller, ROOT):
+        d = base / cg
+        if d.is_dir() and any(d.glob(f"{controller}.*")):
+            return d
+    return None
+
+
+def processes(control_group: str) -> list[int]:
+    """Every process in the unit's cgroup and below it."""
+    d = unit_dir(control_group, "pids") or unit_dir(control_group, "memory")
+    if d is None:
+        return []
+    found: set[int] = set()
+    for procs in d.rglob("cgroup.procs"):
+        found.update(int(p) for p in procs.read_text().split())
+    return sorted(found)
+
+
+def usage(control_group: str) -> dict[str, int]:
+    """cpu_ns, memory, memory_limit and pids of a unit, from the kernel's own counters."""
+    cpu_v1 = unit_dir(control_group, "cpuacct")
+    mem = unit_dir(control_group, "memory")
+    pids = unit_dir(control_group, "pids")
+    out = {"cpu_ns": 0, "memory": 0, "memory_limit": 0, "pids": 0}
+    if cpu_v1 is not None and (cpu_v1 / "cpuacct.usage").exists():
+        out["cpu_ns"] = _read_int(cpu_v1 / "cpuacct.usage")
+    elif mem is not None and (mem / "cpu.stat").exists():  # v2: cpu.stat is always there
+        out["cpu_ns"] = _keyed(mem / "cpu.stat", "usage_usec") * 1000
+    if mem is not None:
+        v1 = (mem / "memory.usage_in_bytes").exists()
+        out["memory"] = _read_int(mem / ("memory.usage_in_bytes" if v1 else "memory.current"))
+        out["memory_limit"] = _read_int(mem / ("memory.limit_in_bytes" if v1 else "memory.max"))
+    if pids is not None:
+        out["pids"] = _read_int(pids / "pids.current")
+    return out
+
+
+def oom_killed_here() -> bool:
+    """Whether the kernel's OOM killer fired in this process's own cgroup: ExecStopPost runs in
+    the unit's, and on cgroup v1 systemd reports an OOM kill as a plain SIGKILL."""
+    return any(_keyed(f, "oom_kill") for f in _own_oom_counters())
+
+
+def _own_oom_counters() -> Iterator[Path]:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        rel = path.lstrip("/")
+        if "memory" in controllers.split(","):
+            yield ROOT / "memory" / rel / "memory.oom_control"
+        elif controllers == "":
+            yield ROOT / rel / "memory.events"
+            yield ROOT / "unified" / rel / "memory.events"
+
+
+def _keyed(path: Path, key: str) -> int:
+    """A value from a flat keyed file (memory.events, cpu.stat): 0 where absent."""
+    try:
+        for line in path.read_text().splitlines():
+            k, _, value = line.partition(" ")
+            if k == key:
+                return int(value)
+    except OSError:
+        pass
+    return 0
+
+
+def _read_int(path: Path, default: int = 0) -> int:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return default
+    return int(text) if text.isdigit() else default

@@ -1,0 +1,345 @@
+"""The container verbs, given their parsed arguments: run, create, start, stop, restart, kill, rm,
+wait, ps, inspect, logs, top, stats, exec, export. Flags are sdctr.cli.parser's, the lifecycle
+sdctr.runtime's; this module turns one into the other and prints what Docker would print.
+
+`run` and `create` are the hot path: what only the other verbs need is imported inside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from sdctr import cgroups
+from sdctr.cli.output import clip, human_duration, print_docs, table
+from sdctr.log import SdctrError, error
+from sdctr.options import RunOptions, parse_env, run_options, user_env
+from sdctr.paths import Paths
+from sdctr.runtime import lifecycle as containers
+from sdctr.runtime.resolve import resolve
+from sdctr.spec import ContainerSpec
+from sdctr.state import find
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from sdctr.image.store import Image
+    from sdctr.systemd.manager import Systemd
+    from sdctr.systemd.properties import Host
+
+    Action = Callable[[Paths, Systemd, Host, ContainerSpec], None]
+
+
+def paths_of(args: argparse.Namespace) -> Paths:
+    return Paths.from_root(args.root)
+
+
+def systemd_of(args: argparse.Namespace) -> tuple[Systemd, Host]:
+    from sdctr.systemd.manager import Systemd
+
+    sd = Systemd()
+    return sd, sd.host(force_unit_file=args.unit_file_mode)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+def build_spec(options: RunOptions, paths: Paths) -> tuple[ContainerSpec, Image]:
+    """The container `options` ask for, and its image (pulled as --pull says). The env files and
+    the caller's environment are read before anything is pulled: a bad file stops here."""
+    env = user_env(options, os.environ)
+    image = image_for_run(options, paths)
+    return resolve(options, image, user_env=env), image
+
+
+def image_for_run(options: RunOptions, paths: Paths) -> Image:
+    """The image `run` and `create` use, pulled first as --pull says (progress on stderr, as
+    Docker shows it, so that stdout stays the container's)."""
+    from sdctr.image import store as images
+
+    if options.pull != "always":
+        try:
+            return images.resolve(paths, options.image)
+        except images.NoSuchImage:
+            if options.pull == "never":
+                raise
+            print(f"Unable to find image '{images.parse_reference(options.image).key}' locally",
+                  file=sys.stderr, flush=True)
+    from sdctr.image import progress, registry
+
+    with progress.view(sys.stderr) as show:
+        return registry.pull(paths, options.image, platform=options.platform, progress=show)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    spec, image = build_spec(run_options(vars(args)), paths)
+    sd, host = systemd_of(args)
+    if not spec.attached:
+        containers.run(paths, spec, image, sd, host)
+        print(spec.id)
+        return 0
+    from sdctr.cli import attach
+
+    return attach.run_attached(paths, spec, image, sd, host)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    spec, image = build_spec(run_options(vars(args)), paths)
+    print(containers.create(paths, spec, image).id)
+    return 0
+
+
+# --- lifecycle of existing containers -----------------------------------------------------------
+
+def for_each(args: argparse.Namespace, action: Action) -> int:
+    """Docker's multi-container verbs: act on each, report each failure, 1 if any failed."""
+    paths = paths_of(args)
+    sd, host = systemd_of(args)
+    failed = 0
+    for ref in args.containers:
+        try:
+            action(paths, sd, host, find(paths, ref))
+            print(ref)
+        except SdctrError as e:
+            error(str(e), e.hint)
+            failed = 1
+    return failed
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    def start(paths: Paths, sd: Systemd, host: Host, spec: ContainerSpec) -> None:
+        if not containers.is_running(sd, spec):
+            containers.start(paths, _persist_detached(paths, spec), sd, host)
+    return for_each(args, start)
+
+
+def _persist_detached(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
+    """A re-start has no terminal to attach to: from now on the container runs detached."""
+    from sdctr.state import save_spec
+
+    if spec.attached:
+        spec = spec.replace(attached=False)
+        save_spec(paths, spec)
+    return spec
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return for_each(args, lambda paths, sd, host, spec: containers.stop(sd, spec, args.time))
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    def restart(paths: Paths, sd: Systemd, host: Host, spec: ContainerSpec) -> None:
+        containers.stop(sd, spec, args.time)
+        containers.start(paths, _persist_detached(paths, spec), sd, host)
+    return for_each(args, restart)
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    signum = parse_signal(args.signal)
+    return for_each(args, lambda paths, sd, host, spec: containers.kill(sd, spec, signum))
+
+
+def parse_signal(value: str) -> int:
+    import signal
+
+    if value.isdigit():
+        return int(value)
+    name = value.upper()
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise SdctrError(f"invalid signal {value!r}", hint="examples: TERM, KILL, HUP, 9") from None
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    return for_each(args, lambda paths, sd, host, spec: containers.remove(paths, sd, spec, args.force))
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    for ref in args.containers:
+        spec = find(paths, ref)
+        print(containers.wait_exit(paths, spec, sd, attached=False, poll=0.1))
+    return 0
+
+
+# --- looking at containers ---------------------------------------------------------------------
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from sdctr.state import read_status
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    rows: list[dict[str, Any]] = []
+    for spec, active in containers.all_with_state(paths, sd):
+        if not args.all and active not in containers.RUNNING_STATES:
+            continue
+        status = read_status(paths, spec.id)
+        rows.append({"ID": spec.short_id, "Image": spec.image, "Command": " ".join(spec.command),
+                     "CreatedAt": spec.created, "Status": ps_status(active, status),
+                     "Names": spec.name, "State": "running" if active in containers.RUNNING_STATES
+                     else ("exited" if status.get("finished_at") else "created"),
+                     "ExitCode": status.get("exit_code"), "Unit": spec.unit})
+    if args.quiet:
+        for r in rows:
+            print(r["ID"])
+    elif args.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+              [[r["ID"], r["Image"], clip(r["Command"], 22),
+                human_duration(time.time() - r["CreatedAt"]) + " ago", r["Status"],
+                r["Names"]] for r in rows])
+    return 0
+
+
+def ps_status(active: str | None, status: dict[str, Any]) -> str:
+    """`docker ps`'s STATUS: "Up 5 minutes", "Exited (0) 2 hours ago", "Created"."""
+    now = time.time()
+    if active in containers.RUNNING_STATES:
+        return f"Up {human_duration(now - status.get('started_at', now))}"
+    if status.get("finished_at"):
+        return (f"Exited ({status.get('exit_code')}) "
+                f"{human_duration(now - status['finished_at'])} ago")
+    return "Created"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Containers by name or id, and (as Docker) images where no container has that name."""
+    from sdctr.state import NoSuchContainer
+
+    paths = paths_of(args)
+    sd = None
+    docs = []
+    for ref in args.containers:
+        spec = None
+        if args.type != "image":
+            try:
+                spec = find(paths, ref)
+            except NoSuchContainer:
+                if args.type == "container":
+                    raise
+        if spec is None:
+            docs.append(_image_doc(paths, ref))
+            continue
+        sd = sd or systemd_of(args)[0]
+        docs.append(containers.describe(paths, spec, sd.unit_state(spec.unit)))
+    print_docs(docs, args.format)
+    return 0
+
+
+def _image_doc(paths: Paths, ref: str) -> dict[str, Any]:
+    from sdctr.image import store as images
+
+    try:
+        return images.inspect(paths, images.resolve(paths, ref))
+    except images.NoSuchImage:
+        raise SdctrError(f"no such object: {ref}",
+                         hint="neither a container nor an image has that name or id") from None
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from sdctr.runtime import logs
+
+    paths = paths_of(args)
+    spec = find(paths, args.container)
+    return logs.show(spec, follow=args.follow, tail=args.tail, since=args.since,
+                     timestamps=args.timestamps)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from sdctr.external import run
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    spec = find(paths, args.container)
+    pids = cgroups.processes(containers.running_unit(sd, spec).get("ControlGroup", ""))
+    r = run(["ps", "-f", "-p", ",".join(str(p) for p in pids)], check=False)
+    print(r.stdout, end="")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from sdctr.init import enter
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    spec = find(paths, args.container)
+    unit = containers.running_unit(sd, spec)
+    return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
+                         env=parse_env(args.env, os.environ), workdir=args.workdir,
+                         user=args.user, tty=args.tty, interactive=args.interactive)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sdctr.image import archive
+    from sdctr.image import store as images
+
+    paths = paths_of(args)
+    spec = find(paths, args.container)
+    archive.export(paths, spec.id, images.resolve(paths, spec.image_id), args.output)
+    return 0
+
+
+# --- stats: usage straight from the unit's cgroup files, v1 or v2 alike -------------------------
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from sdctr.image.progress import human_size
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    chosen = [find(paths, c) for c in args.containers] or [
+        s for s, active in containers.all_with_state(paths, sd) if active in containers.RUNNING_STATES]
+    while True:
+        units = {s.id: sd.unit_state(s.unit) for s in chosen}
+        first = {cid: cgroups.usage(u.get("ControlGroup", "")) for cid, u in units.items()}
+        t0 = time.monotonic()
+        time.sleep(0.5)
+        elapsed = time.monotonic() - t0
+        rows = []
+        for s in chosen:
+            now = cgroups.usage(units[s.id].get("ControlGroup", ""))
+            cpu = (now["cpu_ns"] - first[s.id]["cpu_ns"]) / (elapsed * 1e9) * 100
+            limit = min(now["memory_limit"] or host_memory(), host_memory())  # "no limit" is the host's
+            rows.append([s.short_id, s.name, f"{cpu:.2f}%",
+                         f"{human_size(now['memory'], True)} / {human_size(limit, True)}",
+                         f"{now['memory'] / limit * 100:.2f}%", str(now["pids"])])
+        if not args.no_stream:
+            print("\033[2J\033[H", end="")
+        table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], rows)
+        if args.no_stream:
+            return 0
+
+
+
+
+def host_memory() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 1
+
+
+# --- system -------------------------------------------------------------------------------------
+
+def cmd_system_gc(args: argparse.Namespace) -> int:
+    """What no running container owns, removed, one line each (as `docker system prune` says)."""
+    from sdctr.net import setup
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    live = {s.id for s, active in containers.all_with_state(paths, sd) if active in containers.RUNNING_STATES}
+    removed = setup.gc(paths, live)
+    for what in removed:
+        print(f"removed {what}")
+    print(f"{len(removed)} left-overs removed")
+    return 0

@@ -1,0 +1,166 @@
+"""Addresses: a network's leases in one JSON file under a lock (<root>/networks/<name>.json,
+locked through <name>.lock), as CNI's host-local plugin keeps them.
+
+    {"last": "10.89.0.7", "leases": {"<container id>": "10.89.0.7", ...}}
+
+Addresses are IPv4 and handled as integers (the ipaddress module is ~3 ms of each start); the
+choice of an address (pick) is pure. A new lease takes the next free address after the last one
+handed out, so an address just released is not reused at once (a peer's ARP cache or conntrack
+entry may still point at the old container).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+from pathlib import Path
+
+from sdctr.log import SdctrError
+from sdctr.record import Record
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
+
+
+def parse_ip(text: str) -> int:
+    """A dotted quad as an integer; ValueError if it is not one."""
+    parts = text.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts):
+        raise ValueError(f"{text!r} is not an IPv4 address")
+    value = 0
+    for p in parts:
+        value = value << 8 | int(p)
+    return value
+
+
+def format_ip(value: int) -> str:
+    return ".".join(str(value >> shift & 255) for shift in (24, 16, 8, 0))
+
+
+class Subnet(Record):
+    network: int  # the first address, host bits zero
+    prefix: int  # 0..32
+
+    @classmethod
+    def parse(cls, text: str) -> Subnet:
+        """"10.89.0.0/16"; ValueError for anything else (host bits set included)."""
+        address, slash, prefix = text.partition("/")
+        if not slash or not prefix.isdigit() or not 8 <= int(prefix) <= 30:
+            raise ValueError(f"{text!r} is not an IPv4 subnet with a prefix length of 8 to 30")
+        subnet = cls(parse_ip(address), int(prefix))
+        if subnet.network & ~subnet.mask & 0xFFFFFFFF:
+            raise ValueError(f"{text!r} has host bits set (did you mean {subnet.canonical}?)")
+        return subnet
+
+    @property
+    def mask(self) -> int:
+        return (0xFFFFFFFF << (32 - self.prefix)) & 0xFFFFFFFF
+
+    @property
+    def canonical(self) -> str:
+        return f"{format_ip(self.network & self.mask)}/{self.prefix}"
+
+    @property
+    def text(self) -> str:
+        return f"{format_ip(self.network)}/{self.prefix}"
+
+    @property
+    def broadcast(self) -> int:
+        return self.network | (~self.mask & 0xFFFFFFFF)
+
+    @property
+    def first_host(self) -> int:
+        return self.network + 1
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, int) and address & self.mask == self.network
+
+    def overlaps(self, other: Subnet) -> bool:
+        mask = self.mask if self.prefix <= other.prefix else other.mask
+        return self.network & mask == other.network & mask
+
+
+def pick(subnet: Subnet, gateway: int, taken: Collection[int], last: int | None = None,
+         requested: int | None = None) -> int:
+    """The address for a new lease: `requested` if it is free and usable, else the first free
+    one after `last` (wrapping around). The network, broadcast and gateway addresses are never
+    handed out."""
+    if requested is not None:
+        if requested not in subnet or requested in (subnet.network, subnet.broadcast):
+            raise SdctrError(f"address {format_ip(requested)} is not a host address of the network's "
+                             f"subnet {subnet.text}")
+        if requested == gateway:
+            raise SdctrError(f"address {format_ip(requested)} is the network's gateway")
+        if requested in taken:
+            raise SdctrError(f"address {format_ip(requested)} is already in use")
+        return requested
+    low, high = subnet.network + 1, subnet.broadcast - 1
+    start = last + 1 if last is not None and low <= last < high else low
+    for candidate in itertools.chain(range(start, high + 1), range(low, start)):
+        if candidate != gateway and candidate not in taken:
+            return candidate
+    raise SdctrError(f"no free address left in {subnet.text}",
+                     hint="remove stopped containers, or configure a larger subnet")
+
+
+class Leases:
+    """A network's lease file, read and written under its lock (use `with Leases.open(...)`)."""
+
+    def __init__(self, path: Path, data: dict[str, object]):
+        self.path = path
+        leases = data.get("leases")
+        self.leases: dict[str, str] = dict(leases) if isinstance(leases, dict) else {}
+        last = data.get("last")
+        self.last: str | None = last if isinstance(last, str) else None
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path) -> Iterator[Leases]:
+        """The leases, locked; written back when the block ends without an error."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            leases = cls(path, read(path))
+            before = (dict(leases.leases), leases.last)
+            yield leases
+            if (leases.leases, leases.last) != before:
+                leases.save()
+
+    def lease(self, cid: str, subnet: Subnet, gateway: int, requested: int | None = None) -> int:
+        """The container's address: the one it holds, or a new one."""
+        held = self.leases.get(cid)
+        if held is not None and (requested is None or parse_ip(held) == requested):
+            return parse_ip(held)
+        taken = {parse_ip(a) for c, a in self.leases.items() if c != cid}
+        address = pick(subnet, gateway, taken, parse_ip(self.last) if self.last else None, requested)
+        self.leases[cid] = self.last = format_ip(address)
+        return address
+
+    def release(self, cid: str) -> str | None:
+        return self.leases.pop(cid, None)
+
+    def save(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"last": self.last, "leases": self.leases}, indent=1, sort_keys=True))
+        os.rename(tmp, self.path)
+
+
+def read(path: Path) -> dict[str, object]:
+    """The file's content without the lock (a reader such as inspect: writes are renames)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        raise SdctrError(f"{path} is not valid JSON",
+                         hint="move it away: its containers get new addresses at their next start") from None
+    return data if isinstance(data, dict) else {}
+
+
+def lease_of(path: Path, cid: str) -> str | None:
+    leases = read(path).get("leases")
+    return leases.get(cid) if isinstance(leases, dict) else None

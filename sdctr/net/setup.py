@@ -1,0 +1,287 @@
+"""A container's place on a bridge network, made by the unit's ExecStartPre (`sdctr hook netup`)
+and taken down by its ExecStopPost (`sdctr hook netdown`), and what a crash left, collected by
+`sdctr system gc`.
+
+    up:   address leased (under the network's lock, which also guards making the bridge);
+          network namespace unshared and pinned at <run>/netns/<id> (a bind mount of the
+          namespace file, as `ip netns add` makes); veth pair, host end sdv<id12> on the
+          bridge, the other end eth0 in the namespace, address and default route;
+          published ports as elements of the `sdctr` nftables table; hosts and resolv.conf
+    down: the table's elements commented with the id, the veth, the lease, the pin
+
+Both are idempotent: up first takes down what an earlier start left, and down ignores what is
+not there, so `systemctl restart` and a hook killed halfway double nothing. External commands:
+two `ip -batch -` (one in the host's namespace, one in the container's, entered with setns) and
+one `nft -f -` per start; down lists the table once (`nft -j`) to find the id's elements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+
+from sdctr import linux
+from sdctr.external import run
+from sdctr.log import SdctrError
+from sdctr.net import dns, ipam, nft
+from sdctr.net.network import Network, check_bridge, default_network, ensure_bridge
+
+TYPE_CHECKING = False  # typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable, Iterator
+    from pathlib import Path
+    from typing import Any
+
+    from sdctr.paths import Paths
+    from sdctr.spec import ContainerSpec, Port
+
+VETH_PREFIX = "sdv"  # + the short id: 15 characters, the kernel's limit (IFNAMSIZ - 1)
+
+
+def veth_name(cid: str) -> str:
+    return VETH_PREFIX + cid[:12]
+
+
+def mac_address(address: int) -> str:
+    """Docker's: 02:42 and the four bytes of the IPv4 address (unique where the address is)."""
+    return "02:42:" + ":".join(f"{address >> s & 255:02x}" for s in (24, 16, 8, 0))
+
+
+# --- before anything is made (`run`, `create`): one clear line and status 125 ----------------
+
+def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec], *,
+              starting: bool = True) -> None:
+    """What the hook would refuse, refused before a record exists: an address outside the
+    subnet or held; a host port that a process or another running container has; a subnet that
+    overlaps a host route; a bridge name a foreign interface has. `others`: every other record."""
+    net = default_network()
+    leases = ipam.read(net.leases_path(paths)).get("leases")
+    held = leases if isinstance(leases, dict) else {}
+    if spec.ip:
+        ipam.pick(net.subnet, net.gateway, {ipam.parse_ip(a) for a in held.values()},
+                  requested=ipam.parse_ip(spec.ip))
+    check_bridge(net)
+    if not starting:
+        return
+    check_ports_free(spec.ports)
+    for other in others:
+        if other.id in held:
+            for port in other.ports:
+                if any(p.host_port == port.host_port and p.proto == port.proto and
+                       (not p.host_ip or not port.host_ip or p.host_ip == port.host_ip) for p in spec.ports):
+                    raise SdctrError(f"host port {port.host_port}/{port.proto} is already published by "
+                                     f"container {other.name}", hint="publish another port")
+
+
+# --- up -----------------------------------------------------------------------------------------
+
+def up(paths: Paths, spec: ContainerSpec) -> None:
+    net = default_network()
+    check_ports_free(spec.ports)
+    down(paths, spec.id)  # what an earlier start left (a hook killed halfway, a lost ExecStopPost)
+    try:
+        with ipam.Leases.open(net.leases_path(paths)) as leases:
+            ensure_bridge(net)
+            address = leases.lease(spec.id, net.subnet, net.gateway,
+                                   ipam.parse_ip(spec.ip) if spec.ip else None)
+        pin = pin_netns(paths, spec.id)
+        add_veth(net, spec.id, pin, address)
+        apply_rules(net, spec.id, ipam.format_ip(address), spec.ports)
+        write_etc_files(paths, spec, ipam.format_ip(address))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            down(paths, spec.id)
+        raise
+
+
+def check_ports_free(ports: Iterable[Port]) -> None:
+    """A host port that a process of the host listens on would be shadowed by the DNAT rule
+    without a word: refused, as Docker's proxy refuses it by failing to bind."""
+    for port in ports:
+        kind = socket.SOCK_STREAM if port.proto == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((port.host_ip or "0.0.0.0", port.host_port))
+            except OSError as e:
+                why = "is already in use" if e.errno == errno.EADDRINUSE else f"cannot be bound: {e.strerror}"
+                raise SdctrError(f"host port {port.host_ip + ':' if port.host_ip else ''}{port.host_port}/"
+                                 f"{port.proto} {why}", hint="publish another port: -p OTHER:"
+                                 f"{port.container_port}") from None
+
+
+def pin_netns(paths: Paths, cid: str) -> str:
+    """A new network namespace, pinned by a bind mount of its file: unshared by this process,
+    which then returns to the host's."""
+    pin = paths.netns(cid)
+    pin.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pin.touch(mode=0o444)
+    host = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.unshare(linux.CLONE_NEWNET)
+        try:
+            linux.mount("/proc/thread-self/ns/net", pin, None, linux.MS_BIND)
+        finally:
+            linux.setns(host, linux.CLONE_NEWNET)
+    finally:
+        os.close(host)
+    return str(pin)
+
+
+@contextlib.contextmanager
+def entered(pin: str) -> Iterator[None]:
+    """This process (and the commands it runs) in the pinned namespace, then back."""
+    host = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    target = os.open(pin, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(target, linux.CLONE_NEWNET)
+        try:
+            yield
+        finally:
+            linux.setns(host, linux.CLONE_NEWNET)
+    finally:
+        os.close(target)
+        os.close(host)
+
+
+def add_veth(net: Network, cid: str, pin: str, address: int) -> None:
+    veth = veth_name(cid)
+    run(["ip", "-batch", "-"], input=(
+        f"link add {veth} type veth peer name eth0 address {mac_address(address)} netns {pin}\n"
+        f"link set {veth} master {net.bridge} up\n"))
+    with entered(pin):
+        run(["ip", "-batch", "-"], input=(
+            "link set lo up\n"
+            f"addr add {ipam.format_ip(address)}/{net.subnet.prefix} dev eth0\n"
+            "link set eth0 up\n"
+            f"route add default via {net.gateway_text}\n"))
+
+
+def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -> None:
+    text = nft.table_text([net.rules]) + nft.add_ports_text(cid, address, ports)
+    try:
+        run(["nft", "-f", "-"], input=text)
+    except SdctrError as e:
+        if "File exists" in str(e) and ports:
+            raise SdctrError(f"a port of {', '.join(p.text for p in ports)} is already published by "
+                             "another container", hint="publish another host port") from None
+        raise
+
+
+def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
+    """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
+    directory = paths.container_dir(spec.id)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (("hosts", dns.hosts(spec.hostname_or_id, address)),
+                       ("resolv.conf", dns.resolv_conf(*dns.read_host_files()))):
+        tmp = directory / f".{name}.tmp{os.getpid()}"
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, directory / name)
+
+
+# --- down ---------------------------------------------------------------------------------------
+
+def down(paths: Paths, cid: str) -> list[str]:
+    """Everything of the container's on the network, each piece as it is found; what went."""
+    removed = remove_elements(lambda comment: comment == cid)
+    if os.path.exists(f"/sys/class/net/{veth_name(cid)}"):
+        remove_veth(veth_name(cid))
+        removed.append(f"veth {veth_name(cid)}")
+    for path in leases_files(paths):
+        with ipam.Leases.open(path) as leases:
+            address = leases.release(cid)
+        if address:
+            removed.append(f"lease {address} ({path.stem})")
+    if unpin(paths.netns(cid)):
+        removed.append(f"netns {paths.netns(cid)}")
+    return removed
+
+
+def remove_veth(name: str) -> None:
+    # deleting one end deletes its peer, wherever that is; gone meanwhile is fine
+    r = run(["ip", "link", "del", name], check=False)
+    if r.returncode != 0 and os.path.exists(f"/sys/class/net/{name}"):
+        raise SdctrError(f"ip link del {name} failed: {r.stderr.strip()}")
+
+
+def remove_elements(doomed: Callable[[str], bool]) -> list[str]:
+    listing = list_table()
+    if listing is None:
+        return []
+    gone = [e for e in nft.elements(listing) if doomed(e.comment)]
+    if gone:
+        run(["nft", "-f", "-"], input=nft.delete_elements_text(gone))
+    return [f"rule {e.map} {{ {e.key} }} ({e.comment[:12]})" for e in gone]
+
+
+def list_table() -> dict[str, Any] | None:
+    """`nft -j list table ip sdctr`; None where there is no table (or no nft)."""
+    try:
+        r = run(["nft", "-j", "list", "table", nft.FAMILY, nft.TABLE], check=False)
+    except SdctrError:  # nft is not installed: nothing of ours can be in a table
+        return None
+    if r.returncode != 0:
+        return None
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def leases_files(paths: Paths) -> list[Path]:
+    d = paths.root / "networks"
+    return sorted(d.glob("*.json")) if d.is_dir() else []
+
+
+def unpin(pin: Path) -> bool:
+    """The pinned namespace's mount and file; True if there was one."""
+    try:
+        linux.umount2(pin, linux.MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+    try:
+        pin.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+# --- gc -----------------------------------------------------------------------------------------
+
+def gc(paths: Paths, live: Collection[str]) -> list[str]:
+    """What no running container (`live`: their full ids) owns: veths, leases, map elements and
+    pinned namespaces. What went, one line each."""
+    short = {cid[:12] for cid in live}
+    removed = remove_elements(lambda comment: comment not in live)
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir("/sys/class/net")):
+            if name.startswith(VETH_PREFIX) and len(name) == 15 and name[3:] not in short:
+                remove_veth(name)
+                removed.append(f"veth {name}")
+    for path in leases_files(paths):
+        with ipam.Leases.open(path) as leases:
+            for cid in [c for c in leases.leases if c not in live]:
+                removed.append(f"lease {leases.release(cid)} ({path.stem}, {cid[:12]})")
+    pins = paths.run / "netns"
+    for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
+        if name not in live and unpin(pins / name):
+            removed.append(f"netns {pins / name}")
+    return removed
+
+
+def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
+    """inspect's NetworkSettings, as Docker shows them: empty while the container is not up."""
+    net = default_network()
+    address = ipam.lease_of(net.leases_path(paths), spec.id)
+    ports: dict[str, list[dict[str, str]] | None] = {}
+    for p in spec.ports:
+        ports.setdefault(f"{p.container_port}/{p.proto}", []).append(  # type: ignore[union-attr]
+            {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
+    endpoint = {"IPAddress": address or "", "IPPrefixLen": net.subnet.prefix if address else 0,
+                "Gateway": net.gateway_text if address else "",
+                "MacAddress": mac_address(ipam.parse_ip(address)) if address else ""}
+    return {"Bridge": net.bridge, "SandboxKey": str(paths.netns(spec.id)) if address else "",
+            "Ports": ports, **endpoint, "Networks": {net.name: {"NetworkID": net.name, **endpoint}}}
+

@@ -1,0 +1,402 @@
+"""What the user asked a container to be, before any image is looked at: RunOptions, built from
+one table (OPTIONS) that ties each option's field, its `run`/`create` flags, its key in a declared
+container's YAML file and its parser, so the flags and the keys cannot drift (mkosi's SETTINGS).
+
+    Option("memory", ("-m", "--memory"), "memory", parse_memory, "memory limit, e.g. 256m")
+
+The command line (sdctr.cli.parser) makes its flags from the table; run_options() makes the record
+from argparse's values or from a YAML mapping. Every parser takes the field's name as the user
+spelled it (`--memory` on the command line, `memory` in a file) and one value, and its error names
+that field with an example of a good value: one line and exit status 125, before anything is
+pulled or created. What the image adds is resolved later (sdctr.runtime.resolve) into the
+ContainerSpec that create records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from sdctr.log import SdctrError
+from sdctr.record import Record
+from sdctr.spec import DEFAULT_PIDS_LIMIT, Mount, NetworkMode, Port, RestartPolicy
+
+# typing.TYPE_CHECKING without importing typing: `sdctr run` imports this module, and typing is
+# ~3 ms of each start
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+PULL_POLICIES = ("missing", "always", "never")
+
+
+class RunOptions(Record):
+    """What `run`/`create` or a declared container asked for; None or empty: the image's, or
+    the default. Field names are the table's `dest`s."""
+
+    image: str  # the reference as typed
+    command: tuple[str, ...] | None = None  # None: the image's Cmd
+    entrypoint: tuple[str, ...] | None = None  # None: the image's; given, it drops the image's Cmd too
+    name: str = ""  # "": one is picked when the record is saved
+    detach: bool = False
+    rm: bool = False
+    cpu_shares: int | None = None
+    memory: int | None = None
+    cpus: float | None = None
+    pids_limit: int = DEFAULT_PIDS_LIMIT
+    env_files: tuple[str, ...] = ()  # read by the caller, in its own context (user_env)
+    env: tuple[str, ...] = ()  # "KEY=VALUE", or "KEY": the caller's value
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    volumes: tuple[Mount, ...] = ()
+    read_only: bool = False
+    cap_add: tuple[str, ...] = ()  # "CAP_NET_ADMIN" or "ALL"
+    cap_drop: tuple[str, ...] = ()
+    restart: RestartPolicy = RestartPolicy.NO
+    network: NetworkMode = NetworkMode.NONE
+    publish: tuple[Port, ...] = ()
+    ip: str = ""
+    interactive: bool = False
+    tty: bool = False
+    ephemeral: bool = False
+    pull: str = "missing"  # one of PULL_POLICIES
+    platform: str | None = None  # what to pull: "os/arch[/variant]", None: this host's
+
+
+# --- parsers: (the field as the user spelled it, one value) -> the field's value ---------------
+
+def parse_size(field: str, value: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*", value.lower())
+    if not m:
+        raise SdctrError(f"{field} {value!r} is not a size", hint="examples: 512m, 2g, 1048576")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+
+
+def parse_memory(field: str, value: str) -> int:
+    size = parse_size(field, value)
+    if size < 6 * 1024 * 1024:  # Docker's minimum: less cannot even start a shell
+        raise SdctrError(f"{field} {value!r} is below the minimum of 6m")
+    return size
+
+
+def parse_cpu_shares(field: str, value: str) -> int:
+    if not value.isdigit():
+        raise SdctrError(f"{field} {value!r} is not a whole number", hint="the default weight is 1024")
+    shares = int(value)
+    if not 2 <= shares <= 262144:
+        raise SdctrError(f"{field} {shares} is outside 2..262144")
+    return shares
+
+
+def parse_cpus(field: str, value: str) -> float:
+    try:
+        cpus = float(value)
+    except ValueError:
+        raise SdctrError(f"{field} {value!r} is not a number", hint="examples: 0.5, 2") from None
+    if not 0.01 <= cpus <= 1024:
+        raise SdctrError(f"{field} {value!r} is outside 0.01..1024")
+    return cpus
+
+
+def parse_pids_limit(field: str, value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        raise SdctrError(f"{field} {value!r} is not a whole number") from None
+    if limit == 0 or limit < -1:
+        raise SdctrError(f"{field} {limit}: use a positive number, or -1 for no limit")
+    return limit
+
+
+def parse_restart(field: str, value: str) -> RestartPolicy:
+    name = value.split(":", 1)[0]  # on-failure:N is accepted; systemd's StartLimit bounds retries
+    try:
+        return RestartPolicy(name)
+    except ValueError:
+        choices = ", ".join(p.value for p in RestartPolicy)
+        raise SdctrError(f"{field} {value!r} is not a restart policy", hint=f"one of {choices}") from None
+
+
+def parse_network(field: str, value: str) -> NetworkMode:
+    try:
+        return NetworkMode(value)
+    except ValueError:
+        raise SdctrError(f"{field} {value!r}: no such network",
+                         hint="the networks are: bridge, host, none") from None
+
+
+_PUBLISH = re.compile(r"(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)(?:/(tcp|udp))?")
+
+
+def parse_publish(field: str, value: str) -> Port:
+    """[IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]"""
+    m = _PUBLISH.fullmatch(value)
+    if not m:
+        raise SdctrError(f"{field} {value!r} is not [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]",
+                         hint="example: -p 8080:80, -p 127.0.0.1:5353:53/udp")
+    host_ip, host_port, container_port, proto = m.groups()
+    if host_ip:
+        parse_ip(field, host_ip)
+    for port in (host_port, container_port):
+        if not 1 <= int(port) <= 65535:
+            raise SdctrError(f"{field} {value!r}: port {port} is outside 1..65535")
+    return Port(int(host_port), int(container_port), proto or "tcp", host_ip or "")
+
+
+def parse_ip(field: str, value: str) -> str:
+    parts = value.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        raise SdctrError(f"{field} {value!r} is not an IPv4 address", hint="example: 10.89.0.10")
+    return ".".join(str(int(p)) for p in parts)
+
+
+def parse_mount(field: str, value: str) -> Mount:
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise SdctrError(f"{field} {value!r} is not SRC:DST[:ro]", hint="example: /srv/data:/data:ro")
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if not source.startswith("/"):
+        raise SdctrError(f"{field} {value!r}: the source must be an absolute host path (named volumes "
+                         "are not supported)")
+    if not target.startswith("/") or target == "/":
+        raise SdctrError(f"{field} {value!r}: the destination must be an absolute path other than /")
+    if mode not in ("ro", "rw"):
+        raise SdctrError(f"{field} {value!r}: mode {mode!r} is not ro or rw")
+    return Mount(source, target, readonly=mode == "ro")
+
+
+def parse_env_entry(field: str, value: str) -> str:
+    """KEY=VALUE, or KEY alone (the caller's value, looked up by user_env)."""
+    key = value.partition("=")[0]
+    if not key or not re.fullmatch(r"[^=\s]+", key):
+        raise SdctrError(f"{field} {value!r} is not KEY=VALUE")
+    return value
+
+
+def parse_capability(field: str, value: str) -> str:
+    """A capability as capabilities(7) names it, with or without CAP_, any case; or ALL."""
+    from sdctr.caps import ALL_CAPS
+
+    name = value.upper()
+    name = name if name.startswith("CAP_") or name == "ALL" else f"CAP_{name}"
+    if name != "ALL" and name not in ALL_CAPS:
+        raise SdctrError(f"{field} {value!r}: unknown capability {name!r}",
+                         hint="see capabilities(7), e.g. NET_ADMIN")
+    return name
+
+
+NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def parse_name(field: str, value: str) -> str:
+    if not NAME_RE.fullmatch(value) or len(value) > 128:
+        raise SdctrError(f"{field} {value!r} is not a valid container name",
+                         hint="letters, digits, '_', '.', '-'; starting with a letter or digit")
+    return value
+
+
+def parse_pull(field: str, value: str) -> str:
+    if value not in PULL_POLICIES:
+        raise SdctrError(f"{field} {value!r} is not a pull policy", hint=f"one of {', '.join(PULL_POLICIES)}")
+    return value
+
+
+def parse_env(values: Iterable[str], lookup: Mapping[str, str], field: str = "--env") -> list[str]:
+    """-e KEY=VALUE, or -e KEY to pass the caller's value (skipped when the caller has none)."""
+    out = []
+    for v in values:
+        key, eq, _ = parse_env_entry(field, v).partition("=")
+        if eq:
+            out.append(v)
+        elif key in lookup:
+            out.append(f"{key}={lookup[key]}")
+    return out
+
+
+def read_env_file(path: str, lookup: Mapping[str, str]) -> list[str]:
+    try:
+        with open(path) as f:
+            lines = [ln.strip() for ln in f]
+    except OSError as e:
+        raise SdctrError(f"--env-file {path}: {e.strerror}") from None
+    return parse_env((ln for ln in lines if ln and not ln.startswith("#")), lookup,
+                     field=f"--env-file {path}:")
+
+
+def user_env(options: RunOptions, lookup: Mapping[str, str]) -> tuple[str, ...]:
+    """The user's layer of the container's environment: the env files' entries, then -e's, a KEY
+    alone taking the caller's value. The caller reads it in its own context: the CLI before it
+    pulls (a bad file stops there), a declared container's unit when it starts."""
+    entries = [e for path in options.env_files for e in read_env_file(path, lookup)]
+    return tuple(entries + parse_env(options.env, lookup))
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+VALUE, SWITCH, LIST, WORDS = "value", "switch", "list", "words"
+
+
+class Option(Record):
+    dest: str  # the RunOptions field, and argparse's dest
+    flags: tuple[str, ...]  # ("-m", "--memory"); () for the positionals, IMAGE and COMMAND
+    yaml_key: str  # the key in a declared container's YAML; "": the command line's alone
+    parse: Callable[[str, str], Any] | None = None  # for each value; None: the string as given
+    help: str | None = None
+    metavar: str | None = None
+    kind: str = VALUE  # VALUE; SWITCH (a flag without a value); LIST (-e A -e B); WORDS (an argv)
+    choices: tuple[str, ...] = ()
+    verb: str = ""  # the one verb that has this flag; "": run and create
+
+    @property
+    def flag(self) -> str:
+        """How an error names the option on the command line: its long flag, or its metavar."""
+        return next((f for f in self.flags if f.startswith("--")), self.metavar or self.dest)
+
+
+OPTIONS = (
+    Option("detach", ("-d", "--detach"), "", help="run in the background, print the id", kind=SWITCH,
+           verb="run"),
+    Option("rm", ("--rm",), "", help="remove the container when it stops", kind=SWITCH),
+    Option("name", ("--name",), "", parse_name, "a name to use instead of the id"),  # YAML: the file's
+    Option("cpu_shares", ("-c", "--cpu-shares"), "cpu_shares", parse_cpu_shares, metavar="SHARES",
+           help="relative CPU weight (default 1024)"),
+    Option("memory", ("-m", "--memory"), "memory", parse_memory, metavar="BYTES",
+           help="memory limit, e.g. 256m"),
+    Option("cpus", ("--cpus",), "cpus", parse_cpus, help="CPU quota in CPUs, e.g. 0.5"),
+    Option("pids_limit", ("--pids-limit",), "pids_limit", parse_pids_limit, metavar="N",
+           help=f"tasks limit (default {DEFAULT_PIDS_LIMIT}, -1: none)"),
+    Option("env", ("-e", "--env"), "env", parse_env_entry, "an environment variable (KEY alone: ours)",
+           metavar="KEY=VALUE", kind=LIST),
+    Option("env_files", ("--env-file",), "env_files", help="KEY=VALUE lines", metavar="FILE", kind=LIST),
+    Option("workdir", ("-w", "--workdir"), "workdir", help="the command's directory (default: the image's)"),
+    Option("user", ("-u", "--user"), "user", help="name or id (default: the image's)",
+           metavar="USER[:GROUP]"),
+    Option("hostname", ("-h", "--hostname"), "hostname", help="default: the short id"),
+    Option("volumes", ("-v", "--volume"), "volumes", parse_mount, "bind-mount a host directory",
+           metavar="SRC:DST[:ro]", kind=LIST),
+    Option("read_only", ("--read-only",), "read_only", help="mount the root file system read-only",
+           kind=SWITCH),
+    Option("cap_add", ("--cap-add",), "cap_add", parse_capability, "a capability more (or ALL)",
+           metavar="CAP", kind=LIST),
+    Option("cap_drop", ("--cap-drop",), "cap_drop", parse_capability, "a capability less (or ALL)",
+           metavar="CAP", kind=LIST),
+    Option("restart", ("--restart",), "restart", parse_restart, metavar="POLICY",
+           help="no, on-failure, always, unless-stopped"),
+    Option("network", ("--network",), "network", parse_network, metavar="NETWORK",
+           help="bridge (a veth on the bridge sdctr0), host, none"),
+    Option("publish", ("-p", "--publish"), "ports", parse_publish, kind=LIST,
+           metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a container's port on the host (bridge)"),
+    Option("ip", ("--ip",), "ip", parse_ip, metavar="ADDRESS", help="the container's address (bridge)"),
+    Option("entrypoint", ("--entrypoint",), "entrypoint", metavar="PROGRAM", kind=WORDS,
+           help="the program instead of the image's ('': none)"),
+    Option("interactive", ("-i", "--interactive"), "", help="keep stdin open", kind=SWITCH),
+    Option("tty", ("-t", "--tty"), "", help="a terminal for the container", kind=SWITCH),
+    Option("ephemeral", ("--ephemeral",), "ephemeral", help="discard the writable layer at every stop",
+           kind=SWITCH),
+    Option("pull", ("--pull",), "pull", parse_pull, choices=PULL_POLICIES,
+           help="pull the image first: when missing (default), always, never"),
+    Option("platform", ("--platform",), "platform", metavar="OS/ARCH[/VARIANT]",
+           help="what to pull (default: this host)"),
+    Option("image", (), "image", metavar="IMAGE"),
+    Option("command", (), "command", metavar="COMMAND", kind=WORDS),
+)
+
+
+def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
+    """RunOptions from argparse's values (`vars(args)`: keyed by dest, None where a flag was not
+    given, other keys ignored), or with `yaml` from a declared container's mapping (keyed by the
+    table's keys: an unknown key, or a value of the wrong type, is an error naming the key; the
+    caller adds the file and line). A declared container runs detached."""
+    table = {o.yaml_key: o for o in OPTIONS if o.yaml_key} if yaml else {o.dest: o for o in OPTIONS}
+    if yaml:
+        unknown = sorted(str(k) for k in values if k not in table)
+        if unknown:
+            raise SdctrError(f"unknown key {unknown[0]!r}", hint=f"the keys are: {', '.join(sorted(table))}")
+    fields: dict[str, Any] = {"detach": True} if yaml else {}
+    for name, option in table.items():
+        value = values.get(name)
+        if value is None or (not yaml and ((value == "" and option.kind == VALUE) or value == [])):
+            continue  # not given; as Docker, `--name ''` is no name, and COMMAND is [] untyped
+        fields[option.dest] = _convert(option, name if yaml else option.flag, value, yaml)
+    if "image" not in fields:
+        raise SdctrError("no image given", hint="say which: image: busybox" if yaml else None)
+    options = RunOptions(**fields)
+    for check in CHECKS:
+        check(options)
+    return options
+
+
+def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
+    """One option's value, checked for its kind (a YAML file can hold any type) and parsed."""
+    def one(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            hint = (f'YAML reads yes/no/on/off as true/false: quote the value, e.g. {field}: "no"'
+                    if isinstance(v, bool) else None)
+            raise SdctrError(f"{field} takes a string or a number, not {_type_name(v)}", hint=hint)
+        return option.parse(field, str(v)) if option.parse else str(v)
+
+    if option.kind == SWITCH:
+        if not isinstance(value, bool):
+            raise SdctrError(f"{field} takes true or false, not {_type_name(value)}")
+        return value
+    if option.kind == VALUE:
+        return one(value)
+    if isinstance(value, str):
+        if option.kind == WORDS:
+            # an --entrypoint is one word, as Docker's ('' clears the image's); a YAML string is
+            # split as a shell would, as Compose does
+            if not yaml:
+                return (value,) if value else ()
+            import shlex
+
+            return tuple(shlex.split(value))
+        return (one(value),)  # a YAML list of one may be written as its item
+    if option.dest == "env" and isinstance(value, Mapping):  # env: {KEY: value}, as Compose allows
+        value = [str(k) if v is None else f"{k}={_scalar_text(v)}" for k, v in value.items()]
+    if not isinstance(value, (list, tuple)):
+        raise SdctrError(f"{field} takes a list, not {_type_name(value)}")
+    return tuple(one(v) for v in value)
+
+
+def _scalar_text(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "true/false", dict: "a mapping", list: "a list", type(None): "null", str: "a string",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+# --- checks of the whole record: small and named, each naming the fields it rejects -------------
+
+def rm_never_restarts(options: RunOptions) -> None:
+    if options.rm and options.restart is not RestartPolicy.NO:
+        raise SdctrError("--rm and --restart cannot be combined: a restarting container is never removed")
+
+
+def ports_and_ip_need_bridge(options: RunOptions) -> None:
+    if options.network is NetworkMode.BRIDGE:
+        return
+    for given, flag in ((options.publish, "--publish"), (options.ip, "--ip")):
+        if given:
+            raise SdctrError(f"{flag} needs a bridge network, not --network {options.network.value}",
+                             hint="add --network bridge")
+
+
+def ports_unique(options: RunOptions) -> None:
+    seen: set[tuple[str, int, str]] = set()
+    for port in options.publish:
+        key = (port.host_ip, port.host_port, port.proto)
+        if key in seen or (port.host_ip and ("", port.host_port, port.proto) in seen):
+            raise SdctrError(f"--publish {port.text}: host port {port.host_port}/{port.proto} is "
+                             "published twice")
+        seen.add(key)
+    if any(("", p.host_port, p.proto) in seen for p in options.publish if p.host_ip):
+        raise SdctrError("--publish: a host port is published on every address and on one of them")
+
+
+CHECKS = (rm_never_restarts, ports_and_ip_need_bridge, ports_unique)

@@ -1,0 +1,217 @@
+"""The bridge network under a real systemd, checked as a user would: a published busybox httpd
+answers through 127.0.0.1, the gateway and from "another machine"; traffic out is masqueraded;
+addresses are distinct; nothing is left over or doubled after stop, rm -f, kill -9 and restart;
+bad input is one line and status 125. Everything happens inside the test host's own network
+namespace, and "other machines" are namespaces this module makes there (and removes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.testhost import Machine, wait_for
+
+pytestmark = pytest.mark.testhost
+
+PAGE = "hello from a container"
+# a page fetcher (the static busybox's wget crashes in this root) and a server that writes down
+# who connected, for the "outside" namespace
+GET = """#!/usr/bin/python3
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())
+"""
+WHO_CONNECTS = """#!/usr/bin/python3
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen()
+c, peer = s.accept()
+open(sys.argv[3], "w").write(peer[0])
+"""
+MAKE_IMAGE = f"""
+set -e
+chmod +x /usr/local/bin/get /usr/local/bin/who-connects
+rm -rf /tmp/bb && sh -s /tmp/bb < /tmp/busybox-rootfs.sh >/dev/null
+tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox >/dev/null
+mkdir -p /tmp/www && echo '{PAGE}' > /tmp/www/index.html
+"""
+# "another machine": a namespace inside the test host, joined to it by a veth pair the test
+# makes (198.51.100.0/24, TEST-NET-2: only ever inside the test host)
+OUTSIDE_UP = """
+set -e
+ip netns add outside
+ip link add sdtest0 type veth peer name eth0 netns outside
+ip addr add 198.51.100.1/24 dev sdtest0 && ip link set sdtest0 up
+ip -n outside addr add 198.51.100.2/24 dev eth0
+ip -n outside link set eth0 up && ip -n outside link set lo up
+"""
+OUTSIDE_DOWN = "ip netns del outside; ip link del sdtest0"
+
+
+@pytest.fixture(scope="module")
+def host(testhost: Machine) -> Iterator[Machine]:
+    for path, text in (("/tmp/busybox-rootfs.sh", BUSYBOX_ROOTFS_SH.read_text()),
+                       ("/usr/local/bin/get", GET), ("/usr/local/bin/who-connects", WHO_CONNECTS)):
+        testhost.exec("sh", "-c", f"cat > {path}", input=text)
+    testhost.sh(MAKE_IMAGE)
+    testhost.sh(OUTSIDE_UP)
+    yield testhost
+    testhost.sh(OUTSIDE_DOWN, check=False)
+    testhost.sh("sdctr ps -aq | xargs -r sdctr rm -f", check=False)
+
+
+def httpd(host: Machine, *flags: str) -> str:
+    return host.exec("sdctr", "run", "-d", "--network", "bridge", *flags, "-v", "/tmp/www:/www",
+                     "busybox", "httpd", "-f", "-p", "80", "-h", "/www").stdout.strip()
+
+
+def inspect(host: Machine, cid: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(host.exec("sdctr", "inspect", cid).stdout)[0]  # type: ignore[no-any-return]
+
+
+def network_state(host: Machine) -> dict[str, list[str]]:
+    """Every trace a container leaves on the network: veths, leases, map elements, pins."""
+    veths = [ln.split(":")[1].strip().split("@")[0]
+             for ln in host.exec("ip", "-o", "link", "show").stdout.splitlines() if ": sdv" in ln]
+    leases = json.loads(host.sh("cat /var/lib/sdctr/networks/bridge.json 2>/dev/null || echo {}").stdout)
+    listing = host.exec("nft", "-j", "list", "table", "ip", "sdctr", check=False).stdout or '{"nftables": []}'
+    elements = [str(e) for item in json.loads(listing)["nftables"] if "map" in item
+                for e in item["map"].get("elem", [])]
+    pins = host.sh("ls /run/sdctr/netns 2>/dev/null || true").stdout.split()
+    return {"veths": sorted(veths), "leases": sorted(leases.get("leases", {}).values()),
+            "elements": elements, "pins": pins}
+
+
+def assert_clean(host: Machine) -> None:
+    assert network_state(host) == {"veths": [], "leases": [], "elements": [], "pins": []}
+
+
+def assert_one_each(host: Machine, cid: str) -> None:
+    state = network_state(host)
+    assert state["veths"] == [f"sdv{cid[:12]}"] and state["pins"] == [cid], state
+    assert len(state["leases"]) == 1 and len(state["elements"]) == 1, state
+
+
+def test_a_published_port_answers_from_the_host_and_from_another_machine(host: Machine) -> None:
+    cid = httpd(host, "-p", "8080:80")
+    try:
+        settings = inspect(host, cid)["NetworkSettings"]
+        assert settings["Gateway"] == "10.89.0.1" and settings["IPAddress"].startswith("10.89.")
+        assert settings["MacAddress"].startswith("02:42:")
+        assert settings["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
+        for url in ("http://127.0.0.1:8080/", "http://10.89.0.1:8080/",
+                    f"http://{settings['IPAddress']}/"):
+            assert host.exec("get", url).stdout.strip() == PAGE, url
+        # from "another machine", through the test host's own address on the link between them
+        r = host.exec("ip", "netns", "exec", "outside", "get", "http://198.51.100.1:8080/")
+        assert r.stdout.strip() == PAGE
+        inside = host.exec("sdctr", "exec", cid, "cat", "/etc/hosts", "/etc/resolv.conf").stdout
+        assert f"{settings['IPAddress']}\t{cid[:12]}" in inside and "nameserver" in inside
+    finally:
+        host.exec("sdctr", "rm", "-f", cid)
+    assert_clean(host)
+
+
+def test_traffic_out_is_masqueraded(host: Machine) -> None:
+    host.sh("rm -f /tmp/peer; ip netns exec outside who-connects 198.51.100.2 9000 /tmp/peer "
+            ">/dev/null 2>&1 &")
+    wait_for(lambda: "198.51.100.2:9000" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
+             what="the outside server")
+    r = host.exec("sdctr", "run", "--rm", "--network", "bridge", "busybox", "sh", "-c",
+                  "echo hi | nc 198.51.100.2 9000", check=False)
+    assert r.returncode == 0, r.stderr
+    peer = wait_for(lambda: host.sh("cat /tmp/peer 2>/dev/null || true").stdout.strip("\n"), what="the peer")
+    assert peer == "198.51.100.1"  # the test host's address, not the container's 10.89.x.y
+    wait_for(lambda: network_state(host)["veths"] == [], what="the --rm container's veth to go")
+    assert_clean(host)
+
+
+def test_twenty_containers_started_at_once_get_distinct_addresses(host: Machine) -> None:
+    ids = host.sh("for i in $(seq 20); do sdctr run -d --network bridge busybox sleep 600 & done; wait",
+                  timeout=300).stdout.split()
+    try:
+        assert len(ids) == 20
+        addresses = [inspect(host, cid)["NetworkSettings"]["IPAddress"] for cid in ids]
+        assert len(set(addresses)) == 20 and all(a.startswith("10.89.") for a in addresses)
+        assert len(network_state(host)["veths"]) == 20
+        # and a container reaches another through the bridge
+        host.exec("sdctr", "exec", ids[0], "ping", "-c", "1", "-W", "3", addresses[1])
+    finally:
+        host.sh("sdctr rm -f " + " ".join(ids), timeout=300)
+    assert_clean(host)
+
+
+def test_stop_kill_restart_and_rm_leave_nothing_over_or_doubled(host: Machine) -> None:
+    cid = httpd(host, "-p", "8081:80")
+    unit = f"ctr-{cid[:12]}.service"
+    try:
+        assert_one_each(host, cid)
+        host.exec("systemctl", "restart", unit)
+        assert_one_each(host, cid)
+        assert host.exec("get", "http://127.0.0.1:8081/").stdout.strip() == PAGE
+        host.exec("sdctr", "stop", cid)
+        assert_clean(host)
+        host.exec("sdctr", "start", cid)
+        assert_one_each(host, cid)
+        host.exec("systemctl", "kill", "-s", "KILL", unit)
+        wait_for(lambda: host.exec("systemctl", "is-active", unit, check=False).stdout.strip()
+                 in ("inactive", "failed"), what="the killed unit to stop")
+        assert_clean(host)
+        host.exec("sdctr", "start", cid)
+        assert host.exec("get", "http://127.0.0.1:8081/").stdout.strip() == PAGE
+    finally:
+        host.exec("sdctr", "rm", "-f", cid)
+    assert_clean(host)
+
+
+def test_gc_removes_what_a_crash_left(host: Machine) -> None:
+    stale = "0123456789ab" + "c" * 52
+    host.sh(f"""
+        set -e
+        ip link add sdv{stale[:12]} type veth peer name sdp{stale[:12]}
+        mkdir -p /run/sdctr/netns && touch /run/sdctr/netns/{stale}
+        unshare --net=/run/sdctr/netns/{stale} true
+        nft 'add element ip sdctr ports {{ tcp . 9999 comment "{stale}" : 10.89.9.9 . 80 }}'
+        python3 -c 'import json; p="/var/lib/sdctr/networks/bridge.json"; d=json.load(open(p)); \
+d["leases"]["{stale}"]="10.89.9.9"; json.dump(d, open(p, "w"))'
+    """)
+    out = host.exec("sdctr", "system", "gc").stdout
+    for what in (f"veth sdv{stale[:12]}", "lease 10.89.9.9", "tcp . 9999", f"netns /run/sdctr/netns/{stale}"):
+        assert what in out, out
+    assert_clean(host)
+    assert "0 left-overs removed" in host.exec("sdctr", "system", "gc").stdout
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["-p", "9090:80"], "host port 9090/tcp is already in use"),
+    (["-p", "8082:80"], "host port 8082/tcp is already published by container"),
+    (["--ip", "10.90.0.5"], "is not a host address of the network's subnet 10.89.0.0/16"),
+    (["--ip", "10.89.0.1"], "is the network's gateway"),
+])
+def test_bad_input_is_one_line_status_125_and_nothing_made(host: Machine, flags: list[str],
+                                                            message: str) -> None:
+    listener = host.sh("python3 -c 'import socket,time; s=socket.socket(); s.bind((\"0.0.0.0\", 9090)); "
+                       "s.listen(); time.sleep(60)' >/dev/null 2>&1 & echo $!").stdout.strip()
+    other = httpd(host, "-p", "8082:80")
+    try:
+        wait_for(lambda: ":9090" in host.exec("ss", "-ltn").stdout, what="the listener")
+        before = host.exec("sdctr", "ps", "-aq").stdout.split()
+        r = host.exec("sdctr", "run", "-d", "--network", "bridge", *flags, "busybox", "true", check=False)
+        assert r.returncode == 125, r
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
+        assert len(lines) == 1 and message in lines[0], r.stderr
+        assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
+        assert_one_each(host, other)
+    finally:
+        host.exec("kill", listener, check=False)
+        host.exec("sdctr", "rm", "-f", other)
+    assert_clean(host)
+
+
+def test_an_unknown_network_is_refused(host: Machine) -> None:
+    r = host.exec("sdctr", "run", "--network", "nosuch", "busybox", "true", check=False)
+    assert r.returncode == 125 and r.stderr.splitlines()[0] == (
+        "sdctr: error: --network 'nosuch': no such network")

@@ -1,0 +1,167 @@
+"""The pure parts of sdctr.net: addresses (ipam), the nftables text, resolv.conf and hosts, the
+route-overlap check; and the unit's network hooks in its properties."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from sdctr.log import SdctrError
+from sdctr.net import dns, ipam, nft
+from sdctr.net.network import overlapping_route
+from sdctr.spec import ContainerSpec, NetworkMode, Port
+from sdctr.systemd.properties import Host, properties, unit_file
+
+pytestmark = pytest.mark.unit
+
+SUBNET = ipam.Subnet.parse("10.89.0.0/16")
+GW = ipam.parse_ip("10.89.0.1")
+
+
+def ip(text: str) -> int:
+    return ipam.parse_ip(text)
+
+
+def test_subnets_parse_and_refuse_host_bits() -> None:
+    assert SUBNET.text == "10.89.0.0/16" and SUBNET.broadcast == ip("10.89.255.255")
+    with pytest.raises(ValueError, match=re.escape("did you mean 10.89.0.0/16")):
+        ipam.Subnet.parse("10.89.0.1/16")
+    for bad in ("10.89.0.0", "10.89.0.0/33", "10.300.0.0/16", "x/16"):
+        with pytest.raises(ValueError):
+            ipam.Subnet.parse(bad)
+    assert SUBNET.overlaps(ipam.Subnet.parse("10.89.3.0/24"))
+    assert ipam.Subnet.parse("10.0.0.0/8").overlaps(SUBNET)
+    assert not SUBNET.overlaps(ipam.Subnet.parse("10.90.0.0/16"))
+
+
+def test_pick_skips_gateway_and_taken_and_wraps_after_last() -> None:
+    assert ipam.pick(SUBNET, GW, set()) == ip("10.89.0.2")
+    assert ipam.pick(SUBNET, GW, {ip("10.89.0.2")}) == ip("10.89.0.3")
+    # after the last one handed out, not the lowest free: a released address is not reused at once
+    assert ipam.pick(SUBNET, GW, set(), last=ip("10.89.0.9")) == ip("10.89.0.10")
+    small = ipam.Subnet.parse("192.168.5.0/30")  # .1 gateway, .2 the only host address
+    gw = ip("192.168.5.1")
+    assert ipam.pick(small, gw, set(), last=ip("192.168.5.2")) == ip("192.168.5.2")  # wraps
+    with pytest.raises(SdctrError, match=re.escape("no free address left in 192.168.5.0/30")):
+        ipam.pick(small, gw, {ip("192.168.5.2")})
+
+
+@pytest.mark.parametrize(("requested", "message"), [
+    ("10.90.0.5", "is not a host address of the network's subnet 10.89.0.0/16"),
+    ("10.89.255.255", "is not a host address"), ("10.89.0.1", "is the network's gateway"),
+    ("10.89.0.7", "already in use")])
+def test_a_requested_address_is_checked(requested: str, message: str) -> None:
+    with pytest.raises(SdctrError, match=message):
+        ipam.pick(SUBNET, GW, {ip("10.89.0.7")}, requested=ip(requested))
+    assert ipam.pick(SUBNET, GW, {ip("10.89.0.7")}, requested=ip("10.89.0.8")) == ip("10.89.0.8")
+
+
+def test_leases_persist_release_and_keep_an_address_per_container(tmp_path: Path) -> None:
+    path = tmp_path / "networks" / "bridge.json"
+    with ipam.Leases.open(path) as leases:
+        a = leases.lease("a" * 64, SUBNET, GW)
+        assert leases.lease("a" * 64, SUBNET, GW) == a  # a restart keeps its address
+        b = leases.lease("b" * 64, SUBNET, GW)
+    assert a != b and ipam.lease_of(path, "b" * 64) == ipam.format_ip(b)
+    with ipam.Leases.open(path) as leases:
+        assert leases.release("a" * 64) == ipam.format_ip(a)
+    assert json.loads(path.read_text())["leases"] == {"b" * 64: "10.89.0.3"}
+    with ipam.Leases.open(path) as leases:  # the next one follows the last, not the freed .2
+        assert leases.lease("c" * 64, SUBNET, GW) == ip("10.89.0.4")
+
+
+def test_concurrent_leases_are_distinct(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.json"
+    got: list[int] = []
+
+    def take(n: int) -> None:
+        with ipam.Leases.open(path) as leases:
+            got.append(leases.lease(f"{n:064x}", SUBNET, GW))
+    threads = [threading.Thread(target=take, args=(n,)) for n in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 30 and len(json.loads(path.read_text())["leases"]) == 30
+
+
+def test_the_table_text_declares_once_and_refills_its_chains() -> None:
+    text = nft.table_text([nft.NetRules("bridge", "sdctr0", "10.89.0.0/16")])
+    assert text.startswith("table ip sdctr {\n")
+    assert [ln for ln in text.splitlines() if ln.startswith("flush chain")] == [
+        "flush chain ip sdctr prerouting", "flush chain ip sdctr output", "flush chain ip sdctr postrouting"]
+    assert ('add rule ip sdctr postrouting ip saddr 10.89.0.0/16 oifname != "sdctr0" masquerade '
+            'comment "network bridge"') in text
+    assert 'ip saddr 127.0.0.0/8 oifname "sdctr0" masquerade' in text
+    assert text.count("fib daddr type local dnat ip to meta l4proto . th dport map @ports") == 2
+
+
+def test_every_port_element_carries_the_container_id() -> None:
+    cid = "f" * 64
+    text = nft.add_ports_text(cid, "10.89.0.5", [Port(8080, 80), Port(5353, 53, "udp", "192.0.2.1")])
+    assert text == (f'add element ip sdctr ports {{ tcp . 8080 comment "{cid}" : 10.89.0.5 . 80 }}\n'
+                    f'add element ip sdctr ports_ip {{ 192.0.2.1 . udp . 5353 comment "{cid}" : '
+                    '10.89.0.5 . 53 }\n')
+
+
+def test_elements_are_read_back_from_a_listing_and_deleted_by_key() -> None:
+    listing = {"nftables": [{"metainfo": {}}, {"map": {
+        "family": "ip", "name": "ports", "table": "sdctr",
+        "elem": [[{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "abc"}},
+                  {"concat": ["10.89.0.5", 80]}],
+                 [{"elem": {"val": {"concat": ["udp", 53]}, "comment": "def"}},
+                  {"concat": ["10.89.0.6", 53]}]]}},
+        {"map": {"family": "ip", "name": "ports_ip", "table": "sdctr"}}]}
+    found = nft.elements(listing)
+    assert found == [nft.Element("ports", "tcp . 8080", "abc"), nft.Element("ports", "udp . 53", "def")]
+    assert nft.delete_elements_text(found[:1]) == "delete element ip sdctr ports { tcp . 8080 }\n"
+
+
+def test_resolv_conf_replaces_a_loopback_stub_with_its_upstream() -> None:
+    host = "# managed\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n"
+    upstream = "nameserver 192.0.2.53\nnameserver 127.0.0.1\nnameserver 198.51.100.1\n"
+    text = dns.resolv_conf(host, upstream)
+    assert [ln for ln in text.splitlines() if ln.startswith("nameserver")] == [
+        "nameserver 192.0.2.53", "nameserver 198.51.100.1"]
+    assert "options edns0 trust-ad" in text and "search lan" in text and "127.0." not in text
+    assert "nameserver 8.8.8.8" in dns.resolv_conf(host, None)  # Docker's fallback
+    plain = "nameserver 192.0.2.1\n"
+    assert dns.resolv_conf(plain) == plain
+    assert dns.hosts("web", "10.89.0.5").splitlines()[-1] == "10.89.0.5\tweb"
+
+
+def test_a_subnet_overlapping_a_host_route_is_found() -> None:
+    routes = [{"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+              {"dst": "10.89.0.0/16", "dev": "sdctr0"},  # our own bridge's
+              {"dst": "192.0.2.0/24", "dev": "eth0"}, {"dst": "10.0.0.0/8", "dev": "wg0"}]
+    assert overlapping_route(SUBNET, routes, "sdctr0") == "10.0.0.0/8 dev wg0"
+    assert overlapping_route(SUBNET, routes[:3], "sdctr0") is None
+    assert overlapping_route(SUBNET, [{"dst": "10.89.7.7", "dev": "tun0"}], "sdctr0") == "10.89.7.7 dev tun0"
+
+
+def _spec(network: NetworkMode) -> ContainerSpec:
+    return ContainerSpec(id="e" * 64, name="web", image="busybox", image_id="sha256:x",
+                         command=("httpd",), network=network, ports=(Port(8080, 80),))
+
+
+def test_a_bridge_container_sets_up_its_network_before_the_init_and_tears_it_down_first() -> None:
+    props = dict((n, v) for n, _, v in properties(_spec(NetworkMode.BRIDGE), Host(2, 252), ["sdctr"],
+                                                  prestart=["/bin/mount", "x"]))
+    assert [argv for _, argv, _ in props["ExecStartPre"]] == [["/bin/mount", "x"],
+                                                            ["sdctr", "hook", "netup", "e" * 64]]
+    assert props["ExecStopPost"][0] == ("sdctr", ["sdctr", "hook", "netdown", "e" * 64], True)
+    assert props["ExecStopPost"][1][1][-2:] == ["poststop", "e" * 64]
+    text = unit_file(properties(_spec(NetworkMode.BRIDGE), Host(2, 219), ["sdctr"]))
+    assert f"ExecStartPre=sdctr hook netup {'e' * 64}" in text
+    assert f"ExecStopPost=-sdctr hook netdown {'e' * 64}" in text
+    none = dict((n, v) for n, _, v in properties(_spec(NetworkMode.NONE), Host(2, 252), ["sdctr"]))
+    assert len(none["ExecStartPre"]) == 1 and len(none["ExecStopPost"]) == 1
+
+
+def test_ports_survive_the_record() -> None:
+    spec = _spec(NetworkMode.BRIDGE).replace(ip="10.89.0.9")
+    assert ContainerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec

@@ -1,0 +1,145 @@
+"""Container records under concurrency and crashes: status.json updated by the init, the poststop
+hook and `rm` at once loses no update and is never brought back once removed; temp files of
+killed writers are swept by the next listing; a rename is made durable with its directory."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sdctr import state
+from sdctr.paths import Paths
+from sdctr.spec import ContainerSpec
+
+pytestmark = pytest.mark.unit
+
+CID = "c" * 64
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    p = Paths.from_root(str(tmp_path / "root"))
+    state.save_spec(p, ContainerSpec(id=CID, name="rec", image="busybox", image_id="0" * 64,
+                                     command=("true",)))
+    return p
+
+
+def in_processes(*jobs: Callable[[], None]) -> None:
+    """Runs each job in a forked process of its own, all at once, as the init, the poststop
+    hook and `rm` are; fails if one failed."""
+    pids = []
+    for job in jobs:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                job()
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    failed = [pid for pid in pids if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    assert not failed, f"{len(failed)} of the writers failed"
+
+
+ROUNDS = 150
+
+
+def writer(paths: Paths, who: str) -> Callable[[], None]:
+    """A hook that adds a key of its own to status.json, ROUNDS times: an update lost is a key
+    missing for good."""
+    def job() -> None:
+        for n in range(ROUNDS):
+            assert state.update_status(paths, CID, **{f"{who}-{n}": n}) is not None
+    return job
+
+
+def test_concurrent_status_updates_all_land(paths: Paths) -> None:
+    """Three writers (init-like record_start, poststop-like and one more) read-modify-write
+    status.json at once: every key each one added must be there. Without the record lock (the
+    flock in record_locked removed) more than half of the 300 are lost."""
+    def init_like() -> None:
+        for _ in range(ROUNDS):
+            state.record_start(paths, CID)
+
+    in_processes(init_like, writer(paths, "poststop"), writer(paths, "other"))
+    status = state.read_status(paths, CID)
+    lost = [f"{who}-{n}" for who in ("poststop", "other") for n in range(ROUNDS)
+            if status.get(f"{who}-{n}") != n]
+    assert not lost, f"{len(lost)} updates lost"
+    assert status["running"] is True
+    assert sorted(os.listdir(paths.container_dir(CID))) == ["config.json", "status.json"]
+
+
+def test_a_removed_record_is_never_written_again(paths: Paths) -> None:
+    """Writers keep updating while `rm` removes the record: once it is gone every update says so
+    (None) and none makes the directory again (write_json_atomic made missing parents)."""
+    def late_writer() -> None:
+        deadline = time.monotonic() + 20
+        while state.update_status(paths, CID, running=False, finished_at=time.time()) is not None:
+            assert time.monotonic() < deadline, "the record was never removed"
+        for _ in range(20):  # and after: still gone
+            assert state.update_status(paths, CID, running=False) is None
+            state.record_start(paths, CID)
+
+    def rm() -> None:
+        time.sleep(0.05)
+        state.remove_record(paths, CID)
+
+    in_processes(late_writer, late_writer, rm)
+    assert not paths.container_dir(CID).exists()
+    assert os.listdir(paths.containers) == []
+
+
+def test_a_write_needs_its_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        state.write_json_atomic(tmp_path / "gone" / "status.json", {})
+    assert os.listdir(tmp_path) == []
+
+
+def test_temp_files_of_dead_writers_are_swept_by_the_next_listing(paths: Paths) -> None:
+    """A writer killed before its rename leaves .NAME.tmpPID: gone at the next `ps` once PID is
+    gone; one whose writer still runs is kept."""
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = paths.container_dir(CID)
+        stale = [record / f".config.json.tmp{dead.pid}", paths.root / f".images.json.tmp{dead.pid}"]
+        kept = [record / f".status.json.tmp{alive.pid}", record / f".status.json.tmp{os.getpid()}"]
+        for p in stale + kept:
+            p.write_text("{half")
+        other = record / ".tmp-not-ours"  # not a writer's temp file
+        other.write_text("")
+        assert [s.name for s in state.all_specs(paths)] == ["rec"]
+        assert [p.exists() for p in stale] == [False, False]
+        assert [p.exists() for p in kept] == [True, True] and other.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_rename_is_followed_by_an_fsync_of_its_directory(paths: Paths,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[tuple[str, bool]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        synced.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode)))
+        real_fsync(fd)
+
+    def rename(*args: object, **kw: object) -> None:
+        synced.append(("rename", False))
+        real_rename(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    state.update_status(paths, CID, running=True)
+    assert synced == [("fsync", False), ("rename", False), ("fsync", True)]
