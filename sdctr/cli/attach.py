@@ -58,7 +58,7 @@ class _Streams:
         stdin = sys.stdin.fileno() if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         ours = [stdin, sys.stdout.fileno(), sys.stderr.fileno()]
         self.theirs: list[int] = []
-        self.outputs: list[Any] = []
+        self.outputs: list[threading.Thread] = []
         if not any(os.isatty(fd) for fd in ours):
             self.stdio = (ours[0], ours[1], ours[2])
             self.theirs = [] if interactive else [stdin]
@@ -116,7 +116,7 @@ def _copy_in(src: int, dst: int) -> None:
             return
 
 
-def _copy_out(src: int, dst: int, done: Any) -> None:
+def _copy_out(src: int, dst: int, done: threading.Event) -> None:
     try:
         while True:
             ready, _, _ = select.select([src], [], [], 0.1)

@@ -310,8 +310,8 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, 
         init.drop_privileges(who, spec.capabilities)
         path = init.resolve_command(request["command"][0], environment)
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-        syscall_filter.load()
         _default_signals()
+        syscall_filter.load()
         os.execve(path, request["command"], env_mapping(environment))
     except SdctrError as e:
         os.write(2, f"sdctr: error: {e}\n".encode())
