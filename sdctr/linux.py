@@ -201,3 +201,83 @@ def set_link_up(name: str) -> None:
 
 def datagram_socket(family: int) -> _socket.socket:
     return _socket.socket(family, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+
+
+# --- process handles and descriptors (pidfd: Linux 5.3, setns with a pidfd: 5.8, close_range: 5.9)
+
+# include/uapi/linux/close_range.h
+CLOSE_RANGE_CLOEXEC = 1 << 2
+# the generic syscall table (since 5.x every architecture shares these numbers)
+_NR_CLOSE_RANGE = 436
+
+
+def pidfd_open(pid: int) -> int:
+    """A descriptor of the process `pid` is now: it stays that process's however the PID is
+    reused. ENOSYS before Linux 5.3."""
+    try:
+        return os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
+    except OSError as e:
+        raise OSError(e.errno, f"pidfd_open({pid}): {e.strerror}") from None
+
+
+def pidfd_alive(pidfd: int) -> bool:
+    """Whether the process has not yet exited (a pidfd polls readable once it has): while it has
+    not, its PID is its own, so a /proc/<pid> path opened before this check was its."""
+    import select
+
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return not poller.poll(0)
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """Closes (or, with CLOSE_RANGE_CLOEXEC, marks close-on-exec) every descriptor from first to
+    last; where the kernel lacks the call (before 5.9), each one in turn."""
+    r = _libc.syscall(ctypes.c_long(_NR_CLOSE_RANGE), ctypes.c_uint(first), ctypes.c_uint(last),
+                      ctypes.c_uint(flags))
+    if r == 0:
+        return
+    err = ctypes.get_errno()
+    if err not in (errno.ENOSYS, errno.EINVAL):
+        raise OSError(err, f"close_range({first}, {last}): {os.strerror(err)}")
+    for fd in _open_descriptors():
+        if first <= fd <= last:
+            try:  # the listing's own descriptor is among them, closed already
+                if flags & CLOSE_RANGE_CLOEXEC:
+                    os.set_inheritable(fd, False)
+                else:
+                    os.close(fd)
+            except OSError as e:
+                if e.errno != errno.EBADF:
+                    raise
+
+
+def _open_descriptors() -> list[int]:
+    return sorted(int(fd) for fd in os.listdir("/proc/self/fd") if fd.isdigit())
+
+
+# include/uapi/asm-generic/ioctls.h (x86, arm, riscv, s390; powerpc and mips differ and are not
+# targets)
+_TIOCGPTN = 0x80045430
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
+
+
+def open_pty(ptmx: str) -> tuple[int, int]:
+    """A new pty of the devpts that `ptmx` belongs to: (master, slave), both close-on-exec and
+    neither our controlling terminal. The slave comes from the master itself (TIOCGPTPEER,
+    Linux 4.13), not from a path someone could have replaced; by its path before that."""
+    master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        try:
+            slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOTTY):
+                raise
+            number = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
+            slave = os.open(f"{os.path.dirname(ptmx)}/{number}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        os.close(master)
+        raise OSError(e.errno, f"a pty of {ptmx}: {e.strerror}") from None
+    return master, slave

@@ -36,12 +36,107 @@ def run_attached(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, h
         return _run_following_journal(paths, spec, image, sd, host)
     if spec.tty:
         return _run_with_pty(paths, spec, image, sd, host)
-    stdin = sys.stdin.fileno() if spec.interactive else os.open(os.devnull, os.O_RDONLY)
-    stdio = (stdin, sys.stdout.fileno(), sys.stderr.fileno())
-    with _forward_signals() as proxy:
-        spec = containers.run(paths, spec, image, sd, host, stdio=stdio)
-        proxy.aim(sd, spec)
-        return containers.wait_exit(paths, spec, sd)
+    streams = _Streams(spec.interactive)
+    try:
+        with _forward_signals() as proxy:
+            try:
+                spec = containers.run(paths, spec, image, sd, host, stdio=streams.stdio)
+            finally:
+                streams.handed_over()
+            proxy.aim(sd, spec)
+            return containers.wait_exit(paths, spec, sd)
+    finally:
+        streams.finish()
+
+
+class _Streams:
+    """The container's stdio without -t: ours, except that a terminal is never handed in (the
+    container would hold the administrator's terminal: read its keys, change its modes, TIOCSTI
+    into it with CAP_SYS_ADMIN); a pipe we relay takes its place, as Docker's streams do."""
+
+    def __init__(self, interactive: bool):
+        stdin = sys.stdin.fileno() if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        ours = [stdin, sys.stdout.fileno(), sys.stderr.fileno()]
+        self.theirs: list[int] = []
+        self.outputs: list[threading.Thread] = []
+        if not any(os.isatty(fd) for fd in ours):
+            self.stdio = (ours[0], ours[1], ours[2])
+            self.theirs = [] if interactive else [stdin]
+            return
+        import threading  # only with a terminal: threading is ~1 ms of every run's start
+
+        self.done = threading.Event()
+        if not interactive:
+            self.theirs.append(stdin)
+        elif os.isatty(stdin):
+            r, w = os.pipe2(os.O_CLOEXEC)
+            ours[0] = r
+            self.theirs.append(r)
+            threading.Thread(target=_copy_in, args=(stdin, w), daemon=True).start()
+        for fd in (1, 2):
+            if fd == 2 and _same_terminal(1, 2):  # one pipe keeps their order, as on a terminal
+                ours[2] = ours[1]
+            elif os.isatty(fd):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                ours[fd] = w
+                self.theirs.append(w)
+                pump = threading.Thread(target=_copy_out, args=(r, fd, self.done), daemon=True)
+                pump.start()
+                self.outputs.append(pump)
+        self.stdio = (ours[0], ours[1], ours[2])
+
+    def handed_over(self) -> None:
+        """systemd holds the container's ends now: ours would keep its output pipes open."""
+        for fd in self.theirs:
+            os.close(fd)
+        self.theirs = []
+
+    def finish(self) -> None:
+        """What the container wrote before it exited, then stop (systemd keeps its copies of
+        the pipes while the unit is loaded: no end of file comes)."""
+        if self.outputs:
+            self.done.set()
+        for pump in self.outputs:
+            pump.join(timeout=2)
+
+
+def _same_terminal(a: int, b: int) -> bool:
+    return os.isatty(a) and os.isatty(b) and os.path.samestat(os.fstat(a), os.fstat(b))
+
+
+def _copy_in(src: int, dst: int) -> None:
+    while True:
+        try:
+            data = os.read(src, 65536)
+            if not data:  # ^D at our terminal: the container reads end of file
+                os.close(dst)
+                return
+            _write_all(dst, data)
+        except OSError:
+            return
+
+
+def _copy_out(src: int, dst: int, done: threading.Event) -> None:
+    try:
+        while True:
+            ready, _, _ = select.select([src], [], [], 0.1)
+            if not ready:
+                if done.is_set():
+                    return
+                continue
+            data = os.read(src, 65536)
+            if not data:
+                return
+            _write_all(dst, data)
+    except OSError:
+        return
+    finally:
+        os.close(src)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _run_following_journal(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:

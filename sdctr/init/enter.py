@@ -1,74 +1,447 @@
 """`sdctr exec`: a command in a running container, confined as the container's own command is.
 
-Joins the unit's cgroups and the namespaces of the container's PID 1, takes its root, forks
-(a PID namespace applies to children), and in the child drops to the container's capabilities,
-sets no_new_privs and the container's seccomp filter before exec: an exec'd shell is no more
-privileged than the container itself.
+Three steps, and only the last process is ever inside the container's PID namespace:
+
+1. The CLI (`exec_in`) takes a pidfd of the container's PID 1 and checks, while that process is
+   still alive, that it is in the unit's cgroup: from here on the process is named by the pidfd,
+   never by a PID that may have been reused. It then re-executes itself as a sealed memfd copy of
+   the Python interpreter (runc's answer to CVE-2019-5736, below); that exec closes the D-Bus
+   connection and every descriptor but stdio, the pidfd and the request.
+2. The helper (`helper`, still the CLI's PID, outside the container's PID namespace) becomes
+   non-dumpable, joins the unit's cgroups (or fails), the namespaces of PID 1 through the pidfd
+   and its root; with -t it opens a pty of the container's own devpts; it forks, then relays the
+   terminal and signals and waits.
+3. The child: a session of its own (with -t the container's pty is its controlling terminal, so
+   TIOCSTI reaches only that pty, never the caller's terminal), no descriptor above 2, the
+   container's user, capabilities, no_new_privs and seccomp filter; then exec. It is
+   non-dumpable (inherited) until that exec: the container cannot ptrace it or read its memory.
+
+Why a memfd: a process in the container's PID namespace is visible to the container, and its
+/proc/<pid>/exe leads to its binary. Exec'ing the target first is not enough: a target script
+`#!/proc/self/exe` makes the kernel resolve its interpreter through the exec'ing process's own
+exe, so the container would run (and could then write, CVE-2019-5736) the host's python3. Here
+that exe is an anonymous, sealed copy: writing it fails, and nothing on the host runs it again.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
+import select
 import signal
+import sys
+import termios
+import tty as ttymod
 from pathlib import Path
-from typing import Any
 
-from sdctr.log import SdctrError
+from sdctr import linux
+from sdctr.log import EXIT_SDCTR, SdctrError, error
 from sdctr.spec import ContainerSpec, env_mapping, merge_env
 
-# The mount namespace last: after it, /proc paths of the host are no longer ours to open.
-NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+# For setns with /proc/<pid>/ns descriptors (before Linux 5.8): the mount namespace last, as
+# after it /proc paths of the host are no longer ours to open.
+NAMESPACES = (("cgroup", linux.CLONE_NEWCGROUP), ("ipc", linux.CLONE_NEWIPC),
+              ("uts", linux.CLONE_NEWUTS), ("net", linux.CLONE_NEWNET),
+              ("pid", linux.CLONE_NEWPID), ("mnt", linux.CLONE_NEWNS))
+CGROUP_FS = Path("/sys/fs/cgroup")
+MEMFD_NAME = "sdctr-exec"  # what /proc/<pid>/exe of an exec'ing process reads: /memfd:sdctr-exec
 
 
-def join_cgroups(unit: dict[str, Any]) -> None:
-    cg = unit.get("ControlGroup", "").lstrip("/")
-    base = Path("/sys/fs/cgroup")
-    for hierarchy in [base, *(p for p in base.iterdir() if p.is_dir())]:
-        procs = hierarchy / cg / "cgroup.procs"
-        if cg and procs.exists():
-            try:
-                procs.write_text(str(os.getpid()))
-            except OSError:
-                pass  # a v2 inner node with controllers takes no processes; its leaf is enough
-
+# --- the CLI: find PID 1, then become the sealed helper ------------------------------------------
 
 def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[str], *,
-            env: list[str], workdir: str | None, user: str | None, tty: bool, interactive: bool) -> int:
-    from sdctr import linux
+            env: list[str], workdir: str | None, user: str | None, tty: bool,
+            interactive: bool) -> NoReturn:
+    if not command:
+        raise SdctrError("exec needs a command", hint="example: sdctr exec web sh")
+    cgroup = unit.get("ControlGroup", "")
+    if not cgroup or not pid:
+        raise SdctrError(f"container {spec.short_id} is not running (systemd names no main process)")
+    leader = Leader.find(pid, cgroup)
+    request = {"spec": spec.to_json(), "pid": leader.pid, "pidfd": leader.pidfd,
+               "starttime": leader.starttime, "cgroup": cgroup, "command": command, "env": env,
+               "workdir": workdir, "user": user, "tty": tty, "interactive": interactive}
+    _become_helper(request, leader.pidfd)
+
+
+def _become_helper(request: dict[str, Any], pidfd: int | None) -> NoReturn:
+    """Re-executes this process as the helper: a sealed memfd copy of our interpreter, given the
+    request on a memfd (argv is world-readable in /proc, and the environment may be secret)."""
+    interpreter = _sealed_copy("/proc/self/exe")  # the interpreter running us, whatever its name
+    payload = os.memfd_create("sdctr-exec-request", 0)  # inherited by the helper
+    os.write(payload, json.dumps(request).encode())
+    os.lseek(payload, 0, os.SEEK_SET)
+    keep = [payload] + ([pidfd] if pidfd is not None else [])
+    # Everything else of ours (the bus connection, the record lock, a journal) closes at exec.
+    linux.close_range(3, flags=linux.CLOSE_RANGE_CLOEXEC)
+    for fd in keep:
+        os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    package_parent = str(Path(__file__).resolve().parents[2])
+    bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); from sdctr.init.enter import helper; "
+                 "sys.exit(helper(int(sys.argv[2])))")
+    # -S -s: no site-packages (sdctr needs only the standard library); PYTHONHOME because the
+    # copy's path tells Python nothing about where its library lives.
+    environment = {"PYTHONHOME": f"{sys.base_prefix}:{sys.base_exec_prefix}",
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+    os.execve(interpreter, [MEMFD_NAME, "-S", "-s", "-c", bootstrap, package_parent, str(payload)],
+              environment)
+
+
+def _sealed_copy(path: str) -> int:
+    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.memfd_create(MEMFD_NAME, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        remaining = os.fstat(src).st_size
+        while remaining > 0:
+            sent = os.sendfile(fd, src, None, remaining)
+            if sent == 0:
+                raise OSError(errno.EIO, f"copying {path}: it shrank while read")
+            remaining -= sent
+    finally:
+        os.close(src)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    return fd
+
+
+class Leader:
+    """The container's PID 1: by a pidfd where the kernel has one (Linux 5.3), else by PID and
+    start time (a reused PID has another)."""
+
+    def __init__(self, pid: int, pidfd: int | None, starttime: int):
+        self.pid, self.pidfd, self.starttime = pid, pidfd, starttime
+
+    @classmethod
+    def find(cls, pid: int, cgroup: str) -> Leader:
+        pidfd = None
+        try:
+            pidfd = linux.pidfd_open(pid)
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                raise _gone(pid) from None
+            if e.errno != errno.ENOSYS:
+                raise
+        leader = cls(pid, pidfd, _starttime(pid))
+        if not _in_cgroup(pid, cgroup):
+            raise SdctrError(f"process {pid} is not in the container's cgroup {cgroup}",
+                             hint="the container is restarting or gone: see 'sdctr ps -a'")
+        leader.check()  # still alive: the /proc/<pid> just read was its
+        return leader
+
+    def check(self) -> None:
+        alive = (linux.pidfd_alive(self.pidfd) if self.pidfd is not None
+                 else _starttime(self.pid) == self.starttime)
+        if not alive:
+            raise _gone(self.pid)
+
+    def open_root_and_namespaces(self) -> tuple[int, list[int]]:
+        """Its root and, for a kernel without setns(pidfd), its namespaces: opened by PID, then
+        checked to be its while it is still alive."""
+        opened: list[int] = []
+        try:
+            opened.append(os.open(f"/proc/{self.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            for name, _ in NAMESPACES:
+                opened.append(os.open(f"/proc/{self.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+            self.check()
+        except BaseException as e:
+            for fd in opened:
+                os.close(fd)
+            if isinstance(e, FileNotFoundError):
+                raise _gone(self.pid) from None
+            raise
+        return opened[0], opened[1:]
+
+    def enter(self, spaces: list[int]) -> None:
+        if self.pidfd is not None:
+            try:  # all namespaces at once, of exactly that process (Linux 5.8)
+                linux.setns(self.pidfd, _ALL_NAMESPACES)
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+        for fd in spaces:
+            linux.setns(fd)
+
+
+_ALL_NAMESPACES = 0
+for _, _flag in NAMESPACES:
+    _ALL_NAMESPACES |= _flag
+
+
+def _gone(pid: int) -> SdctrError:
+    return SdctrError(f"the container's PID 1 ({pid}) has exited",
+                      hint="the container is restarting or gone: see 'sdctr ps -a'")
+
+
+def _starttime(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after comm and state
+
+
+def _in_cgroup(pid: int, cgroup: str) -> bool:
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    return any(line.split(":", 2)[2] == cgroup for line in lines if line.count(":") >= 2)
+
+
+# --- the helper: join, fork, relay ---------------------------------------------------------------
+
+def helper(request_fd: int) -> int:
+    try:
+        return _helper(request_fd)
+    except SdctrError as e:
+        error(str(e), e.hint)
+        return e.status
+    except OSError as e:
+        error(_describe(e))
+        return EXIT_SDCTR
+
+
+def _helper(request_fd: int) -> int:
+    # Everything this process imports, it imports now: past setns its root is the container's.
     from sdctr.init import reaper, seccomp
     from sdctr.init import standard as init
 
-    if not command:
-        raise SdctrError("exec needs a command", hint="example: sdctr exec web sh")
-    spaces = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in NAMESPACES]
-    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # Before anything of the container's is open; the child inherits it, and exec resets it.
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+    with os.fdopen(request_fd, "rb") as f:
+        request = json.loads(f.read())
+    spec = ContainerSpec.from_json(request["spec"])
+    pidfd = request["pidfd"]
+    leader = Leader(request["pid"], pidfd, request["starttime"])
     syscall_filter = seccomp.Filter(spec.capabilities)  # libseccomp is loaded from the host
-    join_cgroups(unit)
+    join_cgroups(request["cgroup"])
+    # The host's: the container's /dev/null could be a FIFO its root made, and block us.
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    root, spaces = leader.open_root_and_namespaces()
+    leader.enter(spaces)
     for fd in spaces:
-        linux.setns(fd)
         os.close(fd)
+    if pidfd is not None:
+        os.close(pidfd)
     os.fchdir(root)
     os.chroot(".")
     os.close(root)
+    if request["tty"]:  # the container's own devpts: the pty is the container's, not the host's
+        master, slave = linux.open_pty("/dev/pts/ptmx")
+        stdio = Stdio((slave, slave, slave), {master: 1}, [slave])
+    else:
+        stdio, master = Stdio.without_terminals(null, request["interactive"]), None
+    if request["interactive"] and master is not None:
+        stdio.routes[0] = master
     signal.pthread_sigmask(signal.SIG_BLOCK, reaper.FORWARDED)
     child = os.fork()
     if child == 0:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
+        _child(request, spec, stdio.child, syscall_filter)
+    for fd in stdio.theirs:
+        os.close(fd)
+    if not stdio.routes:
+        init.forward_signals(child)  # as `docker exec` forwards them
+        _, status = os.waitpid(child, 0)
+        return reaper.exit_status(status)
+    return reaper.exit_status(_relay(stdio.routes, child, master, reaper.FORWARDED))
+
+
+class Stdio:
+    """The child's descriptors 0, 1 and 2; what the helper copies from where to where; and the
+    child's ends of it, which the helper closes after the fork."""
+
+    def __init__(self, child: tuple[int, int, int], routes: dict[int, int], theirs: list[int]):
+        self.child, self.routes, self.theirs = child, routes, theirs
+
+    @classmethod
+    def without_terminals(cls, null: int, interactive: bool) -> Stdio:
+        """Ours, except that a terminal is never handed in (a process holding it could read
+        the administrator's keys long after exec returned, or with CAP_SYS_ADMIN TIOCSTI into
+        it): a pipe we relay takes its place, as docker exec's streams do. Without -i, stdin is
+        /dev/null."""
+        child, routes, theirs = [null, 1, 2], {}, []
+        if interactive:
+            child[0] = 0
+            if os.isatty(0):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                child[0], routes[0] = r, w
+                theirs.append(r)
+        for fd in (1, 2):
+            if fd == 2 and os.isatty(1) and os.isatty(2) and os.path.samestat(os.fstat(1), os.fstat(2)):
+                child[2] = child[1]  # one pipe keeps their order, as on a terminal
+            elif os.isatty(fd):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                child[fd], routes[r] = w, fd
+                theirs.append(w)
+        return cls((child[0], child[1], child[2]), routes, theirs)
+
+
+def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, int],
+           syscall_filter: Any) -> NoReturn:
+    from sdctr.init import standard as init
+
+    try:
+        # A session of our own: the caller's terminal is not ours to TIOCSTI into.
+        os.setsid()
+        tty = request["tty"]
+        for fd, source in enumerate(stdio):
+            if source != fd:
+                os.dup2(source, fd)
+        if tty:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        linux.close_range(3)  # the pty's master, the namespaces, anything else of ours
+        user = request["user"]
+        who = init.resolve_user(user if user is not None else spec.user)
+        if tty:  # as a login's terminal: its user's
+            os.fchown(0, who.uid, -1)
+        os.chdir(request["workdir"] or spec.workdir or "/")
+        base = ["TERM=xterm"] if tty else []
+        environment = merge_env(base, init.container_env(spec, who), request["env"])
+        init.drop_privileges(who, spec.capabilities)
+        path = init.resolve_command(request["command"][0], environment)
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        _default_signals()
+        syscall_filter.load()
+        os.execve(path, request["command"], env_mapping(environment))
+    except SdctrError as e:
+        os.write(2, f"sdctr: error: {e}\n".encode())
+        os._exit(e.status)
+    except OSError as e:
+        os.write(2, f"sdctr: error: {_describe(e)}\n".encode())
+        os._exit(126)
+    except BaseException as e:
+        os.write(2, f"sdctr: error: internal error: {e.__class__.__name__}: {e}\n".encode())
+        os._exit(EXIT_SDCTR)
+
+
+def _default_signals() -> None:
+    """What the command starts with, as under docker exec: Python ignores SIGPIPE and SIGXFSZ,
+    and a caller in the background ignored SIGINT; an ignored signal stays ignored across exec
+    (and a shell may not even trap it then)."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):  # the real-time signals glibc keeps for itself
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _describe(e: OSError) -> str:
+    from sdctr.init import standard as init
+
+    return init.describe(e)
+
+
+def join_cgroups(cgroup: str) -> None:
+    """Into the unit's cgroup in every hierarchy that has it, each checked, so an exec'd command
+    is never left outside the container's limits."""
+    unified = (CGROUP_FS / "cgroup.controllers").exists()
+    hierarchies = [CGROUP_FS] if unified else sorted(
+        p for p in CGROUP_FS.iterdir() if p.is_dir() and not p.is_symlink())
+    joined = 0
+    for hierarchy in hierarchies:
+        directory = hierarchy / cgroup.lstrip("/")
+        if not directory.is_dir():
+            continue  # a v1 controller the unit does not use
+        procs = directory / "cgroup.procs"
         try:
-            who = init.resolve_user(user if user is not None else spec.user)
-            os.chdir(workdir or spec.workdir or "/")
-            environment = merge_env(init.container_env(spec, who), env)
-            init.drop_privileges(who, spec.capabilities)
-            path = init.resolve_command(command[0], environment)
-            linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-            syscall_filter.load()
-            os.execve(path, command, env_mapping(environment))
-        except SdctrError as e:
-            os.write(2, f"sdctr: error: {e}\n".encode())
-            os._exit(e.status)
+            procs.write_text(f"{os.getpid()}\n")
+            if str(os.getpid()) not in procs.read_text().split():
+                raise OSError(errno.EPERM, "the kernel did not move us there")
         except OSError as e:
-            os.write(2, f"sdctr: error: {init.describe(e)}\n".encode())
-            os._exit(126)
-    init.forward_signals(child)  # as `docker exec` forwards them
-    _, status = os.waitpid(child, 0)
-    return reaper.exit_status(status)
+            raise SdctrError(f"cannot join the container's cgroup {directory}: {e.strerror}") from None
+        joined += 1
+    if not joined:
+        raise SdctrError(f"cannot join the container's cgroup {cgroup}: no hierarchy under "
+                         f"{CGROUP_FS} has it")
+
+
+def _relay(routes: dict[int, int], child: int, master: int | None, forwarded: tuple[int, ...]) -> int:
+    """Bytes along `routes` until the command exits and its output is read; its wait status.
+    With a pty (`master`) and -i on a terminal, ours is in raw mode: ^C travels as a byte.
+    Signals sent to us go to the command; SIGWINCH resizes the pty."""
+    stdin = sys.stdin.fileno()
+    window_from = next((fd for fd in (stdin, 1) if os.isatty(fd)), None)
+    saved = termios.tcgetattr(stdin) if master is not None and 0 in routes and os.isatty(stdin) else None
+
+    def resize(*_: object) -> None:
+        if window_from is not None and master is not None:
+            _copy_window_size(window_from, master)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in forwarded:
+        signal.signal(sig, resize if sig == signal.SIGWINCH else forward)
+    resize()
+    if saved is not None:
+        ttymod.setraw(stdin)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
+    try:
+        return _pump(routes, child)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+
+
+def _pump(routes: dict[int, int], child: int) -> int:
+    sources = list(routes)
+    outputs = {fd for fd in routes if fd != 0}
+    status = None
+    while True:
+        if status is None:
+            pid, wait_status = os.waitpid(child, os.WNOHANG)
+            status = wait_status if pid else None
+        # once the command is gone, only what it left behind (a background process of the
+        # container may hold the other end open: we do not wait for it)
+        ready, _, _ = select.select(sources, [], [], 0.05 if status is not None else 0.1)
+        if status is not None and not outputs & set(ready):
+            return status
+        for fd in ready:
+            data = _read(fd)
+            if data:
+                _write_all(routes[fd], data)
+            elif fd in outputs:  # EOF, or EIO: every holder of the pty's slave closed it
+                sources.remove(fd)
+                outputs.discard(fd)
+                if not outputs:
+                    return status if status is not None else os.waitpid(child, 0)[1]
+            else:  # end of our input: a pipe's end closed, or a terminal's ^D on the pty
+                sources.remove(fd)
+                if routes[fd] in routes:
+                    _write_all(routes[fd], b"\x04")
+                else:
+                    os.close(routes[fd])
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _copy_window_size(src: int, dst: int) -> None:
+    try:
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        pass
