@@ -5,7 +5,11 @@ keep Python off the common stop path: change both together."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+
+from sdctr.log import SdctrError
 
 ROOT = Path("/sys/fs/cgroup")
 
@@ -72,6 +76,30 @@ def _own_oom_counters() -> Iterator[Path]:
         elif controllers == "":
             yield ROOT / rel / "memory.events"
             yield ROOT / "unified" / rel / "memory.events"
+
+
+def join(cgroup: str) -> None:
+    """Into the unit's cgroup in every hierarchy that has it, each checked, so an exec'd command
+    is never left outside the container's limits."""
+    unified = (ROOT / "cgroup.controllers").exists()
+    hierarchies = [ROOT] if unified else sorted(
+        p for p in ROOT.iterdir() if p.is_dir() and not p.is_symlink())
+    joined = 0
+    for hierarchy in hierarchies:
+        directory = hierarchy / cgroup.lstrip("/")
+        if not directory.is_dir():
+            continue  # a v1 controller the unit does not use
+        procs = directory / "cgroup.procs"
+        try:
+            procs.write_text(f"{os.getpid()}\n")
+            if str(os.getpid()) not in procs.read_text().split():
+                raise OSError(errno.EPERM, "the kernel did not move us there")
+        except OSError as e:
+            raise SdctrError(f"cannot join the container's cgroup {directory}: {e.strerror}") from None
+        joined += 1
+    if not joined:
+        raise SdctrError(f"cannot join the container's cgroup {cgroup}: no hierarchy under "
+                         f"{ROOT} has it")
 
 
 def _keyed(path: Path, key: str) -> int:

@@ -36,7 +36,7 @@ import termios
 import tty as ttymod
 from pathlib import Path
 
-from sdctr import linux
+from sdctr import cgroups, linux
 from sdctr.log import EXIT_SDCTR, SdctrError, error
 from sdctr.spec import ContainerSpec, env_mapping, merge_env
 
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 NAMESPACES = (("cgroup", linux.CLONE_NEWCGROUP), ("ipc", linux.CLONE_NEWIPC),
               ("uts", linux.CLONE_NEWUTS), ("net", linux.CLONE_NEWNET),
               ("pid", linux.CLONE_NEWPID), ("mnt", linux.CLONE_NEWNS))
-CGROUP_FS = Path("/sys/fs/cgroup")
 MEMFD_NAME = "sdctr-exec"  # what /proc/<pid>/exe of an exec'ing process reads: /memfd:sdctr-exec
 
 
@@ -223,7 +222,7 @@ def _helper(request_fd: int) -> int:
     pidfd = request["pidfd"]
     leader = Leader(request["pid"], pidfd, request["starttime"])
     syscall_filter = seccomp.Filter(spec.capabilities)  # libseccomp is loaded from the host
-    join_cgroups(request["cgroup"])
+    cgroups.join(request["cgroup"])
     # The host's: the container's /dev/null could be a FIFO its root made, and block us.
     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     root, spaces = leader.open_root_and_namespaces()
@@ -343,28 +342,6 @@ def _describe(e: OSError) -> str:
     return init.describe(e)
 
 
-def join_cgroups(cgroup: str) -> None:
-    """Into the unit's cgroup in every hierarchy that has it, each checked, so an exec'd command
-    is never left outside the container's limits."""
-    unified = (CGROUP_FS / "cgroup.controllers").exists()
-    hierarchies = [CGROUP_FS] if unified else sorted(
-        p for p in CGROUP_FS.iterdir() if p.is_dir() and not p.is_symlink())
-    joined = 0
-    for hierarchy in hierarchies:
-        directory = hierarchy / cgroup.lstrip("/")
-        if not directory.is_dir():
-            continue  # a v1 controller the unit does not use
-        procs = directory / "cgroup.procs"
-        try:
-            procs.write_text(f"{os.getpid()}\n")
-            if str(os.getpid()) not in procs.read_text().split():
-                raise OSError(errno.EPERM, "the kernel did not move us there")
-        except OSError as e:
-            raise SdctrError(f"cannot join the container's cgroup {directory}: {e.strerror}") from None
-        joined += 1
-    if not joined:
-        raise SdctrError(f"cannot join the container's cgroup {cgroup}: no hierarchy under "
-                         f"{CGROUP_FS} has it")
 
 
 def _relay(routes: dict[int, int], child: int, master: int | None, forwarded: tuple[int, ...]) -> int:
