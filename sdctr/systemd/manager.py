@@ -86,8 +86,17 @@ class Systemd:
             self.kill(unit, 15, who="main")
             if not self._wait_inactive(unit, timeout):
                 self.kill(unit, 9, who="all")
-        self._run_job(unit, lambda: self._manager("StopUnit", "ss", unit, "replace"),
-                      expect_active=False)
+        from sdctr.systemd.bus import BusError
+
+        try:
+            self._run_job(unit, lambda: self._manager("StopUnit", "ss", unit, "replace"),
+                          expect_active=False)
+        except SdctrError as e:
+            # a transient unit that ended cleanly (SuccessExitStatus) is collected at once:
+            # stopped already, as asked
+            cause = e.__cause__
+            if not (isinstance(cause, BusError) and cause.name == "org.freedesktop.systemd1.NoSuchUnit"):
+                raise
 
     def settle(self, unit: str, timeout: float = 15) -> None:
         """Until the unit is in no transition (its stop hooks have run)."""

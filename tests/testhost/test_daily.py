@@ -1,0 +1,44 @@
+"""A Docker user's daily commands (issue 14), under a real systemd, checked as that user would:
+systemctl, journalctl, and the CLI's own exit codes and lines."""
+
+# ruff: noqa: F811  (every test takes test_runtime's `host` fixture, imported by its name)
+from __future__ import annotations
+
+import pytest
+from helpers.testhost import Machine, wait_for
+from test_runtime import host, run_d, sdctr, unit_of  # noqa: F401
+
+pytestmark = pytest.mark.testhost
+
+
+def failed_units(host: Machine) -> str:
+    return host.exec("systemctl", "--failed", "--no-legend", "--plain").stdout
+
+
+# --- clean stops ----------------------------------------------------------------------------------
+
+def test_a_stopped_container_is_not_a_failed_unit(host: Machine) -> None:
+    cid = run_d(host, "busybox", "sleep", "1000")
+    own = run_d(host, "busybox", "sh", "-c", "exit 3")
+    tough = ""
+    try:
+        status = host.exec("systemctl", "status", "--no-pager", "-n", "20", unit_of(cid)).stdout
+        assert "active (running)" in status
+        assert "which is not our child" not in status, status
+        sdctr(host, "stop", cid)
+        # a command that fails on its own is a failed unit, as systemd says of any service
+        wait_for(lambda: unit_of(own) in failed_units(host), what="the failing container's unit")
+        assert unit_of(cid) not in failed_units(host)
+        assert host.exec("systemctl", "is-active", unit_of(cid), check=False).stdout.strip() == "inactive"
+        assert sdctr(host, "wait", cid).stdout.strip() == "143"  # Docker's status after a stop
+        # stop's grace period ends in SIGKILL, also a clean stop
+        tough = run_d(host, "busybox", "sh", "-c", "trap '' TERM; echo ready; sleep 1000")
+        wait_for(lambda: "ready" in sdctr(host, "logs", tough).stdout, what="the trap")
+        sdctr(host, "stop", "-t", "1", tough)
+        assert sdctr(host, "wait", tough).stdout.strip() == "137"
+        assert unit_of(tough) not in failed_units(host)
+        sdctr(host, "rm", own)
+        system = host.exec("systemctl", "is-system-running", check=False).stdout.strip()
+        assert system == "running", failed_units(host)
+    finally:
+        sdctr(host, "rm", "-f", cid, own, *([tough] if tough else []), check=False)
