@@ -242,7 +242,7 @@ def _image_doc(paths: Paths, ref: str) -> dict[str, Any]:
     try:
         return images.inspect(paths, images.resolve(paths, ref))
     except images.NoSuchImage:
-        raise SdctrError(f"no such object: {ref}",
+        raise SdctrError(f"no such object: {ref}", status=1,  # as `docker inspect`
                          hint="neither a container nor an image has that name or id") from None
 
 

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; Docker exits 125, so do we, with one line."""
+    """argparse exits 2 on bad usage; Docker exits 125, so do we, with one line. Options are
+    never matched by a prefix (`--pid host` is not `--pids-limit host`), as in Docker."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise SdctrError(message, hint=f"see '{self.prog} --help'")
@@ -228,6 +233,9 @@ def _add_run(sub: argparse._SubParsersAction[_Parser], verb: str, help_text: str
     p.set_defaults(handler=_handler(f"containers.cmd_{verb}"))
 
 
+EXIT_NO_SUCH_CONTAINER = 1
+
+
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     """`noun.cmd_verb`: the verb's module (sdctr.cli.containers, .images) is imported when it
     runs, so `sdctr --help` stays cheap."""
@@ -236,7 +244,14 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     def call(args: argparse.Namespace) -> int:
         import importlib
 
-        return int(getattr(importlib.import_module(f"sdctr.cli.{noun}"), function)(args))
+        from sdctr.state import NoSuchContainer
+
+        try:
+            return int(getattr(importlib.import_module(f"sdctr.cli.{noun}"), function)(args))
+        except NoSuchContainer as e:
+            # Docker's CLI exits 1 when the daemon answers "No such container", whatever the verb
+            e.status = EXIT_NO_SUCH_CONTAINER
+            raise
     return call
 
 

@@ -42,3 +42,38 @@ def test_a_stopped_container_is_not_a_failed_unit(host: Machine) -> None:
         assert system == "running", failed_units(host)
     finally:
         sdctr(host, "rm", "-f", cid, own, *([tough] if tough else []), check=False)
+
+
+# --- exact input handling -------------------------------------------------------------------------
+
+def test_exact_input_handling(host: Machine) -> None:
+    for args, message in ((["--pid", "host"], "unrecognized arguments: --pid"),
+                          (["-u", "4294967295"], "4294967295 is not a user or group id"),
+                          (["-u", "99999999999"], "99999999999 is not a user or group id")):
+        r = sdctr(host, "run", "-d", *args, "busybox", "id", "-u", check=False)
+        assert r.returncode == 125 and r.stdout == "", r.stdout
+        assert r.stderr.startswith("sdctr: error: ") and message in r.stderr.splitlines()[0], r.stderr
+        assert "internal error" not in r.stderr
+    r = host.exec("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sdctr", "ps",
+                  check=False)
+    assert r.returncode == 125 and r.stderr.startswith("sdctr: error: sdctr needs root"), r.stderr
+    assert "Traceback" not in r.stderr and "PermissionError" not in r.stderr
+    for verb in ("stop", "rm", "kill", "wait", "inspect", "logs", "top", "start", "export"):
+        r = sdctr(host, verb, "nosuch", check=False)
+        assert r.returncode == 1, (verb, r.returncode, r.stderr)
+        assert r.stderr.startswith("sdctr: error: no such "), (verb, r.stderr)
+
+
+def test_wait_on_an_auto_removed_container_and_kill_of_a_stopped_one(host: Machine) -> None:
+    cid = run_d(host, "--rm", "busybox", "sh", "-c", "sleep 1; exit 3")
+    assert sdctr(host, "wait", cid).stdout.strip() == "3"
+    cid = run_d(host, "--rm", "busybox", "sh", "-c", "sleep 1; kill -9 $$")
+    assert sdctr(host, "wait", cid).stdout.strip() == "137"
+    cid = run_d(host, "--name", "done", "busybox", "true")
+    try:
+        assert sdctr(host, "wait", cid).stdout.strip() == "0"
+        r = sdctr(host, "kill", "done", check=False)
+        assert r.returncode == 1
+        assert r.stderr.splitlines()[0] == "sdctr: error: cannot kill container done: it is not running"
+    finally:
+        sdctr(host, "rm", "-f", cid)
