@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sdctr.cli.parser import build_parser
-from sdctr.log import SdctrError
+from sdctr.log import SdctrError, set_debug
 from sdctr.main import main
 from sdctr.options import MAX_ID, parse_user
 
@@ -43,6 +43,7 @@ def test_ids_and_names_pass(value: str) -> None:
 
 def test_a_user_who_is_not_root_gets_one_line(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
+    set_debug(False)  # another test's --debug would show the traceback
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.delenv("SDCTR_ROOT", raising=False)
     assert main(["ps"]) == 125
@@ -56,6 +57,7 @@ def test_a_permission_error_without_root_is_the_same_line(monkeypatch: pytest.Mo
     def denied(_: object) -> int:
         raise PermissionError(13, "Permission denied", "/var/lib/sdctr")
 
+    set_debug(False)
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.setattr("sdctr.cli.parser.run", denied)
     assert main(["--root", str(tmp_path), "ps"]) == 125
