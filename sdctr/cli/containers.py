@@ -251,8 +251,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     paths = paths_of(args)
     spec = find(paths, args.container)
+    running = None
+    if args.follow:  # -f ends when the container does, as in Docker
+        sd, _ = systemd_of(args)
+        running = lambda: containers.is_running(sd, spec)  # noqa: E731
     return logs.show(spec, follow=args.follow, tail=args.tail, since=args.since,
-                     timestamps=args.timestamps)
+                     timestamps=args.timestamps, until=args.until, running=running)
 
 
 def cmd_top(args: argparse.Namespace) -> int:

@@ -107,7 +107,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = sub.add_parser("logs", help="a container's output, from the journal")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-n", "--tail", metavar="N", help="the last N lines (or 'all')")
-    p.add_argument("--since", help="e.g. '2026-01-02 10:00' or '-10min' (journalctl syntax)")
+    p.add_argument("--since", metavar="TIME",
+                   help="lines since TIME: 10m, 2h30m, 2026-01-02T10:00:00Z, Unix seconds")
+    p.add_argument("--until", metavar="TIME", help="lines before TIME (the same forms)")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("container")
     p.set_defaults(handler=_handler("containers.cmd_logs"))

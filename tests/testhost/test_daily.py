@@ -77,3 +77,21 @@ def test_wait_on_an_auto_removed_container_and_kill_of_a_stopped_one(host: Machi
         assert r.stderr.splitlines()[0] == "sdctr: error: cannot kill container done: it is not running"
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+# --- logs -------------------------------------------------------------------------------------------
+
+def test_logs_follow_ends_with_the_container_and_since_takes_dockers_forms(host: Machine) -> None:
+    cid = run_d(host, "busybox", "sh", "-c", "echo first; sleep 2; echo last")
+    try:
+        r = host.exec("timeout", "20", "sdctr", "logs", "-f", cid, check=False)
+        assert r.returncode == 0, (r.returncode, r.stderr)  # timeout's 124: -f never ended
+        assert r.stdout == "first\nlast\n"
+        assert sdctr(host, "logs", "--since", "10m", cid).stdout == "first\nlast\n"
+        assert sdctr(host, "logs", "--since", "2030-01-01T00:00:00Z", cid).stdout == ""
+        assert sdctr(host, "logs", "--until", "1000000000", cid).stdout == ""
+        r = sdctr(host, "logs", "--since", "yesterday", cid, check=False)
+        assert r.returncode == 125
+        assert r.stderr.splitlines()[0] == "sdctr: error: --since 'yesterday' is not a time"
+    finally:
+        sdctr(host, "rm", "-f", cid)

@@ -88,3 +88,38 @@ def test_a_missing_container_exits_as_docker_does(verb: str, status: int, tmp_pa
     assert main(["--root", str(tmp_path), *argv]) == status
     err = capsys.readouterr().err
     assert len(err.splitlines()) <= 2 and "no such" in err.splitlines()[0], err
+
+
+# --- logs --since/--until: Docker's forms (docker/cli opts: GetTimestamp) -----------------------
+
+NOW = 1_767_348_000.0  # 2026-01-02T10:00:00Z
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2s", NOW - 2), ("10m", NOW - 600), ("1h30m", NOW - 5400), ("1.5h", NOW - 5400),
+    ("500ms", NOW - 0.5), ("1767348000", NOW), ("1767347000.25", NOW - 999.75),
+    ("2026-01-02T10:00:00Z", NOW), ("2026-01-02T11:00:00+01:00", NOW),
+    ("2026-01-02T09:59:59.123456789Z", NOW - 0.876544),
+])
+def test_log_times_take_dockers_forms(value: str, expected: float) -> None:
+    from sdctr.runtime.logs import parse_time
+
+    assert parse_time("--since", value, now=NOW) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", ["yesterday", "10x", "-10min", "2026-13-01", ""])
+def test_a_bad_log_time_is_sdctrs_own_line(value: str) -> None:
+    from sdctr.runtime.logs import parse_time
+
+    with pytest.raises(SdctrError, match=r"--since .* is not a time"):
+        parse_time("--since", value, now=NOW)
+
+
+def test_log_times_reach_journalctl_as_unix_seconds() -> None:
+    from sdctr.runtime.logs import journalctl_argv
+
+    class Spec:
+        unit = "ctr-0123456789ab.service"
+
+    argv = journalctl_argv(Spec(), False, None, "1767348000.5", until="1767348001.5")  # type: ignore[arg-type]
+    assert argv[-4:] == ["--since", "@1767348000", "--until", "@1767348002"]
