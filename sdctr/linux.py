@@ -72,6 +72,10 @@ _SECCOMP_MODE_FILTER = 2
 # glibc has no pivot_root() wrapper; the number is per architecture (arch/*/syscall*.tbl)
 _NR_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217,
                   "armv7l": 218, "i686": 217}
+# clone(2) with flags first (s390x, which puts the stack first, falls back to a plain fork)
+_NR_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "armv7l": 120, "i686": 120}
+CLONE_PARENT = 0x00008000
+_SIGCHLD = 17
 # From 424 on, one number on every architecture but alpha (scripts/syscall.tbl).
 _NR_MOUNT_SETATTR = 442
 
@@ -144,6 +148,23 @@ def seccomp_set_filter(program: bytes) -> None:
     r = _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(_SECCOMP_MODE_FILTER),
                     ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0))
     _check(r, "prctl", "PR_SET_SECCOMP", f"{len(program) // 8} instructions")
+
+
+def fork_sibling() -> int:
+    """fork(), but the child is our parent's child (CLONE_PARENT), with the interpreter's own
+    before- and after-fork steps as os.fork() takes them. Only for a single-threaded process:
+    glibc's fork handlers do not run. Where the syscall's number is unknown, a plain fork."""
+    nr = _NR_CLONE.get(machine())
+    if nr is None:
+        return os.fork()
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(CLONE_PARENT | _SIGCHLD), None, None, None, None)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    return _check(pid, "clone", "CLONE_PARENT")
 
 
 def machine() -> str:

@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # `kill` or a systemd stop ends a pull, load or export through its clean-up (temp
             # blobs, mounts), as Ctrl-C does; `run` forwards signals to the container instead
             signal.signal(signal.SIGTERM, _terminated)
+            require_root(argv)
             return cli.run(argv)
         return command()
     except SdctrError as e:
@@ -58,10 +59,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
     except Exception as e:
-        if debugging():
-            raise
-        error(f"internal error: {e.__class__.__name__}: {e}", hint="run again with --debug for a traceback")
+        return _internal_error(e)
+
+
+def _internal_error(e: Exception) -> int:
+    """Called in the handler: a traceback with --debug; one line otherwise (a user who is not
+    root and got past require_root, with --root, learns why here)."""
+    if isinstance(e, PermissionError) and os.geteuid() != 0 and not debugging():
+        error(NEEDS_ROOT, hint=f"{e.strerror}: {e.filename}" if e.filename else None)
         return EXIT_SDCTR
+    if debugging():
+        raise  # noqa: PLE0704 - the exception being handled, from main's except
+    error(f"internal error: {e.__class__.__name__}: {e}", hint="run again with --debug for a traceback")
+    return EXIT_SDCTR
+
+
+NEEDS_ROOT = "sdctr needs root: it runs containers as systemd units and keeps them in /var/lib/sdctr"
+
+
+def require_root(argv: Sequence[str]) -> None:
+    """One line for a user who is not root, before anything is tried (help and the version
+    excepted; and a store of one's own, --root or SDCTR_ROOT, for the verbs that need no unit)."""
+    if os.geteuid() == 0 or any(a in ("-h", "--help", "--version") for a in argv) or not argv:
+        return
+    if "--root" in argv or os.environ.get("SDCTR_ROOT"):
+        return
+    raise SdctrError(NEEDS_ROOT, hint="run it as root, e.g. with sudo")
 
 
 def _terminated(signum: int, frame: object) -> None:

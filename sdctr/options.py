@@ -111,6 +111,18 @@ def parse_pids_limit(field: str, value: str) -> int:
     return limit
 
 
+# (uid_t)-1 is setresuid's "leave unchanged": as a user id it would run the command as root
+MAX_ID = 2**32 - 2
+
+
+def parse_user(field: str, value: str) -> str:
+    """USER[:GROUP], names or numeric ids; a number must be an id the kernel takes."""
+    for part in value.split(":", 1):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise SdctrError(f"{field} {value!r}: {part} is not a user or group id (0..{MAX_ID})")
+    return value
+
+
 def parse_restart(field: str, value: str) -> RestartPolicy:
     name = value.split(":", 1)[0]  # on-failure:N is accepted; systemd's StartLimit bounds retries
     try:
@@ -273,7 +285,7 @@ OPTIONS = (
            metavar="KEY=VALUE", kind=LIST),
     Option("env_files", ("--env-file",), "env_files", help="KEY=VALUE lines", metavar="FILE", kind=LIST),
     Option("workdir", ("-w", "--workdir"), "workdir", help="the command's directory (default: the image's)"),
-    Option("user", ("-u", "--user"), "user", help="name or id (default: the image's)",
+    Option("user", ("-u", "--user"), "user", parse_user, help="name or id (default: the image's)",
            metavar="USER[:GROUP]"),
     Option("hostname", ("-h", "--hostname"), "hostname", help="default: the short id"),
     Option("volumes", ("-v", "--volume"), "volumes", parse_mount, "bind-mount a host directory",

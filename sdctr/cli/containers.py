@@ -242,7 +242,7 @@ def _image_doc(paths: Paths, ref: str) -> dict[str, Any]:
     try:
         return images.inspect(paths, images.resolve(paths, ref))
     except images.NoSuchImage:
-        raise SdctrError(f"no such object: {ref}",
+        raise SdctrError(f"no such object: {ref}", status=1,  # as `docker inspect`
                          hint="neither a container nor an image has that name or id") from None
 
 
@@ -251,8 +251,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     paths = paths_of(args)
     spec = find(paths, args.container)
+    running = None
+    if args.follow:  # -f ends when the container does, as in Docker
+        sd, _ = systemd_of(args)
+        running = lambda: containers.is_running(sd, spec)  # noqa: E731
     return logs.show(spec, follow=args.follow, tail=args.tail, since=args.since,
-                     timestamps=args.timestamps)
+                     timestamps=args.timestamps, until=args.until, running=running)
 
 
 def cmd_top(args: argparse.Namespace) -> int:

@@ -24,7 +24,12 @@ if TYPE_CHECKING:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; Docker exits 125, so do we, with one line."""
+    """argparse exits 2 on bad usage; Docker exits 125, so do we, with one line. Options are
+    never matched by a prefix (`--pid host` is not `--pids-limit host`), as in Docker."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise SdctrError(message, hint=f"see '{self.prog} --help'")
@@ -102,7 +107,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = sub.add_parser("logs", help="a container's output, from the journal")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-n", "--tail", metavar="N", help="the last N lines (or 'all')")
-    p.add_argument("--since", help="e.g. '2026-01-02 10:00' or '-10min' (journalctl syntax)")
+    p.add_argument("--since", metavar="TIME",
+                   help="lines since TIME: 10m, 2h30m, 2026-01-02T10:00:00Z, Unix seconds")
+    p.add_argument("--until", metavar="TIME", help="lines before TIME (the same forms)")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("container")
     p.set_defaults(handler=_handler("containers.cmd_logs"))
@@ -228,6 +235,9 @@ def _add_run(sub: argparse._SubParsersAction[_Parser], verb: str, help_text: str
     p.set_defaults(handler=_handler(f"containers.cmd_{verb}"))
 
 
+EXIT_NO_SUCH_CONTAINER = 1
+
+
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     """`noun.cmd_verb`: the verb's module (sdctr.cli.containers, .images) is imported when it
     runs, so `sdctr --help` stays cheap."""
@@ -236,7 +246,14 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
     def call(args: argparse.Namespace) -> int:
         import importlib
 
-        return int(getattr(importlib.import_module(f"sdctr.cli.{noun}"), function)(args))
+        from sdctr.state import NoSuchContainer
+
+        try:
+            return int(getattr(importlib.import_module(f"sdctr.cli.{noun}"), function)(args))
+        except NoSuchContainer as e:
+            # Docker's CLI exits 1 when the daemon answers "No such container", whatever the verb
+            e.status = EXIT_NO_SUCH_CONTAINER
+            raise
     return call
 
 

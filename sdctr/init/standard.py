@@ -102,7 +102,11 @@ def run_init(paths: Paths, cid: str) -> int:
         # Held until we can forward them: a SIGTERM that came before the handlers were set would
         # kill us and orphan the container.
         signal.pthread_sigmask(signal.SIG_BLOCK, reaper.FORWARDED)
-        pid = os.fork()
+        # Under systemd the container's PID 1 is forked as systemd's own child (CLONE_PARENT):
+        # its MAINPID then needs no adoption ("Supervising process N which is not our child")
+        # and systemd reaps it. Without systemd we wait for it ourselves.
+        sibling = "NOTIFY_SOCKET" in os.environ
+        pid = linux.fork_sibling() if sibling else os.fork()
         if pid == 0:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
             os.close(report_r)
@@ -113,14 +117,16 @@ def run_init(paths: Paths, cid: str) -> int:
         os.close(go_r)
         failure = _read_report(report_r)
         if failure is not None:
-            os.waitpid(pid, 0)
+            if not sibling:
+                os.waitpid(pid, 0)
             raise SdctrError(failure[1], status=failure[0])
         state.record_start(paths, cid)
         try:
             notified = sd_notify(f"READY=1\nMAINPID={pid}")
         except SdctrError:  # nobody would adopt the container: it must not outlive us
             os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            if not sibling:
+                os.waitpid(pid, 0)
             raise
         # Only now may the command run: had it exited before systemd took MAINPID, systemd would
         # have refused a dead main process and reported our own exit status (0) as the

@@ -129,7 +129,12 @@ def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, *, attached: bool 
 
     The attached run watches for the exit file its poststop hook leaves for it (a stat, cheap
     to poll) and asks systemd only once a second, in case the hook never ran; anyone else
-    (`wait`) asks systemd every `poll` seconds and reads the record."""
+    (`wait`) asks systemd every `poll` seconds and reads the record, or, for a --rm container
+    whose record goes with it, the unit's own exit status."""
+    if not attached and spec.remove:
+        code = _wait_unit_exit(spec, sd, poll)
+        if code is not None:
+            return code
     ask_every = 1.0 if attached else poll
     next_ask = time.monotonic() + ask_every
     while True:
@@ -143,6 +148,21 @@ def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, *, attached: bool 
                 code = _take_exit_file(paths, spec) if attached else None
                 return code if code is not None else _status_code(read_status(paths, spec.id))
         time.sleep(poll)
+
+
+def _wait_unit_exit(spec: ContainerSpec, sd: Systemd, poll: float) -> int | None:
+    """The exit status systemd saw, read from the unit kept loaded by our reference until then
+    (None where no reference can be had: the record's, as for any container)."""
+    held = sd.hold(spec.unit)
+    if held is None:
+        return None
+    while held.active_state(spec.unit) not in ("inactive", "failed"):
+        time.sleep(poll)
+    unit = held.unit_state(spec.unit)
+    code, status = unit.get("ExecMainCode"), int(unit.get("ExecMainStatus") or 0)
+    if code == 1:  # CLD_EXITED; CLD_KILLED (2) and CLD_DUMPED (3) as a shell reports a signal
+        return status
+    return 128 + status if code in (2, 3) else None
 
 
 def _status_code(status: dict[str, Any]) -> int:
@@ -161,7 +181,8 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
 
 def kill(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
     if not is_running(sd, spec):
-        raise SdctrError(f"container {spec.name} is not running")
+        raise SdctrError(f"cannot kill container {spec.name}: it is not running",
+                         hint=f"'sdctr start {spec.name}' starts it again")
     sd.kill(spec.unit, signum)
 
 

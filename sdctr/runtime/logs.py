@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
+import re
 import sys
+import time
 
 from sdctr.external import popen
 from sdctr.log import SdctrError
 from sdctr.spec import ContainerSpec
 
+TYPE_CHECKING = False  # typing costs ~3 ms to import
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Callable
 
-def journalctl_argv(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None) -> list[str]:
+
+def journalctl_argv(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None,
+                    until: str | None = None) -> list[str]:
     argv = ["journalctl", "--no-pager", "-q", "-o", "json", "--output-fields=MESSAGE",
             f"_SYSTEMD_UNIT={spec.unit}"]
     if follow:
@@ -25,14 +34,47 @@ def journalctl_argv(spec: ContainerSpec, follow: bool, tail: str | None, since: 
     elif follow or tail == "all":
         argv += ["-n", "all"]
     if since:
-        argv += ["--since", since]
+        argv += ["--since", f"@{math.floor(parse_time('--since', since))}"]
+    if until:
+        argv += ["--until", f"@{math.ceil(parse_time('--until', until))}"]
     return argv
 
 
+_GO_DURATION = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_time(field: str, value: str, now: float | None = None) -> float:
+    """Docker's --since/--until forms, as Unix seconds: a Go duration before now (`2s`, `10m`,
+    `1h30m`), Unix seconds (`1700000000`, `1700000000.5`), RFC 3339 (`2026-01-02T10:00:00Z`,
+    with an offset, or without one: local time), or a date (`2026-01-02`)."""
+    now = time.time() if now is None else now
+    text = value.strip()
+    if text and _GO_DURATION.sub("", text) == "":
+        parts = re.findall(r"([\d.]+)(ns|us|µs|ms|s|m|h)", text)
+        return now - sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+    iso = re.sub(r"(\.\d{6})\d+", r"\1", iso)  # Go prints nanoseconds; Python takes micro
+    try:
+        return datetime.datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        raise SdctrError(f"{field} {value!r} is not a time",
+                         hint="examples: 10m, 2h30m, 2026-01-02T10:00:00Z, 1767348000") from None
+
+
 def show(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None,
-         timestamps: bool) -> int:
-    with popen(journalctl_argv(spec, follow, tail, since)) as proc:
+         timestamps: bool, *, until: str | None = None,
+         running: Callable[[], bool] | None = None) -> int:
+    """The lines; with `follow`, until interrupted or, given `running`, until the container
+    has stopped (what journald still had to write arriving first), as `docker logs -f` ends."""
+    with popen(journalctl_argv(spec, follow, tail, since, until)) as proc:
         assert proc.stdout is not None
+        if follow and running is not None:
+            import threading
+
+            threading.Thread(target=_end_with_container, args=(proc, running), daemon=True).start()
         try:
             for raw in proc.stdout:
                 sys.stdout.buffer.write(format_entry(json.loads(raw), timestamps))
@@ -42,6 +84,16 @@ def show(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None,
         except BrokenPipeError:
             proc.terminate()
     return 0 if proc.returncode in (0, -15, None) else 125
+
+
+def _end_with_container(proc: subprocess.Popen[bytes], running: Callable[[], bool],
+                        poll: float = 0.25, settle: float = 0.5) -> None:
+    while proc.poll() is None:
+        if not running():
+            time.sleep(settle)  # the last lines: journald reads the stream a moment after
+            proc.terminate()
+            return
+        time.sleep(poll)
 
 
 def format_entry(entry: dict[str, object], timestamps: bool) -> bytes:

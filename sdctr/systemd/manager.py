@@ -86,8 +86,30 @@ class Systemd:
             self.kill(unit, 15, who="main")
             if not self._wait_inactive(unit, timeout):
                 self.kill(unit, 9, who="all")
-        self._run_job(unit, lambda: self._manager("StopUnit", "ss", unit, "replace"),
-                      expect_active=False)
+        from sdctr.systemd.bus import BusError
+
+        try:
+            self._run_job(unit, lambda: self._manager("StopUnit", "ss", unit, "replace"),
+                          expect_active=False)
+        except SdctrError as e:
+            # a transient unit that ended cleanly (SuccessExitStatus) is collected at once:
+            # stopped already, as asked
+            cause = e.__cause__
+            if not (isinstance(cause, BusError) and cause.name == "org.freedesktop.systemd1.NoSuchUnit"):
+                raise
+
+    def hold(self, unit: str) -> Systemd | None:
+        """A connection over the system bus that keeps `unit` loaded after it stopped (RefUnit,
+        systemd >= 236), for as long as the connection lasts: its exit status stays readable
+        where CollectMode would collect it at once. systemd's own socket has no sender to
+        track, hence the bus. None where none can be had."""
+        try:
+            held = Systemd(direct=False)
+            held._manager("RefUnit", "s", unit)
+        except Exception as e:  # no bus daemon, an old systemd, a unit gone already
+            debug(f"cannot hold {unit}: {e}")
+            return None
+        return held
 
     def settle(self, unit: str, timeout: float = 15) -> None:
         """Until the unit is in no transition (its stop hooks have run)."""

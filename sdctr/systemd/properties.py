@@ -41,6 +41,9 @@ DEVICE_ALLOW = (
 
 INFINITY = 2**64 - 1
 
+# (exit statuses, signals) of a container that ended by `sdctr stop`, `docker stop`'s 143 and 137
+STOP_EXIT_STATUSES = ([128 + 15, 128 + 9], [15, 9])
+
 
 class Host(Record):
     cgroup_version: int  # 1: the v1 controllers (RHEL7-style, hybrid included); 2: unified
@@ -118,6 +121,10 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
         ("KillMode", "s", "mixed"),
         ("TimeoutStopUSec", "t", spec.stop_timeout * 1_000_000),
+        # A container stopped on request is not a failed unit (DESIGN invariant 6): the reaper
+        # exits 128+15 after our SIGTERM, or dies of the SIGKILL at the timeout. (A command that
+        # exits 143 or 137 by itself passes as stopped too: Docker cannot tell them apart either.)
+        ("SuccessExitStatus", "(aiai)", STOP_EXIT_STATUSES),
         ("Restart", "s", spec.restart.systemd_restart()),
         ("SyslogIdentifier", "s", spec.name),
         # The field names of Docker's journald log driver, so existing queries keep working.
@@ -161,6 +168,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
 _SECTION_UNIT = {"Description", "CollectMode"}
 _FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota",
                "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec"}
+_SIGNAL_NAMES = {15: "SIGTERM", 9: "SIGKILL"}
 
 
 def unit_file(props: Sequence[Property]) -> str:
@@ -179,6 +187,9 @@ def unit_file(props: Sequence[Property]) -> str:
         elif name == "DeviceAllow":
             service += [f"DeviceAllow={path} {access}" for path, access in value]
             continue
+        elif name == "SuccessExitStatus":
+            statuses, signals = value
+            rendered = " ".join([*map(str, statuses), *(_SIGNAL_NAMES[n] for n in signals)])
         elif name == "TimeoutStopUSec":
             rendered = f"{value / 1_000_000:g}s"
         elif name == "LogRateLimitIntervalUSec":

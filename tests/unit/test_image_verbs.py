@@ -70,9 +70,9 @@ def test_inspect_falls_back_to_images(root: Path, tmp_path: Path, capsys: pytest
     status, out, _ = sdctr(root, capsys, "image", "inspect", "-f", "{{.Config.Cmd}}", image.short_id)
     assert (status, out) == (0, "[sh]\n")
     status, _, err = sdctr(root, capsys, "inspect", "--type", "container", "busybox")
-    assert status == 125 and "no such container: busybox" in err
+    assert status == 1 and "no such container: busybox" in err  # Docker's 1 (test_cli_input.py)
     status, _, err = sdctr(root, capsys, "inspect", "nothing")
-    assert status == 125 and "no such object: nothing" in err
+    assert status == 1 and "no such object: nothing" in err
 
 
 def test_prune_removes_dangling_then_unused(root: Path, tmp_path: Path,

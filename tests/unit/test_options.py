@@ -103,6 +103,7 @@ BAD = {
     "cap_drop": ("CAP_FLY", "unknown capability"), "restart": ("sometimes", "is not a restart policy"),
     "network": ("bogus", "no such network"), "pull": ("often", "often"),
     "publish": ("80", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
+    "user": ("4294967295", "is not a user or group id"),
 }
 
 
