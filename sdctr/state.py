@@ -25,7 +25,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 from sdctr.log import SdctrError
@@ -73,12 +73,29 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
+_held: dict[str, int] = {}  # root -> depth: the lock is taken once per process, however nested
+
+
 @contextlib.contextmanager
 def locked(paths: Paths) -> Iterator[None]:
+    """The store's one lock: names, records and image references change under it. Re-entrant
+    within a process (a second flock of the same file by the same process would wait for itself)."""
+    key = str(paths.root)
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
     paths.make_private()  # every record and snapshot is made under this lock
     with open(paths.root / ".lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held[key] = 0
 
 
 def all_specs(paths: Paths) -> list[ContainerSpec]:
@@ -119,10 +136,15 @@ def _running(pid: int) -> bool:
     return True
 
 
-def save_spec(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
+def save_spec(paths: Paths, spec: ContainerSpec, *,
+              check: Callable[[], None] | None = None) -> ContainerSpec:
     """Claims the name, or picks a free one for a spec without, and writes the record; under the
-    lock, so names stay unique. The spec as saved."""
+    lock, so names stay unique. ``check`` runs under the same lock before anything is written (the
+    image store's: the image still exists, and `rmi`, which takes this lock, now sees its user).
+    The spec as saved."""
     with locked(paths):
+        if check is not None:
+            check()
         others = all_specs(paths)
         taken = {other.name: other for other in others if other.id != spec.id}
         if not spec.name:

@@ -544,6 +544,19 @@ def resolve(paths: Paths, ref: str) -> Image:
     raise NoSuchImage(f"no such image: {ref}", hint=_NO_IMAGE_HINT)
 
 
+def require(paths: Paths, image: Image) -> None:
+    """NoSuchImage unless ``image`` is still in the store; its caller holds the state lock, under
+    which a record using it is made (sdctr.runtime.lifecycle.create)."""
+    if image.manifest_digest not in _manifests(_load_index(paths)):
+        raise NoSuchImage(f"no such image: {image.name} (removed meanwhile)", hint=_NO_IMAGE_HINT)
+
+
+def users(paths: Paths, image: Image) -> list[str]:
+    """The names of the containers whose record uses ``image``, created or running: exact under the
+    state lock, which records are made under."""
+    return [s.name for s in state.all_specs(paths) if s.image_id == image.id]
+
+
 def tag(paths: Paths, src: str, dst: str) -> None:
     image = resolve(paths, src)
     key = tag_reference(dst).key
@@ -556,7 +569,8 @@ def tag(paths: Paths, src: str, dst: str) -> None:
 def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
     """`docker rmi`: by name, untags it and deletes the image if that was its last tag; by id,
     deletes the image (with several tags only when forced). Blobs and unpacked layers nothing
-    else references go too. The caller checks that no container uses the image.
+    else references go too. An image a container uses (checked under the lock records are made
+    under) is refused; forced, it is untagged and kept, untagged, while a container uses it.
 
     Returns Docker's report lines ("Untagged: busybox:latest", "Deleted: sha256:<id>").
     """
@@ -564,8 +578,10 @@ def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
     return _remove(paths, image, _names_tag(ref, image.repo_tags), force=force)[0]
 
 
-def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool) -> tuple[list[str], int]:
-    """The report lines, and the bytes of the blobs deleted."""
+def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool,
+            unused_only: bool = False) -> tuple[list[str], int]:
+    """The report lines, and the bytes of the blobs deleted (nothing for an image in use, with
+    ``unused_only``)."""
     lines: list[str] = []
     freed = 0
     with state.locked(paths):
@@ -574,6 +590,17 @@ def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool) -> 
         tags = sorted(k for k, v in repos.items() if v == image.manifest_digest)
         if by_name:
             tags = [by_name]
+        # would the image go (no tag of it left)? Then no record may use it, as Docker refuses
+        stays = any(v == image.manifest_digest and k not in tags for k, v in repos.items())
+        used_by = [] if stays else users(paths, image)
+        if used_by and unused_only:
+            return [], 0
+        if used_by and not force:
+            raise SdctrError(f"image {by_name or image.short_id} is used by container(s) "
+                             f"{', '.join(used_by)}", hint="remove them first, or use 'rmi -f'")
+        if used_by and not tags:
+            raise SdctrError(f"image {image.short_id} is used by container(s) {', '.join(used_by)} "
+                             "and has no tag left to remove", hint="remove the containers first")
         elif len(tags) > 1 and not force:
             raise SdctrError(f"unable to delete {image.short_id}: the image is referenced in "
                              f"{len(tags)} repositories ({', '.join(tags)})",
@@ -582,11 +609,15 @@ def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool) -> 
             del repos[t]
             lines.append(f"Untagged: {t}")
         if image.manifest_digest not in repos.values():
-            if image.manifest_digest in idx["dangling"]:
-                idx["dangling"].remove(image.manifest_digest)
-            lines.append(f"Deleted: sha256:{image.id}")
+            if used_by:  # untagged, as Docker's `rmi -f`; kept, as <none>, for its containers
+                if image.manifest_digest not in idx["dangling"]:
+                    idx["dangling"].append(image.manifest_digest)
+            else:
+                if image.manifest_digest in idx["dangling"]:
+                    idx["dangling"].remove(image.manifest_digest)
+                lines.append(f"Deleted: sha256:{image.id}")
         state.write_json_atomic(_index_path(paths), idx)
-        if lines[-1].startswith("Deleted:"):
+        if lines and lines[-1].startswith("Deleted:"):
             freed = _collect_garbage(paths, idx, image)
     return lines, freed
 
@@ -598,7 +629,7 @@ def prune(paths: Paths, in_use: Collection[str], *, unused_too: bool = False) ->
     freed = 0
     for image in list_images(paths):  # each by its manifest: two may share one config (id)
         if image.id not in in_use and (unused_too or not image.repo_tags):
-            removed, n = _remove(paths, image, None, force=True)
+            removed, n = _remove(paths, image, None, force=True, unused_only=True)
             lines += removed
             freed += n
     return lines, freed

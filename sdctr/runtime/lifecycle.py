@@ -74,7 +74,10 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
         from sdctr.image import store as images
 
         images.record_unpacked(paths, unpacked)
-    spec = save_spec(paths, spec)
+    from sdctr.image import store as images
+
+    # the image is checked and the record made under the lock `rmi` holds: one cannot miss the other
+    spec = save_spec(paths, spec, check=lambda: images.require(paths, image))
     try:
         snap.prepare(spec.id, spec.layers)
         paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point

@@ -1,0 +1,84 @@
+"""The image store's references and garbage: an image a record uses cannot disappear (`rmi`
+refuses, `rmi -f` untags and keeps), a record is never made on an image `rmi` removed meanwhile,
+a killed writer's temporaries go at the next command, and `image prune` reclaims every blob and
+unpacked layer no image references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sdctr.image import store as images
+from sdctr.main import main
+from sdctr.paths import Paths
+from sdctr.runtime import hooks, lifecycle
+from sdctr.spec import ContainerSpec
+from tests.helpers.store import rootfs_tar
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths.from_root(str(tmp_path / "root"))
+
+
+def sdctr(paths: Paths, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(["--root", str(paths.root), *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def imported(paths: Paths, tmp_path: Path, ref: str, marker: str = "hello") -> images.Image:
+    tarball, _ = rootfs_tar(tmp_path, marker)
+    return images.import_tarball(paths, str(tarball), ref, changes=images.parse_changes(['CMD ["sh"]']))
+
+
+def created(paths: Paths, image: images.Image, name: str) -> ContainerSpec:
+    spec = ContainerSpec(id=lifecycle.new_id(), name=name, image=image.name, image_id=image.id,
+                         command=("sh",))
+    return lifecycle.create(paths, spec, image)
+
+
+def test_rmi_refuses_an_image_a_created_container_uses(paths: Paths, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    image = imported(paths, tmp_path, "app")
+    created(paths, image, "user")
+    status, _, err = sdctr(paths, capsys, "rmi", "app")
+    assert status != 0 and "used by container(s) user" in err
+    assert [i.id for i in images.list_images(paths)] == [image.id]
+
+
+def test_rmi_force_untags_and_keeps_the_image_while_a_container_uses_it(
+        paths: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = imported(paths, tmp_path, "app")
+    user = created(paths, image, "user")
+    status, out, _ = sdctr(paths, capsys, "rmi", "-f", "app")
+    assert (status, out) == (0, "Untagged: app:latest\n")
+    kept = images.resolve(paths, image.id)  # as <none>:<none>, still whole
+    assert kept.repo_tags == () and all(paths.blob(b).exists() for b in kept.layer_blobs)
+    assert sdctr(paths, capsys, "image", "prune", "-f")[0] == 0  # in use: not dangling garbage
+    assert images.resolve(paths, image.id).id == image.id
+    hooks.remove_container(paths, user)  # what `rm` does once its unit is gone
+    sdctr(paths, capsys, "image", "prune", "-f")
+    assert images.list_images(paths) == []
+
+
+def test_no_record_is_made_on_an_image_rmi_removed_meanwhile(paths: Paths, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdctr.storage.overlay import OverlaySnapshotter
+
+    image = imported(paths, tmp_path, "app")
+    unpack = OverlaySnapshotter.unpack
+
+    def unpack_then_rmi(self: OverlaySnapshotter, image: images.Image) -> dict[str, int]:
+        sizes = unpack(self, image)
+        assert sdctr(paths, capsys, "rmi", "app")[0] == 0  # another shell, at the worst moment
+        return sizes
+
+    monkeypatch.setattr(OverlaySnapshotter, "unpack", unpack_then_rmi)
+    with pytest.raises(images.NoSuchImage):
+        created(paths, image, "late")
+    assert sdctr(paths, capsys, "ps", "-a", "-q")[1] == ""
