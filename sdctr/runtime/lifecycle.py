@@ -158,8 +158,25 @@ def is_running(sd: Systemd, spec: ContainerSpec) -> bool:
 
 
 def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
-    if is_running(sd, spec):
-        sd.stop(spec.unit, timeout)
+    """`docker stop [-t N]`: SIGTERM, SIGKILL after the grace period (the unit's own, or N), then
+    the stop job, which runs the hooks. Both signals go to the main process alone, the container's
+    PID 1, whose end takes its PID namespace down: a SIGKILL to the whole unit would hit the stop
+    hooks too (issue 17: `stop -t 0` left the rootfs mounted and the unit failed)."""
+    if not is_running(sd, spec):
+        return
+    if timeout is not None:
+        _signal_main(sd, spec, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while sd.unit_state(spec.unit).get("MainPID") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if sd.unit_state(spec.unit).get("MainPID"):
+            _signal_main(sd, spec, signal.SIGKILL)
+    sd.stop(spec.unit)
+
+
+def _signal_main(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
+    with contextlib.suppress(SdctrError):  # no main process (any more): nothing to signal
+        sd.kill(spec.unit, signum, who="main")
 
 
 def kill(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
@@ -173,7 +190,7 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
         if not force:
             raise SdctrError(f"you cannot remove a running container {spec.short_id}",
                              hint="stop it first, or remove it with 'rm -f'")
-        sd.kill(spec.unit, signal.SIGKILL, who="all")
+        _signal_main(sd, spec, signal.SIGKILL)  # not "all": the stop hooks must run to the end
         sd.stop(spec.unit)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
