@@ -190,7 +190,8 @@ def write_blob(paths: Paths, chunks: Iterable[bytes], *, expect: str | None = No
     import hashlib  # OpenSSL's: ~3 ms that `run` does without
     import tempfile  # with shutil, bz2 and lzma: ~3 ms more
 
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    _write_lease(paths)
+    fd, tmp = _locked_temp(d, tempfile.mkstemp)
     sha, size = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as f:
@@ -213,6 +214,96 @@ def write_blob(paths: Paths, chunks: Iterable[bytes], *, expect: str | None = No
     return digest, size
 
 
+def _locked_temp(d: Path, mkstemp: Callable[..., tuple[int, str]]) -> tuple[int, str]:
+    """A temp file in ``d`` that its writer holds a lock on while it lives: its lock free means its
+    writer is dead, and the next command deletes it (sweep_dead_temps). One a sweep deleted before
+    we locked it is made again."""
+    import fcntl
+
+    while True:
+        fd, tmp = mkstemp(dir=d, prefix=".tmp-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return fd, tmp
+        os.close(fd)
+
+
+def sweep_dead_temps(paths: Paths) -> list[str]:
+    """Deletes the blob temp files whose writer is gone (a pull, load or import killed with
+    SIGKILL): the writer holds a lock on each while it writes (DESIGN.md, invariant 4). The names
+    deleted."""
+    import fcntl
+
+    d = paths.root / "blobs" / "sha256"
+    swept = []
+    for tmp in d.glob(".tmp-*") if d.is_dir() else ():
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            tmp.unlink()
+            swept.append(tmp.name)
+        except OSError:  # locked: its writer runs
+            pass
+        finally:
+            os.close(fd)
+    return swept
+
+
+_leases: dict[str, int] = {}  # root -> the fd of our shared lock on <root>/.writers
+
+
+def _write_lease(paths: Paths) -> None:
+    """A shared lock on <root>/.writers, held by a command that writes blobs until it exits: the
+    blobs it wrote are unreferenced until its image is made, and `image prune` (which takes the
+    lock exclusively) leaves them alone meanwhile. The first blob of a command also sweeps what
+    killed writers left."""
+    import fcntl
+
+    key = str(paths.root)
+    if key in _leases:
+        return
+    fd = os.open(paths.root / ".writers", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _leases[key] = fd
+    sweep_dead_temps(paths)
+
+
+def _end_write_lease(paths: Paths) -> None:
+    fd = _leases.pop(str(paths.root), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def collect_garbage(paths: Paths) -> int:
+    """containerd's garbage collection, by reference: every blob no image's manifest reaches,
+    every unpacked layer no image has, every temp file of a dead writer. Blobs are left alone while
+    a pull, load or import runs (it holds <root>/.writers): its blobs have no image yet. The bytes
+    of the blobs deleted."""
+    import fcntl
+
+    _end_write_lease(paths)  # ours, if this process wrote blobs: it writes no more
+    sweep_dead_temps(paths)
+    d = paths.root / "blobs" / "sha256"
+    if not d.is_dir():
+        return 0
+    fd = os.open(paths.root / ".writers", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            debug("a pull, load or import runs: unreferenced blobs are kept")
+            return 0
+        with state.locked(paths):
+            idx = _load_index(paths)
+            present = [f"sha256:{p.name}" for p in d.iterdir() if is_digest(f"sha256:{p.name}")]
+            return _collect_garbage_of(paths, idx, present)
+    finally:
+        os.close(fd)
+
+
 def write_blob_bytes(paths: Paths, data: bytes) -> str:
     return write_blob(paths, [data])[0]
 
@@ -230,12 +321,12 @@ def blobs_of(paths: Paths, manifest_digest: str) -> list[str]:
 def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
     """Deletes those of ``digests`` that no image references: what a failed pull, load or import
     wrote (another one running at the same time may share some). Temporary blobs a killed
-    (SIGKILL) writer left go too, once they are a day old: nobody is writing them any more."""
+    (SIGKILL) writer left go too."""
     digests = list(digests)
     if digests:
         with state.locked(paths):
             _discard_unused_locked(paths, _load_index(paths), digests)
-    sweep_stale(paths.root / "blobs" / "sha256", ".tmp-*")
+    sweep_dead_temps(paths)
 
 
 def sweep_stale(directory: Path, pattern: str) -> None:
@@ -513,6 +604,7 @@ def _by_id(paths: Paths, idx: Mapping[str, Any], hex_id: str) -> Image | None:
 
 def list_images(paths: Paths) -> list[Image]:
     """Every image, newest first (as `docker images` lists them)."""
+    sweep_dead_temps(paths)  # `sdctr images` is the next command after a killed pull, often
     return sorted(_all(paths, _load_index(paths)), key=lambda i: i.created, reverse=True)
 
 
@@ -632,7 +724,7 @@ def prune(paths: Paths, in_use: Collection[str], *, unused_too: bool = False) ->
             removed, n = _remove(paths, image, None, force=True, unused_only=True)
             lines += removed
             freed += n
-    return lines, freed
+    return lines, freed + collect_garbage(paths)
 
 
 class HistoryEntry(Record):
@@ -691,7 +783,11 @@ def _names_tag(ref: str, tags: Sequence[str]) -> str | None:
 def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> int:
     """Deletes ``gone``'s blobs and unpacked layers that no remaining image references: the bytes
     of the blobs deleted."""
-    freed = _discard_unused_locked(paths, idx, (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs))
+    return _collect_garbage_of(paths, idx, (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs))
+
+
+def _collect_garbage_of(paths: Paths, idx: dict[str, Any], digests: Iterable[str]) -> int:
+    freed = _discard_unused_locked(paths, idx, digests)
     diff_ids: set[str] = set()
     for m in _manifests(idx):
         with contextlib.suppress(SdctrError, KeyError, ValueError):

@@ -5,6 +5,8 @@ unpacked layer no image references."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,64 @@ def test_no_record_is_made_on_an_image_rmi_removed_meanwhile(paths: Paths, tmp_p
     with pytest.raises(images.NoSuchImage):
         created(paths, image, "late")
     assert sdctr(paths, capsys, "ps", "-a", "-q")[1] == ""
+
+
+WRITER = """
+import sys, time
+from sdctr.image import store
+from sdctr.paths import Paths
+
+def chunks():
+    yield b"x" * 65536
+    print("writing", flush=True)
+    time.sleep(60)
+
+store.write_blob(Paths.from_root(sys.argv[1]), chunks())
+"""
+
+
+def test_a_killed_writers_temp_goes_at_the_next_command_and_a_live_ones_stays(
+        paths: Paths, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    imported(paths, tmp_path, "app")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(paths.root)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "writing\n"
+        temps = list((paths.root / "blobs/sha256").glob(".tmp-*"))
+        assert len(temps) == 1
+        assert sdctr(paths, capsys, "images")[0] == 0
+        assert temps[0].exists()  # its writer is alive: the temp is its
+        writer.kill()
+        writer.wait()
+        assert sdctr(paths, capsys, "images")[0] == 0
+        assert list((paths.root / "blobs/sha256").glob(".tmp-*")) == []
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_prune_reclaims_blobs_and_layers_no_image_references(paths: Paths, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    image = imported(paths, tmp_path, "app")
+    created(paths, image, "user")  # its layers unpacked
+    kept = {p.name for p in (paths.root / "blobs/sha256").iterdir()}
+    # a pull killed after its blobs were stored, before its image was made
+    subprocess.run([sys.executable, "-c", "import sys; from sdctr.image import store; "
+                    "from sdctr.paths import Paths; store.write_blob(Paths.from_root(sys.argv[1]), "
+                    "[b'orphan' * 1000])", str(paths.root)], check=True)
+    assert len(list((paths.root / "blobs/sha256").iterdir())) == len(kept) + 1
+    status, out, _ = sdctr(paths, capsys, "image", "prune", "-f")
+    assert status == 0 and "Total reclaimed space: 6kB" in out, out
+    assert {p.name for p in (paths.root / "blobs/sha256").iterdir()} == kept
+    assert images.resolve(paths, "app").id == image.id
+
+
+def test_prune_leaves_the_blobs_of_a_running_pull_alone(paths: Paths, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    imported(paths, tmp_path, "app")
+    blobs = set((paths.root / "blobs/sha256").iterdir())
+    digest, _ = images.write_blob(paths, [b"in flight"])  # this process now holds the lease ...
+    # ... and another one prunes
+    subprocess.run([sys.executable, "-m", "sdctr", "--root", str(paths.root), "image", "prune", "-f"],
+                   check=True, capture_output=True)
+    assert paths.blob(digest).exists() and blobs < set((paths.root / "blobs/sha256").iterdir())
