@@ -99,16 +99,66 @@ def locked(paths: Paths) -> Iterator[None]:
 
 
 def all_specs(paths: Paths) -> list[ContainerSpec]:
-    """Every record, oldest first; temp files of killed writers in them are swept on the way."""
+    """Every record, oldest first; temp files of killed writers in them are swept on the way, and
+    so are a record a killed `run`/`create` left half-made (a directory without its config.json)
+    and exit files nobody will read."""
     specs = []
     for d in (paths.root, paths.run):  # images.json, exit files
         sweep_dead_writers(d)
+    half_made = []
     if paths.containers.is_dir():
         for d in paths.containers.iterdir():
             sweep_dead_writers(d)
-            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            try:
                 specs.append(ContainerSpec.from_json(read_json(d / "config.json")))
+            except FileNotFoundError:
+                half_made.append(d)
+            except (ValueError, KeyError):
+                pass
+    if half_made:
+        _remove_half_made(paths, half_made)
+    _sweep_unread_exit_files(paths, {s.id for s in specs})
     return sorted(specs, key=lambda s: s.created)
+
+
+def _remove_half_made(paths: Paths, dirs: list[Path]) -> None:
+    """A record directory is made and its config.json written under the state lock (save_spec):
+    holding it, a directory without config.json is one whose maker was killed, and nothing else
+    (snapshot, unit) was made for it yet. Its files are temps of dead writers; a live writer's
+    temp (a record being removed?) keeps it."""
+    import shutil
+
+    with locked(paths):
+        for d in dirs:
+            sweep_dead_writers(d)
+            with contextlib.suppress(FileNotFoundError):
+                if not (d / "config.json").exists() and not any(_TMP in n for n in os.listdir(d)):
+                    shutil.rmtree(d, ignore_errors=True)
+
+
+EXIT_SUFFIX = ".exit.json"  # <run>/<id>.exit.json: the poststop hook leaves it for an attached run
+
+
+def reader_mark(paths: Paths, cid: str) -> Path:
+    """An attached `run` marks that it will read the exit file: the mark is named as a temp of its
+    own (.ID.exit.json.tmpPID), so that it goes with it when it is killed (sweep_dead_writers)."""
+    return paths.run / f".{cid}{EXIT_SUFFIX}{_TMP}{os.getpid()}"
+
+
+def _sweep_unread_exit_files(paths: Paths, records: Collection[str]) -> None:
+    """Deletes the exit files whose container's record is gone (a --rm container) and whose
+    reader, the attached `run`, is gone too (DESIGN.md, invariant 3)."""
+    try:
+        names = os.listdir(paths.run)
+    except FileNotFoundError:
+        return
+    readers = {n[1:].partition(_TMP)[0] for n in names if n.startswith(".") and _TMP in n}
+    for name in names:
+        if name.endswith(EXIT_SUFFIX) and not name.startswith("."):
+            cid = name[:-len(EXIT_SUFFIX)]
+            if cid not in records and name not in readers:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(paths.run / name)
 
 
 def sweep_dead_writers(directory: Path) -> None:

@@ -97,6 +97,11 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
     """create + start; on a failed start nothing is left: no record, snapshot or unit. The spec
     as saved."""
     spec = create(paths, spec, image, starting=True)
+    if spec.attached:  # the exit file is ours to read: a listing must not sweep it meanwhile
+        from sdctr.state import reader_mark
+
+        paths.run.mkdir(parents=True, exist_ok=True)
+        reader_mark(paths, spec.id).touch(mode=0o600)
     try:
         start(paths, spec, sd, host, stdio=stdio)
     except BaseException as e:
@@ -106,8 +111,8 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
         sd.reset_failed(spec.unit)
         with contextlib.suppress(SdctrError):
             sd.remove_unit_file(spec.unit)
-        hooks.remove_container(paths, spec)
         code = _take_exit_file(paths, spec)
+        hooks.remove_container(paths, spec)
         if isinstance(e, SdctrError) and code in (126, 127):
             # a --rm unit is collected at once; its poststop hook kept the init's status for us
             raise SdctrError(str(e), e.hint, status=code) from e
@@ -121,6 +126,10 @@ def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
     try:
         status = json.loads(path.read_text())
         path.unlink()
+        from sdctr.state import reader_mark
+
+        with contextlib.suppress(FileNotFoundError):
+            reader_mark(paths, spec.id).unlink()
         return _status_code(status)
     except (FileNotFoundError, ValueError):
         return None
@@ -267,6 +276,8 @@ def _iso(ts: float | None) -> str:
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
     """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
     unit = sd.unit_state(spec.unit)
+    if unit.get("ActiveState") == "activating" or unit.get("SubState") == "auto-restart":
+        raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again")
     if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
         raise SdctrError(f"container {spec.name} is not running")
     return unit
