@@ -304,6 +304,26 @@ def collect_garbage(paths: Paths) -> int:
         os.close(fd)
 
 
+def unreferenced_blobs(paths: Paths) -> list[tuple[str, int]]:
+    """(digest, bytes) of every stored blob no image's manifest reaches: what collect_garbage
+    deletes when no writer runs."""
+    d = paths.root / "blobs" / "sha256"
+    if not d.is_dir():
+        return []
+    idx = _load_index(paths)
+    used: set[str] = set()
+    for m in _manifests(idx):
+        with contextlib.suppress(SdctrError, KeyError, ValueError, TypeError):
+            used.update(blobs_of(paths, m))
+    found = []
+    for p in d.iterdir():
+        digest = f"sha256:{p.name}"
+        if is_digest(digest) and digest not in used:
+            with contextlib.suppress(FileNotFoundError):
+                found.append((digest, p.stat().st_size))
+    return found
+
+
 def write_blob_bytes(paths: Paths, data: bytes) -> str:
     return write_blob(paths, [data])[0]
 

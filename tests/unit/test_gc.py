@@ -5,6 +5,7 @@ unpacked layer no image references."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,55 @@ def test_prune_leaves_the_blobs_of_a_running_pull_alone(paths: Paths, tmp_path: 
     subprocess.run([sys.executable, "-m", "sdctr", "--root", str(paths.root), "image", "prune", "-f"],
                    check=True, capture_output=True)
     assert paths.blob(digest).exists() and blobs < set((paths.root / "blobs/sha256").iterdir())
+
+
+class _Sd:
+    """systemd as `system check` asks it: one unit left with no record."""
+
+    def __init__(self, units: dict[str, str]):
+        self.units = units
+
+    def active_states(self) -> dict[str, str]:
+        return dict(self.units)
+
+    def kill(self, unit: str, signum: int, who: str = "main") -> None:
+        pass
+
+    def stop(self, unit: str) -> None:
+        pass
+
+    def reset_failed(self, unit: str) -> None:
+        pass
+
+    def remove_unit_file(self, unit: str) -> None:
+        self.units.pop(unit, None)
+
+
+def test_system_check_reports_each_inconsistency_and_repair_leaves_none(paths: Paths, tmp_path: Path) -> None:
+    from sdctr.cli import system
+    from sdctr.storage import drivers
+
+    image = imported(paths, tmp_path, "app")
+    user = created(paths, image, "user")
+    snap = drivers.driver("overlay", paths)
+    snapshot = snap.snapshot_dir(user.id)
+    assert snapshot is not None
+    shutil.rmtree(snapshot)  # a record without its snapshot
+    stray = "a" * 64
+    snap.prepare(stray, user.layers)  # a snapshot without a record
+    (paths.root / "blobs/sha256/.tmp-dead").write_bytes(b"x")  # a killed writer's, unlocked
+    orphan, _ = images.write_blob(paths, [b"orphan"])
+    images._end_write_lease(paths)  # as if this writer exited
+    sd = _Sd({f"ctr-{'b' * 64}.service": "failed"})
+    found = [p.what for p in system.inconsistencies(paths, sd)]
+    assert len(found) == 5, found
+    assert any("user" in f and "snapshot is missing" in f for f in found)
+    assert any(f"snapshot {stray[:12]} has no record" in f for f in found)
+    assert any(".tmp-dead" in f for f in found) and any("no image references" in f for f in found)
+    assert any("has no record" in f and "ctr-bbb" in f for f in found)
+    for p in system.inconsistencies(paths, sd):
+        assert p.repair is not None
+        p.repair()
+    assert [p.what for p in system.inconsistencies(paths, sd)] == []
+    assert snapshot.is_dir() and not paths.blob(orphan).exists()
+    assert images.resolve(paths, "app").id == image.id  # nothing a user made was lost
