@@ -63,9 +63,9 @@ def inconsistencies(paths: Paths, sd: Any) -> Iterator[Problem]:
     running = {s.id for s in specs if states.get(s.unit) in RUNNING_STATES}
     for spec in specs:
         yield from _record(paths, sd, spec, states.get(spec.unit), spec.id in running)
+    units = {s.unit for s in specs}
     for unit, active in states.items():
-        cid = unit[len("ctr-"):-len(".service")]
-        if _CID.fullmatch(cid) and cid not in by_id:
+        if unit not in units:
             yield Problem(f"unit {unit} ({active}) has no record", functools.partial(_drop_unit, sd, unit))
     yield from _mounts(paths, running)
     yield from _leftovers(paths, set(by_id))
@@ -109,10 +109,15 @@ def _mounts(paths: Paths, running: set[str]) -> Iterator[Problem]:
     from sdctr.storage.mountinfo import mounts_under
     from sdctr.storage.snapshotter import unmount
 
-    owned = {str(paths.rootfs(cid)) for cid in running} | {str(paths.run / "netns" / cid) for cid in running}
     for top in dict.fromkeys((paths.run, paths.root)):
+        real = os.path.realpath(top)
         for m in mounts_under(top):
-            if str(m.target) not in owned and not any(str(m.target).startswith(o + "/") for o in owned):
+            # the state directory may itself be a mount (a disk of its own): only what is below
+            # it, and names a container, is a container's
+            below = str(m.target)[len(real) + 1:].split("/")
+            if str(m.target) == real or any(p in running for p in below):
+                continue
+            if any(_CID.fullmatch(p) for p in below):
                 yield Problem(f"mount {m.target} ({m.fstype}) has no running container",
                               functools.partial(unmount, Path(m.target)))
 

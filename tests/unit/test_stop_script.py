@@ -100,6 +100,9 @@ def _systemd(unit: _Unit) -> Any:
                 unit.main = 0
             return "/job/1"
 
+        def reset_failed(self, name: str) -> None:
+            unit.calls.append(("ResetFailedUnit", name))
+
         def _run_job(self, name: str, call: Any, expect_active: bool = True) -> None:
             call()
 
@@ -122,4 +125,4 @@ def test_stop_with_a_grace_never_kills_the_whole_unit(grace: float) -> None:
     spec = ContainerSpec(id="c" * 64, name="web", image="busybox", image_id="0" * 64, command=("sh",))
     lifecycle.stop(_systemd(unit), spec, grace)
     assert not [c for c in unit.calls if c[0] == "KillUnit" and c[2] == "all"], unit.calls
-    assert unit.calls[-1][0] == "StopUnit"
+    assert [c[0] for c in unit.calls[-2:]] == ["StopUnit", "ResetFailedUnit"]  # on request: not failed
