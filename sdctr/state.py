@@ -25,7 +25,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 from sdctr.log import SdctrError
@@ -73,25 +73,92 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
+_held: dict[str, int] = {}  # root -> depth: the lock is taken once per process, however nested
+
+
 @contextlib.contextmanager
 def locked(paths: Paths) -> Iterator[None]:
+    """The store's one lock: names, records and image references change under it. Re-entrant
+    within a process (a second flock of the same file by the same process would wait for itself)."""
+    key = str(paths.root)
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
     paths.make_private()  # every record and snapshot is made under this lock
     with open(paths.root / ".lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held[key] = 0
 
 
 def all_specs(paths: Paths) -> list[ContainerSpec]:
-    """Every record, oldest first; temp files of killed writers in them are swept on the way."""
+    """Every record, oldest first; temp files of killed writers in them are swept on the way, and
+    so are a record a killed `run`/`create` left half-made (a directory without its config.json)
+    and exit files nobody will read."""
     specs = []
     for d in (paths.root, paths.run):  # images.json, exit files
         sweep_dead_writers(d)
+    half_made = []
     if paths.containers.is_dir():
         for d in paths.containers.iterdir():
             sweep_dead_writers(d)
-            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            try:
                 specs.append(ContainerSpec.from_json(read_json(d / "config.json")))
+            except FileNotFoundError:
+                half_made.append(d)
+            except (ValueError, KeyError):
+                pass
+    if half_made:
+        _remove_half_made(paths, half_made)
+    _sweep_unread_exit_files(paths, {s.id for s in specs})
     return sorted(specs, key=lambda s: s.created)
+
+
+def _remove_half_made(paths: Paths, dirs: list[Path]) -> None:
+    """A record directory is made and its config.json written under the state lock (save_spec):
+    holding it, a directory without config.json is one whose maker was killed, and nothing else
+    (snapshot, unit) was made for it yet. Its files are temps of dead writers; a live writer's
+    temp (a record being removed?) keeps it."""
+    import shutil
+
+    with locked(paths):
+        for d in dirs:
+            sweep_dead_writers(d)
+            with contextlib.suppress(FileNotFoundError):
+                if not (d / "config.json").exists() and not any(_TMP in n for n in os.listdir(d)):
+                    shutil.rmtree(d, ignore_errors=True)
+
+
+EXIT_SUFFIX = ".exit.json"  # <run>/<id>.exit.json: the poststop hook leaves it for an attached run
+
+
+def reader_mark(paths: Paths, cid: str) -> Path:
+    """An attached `run` marks that it will read the exit file: the mark is named as a temp of its
+    own (.ID.exit.json.tmpPID), so that it goes with it when it is killed (sweep_dead_writers)."""
+    return paths.run / f".{cid}{EXIT_SUFFIX}{_TMP}{os.getpid()}"
+
+
+def _sweep_unread_exit_files(paths: Paths, records: Collection[str]) -> None:
+    """Deletes the exit files whose container's record is gone (a --rm container) and whose
+    reader, the attached `run`, is gone too (DESIGN.md, invariant 3)."""
+    try:
+        names = os.listdir(paths.run)
+    except FileNotFoundError:
+        return
+    readers = {n[1:].partition(_TMP)[0] for n in names if n.startswith(".") and _TMP in n}
+    for name in names:
+        if name.endswith(EXIT_SUFFIX) and not name.startswith("."):
+            cid = name[:-len(EXIT_SUFFIX)]
+            if cid not in records and name not in readers:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(paths.run / name)
 
 
 def sweep_dead_writers(directory: Path) -> None:
@@ -119,10 +186,15 @@ def _running(pid: int) -> bool:
     return True
 
 
-def save_spec(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
+def save_spec(paths: Paths, spec: ContainerSpec, *,
+              check: Callable[[], None] | None = None) -> ContainerSpec:
     """Claims the name, or picks a free one for a spec without, and writes the record; under the
-    lock, so names stay unique. The spec as saved."""
+    lock, so names stay unique. ``check`` runs under the same lock before anything is written (the
+    image store's: the image still exists, and `rmi`, which takes this lock, now sees its user).
+    The spec as saved."""
     with locked(paths):
+        if check is not None:
+            check()
         others = all_specs(paths)
         taken = {other.name: other for other in others if other.id != spec.id}
         if not spec.name:

@@ -278,9 +278,15 @@ def cmd_exec(args: argparse.Namespace) -> int:
     sd, _ = systemd_of(args)
     spec = find(paths, args.container)
     unit = containers.running_unit(sd, spec)
-    return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
-                         env=parse_env(args.env, os.environ), workdir=args.workdir,
-                         user=args.user, tty=args.tty, interactive=args.interactive)
+    try:
+        return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
+                             env=parse_env(args.env, os.environ), workdir=args.workdir,
+                             user=args.user, tty=args.tty, interactive=args.interactive)
+    except (FileNotFoundError, ProcessLookupError):  # /proc/PID/ns/*: it went meanwhile
+        if os.path.exists(f"/proc/{unit['MainPID']}"):
+            raise
+        raise SdctrError(f"container {spec.name} is restarting or stopping (its process went as exec "
+                         "joined it)", hint="try again once it runs") from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -159,15 +159,9 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
 
 def cmd_rmi(args: argparse.Namespace) -> int:
     from sdctr.image import store as images
-    from sdctr.state import all_specs
 
     paths = paths_of(args)
-    for ref in args.images:
-        image = images.resolve(paths, ref)
-        users = [s.name for s in all_specs(paths) if s.image_id == image.id]
-        if users and not args.force:
-            raise SdctrError(f"image {ref} is used by container(s) {', '.join(users)}",
-                             hint="remove them first, or use 'rmi -f'")
+    for ref in args.images:  # an image in use is refused (or, forced, untagged) under the lock
         for line in images.remove(paths, ref, force=args.force):
             print(line)
     return 0

@@ -138,6 +138,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
                                          parser_class=_Parser)
     p = system_verbs.add_parser("gc", help="remove what a crash left: veths, leases, rules, namespaces")
     p.set_defaults(handler=_handler("containers.cmd_system_gc"))
+    p = system_verbs.add_parser("check", help="report what a crash left inconsistent (records, units, "
+                                "mounts, snapshots, store)")
+    p.add_argument("--repair", action="store_true", help="repair what can be without losing data")
+    p.set_defaults(handler=_handler("system.cmd_system_check"))
 
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")

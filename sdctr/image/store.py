@@ -190,7 +190,8 @@ def write_blob(paths: Paths, chunks: Iterable[bytes], *, expect: str | None = No
     import hashlib  # OpenSSL's: ~3 ms that `run` does without
     import tempfile  # with shutil, bz2 and lzma: ~3 ms more
 
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    _write_lease(paths)
+    fd, tmp = _locked_temp(d, tempfile.mkstemp)
     sha, size = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as f:
@@ -213,6 +214,116 @@ def write_blob(paths: Paths, chunks: Iterable[bytes], *, expect: str | None = No
     return digest, size
 
 
+def _locked_temp(d: Path, mkstemp: Callable[..., tuple[int, str]]) -> tuple[int, str]:
+    """A temp file in ``d`` that its writer holds a lock on while it lives: its lock free means its
+    writer is dead, and the next command deletes it (sweep_dead_temps). One a sweep deleted before
+    we locked it is made again."""
+    import fcntl
+
+    while True:
+        fd, tmp = mkstemp(dir=d, prefix=".tmp-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:
+            return fd, tmp
+        os.close(fd)
+
+
+def sweep_dead_temps(paths: Paths) -> list[str]:
+    """Deletes the blob temp files whose writer is gone (a pull, load or import killed with
+    SIGKILL): the writer holds a lock on each while it writes (DESIGN.md, invariant 4). The names
+    deleted."""
+    import fcntl
+
+    d = paths.root / "blobs" / "sha256"
+    swept = []
+    for tmp in d.glob(".tmp-*") if d.is_dir() else ():
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            tmp.unlink()
+            swept.append(tmp.name)
+        except OSError:  # locked: its writer runs
+            pass
+        finally:
+            os.close(fd)
+    return swept
+
+
+_leases: dict[str, int] = {}  # root -> the fd of our shared lock on <root>/.writers
+
+
+def _write_lease(paths: Paths) -> None:
+    """A shared lock on <root>/.writers, held by a command that writes blobs until it exits: the
+    blobs it wrote are unreferenced until its image is made, and `image prune` (which takes the
+    lock exclusively) leaves them alone meanwhile. The first blob of a command also sweeps what
+    killed writers left."""
+    import fcntl
+
+    key = str(paths.root)
+    if key in _leases:
+        return
+    fd = os.open(paths.root / ".writers", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _leases[key] = fd
+    sweep_dead_temps(paths)
+
+
+def _end_write_lease(paths: Paths) -> None:
+    fd = _leases.pop(str(paths.root), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def collect_garbage(paths: Paths) -> int:
+    """containerd's garbage collection, by reference: every blob no image's manifest reaches,
+    every unpacked layer no image has, every temp file of a dead writer. Blobs are left alone while
+    a pull, load or import runs (it holds <root>/.writers): its blobs have no image yet. The bytes
+    of the blobs deleted."""
+    import fcntl
+
+    _end_write_lease(paths)  # ours, if this process wrote blobs: it writes no more
+    sweep_dead_temps(paths)
+    d = paths.root / "blobs" / "sha256"
+    if not d.is_dir():
+        return 0
+    fd = os.open(paths.root / ".writers", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            debug("a pull, load or import runs: unreferenced blobs are kept")
+            return 0
+        with state.locked(paths):
+            idx = _load_index(paths)
+            present = [f"sha256:{p.name}" for p in d.iterdir() if is_digest(f"sha256:{p.name}")]
+            return _collect_garbage_of(paths, idx, present)
+    finally:
+        os.close(fd)
+
+
+def unreferenced_blobs(paths: Paths) -> list[tuple[str, int]]:
+    """(digest, bytes) of every stored blob no image's manifest reaches: what collect_garbage
+    deletes when no writer runs."""
+    d = paths.root / "blobs" / "sha256"
+    if not d.is_dir():
+        return []
+    idx = _load_index(paths)
+    used: set[str] = set()
+    for m in _manifests(idx):
+        with contextlib.suppress(SdctrError, KeyError, ValueError, TypeError):
+            used.update(blobs_of(paths, m))
+    found = []
+    for p in d.iterdir():
+        digest = f"sha256:{p.name}"
+        if is_digest(digest) and digest not in used:
+            with contextlib.suppress(FileNotFoundError):
+                found.append((digest, p.stat().st_size))
+    return found
+
+
 def write_blob_bytes(paths: Paths, data: bytes) -> str:
     return write_blob(paths, [data])[0]
 
@@ -230,12 +341,12 @@ def blobs_of(paths: Paths, manifest_digest: str) -> list[str]:
 def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
     """Deletes those of ``digests`` that no image references: what a failed pull, load or import
     wrote (another one running at the same time may share some). Temporary blobs a killed
-    (SIGKILL) writer left go too, once they are a day old: nobody is writing them any more."""
+    (SIGKILL) writer left go too."""
     digests = list(digests)
     if digests:
         with state.locked(paths):
             _discard_unused_locked(paths, _load_index(paths), digests)
-    sweep_stale(paths.root / "blobs" / "sha256", ".tmp-*")
+    sweep_dead_temps(paths)
 
 
 def sweep_stale(directory: Path, pattern: str) -> None:
@@ -513,6 +624,7 @@ def _by_id(paths: Paths, idx: Mapping[str, Any], hex_id: str) -> Image | None:
 
 def list_images(paths: Paths) -> list[Image]:
     """Every image, newest first (as `docker images` lists them)."""
+    sweep_dead_temps(paths)  # `sdctr images` is the next command after a killed pull, often
     return sorted(_all(paths, _load_index(paths)), key=lambda i: i.created, reverse=True)
 
 
@@ -544,6 +656,19 @@ def resolve(paths: Paths, ref: str) -> Image:
     raise NoSuchImage(f"no such image: {ref}", hint=_NO_IMAGE_HINT)
 
 
+def require(paths: Paths, image: Image) -> None:
+    """NoSuchImage unless ``image`` is still in the store; its caller holds the state lock, under
+    which a record using it is made (sdctr.runtime.lifecycle.create)."""
+    if image.manifest_digest not in _manifests(_load_index(paths)):
+        raise NoSuchImage(f"no such image: {image.name} (removed meanwhile)", hint=_NO_IMAGE_HINT)
+
+
+def users(paths: Paths, image: Image) -> list[str]:
+    """The names of the containers whose record uses ``image``, created or running: exact under the
+    state lock, which records are made under."""
+    return [s.name for s in state.all_specs(paths) if s.image_id == image.id]
+
+
 def tag(paths: Paths, src: str, dst: str) -> None:
     image = resolve(paths, src)
     key = tag_reference(dst).key
@@ -556,7 +681,8 @@ def tag(paths: Paths, src: str, dst: str) -> None:
 def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
     """`docker rmi`: by name, untags it and deletes the image if that was its last tag; by id,
     deletes the image (with several tags only when forced). Blobs and unpacked layers nothing
-    else references go too. The caller checks that no container uses the image.
+    else references go too. An image a container uses (checked under the lock records are made
+    under) is refused; forced, it is untagged and kept, untagged, while a container uses it.
 
     Returns Docker's report lines ("Untagged: busybox:latest", "Deleted: sha256:<id>").
     """
@@ -564,8 +690,10 @@ def remove(paths: Paths, ref: str, *, force: bool = False) -> list[str]:
     return _remove(paths, image, _names_tag(ref, image.repo_tags), force=force)[0]
 
 
-def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool) -> tuple[list[str], int]:
-    """The report lines, and the bytes of the blobs deleted."""
+def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool,
+            unused_only: bool = False) -> tuple[list[str], int]:
+    """The report lines, and the bytes of the blobs deleted (nothing for an image in use, with
+    ``unused_only``)."""
     lines: list[str] = []
     freed = 0
     with state.locked(paths):
@@ -574,6 +702,17 @@ def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool) -> 
         tags = sorted(k for k, v in repos.items() if v == image.manifest_digest)
         if by_name:
             tags = [by_name]
+        # would the image go (no tag of it left)? Then no record may use it, as Docker refuses
+        stays = any(v == image.manifest_digest and k not in tags for k, v in repos.items())
+        used_by = [] if stays else users(paths, image)
+        if used_by and unused_only:
+            return [], 0
+        if used_by and not force:
+            raise SdctrError(f"image {by_name or image.short_id} is used by container(s) "
+                             f"{', '.join(used_by)}", hint="remove them first, or use 'rmi -f'")
+        if used_by and not tags:
+            raise SdctrError(f"image {image.short_id} is used by container(s) {', '.join(used_by)} "
+                             "and has no tag left to remove", hint="remove the containers first")
         elif len(tags) > 1 and not force:
             raise SdctrError(f"unable to delete {image.short_id}: the image is referenced in "
                              f"{len(tags)} repositories ({', '.join(tags)})",
@@ -582,11 +721,15 @@ def _remove(paths: Paths, image: Image, by_name: str | None, *, force: bool) -> 
             del repos[t]
             lines.append(f"Untagged: {t}")
         if image.manifest_digest not in repos.values():
-            if image.manifest_digest in idx["dangling"]:
-                idx["dangling"].remove(image.manifest_digest)
-            lines.append(f"Deleted: sha256:{image.id}")
+            if used_by:  # untagged, as Docker's `rmi -f`; kept, as <none>, for its containers
+                if image.manifest_digest not in idx["dangling"]:
+                    idx["dangling"].append(image.manifest_digest)
+            else:
+                if image.manifest_digest in idx["dangling"]:
+                    idx["dangling"].remove(image.manifest_digest)
+                lines.append(f"Deleted: sha256:{image.id}")
         state.write_json_atomic(_index_path(paths), idx)
-        if lines[-1].startswith("Deleted:"):
+        if lines and lines[-1].startswith("Deleted:"):
             freed = _collect_garbage(paths, idx, image)
     return lines, freed
 
@@ -598,10 +741,10 @@ def prune(paths: Paths, in_use: Collection[str], *, unused_too: bool = False) ->
     freed = 0
     for image in list_images(paths):  # each by its manifest: two may share one config (id)
         if image.id not in in_use and (unused_too or not image.repo_tags):
-            removed, n = _remove(paths, image, None, force=True)
+            removed, n = _remove(paths, image, None, force=True, unused_only=True)
             lines += removed
             freed += n
-    return lines, freed
+    return lines, freed + collect_garbage(paths)
 
 
 class HistoryEntry(Record):
@@ -660,7 +803,11 @@ def _names_tag(ref: str, tags: Sequence[str]) -> str | None:
 def _collect_garbage(paths: Paths, idx: dict[str, Any], gone: Image) -> int:
     """Deletes ``gone``'s blobs and unpacked layers that no remaining image references: the bytes
     of the blobs deleted."""
-    freed = _discard_unused_locked(paths, idx, (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs))
+    return _collect_garbage_of(paths, idx, (gone.manifest_digest, f"sha256:{gone.id}", *gone.layer_blobs))
+
+
+def _collect_garbage_of(paths: Paths, idx: dict[str, Any], digests: Iterable[str]) -> int:
+    freed = _discard_unused_locked(paths, idx, digests)
     diff_ids: set[str] = set()
     for m in _manifests(idx):
         with contextlib.suppress(SdctrError, KeyError, ValueError):

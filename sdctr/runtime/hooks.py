@@ -139,6 +139,8 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
     # reload, inactive, and is collected then
     with contextlib.suppress(FileNotFoundError):
         (UNIT_DIR / spec.unit).unlink()
+    with contextlib.suppress(FileNotFoundError):  # what the attached run had not read: nobody will
+        exit_file(paths, spec.id).unlink()
     run_dir = paths.run_dir(spec.id)
     if run_dir.exists():
         shutil.rmtree(run_dir) if not mounts_under(run_dir) else debug(f"{run_dir} busy, kept")
@@ -146,7 +148,9 @@ def remove_container(paths: Paths, spec: ContainerSpec) -> None:
 
 
 def exit_file(paths: Paths, cid: str) -> Path:
-    return paths.run / f"{cid}.exit.json"
+    from sdctr.state import EXIT_SUFFIX
+
+    return paths.run / f"{cid}{EXIT_SUFFIX}"
 
 
 def exit_code(code: str, status: str) -> int | None:

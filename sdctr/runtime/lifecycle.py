@@ -74,7 +74,10 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
         from sdctr.image import store as images
 
         images.record_unpacked(paths, unpacked)
-    spec = save_spec(paths, spec)
+    from sdctr.image import store as images
+
+    # the image is checked and the record made under the lock `rmi` holds: one cannot miss the other
+    spec = save_spec(paths, spec, check=lambda: images.require(paths, image))
     try:
         snap.prepare(spec.id, spec.layers)
         paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
@@ -94,6 +97,11 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
     """create + start; on a failed start nothing is left: no record, snapshot or unit. The spec
     as saved."""
     spec = create(paths, spec, image, starting=True)
+    if spec.attached:  # the exit file is ours to read: a listing must not sweep it meanwhile
+        from sdctr.state import reader_mark
+
+        paths.run.mkdir(parents=True, exist_ok=True)
+        reader_mark(paths, spec.id).touch(mode=0o600)
     try:
         start(paths, spec, sd, host, stdio=stdio)
     except BaseException as e:
@@ -103,8 +111,8 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
         sd.reset_failed(spec.unit)
         with contextlib.suppress(SdctrError):
             sd.remove_unit_file(spec.unit)
-        hooks.remove_container(paths, spec)
         code = _take_exit_file(paths, spec)
+        hooks.remove_container(paths, spec)
         if isinstance(e, SdctrError) and code in (126, 127):
             # a --rm unit is collected at once; its poststop hook kept the init's status for us
             raise SdctrError(str(e), e.hint, status=code) from e
@@ -118,6 +126,10 @@ def _take_exit_file(paths: Paths, spec: ContainerSpec) -> int | None:
     try:
         status = json.loads(path.read_text())
         path.unlink()
+        from sdctr.state import reader_mark
+
+        with contextlib.suppress(FileNotFoundError):
+            reader_mark(paths, spec.id).unlink()
         return _status_code(status)
     except (FileNotFoundError, ValueError):
         return None
@@ -175,8 +187,30 @@ def is_running(sd: Systemd, spec: ContainerSpec) -> bool:
 
 
 def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
-    if is_running(sd, spec):
-        sd.stop(spec.unit, timeout)
+    """`docker stop [-t N]`: SIGTERM, SIGKILL after the grace period (the unit's own, or N), then
+    the stop job, which runs the hooks. Both signals go to the main process alone, the container's
+    PID 1, whose end takes its PID namespace down: a SIGKILL to the whole unit would hit the stop
+    hooks too (issue 17: `stop -t 0` left the rootfs mounted and the unit failed)."""
+    if not is_running(sd, spec):
+        return
+    if timeout is not None:
+        _signal_main(sd, spec, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while sd.unit_state(spec.unit).get("MainPID") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if sd.unit_state(spec.unit).get("MainPID"):
+            _signal_main(sd, spec, signal.SIGKILL)
+    sd.stop(spec.unit)
+    if timeout is not None:
+        # our signals ended the main process before the stop job began: systemd calls that exit
+        # (143, 137) a failure; a container stopped on request is no failed unit (DESIGN.md, I6).
+        # The record keeps the exit status, as `docker ps` shows it.
+        sd.reset_failed(spec.unit)
+
+
+def _signal_main(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
+    with contextlib.suppress(SdctrError):  # no main process (any more): nothing to signal
+        sd.kill(spec.unit, signum, who="main")
 
 
 def kill(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
@@ -191,7 +225,7 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
         if not force:
             raise SdctrError(f"you cannot remove a running container {spec.short_id}",
                              hint="stop it first, or remove it with 'rm -f'")
-        sd.kill(spec.unit, signal.SIGKILL, who="all")
+        _signal_main(sd, spec, signal.SIGKILL)  # not "all": the stop hooks must run to the end
         sd.stop(spec.unit)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
@@ -268,6 +302,8 @@ def _iso(ts: float | None) -> str:
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
     """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
     unit = sd.unit_state(spec.unit)
+    if unit.get("ActiveState") == "activating" or unit.get("SubState") == "auto-restart":
+        raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again")
     if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
         raise SdctrError(f"container {spec.name} is not running")
     return unit

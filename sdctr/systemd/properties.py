@@ -80,6 +80,10 @@ def sdctr_argv(root_args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "sdctr", *root_args]
 
 
+# seconds the stop hooks may take beyond the grace period before systemd kills them
+HOOK_TIMEOUT = 60
+
+
 def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                stdio: tuple[int, int, int] | None = None, *,
                prestart: Sequence[str] | None = None,
@@ -115,12 +119,14 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         ("NotifyAccess", "s", "main"),
         ("ExecStartPre", "a(sasb)", start_pre),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
-        # SIGTERM to the main process, and the wait for it that systemd would not do (stop.sh)
-        ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", STOP_SCRIPT], False)]),
+        # SIGTERM to the main process, the wait for it that systemd would not do and SIGKILL
+        # to it once the grace period is over (stop.sh)
+        ("ExecStop", "a(sasb)", [("/bin/sh", ["/bin/sh", STOP_SCRIPT, str(spec.stop_timeout)], False)]),
         ("ExecStopPost", "a(sasb)", stop_posts),
-        # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout.
+        # SIGTERM to the container's PID 1, which forwards it; SIGKILL to all at the timeout,
+        # which is for hooks that hang: it covers ExecStopPost too, and must not cut one short
         ("KillMode", "s", "mixed"),
-        ("TimeoutStopUSec", "t", spec.stop_timeout * 1_000_000),
+        ("TimeoutStopUSec", "t", (spec.stop_timeout + HOOK_TIMEOUT) * 1_000_000),
         # A container stopped on request is not a failed unit (DESIGN invariant 6): the reaper
         # exits 128+15 after our SIGTERM, or dies of the SIGKILL at the timeout. (A command that
         # exits 143 or 137 by itself passes as stopped too: Docker cannot tell them apart either.)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import sys
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from helpers.store import blob_files, rootfs_tar
 
 from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.paths import STALE_TMP, Paths
+from sdctr.paths import Paths
 from sdctr.storage import overlay as storage
 
 
@@ -306,14 +304,17 @@ def test_a_pull_refuses_what_the_store_cannot_read() -> None:
         registry._parse_image_manifest("busybox", manifest)
 
 
-def test_stale_temporary_blobs_are_swept_fresh_ones_kept(paths: Paths) -> None:
-    """A writer killed by SIGKILL leaves its temporary blob; a day later it is nobody's."""
+def test_temporary_blobs_of_dead_writers_are_swept_live_ones_kept(paths: Paths) -> None:
+    """A writer killed by SIGKILL leaves its temporary blob, and its lock on it with it: whatever
+    its age, the temp is nobody's then; one whose writer holds its lock stays."""
+    import fcntl
+
     d = paths.root / "blobs/sha256"
     d.mkdir(parents=True)
-    old, fresh = d / ".tmp-old", d / ".tmp-fresh"
-    old.write_bytes(b"x")
-    fresh.write_bytes(b"y")
-    two_days_ago = time.time() - 2 * STALE_TMP
-    os.utime(old, (two_days_ago, two_days_ago))
-    images.discard_unused(paths, [])
-    assert not old.exists() and fresh.exists()
+    dead, live = d / ".tmp-dead", d / ".tmp-live"
+    dead.write_bytes(b"x")
+    live.write_bytes(b"y")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        images.discard_unused(paths, [])
+        assert not dead.exists() and live.exists()

@@ -143,3 +143,51 @@ def test_a_rename_is_followed_by_an_fsync_of_its_directory(paths: Paths,
     monkeypatch.setattr(os, "rename", rename)
     state.update_status(paths, CID, running=True)
     assert synced == [("fsync", False), ("rename", False), ("fsync", True)]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_half_made_record_goes_at_the_next_listing(paths: Paths) -> None:
+    """`run -d` killed between the record's directory and its config.json (issue 17: invisible to
+    `ps -a`, and `rm -f` said "no such container")."""
+    half = paths.container_dir("d" * 64)
+    half.mkdir()
+    (half / f".config.json.tmp{_dead_pid()}").write_text("{")
+    assert [s.id for s in state.all_specs(paths)] == [CID]
+    assert not half.exists()
+    assert sorted(p.name for p in paths.containers.iterdir()) == [CID]
+
+
+def test_exit_files_go_with_their_container_and_when_nobody_will_read_them(paths: Paths) -> None:
+    from sdctr.runtime import hooks
+
+    paths.run.mkdir(parents=True, exist_ok=True)
+    gone, awaited, kept = "e" * 64, "f" * 64, CID
+    for cid in (gone, awaited, kept):
+        hooks.exit_file(paths, cid).write_text('{"exit_code": 0}')
+    # the attached run of `awaited` is alive (this process); the one of `gone` was killed
+    state.reader_mark(paths, awaited).touch()
+    (paths.run / f".{gone}.exit.json.tmp{_dead_pid()}").touch()
+    state.all_specs(paths)
+    assert not hooks.exit_file(paths, gone).exists()
+    assert hooks.exit_file(paths, awaited).exists() and hooks.exit_file(paths, kept).exists()
+    hooks.remove_container(paths, state.find_by_id(paths, CID))  # what `rm` does
+    assert not hooks.exit_file(paths, kept).exists()
+
+
+@pytest.mark.parametrize("unit", [{"ActiveState": "activating", "SubState": "start", "MainPID": 7},
+                                  {"ActiveState": "activating", "SubState": "auto-restart", "MainPID": 0}])
+def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, object]) -> None:
+    from sdctr.log import SdctrError
+    from sdctr.runtime import lifecycle
+
+    class Sd:
+        def unit_state(self, name: str) -> dict[str, object]:
+            return unit
+
+    with pytest.raises(SdctrError, match="is restarting"):
+        lifecycle.running_unit(Sd(), state.find_by_id(paths, CID))  # type: ignore[arg-type]

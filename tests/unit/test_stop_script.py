@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from helpers import require_exec
@@ -74,3 +75,69 @@ def test_a_process_already_gone_is_no_error() -> None:
     child = subprocess.Popen(["true"])
     child.wait()
     assert stop(child.pid).returncode == 0
+
+
+def test_the_grace_period_ends_in_sigkill_to_the_main_process_alone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                              "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); "
+                              "time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()
+        env = {"MAINPID": str(child.pid), "PATH": "/usr/bin:/bin"}
+        r = subprocess.run(["/bin/sh", STOP_SCRIPT, "0"], env=env, timeout=5, capture_output=True, text=True)
+        assert (r.returncode, r.stderr) == (0, "")
+        assert child.wait(timeout=5) == -9
+    finally:
+        child.kill()
+        child.wait()
+
+
+class _Unit:
+    """What systemd does with one running container, through the manager's own stop path: the
+    main process goes at SIGTERM or SIGKILL, the hooks then run (deactivating) until the stop job."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.main = 42
+
+
+def _systemd(unit: _Unit) -> Any:
+    from sdctr.systemd.manager import Systemd
+
+    class Fake(Systemd):
+        def __init__(self) -> None:
+            self._watching_jobs = True
+
+        def _manager(self, method: str, signature: str = "", *args: Any) -> Any:
+            unit.calls.append((method, *args))
+            if method == "KillUnit" and args[2] in (9, 15) and args[1] in ("main", "all"):
+                unit.main = 0
+            return "/job/1"
+
+        def reset_failed(self, name: str) -> None:
+            unit.calls.append(("ResetFailedUnit", name))
+
+        def _run_job(self, name: str, call: Any, expect_active: bool = True) -> None:
+            call()
+
+        def active_state(self, name: str) -> str:
+            return "active" if unit.main else "deactivating"  # the poststop hook runs
+
+        def unit_state(self, name: str) -> dict[str, Any]:
+            return {"ActiveState": self.active_state(name), "MainPID": unit.main}
+
+    return Fake()
+
+
+@pytest.mark.parametrize("grace", [0, 0.2])
+def test_stop_with_a_grace_never_kills_the_whole_unit(grace: float) -> None:
+    """`sdctr stop -t 0` must not SIGKILL the unit's hooks: only the container's PID 1."""
+    from sdctr.runtime import lifecycle
+    from sdctr.spec import ContainerSpec
+
+    unit = _Unit()
+    spec = ContainerSpec(id="c" * 64, name="web", image="busybox", image_id="0" * 64, command=("sh",))
+    lifecycle.stop(_systemd(unit), spec, grace)
+    assert not [c for c in unit.calls if c[0] == "KillUnit" and c[2] == "all"], unit.calls
+    assert [c[0] for c in unit.calls[-2:]] == ["StopUnit", "ResetFailedUnit"]  # on request: not failed

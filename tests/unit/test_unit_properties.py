@@ -65,11 +65,11 @@ def test_lifecycle_properties() -> None:
     p = props(web())
     assert p["ExecStartPre"] == [("/usr/bin/sdctr", ["/usr/bin/sdctr", "hook", "prestart", web().id], False)]
     assert p["ExecStart"] == [("/usr/bin/sdctr", ["/usr/bin/sdctr", "init", web().id], False)]
-    assert p["ExecStop"] == [("/bin/sh", ["/bin/sh", STOP_SCRIPT], False)]
+    assert p["ExecStop"] == [("/bin/sh", ["/bin/sh", STOP_SCRIPT, "10"], False)]  # the grace: stop.sh
     assert p["Type"] == "notify"
     assert p["ExecStopPost"][0][1][1:] == ["hook", "poststop", web().id]  # type: ignore[index]
     assert p["KillMode"] == "mixed"
-    assert p["TimeoutStopUSec"] == 10_000_000
+    assert p["TimeoutStopUSec"] == 70_000_000  # the grace and the hooks: systemd never cuts one short
     assert p["Restart"] == "on-failure"
     assert p["Slice"] == "sdctr.slice"
     assert p["SyslogIdentifier"] == "web"
