@@ -104,6 +104,9 @@ class ContainerSpec(Record):
     # their image is resolved once more) and the image's layer chain (diff ids, bottom first)
     storage: str = ""
     layers: tuple[str, ...] = ()
+    # made from /etc/sdctr/containers/<name>.yaml by its generated unit ctr-<name>.service
+    # (sdctr.systemd.generator), which outlives the record: started by name, never transient
+    declared: bool = False
 
     @property
     def short_id(self) -> str:
@@ -111,7 +114,7 @@ class ContainerSpec(Record):
 
     @property
     def unit(self) -> str:
-        return f"ctr-{self.short_id}.service"
+        return f"ctr-{self.name}.service" if self.declared else f"ctr-{self.short_id}.service"
 
     @property
     def hostname_or_id(self) -> str:

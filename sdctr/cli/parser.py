@@ -132,6 +132,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = system_verbs.add_parser("gc", help="remove what a crash left: veths, leases, rules, namespaces")
     p.set_defaults(handler=_handler("containers.cmd_system_gc"))
 
+    p = sub.add_parser("generate", help="print what systemd needs for a container (a unit file)")
+    generate_verbs = p.add_subparsers(dest="generate_verb", metavar="COMMAND", required=True,
+                                      parser_class=_Parser)
+    p = generate_verbs.add_parser("systemd", help="the unit of a declared container (NAME, or its YAML "
+                                  "FILE) or of a container")
+    p.add_argument("target", metavar="CONTAINER|FILE")
+    p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
+
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
