@@ -38,6 +38,12 @@ class RestartPolicy(enum.Enum):
         systemd does not restart a unit that was stopped on purpose."""
         return {"no": "no", "on-failure": "on-failure"}.get(self.value, "always")
 
+    def starts_at_boot(self, stopped_by_user: bool) -> bool:
+        """Whether `sdctr system autostart` (sdctr-restart.service) brings it back after a
+        reboot, as Docker's daemon does at its start: always, always; the others unless stopped
+        by hand (`sdctr stop`) since they last ran."""
+        return self is RestartPolicy.ALWAYS or (self is not RestartPolicy.NO and not stopped_by_user)
+
     def restarts_on(self, exit_status: int) -> bool:
         return self is not RestartPolicy.NO and (self is not RestartPolicy.ON_FAILURE or exit_status != 0)
 

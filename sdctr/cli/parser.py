@@ -131,6 +131,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
                                          parser_class=_Parser)
     p = system_verbs.add_parser("gc", help="remove what a crash left: veths, leases, rules, namespaces")
     p.set_defaults(handler=_handler("containers.cmd_system_gc"))
+    p = system_verbs.add_parser("autostart", help="start the containers whose --restart brings them back "
+                                "after a reboot (sdctr-restart.service runs it at boot)")
+    p.set_defaults(handler=_handler("boot.cmd_system_autostart"))
 
     p = sub.add_parser("generate", help="print what systemd needs for a container (a unit file)")
     generate_verbs = p.add_subparsers(dest="generate_verb", metavar="COMMAND", required=True,

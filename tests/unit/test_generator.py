@@ -177,3 +177,24 @@ def test_the_installed_generator_renders_a_hundred_containers(tmp_path: Path) ->
     assert len(list(out.glob("ctr-web*.service"))) == 100
     assert "MemoryLimit=268435456" in (out / "ctr-web99.service").read_text()
     assert elapsed < 2.0, elapsed  # the bench (bench/generator.py) measures; this catches a blow-up
+
+
+@pytest.mark.parametrize(("policy", "by_hand", "back"), [
+    ("always", False, True), ("always", True, True), ("unless-stopped", False, True),
+    ("unless-stopped", True, False), ("on-failure", False, True), ("on-failure", True, False),
+    ("no", False, False)])
+def test_which_containers_come_back_after_a_reboot(policy: str, by_hand: bool, back: bool) -> None:
+    from sdctr.spec import RestartPolicy
+
+    assert RestartPolicy(policy).starts_at_boot(stopped_by_user=by_hand) is back
+
+
+def test_the_units_a_package_installs() -> None:
+    units = REPO / "units"
+    assert "d /run/sdctr 0700 root root -" in (units / "tmpfiles.d/sdctr.conf").read_text()
+    for line in (units / "system-preset/50-sdctr.preset").read_text().splitlines():
+        if line.startswith("enable "):
+            assert (units / line.split()[1]).is_file(), line
+    for unit in ("sdctr-gc.service", "sdctr-restart.service"):
+        assert "ExecStart=/usr/bin/sdctr system " in (units / unit).read_text()
+    assert os.access(units / "system-generators/sdctr-generator", os.X_OK)
