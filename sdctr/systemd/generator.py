@@ -13,7 +13,9 @@ activates its root file system as the transient path's prestart does. The record
 from the name (declared_id), so the unit's other commands can name it before it exists.
 
 An unreadable file never stops the boot or the other containers: its error goes to the journal
-(stderr and /dev/kmsg) and into a unit of the same name that fails with that message when started.
+(stderr, which systemd passes on; and sdctr-generator-errors.service, which echoes every
+message at boot once journald runs) and into a unit of the same name, not started at boot,
+that fails with that message when started by hand (`systemctl status` then says what is wrong).
 
     sdctr-generator NORMAL_DIR [EARLY_DIR LATE_DIR]      (as systemd runs it; only NORMAL_DIR used)
 """
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 WANTS = "multi-user.target.wants"
+ERRORS_UNIT = "sdctr-generator-errors.service"
 # where sdctr's command is looked for, in the order a package puts it
 COMMAND_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
 
@@ -86,6 +89,7 @@ class Renderer:
                                  lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
         self.container: jinja2.Template = env.get_template("container.service.j2")
         self.invalid: jinja2.Template = env.get_template("invalid.service.j2")
+        self.errors: jinja2.Template = env.get_template("errors.service.j2")
         self.host = host or file_host()
         self.sdctr = list(sdctr) if sdctr is not None else sdctr_command()
         self.root = os.environ.get("SDCTR_ROOT") or root
@@ -97,6 +101,9 @@ class Renderer:
         unit, service = file_sections(props)
         return self.container.render(unit=unit, service=service, source=source, root=self.root,
                                      publishes=bool(options.publish), unit_name=spec.unit)
+
+    def errors_unit(self, messages: Sequence[str]) -> str:
+        return self.errors.render(messages=[_unit_word(f"{m}") for m in messages])
 
     def invalid_unit(self, name: str, source: str, message: str) -> str:
         return self.invalid.render(name=name, source=source, message=_unit_word(message))
@@ -110,7 +117,7 @@ def _unit_word(text: str) -> str:
 
 def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) -> list[str]:
     """Every NAME.yaml of `source_dir` as `out_dir`/ctr-NAME.service, wanted at boot; the errors,
-    one line each (their units are written too, failing with the error when started)."""
+    one line each (their units are written too, unwanted, failing with the error when started)."""
     try:
         names = sorted(n for n in os.listdir(source_dir) if n.endswith(".yaml") and not n.startswith("."))
     except FileNotFoundError:
@@ -135,12 +142,17 @@ def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) ->
 
             if not NAME_RE.fullmatch(name):
                 continue  # no unit can carry this name; the journal has the message
-            text = renderer.invalid_unit(name, source, message)
+            # not wanted at boot: a failed unit would make the boot "degraded" for a typo
+            _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, message))
+            continue
         unit = f"ctr-{name}.service"
         _write(os.path.join(out_dir, unit), text)
         link = os.path.join(wants, unit)
         if not os.path.lexists(link):
             os.symlink(os.path.join("..", unit), link)
+    if errors:  # said again at boot, in the journal, by a unit that succeeds (no degraded boot)
+        _write(os.path.join(out_dir, ERRORS_UNIT), renderer.errors_unit(errors))
+        os.symlink(os.path.join("..", ERRORS_UNIT), os.path.join(wants, ERRORS_UNIT))
     return errors
 
 
@@ -150,20 +162,10 @@ def _write(path: str, text: str) -> None:
 
 
 def report(message: str) -> None:
-    """To the journal from wherever a generator runs: stderr (PID 1 passes it on, or the console
-    at early boot), and the kernel's log, which journald reads in, where we may write it."""
-    line = f"sdctr-generator: {message}"
-    print(line, file=sys.stderr, flush=True)
-    try:
-        fd = os.open("/dev/kmsg", os.O_WRONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.write(fd, f"<3>{line}\n".encode())  # priority 3: err
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """On stderr, which systemd passes to the journal (or the kernel's log before journald
+    runs), tagged with the generator's name. Never /dev/kmsg ourselves: run by hand or by a
+    test, that would write into the machine's own kernel log."""
+    print(f"sdctr-generator: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -126,10 +126,14 @@ def test_a_broken_file_does_not_keep_the_others_from_their_units(tmp_path: Path)
     assert len(errors) == 1
     assert errors[0].startswith(f"{src}/typo.yaml:2: unknown key 'memroy' (the keys are: ")
     units = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert units == ["ctr-a.service", "ctr-typo.service", "ctr-z.service"]
-    assert sorted(os.listdir(out / "multi-user.target.wants")) == units
+    assert units == ["ctr-a.service", "ctr-typo.service", "ctr-z.service", "sdctr-generator-errors.service"]
+    # a typo must not make the boot "degraded": its unit is there, not started at boot
+    assert sorted(os.listdir(out / "multi-user.target.wants")) == [
+        "ctr-a.service", "ctr-z.service", "sdctr-generator-errors.service"]
+    said = sections((out / "sdctr-generator-errors.service").read_text())[("Service", "ExecStart")]
+    assert said == [f'/bin/echo "{errors[0]}"']  # in the journal at boot, once journald runs
     assert (out / "multi-user.target.wants" / "ctr-z.service").resolve() == (out / "ctr-z.service").resolve()
-    # the broken one's unit fails with the message, so `systemctl status ctr-typo` says why
+    # the broken one's unit fails with the message, so `systemctl start/status ctr-typo` say why
     typo = sections((out / "ctr-typo.service").read_text())
     assert typo[("Service", "ExecStart")][0].startswith(f'/bin/echo "{src}/typo.yaml:2: unknown key')
     assert "MemoryLimit=67108864" in (out / "ctr-z.service").read_text()

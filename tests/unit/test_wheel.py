@@ -28,5 +28,6 @@ def test_the_wheel_holds_every_module_and_script(tmp_path: Path) -> None:
     assert {"sdctr/stop.sh", "sdctr/poststop.sh", "sdctr/main.py"} <= shipped  # the probe sees files
     # the generator of declared containers renders these: a wheel without them fails at boot
     assert {"sdctr/systemd/templates/container.service.j2",
-            "sdctr/systemd/templates/invalid.service.j2"} <= shipped
+            "sdctr/systemd/templates/invalid.service.j2",
+            "sdctr/systemd/templates/errors.service.j2"} <= shipped
     assert any(n.endswith(".dist-info/entry_points.txt") for n in zipfile.ZipFile(wheel).namelist())
