@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from sdctr.log import EXIT_SDCTR, SdctrError, debugging, error
 
-HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown")
+HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown", "declare")
 
 
 def entry() -> None:
@@ -125,6 +125,10 @@ def run_hook(root: str | None, stage: str, cid: str) -> int:
     from sdctr.paths import Paths
     from sdctr.runtime import hooks
 
+    if stage == "declare":  # by name; its module imports hooks' and lifecycle's
+        from sdctr.runtime import declared
+
+        return declared.hook(Paths.from_root(root), cid)
     run = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop,
            "netup": hooks.netup, "netdown": hooks.netdown}[stage]
     return run(Paths.from_root(root), cid)

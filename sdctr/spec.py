@@ -38,6 +38,12 @@ class RestartPolicy(enum.Enum):
         systemd does not restart a unit that was stopped on purpose."""
         return {"no": "no", "on-failure": "on-failure"}.get(self.value, "always")
 
+    def starts_at_boot(self, stopped_by_user: bool) -> bool:
+        """Whether `sdctr system autostart` (sdctr-restart.service) brings it back after a
+        reboot, as Docker's daemon does at its start: always, always; the others unless stopped
+        by hand (`sdctr stop`) since they last ran."""
+        return self is RestartPolicy.ALWAYS or (self is not RestartPolicy.NO and not stopped_by_user)
+
     def restarts_on(self, exit_status: int) -> bool:
         return self is not RestartPolicy.NO and (self is not RestartPolicy.ON_FAILURE or exit_status != 0)
 
@@ -104,6 +110,9 @@ class ContainerSpec(Record):
     # their image is resolved once more) and the image's layer chain (diff ids, bottom first)
     storage: str = ""
     layers: tuple[str, ...] = ()
+    # made from /etc/sdctr/containers/<name>.yaml by its generated unit ctr-<name>.service
+    # (sdctr.systemd.generator), which outlives the record: started by name, never transient
+    declared: bool = False
 
     @property
     def short_id(self) -> str:
@@ -111,7 +120,7 @@ class ContainerSpec(Record):
 
     @property
     def unit(self) -> str:
-        return f"ctr-{self.short_id}.service"
+        return f"ctr-{self.name}.service" if self.declared else f"ctr-{self.short_id}.service"
 
     @property
     def hostname_or_id(self) -> str:

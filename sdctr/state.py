@@ -316,4 +316,5 @@ def update_status(paths: Paths, cid: str, **changes: Any) -> dict[str, Any] | No
 
 def record_start(paths: Paths, cid: str) -> None:
     """The init calls this once the container runs (every start, systemctl restart included)."""
-    update_status(paths, cid, started_at=time.time(), running=True, exit_code=None, oom_killed=False)
+    update_status(paths, cid, started_at=time.time(), running=True, exit_code=None, oom_killed=False,
+                  stopped_by_user=False)

@@ -130,7 +130,14 @@ def _persist_detached(paths: Paths, spec: ContainerSpec) -> ContainerSpec:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    return for_each(args, lambda paths, sd, host, spec: containers.stop(sd, spec, args.time))
+    def stop(paths: Paths, sd: Systemd, host: Host, spec: ContainerSpec) -> None:
+        from sdctr.state import update_status
+
+        # an unless-stopped container stopped by hand stays stopped at the next boot (until
+        # it next starts: the init clears this, sdctr.state.record_start)
+        update_status(paths, spec.id, stopped_by_user=True)
+        containers.stop(sd, spec, args.time)
+    return for_each(args, stop)
 
 
 def cmd_restart(args: argparse.Namespace) -> int:

@@ -142,6 +142,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
                                 "mounts, snapshots, store)")
     p.add_argument("--repair", action="store_true", help="repair what can be without losing data")
     p.set_defaults(handler=_handler("system.cmd_system_check"))
+    p = system_verbs.add_parser("autostart", help="start the containers whose --restart brings them back "
+                                "after a reboot (sdctr-restart.service runs it at boot)")
+    p.set_defaults(handler=_handler("boot.cmd_system_autostart"))
+
+    p = sub.add_parser("generate", help="print what systemd needs for a container (a unit file)")
+    generate_verbs = p.add_subparsers(dest="generate_verb", metavar="COMMAND", required=True,
+                                      parser_class=_Parser)
+    p = generate_verbs.add_parser("systemd", help="the unit of a declared container (NAME, or its YAML "
+                                  "FILE) or of a container")
+    p.add_argument("target", metavar="CONTAINER|FILE")
+    p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
 
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")

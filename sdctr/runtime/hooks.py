@@ -5,6 +5,9 @@
     stop      <id>   for units made before ExecStop became sdctr/stop.sh: that script
     netup     <id>   a bridge network's part (sdctr.net.setup.up): netns pinned, veth, address,
                      published ports
+    declare   <name> a declared container's record made (or remade, its file changed) from
+                     /etc/sdctr/containers/<name>.yaml, then prestart: the first ExecStartPre
+                     of its generated unit ctr-<name>.service (sdctr.runtime.declared)
     netdown   <id>   its teardown, run first by ExecStopPost (needs no record: an id is enough)
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed

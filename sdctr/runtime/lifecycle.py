@@ -89,6 +89,9 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
 
 def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
           stdio: tuple[int, int, int] | None = None) -> None:
+    if spec.declared:  # its unit is the generator's, on disk: started as any other unit
+        sd.start(spec.unit)
+        return
     sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio), host)
 
 

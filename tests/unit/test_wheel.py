@@ -23,7 +23,11 @@ def test_the_wheel_holds_every_module_and_script(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "dist").glob("sdctr-*.whl")
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("sdctr/")}
     expected = {str(p.relative_to(REPO)) for p in (REPO / "sdctr").rglob("*")
-                if p.suffix in (".py", ".sh") and "__pycache__" not in p.parts}
+                if p.suffix in (".py", ".sh", ".j2") and "__pycache__" not in p.parts}
     assert expected - shipped == set()
     assert {"sdctr/stop.sh", "sdctr/poststop.sh", "sdctr/main.py"} <= shipped  # the probe sees files
+    # the generator of declared containers renders these: a wheel without them fails at boot
+    assert {"sdctr/systemd/templates/container.service.j2",
+            "sdctr/systemd/templates/invalid.service.j2",
+            "sdctr/systemd/templates/errors.service.j2"} <= shipped
     assert any(n.endswith(".dist-info/entry_points.txt") for n in zipfile.ZipFile(wheel).namelist())

@@ -1,0 +1,185 @@
+"""The systemd generator of declared containers: each /etc/sdctr/containers/NAME.yaml becomes a
+persistent unit ctr-NAME.service, written into the generator's output directory at boot and at
+every `systemctl daemon-reload`, and wanted by multi-user.target.
+
+The unit's text is a jinja2 template (templates/container.service.j2) filled with the lines of
+the same properties() that the transient path sends over D-Bus, so a declared container and
+`sdctr run -d` with the same options get the same hooks and limits. What differs is the first
+ExecStartPre: the generator runs where /var may be missing and without a network (quadlet's
+habit: it reads only its input files and writes units), so it cannot resolve the image. The unit
+runs `sdctr hook declare NAME` instead, which makes (or, after an edit of the file, remakes) the
+container's record from the file and the local image, pulling it if the file allows, then
+activates its root file system as the transient path's prestart does. The record's id is derived
+from the name (declared_id), so the unit's other commands can name it before it exists.
+
+An unreadable file never stops the boot or the other containers: its error goes to the journal
+(stderr, which systemd passes on; and sdctr-generator-errors.service, which echoes every
+message at boot once journald runs) and into a unit of the same name, not started at boot,
+that fails with that message when started by hand (`systemctl status` then says what is wrong).
+
+    sdctr-generator NORMAL_DIR [EARLY_DIR LATE_DIR]      (as systemd runs it; only NORMAL_DIR used)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from sdctr.log import SdctrError
+from sdctr.options import RunOptions, declared_dir, read_declared
+from sdctr.spec import ContainerSpec, Resources
+from sdctr.systemd.properties import Host, cgroup_version, file_sections, properties
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import jinja2
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+WANTS = "multi-user.target.wants"
+ERRORS_UNIT = "sdctr-generator-errors.service"
+# where sdctr's command is looked for, in the order a package puts it
+COMMAND_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
+
+
+def declared_id(name: str) -> str:
+    """A declared container's record id: fixed by its name, so that its unit can name it."""
+    import hashlib
+
+    return hashlib.sha256(f"sdctr declared container {name}".encode()).hexdigest()
+
+
+def declared_spec(options: RunOptions) -> ContainerSpec:
+    """What the unit needs of the container before its image is known: everything properties()
+    reads comes from the options alone."""
+    return ContainerSpec(
+        id=declared_id(options.name), name=options.name, image=options.image, image_id="", command=(),
+        resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
+                            pids_limit=options.pids_limit),
+        restart=options.restart, network=options.network, ports=options.publish, ip=options.ip,
+        remove=options.rm, ephemeral=options.ephemeral, declared=True)
+
+
+def file_host() -> Host:
+    """The host as a unit file sees it: its cgroup version, and no systemd version (0, as the
+    transient path's unit-file mode), as a generator must not ask PID 1 anything."""
+    return Host(cgroup_version=cgroup_version(), systemd_version=0)
+
+
+def sdctr_command(root: str | None = None) -> list[str]:
+    """How the unit calls sdctr: its installed command, else this interpreter's module."""
+    root = root if root is not None else os.environ.get("SDCTR_ROOT", "")
+    args = ["--root", root] if root else []
+    for d in COMMAND_DIRS:
+        command = os.path.join(d, "sdctr")
+        if os.access(command, os.X_OK):
+            return [command, *args]
+    return [sys.executable, "-m", "sdctr", *args]
+
+
+class Renderer:
+    """The templates, loaded once per run, and what every unit shares."""
+
+    def __init__(self, host: Host | None = None, sdctr: Sequence[str] | None = None,
+                 root: str = "/var/lib/sdctr") -> None:
+        import jinja2
+
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
+                                 lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+        self.container: jinja2.Template = env.get_template("container.service.j2")
+        self.invalid: jinja2.Template = env.get_template("invalid.service.j2")
+        self.errors: jinja2.Template = env.get_template("errors.service.j2")
+        self.host = host or file_host()
+        self.sdctr = list(sdctr) if sdctr is not None else sdctr_command()
+        self.root = os.environ.get("SDCTR_ROOT") or root
+
+    def unit(self, options: RunOptions, source: str) -> str:
+        spec = declared_spec(options)
+        props = properties(spec, self.host, self.sdctr,
+                           prestart=[*self.sdctr, "hook", "declare", options.name])
+        unit, service = file_sections(props)
+        return self.container.render(unit=unit, service=service, source=source, root=self.root,
+                                     publishes=bool(options.publish), unit_name=spec.unit)
+
+    def errors_unit(self, messages: Sequence[str]) -> str:
+        return self.errors.render(messages=[_unit_word(f"{m}") for m in messages])
+
+    def invalid_unit(self, name: str, source: str, message: str) -> str:
+        return self.invalid.render(name=name, source=source, message=_unit_word(message))
+
+
+def _unit_word(text: str) -> str:
+    """One argument of an Exec line, whatever the text: quoted, and no specifier or variable."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return '"' + " ".join(text.split()) + '"'
+
+
+def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) -> list[str]:
+    """Every NAME.yaml of `source_dir` as `out_dir`/ctr-NAME.service, wanted at boot; the errors,
+    one line each (their units are written too, unwanted, failing with the error when started)."""
+    try:
+        names = sorted(n for n in os.listdir(source_dir) if n.endswith(".yaml") and not n.startswith("."))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        return [f"{source_dir}: {e.strerror}"]
+    if not names:
+        return []
+    renderer = renderer or Renderer()
+    errors = []
+    wants = os.path.join(out_dir, WANTS)
+    os.makedirs(wants, exist_ok=True)
+    for file_name in names:
+        source = os.path.join(source_dir, file_name)
+        name = file_name[:-5]
+        try:
+            text = renderer.unit(read_declared(source), source)
+        except SdctrError as e:
+            message = f"{e} ({e.hint})" if e.hint else str(e)
+            errors.append(message)
+            from sdctr.options import NAME_RE
+
+            if not NAME_RE.fullmatch(name):
+                continue  # no unit can carry this name; the journal has the message
+            # not wanted at boot: a failed unit would make the boot "degraded" for a typo
+            _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, message))
+            continue
+        unit = f"ctr-{name}.service"
+        _write(os.path.join(out_dir, unit), text)
+        link = os.path.join(wants, unit)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join("..", unit), link)
+    if errors:  # said again at boot, in the journal, by a unit that succeeds (no degraded boot)
+        _write(os.path.join(out_dir, ERRORS_UNIT), renderer.errors_unit(errors))
+        os.symlink(os.path.join("..", ERRORS_UNIT), os.path.join(wants, ERRORS_UNIT))
+    return errors
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def report(message: str) -> None:
+    """On stderr, which systemd passes to the journal (or the kernel's log before journald
+    runs), tagged with the generator's name. Never /dev/kmsg ourselves: run by hand or by a
+    test, that would write into the machine's own kernel log."""
+    print(f"sdctr-generator: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv:
+        report("usage: sdctr-generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
+        return 1
+    try:
+        errors = generate(declared_dir(), argv[0])
+    except Exception as e:  # a bug of ours must not fail the boot either
+        errors = [f"internal error: {e.__class__.__name__}: {e}"]
+    for message in errors:
+        report(message)
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main(sys.argv[1:]))
