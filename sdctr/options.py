@@ -56,12 +56,14 @@ class RunOptions(Record):
     cap_add: tuple[str, ...] = ()  # "CAP_NET_ADMIN" or "ALL"
     cap_drop: tuple[str, ...] = ()
     restart: RestartPolicy = RestartPolicy.NO
+    restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
     network: NetworkMode = NetworkMode.NONE
     publish: tuple[Port, ...] = ()
     ip: str = ""
     interactive: bool = False
     tty: bool = False
     ephemeral: bool = False
+    labels: tuple[str, ...] = ()  # "KEY=VALUE"; "KEY" alone: an empty value
     pull: str = "missing"  # one of PULL_POLICIES
     platform: str | None = None  # what to pull: "os/arch[/variant]", None: this host's
 
@@ -123,13 +125,24 @@ def parse_user(field: str, value: str) -> str:
     return value
 
 
-def parse_restart(field: str, value: str) -> RestartPolicy:
-    name = value.split(":", 1)[0]  # on-failure:N is accepted; systemd's StartLimit bounds retries
+def parse_restart(field: str, value: str) -> tuple[RestartPolicy, int]:
+    """POLICY, or on-failure:N (at most N restarts, as Docker's MaximumRetryCount; 0: no limit):
+    the policy and N. run_options() puts N in its own field, restart_retries."""
+    name, colon, count = value.partition(":")
     try:
-        return RestartPolicy(name)
+        policy = RestartPolicy(name)
     except ValueError:
         choices = ", ".join(p.value for p in RestartPolicy)
         raise SdctrError(f"{field} {value!r} is not a restart policy", hint=f"one of {choices}") from None
+    if not colon:
+        return policy, 0
+    if policy is not RestartPolicy.ON_FAILURE:
+        raise SdctrError(f"{field} {value!r}: a maximum retry count is for on-failure only",
+                         hint=f"{field} on-failure:3")
+    if not count.isdigit():
+        raise SdctrError(f"{field} {value!r}: the maximum retry count {count!r} is not a whole number",
+                         hint=f"{field} on-failure:3")
+    return policy, int(count)
 
 
 def parse_network(field: str, value: str) -> NetworkMode:
@@ -187,6 +200,14 @@ def parse_env_entry(field: str, value: str) -> str:
     if not key or not re.fullmatch(r"[^=\s]+", key):
         raise SdctrError(f"{field} {value!r} is not KEY=VALUE")
     return value
+
+
+def parse_label(field: str, value: str) -> str:
+    """KEY=VALUE, or KEY alone (an empty value, as Docker's)."""
+    key, _, label = value.partition("=")
+    if not key.strip():
+        raise SdctrError(f"{field} {value!r} is not KEY=VALUE", hint="example: -l tier=web")
+    return f"{key}={label}"
 
 
 def parse_capability(field: str, value: str) -> str:
@@ -297,7 +318,7 @@ OPTIONS = (
     Option("cap_drop", ("--cap-drop",), "cap_drop", parse_capability, "a capability less (or ALL)",
            metavar="CAP", kind=LIST),
     Option("restart", ("--restart",), "restart", parse_restart, metavar="POLICY",
-           help="no, on-failure, always, unless-stopped"),
+           help="no, on-failure[:MAX-RETRIES], always, unless-stopped"),
     Option("network", ("--network",), "network", parse_network, metavar="NETWORK",
            help="bridge (a veth on the bridge sdctr0), host, none"),
     Option("publish", ("-p", "--publish"), "ports", parse_publish, kind=LIST,
@@ -309,6 +330,8 @@ OPTIONS = (
     Option("tty", ("-t", "--tty"), "", help="a terminal for the container", kind=SWITCH),
     Option("ephemeral", ("--ephemeral",), "ephemeral", help="discard the writable layer at every stop",
            kind=SWITCH),
+    Option("labels", ("-l", "--label"), "labels", parse_label, "a label for filters (ps --filter label=)",
+           metavar="KEY=VALUE", kind=LIST),
     Option("pull", ("--pull",), "pull", parse_pull, choices=PULL_POLICIES,
            help="pull the image first: when missing (default), always, never"),
     Option("platform", ("--platform",), "platform", metavar="OS/ARCH[/VARIANT]",
@@ -340,6 +363,8 @@ def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
         except SdctrError as e:
             e.key = name  # type: ignore[attr-defined]  # read_declared finds its line
             raise
+    if "restart" in fields:  # one flag, two fields: the policy, and on-failure:N's N
+        fields["restart"], fields["restart_retries"] = fields["restart"]
     if "image" not in fields:
         raise SdctrError("no image given", hint="say which: image: busybox" if yaml else None)
     options = RunOptions(**fields)
@@ -424,7 +449,7 @@ def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
 
             return tuple(shlex.split(value))
         return (one(value),)  # a YAML list of one may be written as its item
-    if option.dest == "env" and isinstance(value, Mapping):  # env: {KEY: value}, as Compose allows
+    if option.dest in ("env", "labels") and isinstance(value, Mapping):  # {KEY: value}, as Compose allows
         value = [str(k) if v is None else f"{k}={_scalar_text(v)}" for k, v in value.items()]
     if not isinstance(value, (list, tuple)):
         raise SdctrError(f"{field} takes a list, not {_type_name(value)}")

@@ -96,6 +96,7 @@ class ContainerSpec(Record):
     capabilities: tuple[str, ...] = DEFAULT_CAPS
     resources: Resources = Resources()
     restart: RestartPolicy = RestartPolicy.NO
+    restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
     network: NetworkMode = NetworkMode.NONE
     ports: tuple[Port, ...] = ()  # -p, on a bridge network
     ip: str = ""  # --ip: the address asked for; "": the next free one
@@ -105,6 +106,7 @@ class ContainerSpec(Record):
     remove: bool = False  # --rm: the record and snapshot go when the unit stops
     ephemeral: bool = False  # the snapshot is discarded at every stop, the record kept
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
+    labels: tuple[str, ...] = ()  # "KEY=VALUE", -l's, in order
     created: float = 0.0
     # the snapshot, as create made it: its driver ("" in records made before it was recorded:
     # their image is resolved once more) and the image's layer chain (diff ids, bottom first)
@@ -121,6 +123,10 @@ class ContainerSpec(Record):
     @property
     def unit(self) -> str:
         return f"ctr-{self.name}.service" if self.declared else f"ctr-{self.short_id}.service"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(label.partition("=")[::2] for label in self.labels)
 
     @property
     def hostname_or_id(self) -> str:
@@ -142,6 +148,7 @@ class ContainerSpec(Record):
             "command": tuple(d["command"]),
             "env": tuple(d.get("env", ())),
             "layers": tuple(d.get("layers", ())),
+            "labels": tuple(d.get("labels", ())),
             "mounts": tuple(Mount(**m) for m in d.get("mounts", ())),
             "ports": tuple(Port(**p) for p in d.get("ports", ())),
             "capabilities": tuple(d.get("capabilities", DEFAULT_CAPS)),

@@ -184,28 +184,132 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
     paths = paths_of(args)
     sd, _ = systemd_of(args)
+    filters = parse_filters(args.filter or [], PS_FILTERS)
+    last = 1 if args.latest else args.last
+    # as Docker's: a status filter, -n and -l look at stopped containers too
+    everyone = args.all or "status" in filters or last is not None
     rows: list[dict[str, Any]] = []
     for spec, active in containers.all_with_state(paths, sd):
-        if not args.all and active not in containers.RUNNING_STATES:
+        if not everyone and active not in containers.RUNNING_STATES:
             continue
-        status = read_status(paths, spec.id)
-        rows.append({"ID": spec.short_id, "Image": spec.image, "Command": " ".join(spec.command),
-                     "CreatedAt": spec.created, "Status": ps_status(active, status),
-                     "Names": spec.name, "State": "running" if active in containers.RUNNING_STATES
-                     else ("exited" if status.get("finished_at") else "created"),
-                     "ExitCode": status.get("exit_code"), "Unit": spec.unit})
+        row = ps_row(spec, active, read_status(paths, spec.id))
+        if ps_matches(row, filters):
+            rows.append(row)
+    rows.sort(key=lambda r: r["CreatedAt"], reverse=True)  # newest first
+    rows = rows[:last] if last is not None else rows
+    if args.size:
+        for r in rows:
+            r["Size"] = ps_size(paths, r["_spec"])
     if args.quiet:
         for r in rows:
-            print(r["ID"])
+            print(r["Id"] if args.no_trunc else r["ID"])
     elif args.format == "json":
         for r in rows:
-            print(json.dumps(r))
+            print(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}))
+    elif args.format and args.format != "table":
+        from sdctr.cli.output import render_format
+
+        for r in rows:
+            print(render_format(args.format, r))
     else:
-        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
-              [[r["ID"], r["Image"], clip(r["Command"], 22),
-                human_duration(time.time() - r["CreatedAt"]) + " ago", r["Status"],
-                r["Names"]] for r in rows])
+        header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]
+        table(header + (["SIZE"] if args.size else []),
+              [[r["Id"] if args.no_trunc else r["ID"], r["Image"],
+                json.dumps(r["Command"]) if args.no_trunc else clip(r["Command"], 22),
+                r["RunningFor"], r["Status"], r["Names"], *([r["Size"]] if args.size else [])]
+               for r in rows])
     return 0
+
+
+def ps_row(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> dict[str, Any]:
+    """One container as `docker ps --format` names its fields (plus Id, ImageID, ExitCode, Unit,
+    and LabelMap for the filters)."""
+    if active in containers.RUNNING_STATES:
+        state = "restarting" if active == "activating" and status.get("finished_at") else "running"
+    else:
+        state = "exited" if status.get("finished_at") else "created"
+    labels = spec.label_map
+    return {"ID": spec.short_id, "Id": spec.id, "Image": spec.image, "ImageID": spec.image_id,
+            "Command": " ".join(spec.command), "CreatedAt": spec.created,
+            "RunningFor": human_duration(time.time() - spec.created) + " ago",
+            "Status": ps_status(active, status), "Names": spec.name, "State": state,
+            "ExitCode": status.get("exit_code"), "Unit": spec.unit,
+            "Labels": ",".join(f"{k}={v}" for k, v in labels.items()), "LabelMap": labels,
+            "Mounts": ",".join(m.source for m in spec.mounts), "_spec": spec}
+
+
+def ps_size(paths: Paths, spec: ContainerSpec) -> str:
+    """`docker ps -s`'s SIZE: the writable layer's bytes, and with the image's, the virtual size."""
+    from sdctr.image.progress import human_size
+    from sdctr.runtime.hooks import snapshotter_of
+
+    own = 0
+    snapshot = snapshotter_of(paths, spec).snapshot_dir(spec.id)
+    if snapshot is not None:
+        for d, _, files in os.walk(snapshot):
+            for f in files:
+                try:
+                    own += os.lstat(os.path.join(d, f)).st_blocks * 512
+                except OSError:
+                    continue
+    return human_size(own)
+
+
+# --- filters (docker ps --filter): pure, tested without a container -----------------------------
+
+PS_FILTERS = ("ancestor", "exited", "id", "label", "name", "status")
+PS_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def parse_filters(values: list[str], keys: tuple[str, ...]) -> dict[str, list[str]]:
+    """--filter KEY=VALUE, repeated: the values by key. A key not in `keys`, or a value that no
+    container could have, is an error (status 125), as Docker's."""
+    import re
+
+    filters: dict[str, list[str]] = {}
+    for text in values:
+        key, eq, value = text.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in keys:
+            raise SdctrError(f"--filter {text!r} is not a filter",
+                             hint=f"KEY=VALUE, the keys: {', '.join(keys)}")
+        if key == "status" and value not in PS_STATES:
+            raise SdctrError(f"--filter {text!r}: {value!r} is not a status",
+                             hint=f"one of {', '.join(PS_STATES)}")
+        if key == "exited" and not value.lstrip("-").isdigit():
+            raise SdctrError(f"--filter {text!r}: {value!r} is not an exit code")
+        if key in ("name", "id"):
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise SdctrError(f"--filter {text!r}: not a regular expression ({e})") from None
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+def ps_matches(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Docker's rules: the values of one key are alternatives, every key must hold, and so must
+    every label; name and id are regular expressions searched in the name and the full id."""
+    import re
+
+    def any_of(key: str, test: Callable[[str], bool]) -> bool:
+        return key not in filters or any(test(v) for v in filters[key])
+
+    def label(want: str) -> bool:
+        key, eq, value = want.partition("=")
+        return key in row["LabelMap"] and (not eq or row["LabelMap"][key] == value)
+
+    def ancestor(ref: str) -> bool:
+        hexid = ref.removeprefix("sha256:")
+        name = ref if ":" in ref.rsplit("/", 1)[-1] or "@" in ref else f"{ref}:latest"
+        return row["Image"] in (ref, name) or (len(hexid) >= 4 and row["ImageID"].startswith(hexid))
+
+    return (any_of("name", lambda v: re.search(v, row["Names"]) is not None)
+            and any_of("id", lambda v: re.search(v, row["Id"]) is not None)
+            and any_of("status", lambda v: row["State"] == v)
+            and any_of("ancestor", ancestor)
+            and any_of("exited", lambda v: row["State"] == "exited" and row["ExitCode"] == int(v))
+            and all(label(v) for v in filters.get("label", ())))
 
 
 def ps_status(active: str | None, status: dict[str, Any]) -> str:
@@ -238,7 +342,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             docs.append(_image_doc(paths, ref))
             continue
         sd = sd or systemd_of(args)[0]
-        docs.append(containers.describe(paths, spec, sd.unit_state(spec.unit)))
+        unit = sd.unit_state(spec.unit)
+        if unit:
+            unit["NRestarts"] = sd.restarts(spec.unit)
+        docs.append(containers.describe(paths, spec, unit))
     print_docs(docs, args.format)
     return 0
 

@@ -96,7 +96,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="stopped ones too")
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                   help="only these: name, id, status, label, ancestor, exited (repeat: a key's values "
+                   "are alternatives)")
+    p.add_argument("-n", "--last", type=int, metavar="N", help="the N newest, stopped ones too")
+    p.add_argument("-l", "--latest", action="store_true", help="the newest, stopped or not")
+    p.add_argument("-s", "--size", action="store_true", help="the writable layer's size")
+    p.add_argument("--no-trunc", action="store_true", help="full ids and commands")
+    p.add_argument("--format", default="table", help="table, json, or a template such as '{{.Names}}'")
     p.set_defaults(handler=_handler("containers.cmd_ps"))
 
     p = sub.add_parser("export", help="a container's file system as a tar archive")

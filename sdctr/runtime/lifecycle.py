@@ -246,11 +246,14 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         "Id": spec.id,
         "Name": spec.name,
         "Created": _iso(spec.created),
+        "Path": spec.command[0] if spec.command else "",
+        "Args": list(spec.command[1:]),
         "Image": spec.image_id,
+        "RestartCount": restart_count(spec, unit),
         "Config": {"Image": spec.image, "Cmd": list(spec.command), "Env": list(spec.env),
                    "WorkingDir": spec.workdir, "User": spec.user,
                    "Hostname": spec.hostname_or_id, "Tty": spec.tty,
-                   "OpenStdin": spec.interactive},
+                   "OpenStdin": spec.interactive, "Labels": spec.label_map},
         "State": {
             "Status": state_word(spec, unit, status),
             "Running": running,
@@ -262,16 +265,28 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         },
         "HostConfig": {"CpuShares": r.cpu_shares or 0, "Memory": r.memory or 0,
                        "NanoCpus": int((r.cpus or 0) * 1e9), "PidsLimit": r.pids_limit,
-                       "RestartPolicy": {"Name": spec.restart.value}, "AutoRemove": spec.remove,
+                       "RestartPolicy": {"Name": spec.restart.value,
+                                         "MaximumRetryCount": spec.restart_retries},
+                       "AutoRemove": spec.remove,
                        "ReadonlyRootfs": spec.read_only, "CapAdd": None, "CapDrop": None,
                        "NetworkMode": spec.network.value,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                                  for m in spec.mounts]},
+        "Mounts": [{"Type": "bind", "Source": m.source, "Destination": m.target,
+                    "Mode": "ro" if m.readonly else "", "RW": not m.readonly, "Propagation": "rprivate"}
+                   for m in spec.mounts],
         "NetworkSettings": network_settings(paths, spec),
         "Capabilities": list(spec.capabilities),
         "Unit": spec.unit,
         "ControlGroup": unit.get("ControlGroup", ""),
     }
+
+
+def restart_count(spec: ContainerSpec, unit: dict[str, Any]) -> int:
+    """Docker's RestartCount from systemd's NRestarts (since the unit was last started by hand),
+    which also counts the restart that on-failure:N's start limit refused: the N+1th."""
+    count = int(unit.get("NRestarts") or 0)
+    return min(count, spec.restart_retries) if spec.restart_retries else count
 
 
 def network_settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:

@@ -57,7 +57,8 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
         id=declared_id(options.name), name=options.name, image=options.image, image_id="", command=(),
         resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
                             pids_limit=options.pids_limit),
-        restart=options.restart, network=options.network, ports=options.publish, ip=options.ip,
+        restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
+        network=options.network, ports=options.publish, ip=options.ip,
         remove=options.rm, ephemeral=options.ephemeral, declared=True)
 
 

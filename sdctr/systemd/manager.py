@@ -141,6 +141,15 @@ class Systemd:
             return {}
         return {name: self._bus.get(path, interface, name) for interface, name in _STATE_PROPERTIES}
 
+    def restarts(self, unit: str) -> int:
+        """How often systemd restarted the unit (NRestarts, v235 on; 0 before, or if not loaded)."""
+        from sdctr.systemd.bus import BusError
+
+        try:
+            return int(self._bus.get(_unit_path(unit), SERVICE, "NRestarts"))
+        except BusError:
+            return 0
+
     def active_state(self, unit: str) -> str:
         """ActiveState alone, one property read ("inactive" for a unit systemd does not know)."""
         return str(self._bus.get(_unit_path(unit), UNIT, "ActiveState"))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sdctr.log import SdctrError
 from sdctr.paths import STOP_SCRIPT
 from sdctr.record import Record
-from sdctr.spec import ContainerSpec, NetworkMode
+from sdctr.spec import ContainerSpec, NetworkMode, RestartPolicy
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -40,6 +40,17 @@ DEVICE_ALLOW = (
 )
 
 INFINITY = 2**64 - 1
+
+# Docker restarts a container 100 ms after it exits and doubles the delay at each restart, up to a
+# minute (moby restartmanager). systemd grows RestartSec= towards RestartMaxDelaySec= in
+# RestartSteps= exponential steps from v254 on: 100 ms * 600^(n/9), a factor of 2.04 a step.
+# Older systemd restarts at the fixed 100 ms (its default and Docker's first delay).
+FIRST_RESTART_STEPS = 254
+RESTART_DELAY_USEC = 100_000
+RESTART_MAX_DELAY_USEC = 60_000_000
+RESTART_STEPS = 9  # log2(60 s / 100 ms), rounded
+# on-failure:N's start limit never ends: finite, as systemd 219 adds it to a timestamp
+START_LIMIT_FOREVER_USEC = 100 * 365 * 86400 * 1_000_000
 
 # (exit statuses, signals) of a container that ended by `sdctr stop`, `docker stop`'s 143 and 137
 STOP_EXIT_STATUSES = ([128 + 15, 128 + 9], [15, 9])
@@ -132,6 +143,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # exits 143 or 137 by itself passes as stopped too: Docker cannot tell them apart either.)
         ("SuccessExitStatus", "(aiai)", STOP_EXIT_STATUSES),
         ("Restart", "s", spec.restart.systemd_restart()),
+        *restart_properties(spec, host),
         ("SyslogIdentifier", "s", spec.name),
         # The field names of Docker's journald log driver, so existing queries keep working.
         ("LogExtraFields", "aay", [f"{k}={v}".encode() for k, v in (
@@ -169,11 +181,32 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     return props
 
 
+def restart_properties(spec: ContainerSpec, host: Host) -> list[Property]:
+    """Restarts as Docker's: systemd's start limit (5 starts in 10 s) would give up on a container
+    that exits at once, which Docker restarts for ever (or on-failure:N's N times); the delay
+    grows where systemd can grow it."""
+    if spec.restart is RestartPolicy.NO:
+        return []
+    props: list[Property] = [("RestartUSec", "t", RESTART_DELAY_USEC)]
+    if spec.restart is RestartPolicy.ON_FAILURE and spec.restart_retries:
+        # the first start and N restarts, in any time; then the unit fails with start-limit-hit
+        props += [("StartLimitIntervalUSec", "t", START_LIMIT_FOREVER_USEC),
+                  ("StartLimitBurst", "u", spec.restart_retries + 1)]
+    else:
+        props.append(("StartLimitIntervalUSec", "t", 0))  # 0: no start limit
+    if host.systemd_version >= FIRST_RESTART_STEPS:
+        props += [("RestartSteps", "u", RESTART_STEPS), ("RestartMaxDelayUSec", "t", RESTART_MAX_DELAY_USEC)]
+    return props
+
+
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
 _SECTION_UNIT = {"Description", "CollectMode"}
 _FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota",
-               "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec"}
+               "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec", "RestartUSec": "RestartSec",
+               "RestartMaxDelayUSec": "RestartMaxDelaySec",
+               # 219's name, in [Service]; every later systemd still reads it there
+               "StartLimitIntervalUSec": "StartLimitInterval"}
 _SIGNAL_NAMES = {15: "SIGTERM", 9: "SIGKILL"}
 
 
@@ -205,7 +238,8 @@ def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:
             rendered = " ".join([*map(str, statuses), *(_SIGNAL_NAMES[n] for n in signals)])
         elif name == "TimeoutStopUSec":
             rendered = f"{value / 1_000_000:g}s"
-        elif name == "LogRateLimitIntervalUSec":
+        elif name in ("LogRateLimitIntervalUSec", "RestartUSec", "RestartMaxDelayUSec",
+                      "StartLimitIntervalUSec"):
             rendered = f"{value}us"
         elif name == "CPUQuotaPerSecUSec":
             rendered = f"{value / 10_000:g}%"

@@ -38,7 +38,8 @@ def test_the_table_covers_every_flag_of_run_and_create(verb: str) -> None:
     # and every value the parser leaves is a field the record takes: nothing is parsed aside
     dests = set(vars(parser.parse_args([verb, "img"]))) - GLOBAL_DESTS
     assert {o.dest for o in OPTIONS if o.verb in ("", verb)} <= dests <= {o.dest for o in OPTIONS}
-    assert {o.dest for o in OPTIONS} == set(RunOptions._fields)
+    # restart_retries, on-failure:N's N, comes with --restart's policy
+    assert {o.dest for o in OPTIONS} | {"restart_retries"} == set(RunOptions._fields)
 
 
 def test_no_flag_means_the_records_defaults() -> None:
@@ -65,7 +66,8 @@ volumes: ["/srv/data:/data:ro"]
 read_only: true
 cap_add: [net_admin]
 cap_drop: CHOWN
-restart: on-failure
+restart: on-failure:3
+labels: {tier: web, team: }
 network: bridge
 ports: ["127.0.0.1:8080:80", "5353:53/udp"]
 ip: 10.89.0.10
@@ -76,7 +78,8 @@ platform: linux/arm64
 FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100", "-e", "A=1", "-e", "B",
          "--env-file", "/etc/web.env", "-w", "/srv", "-u", "1000:1000", "-h", "web",
          "-v", "/srv/data:/data:ro", "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
-         "--restart", "on-failure", "--network", "bridge", "-p", "127.0.0.1:8080:80",
+         "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "bridge",
+         "-p", "127.0.0.1:8080:80",
          "--publish", "5353:53/udp", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
          "--pull", "never", "--platform", "linux/arm64", "busybox:1.36", "sh", "-c", "echo hi"]
 
@@ -92,6 +95,7 @@ def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
     assert unchanged == []
     assert from_yaml.memory == 256 << 20 and from_yaml.volumes == (Mount("/srv/data", "/data", True),)
     assert from_yaml.cap_add == ("CAP_NET_ADMIN",) and from_yaml.restart is RestartPolicy.ON_FAILURE
+    assert from_yaml.restart_retries == 3 and from_yaml.labels == ("tier=web", "team=")
 
 
 # a bad value for every option that has a parser, and what its error says
@@ -103,7 +107,7 @@ BAD = {
     "cap_drop": ("CAP_FLY", "unknown capability"), "restart": ("sometimes", "is not a restart policy"),
     "network": ("bogus", "no such network"), "pull": ("often", "often"),
     "publish": ("80", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
-    "user": ("4294967295", "is not a user or group id"),
+    "user": ("4294967295", "is not a user or group id"), "labels": ("=x", "is not KEY=VALUE"),
 }
 
 
@@ -194,7 +198,13 @@ def test_cpu_shares_range(value: str, ok: bool) -> None:
 
 
 def test_restart_policies() -> None:
-    assert opts.parse_restart("--restart", "on-failure:3") is RestartPolicy.ON_FAILURE
+    assert opts.parse_restart("--restart", "on-failure:3") == (RestartPolicy.ON_FAILURE, 3)
+    assert opts.parse_restart("--restart", "always") == (RestartPolicy.ALWAYS, 0)
+    assert opts.run_options({"image": "b", "restart": "on-failure:2"}, yaml=True).restart_retries == 2
+    for bad, message in (("always:3", "for on-failure only"), ("on-failure:x", "not a whole number"),
+                         ("on-failure:-1", "not a whole number")):
+        with pytest.raises(SdctrError, match=message):
+            opts.parse_restart("--restart", bad)
     with pytest.raises(SdctrError, match="not a restart policy") as e:
         opts.parse_restart("--restart", "sometimes")
     assert e.value.hint == "one of no, on-failure, always, unless-stopped"

@@ -78,6 +78,21 @@ def test_lifecycle_properties() -> None:
     assert p["StandardOutput"] == "journal"
 
 
+def test_restarts_as_docker() -> None:
+    """systemd's start limit (5 starts in 10 s) must not end `always`; on-failure:N is N restarts;
+    the delay doubles from 100 ms to a minute where systemd (v254) can grow it."""
+    always = props(web(restart=RestartPolicy.ALWAYS))
+    assert always["StartLimitIntervalUSec"] == 0 and "StartLimitBurst" not in always
+    assert always["RestartUSec"] == 100_000 and "RestartSteps" not in always
+    grown = props(web(restart=RestartPolicy.ALWAYS), systemd=254)
+    assert (grown["RestartSteps"], grown["RestartMaxDelayUSec"]) == (9, 60_000_000)
+    assert 1.9 < (60_000_000 / 100_000) ** (1 / grown["RestartSteps"]) < 2.1  # type: ignore[operator]
+    counted = props(web(restart_retries=2))
+    assert counted["StartLimitBurst"] == 3  # the first start and 2 restarts
+    assert counted["StartLimitIntervalUSec"] > 50 * 365 * 86400 * 10**6  # type: ignore[operator]
+    assert not {"RestartUSec", "StartLimitIntervalUSec"} & set(props(web(restart=RestartPolicy.NO)))
+
+
 def test_rm_containers_do_not_linger_as_failed_units() -> None:
     assert props(web(remove=True, restart=RestartPolicy.NO))["CollectMode"] == "inactive-or-failed"
     assert "CollectMode" not in props(web())
