@@ -4,6 +4,7 @@ what %pyproject_save_files lists. Run by the target's python3; the standard libr
 
     pyproject_install.py install BUILDROOT SITELIB PYTHON BINDIR WHEEL
     pyproject_install.py save-files BUILDROOT SITELIB LISTFILE MODULE...
+    pyproject_install.py check-import BUILDROOT SITELIB   (%pyproject_check_import -t)
 """
 
 import compileall
@@ -28,7 +29,8 @@ def install(buildroot: Path, sitelib: str, python: str, bindir: str, wheel: Path
     (target / info / "INSTALLER").write_text("rpm\n")
     entry_points = configparser.ConfigParser(delimiters=("=",))
     entry_points.read(target / info / "entry_points.txt")
-    for name, ref in entry_points.items("console_scripts") if entry_points.has_section("console_scripts") else ():
+    scripts = entry_points.items("console_scripts") if entry_points.has_section("console_scripts") else []
+    for name, ref in scripts:
         module, func = ref.strip().split(":")
         script = buildroot / bindir.lstrip("/") / name
         script.parent.mkdir(parents=True, exist_ok=True)
@@ -48,9 +50,20 @@ def save_files(buildroot: Path, sitelib: str, listfile: Path, modules: list[str]
     listfile.write_text("".join(line + "\n" for line in lines))
 
 
+def check_import(buildroot: Path, sitelib: str) -> None:
+    target = buildroot / sitelib.lstrip("/")
+    sys.path.insert(0, str(target))
+    for top_level in target.glob("*.dist-info/top_level.txt"):
+        for module in top_level.read_text().split():
+            print(f"import {module}", file=sys.stderr)
+            __import__(module)
+
+
 if __name__ == "__main__":
     verb, *args = sys.argv[1:]
     if verb == "install":
         install(Path(args[0]), args[1], args[2], args[3], Path(args[4]))
+    elif verb == "check-import":
+        check_import(Path(args[0]), args[1])
     else:
         save_files(Path(args[0]), args[1], Path(args[2]), args[3:])
