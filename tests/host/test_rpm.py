@@ -5,6 +5,7 @@ with the modes, config flags and scriptlets the spec promises."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -26,12 +27,15 @@ SITELIB = "/usr/lib/python3/dist-packages"  # macros.debian's %python3_sitelib
 class Rpms:
     def __init__(self, out: Path):
         version = checkout_version()
+        # Debian's rpm opens (and makes) its database at ~/.rpmdb even to query a file: a home of
+        # the test's own, so the machine's /root is never touched
+        self.env = {**os.environ, "HOME": str(out)}
         self.binary = out / f"sdctr-{version}-1.noarch.rpm"
         self.source = out / f"sdctr-{version}-1.src.rpm"
 
     def query(self, *args: str, rpm: Path | None = None) -> str:
         return subprocess.run(["rpm", "-qp", *args, str(rpm or self.binary)], check=True,
-                              capture_output=True, text=True).stdout
+                              capture_output=True, text=True, env=self.env).stdout
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,8 @@ def test_rpmlint_finds_nothing_unexplained(rpms: Rpms) -> None:
     if not rpmlint.exists():
         skip_or_fail("rpmlint is missing: pip install -e '.[test]'")
     r = subprocess.run([str(rpmlint), "-r", str(RPM_DIR / "sdctr.rpmlintrc"), str(RPM_DIR / "sdctr.spec"),
-                        str(rpms.binary), str(rpms.source)], capture_output=True, text=True, timeout=300)
+                        str(rpms.binary), str(rpms.source)], capture_output=True, text=True, timeout=300,
+                       env=rpms.env)
     summary = r.stdout.strip().splitlines()[-1]
     assert "2 packages and 1 specfiles checked; 0 errors, 0 warnings" in summary, r.stdout
     assert r.returncode == 0, r.stdout
@@ -107,7 +112,8 @@ def test_modes_config_files_and_scriptlets(rpms: Rpms) -> None:
 
 def test_the_shipped_configuration_names_every_key_commented_out(rpms: Rpms, tmp_path: Path) -> None:
     with rpms.binary.open("rb") as rpm:  # rpm2archive: the payload as a tar (Debian has no cpio)
-        payload = subprocess.run(["rpm2archive", "-"], stdin=rpm, check=True, capture_output=True).stdout
+        payload = subprocess.run(["rpm2archive", "-"], stdin=rpm, check=True, capture_output=True,
+                                 env=rpms.env).stdout
     subprocess.run(["tar", "-xz", "./etc/sdctr/sdctr.yaml"], input=payload, cwd=tmp_path, check=True)
     text = (tmp_path / "etc/sdctr/sdctr.yaml").read_text()
     import yaml
