@@ -1,0 +1,131 @@
+"""The RPM as an administrator gets it: packaging/rpm/build makes the source and binary RPMs on
+this Debian machine (rpmbuild, Fedora's macros from macros.debian), rpmlint finds nothing that is
+not explained in sdctr.rpmlintrc, and the binary RPM holds what the README says it installs,
+with the modes, config flags and scriptlets the spec promises."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import REPO, checkout_version, skip_or_fail
+
+from sdctr import config
+
+pytestmark = pytest.mark.host
+
+RPM_DIR = REPO / "packaging/rpm"
+SITELIB = "/usr/lib/python3/dist-packages"  # macros.debian's %python3_sitelib
+
+
+class Rpms:
+    def __init__(self, out: Path):
+        version = checkout_version()
+        # Debian's rpm opens (and makes) its database at ~/.rpmdb even to query a file: a home of
+        # the test's own, so the machine's /root is never touched
+        self.env = {**os.environ, "HOME": str(out)}
+        self.binary = out / f"sdctr-{version}-1.noarch.rpm"
+        self.source = out / f"sdctr-{version}-1.src.rpm"
+
+    def query(self, *args: str, rpm: Path | None = None) -> str:
+        return subprocess.run(["rpm", "-qp", *args, str(rpm or self.binary)], check=True,
+                              capture_output=True, text=True, env=self.env).stdout
+
+
+@pytest.fixture(scope="module")
+def rpms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rpms]:
+    if not shutil.which("rpmbuild"):
+        skip_or_fail("rpmbuild is missing (Debian's rpm package): run tests/setup")
+    out = tmp_path_factory.mktemp("rpms")
+    r = subprocess.run([str(RPM_DIR / "build"), str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"packaging/rpm/build failed:\n{r.stderr}"
+    rpms = Rpms(out)
+    assert rpms.binary.is_file() and rpms.source.is_file(), sorted(p.name for p in out.iterdir())
+    yield rpms
+
+
+def test_rpmlint_finds_nothing_unexplained(rpms: Rpms) -> None:
+    rpmlint = Path(sys.executable).with_name("rpmlint")
+    if not rpmlint.exists():
+        skip_or_fail("rpmlint is missing: pip install -e '.[test]'")
+    r = subprocess.run([str(rpmlint), "-r", str(RPM_DIR / "sdctr.rpmlintrc"), str(RPM_DIR / "sdctr.spec"),
+                        str(rpms.binary), str(rpms.source)], capture_output=True, text=True, timeout=300,
+                       env=rpms.env)
+    summary = r.stdout.strip().splitlines()[-1]
+    assert "2 packages and 1 specfiles checked; 0 errors, 0 warnings" in summary, r.stdout
+    assert r.returncode == 0, r.stdout
+
+
+def readme_file_list() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"<!-- rpm-files -->\n```\n(.*?)```", text, re.S)
+    assert m, "README.md has no <!-- rpm-files --> block"
+    return m.group(1).split("\n")[:-1]
+
+
+def test_the_rpm_installs_what_the_readme_says(rpms: Rpms) -> None:
+    # man pages: .gz where brp-compress ran (RHEL), plain here (sdctr.rpmlintrc)
+    files = {f.removesuffix(".gz") for f in rpms.query("-l").split()}
+    python = {f for f in files if f == SITELIB or f.startswith(SITELIB + "/")}
+    listed = readme_file_list()
+    assert sum(line.startswith("/usr/lib/python3") for line in listed) == 1
+    others = {line.rstrip("/").removesuffix(".gz") for line in listed
+              if not line.startswith("/usr/lib/python3")}
+    # the directories the listed files sit in are the package's too (/etc/sdctr, /usr/share/doc/sdctr)
+    parents = {str(p) for f in others for p in Path(f).parents} - {"/"}
+    assert files - python - parents == others, "README's list and `rpm -qlp` differ"
+    # the Python package is the source tree's, the unit's shell scripts and templates included,
+    # each module with its byte code (rpm owns it: python never writes a file rpm -e leaves)
+    source = {str(p.relative_to(REPO)) for p in (REPO / "sdctr").rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts}
+    packaged = {f[len(SITELIB) + 1:] for f in python if "__pycache__" not in f}
+    packaged_files = {f for f in packaged if (REPO / f).is_file() or not f.startswith("sdctr/")}
+    assert source == {f for f in packaged_files if f.startswith("sdctr/")}
+    assert f"sdctr-{checkout_version()}.dist-info/METADATA" in packaged
+    pyc = {f for f in python if f.endswith(".pyc")}
+    assert len(pyc) == len({f for f in source if f.endswith(".py")}), "every module's byte code"
+
+
+def test_modes_config_files_and_scriptlets(rpms: Rpms) -> None:
+    lines = rpms.query("--qf", "[%{FILEMODES:perms} %{FILEFLAGS:fflags} %{FILENAMES}\n]").splitlines()
+    entries = {line.split()[-1]: tuple(line.split()[:-1]) for line in lines}
+    assert entries["/var/lib/sdctr"][0] == "drwx------"
+    assert entries["/run/sdctr"] == ("drwx------", "g")  # %ghost: made by tmpfiles, not unpacked
+    assert entries["/etc/sdctr/sdctr.yaml"][1] == "cn"  # %config(noreplace)
+    assert entries["/usr/lib/systemd/system-generators/sdctr-generator"][0] == "-rwxr-xr-x"
+    scripts = rpms.query("--scripts")
+    for verb in ("preset", "disable --now", "try-restart"):
+        named = re.findall(rf"systemctl [^\n]*{verb} ([^>]*)>", scripts)
+        assert named, f"no systemctl {verb} in the scriptlets:\n{scripts}"
+        units = set(" ".join(named).split())
+        # boot-time units only: containers' units are never the package's
+        assert units <= {"sdctr-restart.service", "sdctr-gc.timer"}, units
+    requires = set(rpms.query("--requires").split("\n"))
+    for name in ("python3-pyyaml", "python3-jinja2", "python3-httpx", "systemd", "util-linux",
+                 "iproute", "nftables", "tar"):
+        assert name in requires, requires
+
+
+def test_the_shipped_configuration_names_every_key_commented_out(rpms: Rpms, tmp_path: Path) -> None:
+    with rpms.binary.open("rb") as rpm:  # rpm2archive: the payload as a tar (Debian has no cpio)
+        payload = subprocess.run(["rpm2archive", "-"], stdin=rpm, check=True, capture_output=True,
+                                 env=rpms.env).stdout
+    subprocess.run(["tar", "-xz", "./etc/sdctr/sdctr.yaml"], input=payload, cwd=tmp_path, check=True)
+    text = (tmp_path / "etc/sdctr/sdctr.yaml").read_text()
+    import yaml
+
+    assert yaml.safe_load(text) is None, "every key is commented out: the defaults hold"
+    # the keys uncommented ("#network:", "#  subnet: ..."), not the prose ("# out: ...", "#  # ...")
+    uncommented = re.sub(r"(?m)^#((?:  )*[A-Za-z_][\w.-]*:)", r"\1", text)
+    parsed = config.parse(yaml.safe_load(uncommented), source="sdctr.yaml")
+    # every setting config.py reads is there, with its default (mirrors: an example)
+    for section in config.Config._fields:
+        for key in getattr(config.Config(), section)._fields:
+            assert re.search(rf"(?m)^#\s+{key}:", text), f"{section}.{key} is not in sdctr.yaml"
+    assert parsed.network == config.NetworkSettings(gateway="10.89.0.1")
