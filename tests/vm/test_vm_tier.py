@@ -164,6 +164,10 @@ def test_test_host_boots_with_a_delegated_cgroup_v2_tree(testhost_v2: Boot) -> N
     assert testhost_v2.fact("up_status") == "0", testhost_v2
     assert testhost_v2.fact("inner_cgroup_fstype") == "cgroup2", testhost_v2
     assert testhost_v2.fact("inner_system_state") == "running", testhost_v2
+    # systemd inside enabled cpu and io at boot (testhost's hold_controllers), in the test host's
+    # cgroup, where the VM's systemd cannot disable them on the root from under it
+    for controller in ("cpu", "io", "memory", "pids"):
+        assert controller in testhost_v2.fact("vm_testhost_subtree_control").split(), testhost_v2
 
 
 def test_sdctr_limits_in_a_test_host_on_cgroup_v2(testhost_v2: Boot) -> None:

@@ -27,6 +27,7 @@ fact up_status 0
 fact inner_cgroup_fstype "$(inside findmnt -n -o FSTYPE /sys/fs/cgroup)"
 fact inner_system_state "$(inside systemctl is-system-running)"
 fact inner_controllers "$(inside cat /sys/fs/cgroup/cgroup.subtree_control)"
+fact vm_testhost_subtree_control "$(cat /sys/fs/cgroup/sdctr-testhost-$name/cgroup.subtree_control)"
 
 "$T" cp "$SDCTR_TEST_HELPERS/busybox-rootfs.sh" "$name:/root/busybox-rootfs.sh"
 inside sh -c 'sh /root/busybox-rootfs.sh /tmp/bb && tar -C /tmp/bb -cf /tmp/bb.tar . &&
