@@ -53,7 +53,8 @@ class Machine:
 
     def state(self) -> dict[str, Any]:
         """The harness's record of the running host: init_pid (its systemd, as this machine sees
-        it), unshare_pid, ..."""
+        it), unshare_pid, cgroup_layout ("v1" or "v2", what this machine has and so what systemd
+        inside sees), ..."""
         state: dict[str, Any] = json.loads((HOSTS / self.name / "state.json").read_text())
         return state
 

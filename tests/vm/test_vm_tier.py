@@ -20,13 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import checkout_version
+from helpers import REPO, checkout_version
 
 pytestmark = pytest.mark.vm
 
 HERE = Path(__file__).resolve().parent
 VM = HERE / "vm"
 TIER_CHECK = HERE / "payloads/tier-check.sh"
+TESTHOST_CHECK = HERE / "payloads/testhost-check.sh"
+TESTHOST = REPO / "tests/testhost/testhost"
+# The testhost tier's tests that run in the v2 VM: all but the ones that read v1 file names
+# (test_unit_limits_reach_the_kernel) or need the trixie root too. Each boots in ~40 s there.
+TESTHOST_SMOKE = ("test_boot_reaches_running_with_this_checkout", "test_memory_limit_is_enforced",
+                  "test_journal_shows_a_units_lines", "test_exec_passes_status_and_stdio_through",
+                  "test_cp_copies_files_and_directories", "test_reboot_keeps_the_root_and_boots_again",
+                  "test_several_hosts_run_at_once_and_down_leaves_nothing")
 HARNESS_FAILED = 125
 # What a payload asks the VM to exit with, per boot: one non-zero, one zero, so a harness that
 # always answered the same could not pass both.
@@ -127,6 +135,79 @@ def test_sdctr_container_past_its_memory_limit_is_oom_killed(boot: Boot) -> None
     assert boot.fact("run_oom_status") == "137", boot
     assert boot.fact("run_oom_wait") == "137", boot
     assert boot.fact("run_oom_killed") == "true", boot
+
+
+# --- the test host on a cgroup v2 machine ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def testhost_v2() -> Boot:
+    """One boot with cgroup v2, as a stock Debian 12 has: tests/testhost/testhost run inside
+    (payloads/testhost-check.sh), then the testhost tier's smoke tests by pytest. The VM has no
+    network, so the test host's debootstrapped root, this checkout and pytest are shared into it,
+    read-only, each where the code inside looks for it."""
+    root = subprocess.run([str(TESTHOST), "build"], capture_output=True, text=True, check=True,
+                          timeout=3600).stdout.strip()
+    site = Path(pytest.__file__).resolve().parents[1]  # pytest and what it imports
+    r = subprocess.run([str(VM), "run", "--cgroup", "v2", "--timeout", "1800",
+                        "--share", f"{REPO}:/mnt/checkout", "--share", f"{root}:{root}",
+                        "--share", f"{site}:/mnt/pytest-site", str(TESTHOST_CHECK),
+                        "/mnt/checkout", "/mnt/pytest-site", "-k", " or ".join(TESTHOST_SMOKE)],
+                       capture_output=True, text=True, timeout=3600)
+    result = Boot("v2", r.returncode, r.stdout, r.stderr, parse_facts(r.stdout))
+    if r.returncode == HARNESS_FAILED or result.facts.get("up_status") is None:
+        raise AssertionError(f"the VM run did not complete\n{result}")
+    return result
+
+
+def test_test_host_boots_with_a_delegated_cgroup_v2_tree(testhost_v2: Boot) -> None:
+    assert testhost_v2.fact("vm_cgroup_fstype") == "cgroup2", testhost_v2
+    assert testhost_v2.fact("up_status") == "0", testhost_v2
+    assert testhost_v2.fact("inner_cgroup_fstype") == "cgroup2", testhost_v2
+    assert testhost_v2.fact("inner_system_state") == "running", testhost_v2
+    # systemd inside enabled cpu and io at boot (testhost's hold_controllers), in the test host's
+    # cgroup, where the VM's systemd cannot disable them on the root from under it
+    for controller in ("cpu", "io", "memory", "pids"):
+        assert controller in testhost_v2.fact("vm_testhost_subtree_control").split(), testhost_v2
+
+
+def test_sdctr_limits_in_a_test_host_on_cgroup_v2(testhost_v2: Boot) -> None:
+    """sdctr inside sees v2 (MemoryMax, CPUWeight); the limit is in the VM's own tree, under the
+    test host's cgroup, so the VM's kernel enforces it."""
+    assert testhost_v2.fact("run_status") == "0", testhost_v2
+    assert testhost_v2.fact("unit_status_rc") == "0", testhost_v2
+    assert testhost_v2.fact("unit_active") == "active", testhost_v2
+    assert testhost_v2.fact("unit_memory_max") == str(64 * 1024 * 1024), testhost_v2
+    assert testhost_v2.fact("vm_memory_max") == str(64 * 1024 * 1024), testhost_v2
+    assert testhost_v2.fact("unit_cpu_weight") == "59", testhost_v2  # -c 512, runc's conversion
+
+
+def test_systemctl_status_in_a_test_host_on_cgroup_v2(testhost_v2: Boot) -> None:
+    assert testhost_v2.fact("system_status_rc") == "0", testhost_v2
+    assert testhost_v2.fact("system_status_state") == "running", testhost_v2
+
+
+def test_container_past_its_limit_in_a_test_host_on_cgroup_v2_is_oom_killed(testhost_v2: Boot) -> None:
+    assert testhost_v2.fact("oom_wait") == "137", testhost_v2
+    assert testhost_v2.fact("oom_killed") == "true", testhost_v2
+    # the VM kernel's own OOM report names the container's cgroup under the test host's
+    assert testhost_v2.fact("oom_memcg") == testhost_v2.fact("oom_unit"), testhost_v2
+
+
+def test_test_host_down_on_cgroup_v2_leaves_no_cgroup(testhost_v2: Boot) -> None:
+    assert testhost_v2.fact("down_status") == "0", testhost_v2
+    assert testhost_v2.fact("leftover_cgroups") == "", testhost_v2
+
+
+def test_demo_on_cgroup_v2(testhost_v2: Boot) -> None:
+    """./demo, as the README has a user run it on a stock Debian 12: CPUWeight and MemoryMax."""
+    assert testhost_v2.fact("demo_status") == "0", testhost_v2
+    assert testhost_v2.fact("demo_limits") == f"59 {64 * 1024 * 1024}", testhost_v2
+
+
+def test_testhost_tier_smoke_tests_pass_on_cgroup_v2(testhost_v2: Boot) -> None:
+    assert testhost_v2.fact("pytest_status") == "0", testhost_v2
+    for name in TESTHOST_SMOKE:
+        assert f"::{name} PASSED" in testhost_v2.stdout, (name, testhost_v2)
 
 
 # --- the harness leaves nothing behind ----------------------------------------------------------
