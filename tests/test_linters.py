@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ["tests/testhost/testhost", "tests/vm/vm"]
+SCRIPTS = ["tests/testhost/testhost", "tests/vm/vm", "tests/mutation"]
 
 
 def tool(name: str) -> str:
