@@ -35,6 +35,8 @@ SYSTEMD_SIGNATURES = {
     "MemoryMax": "t", "CPUQuotaPerSecUSec": "t", "CollectMode": "s", "StandardInput": "s",
     "StandardOutput": "s", "StandardError": "s", "StandardInputFileDescriptor": "h",
     "StandardOutputFileDescriptor": "h", "StandardErrorFileDescriptor": "h",
+    "RestartUSec": "t", "StartLimitIntervalUSec": "t", "StartLimitBurst": "u", "RestartSteps": "u",
+    "RestartMaxDelayUSec": "t",
 }
 
 
