@@ -83,3 +83,14 @@ def test_privileged_reaches_every_device_with_every_capability(host: Machine,
     cap_eff = next(line for line in r.stdout.splitlines() if line.startswith("CapEff"))
     assert int(cap_eff.split()[1], 16) == held, out
     assert "\n1\n" in r.stdout and "sys-writable" in r.stdout, out  # no seccomp, no read-only /proc/sys
+
+
+def test_exec_in_a_privileged_container_keeps_its_privileges(host: Machine) -> None:
+    cid = host.exec("sdctr", "run", "-d", "--privileged", IMAGE, "sleep", "1000").stdout.strip()
+    try:
+        inside = host.exec("sdctr", "exec", cid, "grep", "-E", "^(CapEff|Seccomp):",
+                           "/proc/self/status").stdout
+        held = host.sh("grep ^CapBnd /proc/self/status").stdout.split()[1]
+        assert inside.split() == ["CapEff:", held, "Seccomp:", "0"], inside
+    finally:
+        host.exec("sdctr", "rm", "-f", cid)
