@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
 from sdctr.record import Record
-from sdctr.spec import DEFAULT_PIDS_LIMIT, Mount, NetworkMode, Port, RestartPolicy
+from sdctr.spec import DEFAULT_PIDS_LIMIT, Device, Mount, NetworkMode, Port, RestartPolicy
 
 # typing.TYPE_CHECKING without importing typing: `sdctr run` imports this module, and typing is
 # ~3 ms of each start
@@ -66,6 +66,8 @@ class RunOptions(Record):
     labels: tuple[str, ...] = ()  # "KEY=VALUE"; "KEY" alone: an empty value
     pull: str = "missing"  # one of PULL_POLICIES
     platform: str | None = None  # what to pull: "os/arch[/variant]", None: this host's
+    devices: tuple[Device, ...] = ()  # --device, not stat'ed yet (resolve does, at create)
+    privileged: bool = False
 
 
 # --- parsers: (the field as the user spelled it, one value) -> the field's value ---------------
@@ -192,6 +194,39 @@ def parse_mount(field: str, value: str) -> Mount:
     if mode not in ("ro", "rw"):
         raise SdctrError(f"{field} {value!r}: mode {mode!r} is not ro or rw")
     return Mount(source, target, readonly=mode == "ro")
+
+
+def parse_device(field: str, value: str) -> Device:
+    """HOST[:CONTAINER][:PERMS], as Docker's --device: CONTAINER defaults to HOST, PERMS (the
+    device cgroup's r, w, m) to rwm. Whether HOST is a device node is checked at create
+    (sdctr.runtime.resolve), where a declared container's unit reads it."""
+    parts = value.split(":")
+    perms = "rwm"
+    if len(parts) > 1 and parts[-1].isalpha():
+        perms = parts.pop()
+        if not perms or set(perms) - set("rwm") or len(set(perms)) != len(perms):
+            raise SdctrError(f"{field} {value!r}: permissions {perms!r} are not some of r, w, m",
+                             hint="example: --device /dev/loop3:/dev/loop3:rw")
+    if len(parts) > 2 or not parts[0]:
+        raise SdctrError(f"{field} {value!r} is not HOST[:CONTAINER][:PERMS]",
+                         hint="example: --device /dev/loop3, --device /dev/sdb:/dev/xvdb:r")
+    host, path = parts[0], parts[1] if len(parts) == 2 else parts[0]
+    if not host.startswith("/"):
+        raise SdctrError(f"{field} {value!r}: {host!r} is not an absolute host path")
+    device = Device(host, path, "".join(c for c in "rwm" if c in perms))
+    if len(parts) == 2:  # HOST's own path is checked after HOST, at create
+        check_device_path(field, device)
+    return device
+
+
+def check_device_path(field: str, device: Device) -> None:
+    """The node is made in the container's own /dev tmpfs, where no symlink is the image's."""
+    import posixpath
+
+    path = device.path
+    if posixpath.normpath(path) != path or not path.startswith("/dev/") or path.startswith("/dev/pts/"):
+        raise SdctrError(f"{field} {device.host_path}:{path}: the container's path must be a plain path "
+                         "under /dev", hint=f"example: {field} {device.host_path}:/dev/xvdb")
 
 
 def parse_env_entry(field: str, value: str) -> str:
@@ -336,6 +371,10 @@ OPTIONS = (
            help="pull the image first: when missing (default), always, never"),
     Option("platform", ("--platform",), "platform", metavar="OS/ARCH[/VARIANT]",
            help="what to pull (default: this host)"),
+    Option("devices", ("--device",), "devices", parse_device, "a host device in the container",
+           metavar="HOST[:CONTAINER][:PERMS]", kind=LIST),
+    Option("privileged", ("--privileged",), "privileged", kind=SWITCH,
+           help="every capability and device, no seccomp or masked paths: the host's root"),
     Option("image", (), "image", metavar="IMAGE"),
     Option("command", (), "command", metavar="COMMAND", kind=WORDS),
 )

@@ -81,6 +81,22 @@ class Mount(Record):
     readonly: bool = False
 
 
+class Device(Record):
+    """A host device node made in the container (--device HOST[:CONTAINER][:PERMS]): the kind,
+    numbers and mode are the host node's, read at create (sdctr.runtime.resolve.stat_device);
+    the parser leaves them empty."""
+
+    host_path: str
+    path: str  # in the container, under /dev
+    perms: str = "rwm"  # the device cgroup's access: some of r, w, m
+    kind: str = ""  # "c" or "b"; "": not stat'ed yet
+    major: int = 0
+    minor: int = 0
+    mode: int = 0o660  # the host node's permission bits, as Docker copies them
+    uid: int = 0
+    gid: int = 0
+
+
 class ContainerSpec(Record):
     id: str  # 64 hex; the unit is ctr-<id[:12]>
     name: str
@@ -115,6 +131,10 @@ class ContainerSpec(Record):
     # made from /etc/sdctr/containers/<name>.yaml by its generated unit ctr-<name>.service
     # (sdctr.systemd.generator), which outlives the record: started by name, never transient
     declared: bool = False
+    devices: tuple[Device, ...] = ()  # --device, stat'ed at create
+    # --privileged: every capability, no seccomp filter, no masked or read-only paths, /sys
+    # writable, every device allowed and the host's /dev nodes made in the container's /dev
+    privileged: bool = False
 
     @property
     def short_id(self) -> str:
@@ -150,6 +170,7 @@ class ContainerSpec(Record):
             "layers": tuple(d.get("layers", ())),
             "labels": tuple(d.get("labels", ())),
             "mounts": tuple(Mount(**m) for m in d.get("mounts", ())),
+            "devices": tuple(Device(**x) for x in d.get("devices", ())),
             "ports": tuple(Port(**p) for p in d.get("ports", ())),
             "capabilities": tuple(d.get("capabilities", DEFAULT_CAPS)),
             "resources": Resources(**d.get("resources", {})),

@@ -221,7 +221,8 @@ def _helper(request_fd: int) -> int:
     spec = ContainerSpec.from_json(request["spec"])
     pidfd = request["pidfd"]
     leader = Leader(request["pid"], pidfd, request["starttime"])
-    syscall_filter = seccomp.Filter(spec.capabilities)  # libseccomp is loaded from the host
+    # libseccomp is loaded from the host; --privileged has no filter, as its container
+    syscall_filter = None if spec.privileged else seccomp.Filter(spec.capabilities)
     cgroups.join(request["cgroup"])
     # The host's: the container's /dev/null could be a FIFO its root made, and block us.
     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
@@ -306,11 +307,12 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, 
         os.chdir(request["workdir"] or spec.workdir or "/")
         base = ["TERM=xterm"] if tty else []
         environment = merge_env(base, init.container_env(spec, who), request["env"])
-        init.drop_privileges(who, spec.capabilities)
+        init.drop_privileges(who, spec.capabilities, within_held=spec.privileged)
         path = init.resolve_command(request["command"][0], environment)
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
         _default_signals()
-        syscall_filter.load()
+        if syscall_filter is not None:
+            syscall_filter.load()
         os.execve(path, request["command"], env_mapping(environment))
     except SdctrError as e:
         os.write(2, f"sdctr: error: {e}\n".encode())

@@ -38,7 +38,7 @@ from sdctr.init import reaper, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
 from sdctr.paths import Paths
 from sdctr.record import Record
-from sdctr.spec import ContainerSpec, Mount, NetworkMode, env_mapping, merge_env
+from sdctr.spec import ContainerSpec, Device, Mount, NetworkMode, env_mapping, merge_env
 
 # typing.TYPE_CHECKING without importing typing: the init and the hooks import this module,
 # and typing is ~3 ms of each start of theirs
@@ -335,14 +335,17 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     take_terminal(spec.tty)
     rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))
     reaper_fd = open_reaper(reaper_path) if reaper_path else None
-    syscall_filter = seccomp.Filter(spec.capabilities)
-    mount_proc_and_sys(rootfs)
-    mount_dev(rootfs, spec.tty)
+    # --privileged, as Docker's: no filter, no masks, /sys writable, the host's device nodes
+    syscall_filter = None if spec.privileged else seccomp.Filter(spec.capabilities)
+    mount_proc_and_sys(rootfs, readonly_sys=not spec.privileged)
+    devices = (*host_devices("/dev"), *spec.devices) if spec.privileged else spec.devices
+    mount_dev(rootfs, spec.tty, devices)
     mount_volumes(rootfs, spec.mounts)
     mount_etc_files(rootfs, paths.container_dir(spec.id))
     pivot_into(rootfs)
-    mask_paths((*MASKED_PATHS, *thermal_throttle_paths(CPU_DIR)))
-    make_readonly(READONLY_PATHS)
+    if not spec.privileged:
+        mask_paths((*MASKED_PATHS, *thermal_throttle_paths(CPU_DIR)))
+        make_readonly(READONLY_PATHS)
     linux.sethostname(spec.hostname_or_id)
     os.makedirs(spec.workdir, mode=0o755, exist_ok=True)  # as Docker does for a missing WORKDIR
     if spec.read_only:
@@ -350,10 +353,11 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     user = resolve_user(spec.user)
     os.chdir(spec.workdir)
     env = container_env(spec, user)
-    drop_privileges(user, spec.capabilities)
+    drop_privileges(user, spec.capabilities, within_held=spec.privileged)
     path = resolve_command(spec.command[0], env)
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    syscall_filter.load()
+    if syscall_filter is not None:
+        syscall_filter.load()
     await_go(report_fd, go_fd)
     if reaper_fd is None:
         reaper.run(path, spec.command, env, report_fd, spec.tty)
@@ -469,17 +473,18 @@ def mount_in_root(root: str, target: str, source: str | None, fstype: str | None
         linux.mount(source, where, fstype, flags, data)
 
 
-def mount_proc_and_sys(rootfs: str) -> None:
+def mount_proc_and_sys(rootfs: str, readonly_sys: bool = True) -> None:
     nosuid_nodev_noexec = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     # Our PID namespace's proc: the host's processes are not in it.
     mount_in_root(rootfs, "/proc", "proc", "proc", nosuid_nodev_noexec, no_symlinks=True)
     # Read-only always: writable sysfs reaches host devices and kernel knobs, even with the
     # host's network namespace (then it also shows the host's interfaces, as Docker's does).
-    mount_in_root(rootfs, "/sys", "sysfs", "sysfs", nosuid_nodev_noexec | linux.MS_RDONLY,
-                  no_symlinks=True)
+    # (--privileged alone has it writable, as Docker's.)
+    mount_in_root(rootfs, "/sys", "sysfs", "sysfs",
+                  nosuid_nodev_noexec | (linux.MS_RDONLY if readonly_sys else 0), no_symlinks=True)
 
 
-def mount_dev(rootfs: str, tty: bool) -> None:
+def mount_dev(rootfs: str, tty: bool, devices: Sequence[Device] = ()) -> None:
     mount_in_root(rootfs, "/dev", "tmpfs", "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
                   data="mode=755,size=65536k", no_symlinks=True)
     dev = f"{rootfs}/dev"  # a tmpfs of our own from here on: nothing in it is the image's
@@ -507,9 +512,64 @@ def mount_dev(rootfs: str, tty: bool) -> None:
             linux.mount(f"/dev/{name}", node, None, linux.MS_BIND)
     for name, target in DEV_SYMLINKS:
         os.symlink(target, f"{dev}/{name}")
+    for device in devices:
+        make_device(dev, device)
     if tty:
         Path(f"{dev}/console").touch(0o600)
         linux.mount(os.ttyname(0), f"{dev}/console", None, linux.MS_BIND)
+
+
+def make_device(dev: str, device: Device) -> None:
+    """--device's node (or, --privileged, a host one) in our /dev tmpfs, as the host has it:
+    kind, numbers, mode, owner (runc's mknodDevice). Whether it opens is the device cgroup's
+    to say. It replaces a default node of the same name; a path through a symlink of ours
+    (/dev/fd/...) or onto a directory is refused."""
+    where = dev
+    names = device.path.split("/")[2:]  # "/dev/a/b": ["a", "b"]
+    for name in names[:-1]:
+        where = f"{where}/{name}"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(where, 0o755)
+        if not stat.S_ISDIR(os.lstat(where).st_mode):
+            raise SetupError(f"--device {device.host_path}:{device.path}: {where[len(dev) - 4:]} is "
+                             "not a directory in the container's /dev")
+    node = f"{where}/{names[-1]}"
+    with contextlib.suppress(FileNotFoundError):
+        if not (stat.S_ISCHR(os.lstat(node).st_mode) or stat.S_ISBLK(os.lstat(node).st_mode)):
+            raise SetupError(f"--device {device.host_path}:{device.path}: the container's "
+                             f"{device.path} is not a device node to replace")
+        os.unlink(node)
+    kind = stat.S_IFBLK if device.kind == "b" else stat.S_IFCHR
+    os.mknod(node, kind | device.mode, os.makedev(device.major, device.minor))
+    os.chown(node, device.uid, device.gid)
+    os.chmod(node, device.mode)  # mknod obeys the umask
+
+
+# what --privileged does not copy from the host's /dev: ours, or the host's own terminals
+_HOST_DEV_SKIP = frozenset(("pts", "shm", "mqueue", "console", "ptmx", "tty", "fd", "stdin", "stdout",
+                            "stderr", "core", *(name for name, _, _ in DEVICES)))
+
+
+def host_devices(top: str) -> list[Device]:
+    """The host's device nodes under /dev, as Docker's --privileged lists them
+    (oci.DevicesFromPath): every character and block node, symlinks not followed."""
+    found: list[Device] = []
+    for path, dirs, files in os.walk(top):
+        if path == top:
+            dirs[:] = [d for d in dirs if d not in _HOST_DEV_SKIP]
+        for name in files:
+            if path == top and name in _HOST_DEV_SKIP:
+                continue
+            full = f"{path}/{name}"
+            try:
+                st = os.lstat(full)
+            except OSError:  # gone meanwhile
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                found.append(Device(full, f"/dev/{full[len(top) + 1:]}", "rwm",
+                                    "c" if stat.S_ISCHR(st.st_mode) else "b", os.major(st.st_rdev),
+                                    os.minor(st.st_rdev), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid))
+    return found
 
 
 def mount_volumes(rootfs: str, mounts: Sequence[Mount]) -> None:
@@ -687,9 +747,13 @@ def capability_mask(capabilities: Sequence[str], last_cap: int | None = None) ->
     return sum(1 << cap_number(c) for c in set(capabilities) if c in ALL_CAPS and cap_number(c) <= last)
 
 
-def drop_privileges(user: User, capabilities: Sequence[str]) -> None:
+def drop_privileges(user: User, capabilities: Sequence[str], within_held: bool = False) -> None:
+    """`within_held` (--privileged): as many of them as we hold, where a host (itself a
+    container) holds fewer than the kernel knows; otherwise a missing one is an error."""
     last = linux.cap_last_cap()
     mask = capability_mask(capabilities, last)
+    if within_held:
+        mask &= held_capabilities()
     # The bounding set first: it caps what any later execve can grant, to root or through file
     # capabilities, and dropping from it needs CAP_SETPCAP, which we still hold.
     for number in range(last + 1):
@@ -707,6 +771,11 @@ def drop_privileges(user: User, capabilities: Sequence[str]) -> None:
     linux.capset(mask, mask, 0)
     linux.prctl(linux.PR_SET_KEEPCAPS, 0)
     linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def held_capabilities() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1], 16) for line in f if line.startswith("CapPrm:"))
 
 
 def resolve_command(name: str, env: Sequence[str]) -> str:

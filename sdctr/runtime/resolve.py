@@ -10,8 +10,8 @@ import time
 from collections.abc import Iterable
 
 from sdctr.log import SdctrError
-from sdctr.options import RunOptions
-from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Resources, merge_env
+from sdctr.options import RunOptions, check_device_path
+from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Resources, merge_env
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -33,12 +33,15 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
     if not [c for c in command if c]:
         raise SdctrError(f"no command specified for {options.image}",
                          hint=f"give one: sdctr run {options.image} sh")
+    # as Docker: --privileged is every capability, less --cap-drop's
+    caps = capabilities(("ALL",) if options.privileged else options.cap_add, options.cap_drop)
     return ContainerSpec(
         id=new_id(), name=options.name, image=image.repo_tags[0] if image.repo_tags else options.image,
         image_id=image.id, command=command, env=merge_env(cfg.env, user_env),
         workdir=options.workdir or cfg.workdir or "/", user=options.user or cfg.user or "",
         hostname=options.hostname, mounts=options.volumes, read_only=options.read_only,
-        capabilities=capabilities(options.cap_add, options.cap_drop),
+        capabilities=caps, devices=tuple(stat_device(d) for d in options.devices),
+        privileged=options.privileged,
         resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
                             pids_limit=options.pids_limit),
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
@@ -47,6 +50,24 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
         created=time.time(),
     )
+
+
+def stat_device(device: Device) -> Device:
+    """--device's node as the host has it now: its kind, numbers, mode and owner (Docker's
+    DeviceFromPath). Anything but a character or block device is refused."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(device.host_path)
+    except OSError as e:
+        raise SdctrError(f"--device {device.host_path}: {e.strerror}") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise SdctrError(f"--device {device.host_path}: not a device node (a character or block device)")
+    check_device_path("--device", device)
+    return device.replace(kind="c" if stat.S_ISCHR(st.st_mode) else "b", major=os.major(st.st_rdev),
+                          minor=os.minor(st.st_rdev), mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
+                          gid=st.st_gid)
 
 
 def capabilities(add: Iterable[str], drop: Iterable[str]) -> tuple[str, ...]:

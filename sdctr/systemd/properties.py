@@ -150,9 +150,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
             ("CONTAINER_ID", spec.short_id), ("CONTAINER_ID_FULL", spec.id),
             ("CONTAINER_NAME", spec.name), ("IMAGE_NAME", spec.image))]),
         ("TasksMax", "t", INFINITY if r.pids_limit < 0 else r.pids_limit),
-        # "closed": only the list below (systemd adds nothing of its own beyond the pseudo devices)
-        ("DevicePolicy", "s", "closed"),
-        ("DeviceAllow", "a(ss)", list(DEVICE_ALLOW)),
+        *device_properties(spec),
     ]
     if host.systemd_version >= FIRST_LOG_RATE_LIMIT or not host.transient_hooks:
         # journald's per-unit rate limit (10,000 lines in 30 s, scaled by free disk: 37,500 here)
@@ -179,6 +177,20 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                   ("StandardOutputFileDescriptor", "h", stdio[1]),
                   ("StandardErrorFileDescriptor", "h", stdio[2])]
     return props
+
+
+def device_properties(spec: ContainerSpec) -> list[Property]:
+    """"closed": only the list (systemd adds nothing of its own beyond the pseudo devices), with
+    --device's nodes by their host path (systemd reads its numbers at each start). --privileged:
+    "auto" with no list is no device cgroup at all, every device, as Docker's."""
+    if spec.privileged:
+        return [("DevicePolicy", "s", "auto")]
+    # one entry a node: systemd replaces a repeated path's access over D-Bus and adds to it
+    # from a file; the kernel's rules are by number and add up, as Docker's
+    access: dict[str, str] = {}
+    for d in spec.devices:
+        access[d.host_path] = "".join(c for c in "rwm" if c in access.get(d.host_path, "") + d.perms)
+    return [("DevicePolicy", "s", "closed"), ("DeviceAllow", "a(ss)", [*DEVICE_ALLOW, *access.items()])]
 
 
 def restart_properties(spec: ContainerSpec, host: Host) -> list[Property]:

@@ -4,6 +4,7 @@ the key) that is wrong, and what the image adds at create time."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ from sdctr.image.store import Image, ImageConfig
 from sdctr.log import SdctrError
 from sdctr.main import main
 from sdctr.options import OPTIONS, RunOptions, run_options, user_env
-from sdctr.runtime.resolve import capabilities, resolve
-from sdctr.spec import Mount, NetworkMode, RestartPolicy
+from sdctr.runtime.resolve import capabilities, resolve, stat_device
+from sdctr.spec import Device, Mount, NetworkMode, RestartPolicy
 
 GLOBAL_DESTS = {"debug", "root", "unit_file_mode", "verb", "handler"}
 
@@ -74,6 +75,8 @@ ip: 10.89.0.10
 ephemeral: yes
 pull: never
 platform: linux/arm64
+devices: ["/dev/loop3:/dev/xvda:r"]
+privileged: true
 """
 FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100", "-e", "A=1", "-e", "B",
          "--env-file", "/etc/web.env", "-w", "/srv", "-u", "1000:1000", "-h", "web",
@@ -81,7 +84,8 @@ FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100"
          "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "bridge",
          "-p", "127.0.0.1:8080:80",
          "--publish", "5353:53/udp", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
-         "--pull", "never", "--platform", "linux/arm64", "busybox:1.36", "sh", "-c", "echo hi"]
+         "--pull", "never", "--platform", "linux/arm64", "--device", "/dev/loop3:/dev/xvda:r",
+         "--privileged", "busybox:1.36", "sh", "-c", "echo hi"]
 
 
 def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
@@ -108,6 +112,7 @@ BAD = {
     "network": ("bogus", "no such network"), "pull": ("often", "often"),
     "publish": ("80", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
     "user": ("4294967295", "is not a user or group id"), "labels": ("=x", "is not KEY=VALUE"),
+    "devices": ("/dev/loop3:rwx", "permissions 'rwx' are not some of r, w, m"),
 }
 
 
@@ -307,3 +312,37 @@ def test_what_the_user_asked_wins_over_the_image() -> None:
     default = resolve(RunOptions(image="busybox"), IMAGE)
     assert (default.workdir, default.attached) == ("/home", True)
     assert set(default.capabilities) == set(docker.DEFAULT_CAPS)
+
+
+@pytest.mark.parametrize(("value", "device"), [
+    ("/dev/loop3", Device("/dev/loop3", "/dev/loop3", "rwm")),
+    ("/dev/loop3:r", Device("/dev/loop3", "/dev/loop3", "r")),
+    ("/dev/sdb:/dev/xvdb", Device("/dev/sdb", "/dev/xvdb", "rwm")),
+    ("/dev/sdb:/dev/disk/xvdb:mwr", Device("/dev/sdb", "/dev/disk/xvdb", "rwm")),
+])
+def test_device_takes_dockers_forms(value: str, device: Device) -> None:
+    assert opts.parse_device("--device", value) == device
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("/dev/loop3:rr", "are not some of r, w, m"), ("/dev/loop3:/dev/x:q", "are not some of r, w, m"),
+    ("loop3", "not an absolute host path"), ("/dev/a:/dev/b:r:w", "is not HOST[:CONTAINER][:PERMS]"),
+    ("/dev/sdb:/data/sdb", "under /dev"), ("/dev/sdb:dev/sdb", "under /dev"),
+    ("/dev/sdb:/dev/../etc/x", "under /dev"), ("/dev/sdb:/dev/pts/0", "under /dev"),
+])
+def test_a_bad_device_says_why(value: str, message: str) -> None:
+    with pytest.raises(SdctrError, match=re.escape(message)):
+        opts.parse_device("--device", value)
+
+
+def test_a_device_is_stated_at_create() -> None:
+    null = stat_device(Device("/dev/null", "/dev/mynull", "r"))
+    assert (null.kind, null.major, null.minor, null.path, null.perms) == ("c", 1, 3, "/dev/mynull", "r")
+    assert null.mode == 0o666
+    outside = stat_device(Device("/dev/null", "/dev/null")).replace(host_path="/srv/null", path="/srv/null")
+    with pytest.raises(SdctrError, match="under /dev"):  # checked here when CONTAINER is HOST's
+        opts.check_device_path("--device", outside)
+    for path, message in (("/etc/passwd", "not a device node"), ("/dev/no-such", "No such file")):
+        with pytest.raises(SdctrError, match=message) as e:
+            stat_device(Device(path, path))
+        assert str(e.value).startswith(f"--device {path}: ")

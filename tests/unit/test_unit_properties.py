@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sdctr.paths import STOP_SCRIPT
-from sdctr.spec import ContainerSpec, Resources, RestartPolicy
+from sdctr.spec import ContainerSpec, Device, Resources, RestartPolicy
 from sdctr.systemd.properties import Host, cpu_weight, properties, unit_file
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -166,6 +166,30 @@ def test_devices_are_closed_to_all_but_the_pseudo_devices() -> None:
         p = props(web(), version=cgroup)
         assert p["DevicePolicy"] == "closed"
         assert set(p["DeviceAllow"]) == docker_default
+
+
+def test_a_device_adds_its_node_to_the_list() -> None:
+    loop = Device("/dev/loop3", "/dev/xvda", "rw", "b", 7, 3)
+    for cgroup in (1, 2):
+        p = props(web(devices=(loop,)), version=cgroup)
+        assert p["DevicePolicy"] == "closed"
+        assert p["DeviceAllow"][-1] == ("/dev/loop3", "rw")  # type: ignore[index]
+        assert ("/dev/loop3", "rw") not in p["DeviceAllow"][:-1]  # type: ignore[index]
+    # the same node twice: once, with both accesses (systemd would keep one over D-Bus)
+    twice = props(web(devices=(loop, loop.replace(path="/dev/ro", perms="m"))))["DeviceAllow"]
+    assert twice[-1] == ("/dev/loop3", "rwm") and len(twice) == len(p["DeviceAllow"])  # type: ignore
+    assert "DeviceAllow=/dev/loop3 rw\n" in unit_file(properties(web(devices=(loop,)), Host(1, 219), SDCTR))
+
+
+def test_privileged_has_no_device_cgroup() -> None:
+    # "auto" without a list is no restriction (systemd.resource-control(5)); a list, even of
+    # --device's nodes, would close the rest again
+    loop = Device("/dev/loop3", "/dev/xvda", "rw", "b", 7, 3)
+    for cgroup in (1, 2):
+        p = props(web(privileged=True, devices=(loop,)), version=cgroup)
+        assert p["DevicePolicy"] == "auto" and "DeviceAllow" not in p
+    text = unit_file(properties(web(privileged=True), Host(1, 219), SDCTR))
+    assert "DevicePolicy=auto\n" in text and "DeviceAllow" not in text
 
 
 def test_journald_keeps_every_line_where_systemd_can_say_so() -> None:

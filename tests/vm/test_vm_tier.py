@@ -137,6 +137,19 @@ def test_sdctr_container_past_its_memory_limit_is_oom_killed(boot: Boot) -> None
     assert boot.fact("run_oom_killed") == "true", boot
 
 
+def test_a_container_cannot_read_the_vms_disk(boot: Boot) -> None:
+    """Issue 10, under either cgroup version (v2: systemd's BPF device program): root in a
+    container reads the disk neither through a node it made nor through its image's 0666 node;
+    --device opens its own node and no other; --privileged opens every one, as Docker's."""
+    assert boot.fact("disk_node").split()[1].count(":") == 1, boot
+    assert boot.fact("disk_read_on_host") == "read", boot  # the probe itself works
+    eperm = "/tmp/d: Operation not permitted"
+    assert boot.fact("disk_read_mknod") == eperm, boot
+    assert boot.fact("disk_read_image_node") == "/disk: Operation not permitted", boot
+    assert boot.fact("device_read") == f"LOOP-MARKER-VM {eperm}", boot
+    assert boot.fact("privileged_read") == "read", boot
+
+
 # --- the test host on a cgroup v2 machine ------------------------------------------------------
 
 @pytest.fixture(scope="module")
