@@ -23,6 +23,14 @@ pytestmark = pytest.mark.testhost
 CGROUP_FS = Path("/sys/fs/cgroup")
 
 
+def cgroup_of(pid: str) -> str | None:
+    """A process's /proc/PID/cgroup; None for one that exited since it was listed."""
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except FileNotFoundError:
+        return None
+
+
 def kernel_log() -> str:
     return subprocess.run(["dmesg"], capture_output=True, text=True, check=True).stdout
 
@@ -83,18 +91,24 @@ def busybox(testhost: Machine) -> Iterator[str]:
 def test_an_sdctr_containers_limits_and_oom_kill_are_the_kernels(testhost: Machine, busybox: str) -> None:
     """What the systemd-run tests above prove for any unit, proven for sdctr's own: the limits in
     the unit's cgroup files, the kernel's OOM killer naming that cgroup, its lines in journald."""
-    script = "echo started; sleep 3; exec dd if=/dev/zero of=/dev/null bs=100M count=1"
+    # 10 s before the allocation: time for the checks below on a busy machine (with 3 s, one CI
+    # run saw the container's cgroup change under them)
+    script = "echo started; sleep 10; exec dd if=/dev/zero of=/dev/null bs=100M count=1"
     cid = testhost.exec("sdctr", "run", "-d", "-m", "32m", "-c", "512", "--pids-limit", "40", busybox,
                         "sh", "-c", script).stdout.strip()
     unit = f"ctr-{cid[:12]}.service"
     base = f"sdctr-testhost-{testhost.name}/sdctr.slice/{unit}"
     try:
+        # the command runs (so the init that handed it over has left the cgroup) before we look
+        journal = ["journalctl", "--no-pager", "-o", "cat", "-u", unit]
+        wait_for(lambda: "started" in testhost.exec(*journal).stdout, what="the container's first line")
         assert (CGROUP_FS / "memory" / base / "memory.limit_in_bytes").read_text().strip() == "33554432"
         assert (CGROUP_FS / "cpu" / base / "cpu.shares").read_text().strip() == "512"
         assert (CGROUP_FS / "pids" / base / "pids.max").read_text().strip() == "40"
         # the reaper and the command run in that cgroup, not somewhere with no limit
         procs = (CGROUP_FS / "memory" / base / "cgroup.procs").read_text().split()
-        assert procs and all(Path(f"/proc/{p}/cgroup").read_text().count(f"/{base}") >= 3 for p in procs)
+        alive = {p: text for p in procs if (text := cgroup_of(p)) is not None}
+        assert alive and all(text.count(f"/{base}") >= 3 for text in alive.values()), alive
         assert testhost.exec("sdctr", "wait", cid).stdout.strip() == "137"
         memcg = f"oom_memcg=/{base}"
         wait_for(lambda: memcg in kernel_log(), what=f"the kernel's OOM report for {memcg}")
