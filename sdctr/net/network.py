@@ -63,12 +63,6 @@ def default_network(config: Config | None = None) -> Network:
     return Network(DEFAULT_NAME, settings.bridge, subnet, gateway)
 
 
-def network_named(name: str, config: Config | None = None) -> Network:
-    if name != DEFAULT_NAME:
-        raise SdctrError(f"network {name!r} not found", hint="the networks are: bridge, host, none")
-    return default_network(config)
-
-
 def overlapping_route(subnet: ipam.Subnet, routes: Iterable[dict[str, Any]], bridge: str) -> str | None:
     """The first route (as `ip -j route` lists them) whose destination overlaps `subnet`, other
     than the default route and our own bridge's; its text, for the error."""
