@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sdctr import linux, state
 from sdctr.caps import ALL_CAPS, cap_number
-from sdctr.init import reaper, seccomp
+from sdctr.init import reaper, sealed, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
 from sdctr.paths import Paths
 from sdctr.record import Record
@@ -396,13 +396,10 @@ def prepare_rootfs(rootfs: str) -> str:
 
 
 def open_reaper(path: str) -> int:
-    """An O_PATH descriptor of the host's reaper, to exec after pivot_root. It goes through a
-    read-only bind of itself, so /proc/1/exe in the container leads to a read-only mount: a
-    container root cannot rewrite the host's binary through it (CVE-2019-5736, where runc was
-    overwritten the same way). The bind lives in our mount namespace only."""
-    linux.mount(path, path, None, linux.MS_BIND)
-    remount_readonly(path)
-    return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    """A sealed memfd copy of the host's reaper, to exec after pivot_root: the container's
+    /proc/1/exe is then that copy, never the host's binary (sdctr.init.sealed). Made before the
+    seccomp filter and the capability drop, and charged to the container's memory cgroup."""
+    return sealed.sealed_copy(path, os.path.basename(path))
 
 
 @contextlib.contextmanager
