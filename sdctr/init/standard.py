@@ -94,7 +94,7 @@ def run_init(paths: Paths, cid: str) -> int:
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
                              f"{rootfs}", hint="the unit's ExecStartPre hook mounts it")
-        write_etc_files(paths.container_dir(cid), spec)
+        write_etc_files(paths, spec)
         reaper_path = find_reaper()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -152,9 +152,11 @@ def describe(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
+def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
     """hostname, hosts and resolv.conf for the container, kept in its record directory and
-    bind-mounted over the image's own (as Docker does), so the image is never modified."""
+    bind-mounted over the image's own (as Docker does), so the image is never modified. Written
+    under the record's lock through its directory, which is never created here: a record `rm`
+    removed meanwhile fails the start instead of coming back as a directory without a config."""
     hostname = spec.hostname_or_id
     hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
              f"127.0.1.1\t{hostname}\n")
@@ -167,16 +169,36 @@ def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
         resolv = "# --network none: no DNS servers\n" + "".join(f"{ln}\n" for ln in kept)
     else:
         resolv = host_resolv
-    directory.mkdir(parents=True, exist_ok=True)
     files: tuple[tuple[str, str], ...] = (("hostname", f"{hostname}\n"), ("hosts", hosts),
                                           ("resolv.conf", resolv))
     if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)
         files = files[:1]
-    for name, text in files:
-        tmp = directory / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, directory / name)
+    try:
+        with state.record_locked(paths, spec.id) as d:
+            for name, text in files:
+                _write_file_atomic(d, name, text.encode())
+    except state.NoSuchContainer:
+        raise SdctrError(f"the record of container {spec.short_id} was removed while it started") from None
+
+
+def _write_file_atomic(dir_fd: int, name: str, data: bytes) -> None:
+    """`name` in the directory `dir_fd`, whole or not at all: 0644 (the container's users read
+    it) whatever the umask, through a temp file and a rename."""
+    tmp = f".{name}.tmp{os.getpid()}"  # swept by state.sweep_dead_writers if we are killed
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                 dir_fd=dir_fd)
+    try:
+        try:
+            os.fchmod(fd, 0o644)
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 def find_reaper() -> str | None:
