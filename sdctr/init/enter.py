@@ -38,7 +38,7 @@ from pathlib import Path
 
 from sdctr import cgroups, linux
 from sdctr.init import sealed
-from sdctr.log import EXIT_SDCTR, SdctrError, error
+from sdctr.log import EXIT_SDCTR, SdctrError, describe, report
 from sdctr.spec import ContainerSpec, env_mapping, merge_env
 
 TYPE_CHECKING = False
@@ -186,12 +186,8 @@ def _in_cgroup(pid: int, cgroup: str) -> bool:
 def helper(request_fd: int) -> int:
     try:
         return _helper(request_fd)
-    except SdctrError as e:
-        error(str(e), e.hint)
-        return e.status
-    except OSError as e:
-        error(_describe(e))
-        return EXIT_SDCTR
+    except (SdctrError, OSError) as e:
+        return report(e)
 
 
 def _helper(request_fd: int) -> int:
@@ -303,7 +299,7 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, 
         os.write(2, f"sdctr: error: {e}\n".encode())
         os._exit(e.status)
     except OSError as e:
-        os.write(2, f"sdctr: error: {_describe(e)}\n".encode())
+        os.write(2, f"sdctr: error: {describe(e)}\n".encode())
         os._exit(126)
     except BaseException as e:
         os.write(2, f"sdctr: error: internal error: {e.__class__.__name__}: {e}\n".encode())
@@ -321,14 +317,6 @@ def _default_signals() -> None:
             except (OSError, ValueError):  # the real-time signals glibc keeps for itself
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-
-
-def _describe(e: OSError) -> str:
-    from sdctr.init import standard as init
-
-    return init.describe(e)
-
-
 
 
 def _relay(routes: dict[int, int], child: int, master: int | None, forwarded: tuple[int, ...]) -> int:

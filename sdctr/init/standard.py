@@ -35,7 +35,7 @@ from pathlib import Path
 from sdctr import linux, state
 from sdctr.caps import ALL_CAPS, cap_number
 from sdctr.init import reaper, sealed, seccomp
-from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
+from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, describe, report
 from sdctr.paths import Paths
 from sdctr.record import Record
 from sdctr.spec import ContainerSpec, Device, Mount, NetworkMode, env_mapping, merge_env
@@ -137,19 +137,8 @@ def run_init(paths: Paths, cid: str) -> int:
             return 0  # systemd adopts the container's PID 1 as the unit's main process
         _, status = os.waitpid(pid, 0)
         return reaper.exit_status(status)
-    except SdctrError as e:
-        error(str(e), e.hint)
-        return e.status
-    except OSError as e:
-        error(describe(e))
-        return EXIT_SDCTR
-
-
-def describe(e: OSError) -> str:
-    """One line: sdctr.linux already names the call in strerror; os names the file."""
-    if e.filename is not None:
-        return f"{e.filename}: {e.strerror}"
-    return e.strerror or str(e)
+    except (SdctrError, OSError) as e:
+        return report(e)
 
 
 def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
