@@ -19,6 +19,9 @@ import fcntl
 import os
 
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+# <linux/memfd.h>, Linux 6.3: an executable memfd, asked for explicitly. Under the sysctl
+# vm.memfd_noexec=1 a memfd made without it is sealed non-executable, and exec fails (EACCES).
+MFD_EXEC = 0x0010
 
 
 def sealed_copy(path: str, name: str) -> int:
@@ -27,7 +30,7 @@ def sealed_copy(path: str, name: str) -> int:
     not for a script: the kernel hands a script's interpreter /dev/fd/N, gone by then."""
     src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        fd = _memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             remaining = os.fstat(src).st_size
             while remaining > 0:  # sendfile: no copy through our memory
@@ -42,3 +45,12 @@ def sealed_copy(path: str, name: str) -> int:
     finally:
         os.close(src)
     return fd
+
+
+def _memfd_create(name: str, flags: int) -> int:
+    try:
+        return os.memfd_create(name, flags | MFD_EXEC)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # EINVAL: a kernel before 6.3, where every memfd may be run
+            raise
+    return os.memfd_create(name, flags)
