@@ -34,8 +34,8 @@ from pathlib import Path
 
 from sdctr import linux, state
 from sdctr.caps import ALL_CAPS, cap_number
-from sdctr.init import reaper, seccomp
-from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
+from sdctr.init import reaper, sealed, seccomp
+from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, describe, report
 from sdctr.paths import Paths
 from sdctr.record import Record
 from sdctr.spec import ContainerSpec, Device, Mount, NetworkMode, env_mapping, merge_env
@@ -94,7 +94,7 @@ def run_init(paths: Paths, cid: str) -> int:
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
                              f"{rootfs}", hint="the unit's ExecStartPre hook mounts it")
-        write_etc_files(paths.container_dir(cid), spec)
+        write_etc_files(paths, spec)
         reaper_path = find_reaper()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -137,24 +137,15 @@ def run_init(paths: Paths, cid: str) -> int:
             return 0  # systemd adopts the container's PID 1 as the unit's main process
         _, status = os.waitpid(pid, 0)
         return reaper.exit_status(status)
-    except SdctrError as e:
-        error(str(e), e.hint)
-        return e.status
-    except OSError as e:
-        error(describe(e))
-        return EXIT_SDCTR
+    except (SdctrError, OSError) as e:
+        return report(e)
 
 
-def describe(e: OSError) -> str:
-    """One line: sdctr.linux already names the call in strerror; os names the file."""
-    if e.filename is not None:
-        return f"{e.filename}: {e.strerror}"
-    return e.strerror or str(e)
-
-
-def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
+def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
     """hostname, hosts and resolv.conf for the container, kept in its record directory and
-    bind-mounted over the image's own (as Docker does), so the image is never modified."""
+    bind-mounted over the image's own (as Docker does), so the image is never modified. Written
+    under the record's lock through its directory, which is never created here: a record `rm`
+    removed meanwhile fails the start instead of coming back as a directory without a config."""
     hostname = spec.hostname_or_id
     hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
              f"127.0.1.1\t{hostname}\n")
@@ -167,16 +158,36 @@ def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
         resolv = "# --network none: no DNS servers\n" + "".join(f"{ln}\n" for ln in kept)
     else:
         resolv = host_resolv
-    directory.mkdir(parents=True, exist_ok=True)
     files: tuple[tuple[str, str], ...] = (("hostname", f"{hostname}\n"), ("hosts", hosts),
                                           ("resolv.conf", resolv))
     if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)
         files = files[:1]
-    for name, text in files:
-        tmp = directory / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, directory / name)
+    try:
+        with state.record_locked(paths, spec.id) as d:
+            for name, text in files:
+                _write_file_atomic(d, name, text.encode())
+    except state.NoSuchContainer:
+        raise SdctrError(f"the record of container {spec.short_id} was removed while it started") from None
+
+
+def _write_file_atomic(dir_fd: int, name: str, data: bytes) -> None:
+    """`name` in the directory `dir_fd`, whole or not at all: 0644 (the container's users read
+    it) whatever the umask, through a temp file and a rename."""
+    tmp = f".{name}.tmp{os.getpid()}"  # swept by state.sweep_dead_writers if we are killed
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                 dir_fd=dir_fd)
+    try:
+        try:
+            os.fchmod(fd, 0o644)
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 def find_reaper() -> str | None:
@@ -396,13 +407,10 @@ def prepare_rootfs(rootfs: str) -> str:
 
 
 def open_reaper(path: str) -> int:
-    """An O_PATH descriptor of the host's reaper, to exec after pivot_root. It goes through a
-    read-only bind of itself, so /proc/1/exe in the container leads to a read-only mount: a
-    container root cannot rewrite the host's binary through it (CVE-2019-5736, where runc was
-    overwritten the same way). The bind lives in our mount namespace only."""
-    linux.mount(path, path, None, linux.MS_BIND)
-    remount_readonly(path)
-    return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    """A sealed memfd copy of the host's reaper, to exec after pivot_root: the container's
+    /proc/1/exe is then that copy, never the host's binary (sdctr.init.sealed). Made before the
+    seccomp filter and the capability drop, and charged to the container's memory cgroup."""
+    return sealed.sealed_copy(path, os.path.basename(path))
 
 
 @contextlib.contextmanager

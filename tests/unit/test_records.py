@@ -104,6 +104,28 @@ def test_a_write_needs_its_directory(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_the_inits_etc_files_never_bring_a_removed_record_back(paths: Paths) -> None:
+    """The init writes hostname, hosts and resolv.conf into the record directory after reading
+    the record: an `rm` in between must fail the start with one line, not leave a directory
+    without a config (it made it again, with its parents, mkdir(parents=True))."""
+    from sdctr.init import standard
+    from sdctr.log import SdctrError
+
+    spec = state.find_by_id(paths, CID)
+    standard.write_etc_files(paths, spec)
+    names = sorted(os.listdir(paths.container_dir(CID)))
+    assert names == ["config.json", "hostname", "hosts", "resolv.conf"]
+    assert stat.S_IMODE(os.stat(paths.container_dir(CID) / "hosts").st_mode) == 0o644
+    state.remove_record(paths, CID)
+    with pytest.raises(SdctrError, match="removed while it started"):
+        standard.write_etc_files(paths, spec)
+    assert os.listdir(paths.containers) == []
+    os.rmdir(paths.containers)  # nor its parent
+    with pytest.raises(SdctrError, match="removed while it started"):
+        standard.write_etc_files(paths, spec)
+    assert not paths.containers.exists()
+
+
 def test_temp_files_of_dead_writers_are_swept_by_the_next_listing(paths: Paths) -> None:
     """A writer killed before its rename leaves .NAME.tmpPID: gone at the next `ps` once PID is
     gone; one whose writer still runs is kept."""

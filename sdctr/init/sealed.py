@@ -1,0 +1,56 @@
+"""A sealed anonymous copy of a host binary, to exec where a container can see the process.
+
+A process in the container's PID namespace shows its binary at /proc/<pid>/exe. Were that the
+host's file (the reaper, python3), a container root could open it and write it once no running
+process guards it with ETXTBSY, or keep a descriptor for later: what the host runs next is then
+the container's (CVE-2019-5736, where runc was rewritten that way). runc's answer, followed
+here (libcontainer/dmz/cloned_binary_linux.go, once nsenter/cloned_binary.c): exec a memfd copy
+carrying every seal, so its /proc/<pid>/exe is "/memfd:<name> (deleted)", names no host file,
+and refuses any write for good (F_SEAL_SEAL: no one can lift the others).
+
+The price: the copy is shmem, not the shared page cache: ~0.7 MiB per container for
+tini-static, charged to the container's memory cgroup, and ~0.3 ms of sendfile per start.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+
+SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+# <linux/memfd.h>, Linux 6.3: an executable memfd, asked for explicitly. Under the sysctl
+# vm.memfd_noexec=1 a memfd made without it is sealed non-executable, and exec fails (EACCES).
+MFD_EXEC = 0x0010
+
+
+def sealed_copy(path: str, name: str) -> int:
+    """A close-on-exec descriptor of a sealed memfd holding `path`'s bytes; exec it with
+    os.execve(fd, ...) (execveat, AT_EMPTY_PATH). Close-on-exec is safe for an ELF binary,
+    not for a script: the kernel hands a script's interpreter /dev/fd/N, gone by then."""
+    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = _memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            remaining = os.fstat(src).st_size
+            while remaining > 0:  # sendfile: no copy through our memory
+                sent = os.sendfile(fd, src, None, remaining)
+                if sent == 0:
+                    raise OSError(errno.EIO, f"copying {path}: it shrank while read")
+                remaining -= sent
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        os.close(src)
+    return fd
+
+
+def _memfd_create(name: str, flags: int) -> int:
+    try:
+        return os.memfd_create(name, flags | MFD_EXEC)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # EINVAL: a kernel before 6.3, where every memfd may be run
+            raise
+    return os.memfd_create(name, flags)
