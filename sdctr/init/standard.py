@@ -49,7 +49,11 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Static reapers only: a dynamic one would look for its ELF interpreter inside the container.
-REAPERS = ("/usr/bin/tini-static", "/usr/libexec/podman/catatonit", "/usr/bin/catatonit")
+# In this order: tini-static (Debian, EPEL); catatonit where RHEL/CentOS 9 and Fedora install it
+# (package catatonit, AppStream), then podman's link to it (EL8's podman-catatonit), then a
+# catatonit built by hand.
+REAPERS = ("/usr/bin/tini-static", "/usr/libexec/catatonit/catatonit", "/usr/libexec/podman/catatonit",
+           "/usr/bin/catatonit")
 # SDCTR_INIT_REAPER=python forces the fallback (tests), or names another static reaper binary.
 REAPER_ENV = "SDCTR_INIT_REAPER"
 
