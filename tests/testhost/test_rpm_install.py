@@ -52,12 +52,7 @@ def query(rpm_file: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[Machine]:
-    # tests/testhost/testhost boots systemd with the caller's environment, and conftest's
-    # SDCTR_CONFIG (a file that does not exist, for this machine's sdctr) would then steer the
-    # package's generator, run by that systemd, away from /etc/sdctr/containers (seen: no
-    # ctr-NAME.service generated)
-    monkeypatch.delenv("SDCTR_CONFIG", raising=False)
+def host() -> Iterator[Machine]:
     machine = boot_testhost()
     try:
         machine.sh(CHECKOUT_COPY)
