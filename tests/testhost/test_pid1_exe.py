@@ -57,3 +57,24 @@ def test_pid1_exe_is_a_sealed_copy_the_container_cannot_write(host: Machine, fla
     assert int(seen["seals"]) == ALL_SEALS, seen  # before: -22 (EINVAL: no memfd)
     for way in WRITES:
         assert seen[way] in WRITE_REFUSED, (way, seen)  # ETXTBSY, EPERM: never 0
+
+
+def test_the_python_fallback_pid1_is_a_sealed_copy_of_the_interpreter(host: Machine) -> None:
+    """Without a static reaper (SDCTR_INIT_REAPER=python, in systemd's manager environment so the
+    unit's init inherits it) the init itself stays PID 1: under real systemd (Type=notify,
+    MAINPID, the journal's streams) it re-executes from a sealed copy of its interpreter first.
+    CAP_SYS_PTRACE lets the probe past the Python PID 1's non-dumpable flag. Before the fix:
+    exe "/usr/bin/python3.11", seals -22."""
+    # the interpreter of the installed sdctr's script
+    python = host.sh("readlink -f \"$(sed -n '1s/^#!//p' \"$(command -v sdctr)\")\"").stdout.strip()
+    before = host.exec("sha256sum", python).stdout
+    host.exec("systemctl", "set-environment", "SDCTR_INIT_REAPER=python")
+    try:
+        seen = probe(host, "--cap-add", "SYS_PTRACE")
+    finally:
+        host.exec("systemctl", "unset-environment", "SDCTR_INIT_REAPER")
+    assert host.exec("sha256sum", python).stdout == before
+    assert seen["exe"] == "/memfd:sdctr-init (deleted)", seen
+    assert int(seen["seals"]) == ALL_SEALS, seen
+    for way in WRITES:
+        assert seen[way] in WRITE_REFUSED, (way, seen)
