@@ -8,8 +8,24 @@ here (libcontainer/dmz/cloned_binary_linux.go, once nsenter/cloned_binary.c): ex
 carrying every seal, so its /proc/<pid>/exe is "/memfd:<name> (deleted)", names no host file,
 and refuses any write for good (F_SEAL_SEAL: no one can lift the others).
 
-The price: the copy is shmem, not the shared page cache: ~0.7 MiB per container for
-tini-static, charged to the container's memory cgroup, and ~0.3 ms of sendfile per start.
+Two users in the init (sdctr.init.standard): the static reaper (tini-static, catatonit), exec'd
+as PID 1; and, without one, the init's own interpreter (/proc/self/exe), which the Python
+fallback re-executes from before forking PID 1 (become_sealed_init), as `sdctr exec` does its
+helper (sdctr.init.enter).
+
+The price: the copy is shmem, not the shared page cache, charged to the container's memory
+cgroup. tini-static: ~0.7 MiB per container and ~0.3 ms of sendfile per start. The Python
+fallback: the whole interpreter binary, 6.5 MiB of shmem per container for Debian 12's
+python3.11 (6,831,736 bytes; PID 1's PSS 6.1 -> 7.6 MiB, its RSS ~13 MiB either way), and a
+second interpreter start: ~60 ms more CPU per start (children's user+sys, median of 30 starts of
+`true`: 86-90 -> 144-157 ms, on 2 cores at load 15-19, which inflates both; the copy itself
+19 ms of it there), the extra interpreter and the init's imports (seccomp's and linux's ctypes)
+being most of it. Measured with tests/host/test_init.py's Containers, SDCTR_INIT_REAPER=python.
+
+Not covered: the fallback's PID 1 still maps the host's shared libraries (libc.so.6, libm, libz,
+libexpat, lib-dynload's modules). A container holding CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE)
+and CAP_SYS_PTRACE, --privileged included, opens them read-write through /proc/1/map_files
+(tried on Linux 6.18: an O_RDWR open of libc.so.6 succeeds). tini-static maps no library.
 """
 
 from __future__ import annotations

@@ -28,11 +28,12 @@ import select
 import signal
 import stat
 import struct
+import sys
 import termios
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sdctr import linux, state
+from sdctr import linux, log, state
 from sdctr.caps import ALL_CAPS, cap_number
 from sdctr.init import reaper, sealed, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, describe, report
@@ -56,6 +57,8 @@ REAPERS = ("/usr/bin/tini-static", "/usr/libexec/catatonit/catatonit", "/usr/lib
            "/usr/bin/catatonit")
 # SDCTR_INIT_REAPER=python forces the fallback (tests), or names another static reaper binary.
 REAPER_ENV = "SDCTR_INIT_REAPER"
+# The memfd the Python fallback runs from: the container's /proc/1/exe reads /memfd:sdctr-init.
+SEALED_INIT = "sdctr-init"
 
 # moby's defaults (daemon/oci_linux.go, oci/defaults.go): paths that leak host information or
 # reach host hardware get nothing (a read-only tmpfs over a directory, /dev/null over a file)...
@@ -91,15 +94,20 @@ class User(Record):
 
 # --- parent --------------------------------------------------------------------------------------
 
-def run_init(paths: Paths, cid: str) -> int:
+def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
+    """`sealed_python`: this process already runs from the sealed copy of the interpreter."""
     try:
+        reaper_path = find_reaper()
+        if reaper_path is None and not sealed_python:
+            # The Python fallback: this process's child stays the container's PID 1, so it must
+            # not run from the host's python3 (its /proc/1/exe): once more, from a sealed copy.
+            become_sealed_init(paths, cid)
         spec = state.find_by_id(paths, cid)
         rootfs = paths.rootfs(cid)
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
                              f"{rootfs}", hint="the unit's ExecStartPre hook mounts it")
         write_etc_files(paths, spec)
-        reaper_path = find_reaper()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         new_pid_namespace()
@@ -143,6 +151,39 @@ def run_init(paths: Paths, cid: str) -> int:
         return reaper.exit_status(status)
     except (SdctrError, OSError) as e:
         return report(e)
+
+
+def become_sealed_init(paths: Paths, cid: str) -> NoReturn:
+    """Re-executes the init as a sealed memfd copy of its interpreter (sdctr.init.sealed), as
+    `sdctr exec` does its helper: same paths, container and --debug, same environment (the
+    NOTIFY_SOCKET, the journal's JOURNAL_STREAM) and descriptors (stdio: systemd's journal
+    streams or the terminal; nothing of ours is open yet). The copy enters at sealed_init(),
+    which never comes back here: no loop."""
+    interpreter = sealed.sealed_copy("/proc/self/exe", SEALED_INIT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    package_parent = str(Path(__file__).resolve().parents[2])
+    bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                 "from sdctr.init.standard import sealed_init; sealed_init(sys.argv[2:])")
+    # -S -s: no site-packages (the init needs only the standard library); PYTHONHOME because the
+    # copy's path tells Python nothing about where its library lives.
+    environment = {**os.environ, "PYTHONHOME": f"{sys.base_prefix}:{sys.base_exec_prefix}",
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+    os.execve(interpreter, [SEALED_INIT, "-S", "-s", "-c", bootstrap, package_parent,
+                            str(paths.root), str(paths.run), cid, *(["--debug"] if log.debugging() else [])],
+              environment)
+
+
+def sealed_init(argv: Sequence[str]) -> NoReturn:
+    """The init again, in the sealed copy: `ROOT RUN ID [--debug]`. Out as sdctr.main.entry()
+    leaves, without the interpreter's teardown."""
+    root, run, cid, *flags = argv
+    log.set_debug("--debug" in flags)
+    status = run_init(Paths(Path(root), Path(run)), cid, sealed_python=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
