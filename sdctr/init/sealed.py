@@ -22,10 +22,11 @@ second interpreter start: ~60 ms more CPU per start (children's user+sys, median
 19 ms of it there), the extra interpreter and the init's imports (seccomp's and linux's ctypes)
 being most of it. Measured with tests/host/test_init.py's Containers, SDCTR_INIT_REAPER=python.
 
-Not covered: the fallback's PID 1 still maps the host's shared libraries (libc.so.6, libm, libz,
-libexpat, lib-dynload's modules). A container holding CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE)
-and CAP_SYS_PTRACE, --privileged included, opens them read-write through /proc/1/map_files
-(tried on Linux 6.18: an O_RDWR open of libc.so.6 succeeds). tini-static maps no library.
+The fallback's PID 1 still maps the host's shared libraries (libc.so.6, libm, libz, libexpat,
+lib-dynload's modules). A container holding CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE) and
+CAP_SYS_PTRACE opens them read-write through /proc/1/map_files (tried on Linux 6.18: an O_RDWR
+open of libc.so.6 succeeds), so the fallback refuses such a container (init/standard.py's
+refuse_unsealable); --privileged is unconfined by choice. tini-static maps no library.
 """
 
 from __future__ import annotations

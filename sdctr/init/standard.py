@@ -103,6 +103,8 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
             # not run from the host's python3 (its /proc/1/exe): once more, from a sealed copy.
             become_sealed_init(paths, cid)
         spec = state.find_by_id(paths, cid)
+        if reaper_path is None:
+            refuse_unsealable(spec)
         rootfs = paths.rootfs(cid)
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
@@ -151,6 +153,23 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         return reaper.exit_status(status)
     except (SdctrError, OSError) as e:
         return report(e)
+
+
+def refuse_unsealable(spec: ContainerSpec) -> None:
+    """The Python fallback's PID 1 maps the host's libc and extension modules, which a container
+    holding CAP_SYS_PTRACE (past non-dumpable) and CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (for
+    /proc/1/map_files) could open for writing: no sealed copy covers them. A static reaper maps
+    none. --privileged is unconfined by the user's choice already (every device)."""
+    held = set(spec.capabilities)
+    if spec.privileged or "CAP_SYS_PTRACE" not in held or not held & MAP_FILES_CAPS:
+        return
+    raise SdctrError("without a static reaper, a container cannot hold CAP_SYS_PTRACE with "
+                     "CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE: the host's libraries mapped by the "
+                     "Python fallback init would be writable from it (/proc/1/map_files)",
+                     hint="install tini-static (Debian) or catatonit (RHEL), or drop one of them")
+
+
+MAP_FILES_CAPS = frozenset({"CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"})
 
 
 def become_sealed_init(paths: Paths, cid: str) -> NoReturn:

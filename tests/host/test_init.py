@@ -186,6 +186,24 @@ def test_pid1_exe_is_a_sealed_copy_the_container_cannot_write(ctr: Containers, p
         assert seen[way] in WRITE_REFUSED, (way, seen)  # ETXTBSY, EPERM: never 0
 
 
+def test_the_python_fallback_refuses_the_caps_that_reach_its_host_libraries(tmp_path: Path,
+                                                                          rootfs: Path) -> None:
+    """The fallback's PID 1 maps the host's libc and extension modules; with CAP_SYS_PTRACE (past
+    non-dumpable) and CAP_SYS_ADMIN (for /proc/1/map_files) a container root opened them for
+    writing (seen before the refusal: the run listed /usr/lib/x86_64-linux-gnu/libc.so.6). Such a
+    container is refused with one line that names the way out; nothing is opened."""
+    c = Containers(tmp_path, rootfs, "python")
+    try:
+        r = c.run("sh", "-c", 'for f in /proc/1/map_files/*; do (exec 3<>"$f") 2>/dev/null && '
+                  'readlink "$f"; done; true',
+                  capabilities=(*DEFAULT_CAPS, "CAP_SYS_PTRACE", "CAP_SYS_ADMIN"))
+    finally:
+        c.close()
+    assert r.stdout == "", f"host files opened for writing:\n{r.stdout}"
+    assert r.returncode == 125, r
+    assert "without a static reaper" in r.stderr and "install tini-static" in r.stderr, r.stderr
+
+
 # --- namespaces ----------------------------------------------------------------------------------
 
 def test_the_command_runs_under_pid_1_and_sees_no_host_process(ctr: Containers) -> None:
