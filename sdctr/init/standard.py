@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sdctr import linux, state
 from sdctr.caps import ALL_CAPS, cap_number
-from sdctr.init import reaper, seccomp
+from sdctr.init import journal, reaper, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
 from sdctr.paths import Paths
 from sdctr.record import Record
@@ -90,6 +90,10 @@ class User(Record):
 def run_init(paths: Paths, cid: str) -> int:
     try:
         spec = state.find_by_id(paths, cid)
+        # stdout and stderr apart in the journal, for a foreground run too (sdctr.init.journal)
+        handoff = journal.handoff_address(paths, cid)
+        if not (spec.attached and journal.hand_over(handoff, spec.name, spec.unit)):
+            journal.split_streams(spec.name, spec.unit)
         rootfs = paths.rootfs(cid)
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
