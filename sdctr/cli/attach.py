@@ -86,7 +86,7 @@ class _ToJournal:
         fds = journal.receive(self.listener, 0.5) if self.listener is not None else None
         with self.lock:
             self.fds, self.resolved = fds, True
-            for which, data in self.pending:
+            for which, data in self.pending if fds is not None else ():
                 self._send(which, data)
             self.pending = []
         self._stop_listening()
@@ -101,7 +101,8 @@ class _ToJournal:
                 self.pending_size += len(data)
 
     def _send(self, which: int, data: bytes) -> None:
-        assert self.fds is not None
+        if self.fds is None:  # it failed before
+            return
         try:
             _write_all(self.fds[which], data)
         except OSError as e:  # journald went away: the terminal still gets every byte
