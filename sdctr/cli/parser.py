@@ -121,6 +121,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("container")
     p.set_defaults(handler=_handler("containers.cmd_logs"))
 
+    p = sub.add_parser("attach", help="our terminal to a running container's (run -it/-dit), or its output")
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help="the keys that detach, leaving the container running (default: ctrl-p,ctrl-q)")
+    p.add_argument("--no-stdin", action="store_true", help="show the output only, send nothing")
+    p.add_argument("container")
+    p.set_defaults(handler=_handler("terminal.cmd_attach"))
+
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")

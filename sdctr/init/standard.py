@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sdctr import linux, state
 from sdctr.caps import ALL_CAPS, cap_number
-from sdctr.init import journal, reaper, seccomp
+from sdctr.init import console, journal, reaper, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
 from sdctr.paths import Paths
 from sdctr.record import Record
@@ -90,10 +90,7 @@ class User(Record):
 def run_init(paths: Paths, cid: str) -> int:
     try:
         spec = state.find_by_id(paths, cid)
-        # stdout and stderr apart in the journal, for a foreground run too (sdctr.init.journal)
-        handoff = journal.handoff_address(paths, cid)
-        if not (spec.attached and journal.hand_over(handoff, spec.name, spec.unit)):
-            journal.split_streams(spec.name, spec.unit)
+        held = setup_stdio(paths, spec)
         rootfs = paths.rootfs(cid)
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
@@ -115,7 +112,9 @@ def run_init(paths: Paths, cid: str) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
             os.close(report_r)
             os.close(go_w)
+            held.in_child()
             _child(spec, paths, reaper_path, report_w, go_r)
+        held.in_parent()
         forward_signals(pid)
         os.close(report_w)
         os.close(go_r)
@@ -138,6 +137,7 @@ def run_init(paths: Paths, cid: str) -> int:
         os.write(go_w, b"g")
         os.close(go_w)
         if notified:
+            held.serve()  # run -dt, -di: we stay for the container's terminal (or stdin)
             return 0  # systemd adopts the container's PID 1 as the unit's main process
         _, status = os.waitpid(pid, 0)
         return reaper.exit_status(status)
@@ -147,6 +147,17 @@ def run_init(paths: Paths, cid: str) -> int:
     except OSError as e:
         error(describe(e))
         return EXIT_SDCTR
+
+
+def setup_stdio(paths: Paths, spec: ContainerSpec) -> console.Console | console.NoConsole:
+    """stdout and stderr apart in the journal, for a foreground run too (sdctr.init.journal);
+    for run -dt and -di, a terminal or stdin kept open for `attach` (sdctr.init.console)."""
+    handoff = journal.handoff_address(paths, spec.id)
+    if not (spec.attached and journal.hand_over(handoff, spec.name, spec.unit)):
+        journal.split_streams(spec.name, spec.unit)
+    if spec.attached or not (spec.tty or spec.interactive):
+        return console.NoConsole()
+    return console.Console(paths, spec.id, spec.tty)
 
 
 def describe(e: OSError) -> str:

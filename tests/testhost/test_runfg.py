@@ -38,3 +38,73 @@ def test_logs_keep_stderr_apart_and_a_foreground_run_is_in_the_journal(host: Mac
         assert host.sh(f"sdctr {flags}logs fg >/dev/null").stderr == "err1\n"
     finally:
         sdctr(host, "rm", "-f", cid, "fg", check=False)
+
+
+# Runs argv[2:] (`sdctr attach ...`) with a pty as its terminal, as a user's shell would: types
+# a command, waits for its output, then types argv[1] (hex bytes: the detach keys), or `exit 7`.
+ATTACH_IN_A_TERMINAL = r"""
+import os, pty, select, sys, time
+pid, master = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+def read_until(token, timeout):
+    buf, end = b"", time.monotonic() + timeout
+    while token not in buf and time.monotonic() < end:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+    return buf
+time.sleep(0.5)
+os.write(master, b"echo hi-$((1+2))\r")
+print("saw" if b"hi-3" in read_until(b"hi-3", 10) else "missed")
+os.write(master, b"exit 7\r" if sys.argv[1] == "exit" else bytes.fromhex(sys.argv[1]))
+end = time.monotonic() + 10
+while time.monotonic() < end:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print(os.waitstatus_to_exitcode(status))
+        break
+    read_until(b"\0", 0.2)
+else:
+    print("attach did not end")
+    os.kill(pid, 9)
+"""
+
+
+def attach_in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
+    mode = ["--unit-file-mode"] if unit_files(host) else []
+    r = host.exec("python3", "-c", ATTACH_IN_A_TERMINAL, keys, "sdctr", *mode, "attach", *args)
+    return r.stdout.split()
+
+
+def test_run_dit_then_attach_and_detach_with_dockers_keys(host: Machine) -> None:
+    sdctr(host, "run", "-dit", "--name", "box", "busybox", "sh")
+    try:
+        assert attach_in_a_terminal(host, "1011", "box") == ["saw", "0"]  # ^P^Q
+        assert inspect(host, "box")["State"]["Running"]
+        assert attach_in_a_terminal(host, "1879", "--detach-keys", "ctrl-x,y", "box") == ["saw", "0"]
+        assert inspect(host, "box")["State"]["Running"]
+        r = sdctr(host, "attach", "--detach-keys", "ctrl-", "box", check=False)
+        assert r.returncode == 125 and "--detach-keys 'ctrl-'" in r.stderr, r.stderr
+        # the shell's exit ends attach with its status, as docker attach does
+        assert attach_in_a_terminal(host, "exit", "box") == ["saw", "7"]
+        wait_for(lambda: not inspect(host, "box")["State"]["Running"], what="the container's end")
+        assert "hi-3" in sdctr(host, "logs", "box").stdout  # a -t container's terminal is logged
+    finally:
+        sdctr(host, "rm", "-f", "box", check=False)
+
+
+def test_run_di_keeps_stdin_open_for_attach(host: Machine) -> None:
+    sdctr(host, "run", "-di", "--name", "cat", "busybox", "sh")
+    try:
+        assert inspect(host, "cat")["State"]["Running"]  # it used to read end of file and exit
+        sdctr(host, "attach", "--detach-keys", "ctrl-x", "cat", input="echo from-stdin\n\x18")
+        wait_for(lambda: "from-stdin" in sdctr(host, "logs", "cat").stdout, what="its output")
+        assert inspect(host, "cat")["State"]["Running"]
+    finally:
+        sdctr(host, "rm", "-f", "cat", check=False)
