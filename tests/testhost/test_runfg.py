@@ -108,3 +108,41 @@ def test_run_di_keeps_stdin_open_for_attach(host: Machine) -> None:
         assert inspect(host, "cat")["State"]["Running"]
     finally:
         sdctr(host, "rm", "-f", "cat", check=False)
+
+
+def test_named_volumes_tmpfs_and_mount(host: Machine) -> None:
+    try:
+        assert sdctr(host, "volume", "create", "data").stdout == "data\n"
+        assert sdctr(host, "volume", "ls", "-q").stdout.split() == ["data"]
+        sdctr(host, "run", "--rm", "-v", "data:/srv", "busybox", "sh", "-c", "echo kept > /srv/f")
+        # made on first use, and filled from the image's content at the path (copy-up)
+        r = sdctr(host, "run", "--name", "user", "-v", "etcv:/etc", "--mount", "type=volume,src=data,dst=/d",
+                  "busybox", "sh", "-c", "cat /d/f; cat /etc/group | head -1")
+        assert r.stdout.splitlines() == ["kept", "root:x:0:"], r.stdout
+        mountpoint = json_of(sdctr(host, "volume", "inspect", "etcv").stdout)[0]["Mountpoint"]
+        assert host.exec("head", "-1", f"{mountpoint}/group").stdout == "root:x:0:\n"
+        mounts = {m["Destination"]: m for m in inspect(host, "user")["Mounts"]}
+        assert mounts["/d"]["Type"] == "volume" and mounts["/d"]["Name"] == "data"
+        r = sdctr(host, "volume", "rm", "data", check=False)  # in use by a stopped container
+        assert r.returncode == 1 and "volume data is in use by container user" in r.stderr, r.stderr
+        sdctr(host, "rm", "user")
+        assert "kept" in sdctr(host, "run", "--rm", "-v", "data:/d", "busybox", "cat", "/d/f").stdout
+        sdctr(host, "volume", "rm", "data")
+        assert sdctr(host, "volume", "prune").stdout.split() == ["Deleted", "Volumes:", "etcv"]
+        assert sdctr(host, "volume", "ls", "-q").stdout == ""
+        r = sdctr(host, "run", "--rm", "--tmpfs", "/scratch:size=1m",
+                  "--mount", "type=tmpfs,dst=/t,tmpfs-size=2m", "busybox", "grep", "tmpfs /", "/proc/mounts")
+        assert "/scratch tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k" in r.stdout, r.stdout
+        assert "/t tmpfs rw,nosuid,nodev,noexec,relatime,size=2048k" in r.stdout, r.stdout
+        r = sdctr(host, "run", "--rm", "--mount", "type=bind,src=/tmp,dst=/h,nosuch=1", "busybox", "true",
+                  check=False)
+        assert r.returncode == 125 and "unknown key 'nosuch'" in r.stderr.splitlines()[0], r.stderr
+    finally:
+        sdctr(host, "rm", "-f", "user", check=False)
+        sdctr(host, "volume", "rm", "data", "etcv", check=False)
+
+
+def json_of(text: str):  # type: ignore[no-untyped-def]
+    import json
+
+    return json.loads(text)
