@@ -123,7 +123,10 @@ MAX_ID = 2**32 - 2
 
 def parse_user(field: str, value: str) -> str:
     """USER[:GROUP], names or numeric ids; a number must be an id the kernel takes."""
-    for part in value.split(":", 1):
+    parts = value.split(":")
+    if len(parts) > 2 or not all(parts):
+        raise SdctrError(f"{field} {value!r} is not USER[:GROUP]", hint="examples: 1000, 1000:1000, nobody")
+    for part in parts:
         if part.isdigit() and int(part) > MAX_ID:
             raise SdctrError(f"{field} {value!r}: {part} is not a user or group id (0..{MAX_ID})")
     return value
