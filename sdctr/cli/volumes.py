@@ -6,7 +6,7 @@ import argparse
 import os
 
 from sdctr.cli.containers import paths_of
-from sdctr.cli.output import print_docs, render_format, table
+from sdctr.cli.output import print_docs, table
 from sdctr.log import SdctrError, error
 from sdctr.runtime import volumes
 
@@ -27,9 +27,10 @@ def cmd_volume_ls(args: argparse.Namespace) -> int:
         for v in found:
             print(v.name)
     elif args.format and args.format != "table":
-        for v in found:
-            doc = v.describe(paths)
-            print(render_format(args.format, doc))
+        from sdctr.cli.template import VOLUME_HEADERS, render_all
+
+        for line in render_all(args.format, [v.describe(paths) for v in found], VOLUME_HEADERS):
+            print(line)
     else:
         table(["DRIVER", "VOLUME NAME"], [["local", v.name] for v in found])
     return 0
