@@ -2,12 +2,13 @@
 subset Docker users write, evaluated directly (no translation to another template language,
 so an error names what Docker would).
 
-Supported: fields `{{.Name}}`, `{{.A.B}}`, `{{.}}`; functions `json`, `upper`, `lower`,
-`title`, `index X KEY...`, `printf FMT ARGS...`, `join LIST SEP`; pipelines `{{.Names | upper}}`;
+Supported: fields `{{.Name}}`, `{{.A.B}}`, `{{.}}`, `{{$.X}}`; functions `json`, `upper`,
+`lower`, `title`, `index X KEY...`, `printf FMT ARGS...`, `join LIST SEP`; pipelines
+`{{.Names | upper}}`; `{{if}}`, `{{range}}` and `{{with}}`, each with `{{else}}` and `{{end}}`;
 string and number literals; `{{-`/`-}}` trimming; `\\t` and `\\n` as Docker's CLI replaces them;
 and the `table` prefix: a header row (Docker's column names where it has them) and columns
 aligned as Go's tabwriter does for Docker (cells padded by 3, at least 10 wide).
-Not supported (one error line says so): `if`, `range`, `with`, variables.
+Not supported (one error line says so): `define`/`template`, variables that are assigned.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ VOLUME_HEADERS = {"Name": "VOLUME NAME"}
 
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|\||[^\s|]+')
-_UNSUPPORTED = ("if", "else", "end", "range", "with", "define", "template", "block")
+# (kind, value, body, else): ("text", str, [], []), ("action", commands, [], []),
+# ("if" | "range" | "with", commands, nodes, nodes)
+Node = tuple[str, Any, list[Any], list[Any]]
+_UNSUPPORTED = ("define", "template", "block", "break", "continue")
 
 
 class Template:
@@ -41,10 +45,11 @@ class Template:
         body = text[len("table"):].strip(" ") if self.table else text
         body = body.replace("\\t", "\t").replace("\\n", "\n")
         self.headers = {**HEADERS, **(headers or {})}
-        self.parts = self._parse(body)
+        self.nodes = self._parse_list(self._lex(body), 0, ())[0]
 
-    def _parse(self, body: str) -> list[str | list[list[str]]]:
-        parts: list[str | list[list[str]]] = []
+    def _lex(self, body: str) -> list[str | list[str]]:
+        """Text, and each action's words."""
+        items: list[str | list[str]] = []
         pos, trim_next = 0, False
         for m in _ACTION.finditer(body):
             literal = body[pos:m.start()]
@@ -52,53 +57,112 @@ class Template:
                 literal = literal.lstrip()
             if m.group(1):
                 literal = literal.rstrip()
-            parts.append(literal)
+            items.append(literal)
             trim_next = bool(m.group(3))
             words = _TOKEN.findall(m.group(2).strip())
             if not words:
                 raise self._error("an empty action {{}}")
-            if words[0] in _UNSUPPORTED or words[0].startswith("$"):
-                raise self._error(f"{words[0]!r} is not supported (fields, json, upper, lower, index, "
-                                  "printf, join and table are)")
-            commands: list[list[str]] = [[]]
-            for w in words:
-                if w == "|":
-                    commands.append([])
-                else:
-                    commands[-1].append(w)
-            if not all(commands):
-                raise self._error("an empty command in a pipeline")
-            parts.append(commands)
+            items.append(words)
             pos = m.end()
         tail = body[pos:]
-        parts.append(tail.lstrip() if trim_next else tail)
-        return parts
+        items.append(tail.lstrip() if trim_next else tail)
+        return items
+
+    def _parse_list(self, items: list[str | list[str]], i: int,
+                    stops: tuple[str, ...]) -> tuple[list[Node], int, str | None]:
+        """Nodes until one of `stops` ({{else}}, {{end}}); the next index and the stop found."""
+        nodes: list[Node] = []
+        while i < len(items):
+            item = items[i]
+            i += 1
+            if isinstance(item, str):
+                nodes.append(("text", item, [], []))
+                continue
+            keyword = item[0]
+            if keyword in stops and len(item) == 1:
+                return nodes, i, keyword
+            if keyword in ("if", "range", "with"):
+                if len(item) < 2:
+                    raise self._error(f"{{{{{keyword}}}}} needs a value")
+                body, i, stop = self._parse_list(items, i, ("else", "end"))
+                otherwise: list[Node] = []
+                if stop == "else":
+                    otherwise, i, stop = self._parse_list(items, i, ("end",))
+                if stop != "end":
+                    raise self._error(f"{{{{{keyword}}}}} has no {{{{end}}}}")
+                nodes.append((keyword, self._commands(item[1:]), body, otherwise))
+            elif keyword in ("else", "end"):
+                raise self._error(f"{{{{{keyword}}}}} without {{{{if}}}}, {{{{range}}}} or {{{{with}}}}")
+            elif keyword in _UNSUPPORTED or (keyword.startswith("$") and ":=" in item):
+                raise self._error(f"{keyword!r} is not supported (fields, functions, if, range, with and "
+                                  "table are)")
+            else:
+                nodes.append(("action", self._commands(item), [], []))
+        if stops:
+            raise self._error("{{end}} is missing")
+        return nodes, i, None
+
+    def _commands(self, words: list[str]) -> list[list[str]]:
+        commands: list[list[str]] = [[]]
+        for w in words:
+            if w == "|":
+                commands.append([])
+            else:
+                commands[-1].append(w)
+        if not all(commands):
+            raise self._error("an empty command in a pipeline")
+        return commands
 
     def _error(self, what: str) -> SdctrError:
         return SdctrError(f"--format {self.source!r}: {what}")
 
     def render(self, doc: Any) -> str:
-        return "".join(p if isinstance(p, str) else _text(self._pipeline(p, doc)) for p in self.parts)
+        out: list[str] = []
+        self._run(self.nodes, doc, doc, out)
+        return "".join(out)
+
+    def _run(self, nodes: list[Node], dot: Any, root: Any, out: list[str]) -> None:
+        for kind, value, body, otherwise in nodes:
+            if kind == "text":
+                out.append(value)
+                continue
+            result = self._pipeline(value, dot, root)
+            if kind == "action":
+                out.append(_text(result))
+            elif kind == "if":
+                self._run(body if _truth(result) else otherwise, dot, root, out)
+            elif kind == "with":
+                if _truth(result):
+                    self._run(body, result, root, out)
+                else:
+                    self._run(otherwise, dot, root, out)
+            else:  # range: a list's items, a map's values in its keys' order (as Go)
+                elements = [result[k] for k in sorted(result)] if isinstance(result, Mapping) else \
+                    list(result or ())
+                for element in elements:
+                    self._run(body, element, root, out)
+                if not elements:
+                    self._run(otherwise, dot, root, out)
 
     def header(self) -> str:
         out = []
-        for p in self.parts:
-            if isinstance(p, str):
-                out.append(p)
+        for kind, value, _, _ in self.nodes:
+            if kind == "text":
+                out.append(value)
                 continue
-            fields = [w for c in p for w in c if w.startswith(".") and len(w) > 1]
+            fields = [w for c in value for w in c if w.startswith(".") and len(w) > 1]
             name = fields[0].rsplit(".", 1)[-1] if fields else ""
-            out.append(self.headers.get(name, name.upper()))
+            out.append(self.headers.get(name, name.upper()) if kind == "action" else "")
         return "".join(out)
 
-    def _pipeline(self, commands: list[list[str]], doc: Any) -> Any:
+    def _pipeline(self, commands: list[list[str]], dot: Any, root: Any) -> Any:
         value: Any = _NOTHING
         for command in commands:
-            value = self._command(command, doc, value)
+            value = self._command(command, dot, root, value)
         return value
 
-    def _command(self, words: list[str], doc: Any, piped: Any) -> Any:
-        head, args = words[0], [self._term(w, doc) for w in words[1:]]
+    def _command(self, words: list[str], dot: Any, root: Any, piped: Any) -> Any:
+        head, args = words[0], [self._term(w, dot, root) for w in words[1:]]
         if piped is not _NOTHING:
             args.append(piped)
         if head in FUNCTIONS:
@@ -108,9 +172,9 @@ class Template:
                 raise self._error(f"{head}: {e}") from None
         if args:
             raise self._error(f"{head!r} is not a function")
-        return self._term(head, doc)
+        return self._term(head, dot, root)
 
-    def _term(self, word: str, doc: Any) -> Any:
+    def _term(self, word: str, dot: Any, root: Any) -> Any:
         if word.startswith('"'):
             return json.loads(word)
         if word.startswith("`"):
@@ -119,9 +183,11 @@ class Template:
             return int(word)
         if word in ("true", "false"):
             return word == "true"
-        if not word.startswith("."):
+        value = dot
+        if word == "$" or word.startswith("$."):  # the whole document, inside range and with too
+            value, word = root, word[1:]
+        elif not word.startswith("."):
             raise self._error(f"{word!r} is not a field (fields start with a dot: .{word})")
-        value = doc
         for name in filter(None, word.split(".")):
             if isinstance(value, Mapping) and name in value:
                 value = value[name]
@@ -132,6 +198,11 @@ class Template:
 
 
 _NOTHING = object()
+
+
+def _truth(value: Any) -> bool:
+    """Go's: false, 0, nil and empty things are false."""
+    return bool(value)
 
 
 def _index(value: Any, *keys: Any) -> Any:

@@ -28,6 +28,18 @@ def test_fields_and_functions(text: str, expected: str) -> None:
     assert Template(text).render(DOC) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("{{range .Args}}[{{.}}]{{end}}", "[-c][echo hi]"),
+    ("{{range $.Nothing}}x{{else}}none{{end}}", "none"),
+    ("{{range .Labels}}{{.}} {{$.Names}}{{end}}", "web web"),
+    ("{{if .Ok}}yes{{else}}no{{end}} {{if .Nothing}}yes{{else}}no{{end}}", "yes no"),
+    ("{{with .State}}{{.Pid}}{{end}}{{with .Nothing}}x{{else}}-{{end}}", "42-"),
+    ("{{range .Args -}} {{.}} {{- end}}", "-cecho hi"),
+])
+def test_control(text: str, expected: str) -> None:
+    assert Template(text).render(DOC) == expected
+
+
 def test_json_of_the_whole_document() -> None:
     assert Template("{{json .}}").render({"A": 1}) == '{"A":1}'
 
@@ -42,7 +54,8 @@ def test_table_has_dockers_headers_and_aligned_columns() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("{{.Nope}}", "no field 'Nope'"), ("{{range .Args}}x{{end}}", "'range' is not supported"),
+    ("{{.Nope}}", "no field 'Nope'"), ("{{define \"x\"}}x{{end}}", "'define' is not supported"),
+    ("{{range .Args}}x", "{{end}} is missing"), ("x{{end}}", "without"), ("{{if}}x{{end}}", "needs a value"),
     ("{{Names}}", "is not a field"), ("{{}}", "empty action"),
     ("{{nosuch .Names}}", "'nosuch' is not a function"),
 ])
