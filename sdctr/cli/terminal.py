@@ -20,6 +20,7 @@ from sdctr.state import find
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterator
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 _CTRL_SPECIAL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
@@ -115,16 +116,18 @@ def _follow_output(spec: object, sd: object) -> None:
 
 def _relay(conn: int, stdin: int | None, scanner: DetachScanner, *, show: bool) -> bool:
     """Until the container's side ends (False) or the user detaches (True)."""
-    raw = stdin is not None and os.isatty(stdin)
-    saved = termios.tcgetattr(stdin) if raw and stdin is not None else None
-    if raw and stdin is not None:
-        import tty
+    from sdctr.init.console import FRAME_DATA, frame
 
-        tty.setraw(stdin)
-    try:
-        watched = [conn, *(() if stdin is None else (stdin,))]
+    with _our_terminal(stdin, conn) as wake:
+        watched = [conn, wake, *(() if stdin is None else (stdin,))]
         while True:
-            ready, _, _ = select.select(watched, [], [])
+            try:
+                ready, _, _ = select.select(watched, [], [])
+            except InterruptedError:
+                continue
+            if wake in ready and stdin is not None:
+                _read(wake)
+                _send_size(stdin, conn)
             if conn in ready:
                 data = _read(conn)
                 if not data:
@@ -138,12 +141,50 @@ def _relay(conn: int, stdin: int | None, scanner: DetachScanner, *, show: bool) 
                     continue
                 data, detach = scanner.feed(data)
                 if data:
-                    _write_all(conn, data)
+                    _write_all(conn, frame(FRAME_DATA, data))
                 if detach:
                     return True
+
+
+@contextlib.contextmanager
+def _our_terminal(stdin: int | None, conn: int) -> Iterator[int]:
+    """Our terminal in raw mode, its size sent along at once and at every SIGWINCH (a byte on
+    the pipe whose read end we yield wakes the relay); all restored after."""
+    import signal
+
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    saved, old_handler = None, None
+    if stdin is not None and os.isatty(stdin):
+        import tty
+
+        saved = termios.tcgetattr(stdin)
+        tty.setraw(stdin, termios.TCSANOW)  # as Docker's MakeRaw: keys typed ahead are kept
+        _send_size(stdin, conn)
+        old_handler = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
+    try:
+        yield wake_r
     finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGWINCH, old_handler)
         if saved is not None and stdin is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _send_size(tty_fd: int, conn: int) -> None:
+    from sdctr.init.console import FRAME_WINSIZE, frame
+
+    _write_all(conn, frame(FRAME_WINSIZE, _window_size(tty_fd)))
+
+
+def _window_size(fd: int) -> bytes:
+    import fcntl
+
+    try:
+        return bytes(fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return b"\0" * 8
 
 
 def _read(fd: int) -> bytes:

@@ -7,17 +7,22 @@ systemd, it stays in the unit as a small relay instead of exiting. It listens on
 what the terminal shows goes to every client and to the journal (our stdout: the unit's stdout
 stream), as Docker logs a -t container. It ends when the container's side of the terminal
 closes, or with the unit (KillMode=mixed kills it after the container's PID 1 has gone).
-Detaching (^P^Q, --detach-keys) is the client's business: it just disconnects.
+Detaching (^P^Q, --detach-keys) is the client's business: it just disconnects. A client sends
+frames (keys, or its terminal's size, which becomes the pty's: the container sees SIGWINCH).
 """
 
 from __future__ import annotations
 
 import _socket
 import contextlib
+import fcntl
 import os
 import select
+import termios
 
 from sdctr.paths import Paths
+
+FRAME_DATA, FRAME_WINSIZE = b"d", b"w"
 
 
 def attach_address(paths: Paths, cid: str) -> str:
@@ -73,7 +78,7 @@ class Console:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        clients: list[int] = []
+        clients: dict[int, bytearray] = {}  # what each has sent that is not a whole frame yet
         listener = self.listener.fileno()
         while True:
             watched = [listener, *clients, *((self.master,) if self.tty else ())]
@@ -83,7 +88,7 @@ class Console:
                     with contextlib.suppress(OSError):
                         conn, _ = self.listener._accept()  # type: ignore[attr-defined]
                         os.set_blocking(conn, True)
-                        clients.append(conn)
+                        clients[conn] = bytearray()
                 elif fd == self.master:
                     try:
                         data = os.read(fd, 65536)
@@ -92,20 +97,40 @@ class Console:
                     if not data:
                         return
                     _send(1, data)  # the journal
-                    for c in list(clients):
-                        if not _send(c, data):
-                            clients.remove(c)
-                            os.close(c)
-                else:
-                    try:
-                        data = os.read(fd, 65536)
-                    except OSError:
-                        data = b""
-                    if not data:  # the client detached
-                        clients.remove(fd)
-                        os.close(fd)
-                    elif not _send(self.master, data) and not self.tty:
-                        return  # the container closed its stdin
+                    for c in [c for c in clients if not _send(c, data)]:
+                        del clients[c]
+                        os.close(c)
+                elif not self._from_client(fd, clients[fd]):
+                    del clients[fd]
+                    os.close(fd)
+
+    def _from_client(self, fd: int, pending: bytearray) -> bool:
+        """A client's frames (FRAME_DATA: keys for the container; FRAME_WINSIZE: the size of
+        its terminal); False once it has gone (detached) or the container's stdin is closed."""
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            return False
+        pending += data
+        while len(pending) >= 5:
+            size = int.from_bytes(pending[1:5], "big")
+            if len(pending) < 5 + size:
+                break
+            kind, payload = pending[0:1], bytes(pending[5:5 + size])
+            del pending[:5 + size]
+            if kind == FRAME_DATA and not _send(self.master, payload) and not self.tty:
+                return False
+            if kind == FRAME_WINSIZE and self.tty and len(payload) == 8:
+                with contextlib.suppress(OSError):  # the kernel signals SIGWINCH to its foreground
+                    fcntl.ioctl(self.master, termios.TIOCSWINSZ, payload)
+        return True
+
+
+def frame(kind: bytes, payload: bytes) -> bytes:
+    """What `attach` sends: one byte of kind, four of length, the payload."""
+    return kind + len(payload).to_bytes(4, "big") + payload
 
 
 def _send(fd: int, data: bytes) -> bool:

@@ -43,7 +43,7 @@ def test_logs_keep_stderr_apart_and_a_foreground_run_is_in_the_journal(host: Mac
 # Runs argv[2:] (`sdctr attach ...`) with a pty as its terminal, as a user's shell would: types
 # a command, waits for its output, then types argv[1] (hex bytes: the detach keys), or `exit 7`.
 ATTACH_IN_A_TERMINAL = r"""
-import os, pty, select, sys, time
+import os, pty, select, sys, termios, time
 pid, master = pty.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
@@ -59,7 +59,11 @@ def read_until(token, timeout):
                 break
             buf += data
     return buf
-time.sleep(0.5)
+def wait_raw():  # attach has put its terminal in raw mode: it relays keys from now on
+    end = time.monotonic() + 20
+    while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
+        time.sleep(0.05)
+wait_raw()
 os.write(master, b"echo hi-$((1+2))\r")
 print("saw" if b"hi-3" in read_until(b"hi-3", 10) else "missed")
 os.write(master, b"exit 7\r" if sys.argv[1] == "exit" else bytes.fromhex(sys.argv[1]))
@@ -76,6 +80,33 @@ else:
 """
 
 
+# The same terminal at 33x111, then resized to 40x120: `stty size` in the container sees both.
+RESIZED = r"""
+import fcntl, os, pty, select, struct, sys, termios, time
+pid, master = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+def read_until(token, timeout=10):
+    buf, end = b"", time.monotonic() + timeout
+    while token not in buf and time.monotonic() < end:
+        if select.select([master], [], [], 0.2)[0]:
+            buf += os.read(master, 4096)
+    return buf
+end = time.monotonic() + 20
+while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
+    time.sleep(0.05)
+os.write(master, b"stty size\r")
+print("first", b"33 111" in read_until(b"33 111"))
+fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+time.sleep(0.5)
+os.write(master, b"stty size\r")
+print("resized", b"40 120" in read_until(b"40 120"))
+os.write(master, b"\x10\x11")
+os.waitpid(pid, 0)
+"""
+
+
 def attach_in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
     mode = ["--unit-file-mode"] if unit_files(host) else []
     r = host.exec("python3", "-c", ATTACH_IN_A_TERMINAL, keys, "sdctr", *mode, "attach", *args)
@@ -87,6 +118,9 @@ def test_run_dit_then_attach_and_detach_with_dockers_keys(host: Machine) -> None
     try:
         assert attach_in_a_terminal(host, "1011", "box") == ["saw", "0"]  # ^P^Q
         assert inspect(host, "box")["State"]["Running"]
+        mode = ["--unit-file-mode"] if unit_files(host) else []
+        sizes = host.exec("python3", "-c", RESIZED, "sdctr", *mode, "attach", "box").stdout
+        assert sizes.split() == ["first", "True", "resized", "True"], sizes
         assert attach_in_a_terminal(host, "1879", "--detach-keys", "ctrl-x,y", "box") == ["saw", "0"]
         assert inspect(host, "box")["State"]["Running"]
         r = sdctr(host, "attach", "--detach-keys", "ctrl-", "box", check=False)
