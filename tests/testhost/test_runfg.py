@@ -41,7 +41,8 @@ def test_logs_keep_stderr_apart_and_a_foreground_run_is_in_the_journal(host: Mac
 
 
 # Runs argv[2:] (`sdctr attach ...`) with a pty as its terminal, as a user's shell would: types
-# a command, waits for its output, then types argv[1] (hex bytes: the detach keys), or `exit 7`.
+# a command, waits for its output, then types argv[1] (hex bytes: the detach keys), or `exit 7`;
+# "+prompt" after it: the shell's prompt is waited for first.
 ATTACH_IN_A_TERMINAL = r"""
 import os, pty, select, sys, termios, time
 pid, master = pty.fork()
@@ -64,9 +65,12 @@ def wait_raw():  # attach has put its terminal in raw mode: it relays keys from 
     while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
         time.sleep(0.05)
 wait_raw()
+keys, _, wait = sys.argv[1].partition("+")
+if wait == "prompt":  # a new shell: what is typed before it reads may be dropped
+    read_until(b"# ", 20)
 os.write(master, b"echo hi-$((1+2))\r")
 print("saw" if b"hi-3" in read_until(b"hi-3", 10) else "missed")
-os.write(master, b"exit 7\r" if sys.argv[1] == "exit" else bytes.fromhex(sys.argv[1]))
+os.write(master, b"exit 7\r" if keys == "exit" else bytes.fromhex(keys))
 end = time.monotonic() + 10
 while time.monotonic() < end:
     done, status = os.waitpid(pid, os.WNOHANG)
@@ -108,9 +112,24 @@ os.waitpid(pid, 0)
 
 
 def attach_in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
+    return in_a_terminal(host, keys, "attach", *args)
+
+
+def in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
     mode = ["--unit-file-mode"] if unit_files(host) else []
-    r = host.exec("python3", "-c", ATTACH_IN_A_TERMINAL, keys, "sdctr", *mode, "attach", *args)
+    r = host.exec("python3", "-c", ATTACH_IN_A_TERMINAL, keys, "sdctr", *mode, *args)
     return r.stdout.split()
+
+
+def test_a_foreground_run_it_is_in_the_journal(host: Machine) -> None:
+    if unit_files(host):
+        pytest.skip("no terminal can be passed to a unit on systemd < 236")
+    try:
+        r = in_a_terminal(host, "exit+prompt", "run", "-it", "--name", "fgt", "busybox", "sh")
+        assert r == ["saw", "7"]
+        wait_for(lambda: "hi-3" in sdctr(host, "logs", "fgt").stdout, what="the terminal's output in logs")
+    finally:
+        sdctr(host, "rm", "-f", "fgt", check=False)
 
 
 def test_run_dit_then_attach_and_detach_with_dockers_keys(host: Machine) -> None:
