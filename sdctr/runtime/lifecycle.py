@@ -278,7 +278,8 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                        "ReadonlyRootfs": spec.read_only, "CapAdd": None, "CapDrop": None,
                        "NetworkMode": spec.network.value,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
-                                 for m in spec.mounts]},
+                                 for m in spec.mounts if m.kind != "tmpfs"],
+                       "Tmpfs": {m.target: m.options for m in spec.mounts if m.kind == "tmpfs"}},
         "Mounts": [mount_document(paths, m) for m in spec.mounts],
         "NetworkSettings": network_settings(paths, spec),
         "Capabilities": list(spec.capabilities),
