@@ -52,6 +52,8 @@ class RunOptions(Record):
     user: str = ""
     hostname: str = ""
     volumes: tuple[Mount, ...] = ()
+    mounts: tuple[Mount, ...] = ()  # --mount
+    tmpfs: tuple[Mount, ...] = ()  # --tmpfs
     read_only: bool = False
     cap_add: tuple[str, ...] = ()  # "CAP_NET_ADMIN" or "ALL"
     cap_drop: tuple[str, ...] = ()
@@ -121,7 +123,10 @@ MAX_ID = 2**32 - 2
 
 def parse_user(field: str, value: str) -> str:
     """USER[:GROUP], names or numeric ids; a number must be an id the kernel takes."""
-    for part in value.split(":", 1):
+    parts = value.split(":")
+    if len(parts) > 2 or not all(parts):
+        raise SdctrError(f"{field} {value!r} is not USER[:GROUP]", hint="examples: 1000, 1000:1000, nobody")
+    for part in parts:
         if part.isdigit() and int(part) > MAX_ID:
             raise SdctrError(f"{field} {value!r}: {part} is not a user or group id (0..{MAX_ID})")
     return value
@@ -180,20 +185,102 @@ def parse_ip(field: str, value: str) -> str:
     return ".".join(str(int(p)) for p in parts)
 
 
+VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # Docker's
+
+
 def parse_mount(field: str, value: str) -> Mount:
+    """-v SRC:DST[:OPTS]: SRC a host path (a bind) or a volume's name (made on first use); OPTS
+    ro or rw, and z/Z (SELinux relabelling: accepted, nothing is labelled yet)."""
     parts = value.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise SdctrError(f"{field} {value!r} is not SRC:DST[:ro]", hint="example: /srv/data:/data:ro")
     source, target = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if not source.startswith("/"):
-        raise SdctrError(f"{field} {value!r}: the source must be an absolute host path (named volumes "
-                         "are not supported)")
+    modes = parts[2].split(",") if len(parts) == 3 else ["rw"]
+    if not source.startswith("/") and not VOLUME_NAME.fullmatch(source):
+        raise SdctrError(f"{field} {value!r}: the source must be an absolute host path or a volume name",
+                         hint="a volume name: letters, digits, '_', '.', '-'; a letter or digit first")
+    check_target(field, value, target)
+    for mode in modes:
+        if mode not in ("ro", "rw", "z", "Z"):
+            raise SdctrError(f"{field} {value!r}: mode {mode!r} is not ro or rw")
+    kind = "bind" if source.startswith("/") else "volume"
+    return Mount(source, target, readonly="ro" in modes, kind=kind)
+
+
+def check_target(field: str, value: str, target: str) -> None:
     if not target.startswith("/") or target == "/":
         raise SdctrError(f"{field} {value!r}: the destination must be an absolute path other than /")
-    if mode not in ("ro", "rw"):
-        raise SdctrError(f"{field} {value!r}: mode {mode!r} is not ro or rw")
-    return Mount(source, target, readonly=mode == "ro")
+
+
+def parse_tmpfs(field: str, value: str) -> Mount:
+    """--tmpfs DST[:OPTS], OPTS as mount(8)'s tmpfs options (size=64m,mode=1777,noexec...)."""
+    target, _, options = value.partition(":")
+    check_target(field, value, target)
+    check_tmpfs_options(field, value, options)
+    return Mount("", target, kind="tmpfs", options=options)
+
+
+TMPFS_FLAGS = ("ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime")
+TMPFS_KEYS = ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks")
+
+
+def check_tmpfs_options(field: str, value: str, options: str) -> None:
+    for opt in filter(None, options.split(",")):
+        key = opt.partition("=")[0]
+        if opt not in TMPFS_FLAGS and key not in TMPFS_KEYS:
+            raise SdctrError(f"{field} {value!r}: unknown tmpfs option {opt!r}",
+                             hint=f"the options: {', '.join(TMPFS_FLAGS + TMPFS_KEYS)}")
+
+
+MOUNT_KEYS = ("type", "source", "src", "target", "destination", "dst", "readonly", "ro",
+              "volume-nocopy", "tmpfs-size", "tmpfs-mode", "bind-propagation", "consistency")
+
+
+def parse_mount_option(field: str, value: str) -> Mount:
+    """--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,volume-nocopy]
+    [,tmpfs-size=...][,tmpfs-mode=...]: Docker's syntax; an unknown key is an error."""
+    fields: dict[str, str] = {}
+    for item in value.split(","):
+        key, eq, val = item.partition("=")
+        key = key.strip().lower()
+        if key not in MOUNT_KEYS:
+            raise SdctrError(f"{field} {value!r}: unknown key {key!r}",
+                             hint=f"the keys: {', '.join(MOUNT_KEYS)}")
+        fields[key] = val if eq else "true"
+    kind = fields.get("type", "volume")
+    source = fields.get("source", fields.get("src", ""))
+    target = fields.get("target", fields.get("destination", fields.get("dst", "")))
+    readonly = _mount_bool(field, value, fields.get("readonly", fields.get("ro", "false")))
+    check_target(field, value, target)
+    if fields.get("bind-propagation", "rprivate") != "rprivate":
+        raise SdctrError(f"{field} {value!r}: only bind-propagation=rprivate is supported")
+    if kind == "bind":
+        if not source.startswith("/"):
+            raise SdctrError(f"{field} {value!r}: a bind's source must be an absolute host path")
+        return Mount(source, target, readonly)
+    if kind == "volume":
+        if source and not VOLUME_NAME.fullmatch(source):
+            raise SdctrError(f"{field} {value!r}: {source!r} is not a volume name")
+        if not source:
+            raise SdctrError(f"{field} {value!r}: a volume needs a source (its name)")
+        nocopy = _mount_bool(field, value, fields.get("volume-nocopy", "false"))
+        return Mount(source, target, readonly, kind="volume", options="nocopy" if nocopy else "")
+    if kind == "tmpfs":
+        if source:
+            raise SdctrError(f"{field} {value!r}: a tmpfs has no source")
+        opts = [*(("ro",) if readonly else ()),
+                *((f"size={parse_size(field, fields['tmpfs-size'])}",) if "tmpfs-size" in fields else ()),
+                *((f"mode={fields['tmpfs-mode']}",) if "tmpfs-mode" in fields else ())]
+        return Mount("", target, readonly, kind="tmpfs", options=",".join(opts))
+    raise SdctrError(f"{field} {value!r}: type {kind!r} is not bind, volume or tmpfs")
+
+
+def _mount_bool(field: str, value: str, text: str) -> bool:
+    if text.lower() in ("true", "1", ""):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise SdctrError(f"{field} {value!r}: {text!r} is not true or false")
 
 
 def parse_device(field: str, value: str) -> Device:
@@ -344,8 +431,14 @@ OPTIONS = (
     Option("user", ("-u", "--user"), "user", parse_user, help="name or id (default: the image's)",
            metavar="USER[:GROUP]"),
     Option("hostname", ("-h", "--hostname"), "hostname", help="default: the short id"),
-    Option("volumes", ("-v", "--volume"), "volumes", parse_mount, "bind-mount a host directory",
+    Option("volumes", ("-v", "--volume"), "volumes", parse_mount,
+           "bind-mount a host directory, or a named volume (made on first use)",
            metavar="SRC:DST[:ro]", kind=LIST),
+    Option("mounts", ("--mount",), "mounts", parse_mount_option, kind=LIST,
+           metavar="type=bind|volume|tmpfs,source=...,target=...[,readonly]",
+           help="a mount in Docker's --mount syntax"),
+    Option("tmpfs", ("--tmpfs",), "tmpfs", parse_tmpfs, kind=LIST, metavar="DST[:OPTIONS]",
+           help="a tmpfs at DST (options: size=64m,mode=1777,noexec,...)"),
     Option("read_only", ("--read-only",), "read_only", help="mount the root file system read-only",
            kind=SWITCH),
     Option("cap_add", ("--cap-add",), "cap_add", parse_capability, "a capability more (or ALL)",

@@ -53,6 +53,10 @@ class Paths(Record):
     def run_dir(self, cid: str) -> Path:
         return self.run / cid
 
+    def volume_data(self, name: str) -> Path:
+        """A named volume's content (Docker's local driver layout: volumes/<name>/_data)."""
+        return self.root / "volumes" / name / "_data"
+
     def netns(self, cid: str) -> Path:
         """The container's pinned network namespace (a bridge network's), joined by its init."""
         return self.run / "netns" / cid

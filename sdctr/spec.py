@@ -76,9 +76,11 @@ class Resources(Record):
 
 
 class Mount(Record):
-    source: str
+    source: str  # bind: a host path; volume: the volume's name; tmpfs: ""
     target: str
     readonly: bool = False
+    kind: str = "bind"  # bind, volume, tmpfs (Docker's --mount type=)
+    options: str = ""  # tmpfs: its mount options (size=64m,mode=1777); volume: "nocopy" or ""
 
 
 class Device(Record):

@@ -207,10 +207,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}))
     elif args.format and args.format != "table":
-        from sdctr.cli.output import render_format
+        from sdctr.cli.template import render_all
 
-        for r in rows:
-            print(render_format(args.format, r))
+        docs = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+        for line in render_all(args.format, docs):
+            print(line)
     else:
         header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]
         table(header + (["SIZE"] if args.size else []),

@@ -121,6 +121,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("container")
     p.set_defaults(handler=_handler("containers.cmd_logs"))
 
+    p = sub.add_parser("attach", help="our terminal to a running container's (run -it/-dit), or its output")
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help="the keys that detach, leaving the container running (default: ctrl-p,ctrl-q)")
+    p.add_argument("--no-stdin", action="store_true", help="show the output only, send nothing")
+    p.add_argument("container")
+    p.set_defaults(handler=_handler("terminal.cmd_attach"))
+
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -161,6 +168,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("target", metavar="CONTAINER|FILE")
     p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
 
+    _add_volume_verbs(sub)
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
@@ -168,6 +176,30 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     _add_registry_verbs(sub)
     # `init` and `hook`, what the unit runs, never reach this parser (sdctr.main.unit_command)
     return parser
+
+
+def _add_volume_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
+    group = sub.add_parser("volume", help="manage named volumes (create, ls, inspect, rm, prune)")
+    verbs = group.add_subparsers(dest="volume_verb", metavar="COMMAND", required=True, parser_class=_Parser)
+    p = verbs.add_parser("create", help="make a volume (a random name if none is given)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label for it")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_create"))
+    p = verbs.add_parser("ls", aliases=["list"], help="list the volumes")
+    p.add_argument("-q", "--quiet", action="store_true", help="names only")
+    p.add_argument("--format", help="table, or a template such as '{{.Name}} {{.Mountpoint}}'")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_ls"))
+    p = verbs.add_parser("inspect", help="volumes' details as JSON")
+    p.add_argument("-f", "--format", help="a template such as '{{.Mountpoint}}'")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_inspect"))
+    p = verbs.add_parser("rm", aliases=["remove"], help="remove volumes no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="accepted as Docker's; a volume in use stays")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_rm"))
+    p = verbs.add_parser("prune", help="remove every volume no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask (sdctr never asks)")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_prune"))
 
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -207,7 +239,8 @@ def _add_image_verbs(sub: argparse._SubParsersAction[_Parser], *, group: bool) -
     p.add_argument("-q", "--quiet", action="store_true", help="print the image id only")
     p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
     p = verb("images", "ls", "list images", "cmd_images", aliases=["list"] if group else [])
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="image ids only")
+    p.add_argument("--format", help="table, json, or a template such as 'table {{.Repository}}\\t{{.ID}}'")
     p = verb("rmi", "rm", "remove images", "cmd_rmi")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("images", nargs="+", metavar="IMAGE")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from sdctr import linux, log, state
 from sdctr.caps import ALL_CAPS, cap_number
-from sdctr.init import reaper, sealed, seccomp
+from sdctr.init import console, journal, reaper, sealed, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, describe, report
 from sdctr.paths import Paths
 from sdctr.record import Record
@@ -105,6 +105,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         spec = state.find_by_id(paths, cid)
         if reaper_path is None:
             refuse_unsealable(spec)
+        held = setup_stdio(paths, spec)
         rootfs = paths.rootfs(cid)
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
@@ -125,7 +126,9 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
             os.close(report_r)
             os.close(go_w)
+            held.in_child()
             _child(spec, paths, reaper_path, report_w, go_r)
+        held.in_parent()
         forward_signals(pid)
         os.close(report_w)
         os.close(go_r)
@@ -148,6 +151,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         os.write(go_w, b"g")
         os.close(go_w)
         if notified:
+            held.serve()  # run -dt, -di: we stay for the container's terminal (or stdin)
             return 0  # systemd adopts the container's PID 1 as the unit's main process
         _, status = os.waitpid(pid, 0)
         return reaper.exit_status(status)
@@ -167,6 +171,18 @@ def refuse_unsealable(spec: ContainerSpec) -> None:
                      "CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE: the host's libraries mapped by the "
                      "Python fallback init would be writable from it (/proc/1/map_files)",
                      hint="install tini-static (Debian) or catatonit (RHEL), or drop one of them")
+
+
+def setup_stdio(paths: Paths, spec: ContainerSpec) -> console.Console | console.NoConsole:
+    """stdout and stderr apart in the journal, for a foreground run too (sdctr.init.journal);
+    for run -dt and -di, a terminal or stdin kept open for `attach` (sdctr.init.console)."""
+    handoff = journal.handoff_address(paths, spec.id)
+    if not (spec.attached and journal.hand_over(handoff, spec.name, spec.unit)):
+        journal.split_streams(spec.name, spec.unit)
+    if spec.attached or not (spec.tty or spec.interactive):
+        return console.NoConsole()
+    return console.Console(paths, spec.id, spec.tty)
+
 
 
 MAP_FILES_CAPS = frozenset({"CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"})
@@ -415,7 +431,7 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     mount_proc_and_sys(rootfs, readonly_sys=not spec.privileged)
     devices = (*host_devices("/dev"), *spec.devices) if spec.privileged else spec.devices
     mount_dev(rootfs, spec.tty, devices)
-    mount_volumes(rootfs, spec.mounts)
+    mount_volumes(rootfs, spec.mounts, paths)
     mount_etc_files(rootfs, paths.container_dir(spec.id))
     pivot_into(rootfs)
     if not spec.privileged:
@@ -644,16 +660,85 @@ def host_devices(top: str) -> list[Device]:
     return found
 
 
-def mount_volumes(rootfs: str, mounts: Sequence[Mount]) -> None:
+def mount_volumes(rootfs: str, mounts: Sequence[Mount], paths: Paths | None = None) -> None:
     for m in mounts:
-        if not os.path.exists(m.source):  # docker run -v creates a missing host directory
-            os.makedirs(m.source, 0o755)
-        kind = "dir" if os.path.isdir(m.source) else "file"
-        mount_in_root(rootfs, m.target, m.source, None, linux.MS_BIND | linux.MS_REC, create=kind)
+        if m.kind == "tmpfs":
+            flags, data = tmpfs_options(m.options)
+            mount_in_root(rootfs, m.target, "tmpfs", "tmpfs", flags, data=data)
+            continue
+        source = m.source
+        if m.kind == "volume":
+            if paths is None:
+                raise SetupError(f"volume {m.source}: no store to find it in")
+            source = str(paths.volume_data(m.source))
+            os.makedirs(source, 0o755, exist_ok=True)
+            if m.options != "nocopy":
+                copy_up(rootfs, m.target, source)
+        elif not os.path.exists(source):  # docker run -v creates a missing host directory
+            os.makedirs(source, 0o755)
+        kind = "dir" if os.path.isdir(source) else "file"
+        mount_in_root(rootfs, m.target, source, None, linux.MS_BIND | linux.MS_REC, create=kind)
         if m.readonly:
             # Reopened: the bind now covers the target, and the remount must hit the bind.
             with opened_in_root(rootfs, m.target) as where:
                 remount_readonly_recursive(where)
+
+
+# Docker's --tmpfs defaults: no set-id programs, no device nodes, nothing to execute
+_TMPFS_FLAGS = {"ro": (linux.MS_RDONLY, 0), "rw": (0, linux.MS_RDONLY),
+                "nosuid": (linux.MS_NOSUID, 0), "suid": (0, linux.MS_NOSUID),
+                "nodev": (linux.MS_NODEV, 0), "dev": (0, linux.MS_NODEV),
+                "noexec": (linux.MS_NOEXEC, 0), "exec": (0, linux.MS_NOEXEC),
+                "noatime": (linux.MS_NOATIME, 0), "atime": (0, linux.MS_NOATIME)}
+
+
+def tmpfs_options(options: str) -> tuple[int, str]:
+    """mount(2)'s flags and data for a tmpfs's options (checked by sdctr.options)."""
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    data = []
+    for opt in filter(None, options.split(",")):
+        if opt in _TMPFS_FLAGS:
+            add, clear = _TMPFS_FLAGS[opt]
+            flags = (flags | add) & ~clear
+        else:
+            data.append(opt)
+    return flags, ",".join(data)
+
+
+def copy_up(rootfs: str, target: str, volume: str) -> None:
+    """Docker's copy-up: an empty volume gets what the image has at its mount point (owners,
+    modes and symbolic links as they are; the path is resolved inside the rootfs)."""
+    if os.listdir(volume):
+        return
+    try:
+        with opened_in_root(rootfs, target) as where:
+            if not os.path.isdir(where):
+                return
+            st = os.stat(where)
+            os.chown(volume, st.st_uid, st.st_gid)
+            os.chmod(volume, stat.S_IMODE(st.st_mode))
+            _copy_tree(where, volume)
+    except FileNotFoundError:
+        return
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    import shutil  # only for a volume's first start
+
+    for entry in os.scandir(src):
+        to = os.path.join(dst, entry.name)
+        st = entry.stat(follow_symlinks=False)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), to)
+        elif entry.is_dir(follow_symlinks=False):
+            os.mkdir(to)
+            _copy_tree(entry.path, to)
+            os.chmod(to, stat.S_IMODE(st.st_mode))
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copy2(entry.path, to, follow_symlinks=False)
+        else:  # devices, fifos, sockets: Docker's copy-up skips nothing, but an image's are rare
+            continue
+        os.lchown(to, st.st_uid, st.st_gid)
 
 
 def mount_etc_files(rootfs: str, record_dir: Path) -> None:

@@ -15,7 +15,7 @@ import time
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
-from sdctr.spec import ContainerSpec, NetworkMode
+from sdctr.spec import ContainerSpec, Mount, NetworkMode
 from sdctr.state import all_specs, read_status, save_spec
 from sdctr.systemd.manager import Systemd
 from sdctr.systemd.properties import Host, properties, sdctr_argv
@@ -77,7 +77,14 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
     from sdctr.image import store as images
 
     # the image is checked and the record made under the lock `rmi` holds: one cannot miss the other
-    spec = save_spec(paths, spec, check=lambda: images.require(paths, image))
+    def check() -> None:
+        images.require(paths, image)
+        if any(m.kind == "volume" for m in spec.mounts):  # named volumes, made on first use
+            from sdctr.runtime import volumes
+
+            volumes.ensure(paths, spec)
+
+    spec = save_spec(paths, spec, check=check)
     try:
         snap.prepare(spec.id, spec.layers)
         paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
@@ -271,15 +278,26 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                        "ReadonlyRootfs": spec.read_only, "CapAdd": None, "CapDrop": None,
                        "NetworkMode": spec.network.value,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
-                                 for m in spec.mounts]},
-        "Mounts": [{"Type": "bind", "Source": m.source, "Destination": m.target,
-                    "Mode": "ro" if m.readonly else "", "RW": not m.readonly, "Propagation": "rprivate"}
-                   for m in spec.mounts],
+                                 for m in spec.mounts if m.kind != "tmpfs"],
+                       "Tmpfs": {m.target: m.options for m in spec.mounts if m.kind == "tmpfs"}},
+        "Mounts": [mount_document(paths, m) for m in spec.mounts],
         "NetworkSettings": network_settings(paths, spec),
         "Capabilities": list(spec.capabilities),
         "Unit": spec.unit,
         "ControlGroup": unit.get("ControlGroup", ""),
     }
+
+
+def mount_document(paths: Paths, m: Mount) -> dict[str, Any]:
+    """One of inspect's .Mounts, as Docker shows a bind, a volume and a tmpfs."""
+    doc: dict[str, Any] = {"Type": m.kind, "Source": m.source, "Destination": m.target,
+                           "Mode": "ro" if m.readonly else "", "RW": not m.readonly}
+    if m.kind == "volume":
+        doc.update(Name=m.source, Source=str(paths.volume_data(m.source)), Driver="local",
+                   Mode="ro" if m.readonly else "z")
+    elif m.kind == "bind":
+        doc["Propagation"] = "rprivate"
+    return doc
 
 
 def restart_count(spec: ContainerSpec, unit: dict[str, Any]) -> int:

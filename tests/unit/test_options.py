@@ -64,6 +64,8 @@ workdir: /srv
 user: "1000:1000"
 hostname: web
 volumes: ["/srv/data:/data:ro"]
+mounts: ["type=volume,src=cache,dst=/cache"]
+tmpfs: ["/scratch:size=1m"]
 read_only: true
 cap_add: [net_admin]
 cap_drop: CHOWN
@@ -80,7 +82,9 @@ privileged: true
 """
 FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100", "-e", "A=1", "-e", "B",
          "--env-file", "/etc/web.env", "-w", "/srv", "-u", "1000:1000", "-h", "web",
-         "-v", "/srv/data:/data:ro", "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
+         "-v", "/srv/data:/data:ro", "--mount", "type=volume,src=cache,dst=/cache",
+         "--tmpfs", "/scratch:size=1m",
+         "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
          "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "bridge",
          "-p", "127.0.0.1:8080:80",
          "--publish", "5353:53/udp", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
@@ -107,7 +111,10 @@ BAD = {
     "name": ("x/y", "is not a valid container name"), "cpu_shares": ("1", "is outside 2..262144"),
     "memory": ("10xb", "is not a size"), "cpus": ("lots", "is not a number"),
     "pids_limit": ("0", "use a positive number"), "env": ("=x", "is not KEY=VALUE"),
-    "volumes": ("named:/data", "absolute host path"), "cap_add": ("fly", "unknown capability 'CAP_FLY'"),
+    "volumes": ("a/b:/data", "absolute host path or a volume name"),
+    "mounts": ("type=bind,src=/a,dst=/b,foo=1", "unknown key 'foo'"),
+    "tmpfs": ("/t:bogus", "unknown tmpfs option"),
+    "cap_add": ("fly", "unknown capability 'CAP_FLY'"),
     "cap_drop": ("CAP_FLY", "unknown capability"), "restart": ("sometimes", "is not a restart policy"),
     "network": ("bogus", "no such network"), "pull": ("often", "often"),
     "publish": ("80", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
@@ -217,13 +224,15 @@ def test_restart_policies() -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [
     ("/srv:/data", Mount("/srv", "/data", False)), ("/srv:/data:ro", Mount("/srv", "/data", True)),
+    ("data:/data", Mount("data", "/data", kind="volume")), ("/srv:/data:ro,Z", Mount("/srv", "/data", True)),
 ])
 def test_volumes(value: str, expected: Mount) -> None:
     assert opts.parse_mount("--volume", value) == expected
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("/srv", "is not SRC:DST"), ("named:/data", "absolute host path"), ("/srv:/", "other than /"),
+    ("/srv", "is not SRC:DST"), ("-named:/data", "absolute host path or a volume name"),
+    ("a/b:/data", "volume name"), ("/srv:/", "other than /"),
     ("/srv:data", "absolute path"), ("/srv:/data:rx", "not ro or rw"),
 ])
 def test_bad_volumes(value: str, message: str) -> None:
