@@ -40,7 +40,7 @@ class Network(Record):
         return NetRules(self.name, self.bridge, self.subnet.text)
 
     def leases_path(self, paths: Paths) -> Path:
-        return paths.root / "networks" / f"{self.name}.json"
+        return paths.root / "networks" / self.name
 
 
 def default_network(config: Config | None = None) -> Network:

@@ -27,7 +27,7 @@ from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
 from sdctr.net import dns, ipam, nft
-from sdctr.net.network import Network, check_bridge, default_network, ensure_bridge
+from sdctr.net.network import Network, bridge_exists, check_bridge, default_network, ensure_bridge
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -58,8 +58,7 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
     subnet or held; a host port that a process or another running container has; a subnet that
     overlaps a host route; a bridge name a foreign interface has. `others`: every other record."""
     net = default_network()
-    leases = ipam.read(net.leases_path(paths)).get("leases")
-    held = leases if isinstance(leases, dict) else {}
+    held = ipam.read(net.leases_path(paths))
     if spec.ip:
         ipam.pick(net.subnet, net.gateway, {ipam.parse_ip(a) for a in held.values()},
                   requested=ipam.parse_ip(spec.ip))
@@ -76,6 +75,29 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
                                      f"container {other.name}", hint="publish another port")
 
 
+# --- the shell fast path (sdctr/netup.sh, sdctr/netdown.sh) ---------------------------------------
+
+def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:
+    """The unit's netup and netdown as the shell scripts that do up() and down() without Python
+    in the common case, each to be followed by its hook's argv; None where they cannot
+    (published ports: the free-port check and the nftables elements are the hook's). Writes the
+    container's resolv.conf now, from the host's at this start: the script writes only hosts."""
+    if spec.ports:
+        return None
+    from sdctr.paths import NETDOWN_SCRIPT, NETUP_SCRIPT
+
+    net = default_network()
+    leases, pin = net.leases_path(paths), paths.netns(spec.id)
+    directory = paths.container_dir(spec.id)
+    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+    up = ["/bin/sh", NETUP_SCRIPT, spec.id, str(leases), net.bridge, str(net.subnet.prefix),
+          str(net.gateway), str(net.subnet.network + 1), str(net.subnet.broadcast - 1),
+          str(ipam.parse_ip(spec.ip)) if spec.ip else "", str(pin), str(directory / "hosts"),
+          spec.hostname_or_id]
+    down = ["/bin/sh", NETDOWN_SCRIPT, veth_name(spec.id), str(leases / spec.id), str(pin)]
+    return up, down
+
+
 # --- up -----------------------------------------------------------------------------------------
 
 def up(paths: Paths, spec: ContainerSpec) -> None:
@@ -84,6 +106,10 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
     down(paths, spec.id)  # what an earlier start left (a hook killed halfway, a lost ExecStopPost)
     try:
         with ipam.Leases.open(net.leases_path(paths)) as leases:
+            if not bridge_exists(net):
+                # the table first: sdctr/netup.sh takes a bridge as the sign that its rules are in
+                check_bridge(net)
+                apply_rules(net, spec.id, "", ())
             ensure_bridge(net)
             address = leases.lease(spec.id, net.subnet, net.gateway,
                                    ipam.parse_ip(spec.ip) if spec.ip else None)
@@ -174,13 +200,16 @@ def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
     directory = paths.container_dir(spec.id)
+    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address))
+    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+
+
+def write_file(directory: Path, name: str, text: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("hosts", dns.hosts(spec.hostname_or_id, address)),
-                       ("resolv.conf", dns.resolv_conf(*dns.read_host_files()))):
-        tmp = directory / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, directory / name)
+    tmp = directory / f".{name}.tmp{os.getpid()}"
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, directory / name)
 
 
 # --- down ---------------------------------------------------------------------------------------
@@ -191,11 +220,11 @@ def down(paths: Paths, cid: str) -> list[str]:
     if os.path.exists(f"/sys/class/net/{veth_name(cid)}"):
         remove_veth(veth_name(cid))
         removed.append(f"veth {veth_name(cid)}")
-    for path in leases_files(paths):
+    for path in leases_dirs(paths):
         with ipam.Leases.open(path) as leases:
             address = leases.release(cid)
         if address:
-            removed.append(f"lease {address} ({path.stem})")
+            removed.append(f"lease {address} ({path.name})")
     if unpin(paths.netns(cid)):
         removed.append(f"netns {paths.netns(cid)}")
     return removed
@@ -229,9 +258,13 @@ def list_table() -> dict[str, Any] | None:
     return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
-def leases_files(paths: Paths) -> list[Path]:
+def leases_dirs(paths: Paths) -> list[Path]:
+    """Every network's lease directory (and one in the format before, <name>.json)."""
     d = paths.root / "networks"
-    return sorted(d.glob("*.json")) if d.is_dir() else []
+    if not d.is_dir():
+        return []
+    return sorted({p.with_suffix("") if p.suffix == ".json" else p for p in d.iterdir()
+                   if p.suffix == ".json" or (p.is_dir() and not p.name.startswith("."))})
 
 
 def unpin(pin: Path) -> bool:
@@ -260,10 +293,10 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
             if name.startswith(VETH_PREFIX) and len(name) == 15 and name[3:] not in short:
                 remove_veth(name)
                 removed.append(f"veth {name}")
-    for path in leases_files(paths):
+    for path in leases_dirs(paths):
         with ipam.Leases.open(path) as leases:
             for cid in [c for c in leases.leases if c not in live]:
-                removed.append(f"lease {leases.release(cid)} ({path.stem}, {cid[:12]})")
+                removed.append(f"lease {leases.release(cid)} ({path.name}, {cid[:12]})")
     pins = paths.run / "netns"
     for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
         if name not in live and unpin(pins / name):

@@ -4,6 +4,7 @@ route-overlap check; and the unit's network hooks in its properties."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_a_requested_address_is_checked(requested: str, message: str) -> None:
 
 
 def test_leases_persist_release_and_keep_an_address_per_container(tmp_path: Path) -> None:
-    path = tmp_path / "networks" / "bridge.json"
+    path = tmp_path / "networks" / "bridge"
     with ipam.Leases.open(path) as leases:
         a = leases.lease("a" * 64, SUBNET, GW)
         assert leases.lease("a" * 64, SUBNET, GW) == a  # a restart keeps its address
@@ -69,13 +70,24 @@ def test_leases_persist_release_and_keep_an_address_per_container(tmp_path: Path
     assert a != b and ipam.lease_of(path, "b" * 64) == ipam.format_ip(b)
     with ipam.Leases.open(path) as leases:
         assert leases.release("a" * 64) == ipam.format_ip(a)
-    assert json.loads(path.read_text())["leases"] == {"b" * 64: "10.89.0.3"}
+    # one file per container, as sdctr/netup.sh and netdown.sh read and remove them
+    assert sorted(os.listdir(path)) == [".last", "b" * 64]
+    assert (path / ("b" * 64)).read_text() == "10.89.0.3\n" and ipam.read(path) == {"b" * 64: "10.89.0.3"}
     with ipam.Leases.open(path) as leases:  # the next one follows the last, not the freed .2
         assert leases.lease("c" * 64, SUBNET, GW) == ip("10.89.0.4")
 
 
+def test_the_one_file_format_before_is_moved_into_the_directory(tmp_path: Path) -> None:
+    before = {"last": "10.89.0.9", "leases": {"a" * 64: "10.89.0.9"}}
+    (tmp_path / "bridge.json").write_text(json.dumps(before))
+    with ipam.Leases.open(tmp_path / "bridge") as leases:
+        assert leases.leases == {"a" * 64: "10.89.0.9"}
+        assert leases.lease("b" * 64, SUBNET, GW) == ip("10.89.0.10")
+    assert not (tmp_path / "bridge.json").exists()
+
+
 def test_concurrent_leases_are_distinct(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.json"
+    path = tmp_path / "bridge"
     got: list[int] = []
 
     def take(n: int) -> None:
@@ -86,7 +98,7 @@ def test_concurrent_leases_are_distinct(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(set(got)) == 30 and len(json.loads(path.read_text())["leases"]) == 30
+    assert len(set(got)) == 30 and len(ipam.read(path)) == 30
 
 
 def test_the_table_text_declares_once_and_refills_its_chains() -> None:
@@ -153,6 +165,11 @@ def test_a_bridge_container_sets_up_its_network_before_the_init_and_tears_it_dow
                                                   prestart=["/bin/mount", "x"]))
     assert [argv for _, argv, _ in props["ExecStartPre"]] == [["/bin/mount", "x"],
                                                             ["sdctr", "hook", "netup", "e" * 64]]
+    # the shell scripts, where given, with the hook's argv to hand over to
+    scripts = dict((n, v) for n, _, v in properties(_spec(NetworkMode.BRIDGE), Host(2, 252), ["sdctr"],
+                                                    network=(["sh", "up.sh"], ["sh", "down.sh"])))
+    assert scripts["ExecStartPre"][-1] == ("sh", ["sh", "up.sh", "sdctr", "hook", "netup", "e" * 64], False)
+    assert scripts["ExecStopPost"][0] == ("sh", ["sh", "down.sh", "sdctr", "hook", "netdown", "e" * 64], True)
     assert props["ExecStopPost"][0] == ("sdctr", ["sdctr", "hook", "netdown", "e" * 64], True)
     assert props["ExecStopPost"][1][1][-2:] == ["poststop", "e" * 64]
     text = unit_file(properties(_spec(NetworkMode.BRIDGE), Host(2, 219), ["sdctr"]))
