@@ -21,7 +21,7 @@ shift 11
 veth=sdv${cid%"${cid#????????????}"}
 [ -d "/sys/class/net/$bridge/bridge" ] || exec "$@"
 [ ! -e "/sys/class/net/$veth" ] && [ ! -e "$pin" ] && [ ! -e "$leases/$cid" ] || exec "$@"
-[ -d "$leases" ] && [ -d "${pin%/*}" ] || exec "$@"
+[ -d "$leases" ] && [ -d "${pin%/*}" ] && [ ! -e "$leases.json" ] || exec "$@"  # (the hook moves the old format in)
 
 dotted() {  # $1 as a dotted quad, in $ip
     ip=$(($1 >> 24 & 255)).$(($1 >> 16 & 255)).$(($1 >> 8 & 255)).$(($1 & 255))

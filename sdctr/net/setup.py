@@ -57,6 +57,7 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
     """What the hook would refuse, refused before a record exists: an address outside the
     subnet or held; a host port that a process or another running container has; a subnet that
     overlaps a host route; a bridge name a foreign interface has. `others`: every other record."""
+    require_tools()
     net = default_network()
     held = ipam.read(net.leases_path(paths))
     if spec.ip:
@@ -98,6 +99,22 @@ def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[
     return up, down
 
 
+# where systemd's units find commands (its default PATH): the hooks' commands, not the caller's
+UNIT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+TOOLS = (("ip", "iproute2"), ("nft", "nftables"))
+
+
+def require_tools(where: Iterable[str] = UNIT_PATH) -> None:
+    """The bridge network's commands, there before anything is made: without them the unit's
+    hook would fail at start with a message in the journal."""
+    dirs = tuple(where)
+    for tool, package in TOOLS:
+        if not any(os.access(f"{d}/{tool}", os.X_OK) for d in dirs):
+            raise SdctrError(f"the bridge network needs {tool}, which this host lacks (package {package})",
+                             hint=f"install {package}, or run the container with --network none or "
+                                  "--network host")
+
+
 # --- up -----------------------------------------------------------------------------------------
 
 def up(paths: Paths, spec: ContainerSpec) -> None:
@@ -121,6 +138,34 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
         raise
+
+
+def assign_host_ports(spec: ContainerSpec, others: Iterable[ContainerSpec]) -> ContainerSpec:
+    """Host port 0 (-P, -p PORT) replaced by a free one: one the kernel hands out for a bind to
+    port 0 (from net.ipv4.ip_local_port_range, as Docker's allocator picks), and that no other
+    container publishes. Kept for the container's life, so `sdctr port` and restarts agree."""
+    if all(p.host_port for p in spec.ports):
+        return spec
+    taken = {(p.proto, p.host_port) for other in others for p in other.ports}
+    taken |= {(p.proto, p.host_port) for p in spec.ports}
+    ports = []
+    for given in spec.ports:
+        port = given if given.host_port else given.replace(host_port=free_port(given, taken))
+        taken.add((port.proto, port.host_port))
+        ports.append(port)
+    return spec.replace(ports=tuple(ports))
+
+
+def free_port(port: Port, taken: Collection[tuple[str, int]]) -> int:
+    kind = socket.SOCK_STREAM if port.proto == "tcp" else socket.SOCK_DGRAM
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((port.host_ip or "0.0.0.0", 0))
+            number: int = s.getsockname()[1]
+        if (port.proto, number) not in taken:
+            return number
+    raise SdctrError(f"no free host port found for {port.container_port}/{port.proto}",
+                     hint="publish it on a port of your choice: -p HOSTPORT:PORT")
 
 
 def check_ports_free(ports: Iterable[Port]) -> None:

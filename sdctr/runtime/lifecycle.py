@@ -76,7 +76,9 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
     if spec.network is NetworkMode.BRIDGE:
         from sdctr.net import setup
 
-        setup.preflight(paths, spec, all_specs(paths), starting=starting)
+        others = all_specs(paths)
+        spec = setup.assign_host_ports(spec, others)  # -P, -p PORT: free host ports, now
+        setup.preflight(paths, spec, others, starting=starting)
 
     spec = spec.replace(storage=spec.storage or drivers.DEFAULT, layers=image.layers)
     snap = drivers.driver(spec.storage, paths)

@@ -231,3 +231,57 @@ def test_an_unknown_network_is_refused(host: Machine) -> None:
     r = host.exec("sdctr", "run", "--network", "nosuch", "busybox", "true", check=False)
     assert r.returncode == 125 and r.stderr.splitlines()[0] == (
         "sdctr: error: --network 'nosuch': no such network")
+
+
+def test_bridge_is_the_default_and_a_host_without_nft_is_told_in_one_line(host: Machine) -> None:
+    out = host.exec("sdctr", "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert " 10.89." in out, out  # no --network: the bridge, as Docker's default
+    host.exec("chmod", "-x", "/usr/sbin/nft")
+    try:
+        before = host.exec("sdctr", "ps", "-aq").stdout.split()
+        r = host.exec("sdctr", "run", "--rm", "busybox", "true", check=False)
+        assert r.returncode == 125, r
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
+        assert lines == ["sdctr: error: the bridge network needs nft, which this host lacks "
+                         "(package nftables)"], r.stderr
+        assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
+        # the other networks need no nft
+        for network in ("none", "host"):
+            host.exec("sdctr", "run", "--rm", "--network", network, "busybox", "true")
+    finally:
+        host.exec("chmod", "+x", "/usr/sbin/nft")
+    assert_clean(host)
+
+
+def page_at(host: Machine, port: int | str) -> str:
+    """The page through 127.0.0.1:PORT, once the server in the container listens."""
+    def fetch() -> str:
+        return host.exec("get", f"http://127.0.0.1:{port}/", check=False).stdout.strip()  # type: ignore[no-any-return]
+    return wait_for(fetch, what=f"port {port}")  # type: ignore[no-any-return]
+
+
+def test_publish_all_and_a_range_answer_and_port_shows_them(host: Machine) -> None:
+    host.exec("sdctr", "import", "--change", "EXPOSE 80", "--change", "EXPOSE 81", "/tmp/bb.tar",
+              "web-exposed")
+    cid = host.exec("sdctr", "run", "-d", "-P", "-p", "8090-8091:80-81", "-v", "/tmp/www:/www", "web-exposed",
+                    "sh", "-c", "httpd -p 80 -h /www; httpd -f -p 81 -h /www").stdout.strip()
+    try:
+        lines = host.exec("sdctr", "port", cid).stdout.splitlines()
+        # -p publishes 80 and 81 already: -P adds nothing for them
+        assert lines == ["80/tcp -> 0.0.0.0:8090", "81/tcp -> 0.0.0.0:8091"], lines
+        assert page_at(host, 8090) == page_at(host, 8091) == PAGE
+    finally:
+        host.exec("sdctr", "rm", "-f", cid)
+    cid = host.exec("sdctr", "run", "-d", "-P", "-v", "/tmp/www:/www", "web-exposed",
+                    "httpd", "-f", "-p", "81", "-h", "/www").stdout.strip()
+    try:
+        lines = host.exec("sdctr", "port", cid).stdout.splitlines()
+        assert [ln.split(" -> ")[0] for ln in lines] == ["80/tcp", "81/tcp"], lines
+        hostport = host.exec("sdctr", "port", cid, "81").stdout.strip()
+        assert hostport.startswith("0.0.0.0:") and int(hostport.split(":")[1]) > 1024
+        assert page_at(host, hostport.split(":")[1]) == PAGE
+        r = host.exec("sdctr", "port", cid, "82", check=False)
+        assert r.returncode == 1 and "no public port '82/tcp' published for" in r.stderr
+    finally:
+        host.exec("sdctr", "rm", "-f", cid)
+    assert_clean(host)

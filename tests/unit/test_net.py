@@ -182,3 +182,17 @@ def test_a_bridge_container_sets_up_its_network_before_the_init_and_tears_it_dow
 def test_ports_survive_the_record() -> None:
     spec = _spec(NetworkMode.BRIDGE).replace(ip="10.89.0.9")
     assert ContainerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+def test_a_host_without_nft_is_told_before_anything_is_made(tmp_path: Path) -> None:
+    from sdctr.net.setup import require_tools
+
+    (tmp_path / "ip").write_text("")
+    (tmp_path / "ip").chmod(0o755)
+    with pytest.raises(SdctrError, match=r"^the bridge network needs nft, which this host lacks "
+                                         r"\(package nftables\)$") as e:
+        require_tools([str(tmp_path)])
+    assert "--network none" in (e.value.hint or "")
+    (tmp_path / "nft").write_text("")
+    (tmp_path / "nft").chmod(0o755)
+    require_tools([str(tmp_path)])
