@@ -40,3 +40,60 @@ def cmd_port(args: argparse.Namespace) -> int:
     for line in port_lines(spec.ports, args.container, args.port):
         print(line)
     return 0
+
+
+# --- network ls, network inspect: the networks there are (bridge, host, none) --------------------
+
+BUILTIN = (("bridge", "bridge"), ("host", "host"), ("none", "null"))  # name, Docker's driver name
+
+
+def network_id(name: str) -> str:
+    """A stable id per network (Docker's are random; scripts only compare them)."""
+    import hashlib
+
+    return hashlib.sha256(f"sdctr network {name}".encode()).hexdigest()
+
+
+def network_doc(args: argparse.Namespace, name: str) -> dict[str, object]:
+    """`docker network inspect`'s document for one network."""
+    driver = dict(BUILTIN).get(name)
+    if driver is None:
+        raise SdctrError(f"no such network: {name}", hint="the networks are: bridge, host, none", status=1)
+    doc: dict[str, object] = {"Name": name, "Id": network_id(name), "Scope": "local", "Driver": driver,
+                              "EnableIPv6": False, "IPAM": {"Driver": "default", "Config": []},
+                              "Internal": False, "Containers": {}, "Options": {}}
+    if name != "bridge":
+        return doc
+    from sdctr.net import ipam
+    from sdctr.net.network import default_network
+    from sdctr.net.setup import mac_address
+    from sdctr.state import all_specs
+
+    paths = paths_of(args)
+    net = default_network()
+    names = {s.id: s.name for s in all_specs(paths)}
+    doc["IPAM"] = {"Driver": "default", "Config": [{"Subnet": net.subnet.text, "Gateway": net.gateway_text}]}
+    doc["Containers"] = {cid: {"Name": names.get(cid, ""), "MacAddress": mac_address(ipam.parse_ip(a)),
+                               "IPv4Address": f"{a}/{net.subnet.prefix}", "IPv6Address": ""}
+                         for cid, a in sorted(ipam.read(net.leases_path(paths)).items())}
+    doc["Options"] = {"com.docker.network.bridge.name": net.bridge}
+    return doc
+
+
+def cmd_network_ls(args: argparse.Namespace) -> int:
+    if args.quiet:
+        for name, _ in BUILTIN:
+            print(network_id(name)[:12])
+        return 0
+    from sdctr.cli.output import table
+
+    table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+          [[network_id(name)[:12], name, driver, "local"] for name, driver in BUILTIN])
+    return 0
+
+
+def cmd_network_inspect(args: argparse.Namespace) -> int:
+    from sdctr.cli.output import print_docs
+
+    print_docs([network_doc(args, name) for name in args.networks], args.format)
+    return 0

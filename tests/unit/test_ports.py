@@ -4,6 +4,7 @@ exposed ports on free host ports), and `sdctr port`'s lines."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,31 @@ def test_a_port_another_container_publishes_is_passed_over(monkeypatch: pytest.M
                           ports=(Port(8080, 80),))
     spec = ContainerSpec(id="b" * 64, name="b", image="i", image_id="x", command=("c",), ports=(Port(0, 80),))
     assert assign_host_ports(spec, [other]).ports == (Port(40000, 80),)
+
+
+def test_network_ls_and_inspect_show_the_networks_there_are(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from sdctr.cli import networks
+    from sdctr.net import ipam
+
+    with ipam.Leases.open(tmp_path / "networks" / "bridge") as leases:
+        leases.lease("a" * 64, ipam.Subnet.parse("10.89.0.0/16"), ipam.parse_ip("10.89.0.1"))
+    args = argparse.Namespace(root=str(tmp_path), quiet=False, format=None, networks=["bridge", "none"])
+    networks.cmd_network_ls(args)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    assert [ln.split()[1:] for ln in lines[1:]] == [["bridge", "bridge", "local"], ["host", "host", "local"],
+                                                    ["none", "null", "local"]]
+    networks.cmd_network_inspect(args)
+    bridge, none = json.loads(capsys.readouterr().out)
+    assert bridge["IPAM"]["Config"] == [{"Subnet": "10.89.0.0/16", "Gateway": "10.89.0.1"}]
+    assert bridge["Containers"] == {"a" * 64: {"Name": "", "MacAddress": "02:42:0a:59:00:02",
+                                               "IPv4Address": "10.89.0.2/16", "IPv6Address": ""}}
+    assert bridge["Options"] == {"com.docker.network.bridge.name": "sdctr0"} and bridge["Id"][:12] in lines[1]
+    assert none["Driver"] == "null" and none["Containers"] == {}
+    with pytest.raises(SdctrError, match=r"^no such network: web$") as e:
+        networks.cmd_network_inspect(argparse.Namespace(root=str(tmp_path), format=None, networks=["web"]))
+    assert e.value.status == 1
