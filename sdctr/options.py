@@ -58,6 +58,7 @@ class RunOptions(Record):
     restart: RestartPolicy = RestartPolicy.NO
     restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
     network: NetworkMode = NetworkMode.BRIDGE  # as Docker and Podman; none and host stay
+    network_name: str = ""  # --network NAME: a user network (network is then BRIDGE)
     publish: tuple[Port, ...] = ()
     publish_all: bool = False  # -P: the image's ExposedPorts on free host ports
     ip: str = ""
@@ -148,12 +149,16 @@ def parse_restart(field: str, value: str) -> tuple[RestartPolicy, int]:
     return policy, int(count)
 
 
-def parse_network(field: str, value: str) -> NetworkMode:
+def parse_network(field: str, value: str) -> tuple[NetworkMode, str]:
+    """bridge, host, none, or a user network's name (on a bridge of its own: whether it exists
+    is checked when the container is created)."""
     try:
-        return NetworkMode(value)
+        return NetworkMode(value), ""
     except ValueError:
-        raise SdctrError(f"{field} {value!r}: no such network",
-                         hint="the networks are: bridge, host, none") from None
+        if not NAME_RE.fullmatch(value):
+            raise SdctrError(f"{field} {value!r}: no such network",
+                             hint="the networks are: bridge, host, none, and `sdctr network ls`'s") from None
+        return NetworkMode.BRIDGE, value
 
 
 _PUBLISH = re.compile(r"(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)(?:/(tcp|udp))?")
@@ -389,7 +394,7 @@ OPTIONS = (
     Option("restart", ("--restart",), "restart", parse_restart, metavar="POLICY",
            help="no, on-failure[:MAX-RETRIES], always, unless-stopped"),
     Option("network", ("--network",), "network", parse_network, metavar="NETWORK",
-           help="bridge (the default: a veth on the bridge sdctr0), host, none"),
+           help="bridge (the default: a veth on the bridge sdctr0), host, none, or a user network"),
     Option("publish", ("-p", "--publish"), "ports", parse_publish_forms, kind=LIST,
            metavar="[IP:][HOSTPORT]:PORT[/PROTO]",
            help="publish a container's port (or a range: 8000-8010:80-90) on the host (bridge)"),
@@ -441,6 +446,8 @@ def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
             raise
     if "restart" in fields:  # one flag, two fields: the policy, and on-failure:N's N
         fields["restart"], fields["restart_retries"] = fields["restart"]
+    if "network" in fields:  # one flag, two fields: the mode, and a user network's name
+        fields["network"], fields["network_name"] = fields["network"]
     if "image" not in fields:
         raise SdctrError("no image given", hint="say which: image: busybox" if yaml else None)
     options = RunOptions(**fields)

@@ -4,6 +4,7 @@ prints them)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
@@ -11,6 +12,8 @@ from sdctr.state import find
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sdctr.spec import Port
 
 
@@ -42,35 +45,47 @@ def cmd_port(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- network ls, network inspect: the networks there are (bridge, host, none) --------------------
+# --- network create, ls, inspect, rm -------------------------------------------------------------
 
 BUILTIN = (("bridge", "bridge"), ("host", "host"), ("none", "null"))  # name, Docker's driver name
 
 
-def network_id(name: str) -> str:
-    """A stable id per network (Docker's are random; scripts only compare them)."""
+def network_id(paths: Paths, name: str) -> str:
+    """A user network's id (random, as Docker's); the built-in ones' are stable hashes."""
+    from sdctr.net.network import network_id_of
+
+    found = network_id_of(paths, name)
+    if found:
+        return found
     import hashlib
 
     return hashlib.sha256(f"sdctr network {name}".encode()).hexdigest()
 
 
+def network_rows(paths: Paths) -> list[tuple[str, str]]:
+    from sdctr.net.network import user_networks
+
+    return [*BUILTIN, *((n.name, "bridge") for n in user_networks(paths))]
+
+
 def network_doc(args: argparse.Namespace, name: str) -> dict[str, object]:
     """`docker network inspect`'s document for one network."""
-    driver = dict(BUILTIN).get(name)
+    from sdctr.net.network import network_named
+
+    paths = paths_of(args)
+    driver = dict(network_rows(paths)).get(name)
     if driver is None:
-        raise SdctrError(f"no such network: {name}", hint="the networks are: bridge, host, none", status=1)
-    doc: dict[str, object] = {"Name": name, "Id": network_id(name), "Scope": "local", "Driver": driver,
+        raise SdctrError(f"no such network: {name}", hint="`sdctr network ls` lists them", status=1)
+    doc: dict[str, object] = {"Name": name, "Id": network_id(paths, name), "Scope": "local", "Driver": driver,
                               "EnableIPv6": False, "IPAM": {"Driver": "default", "Config": []},
                               "Internal": False, "Containers": {}, "Options": {}}
-    if name != "bridge":
+    if driver != "bridge":
         return doc
     from sdctr.net import ipam
-    from sdctr.net.network import default_network
     from sdctr.net.setup import mac_address
     from sdctr.state import all_specs
 
-    paths = paths_of(args)
-    net = default_network()
+    net = network_named(paths, name)
     names = {s.id: s.name for s in all_specs(paths)}
     doc["IPAM"] = {"Driver": "default", "Config": [{"Subnet": net.subnet.text, "Gateway": net.gateway_text}]}
     doc["Containers"] = {cid: {"Name": names.get(cid, ""), "MacAddress": mac_address(ipam.parse_ip(a)),
@@ -81,14 +96,16 @@ def network_doc(args: argparse.Namespace, name: str) -> dict[str, object]:
 
 
 def cmd_network_ls(args: argparse.Namespace) -> int:
+    paths = paths_of(args)
+    rows = network_rows(paths)
     if args.quiet:
-        for name, _ in BUILTIN:
-            print(network_id(name)[:12])
+        for name, _ in rows:
+            print(network_id(paths, name)[:12])
         return 0
     from sdctr.cli.output import table
 
     table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-          [[network_id(name)[:12], name, driver, "local"] for name, driver in BUILTIN])
+          [[network_id(paths, name)[:12], name, driver, "local"] for name, driver in rows])
     return 0
 
 
@@ -96,4 +113,66 @@ def cmd_network_inspect(args: argparse.Namespace) -> int:
     from sdctr.cli.output import print_docs
 
     print_docs([network_doc(args, name) for name in args.networks], args.format)
+    return 0
+
+
+@contextlib.contextmanager
+def networks_locked(paths: Paths) -> Iterator[None]:
+    import fcntl
+
+    from sdctr.net.network import netconf_dir
+
+    netconf_dir(paths).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(netconf_dir(paths) / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def cmd_network_create(args: argparse.Namespace) -> int:
+    """A user network: a bridge of its own (made when its first container starts), a subnet from
+    the pool 10.90-127.0.0/16 or --subnet, the gateway its first address or --gateway."""
+    import json
+
+    from sdctr.external import run
+    from sdctr.net.network import create_network, network_id_of
+    from sdctr.options import NAME_RE
+
+    if not NAME_RE.fullmatch(args.name):
+        raise SdctrError(f"network name {args.name!r} is not [a-zA-Z0-9][a-zA-Z0-9_.-]*")
+    paths = paths_of(args)
+    routes = json.loads(run(["ip", "-j", "-4", "route", "show"]).stdout or "[]")
+    with networks_locked(paths):
+        create_network(paths, args.name, args.subnet, args.gateway, routes)
+    print(network_id_of(paths, args.name))
+    return 0
+
+
+def cmd_network_rm(args: argparse.Namespace) -> int:
+    """Refused while a container (running or not) is on it, as Docker refuses active endpoints."""
+    import os
+    import shutil
+
+    from sdctr.net.network import netconf_dir, network_named
+    from sdctr.net.setup import apply_rules, list_table, remove_veth
+    from sdctr.state import all_specs
+
+    paths = paths_of(args)
+    for name in args.networks:
+        if name in dict(BUILTIN):
+            raise SdctrError(f"{name} is a built-in network and cannot be removed", status=1)
+        with networks_locked(paths):
+            net = network_named(paths, name)
+            users = [s.name for s in all_specs(paths) if s.network_name == name]
+            if users:
+                raise SdctrError(f"network {name} is in use by container {', '.join(users)}",
+                                 hint=f"remove it first: sdctr rm -f {users[0]}", status=1)
+            if os.path.exists(f"/sys/class/net/{net.bridge}"):
+                remove_veth(net.bridge)  # (ip link del, as for a veth)
+            shutil.rmtree(net.leases_path(paths), ignore_errors=True)
+            lock = net.leases_path(paths).with_name(f"{name}.lock")
+            for leftover in (lock, netconf_dir(paths) / f"{name}.json"):
+                leftover.unlink(missing_ok=True)
+            if list_table() is not None:  # the isolation and masquerade rules without it
+                apply_rules(paths, "", "", ())
+        print(name)
     return 0

@@ -27,7 +27,15 @@ from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
 from sdctr.net import dns, ipam, nft
-from sdctr.net.network import Network, bridge_exists, check_bridge, default_network, ensure_bridge
+from sdctr.net.network import (
+    Network,
+    all_networks,
+    bridge_exists,
+    check_bridge,
+    ensure_bridge,
+    network_named,
+    user_networks,
+)
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -58,7 +66,7 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
     subnet or held; a host port that a process or another running container has; a subnet that
     overlaps a host route; a bridge name a foreign interface has. `others`: every other record."""
     require_tools()
-    net = default_network()
+    net = network_named(paths, spec.network_name)
     held = ipam.read(net.leases_path(paths))
     if spec.ip:
         ipam.pick(net.subnet, net.gateway, {ipam.parse_ip(a) for a in held.values()},
@@ -81,13 +89,14 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
 def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:
     """The unit's netup and netdown as the shell scripts that do up() and down() without Python
     in the common case, each to be followed by its hook's argv; None where they cannot
-    (published ports: the free-port check and the nftables elements are the hook's). Writes the
+    (published ports: the free-port check and the nftables elements are the hook's; a user
+    network: its containers' hosts files are refreshed by the hook). Writes the
     container's resolv.conf now, from the host's at this start: the script writes only hosts."""
-    if spec.ports:
+    if spec.ports or spec.network_name:  # (a user network's hosts files are refreshed by the hook)
         return None
     from sdctr.paths import NETDOWN_SCRIPT, NETUP_SCRIPT
 
-    net = default_network()
+    net = network_named(paths, "")
     leases, pin = net.leases_path(paths), paths.netns(spec.id)
     directory = paths.container_dir(spec.id)
     write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
@@ -118,7 +127,7 @@ def require_tools(where: Iterable[str] = UNIT_PATH) -> None:
 # --- up -----------------------------------------------------------------------------------------
 
 def up(paths: Paths, spec: ContainerSpec) -> None:
-    net = default_network()
+    net = network_named(paths, spec.network_name)
     check_ports_free(spec.ports)
     down(paths, spec.id)  # what an earlier start left (a hook killed halfway, a lost ExecStopPost)
     try:
@@ -126,14 +135,16 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
             if not bridge_exists(net):
                 # the table first: sdctr/netup.sh takes a bridge as the sign that its rules are in
                 check_bridge(net)
-                apply_rules(net, spec.id, "", ())
+                apply_rules(paths, spec.id, "", ())
             ensure_bridge(net)
             address = leases.lease(spec.id, net.subnet, net.gateway,
                                    ipam.parse_ip(spec.ip) if spec.ip else None)
         pin = pin_netns(paths, spec.id)
         add_veth(net, spec.id, pin, address)
-        apply_rules(net, spec.id, ipam.format_ip(address), spec.ports)
+        apply_rules(paths, spec.id, ipam.format_ip(address), spec.ports)
         write_etc_files(paths, spec, ipam.format_ip(address))
+        if spec.network_name:
+            refresh_hosts(paths, net)
     except BaseException:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
@@ -231,8 +242,9 @@ def add_veth(net: Network, cid: str, pin: str, address: int) -> None:
             f"route add default via {net.gateway_text}\n"))
 
 
-def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -> None:
-    text = nft.table_text([net.rules]) + nft.add_ports_text(cid, address, ports)
+def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -> None:
+    """The table with every network's rules, and the container's ports."""
+    text = nft.table_text([n.rules for n in all_networks(paths)]) + nft.add_ports_text(cid, address, ports)
     try:
         run(["nft", "-f", "-"], input=text)
     except SdctrError as e:
@@ -245,7 +257,8 @@ def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
     directory = paths.container_dir(spec.id)
-    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address))
+    others = peers(paths, network_named(paths, spec.network_name), spec.id) if spec.network_name else []
+    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others))
     write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
 
 
@@ -255,6 +268,39 @@ def write_file(directory: Path, name: str, text: str) -> None:
     tmp.write_text(text)
     os.chmod(tmp, 0o644)
     os.rename(tmp, directory / name)
+
+
+def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
+    """(address, names) of the containers holding a lease on the network, but `but`: their
+    name and short id, as Docker's DNS answers for them on a user network."""
+    found = []
+    for cid, address in sorted(ipam.read(net.leases_path(paths)).items()):
+        if cid == but:
+            continue
+        try:
+            doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((address, " ".join(dict.fromkeys([str(doc.get("name", "")), cid[:12]]))))
+    return found
+
+
+def refresh_hosts(paths: Paths, net: Network) -> None:
+    """DNS by name on a user network, as /etc/hosts: every running member's file rewritten with
+    the others' addresses. In place (not by rename): the container sees the file through a bind
+    mount of its inode. A resolver that caches (none in busybox or glibc without nscd) sees it
+    at its next lookup."""
+    members = ipam.read(net.leases_path(paths))
+    for cid, address in members.items():
+        path = paths.container_dir(cid) / "hosts"
+        try:
+            doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
+            with open(path, "r+") as f:
+                hostname = doc.get("hostname") or cid[:12]
+                f.write(dns.hosts(hostname, address, peers(paths, net, cid)))
+                f.truncate()
+        except (OSError, ValueError):
+            continue
 
 
 # --- down ---------------------------------------------------------------------------------------
@@ -270,6 +316,9 @@ def down(paths: Paths, cid: str) -> list[str]:
             address = leases.release(cid)
         if address:
             removed.append(f"lease {address} ({path.name})")
+            user = next((n for n in user_networks(paths) if n.leases_path(paths) == path), None)
+            if user:
+                refresh_hosts(paths, user)
     if unpin(paths.netns(cid)):
         removed.append(f"netns {paths.netns(cid)}")
     return removed
@@ -351,7 +400,7 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
 
 def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
     """inspect's NetworkSettings, as Docker shows them: empty while the container is not up."""
-    net = default_network()
+    net = network_named(paths, spec.network_name)
     address = ipam.lease_of(net.leases_path(paths), spec.id)
     ports: dict[str, list[dict[str, str]] | None] = {}
     for p in spec.ports:

@@ -285,3 +285,36 @@ def test_publish_all_and_a_range_answer_and_port_shows_them(host: Machine) -> No
     finally:
         host.exec("sdctr", "rm", "-f", cid)
     assert_clean(host)
+
+
+def test_user_networks_reach_by_name_within_and_not_across(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "front")
+    host.exec("sdctr", "network", "create", "--subnet", "10.200.0.0/24", "back")
+    names = ("a1", "b1", "c1")
+    try:
+        assert [ln.split()[1] for ln in host.exec("sdctr", "network", "ls").stdout.splitlines()[1:]] == [
+            "bridge", "host", "none", "back", "front"]
+        for name, network in zip(names, ("front", "front", "back")):
+            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox", "sleep", "600")
+        c1 = inspect(host, "c1")["NetworkSettings"]["IPAddress"]
+        assert c1.startswith("10.200.0.")
+        def pings(source: str, target: str) -> bool:
+            return host.exec("sdctr", "exec", source, "ping", "-c", "1", "-W", "2", target,
+                             check=False).returncode == 0
+        # within a network by name (its /etc/hosts, kept current by the hooks), both ways
+        assert pings("b1", "a1") and pings("a1", "b1")
+        # across networks neither by name nor by address
+        assert not pings("a1", "c1") and not pings("a1", c1)
+        # and out through the masquerade, as on the default network
+        assert pings("c1", "198.51.100.2")
+        r = host.exec("sdctr", "network", "rm", "front", check=False)
+        assert r.returncode == 1 and "network front is in use by container a1, b1" in r.stderr
+        host.exec("sdctr", "rm", "-f", "b1")
+        assert "b1" not in host.exec("sdctr", "exec", "a1", "cat", "/etc/hosts").stdout
+    finally:
+        host.exec("sdctr", "rm", "-f", *names, check=False)
+        host.exec("sdctr", "network", "rm", "front", "back", check=False)
+    assert host.exec("sdctr", "network", "ls", "-q").stdout.count("\n") == 3
+    assert "sdbr" not in host.exec("ip", "-o", "link").stdout
+    assert " drop " not in host.exec("nft", "list", "table", "ip", "sdctr").stdout
+    assert_clean(host)

@@ -105,7 +105,15 @@ def test_the_table_text_declares_once_and_refills_its_chains() -> None:
     text = nft.table_text([nft.NetRules("bridge", "sdctr0", "10.89.0.0/16")])
     assert text.startswith("table ip sdctr {\n")
     assert [ln for ln in text.splitlines() if ln.startswith("flush chain")] == [
-        "flush chain ip sdctr prerouting", "flush chain ip sdctr output", "flush chain ip sdctr postrouting"]
+        "flush chain ip sdctr prerouting", "flush chain ip sdctr output", "flush chain ip sdctr postrouting",
+        "flush chain ip sdctr forward"]
+    assert " drop " not in text  # one network: nothing to keep apart
+    two = nft.table_text([nft.NetRules("bridge", "sdctr0", "10.89.0.0/16"),
+                          nft.NetRules("web", "sdbr1", "10.90.0.0/16")])
+    assert [ln for ln in two.splitlines() if " drop " in ln] == [
+        'add rule ip sdctr forward iifname "sdctr0" oifname "sdbr1" drop comment "network bridge"',
+        'add rule ip sdctr forward iifname "sdbr1" oifname "sdctr0" drop comment "network web"']
+    assert 'ip saddr 10.90.0.0/16 oifname != "sdbr1" masquerade' in two
     assert ('add rule ip sdctr postrouting ip saddr 10.89.0.0/16 oifname != "sdctr0" masquerade '
             'comment "network bridge"') in text
     assert 'ip saddr 127.0.0.0/8 oifname "sdctr0" masquerade' in text
@@ -196,3 +204,33 @@ def test_a_host_without_nft_is_told_before_anything_is_made(tmp_path: Path) -> N
     (tmp_path / "nft").write_text("")
     (tmp_path / "nft").chmod(0o755)
     require_tools([str(tmp_path)])
+
+
+def test_user_networks_take_free_subnets_from_the_pool_and_refuse_overlaps(tmp_path: Path) -> None:
+    from sdctr.net.network import create_network, network_named, user_networks
+    from sdctr.paths import Paths
+
+    paths = Paths.from_root(str(tmp_path))
+    routes = [{"dst": "10.91.4.0/24", "dev": "eth9"}]  # a host route: its /16 is passed over
+    assert create_network(paths, "front", None, None, routes).subnet.text == "10.90.0.0/16"
+    back = create_network(paths, "back", None, None, routes)
+    assert back.subnet.text == "10.92.0.0/16" and back.gateway_text == "10.92.0.1"
+    assert back.bridge.startswith("sdbr") and len(back.bridge) == 15
+    mine = create_network(paths, "mine", "10.200.0.0/24", "10.200.0.254", routes)
+    assert network_named(paths, "mine") == mine and mine.gateway_text == "10.200.0.254"
+    assert [n.name for n in user_networks(paths)] == ["back", "front", "mine"]
+    for name, subnet, gateway, message in [
+            ("front", None, None, "network front already exists"),
+            ("x", "10.89.128.0/24", None, "overlaps network bridge's 10.89.0.0/16"),
+            ("x", "10.91.0.0/16", None, "overlaps the host's route 10.91.4.0/24 dev eth9"),
+            ("x", "10.201.0.0/24", "10.202.0.1", "is not a host address of 10.201.0.0/24"),
+            ("x", "10.201.0.1/24", None, "has host bits set")]:
+        with pytest.raises(SdctrError, match=re.escape(message)):
+            create_network(paths, name, subnet, gateway, routes)
+    with pytest.raises(SdctrError, match="--network 'nosuch': no such network"):
+        network_named(paths, "nosuch")
+
+
+def test_a_user_networks_hosts_name_its_other_members() -> None:
+    assert dns.hosts("a1", "10.90.0.2", [("10.90.0.3", "b1 0123456789ab")]).splitlines()[2:] == [
+        "10.90.0.2\ta1", "10.90.0.3\tb1 0123456789ab"]

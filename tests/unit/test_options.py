@@ -39,8 +39,8 @@ def test_the_table_covers_every_flag_of_run_and_create(verb: str) -> None:
     # and every value the parser leaves is a field the record takes: nothing is parsed aside
     dests = set(vars(parser.parse_args([verb, "img"]))) - GLOBAL_DESTS
     assert {o.dest for o in OPTIONS if o.verb in ("", verb)} <= dests <= {o.dest for o in OPTIONS}
-    # restart_retries, on-failure:N's N, comes with --restart's policy
-    assert {o.dest for o in OPTIONS} | {"restart_retries"} == set(RunOptions._fields)
+    # restart_retries, on-failure:N's N, comes with --restart's policy; network_name with --network
+    assert {o.dest for o in OPTIONS} | {"restart_retries", "network_name"} == set(RunOptions._fields)
 
 
 def test_no_flag_means_the_records_defaults() -> None:
@@ -114,7 +114,7 @@ BAD = {
     "pids_limit": ("0", "use a positive number"), "env": ("=x", "is not KEY=VALUE"),
     "volumes": ("named:/data", "absolute host path"), "cap_add": ("fly", "unknown capability 'CAP_FLY'"),
     "cap_drop": ("CAP_FLY", "unknown capability"), "restart": ("sometimes", "is not a restart policy"),
-    "network": ("bogus", "no such network"), "pull": ("often", "often"),
+    "network": ("bo/gus", "no such network"), "pull": ("often", "often"),
     "publish": ("http", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
     "user": ("4294967295", "is not a user or group id"), "labels": ("=x", "is not KEY=VALUE"),
     "devices": ("/dev/loop3:rwx", "permissions 'rwx' are not some of r, w, m"),
