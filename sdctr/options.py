@@ -59,8 +59,10 @@ class RunOptions(Record):
     cap_drop: tuple[str, ...] = ()
     restart: RestartPolicy = RestartPolicy.NO
     restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
-    network: NetworkMode = NetworkMode.NONE
+    network: NetworkMode = NetworkMode.BRIDGE  # as Docker and Podman; none and host stay
+    network_name: str = ""  # --network NAME: a user network (network is then BRIDGE)
     publish: tuple[Port, ...] = ()
+    publish_all: bool = False  # -P: the image's ExposedPorts on free host ports
     ip: str = ""
     interactive: bool = False
     tty: bool = False
@@ -152,12 +154,16 @@ def parse_restart(field: str, value: str) -> tuple[RestartPolicy, int]:
     return policy, int(count)
 
 
-def parse_network(field: str, value: str) -> NetworkMode:
+def parse_network(field: str, value: str) -> tuple[NetworkMode, str]:
+    """bridge, host, none, or a user network's name (on a bridge of its own: whether it exists
+    is checked when the container is created)."""
     try:
-        return NetworkMode(value)
+        return NetworkMode(value), ""
     except ValueError:
-        raise SdctrError(f"{field} {value!r}: no such network",
-                         hint="the networks are: bridge, host, none") from None
+        if not NAME_RE.fullmatch(value):
+            raise SdctrError(f"{field} {value!r}: no such network",
+                             hint="the networks are: bridge, host, none, and `sdctr network ls`'s") from None
+        return NetworkMode.BRIDGE, value
 
 
 _PUBLISH = re.compile(r"(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)(?:/(tcp|udp))?")
@@ -176,6 +182,39 @@ def parse_publish(field: str, value: str) -> Port:
         if not 1 <= int(port) <= 65535:
             raise SdctrError(f"{field} {value!r}: port {port} is outside 1..65535")
     return Port(int(host_port), int(container_port), proto or "tcp", host_ip or "")
+
+
+_PUBLISH_FORMS = re.compile(r"(?:(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+(?:-\d+)?)?:)?"
+                            r"(\d+(?:-\d+)?)(?:/(tcp|udp))?")
+
+
+def parse_publish_forms(field: str, value: str) -> tuple[Port, ...]:
+    """Docker's -p forms: [IP:]HOSTPORT:CONTAINERPORT[/PROTO], ranges of one length on both sides
+    (8000-8010:80-90), and CONTAINERPORT or [IP]::CONTAINERPORT (a free host port, picked when the
+    container is created: host port 0 until then)."""
+    m = _PUBLISH_FORMS.fullmatch(value)
+    if not m or ("-" not in value and ":" in value and m.group(2) is not None):
+        return (parse_publish(field, value),)
+    host_ip, host, container, proto = m.groups()
+    if host_ip:
+        parse_ip(field, host_ip)
+
+    def span(text: str) -> range:
+        first, _, last = text.partition("-")
+        low, high = int(first), int(last or first)
+        for port in (low, high):
+            if not 1 <= port <= 65535:
+                raise SdctrError(f"{field} {value!r}: port {port} is outside 1..65535")
+        if high < low:
+            raise SdctrError(f"{field} {value!r}: the range {text} ends before it starts")
+        return range(low, high + 1)
+    inside = span(container)
+    outside = span(host) if host else None
+    if outside is not None and len(outside) != len(inside):
+        raise SdctrError(f"{field} {value!r}: the host range and the container range differ in length",
+                         hint="example: -p 8000-8010:80-90")
+    return tuple(Port(outside[i] if outside is not None else 0, c, proto or "tcp", host_ip or "")
+                 for i, c in enumerate(inside))
 
 
 def parse_ip(field: str, value: str) -> str:
@@ -448,9 +487,12 @@ OPTIONS = (
     Option("restart", ("--restart",), "restart", parse_restart, metavar="POLICY",
            help="no, on-failure[:MAX-RETRIES], always, unless-stopped"),
     Option("network", ("--network",), "network", parse_network, metavar="NETWORK",
-           help="bridge (a veth on the bridge sdctr0), host, none"),
-    Option("publish", ("-p", "--publish"), "ports", parse_publish, kind=LIST,
-           metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a container's port on the host (bridge)"),
+           help="bridge (the default: a veth on the bridge sdctr0), host, none, or a user network"),
+    Option("publish", ("-p", "--publish"), "ports", parse_publish_forms, kind=LIST,
+           metavar="[IP:][HOSTPORT]:PORT[/PROTO]",
+           help="publish a container's port (or a range: 8000-8010:80-90) on the host (bridge)"),
+    Option("publish_all", ("-P", "--publish-all"), "publish_all", kind=SWITCH,
+           help="publish the image's exposed ports on free host ports (bridge)"),
     Option("ip", ("--ip",), "ip", parse_ip, metavar="ADDRESS", help="the container's address (bridge)"),
     Option("entrypoint", ("--entrypoint",), "entrypoint", metavar="PROGRAM", kind=WORDS,
            help="the program instead of the image's ('': none)"),
@@ -497,6 +539,8 @@ def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
             raise
     if "restart" in fields:  # one flag, two fields: the policy, and on-failure:N's N
         fields["restart"], fields["restart_retries"] = fields["restart"]
+    if "network" in fields:  # one flag, two fields: the mode, and a user network's name
+        fields["network"], fields["network_name"] = fields["network"]
     if "image" not in fields:
         raise SdctrError("no image given", hint="say which: image: busybox" if yaml else None)
     options = RunOptions(**fields)
@@ -580,12 +624,15 @@ def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
             import shlex
 
             return tuple(shlex.split(value))
-        return (one(value),)  # a YAML list of one may be written as its item
+        item = one(value)  # a YAML list of one may be written as its item
+        return item if isinstance(item, tuple) else (item,)
     if option.dest in ("env", "labels") and isinstance(value, Mapping):  # {KEY: value}, as Compose allows
         value = [str(k) if v is None else f"{k}={_scalar_text(v)}" for k, v in value.items()]
     if not isinstance(value, (list, tuple)):
         raise SdctrError(f"{field} takes a list, not {_type_name(value)}")
-    return tuple(one(v) for v in value)
+    items = [one(v) for v in value]
+    # a parser may give several items for one value (-p 8000-8010:80-90)
+    return tuple(i for item in items for i in (item if isinstance(item, tuple) else (item,)))
 
 
 def _scalar_text(v: Any) -> str:
@@ -607,7 +654,8 @@ def rm_never_restarts(options: RunOptions) -> None:
 def ports_and_ip_need_bridge(options: RunOptions) -> None:
     if options.network is NetworkMode.BRIDGE:
         return
-    for given, flag in ((options.publish, "--publish"), (options.ip, "--ip")):
+    for given, flag in ((options.publish, "--publish"), (options.ip, "--ip"),
+                        (options.publish_all, "--publish-all")):
         if given:
             raise SdctrError(f"{flag} needs a bridge network, not --network {options.network.value}",
                              hint="add --network bridge")
@@ -616,12 +664,14 @@ def ports_and_ip_need_bridge(options: RunOptions) -> None:
 def ports_unique(options: RunOptions) -> None:
     seen: set[tuple[str, int, str]] = set()
     for port in options.publish:
+        if not port.host_port:  # a free one, picked at create
+            continue
         key = (port.host_ip, port.host_port, port.proto)
         if key in seen or (port.host_ip and ("", port.host_port, port.proto) in seen):
             raise SdctrError(f"--publish {port.text}: host port {port.host_port}/{port.proto} is "
                              "published twice")
         seen.add(key)
-    if any(("", p.host_port, p.proto) in seen for p in options.publish if p.host_ip):
+    if any(("", p.host_port, p.proto) in seen for p in options.publish if p.host_ip and p.host_port):
         raise SdctrError("--publish: a host port is published on every address and on one of them")
 
 

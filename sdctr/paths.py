@@ -17,6 +17,8 @@ from sdctr.record import Record
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 STOP_SCRIPT = os.path.join(PACKAGE_DIR, "stop.sh")
 POSTSTOP_SCRIPT = os.path.join(PACKAGE_DIR, "poststop.sh")
+NETUP_SCRIPT = os.path.join(PACKAGE_DIR, "netup.sh")
+NETDOWN_SCRIPT = os.path.join(PACKAGE_DIR, "netdown.sh")
 DEFAULT_ROOT = Path("/var/lib/sdctr")
 DEFAULT_RUN = Path("/run/sdctr")
 # seconds: a temporary file or directory under <root> this old was left by a killed writer, and

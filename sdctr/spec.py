@@ -116,6 +116,7 @@ class ContainerSpec(Record):
     restart: RestartPolicy = RestartPolicy.NO
     restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
     network: NetworkMode = NetworkMode.NONE
+    network_name: str = ""  # a user network's name (network is BRIDGE); "": the default, bridge
     ports: tuple[Port, ...] = ()  # -p, on a bridge network
     ip: str = ""  # --ip: the address asked for; "": the next free one
     interactive: bool = False

@@ -27,7 +27,15 @@ from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
 from sdctr.net import dns, ipam, nft
-from sdctr.net.network import Network, check_bridge, default_network, ensure_bridge
+from sdctr.net.network import (
+    Network,
+    all_networks,
+    bridge_exists,
+    check_bridge,
+    ensure_bridge,
+    network_named,
+    user_networks,
+)
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -57,9 +65,9 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
     """What the hook would refuse, refused before a record exists: an address outside the
     subnet or held; a host port that a process or another running container has; a subnet that
     overlaps a host route; a bridge name a foreign interface has. `others`: every other record."""
-    net = default_network()
-    leases = ipam.read(net.leases_path(paths)).get("leases")
-    held = leases if isinstance(leases, dict) else {}
+    require_tools()
+    net = network_named(paths, spec.network_name)
+    held = ipam.read(net.leases_path(paths))
     if spec.ip:
         ipam.pick(net.subnet, net.gateway, {ipam.parse_ip(a) for a in held.values()},
                   requested=ipam.parse_ip(spec.ip))
@@ -76,25 +84,99 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
                                      f"container {other.name}", hint="publish another port")
 
 
+# --- the shell fast path (sdctr/netup.sh, sdctr/netdown.sh) ---------------------------------------
+
+def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:
+    """The unit's netup and netdown as the shell scripts that do up() and down() without Python
+    in the common case, each to be followed by its hook's argv; None where they cannot
+    (published ports: the free-port check and the nftables elements are the hook's; a user
+    network: its containers' hosts files are refreshed by the hook). Writes the
+    container's resolv.conf now, from the host's at this start: the script writes only hosts."""
+    if spec.ports or spec.network_name:  # (a user network's hosts files are refreshed by the hook)
+        return None
+    from sdctr.paths import NETDOWN_SCRIPT, NETUP_SCRIPT
+
+    net = network_named(paths, "")
+    leases, pin = net.leases_path(paths), paths.netns(spec.id)
+    directory = paths.container_dir(spec.id)
+    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+    up = ["/bin/sh", NETUP_SCRIPT, spec.id, str(leases), net.bridge, str(net.subnet.prefix),
+          str(net.gateway), str(net.subnet.network + 1), str(net.subnet.broadcast - 1),
+          str(ipam.parse_ip(spec.ip)) if spec.ip else "", str(pin), str(directory / "hosts"),
+          spec.hostname_or_id]
+    down = ["/bin/sh", NETDOWN_SCRIPT, veth_name(spec.id), str(leases / spec.id), str(pin)]
+    return up, down
+
+
+# where systemd's units find commands (its default PATH): the hooks' commands, not the caller's
+UNIT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+TOOLS = (("ip", "iproute2"), ("nft", "nftables"))
+
+
+def require_tools(where: Iterable[str] = UNIT_PATH) -> None:
+    """The bridge network's commands, there before anything is made: without them the unit's
+    hook would fail at start with a message in the journal."""
+    dirs = tuple(where)
+    for tool, package in TOOLS:
+        if not any(os.access(f"{d}/{tool}", os.X_OK) for d in dirs):
+            raise SdctrError(f"the bridge network needs {tool}, which this host lacks (package {package})",
+                             hint=f"install {package}, or run the container with --network none or "
+                                  "--network host")
+
+
 # --- up -----------------------------------------------------------------------------------------
 
 def up(paths: Paths, spec: ContainerSpec) -> None:
-    net = default_network()
+    net = network_named(paths, spec.network_name)
     check_ports_free(spec.ports)
     down(paths, spec.id)  # what an earlier start left (a hook killed halfway, a lost ExecStopPost)
     try:
         with ipam.Leases.open(net.leases_path(paths)) as leases:
+            if not bridge_exists(net):
+                # the table first: sdctr/netup.sh takes a bridge as the sign that its rules are in
+                check_bridge(net)
+                apply_rules(paths, spec.id, "", ())
             ensure_bridge(net)
             address = leases.lease(spec.id, net.subnet, net.gateway,
                                    ipam.parse_ip(spec.ip) if spec.ip else None)
         pin = pin_netns(paths, spec.id)
         add_veth(net, spec.id, pin, address)
-        apply_rules(net, spec.id, ipam.format_ip(address), spec.ports)
+        apply_rules(paths, spec.id, ipam.format_ip(address), spec.ports)
         write_etc_files(paths, spec, ipam.format_ip(address))
+        if spec.network_name:
+            refresh_hosts(paths, net)
     except BaseException:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
         raise
+
+
+def assign_host_ports(spec: ContainerSpec, others: Iterable[ContainerSpec]) -> ContainerSpec:
+    """Host port 0 (-P, -p PORT) replaced by a free one: one the kernel hands out for a bind to
+    port 0 (from net.ipv4.ip_local_port_range, as Docker's allocator picks), and that no other
+    container publishes. Kept for the container's life, so `sdctr port` and restarts agree."""
+    if all(p.host_port for p in spec.ports):
+        return spec
+    taken = {(p.proto, p.host_port) for other in others for p in other.ports}
+    taken |= {(p.proto, p.host_port) for p in spec.ports}
+    ports = []
+    for given in spec.ports:
+        port = given if given.host_port else given.replace(host_port=free_port(given, taken))
+        taken.add((port.proto, port.host_port))
+        ports.append(port)
+    return spec.replace(ports=tuple(ports))
+
+
+def free_port(port: Port, taken: Collection[tuple[str, int]]) -> int:
+    kind = socket.SOCK_STREAM if port.proto == "tcp" else socket.SOCK_DGRAM
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((port.host_ip or "0.0.0.0", 0))
+            number: int = s.getsockname()[1]
+        if (port.proto, number) not in taken:
+            return number
+    raise SdctrError(f"no free host port found for {port.container_port}/{port.proto}",
+                     hint="publish it on a port of your choice: -p HOSTPORT:PORT")
 
 
 def check_ports_free(ports: Iterable[Port]) -> None:
@@ -160,8 +242,9 @@ def add_veth(net: Network, cid: str, pin: str, address: int) -> None:
             f"route add default via {net.gateway_text}\n"))
 
 
-def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -> None:
-    text = nft.table_text([net.rules]) + nft.add_ports_text(cid, address, ports)
+def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -> None:
+    """The table with every network's rules, and the container's ports."""
+    text = nft.table_text([n.rules for n in all_networks(paths)]) + nft.add_ports_text(cid, address, ports)
     try:
         run(["nft", "-f", "-"], input=text)
     except SdctrError as e:
@@ -174,13 +257,50 @@ def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
     directory = paths.container_dir(spec.id)
+    others = peers(paths, network_named(paths, spec.network_name), spec.id) if spec.network_name else []
+    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others))
+    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+
+
+def write_file(directory: Path, name: str, text: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("hosts", dns.hosts(spec.hostname_or_id, address)),
-                       ("resolv.conf", dns.resolv_conf(*dns.read_host_files()))):
-        tmp = directory / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, directory / name)
+    tmp = directory / f".{name}.tmp{os.getpid()}"
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, directory / name)
+
+
+def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
+    """(address, names) of the containers holding a lease on the network, but `but`: their
+    name and short id, as Docker's DNS answers for them on a user network."""
+    found = []
+    for cid, address in sorted(ipam.read(net.leases_path(paths)).items()):
+        if cid == but:
+            continue
+        try:
+            doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((address, " ".join(dict.fromkeys([str(doc.get("name", "")), cid[:12]]))))
+    return found
+
+
+def refresh_hosts(paths: Paths, net: Network) -> None:
+    """DNS by name on a user network, as /etc/hosts: every running member's file rewritten with
+    the others' addresses. In place (not by rename): the container sees the file through a bind
+    mount of its inode. A resolver that caches (none in busybox or glibc without nscd) sees it
+    at its next lookup."""
+    members = ipam.read(net.leases_path(paths))
+    for cid, address in members.items():
+        path = paths.container_dir(cid) / "hosts"
+        try:
+            doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
+            with open(path, "r+") as f:
+                hostname = doc.get("hostname") or cid[:12]
+                f.write(dns.hosts(hostname, address, peers(paths, net, cid)))
+                f.truncate()
+        except (OSError, ValueError):
+            continue
 
 
 # --- down ---------------------------------------------------------------------------------------
@@ -191,11 +311,14 @@ def down(paths: Paths, cid: str) -> list[str]:
     if os.path.exists(f"/sys/class/net/{veth_name(cid)}"):
         remove_veth(veth_name(cid))
         removed.append(f"veth {veth_name(cid)}")
-    for path in leases_files(paths):
+    for path in leases_dirs(paths):
         with ipam.Leases.open(path) as leases:
             address = leases.release(cid)
         if address:
-            removed.append(f"lease {address} ({path.stem})")
+            removed.append(f"lease {address} ({path.name})")
+            user = next((n for n in user_networks(paths) if n.leases_path(paths) == path), None)
+            if user:
+                refresh_hosts(paths, user)
     if unpin(paths.netns(cid)):
         removed.append(f"netns {paths.netns(cid)}")
     return removed
@@ -229,9 +352,13 @@ def list_table() -> dict[str, Any] | None:
     return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
-def leases_files(paths: Paths) -> list[Path]:
+def leases_dirs(paths: Paths) -> list[Path]:
+    """Every network's lease directory (and one in the format before, <name>.json)."""
     d = paths.root / "networks"
-    return sorted(d.glob("*.json")) if d.is_dir() else []
+    if not d.is_dir():
+        return []
+    return sorted({p.with_suffix("") if p.suffix == ".json" else p for p in d.iterdir()
+                   if p.suffix == ".json" or (p.is_dir() and not p.name.startswith("."))})
 
 
 def unpin(pin: Path) -> bool:
@@ -260,10 +387,10 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
             if name.startswith(VETH_PREFIX) and len(name) == 15 and name[3:] not in short:
                 remove_veth(name)
                 removed.append(f"veth {name}")
-    for path in leases_files(paths):
+    for path in leases_dirs(paths):
         with ipam.Leases.open(path) as leases:
             for cid in [c for c in leases.leases if c not in live]:
-                removed.append(f"lease {leases.release(cid)} ({path.stem}, {cid[:12]})")
+                removed.append(f"lease {leases.release(cid)} ({path.name}, {cid[:12]})")
     pins = paths.run / "netns"
     for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
         if name not in live and unpin(pins / name):
@@ -273,7 +400,7 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
 
 def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
     """inspect's NetworkSettings, as Docker shows them: empty while the container is not up."""
-    net = default_network()
+    net = network_named(paths, spec.network_name)
     address = ipam.lease_of(net.leases_path(paths), spec.id)
     ports: dict[str, list[dict[str, str]] | None] = {}
     for p in spec.ports:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, check_device_path
-from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Resources, merge_env
+from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Port, Resources, merge_env
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -46,11 +46,27 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
                             pids_limit=options.pids_limit),
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
-        network=options.network, ports=options.publish, ip=options.ip,
+        network=options.network, network_name=options.network_name,
+        ports=published(options, cfg.exposed_ports), ip=options.ip,
         interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
         created=time.time(),
     )
+
+
+def published(options: RunOptions, exposed: tuple[str, ...]) -> tuple[Port, ...]:
+    """-p's ports, and with -P the image's exposed ones ("80/tcp") that -p does not publish, on a
+    free host port each (host port 0: picked when the container is created)."""
+    ports = options.publish
+    if options.publish_all:
+        given = {(p.container_port, p.proto) for p in ports}
+        for text in exposed:
+            number, _, proto = text.partition("/")
+            proto = proto or "tcp"
+            if number.isdigit() and proto in ("tcp", "udp") and (int(number), proto) not in given:
+                given.add((int(number), proto))
+                ports += (Port(0, int(number), proto),)
+    return ports
 
 
 def stat_device(device: Device) -> Device:

@@ -58,7 +58,7 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
         resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
                             pids_limit=options.pids_limit),
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
-        network=options.network, ports=options.publish, ip=options.ip,
+        network=options.network, network_name=options.network_name, ports=options.publish, ip=options.ip,
         remove=options.rm, ephemeral=options.ephemeral, declared=True)
 
 

@@ -98,12 +98,14 @@ HOOK_TIMEOUT = 60
 def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                stdio: tuple[int, int, int] | None = None, *,
                prestart: Sequence[str] | None = None,
-               poststop: Sequence[str] | None = None) -> list[Property]:
+               poststop: Sequence[str] | None = None,
+               network: tuple[Sequence[str], Sequence[str]] | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
     command that readies the root file system without our hook (the storage driver's);
     `poststop`, a command that cleans up without Python in the common case and runs our hook,
-    whose argv is appended to it, otherwise."""
+    whose argv is appended to it, otherwise; `network`, a bridge network's netup and netdown
+    commands that do without Python in the common case, each followed by its hook's argv."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
@@ -117,8 +119,9 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     if spec.network is NetworkMode.BRIDGE:
         # the network's part after the rootfs and before the init; torn down first, before the
         # record may go with --rm; its failure must not keep the rootfs mounted (ignored: True)
-        start_pre += exec_("hook", "netup", spec.id)
-        netdown = [*sdctr, "hook", "netdown", spec.id]
+        netup = [*(network[0] if network else ()), *sdctr, "hook", "netup", spec.id]
+        netdown = [*(network[1] if network else ()), *sdctr, "hook", "netdown", spec.id]
+        start_pre.append((netup[0], netup, False))
         stop_posts.insert(0, (netdown[0], netdown, True))
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),

@@ -39,8 +39,8 @@ def test_the_table_covers_every_flag_of_run_and_create(verb: str) -> None:
     # and every value the parser leaves is a field the record takes: nothing is parsed aside
     dests = set(vars(parser.parse_args([verb, "img"]))) - GLOBAL_DESTS
     assert {o.dest for o in OPTIONS if o.verb in ("", verb)} <= dests <= {o.dest for o in OPTIONS}
-    # restart_retries, on-failure:N's N, comes with --restart's policy
-    assert {o.dest for o in OPTIONS} | {"restart_retries"} == set(RunOptions._fields)
+    # restart_retries, on-failure:N's N, comes with --restart's policy; network_name with --network
+    assert {o.dest for o in OPTIONS} | {"restart_retries", "network_name"} == set(RunOptions._fields)
 
 
 def test_no_flag_means_the_records_defaults() -> None:
@@ -73,6 +73,7 @@ restart: on-failure:3
 labels: {tier: web, team: }
 network: bridge
 ports: ["127.0.0.1:8080:80", "5353:53/udp"]
+publish_all: true
 ip: 10.89.0.10
 ephemeral: yes
 pull: never
@@ -87,7 +88,7 @@ FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100"
          "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
          "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "bridge",
          "-p", "127.0.0.1:8080:80",
-         "--publish", "5353:53/udp", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
+         "--publish", "5353:53/udp", "-P", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
          "--pull", "never", "--platform", "linux/arm64", "--device", "/dev/loop3:/dev/xvda:r",
          "--privileged", "busybox:1.36", "sh", "-c", "echo hi"]
 
@@ -100,7 +101,11 @@ def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
     default = RunOptions(image="")
     unchanged = [o.yaml_key for o in OPTIONS
                  if o.yaml_key and getattr(from_yaml, o.dest) == getattr(default, o.dest)]
-    assert unchanged == []
+    # bridge is the default network (as Docker's): that the key is read, another value shows
+    assert unchanged == ["network"]
+    others = {k: v for k, v in declared.items() if k not in ("ports", "ip", "publish_all")}
+    assert run_options({**others, "network": "host"}, yaml=True).network is NetworkMode.HOST
+    assert RunOptions(image="").network is NetworkMode.BRIDGE
     assert from_yaml.memory == 256 << 20 and from_yaml.volumes == (Mount("/srv/data", "/data", True),)
     assert from_yaml.cap_add == ("CAP_NET_ADMIN",) and from_yaml.restart is RestartPolicy.ON_FAILURE
     assert from_yaml.restart_retries == 3 and from_yaml.labels == ("tier=web", "team=")
@@ -116,8 +121,8 @@ BAD = {
     "tmpfs": ("/t:bogus", "unknown tmpfs option"),
     "cap_add": ("fly", "unknown capability 'CAP_FLY'"),
     "cap_drop": ("CAP_FLY", "unknown capability"), "restart": ("sometimes", "is not a restart policy"),
-    "network": ("bogus", "no such network"), "pull": ("often", "often"),
-    "publish": ("80", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
+    "network": ("bo/gus", "no such network"), "pull": ("often", "often"),
+    "publish": ("http", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
     "user": ("4294967295", "is not a user or group id"), "labels": ("=x", "is not KEY=VALUE"),
     "devices": ("/dev/loop3:rwx", "permissions 'rwx' are not some of r, w, m"),
 }
