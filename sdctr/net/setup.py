@@ -263,10 +263,18 @@ def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
 
 
 def write_file(directory: Path, name: str, text: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
+    """`name` in the record directory, whole (a temp renamed over it), 0644 before it holds a
+    byte. The directory is never created: a record `rm` removed meanwhile must not come back
+    as a directory without a config."""
     tmp = directory / f".{name}.tmp{os.getpid()}"
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except FileNotFoundError:
+        raise SdctrError(f"the record of container {directory.name[:12]} was removed while it "
+                         "started") from None
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o644)  # whatever the umask
+        f.write(text)
     os.rename(tmp, directory / name)
 
 

@@ -234,3 +234,24 @@ def test_user_networks_take_free_subnets_from_the_pool_and_refuse_overlaps(tmp_p
 def test_a_user_networks_hosts_name_its_other_members() -> None:
     assert dns.hosts("a1", "10.90.0.2", [("10.90.0.3", "b1 0123456789ab")]).splitlines()[2:] == [
         "10.90.0.2\ta1", "10.90.0.3\tb1 0123456789ab"]
+
+
+def test_etc_files_never_recreate_a_removed_record(tmp_path: Path) -> None:
+    """The netup hook writes hosts and resolv.conf into the record directory: one that `rm`
+    removed meanwhile is a one-line error, not a directory without a config (seen before: the
+    hook made it again with mkdir -p). What it writes is 0644 whatever the umask."""
+    from sdctr.net.setup import write_file
+
+    record = tmp_path / "containers" / ("a" * 64)
+    with pytest.raises(SdctrError, match="was removed while it started"):
+        write_file(record, "hosts", "127.0.0.1\tlocalhost\n")
+    assert not record.exists()
+    record.mkdir(parents=True)
+    old = os.umask(0o077)
+    try:
+        write_file(record, "hosts", "127.0.0.1\tlocalhost\n")
+    finally:
+        os.umask(old)
+    assert (record / "hosts").read_text() == "127.0.0.1\tlocalhost\n"
+    assert (record / "hosts").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in record.iterdir()] == ["hosts"]
