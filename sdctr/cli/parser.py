@@ -161,6 +161,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("target", metavar="CONTAINER|FILE")
     p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
 
+    _add_manage_verbs(sub, system_verbs)
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
@@ -168,6 +169,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     _add_registry_verbs(sub)
     # `init` and `hook`, what the unit runs, never reach this parser (sdctr.main.unit_command)
     return parser
+
+
+def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
+                      system_verbs: argparse._SubParsersAction[_Parser]) -> None:
+    """pause, unpause, rename, top, diff, cp, commit, container prune, system df/prune, info and
+    version: Docker's flags, handled by sdctr.cli.manage."""
+    def verb(where: argparse._SubParsersAction[_Parser], name: str, help_text: str,
+             handler: str) -> argparse.ArgumentParser:
+        p = where.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=_handler(f"manage.{handler}"))
+        return p
+
+    for name, help_text in (("pause", "freeze every process of containers (the kernel's freezer)"),
+                            ("unpause", "thaw paused containers")):
+        verb(sub, name, help_text, f"cmd_{name}").add_argument("containers", nargs="+", metavar="CONTAINER")
+    p = verb(sub, "rename", "give a container another name", "cmd_rename")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
 
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
