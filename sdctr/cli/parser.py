@@ -187,6 +187,11 @@ def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
     p = verb(sub, "rename", "give a container another name", "cmd_rename")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("new_name", metavar="NEW_NAME")
+    p = verb(sub, "cp", "copy files between a container and the host (- for a tar stream)", "cmd_cp")
+    p.add_argument("-a", "--archive", action="store_true", help="keep the files' uid and gid")
+    p.add_argument("-L", "--follow-link", action="store_true", help="follow a symlink given as SRC")
+    p.add_argument("src", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar on stdin)")
+    p.add_argument("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar on stdout)")
 
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -71,3 +71,54 @@ def test_pause_freezes_every_process_and_unpause_resumes_them(host: Machine) -> 
         assert leftovers(host, other) == []
     finally:
         sdctr(host, "rm", "-f", cid, other, check=False)
+
+
+# --- cp ---------------------------------------------------------------------------------------------
+
+HOSTILE = ("mkdir -p /tmp/victim /data; ln -s /tmp/victim /out; ln -s ../../../../../../tmp/victim /data/up; "
+           "ln -s /etc/hostname /secret; echo ready; sleep 1000")
+
+
+def test_cp_both_ways_and_never_through_a_containers_symlink(host: Machine) -> None:
+    host.sh("rm -rf /tmp/victim /tmp/cp && mkdir -p /tmp/victim /tmp/cp/tree/sub && "
+            "echo payload > /tmp/cp/f && echo a > /tmp/cp/tree/sub/a && ln -s a /tmp/cp/tree/sub/la")
+    cid = run_d(host, "--name", "copied", "busybox", "sh", "-c", HOSTILE)
+    try:
+        wait_for(lambda: "ready" in sdctr(host, "logs", cid).stdout, what="the symlinks")
+        # in: the container's symlinks lead to its own /tmp/victim, never the test host's
+        sdctr(host, "cp", "/tmp/cp/f", "copied:/out/pwned")
+        sdctr(host, "cp", "/tmp/cp/f", "copied:/data/up/pwned2")
+        assert host.exec("ls", "-A", "/tmp/victim").stdout == "", "cp wrote outside the container"
+        assert sdctr(host, "exec", "copied", "ls", "/tmp/victim").stdout.split() == ["pwned", "pwned2"]
+        sdctr(host, "cp", "/tmp/cp/tree", "copied:/tmp/")
+        assert sdctr(host, "exec", "copied", "cat", "/tmp/tree/sub/a").stdout == "a\n"
+        assert sdctr(host, "exec", "copied", "readlink", "/tmp/tree/sub/la").stdout == "a\n"
+        # out: a symlink comes out as a symlink; -L follows it inside the container
+        sdctr(host, "cp", "copied:/secret", "/tmp/cp/got")
+        assert host.exec("readlink", "/tmp/cp/got").stdout == "/etc/hostname\n"
+        sdctr(host, "cp", "-L", "copied:/secret", "/tmp/cp/got2")
+        assert host.exec("cat", "/tmp/cp/got2").stdout == cid[:12] + "\n"  # the container's hostname
+        sdctr(host, "cp", "copied:/tmp/tree/.", "/tmp/cp/back")
+        assert host.exec("cat", "/tmp/cp/back/sub/a").stdout == "a\n"
+        # tar streams, as `docker cp` makes and takes them
+        names = host.sh(f"sdctr {'--unit-file-mode ' if getattr(host, 'mode', '') == 'unit-file' else ''}"
+                        "cp copied:/tmp/tree - | tar -tf -").stdout.split()
+        assert names == ["tree/", "tree/sub/", "tree/sub/a", "tree/sub/la"]
+        host.sh("cd /tmp/cp && tar -cf - f | sdctr cp - copied:/data")
+        assert sdctr(host, "exec", "copied", "cat", "/data/f").stdout == "payload\n"
+        # Docker's exit codes: 1 for what is missing, 125 for what cannot be asked
+        r = sdctr(host, "cp", "copied:/nope", "/tmp/cp/x", check=False)
+        assert r.returncode == 1
+        assert r.stderr.startswith("sdctr: error: no such file or directory in container copied")
+        assert sdctr(host, "cp", "nosuch:/x", "/tmp/cp/x", check=False).returncode == 1
+        assert sdctr(host, "cp", "/tmp/cp/f", "/tmp/cp/g", check=False).returncode == 125
+        # a stopped container: its snapshot, mounted for the while
+        sdctr(host, "stop", "copied")
+        sdctr(host, "cp", "/tmp/cp/f", "copied:/stopped")
+        sdctr(host, "start", "copied")
+        assert sdctr(host, "exec", "copied", "cat", "/stopped").stdout == "payload\n"
+        assert host.exec("ls", "-A", "/tmp/victim").stdout == ""
+    finally:
+        sdctr(host, "rm", "-f", cid, check=False)
+        host.sh("rm -rf /tmp/victim /tmp/cp", check=False)
+    assert leftovers(host, cid) == []
