@@ -183,3 +183,70 @@ def _copy_in(root: int, spec: ContainerSpec, src: str, dest: str, args: argparse
             os.close(dfd)
     finally:
         os.close(sfd)
+
+
+# --- top, diff, commit --------------------------------------------------------------------------
+
+def cmd_top(args: argparse.Namespace) -> int:
+    """`docker top CONTAINER [ps OPTIONS]`: ps (default -ef) of the processes in the unit's cgroup,
+    its header and their lines only."""
+    from sdctr import cgroups
+    from sdctr.external import run
+    from sdctr.runtime import lifecycle
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    spec = find(paths, args.container)
+    pids = set(cgroups.processes(lifecycle.running_unit(sd, spec).get("ControlGroup", "")))
+    r = run(["ps", *(args.ps_options or ["-ef"])], check=False)
+    lines = r.stdout.splitlines()
+    if r.returncode != 0 or not lines:
+        raise SdctrError(f"ps {' '.join(args.ps_options)} failed: {r.stderr.strip()}")
+    header = lines[0].split()
+    if "PID" not in header:
+        raise SdctrError("ps's output has no PID column",
+                         hint="give ps options that show it (e.g. -o pid,cmd)")
+    column = header.index("PID")
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            print(line)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from sdctr.runtime import changes
+
+    paths = paths_of(args)
+    spec = find(paths, args.container)
+    upper, lowers = changes.layers(paths, spec)
+    for kind, path in changes.changes(upper, lowers, changes.mount_points(spec)):
+        print(f"{kind} {path}")
+    return 0
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    """`docker commit [-a] [-c] [-m] [-p] CONTAINER [REPOSITORY[:TAG]]`: prints the new image id."""
+    import contextlib
+
+    from sdctr.image import store as images
+    from sdctr.runtime import changes, pause
+
+    paths = paths_of(args)
+    spec = find(paths, args.container)
+    if args.reference:
+        images.tag_reference(args.reference)  # a bad name fails before the layer is written
+    wanted = images.parse_changes(args.change)
+    frozen = contextlib.ExitStack()
+    with frozen:
+        if args.pause:  # the layer is read as one moment of the container, as Docker does
+            sd, host = systemd_of(args)
+            cg = pause.control_group(spec)
+            if sd.main_pid(spec.unit) and not pause.is_paused(cg):
+                pause.freeze(sd, host, spec, cg)
+                frozen.callback(pause.thaw, sd, host, spec, cg)
+        image = changes.commit(paths, spec, args.reference, changes=wanted, comment=args.message or "",
+                               author=args.author or "")
+    print(f"sha256:{image.id}")
+    return 0

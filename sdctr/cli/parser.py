@@ -192,6 +192,21 @@ def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
     p.add_argument("-L", "--follow-link", action="store_true", help="follow a symlink given as SRC")
     p.add_argument("src", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar on stdin)")
     p.add_argument("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar on stdout)")
+    p = sub.choices["top"]  # ps's own options after the container, as Docker passes them
+    p.add_argument("ps_options", nargs=argparse.REMAINDER, metavar="PS_OPTIONS", help="default: -ef")
+    p.set_defaults(handler=_handler("manage.cmd_top"))
+    p = verb(sub, "diff", "the files a container added (A), changed (C) and deleted (D)", "cmd_diff")
+    p.add_argument("container", metavar="CONTAINER")
+    p = verb(sub, "commit", "a new image from a container's changes", "cmd_commit")
+    p.add_argument("-a", "--author", help="the image's author, e.g. 'Jane <jane@example.com>'")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="a Dockerfile instruction for the image config, e.g. 'CMD [\"sh\"]'")
+    p.add_argument("-m", "--message", help="the commit message")
+    p.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True,
+                   help="pause the container while its layer is read (default: yes; --no-pause "
+                   "reads it live)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
 
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -122,3 +122,52 @@ def test_cp_both_ways_and_never_through_a_containers_symlink(host: Machine) -> N
         sdctr(host, "rm", "-f", cid, check=False)
         host.sh("rm -rf /tmp/victim /tmp/cp", check=False)
     assert leftovers(host, cid) == []
+
+
+# --- rename, top, diff, commit ---------------------------------------------------------------------
+
+CHANGES = ("echo new > /new; echo changed >> /etc/passwd; rm /bin/ls; mkdir -p /tmp/dd; echo x > /tmp/dd/f; "
+           "echo ready; sleep 1000")
+
+
+def test_rename_top_diff_and_commit(host: Machine) -> None:
+    cid = run_d(host, "--name", "before", "busybox", "sh", "-c", CHANGES)
+    image = ""
+    try:
+        wait_for(lambda: "ready" in sdctr(host, "logs", cid).stdout, what="the changes")
+        # rename: the new name finds it, the old one no longer does; a taken name is refused
+        assert sdctr(host, "rename", "before", "after").stdout == ""
+        assert sdctr(host, "inspect", "-f", "{{.Name}}", "after").stdout == "after\n"
+        assert sdctr(host, "inspect", "before", check=False).returncode == 1
+        other = run_d(host, "--name", "taken", "busybox", "sleep", "1000")
+        r = sdctr(host, "rename", "after", "taken", check=False)
+        assert r.returncode == 125 and "already in use" in r.stderr
+        sdctr(host, "rm", "-f", other)
+        assert sdctr(host, "rename", "nosuch", "x", check=False).returncode == 1
+        # top: the container's processes and no other, with ps's own options
+        top = sdctr(host, "top", "after").stdout.splitlines()
+        assert top[0].split()[:3] == ["UID", "PID", "PPID"]
+        assert [line.split()[7:] for line in top[1:]].count(["sleep", "1000"]) == 1, top
+        assert len(top) == 3, top  # the init that runs the command, and sleep
+        assert sdctr(host, "top", "after", "-o", "pid,comm").stdout.split()[:2] == ["PID", "COMMAND"]
+        # diff: Docker's lines, not the files sdctr mounts over (/etc/hostname, hosts, resolv.conf)
+        assert sdctr(host, "diff", "after").stdout.splitlines() == [
+            "C /bin", "D /bin/ls", "C /etc", "C /etc/passwd", "A /new", "C /tmp", "A /tmp/dd", "A /tmp/dd/f"]
+        # commit: a new image with the changes, the container's command, and -c's
+        out = sdctr(host, "commit", "-m", "a message", "-c", "ENV FOO=bar", "after", "committed:v1").stdout
+        image = out.strip()
+        assert image.startswith("sha256:") and len(image) == 71, out
+        assert "committed" in sdctr(host, "images").stdout
+        seen = sdctr(host, "run", "--rm", "committed:v1", "sh", "-c",
+                     "cat /new; tail -n 1 /etc/passwd; test -e /bin/ls || echo gone; cat /tmp/dd/f; "
+                     "echo $FOO; cat /etc/hostname").stdout.splitlines()
+        assert seen[:5] == ["new", "changed", "gone", "x", "bar"]
+        assert seen[5] != cid[:12]  # the committed container's hostname file is not in the image
+        assert sdctr(host, "image", "inspect", "-f", "{{.Config.Cmd}}", "committed:v1").stdout.strip() \
+            == f"[sh -c {CHANGES}]"
+        # the container ran on, unpaused, through the commit
+        assert sdctr(host, "inspect", "-f", "{{.State.Status}}", "after").stdout == "running\n"
+    finally:
+        sdctr(host, "rm", "-f", cid, check=False)
+        if image:
+            sdctr(host, "rmi", "committed:v1", check=False)
