@@ -9,8 +9,10 @@ verb failed for one of them, 125 for sdctr's own errors.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from typing import Any
 
 from sdctr.cli.containers import for_each, paths_of, systemd_of
 from sdctr.log import SdctrError
@@ -249,4 +251,292 @@ def cmd_commit(args: argparse.Namespace) -> int:
         image = changes.commit(paths, spec, args.reference, changes=wanted, comment=args.message or "",
                                author=args.author or "")
     print(f"sha256:{image.id}")
+    return 0
+
+
+# --- container prune, system df, system prune ---------------------------------------------------
+
+def _confirm(lines: list[str], force: bool) -> bool:
+    """Docker's prompt before a prune, unless -f."""
+    if force:
+        return True
+    print("\n".join(lines) + "\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _writable_size(paths: Paths, spec: ContainerSpec) -> int:
+    """The bytes of the container's writable layer (what `ps -s` shows)."""
+    from sdctr.runtime.hooks import snapshotter_of
+
+    snapshot = snapshotter_of(paths, spec).snapshot_dir(spec.id)
+    total = 0
+    for d, _, files in os.walk(snapshot) if snapshot is not None else ():
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def _prune_containers(paths: Paths, sd: Systemd, filters: dict[str, list[str]]) -> tuple[list[str], int]:
+    """Every container that is not running (and matches `filters`: until, label) removed: (ids, bytes)."""
+    from sdctr.runtime import lifecycle
+
+    removed, freed = [], 0
+    for spec, active in lifecycle.all_with_state(paths, sd):
+        if active in lifecycle.RUNNING_STATES or not _prune_matches(spec, filters):
+            continue
+        size = _writable_size(paths, spec)
+        lifecycle.remove(paths, sd, spec, force=False)
+        removed.append(spec.id)
+        freed += size
+    return removed, freed
+
+
+def _prune_filters(values: list[str]) -> dict[str, list[str]]:
+    from sdctr.cli.containers import parse_filters
+
+    # label!=KEY[=VALUE]: the containers without that label, as Docker's prune filter has it
+    values = [f"label=!{v[len('label!='):]}" if v.startswith("label!=") else v for v in values]
+    filters = parse_filters(values, ("label", "until"))
+    for until in filters.get("until", ()):
+        _until(until)  # a bad time fails before anything is removed
+    return filters
+
+
+def _until(value: str) -> float:
+    """--filter until=: Docker's forms (10m, 2h30m, RFC 3339, Unix seconds) as a Unix time."""
+    from sdctr.runtime.logs import parse_time
+
+    return parse_time("--filter until", value)
+
+
+def _prune_matches(spec: ContainerSpec, filters: dict[str, list[str]]) -> bool:
+    labels = spec.label_map
+
+    def label(want: str) -> bool:
+        negate = want.startswith("!")
+        key, eq, value = want.lstrip("!").partition("=")
+        has = key in labels and (not eq or labels[key] == value)
+        return has != negate
+    return (all(label(v) for v in filters.get("label", ()))
+            and all(spec.created < _until(v) for v in filters.get("until", ())))
+
+
+def cmd_container_prune(args: argparse.Namespace) -> int:
+    from sdctr.image.progress import human_size
+
+    filters = _prune_filters(args.filter or [])
+    if not _confirm(["WARNING! This will remove all stopped containers."], args.force):
+        return 0
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    removed, freed = _prune_containers(paths, sd, filters)
+    if removed:
+        print("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
+    print(f"Total reclaimed space: {human_size(freed, digits=4)}")
+    return 0
+
+
+def cmd_system_prune(args: argparse.Namespace) -> int:
+    """`docker system prune [-a] [-f]`: stopped containers, then images no container uses (dangling
+    ones; with -a every one), then what a crash left (sdctr system gc)."""
+    from sdctr.image import store as images
+    from sdctr.image.progress import human_size
+    from sdctr.state import all_specs
+
+    filters = _prune_filters(args.filter or [])
+    which = ("all images without at least one container associated to them" if args.all
+             else "all dangling images")
+    if not _confirm(["WARNING! This will remove:", "  - all stopped containers", f"  - {which}", ""],
+                    args.force):
+        return 0
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    removed, freed = _prune_containers(paths, sd, filters)
+    if removed:
+        print("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
+    lines, image_bytes = images.prune(paths, {s.image_id for s in all_specs(paths)}, unused_too=args.all)
+    if lines:
+        print("Deleted Images:")
+        for line in lines:
+            kind, _, what = line.partition(": ")
+            print(f"{kind.lower()}: {what}")
+        print()
+    print(f"Total reclaimed space: {human_size(freed + image_bytes, digits=4)}")
+    return 0
+
+
+def cmd_system_df(args: argparse.Namespace) -> int:
+    """`docker system df`: images and containers, their count, how many are in use, their size
+    and what removing the unused would free."""
+    from sdctr.image import store as images
+    from sdctr.image.progress import human_size
+    from sdctr.runtime import lifecycle
+
+    paths = paths_of(args)
+    sd, _ = systemd_of(args)
+    containers = lifecycle.all_with_state(paths, sd)
+    used = {s.image_id for s, _ in containers}
+    all_images = {i.id: i for i in images.list_images(paths)}.values()  # one per id
+    image_size = sum(i.size for i in all_images)
+    unused_images = sum(i.size for i in all_images if i.id not in used)
+    sizes = [(_writable_size(paths, s), a in lifecycle.RUNNING_STATES) for s, a in containers]
+    rows: list[dict[str, Any]] = [
+        {"Type": "Images", "TotalCount": len(all_images),
+         "Active": sum(1 for i in all_images if i.id in used),
+         "Size": image_size, "Reclaimable": unused_images},
+        {"Type": "Containers", "TotalCount": len(sizes),
+         "Active": sum(1 for _, running in sizes if running),
+         "Size": sum(n for n, _ in sizes), "Reclaimable": sum(n for n, running in sizes if not running)},
+    ]
+    if args.format == "json":
+        for r in rows:
+            print(json.dumps({**r, "Size": human_size(r["Size"]), "Reclaimable": _reclaimable(r)}))
+        return 0
+    from sdctr.cli.output import table
+
+    table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+          [[r["Type"], str(r["TotalCount"]), str(r["Active"]), human_size(r["Size"]), _reclaimable(r)]
+           for r in rows])
+    return 0
+
+
+def _reclaimable(row: dict[str, Any]) -> str:
+    from sdctr.image.progress import human_size
+
+    percent = row["Reclaimable"] * 100 // row["Size"] if row["Size"] else 0
+    return f"{human_size(row['Reclaimable'])} ({percent}%)"
+
+
+# --- info, version ------------------------------------------------------------------------------
+
+def info_doc(args: argparse.Namespace) -> dict[str, Any]:
+    """`docker info`'s fields (its names), for this host: systemd is the engine."""
+    import platform
+
+    from sdctr import __version__
+    from sdctr.image import store as images
+    from sdctr.runtime import lifecycle, pause
+    from sdctr.storage.drivers import DEFAULT
+    from sdctr.systemd.properties import FIRST_LOG_RATE_LIMIT
+
+    paths = paths_of(args)
+    sd, host = systemd_of(args)
+    states = lifecycle.all_with_state(paths, sd)
+    running = [s for s, a in states if a in lifecycle.RUNNING_STATES]
+    paused = sum(1 for s in running if pause.is_paused(pause.control_group(s)))
+    version = sd.version()  # the host's, whatever --unit-file-mode pretends
+    warnings = []
+    if version < FIRST_LOG_RATE_LIMIT:
+        warnings.append(f"WARNING: systemd {version} has no per-unit LogRateLimitIntervalSec "
+                        "(v240 on): journald's own limit drops a chatty container's lines; set "
+                        "RateLimitIntervalSec=0 in /etc/systemd/journald.conf")
+    return {
+        "ID": _machine_id(), "Containers": len(states), "ContainersRunning": len(running) - paused,
+        "ContainersPaused": paused, "ContainersStopped": len(states) - len(running),
+        "Images": len({i.id for i in images.list_images(paths)}),
+        "Driver": DEFAULT, "LoggingDriver": "journald", "CgroupDriver": "systemd",
+        "CgroupVersion": str(host.cgroup_version), "SystemdVersion": version,
+        "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSType": "linux",
+        "Architecture": platform.machine(), "NCPU": os.cpu_count() or 0, "MemTotal": _mem_total(),
+        "Name": platform.node(), "ServerVersion": __version__, "DockerRootDir": str(paths.root),
+        "InitBinary": "sdctr init", "Warnings": warnings,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from sdctr.image.progress import human_size
+
+    doc = info_doc(args)
+    if args.format == "json":
+        print(json.dumps(doc))
+        return 0
+    if args.format:
+        from sdctr.cli.output import render_format
+
+        print(render_format(args.format, doc))
+        return 0
+    print("\n".join([
+        "Client:", f" Version:    {doc['ServerVersion']}", " Context:    default", "",
+        "Server:",
+        f" Containers: {doc['Containers']}", f"  Running: {doc['ContainersRunning']}",
+        f"  Paused: {doc['ContainersPaused']}", f"  Stopped: {doc['ContainersStopped']}",
+        f" Images: {doc['Images']}", f" Server Version: {doc['ServerVersion']}",
+        f" Storage Driver: {doc['Driver']}", f" Logging Driver: {doc['LoggingDriver']}",
+        f" Cgroup Driver: {doc['CgroupDriver']}", f" Cgroup Version: {doc['CgroupVersion']}",
+        f" systemd Version: {doc['SystemdVersion']}", f" Init Binary: {doc['InitBinary']}",
+        f" Kernel Version: {doc['KernelVersion']}", f" Operating System: {doc['OperatingSystem']}",
+        f" OSType: {doc['OSType']}", f" Architecture: {doc['Architecture']}", f" CPUs: {doc['NCPU']}",
+        f" Total Memory: {human_size(doc['MemTotal'], True)}", f" Name: {doc['Name']}",
+        f" ID: {doc['ID']}", f" Docker Root Dir: {doc['DockerRootDir']}",
+    ]))
+    for w in doc["Warnings"]:
+        print(w, file=sys.stderr)  # as Docker prints its warnings
+    return 0
+
+
+def _machine_id() -> str:
+    try:
+        with open("/etc/machine-id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _mem_total() -> int:
+    from sdctr.cli.containers import host_memory
+
+    return host_memory()
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    """`docker version`: the client (sdctr) and the server, which for a daemonless sdctr is the
+    host's systemd."""
+    import platform
+
+    from sdctr import __version__
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    client = {"Version": __version__, "PythonVersion": platform.python_version(),
+              "Os": "linux", "Arch": arch}
+    server: dict[str, Any] | None
+    error: Exception | None = None
+    try:
+        sd, _ = systemd_of(args)
+        systemd = sd.version()
+        server = {"Version": __version__, "Os": "linux", "Arch": arch, "KernelVersion": platform.release(),
+                  "Components": [{"Name": "systemd", "Version": str(systemd)}]}
+    except Exception as e:  # no systemd to ask (BusError, OSError): the client's part still prints
+        server, error = None, SdctrError(f"cannot reach systemd: {e}")
+    doc = {"Client": client, "Server": server}
+    if args.format == "json":
+        print(json.dumps(doc))
+    elif args.format:
+        from sdctr.cli.output import render_format
+
+        print(render_format(args.format, doc))
+    else:
+        lines = ["Client:", f" Version:           {client['Version']}",
+                 f" Python version:    {client['PythonVersion']}", f" OS/Arch:           linux/{arch}"]
+        if server:
+            lines += ["", "Server: sdctr (daemonless: every container a systemd unit)",
+                      " Engine:", f"  Version:          {server['Version']}",
+                      f"  OS/Arch:          linux/{arch}", f"  Kernel Version:   {server['KernelVersion']}",
+                      " systemd:", f"  Version:          {systemd}"]
+        print("\n".join(lines))
+    if error is not None:
+        raise error
     return 0

@@ -208,6 +208,29 @@ def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
 
+    def prune_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--force", action="store_true", help="do not ask")
+        p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                       help="only containers with label=KEY[=VALUE] (label!=... without), "
+                       "until=TIME (10m, RFC 3339, Unix seconds)")
+
+    group = sub.add_parser("container", help="manage containers (prune)", description="manage containers")
+    container_verbs = group.add_subparsers(dest="container_verb", metavar="COMMAND", required=True,
+                                           parser_class=_Parser)
+    prune_flags(verb(container_verbs, "prune", "remove every stopped container", "cmd_container_prune"))
+    p = verb(system_verbs, "prune", "remove stopped containers and dangling (-a: unused) images",
+             "cmd_system_prune")
+    p.add_argument("-a", "--all", action="store_true", help="every image no container uses, not only "
+                   "dangling ones")
+    prune_flags(p)
+    p = verb(system_verbs, "df", "the disk space images and containers use", "cmd_system_df")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    for where in (sub, system_verbs):
+        p = verb(where, "info", "this host as sdctr sees it (systemd, cgroups, storage, counts)", "cmd_info")
+        p.add_argument("-f", "--format", help="json, or a template such as '{{.CgroupVersion}}'")
+    p = verb(sub, "version", "the versions of sdctr and of the host's systemd", "cmd_version")
+    p.add_argument("-f", "--format", help="json, or a template such as '{{.Client.Version}}'")
+
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
     """The verbs that talk to a registry but touch no image: top level only, as in Docker."""

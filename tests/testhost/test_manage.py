@@ -5,6 +5,7 @@ kernel's own files where the kernel is the judge."""
 # ruff: noqa: F811  (every test takes test_runtime's `host` fixture, imported by its name)
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -171,3 +172,50 @@ def test_rename_top_diff_and_commit(host: Machine) -> None:
         sdctr(host, "rm", "-f", cid, check=False)
         if image:
             sdctr(host, "rmi", "committed:v1", check=False)
+
+
+# --- prune, df, info, version ----------------------------------------------------------------------
+
+def test_prune_df_info_and_version(host: Machine) -> None:
+    up = run_d(host, "--name", "up", "busybox", "sleep", "1000")
+    kept = run_d(host, "--name", "kept", "-l", "keep=yes", "busybox", "true")
+    big = run_d(host, "--name", "big", "busybox", "sh", "-c", "dd if=/dev/zero of=/big bs=1M count=3")
+    try:
+        for cid in (kept, big):
+            sdctr(host, "wait", cid)
+        df = {line.split()[0]: line.split() for line in sdctr(host, "system", "df").stdout.splitlines()[1:]}
+        assert df["Containers"][1:3] == ["3", "1"]  # TOTAL, ACTIVE
+        assert df["Containers"][3].endswith("MB") and float(df["Containers"][3][:-2]) >= 3.1
+        rows = [json.loads(x) for x in sdctr(host, "system", "df", "--format", "json").stdout.splitlines()]
+        assert [r["Type"] for r in rows] == ["Images", "Containers"]
+        info = json.loads(sdctr(host, "info", "--format", "json").stdout)
+        assert (info["Containers"], info["ContainersRunning"], info["ContainersStopped"]) == (3, 1, 2)
+        assert info["CgroupVersion"] == ("1" if host.state()["cgroup_layout"] == "v1" else "2")
+        systemd = host.exec("systemctl", "--version").stdout.split()[1]
+        assert info["SystemdVersion"] == int(systemd)
+        assert sdctr(host, "info", "-f", "{{.Driver}} {{.CgroupDriver}}").stdout == "overlay systemd\n"
+        assert "Server Version:" in sdctr(host, "info").stdout
+        version = json.loads(sdctr(host, "version", "--format", "json").stdout)
+        assert version["Client"]["Version"] == sdctr(host, "--version").stdout.split()[-1]
+        assert version["Server"]["Components"][0]["Name"] == "systemd"
+        # prune: no without -f and a "no"; with a label filter only the others; never a running one
+        r = sdctr(host, "container", "prune", input="n\n")
+        assert "Are you sure you want to continue? [y/N]" in r.stdout
+        assert len(sdctr(host, "ps", "-aq").stdout.split()) == 3
+        r = sdctr(host, "container", "prune", "-f", "--filter", "until=nonsense", check=False)
+        assert r.returncode == 125
+        r = sdctr(host, "container", "prune", "-f", "--filter", "label!=keep")
+        assert r.stdout.startswith(f"Deleted Containers:\n{big}\n\nTotal reclaimed space: "), r.stdout
+        assert float(r.stdout.split()[-1].rstrip("MB")) >= 3.1
+        assert sorted(sdctr(host, "ps", "-aq").stdout.split()) == sorted([up[:12], kept[:12]])
+        sdctr(host, "tag", "busybox", "spare:1")
+        r = sdctr(host, "system", "prune", "-f", "-a")
+        assert f"Deleted Containers:\n{kept}\n" in r.stdout and "untagged: spare:1" not in r.stdout
+        assert sdctr(host, "ps", "-aq").stdout.split() == [up[:12]]
+        sdctr(host, "rm", "-f", up)
+        r = sdctr(host, "system", "prune", "-f", "-a")  # busybox is unused now: -a removes it
+        assert "untagged: busybox:latest" in r.stdout and "untagged: spare:1" in r.stdout, r.stdout
+        assert "busybox" not in sdctr(host, "images").stdout
+    finally:
+        sdctr(host, "rm", "-f", up, kept, big, check=False)
+        host.sh("sdctr images | grep -q '^busybox ' || sdctr import /tmp/bb.tar busybox")
