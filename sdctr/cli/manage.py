@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from sdctr.cli.containers import for_each, paths_of, systemd_of
@@ -38,6 +39,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
             raise SdctrError(f"container {spec.name} is already paused",
                              hint=f"'sdctr unpause {spec.name}' resumes it")
         pause.freeze(sd, host, spec, cg)
+        _emit(spec, "pause")
     return for_each(args, freeze)
 
 
@@ -50,7 +52,14 @@ def cmd_unpause(args: argparse.Namespace) -> int:
         if not pause.is_paused(cg):
             raise SdctrError(f"container {spec.name} is not paused")
         pause.thaw(sd, host, spec, cg)
+        _emit(spec, "unpause")
     return for_each(args, thaw)
+
+
+def _emit(spec: ContainerSpec, action: str, **attributes: str) -> None:
+    from sdctr.runtime import events
+
+    events.emit(spec, action, **attributes)
 
 
 # --- rename -------------------------------------------------------------------------------------
@@ -70,7 +79,8 @@ def cmd_rename(args: argparse.Namespace) -> int:
                              "its file's", hint="rename the file instead")
         if spec.name == new:
             raise SdctrError(f"renaming container {spec.name!r} to the same name")
-        save_spec(paths, spec.replace(name=new))
+        renamed = save_spec(paths, spec.replace(name=new))
+    _emit(renamed, "rename", oldName=spec.name)
     return 0
 
 
@@ -250,6 +260,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
                 frozen.callback(pause.thaw, sd, host, spec, cg)
         image = changes.commit(paths, spec, args.reference, changes=wanted, comment=args.message or "",
                                author=args.author or "")
+    _emit(spec, "commit", comment=args.message or "")
     print(f"sha256:{image.id}")
     return 0
 
@@ -539,4 +550,45 @@ def cmd_version(args: argparse.Namespace) -> int:
         print("\n".join(lines))
     if error is not None:
         raise error
+    return 0
+
+
+# --- events -------------------------------------------------------------------------------------
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """`docker events [--since] [--until] [--filter] [--format]`: past events from --since, then
+    new ones as they come, until --until (or an interrupt)."""
+    from sdctr.cli.containers import parse_filters
+    from sdctr.external import popen
+    from sdctr.runtime import events
+    from sdctr.runtime.logs import parse_time
+    from sdctr.state import all_specs
+
+    filters = parse_filters(args.filter or [], events.FILTERS)
+    since = parse_time("--since", args.since) if args.since else None
+    until = parse_time("--until", args.until) if args.until else None
+    paths = paths_of(args)
+    known = {s.unit: (s.id, s.name, s.image) for s in all_specs(paths)}
+    follow = until is None or until > time.time()
+    with popen(events.journalctl_argv(since, until, follow)) as proc:
+        assert proc.stdout is not None
+        lines = (raw.decode(errors="replace") for raw in proc.stdout)
+        try:
+            for event in events.parse(events.entries(lines), known):
+                if until is not None and event["timeNano"] > until * 1e9:
+                    break
+                if not events.matches(event, filters):
+                    continue
+                if args.format == "json" or (args.format or "").strip() == "{{json .}}":
+                    print(json.dumps(event), flush=True)
+                elif args.format:
+                    from sdctr.cli.output import render_format
+
+                    print(render_format(args.format, event), flush=True)
+                else:
+                    print(events.text(event), flush=True)
+        except (KeyboardInterrupt, BrokenPipeError):
+            pass
+        finally:
+            proc.terminate()
     return 0

@@ -230,6 +230,14 @@ def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
         p.add_argument("-f", "--format", help="json, or a template such as '{{.CgroupVersion}}'")
     p = verb(sub, "version", "the versions of sdctr and of the host's systemd", "cmd_version")
     p.add_argument("-f", "--format", help="json, or a template such as '{{.Client.Version}}'")
+    p = verb(sub, "events", "what happens to containers (start, die, stop, pause, ...), from the "
+             "journal", "cmd_events")
+    p.add_argument("--since", metavar="TIME", help="from TIME: 10m, 2h30m, RFC 3339, Unix seconds")
+    p.add_argument("--until", metavar="TIME", help="until TIME (the same forms); default: follow")
+    p.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                   help="only these: container, event, image, type (repeat: a key's values are "
+                   "alternatives)")
+    p.add_argument("--format", help="json, or a template such as '{{.Action}} {{.Actor.ID}}'")
 
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -84,7 +84,15 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
     except BaseException:
         hooks.remove_container(paths, spec)
         raise
+    _event(spec, "create")
     return spec
+
+
+def _event(spec: ContainerSpec, action: str) -> None:
+    """sdctr's own events for `sdctr events` (systemd's journal has the unit's start and exit)."""
+    from sdctr.runtime import events
+
+    events.emit(spec, action)
 
 
 def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
@@ -243,6 +251,7 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
     hooks.remove_container(paths, spec)
+    _event(spec, "destroy")
 
 
 # --- describing containers ----------------------------------------------------------------------

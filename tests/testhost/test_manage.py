@@ -219,3 +219,32 @@ def test_prune_df_info_and_version(host: Machine) -> None:
     finally:
         sdctr(host, "rm", "-f", up, kept, big, check=False)
         host.sh("sdctr images | grep -q '^busybox ' || sdctr import /tmp/bb.tar busybox")
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+def test_events_from_the_journal(host: Machine) -> None:
+    since = host.exec("date", "+%s").stdout.strip()
+    cid = run_d(host, "--name", "eventful", "busybox", "sh", "-c", "sleep 2; exit 3")
+    sdctr(host, "pause", "eventful")
+    sdctr(host, "unpause", "eventful")
+    sdctr(host, "rename", "eventful", "renamed")
+    assert sdctr(host, "wait", cid).stdout.strip() == "3"
+    sdctr(host, "rm", "renamed")
+
+    def actions(*flags: str) -> list[str]:
+        out = sdctr(host, "events", "--since", since, "--until", "0s", "--filter", f"container={cid}",
+                    *flags).stdout
+        return out.splitlines()
+
+    lines = wait_for(lambda: (x := actions()) and "destroy" in x[-1] and x, what="the destroy event")
+    assert [line.split()[2] for line in lines] == [
+        "create", "start", "pause", "unpause", "rename", "die", "destroy"], lines
+    assert all(line.split()[3] == cid for line in lines)
+    die = next(line for line in lines if line.split()[2] == "die")
+    assert "exitCode=3" in die and "name=renamed" in die and "image=busybox:latest" in die, die
+    assert "oldName=eventful" in next(line for line in lines if " rename " in line)
+    docs = [json.loads(x) for x in actions("--format", "json", "--filter", "event=die")]
+    assert [(d["Action"], d["Actor"]["Attributes"]["exitCode"]) for d in docs] == [("die", "3")]
+    r = sdctr(host, "events", "--filter", "nope=1", check=False)
+    assert r.returncode == 125 and "is not a filter" in r.stderr
