@@ -96,8 +96,8 @@ def cmd_cp(args: argparse.Namespace) -> int:
         raise SdctrError("copying between containers is not supported" if src_ref else
                          "one of SRC and DEST must be CONTAINER:PATH", hint="see 'sdctr cp --help'")
     paths = paths_of(args)
-    sd, _ = systemd_of(args)
     spec = find(paths, src_ref or dest_ref or "")
+    sd, _ = systemd_of(args)
     if src_ref and dest == "-" and sys.stdout.isatty():
         raise SdctrError("refusing to write a tar archive to a terminal", hint="redirect stdout")
     with copy.container_root(paths, sd, spec) as root:
@@ -151,7 +151,10 @@ def _copy_out(root: int, spec: ContainerSpec, src: str, dest: str, args: argpars
         except (FileNotFoundError, NotADirectoryError):
             raise SdctrError(f"the destination directory {dparent} does not exist") from None
         try:
-            copy.copy(pfd, name, dfd, dname, dest, owner=args.archive, as_name=shown)
+            skipped = copy.copy(pfd, name, dfd, dname, dest, owner=args.archive, as_name=shown, devices=False)
+            if skipped:
+                print(f"sdctr: warning: {len(skipped)} device node(s) not copied to the host: "
+                      f"{', '.join(skipped[:5])}", file=sys.stderr)
         finally:
             os.close(dfd)
     finally:
@@ -207,8 +210,8 @@ def cmd_top(args: argparse.Namespace) -> int:
     from sdctr.runtime import lifecycle
 
     paths = paths_of(args)
+    spec = find(paths, args.container)  # a missing container is said before systemd is asked
     sd, _ = systemd_of(args)
-    spec = find(paths, args.container)
     pids = set(cgroups.processes(lifecycle.running_unit(sd, spec).get("ControlGroup", "")))
     r = run(["ps", *(args.ps_options or ["-ef"])], check=False)
     lines = r.stdout.splitlines()

@@ -137,8 +137,12 @@ class Copier:
     """Copies entries from below one directory fd to below another with *at calls and
     O_NOFOLLOW throughout. `owner`: keep the source's uid/gid (cp -a), else the copier's own."""
 
-    def __init__(self, *, owner: bool):
+    def __init__(self, *, owner: bool, devices: bool = True):
         self.owner = owner  # hardlinks are copied as files, as `docker cp` does across directories
+        # a device node a container made (its cgroup keeps it from opening it) must not become
+        # one on the host that anyone may open: out of a container, devices are left behind
+        self.devices = devices
+        self.skipped: list[str] = []
 
     def copy(self, src_dir: int, src_name: str, dst_dir: int, dst_name: str) -> None:
         st = os.stat(src_name, dir_fd=src_dir, follow_symlinks=False)
@@ -152,6 +156,9 @@ class Copier:
             self._meta(dst_dir, dst_name, st, chmod=False)
         else:  # device, fifo, socket: as root may
             if stat.S_ISSOCK(st.st_mode):
+                return
+            if not self.devices and (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+                self.skipped.append(src_name)
                 return
             _remove_non_dir(dst_dir, dst_name)
             os.mknod(dst_name, st.st_mode, st.st_rdev, dir_fd=dst_dir)
@@ -340,11 +347,12 @@ def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, name: st
 # --- Docker's rules: what goes where ------------------------------------------------------------------
 
 def copy(src_dir: int, src_name: str, dest_parent: int, dest_name: str, dest_text: str, *,
-         owner: bool, as_name: str = "") -> None:
+         owner: bool, as_name: str = "", devices: bool = True) -> list[str]:
     """`src_name` of `src_dir` ("." for a directory's contents: SRC ended in "/.") to `dest_name`
     of `dest_parent` ("." for `dest_parent` itself), by `docker cp`'s rules: into an existing
-    directory under the source's name, over an existing file, or as a new entry of that name."""
-    copier = Copier(owner=owner)
+    directory under the source's name, over an existing file, or as a new entry of that name.
+    The names of the device nodes left out (devices=False)."""
+    copier = Copier(owner=owner, devices=devices)
     src_st = os.stat(src_name, dir_fd=src_dir, follow_symlinks=False)
     try:
         dest_st: os.stat_result | None = os.stat(dest_name, dir_fd=dest_parent, follow_symlinks=False)
@@ -362,6 +370,7 @@ def copy(src_dir: int, src_name: str, dest_parent: int, dest_name: str, dest_tex
         raise SdctrError(f"the destination directory {dest_text} does not exist")
     else:
         copier.copy(src_dir, src_name, dest_parent, dest_name)
+    return copier.skipped
 
 
 @contextlib.contextmanager

@@ -77,7 +77,7 @@ def test_pause_freezes_every_process_and_unpause_resumes_them(host: Machine) -> 
 # --- cp ---------------------------------------------------------------------------------------------
 
 HOSTILE = ("mkdir -p /tmp/victim /data; ln -s /tmp/victim /out; ln -s ../../../../../../tmp/victim /data/up; "
-           "ln -s /etc/hostname /secret; echo ready; sleep 1000")
+           "ln -s /etc/hostname /secret; mkdir -p /devs; mknod /devs/disk b 8 0; echo ready; sleep 1000")
 
 
 def test_cp_both_ways_and_never_through_a_containers_symlink(host: Machine) -> None:
@@ -99,6 +99,11 @@ def test_cp_both_ways_and_never_through_a_containers_symlink(host: Machine) -> N
         assert host.exec("readlink", "/tmp/cp/got").stdout == "/etc/hostname\n"
         sdctr(host, "cp", "-L", "copied:/secret", "/tmp/cp/got2")
         assert host.exec("cat", "/tmp/cp/got2").stdout == cid[:12] + "\n"  # the container's hostname
+        # a device node the container made does not become one on the host
+        sdctr(host, "exec", "copied", "test", "-b", "/devs/disk")
+        r = sdctr(host, "cp", "copied:/devs", "/tmp/cp/devs")
+        assert "device node(s) not copied" in r.stderr
+        assert host.exec("ls", "-A", "/tmp/cp/devs").stdout == ""
         sdctr(host, "cp", "copied:/tmp/tree/.", "/tmp/cp/back")
         assert host.exec("cat", "/tmp/cp/back/sub/a").stdout == "a\n"
         # tar streams, as `docker cp` makes and takes them
@@ -225,10 +230,13 @@ def test_prune_df_info_and_version(host: Machine) -> None:
 
 def test_events_from_the_journal(host: Machine) -> None:
     since = host.exec("date", "+%s").stdout.strip()
-    cid = run_d(host, "--name", "eventful", "busybox", "sh", "-c", "sleep 2; exit 3")
+    cid = run_d(host, "--name", "eventful", "busybox", "sh", "-c",
+                "until [ -e /go ]; do sleep 0.1; done; exit 3")
     sdctr(host, "pause", "eventful")
     sdctr(host, "unpause", "eventful")
     sdctr(host, "rename", "eventful", "renamed")
+    host.exec("touch", "/tmp/go")
+    sdctr(host, "cp", "/tmp/go", "renamed:/go")  # exec would go down with the container's PID 1
     assert sdctr(host, "wait", cid).stdout.strip() == "3"
     sdctr(host, "rm", "renamed")
 
