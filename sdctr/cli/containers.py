@@ -398,6 +398,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     sd, _ = systemd_of(args)
     spec = find(paths, args.container)
     unit = containers.running_unit(sd, spec)
+    from sdctr.runtime import pause
+
+    if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
+        raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
     try:
         return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
                              env=parse_env(args.env, os.environ), workdir=args.workdir,

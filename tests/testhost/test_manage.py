@@ -14,7 +14,8 @@ from test_runtime import CGROUP_FS, host, leftovers, run_d, sdctr, unit_of  # no
 
 pytestmark = pytest.mark.testhost
 
-COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"
+# written aside and renamed: the freezer may stop the shell between a truncation and its write
+COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.05; done"
 
 
 def counter(host: Machine, cid: str) -> int:
@@ -53,6 +54,8 @@ def test_pause_freezes_every_process_and_unpause_resumes_them(host: Machine) -> 
         assert freezer_state(host, other) in ("", "THAWED", "0")  # the others run on
         r = sdctr(host, "pause", "frozen", check=False)
         assert r.returncode == 1 and "is already paused" in r.stderr
+        r = host.exec("timeout", "20", "sdctr", "exec", "frozen", "true", check=False)
+        assert r.returncode == 125 and "is paused, unpause the container before exec" in r.stderr, r
         sdctr(host, "unpause", "frozen")
         assert freezer_state(host, cid) in ("", "THAWED", "0")
         wait_for(lambda: counter(host, cid) > before + 5, what="the counter to advance again")
