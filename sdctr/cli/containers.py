@@ -225,15 +225,21 @@ def cmd_ps(args: argparse.Namespace) -> int:
 def ps_row(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> dict[str, Any]:
     """One container as `docker ps --format` names its fields (plus Id, ImageID, ExitCode, Unit,
     and LabelMap for the filters)."""
+    paused = False
     if active in containers.RUNNING_STATES:
         state = "restarting" if active == "activating" and status.get("finished_at") else "running"
+        from sdctr.runtime import pause
+
+        paused = pause.is_paused(pause.control_group(spec))
+        state = "paused" if paused else state
     else:
         state = "exited" if status.get("finished_at") else "created"
     labels = spec.label_map
     return {"ID": spec.short_id, "Id": spec.id, "Image": spec.image, "ImageID": spec.image_id,
             "Command": " ".join(spec.command), "CreatedAt": spec.created,
             "RunningFor": human_duration(time.time() - spec.created) + " ago",
-            "Status": ps_status(active, status), "Names": spec.name, "State": state,
+            "Status": ps_status(active, status) + (" (Paused)" if paused else ""),
+            "Names": spec.name, "State": state,
             "ExitCode": status.get("exit_code"), "Unit": spec.unit,
             "Labels": ",".join(f"{k}={v}" for k, v in labels.items()), "LabelMap": labels,
             "Mounts": ",".join(m.source for m in spec.mounts), "_spec": spec}
@@ -393,6 +399,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     sd, _ = systemd_of(args)
     spec = find(paths, args.container)
     unit = containers.running_unit(sd, spec)
+    from sdctr.runtime import pause
+
+    if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
+        raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
     try:
         return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
                              env=parse_env(args.env, os.environ), workdir=args.workdir,

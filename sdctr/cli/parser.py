@@ -192,6 +192,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
 
     _add_volume_verbs(sub)
+    _add_manage_verbs(sub, system_verbs)
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
@@ -223,6 +224,75 @@ def _add_volume_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = verbs.add_parser("prune", help="remove every volume no container uses")
     p.add_argument("-f", "--force", action="store_true", help="do not ask (sdctr never asks)")
     p.set_defaults(handler=_handler("volumes.cmd_volume_prune"))
+
+
+def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
+                      system_verbs: argparse._SubParsersAction[_Parser]) -> None:
+    """pause, unpause, rename, top, diff, cp, commit, container prune, system df/prune, info and
+    version: Docker's flags, handled by sdctr.cli.manage."""
+    def verb(where: argparse._SubParsersAction[_Parser], name: str, help_text: str,
+             handler: str) -> argparse.ArgumentParser:
+        p = where.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=_handler(f"manage.{handler}"))
+        return p
+
+    for name, help_text in (("pause", "freeze every process of containers (the kernel's freezer)"),
+                            ("unpause", "thaw paused containers")):
+        verb(sub, name, help_text, f"cmd_{name}").add_argument("containers", nargs="+", metavar="CONTAINER")
+    p = verb(sub, "rename", "give a container another name", "cmd_rename")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p = verb(sub, "cp", "copy files between a container and the host (- for a tar stream)", "cmd_cp")
+    p.add_argument("-a", "--archive", action="store_true", help="keep the files' uid and gid")
+    p.add_argument("-L", "--follow-link", action="store_true", help="follow a symlink given as SRC")
+    p.add_argument("src", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar on stdin)")
+    p.add_argument("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar on stdout)")
+    p = sub.choices["top"]  # ps's own options after the container, as Docker passes them
+    p.add_argument("ps_options", nargs=argparse.REMAINDER, metavar="PS_OPTIONS", help="default: -ef")
+    p.set_defaults(handler=_handler("manage.cmd_top"))
+    p = verb(sub, "diff", "the files a container added (A), changed (C) and deleted (D)", "cmd_diff")
+    p.add_argument("container", metavar="CONTAINER")
+    p = verb(sub, "commit", "a new image from a container's changes", "cmd_commit")
+    p.add_argument("-a", "--author", help="the image's author, e.g. 'Jane <jane@example.com>'")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="a Dockerfile instruction for the image config, e.g. 'CMD [\"sh\"]'")
+    p.add_argument("-m", "--message", help="the commit message")
+    p.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True,
+                   help="pause the container while its layer is read (default: yes; --no-pause "
+                   "reads it live)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    def prune_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--force", action="store_true", help="do not ask")
+        p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                       help="only containers with label=KEY[=VALUE] (label!=... without), "
+                       "until=TIME (10m, RFC 3339, Unix seconds)")
+
+    group = sub.add_parser("container", help="manage containers (prune)", description="manage containers")
+    container_verbs = group.add_subparsers(dest="container_verb", metavar="COMMAND", required=True,
+                                           parser_class=_Parser)
+    prune_flags(verb(container_verbs, "prune", "remove every stopped container", "cmd_container_prune"))
+    p = verb(system_verbs, "prune", "remove stopped containers and dangling (-a: unused) images",
+             "cmd_system_prune")
+    p.add_argument("-a", "--all", action="store_true", help="every image no container uses, not only "
+                   "dangling ones")
+    prune_flags(p)
+    p = verb(system_verbs, "df", "the disk space images and containers use", "cmd_system_df")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    for where in (sub, system_verbs):
+        p = verb(where, "info", "this host as sdctr sees it (systemd, cgroups, storage, counts)", "cmd_info")
+        p.add_argument("-f", "--format", help="json, or a template such as '{{.CgroupVersion}}'")
+    p = verb(sub, "version", "the versions of sdctr and of the host's systemd", "cmd_version")
+    p.add_argument("-f", "--format", help="json, or a template such as '{{.Client.Version}}'")
+    p = verb(sub, "events", "what happens to containers (start, die, stop, pause, ...), from the "
+             "journal", "cmd_events")
+    p.add_argument("--since", metavar="TIME", help="from TIME: 10m, 2h30m, RFC 3339, Unix seconds")
+    p.add_argument("--until", metavar="TIME", help="until TIME (the same forms); default: follow")
+    p.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                   help="only these: container, event, image, type (repeat: a key's values are "
+                   "alternatives)")
+    p.add_argument("--format", help="json, or a template such as '{{.Action}} {{.Actor.ID}}'")
 
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:

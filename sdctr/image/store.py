@@ -822,7 +822,8 @@ def _collect_garbage_of(paths: Paths, idx: dict[str, Any], digests: Iterable[str
 
 
 def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
-                 changes: Mapping[str, Any] | None = None, comment: str = "") -> Image:
+                 changes: Mapping[str, Any] | None = None, comment: str = "",
+                 created_by: str = "sdctr import", author: str = "") -> Image:
     """Makes an image of layer blobs already in the store: reads each (all name rules apply, so
     a hostile tar is refused here, before anyone runs it) for its diff id and size, writes the
     OCI config and manifest, and tags the image ``ref`` (untagged if None)."""
@@ -848,8 +849,10 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
         "os": "linux",
         "config": config_section,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": created, "created_by": "sdctr import", "comment": comment}],
+        "history": [{"created": created, "created_by": created_by, "comment": comment}],
     }
+    if author:
+        config["author"] = author
     config_bytes = canonical(config)
     config_digest = write_blob_bytes(paths, config_bytes)
     manifest_digest = write_blob_bytes(paths, manifest_bytes(config_digest, len(config_bytes), descriptors))

@@ -104,7 +104,15 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
     except BaseException:
         hooks.remove_container(paths, spec)
         raise
+    _event(spec, "create")
     return spec
+
+
+def _event(spec: ContainerSpec, action: str) -> None:
+    """sdctr's own events for `sdctr events` (systemd's journal has the unit's start and exit)."""
+    from sdctr.runtime import events
+
+    events.emit(spec, action)
 
 
 def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
@@ -216,6 +224,7 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
     hooks too (issue 17: `stop -t 0` left the rootfs mounted and the unit failed)."""
     if not is_running(sd, spec):
         return
+    _thaw_if_paused(sd, spec)
     if timeout is not None:
         _signal_main(sd, spec, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -236,10 +245,18 @@ def _signal_main(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
         sd.kill(spec.unit, signum, who="main")
 
 
+def _thaw_if_paused(sd: Systemd, spec: ContainerSpec) -> None:
+    """A paused container's processes take no signal until thawed: resumed first, as Docker does."""
+    from sdctr.runtime import pause
+
+    pause.thaw_if_paused(sd, spec)
+
+
 def kill(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
     if not is_running(sd, spec):
         raise SdctrError(f"cannot kill container {spec.name}: it is not running",
                          hint=f"'sdctr start {spec.name}' starts it again")
+    _thaw_if_paused(sd, spec)
     sd.kill(spec.unit, signum)
 
 
@@ -248,11 +265,13 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
         if not force:
             raise SdctrError(f"you cannot remove a running container {spec.short_id}",
                              hint="stop it first, or remove it with 'rm -f'")
+        _thaw_if_paused(sd, spec)
         _signal_main(sd, spec, signal.SIGKILL)  # not "all": the stop hooks must run to the end
         sd.stop(spec.unit)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
     hooks.remove_container(paths, spec)
+    _event(spec, "destroy")
 
 
 # --- describing containers ----------------------------------------------------------------------
@@ -261,6 +280,9 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
     """`inspect`'s document: Docker's field names where Docker has one."""
     status = read_status(paths, spec.id)
     running = unit.get("ActiveState") in RUNNING_STATES
+    from sdctr.runtime import pause
+
+    paused = running and pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec))
     r = spec.resources
     return {
         "Id": spec.id,
@@ -275,8 +297,9 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                    "Hostname": spec.hostname_or_id, "Tty": spec.tty,
                    "OpenStdin": spec.interactive, "Labels": spec.label_map},
         "State": {
-            "Status": state_word(spec, unit, status),
+            "Status": "paused" if paused else state_word(spec, unit, status),
             "Running": running,
+            "Paused": paused,
             "Pid": unit.get("MainPID", 0) if running else 0,
             "ExitCode": status.get("exit_code") or 0,
             "OOMKilled": bool(status.get("oom_killed")),

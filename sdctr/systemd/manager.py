@@ -126,6 +126,13 @@ class Systemd:
     def kill(self, unit: str, signal: int, who: str = "main") -> None:
         self._call(unit, lambda: self._manager("KillUnit", "ssi", unit, who, signal))
 
+    def freeze(self, unit: str) -> None:
+        """FreezeUnit (systemd >= 246, cgroup v2): systemd answers once the cgroup is frozen."""
+        self._call(unit, lambda: self._manager("FreezeUnit", "s", unit))
+
+    def thaw(self, unit: str) -> None:
+        self._call(unit, lambda: self._manager("ThawUnit", "s", unit))
+
     def reset_failed(self, unit: str) -> None:
         from sdctr.systemd.bus import BusError
 
