@@ -12,9 +12,7 @@ from __future__ import annotations
 import configparser
 import email
 import email.message
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import skip_or_fail
+from helpers.el_setuptools import EL_SETUPTOOLS, EL_WHEEL, el_venv
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -88,39 +86,7 @@ def test_the_metadata_is_what_twine_check_reads(wheel: Path) -> None:
 
 
 # --- The wheel RHEL's setuptools build (host tier: PyPI, and the cache under /var/cache) ---------
-
-# The setuptools RHEL builds the RPM with, and the wheel package its bdist_wheel comes from
-# (setuptools < 70.1 has none of its own): RHEL 9's python3-wheel is 0.36.2. Both setuptools run
-# on this machine's Python 3.11 (40.9, the floor pyproject.toml declares, does not: that one is
-# read from its source, not built with).
-EL_SETUPTOOLS = {"53.0.0": "RHEL 9's python3-setuptools", "50.3.2": "RHEL 8's python39-setuptools"}
-EL_WHEEL = "0.36.2"
-# PyPI's files, fetched once into the cache (as the test hosts' roots and the VM image are) and
-# checked on every use
-SHA256 = {
-    "setuptools-53.0.0-py3-none-any.whl": "0e86620d658c5ca87a71a283bd308fcaeb4c33e17792ef6f081aec17c171347f",
-    "setuptools-50.3.2-py3-none-any.whl": "2c242a0856fbad7efbe560df4a7add9324f340cf48df43651e9604924466794a",
-    "wheel-0.36.2-py2.py3-none-any.whl": "78b5b185f0e5763c26ca1e324373aadd49182ca90e825f7853f4b2509215dc0e",
-}
-CACHE = Path(os.environ.get("SDCTR_TEST_CACHE", "/var/cache/sdctr-tests")) / "wheels"
-
-
-def cached(name: str, version: str, tmp: Path) -> Path:
-    """PyPI's wheel of name==version, from the cache; downloaded into it (pip download) the first time."""
-    wanted = [f for f in SHA256 if f.startswith(f"{name}-{version}-")]
-    assert len(wanted) == 1, f"no checksum for {name} {version}"
-    path = CACHE / wanted[0]
-    if not path.exists():
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                            "--only-binary", ":all:", "-d", str(tmp), f"{name}=={version}"],
-                           capture_output=True, text=True, timeout=300)
-        if r.returncode != 0 or not (tmp / path.name).exists():
-            skip_or_fail(f"cannot download {name} {version} from PyPI:\n{r.stderr[-2000:]}")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp / path.name, path.with_suffix(".part"))
-        path.with_suffix(".part").rename(path)  # a download cut short is never taken for the wheel
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA256[path.name], f"{path}: not PyPI's file"
-    return path
+# (helpers/el_setuptools.py: which setuptools and wheel, fetched and cached how)
 
 
 class ElBuild(NamedTuple):
@@ -134,12 +100,7 @@ class ElBuild(NamedTuple):
 def el_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ElBuild:
     version: str = request.param
     tmp = tmp_path_factory.mktemp(f"setuptools-{version}")
-    wheels = [cached("setuptools", version, tmp), cached("wheel", EL_WHEEL, tmp)]
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin/python")
-    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-index",
-                    "--no-deps", *map(str, wheels)], check=True, capture_output=True, timeout=300)
+    python = el_venv(version, tmp)
     src = source_copy(tmp)
     return ElBuild(version, python, src, build_wheel(src, tmp / "dist", python=python))
 
