@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, checkout_version, skip_or_fail
+from helpers.el_setuptools import EL_SETUPTOOLS, el_venv
 
 from sdctr import config, options
 from sdctr.cli.parser import build_parser
@@ -50,6 +51,20 @@ def rpms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rpms]:
     rpms = Rpms(out)
     assert rpms.binary.is_file() and rpms.source.is_file(), sorted(p.name for p in out.iterdir())
     yield rpms
+
+
+@pytest.mark.parametrize("setuptools", sorted(EL_SETUPTOOLS))
+def test_rhels_setuptools_build_the_same_rpm(rpms: Rpms, setuptools: str, tmp_path: Path) -> None:
+    """The spec's %pyproject_wheel with the setuptools RHEL 9 and RHEL 8 build it with (53.0.0,
+    50.3.2: they read setup.cfg, not pyproject.toml's [project]) makes the RPM today's makes."""
+    python = el_venv(setuptools, tmp_path, pip=True)
+    out = tmp_path / "rpms"
+    r = subprocess.run([str(RPM_DIR / "build"), str(out)], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "SDCTR_BUILD_PYTHON": python})
+    assert r.returncode == 0, f"packaging/rpm/build with setuptools {setuptools} failed:\n{r.stderr}"
+    el = Rpms(out)
+    for query in ("-l", "--requires", "--provides"):
+        assert el.query(query) == rpms.query(query), f"rpm -qp {query} differs"
 
 
 def test_rpmlint_finds_nothing_unexplained(rpms: Rpms) -> None:

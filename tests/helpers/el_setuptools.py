@@ -1,0 +1,63 @@
+"""The setuptools RHEL builds sdctr's RPM with, in throwaway venvs: RHEL 9's python3-setuptools is
+53.0.0, RHEL 8's python39-setuptools 50.3.2, and the wheel package their bdist_wheel comes from
+(setuptools < 70.1 has none of its own) is RHEL 9's python3-wheel, 0.36.2. Both setuptools run on
+this machine's Python 3.11 (40.9, the floor pyproject.toml declares, does not: that one is read
+from its source, not built with).
+
+Their wheels come from PyPI once, into $SDCTR_TEST_CACHE/wheels (default
+/var/cache/sdctr-tests/wheels, beside the test hosts' roots and the VM image), and are checked
+against PyPI's sha256 on every use."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import skip_or_fail
+
+EL_SETUPTOOLS = {"53.0.0": "RHEL 9's python3-setuptools", "50.3.2": "RHEL 8's python39-setuptools"}
+EL_WHEEL = "0.36.2"
+SHA256 = {
+    "setuptools-53.0.0-py3-none-any.whl": "0e86620d658c5ca87a71a283bd308fcaeb4c33e17792ef6f081aec17c171347f",
+    "setuptools-50.3.2-py3-none-any.whl": "2c242a0856fbad7efbe560df4a7add9324f340cf48df43651e9604924466794a",
+    "wheel-0.36.2-py2.py3-none-any.whl": "78b5b185f0e5763c26ca1e324373aadd49182ca90e825f7853f4b2509215dc0e",
+}
+CACHE = Path(os.environ.get("SDCTR_TEST_CACHE", "/var/cache/sdctr-tests")) / "wheels"
+
+
+def cached(name: str, version: str, tmp: Path) -> Path:
+    """PyPI's wheel of name==version, from the cache; downloaded into it (pip download) the first time."""
+    wanted = [f for f in SHA256 if f.startswith(f"{name}-{version}-")]
+    assert len(wanted) == 1, f"no checksum for {name} {version}"
+    path = CACHE / wanted[0]
+    if not path.exists():
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                            "--only-binary", ":all:", "-d", str(tmp), f"{name}=={version}"],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode != 0 or not (tmp / path.name).exists():
+            skip_or_fail(f"cannot download {name} {version} from PyPI:\n{r.stderr[-2000:]}")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp / path.name, path.with_suffix(".part"))
+        path.with_suffix(".part").rename(path)  # a download cut short is never taken for the wheel
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA256[path.name], f"{path}: not PyPI's file"
+    return path
+
+
+def el_venv(setuptools: str, where: Path, *, pip: bool = False) -> str:
+    """A venv in `where` with setuptools==`setuptools` and wheel==EL_WHEEL, and pip if asked (a
+    build that runs `python -m pip wheel`, as packaging/rpm/build does); its python's path."""
+    wheels = [cached("setuptools", setuptools, where), cached("wheel", EL_WHEEL, where)]
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", *([] if pip else ["--without-pip"]), str(venv)],
+                   check=True, timeout=300)
+    python = str(venv / "bin/python")
+    # the venv's own pip replaces the setuptools ensurepip installed; without pip, this venv's pip
+    # installs into it (pip --python)
+    installer = [python, "-m", "pip"] if pip else [sys.executable, "-m", "pip", "--python", python]
+    subprocess.run([*installer, "install", "-q", "--no-index", "--no-deps", *map(str, wheels)],
+                   check=True, capture_output=True, timeout=300)
+    return python
