@@ -33,10 +33,12 @@ from sdctr.systemd.properties import Host, cgroup_version, file_sections, proper
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     import jinja2
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+CONTAINER_TEMPLATE = "container.service.j2"
 WANTS = "multi-user.target.wants"
 ERRORS_UNIT = "sdctr-generator-errors.service"
 # where sdctr's command is looked for, in the order a package puts it
@@ -80,34 +82,45 @@ def sdctr_command(root: str | None = None) -> list[str]:
 
 
 class Renderer:
-    """The templates, loaded once per run, and what every unit shares."""
+    """The templates, loaded once per run, and what every unit shares. The container's template
+    is filled from its precompiled skeleton (sdctr.systemd.skeleton) while that matches the
+    template: jinja2 is imported only for a template edited since, and for the error units."""
 
     def __init__(self, host: Host | None = None, sdctr: Sequence[str] | None = None,
                  root: str = "/var/lib/sdctr") -> None:
-        import jinja2
+        from sdctr.systemd import skeleton
 
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
-                                 lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-        self.container: jinja2.Template = env.get_template("container.service.j2")
-        self.invalid: jinja2.Template = env.get_template("invalid.service.j2")
-        self.errors: jinja2.Template = env.get_template("errors.service.j2")
+        self._env: jinja2.Environment | None = None
+        self._skeleton = skeleton.load(TEMPLATES, CONTAINER_TEMPLATE)
         self.host = host or file_host()
         self.sdctr = list(sdctr) if sdctr is not None else sdctr_command()
         self.root = os.environ.get("SDCTR_ROOT") or root
+
+    def render(self, template: str, /, **values: Any) -> str:
+        if template == CONTAINER_TEMPLATE and self._skeleton is not None:
+            from sdctr.systemd.skeleton import fill, variant
+
+            signature, variants = self._skeleton
+            return fill(variants[variant(signature.flags, values)], values)
+        if self._env is None:
+            from sdctr.systemd.skeleton import environment
+
+            self._env = environment(TEMPLATES)
+        return self._env.get_template(template).render(**values)
 
     def unit(self, options: RunOptions, source: str) -> str:
         spec = declared_spec(options)
         props = properties(spec, self.host, self.sdctr,
                            prestart=[*self.sdctr, "hook", "declare", options.name])
         unit, service = file_sections(props)
-        return self.container.render(unit=unit, service=service, source=source, root=self.root,
-                                     publishes=bool(options.publish), unit_name=spec.unit)
+        return self.render(CONTAINER_TEMPLATE, unit=unit, service=service, source=source, root=self.root,
+                           publishes=bool(options.publish), unit_name=spec.unit)
 
     def errors_unit(self, messages: Sequence[str]) -> str:
-        return self.errors.render(messages=[_unit_word(f"{m}") for m in messages])
+        return self.render("errors.service.j2", messages=[_unit_word(f"{m}") for m in messages])
 
     def invalid_unit(self, name: str, source: str, message: str) -> str:
-        return self.invalid.render(name=name, source=source, message=_unit_word(message))
+        return self.render("invalid.service.j2", name=name, source=source, message=_unit_word(message))
 
 
 def _unit_word(text: str) -> str:
