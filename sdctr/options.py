@@ -444,7 +444,7 @@ def read_declared(path: str) -> RunOptions:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
-        doc = loader.construct_document(node) if node is not None else None
+        doc = _construct(loader, node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -461,6 +461,44 @@ def read_declared(path: str) -> RunOptions:
         key = getattr(e, "key", None)
         where = f"{path}:{lines[key]}" if key in lines else path
         raise SdctrError(f"{where}: {e}", e.hint) from None
+
+
+_YAML = "tag:yaml.org,2002:"
+_SCALARS = {f"{_YAML}{t}": f"construct_yaml_{t}" for t in ("int", "float", "bool", "null")}
+_PLAIN_KEYS = frozenset((f"{_YAML}str", *_SCALARS))  # a merge key (<<) is not one
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _construct(loader: Any, node: Any) -> Any:
+    """The document, as PyYAML's safe constructor makes it: for the plain mappings, lists and
+    scalars a declared file holds, without its generic machinery (a third of the parse, at every
+    boot); anything else (merge keys, timestamps, a recursive alias) by PyYAML's constructor."""
+    def plain(node: Any, depth: int) -> Any:
+        tag = node.tag
+        if tag == f"{_YAML}str":
+            return node.value
+        if tag in _SCALARS:
+            return getattr(loader, _SCALARS[tag])(node)
+        if depth > 20:
+            raise _NotPlain
+        if tag == f"{_YAML}map":
+            out = {}
+            for key, value in node.value:
+                if key.tag not in _PLAIN_KEYS:
+                    raise _NotPlain
+                out[plain(key, depth)] = plain(value, depth + 1)
+            return out
+        if tag == f"{_YAML}seq":
+            return [plain(item, depth + 1) for item in node.value]
+        raise _NotPlain
+
+    try:
+        return plain(node, 0)
+    except _NotPlain:
+        return loader.construct_document(node)
 
 
 def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
