@@ -161,6 +161,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("target", metavar="CONTAINER|FILE")
     p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
 
+    p = sub.add_parser("healthcheck", help="run a container's health check")
+    health_verbs = p.add_subparsers(dest="healthcheck_verb", metavar="COMMAND", required=True,
+                                    parser_class=_Parser)
+    p = health_verbs.add_parser("run", help="run the health check now: prints healthy or unhealthy "
+                                "(exit status 0 or 1), and records it as the timer's checks")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(handler=_handler("health.cmd_healthcheck_run"))
+
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,

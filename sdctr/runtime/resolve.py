@@ -15,6 +15,8 @@ from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Resources, merge_env
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
+    from typing import Any
+
     from sdctr.image.store import Image
 
 
@@ -48,8 +50,15 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         network=options.network, ports=options.publish, ip=options.ip,
         interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
-        created=time.time(),
+        created=time.time(), **health_fields(options),
     )
+
+
+def health_fields(options: RunOptions) -> dict[str, Any]:
+    """The health check's ContainerSpec fields: the options', Docker's defaults for the rest."""
+    given = {"health_interval": options.health_interval, "health_timeout": options.health_timeout,
+             "health_start_period": options.health_start_period, "health_retries": options.health_retries}
+    return {"health_cmd": options.health_cmd or (), **{k: v for k, v in given.items() if v}}
 
 
 def stat_device(device: Device) -> Device:

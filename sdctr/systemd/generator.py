@@ -63,7 +63,7 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
                             pids_limit=options.pids_limit),
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
         network=options.network, ports=options.publish, ip=options.ip,
-        remove=options.rm, ephemeral=options.ephemeral, declared=True)
+        remove=options.rm, ephemeral=options.ephemeral, declared=True, health_cmd=options.health_cmd or ())
 
 
 def file_host() -> Host:
@@ -115,6 +115,11 @@ class Renderer:
         props = properties(spec, self.host, self.sdctr,
                            prestart=[*self.sdctr, "hook", "declare", options.name])
         unit, service = file_sections(props)
+        # depends_on: the other containers' units started first, and this one stopped with them
+        unit += [f"{key}=ctr-{other}.service" for other in options.depends_on
+                 for key in ("Requires", "After")]
+        unit += [f"{key}={value}" for key, value in options.unit_settings]
+        service += [f"{key}={value}" for key, value in options.service_settings]
         return self.render(CONTAINER_TEMPLATE, unit=unit, service=service, source=source, root=self.root,
                            publishes=bool(options.publish), unit_name=spec.unit)
 
@@ -146,23 +151,28 @@ def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) ->
     errors = []
     wants = os.path.join(out_dir, WANTS)
     os.makedirs(wants, exist_ok=True)
-    for file_name in names:
-        source = os.path.join(source_dir, file_name)
-        name = file_name[:-5]
+    declared: dict[str, RunOptions | str] = {}  # by name: the options, or what is wrong
+    sources = {n[:-5]: os.path.join(source_dir, n) for n in names}
+    for name, source in sources.items():
         try:
-            text = renderer.unit(read_declared(source), source)
+            declared[name] = read_declared(source)
         except SdctrError as e:
-            message = f"{e} ({e.hint})" if e.hint else str(e)
-            errors.append(message)
+            declared[name] = f"{e} ({e.hint})" if e.hint else str(e)
+    for name, problem in dependency_errors(declared, sources).items():
+        declared[name] = problem
+    for name, source in sources.items():
+        options = declared[name]
+        if isinstance(options, str):
+            errors.append(options)
             from sdctr.options import NAME_RE
 
             if not NAME_RE.fullmatch(name):
                 continue  # no unit can carry this name; the journal has the message
             # not wanted at boot: a failed unit would make the boot "degraded" for a typo
-            _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, message))
+            _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, options))
             continue
         unit = f"ctr-{name}.service"
-        _write(os.path.join(out_dir, unit), text)
+        _write(os.path.join(out_dir, unit), renderer.unit(options, source))
         link = os.path.join(wants, unit)
         if not os.path.lexists(link):
             os.symlink(os.path.join("..", unit), link)
@@ -170,6 +180,40 @@ def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) ->
         _write(os.path.join(out_dir, ERRORS_UNIT), renderer.errors_unit(errors))
         os.symlink(os.path.join("..", ERRORS_UNIT), os.path.join(wants, ERRORS_UNIT))
     return errors
+
+
+def dependency_errors(declared: dict[str, RunOptions | str], sources: dict[str, str]) -> dict[str, str]:
+    """What is wrong with the containers' depends_on, by name: a container that is not declared
+    (systemd would fail the start with "unit not found"), or a cycle (systemd would drop one
+    of the ordering edges at random, and say so only in the journal)."""
+    problems: dict[str, str] = {}
+    graph = {n: o.depends_on for n, o in declared.items() if not isinstance(o, str)}
+    for name, deps in graph.items():
+        for other in deps:
+            if other not in declared:
+                directory = os.path.dirname(sources[name])
+                problems[name] = (f"{sources[name]}: depends_on {other!r}: no such declared container "
+                                  f"({directory}/{other}.yaml)")
+                break
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for other in graph.get(name, ()):
+            if state.get(other) == 1:
+                cycle = [*path[path.index(other):], other]
+                for i, member in enumerate(cycle[:-1]):  # each member's message starts with it
+                    turn = cycle[i:] + cycle[1:i + 1]
+                    problems.setdefault(member, f"{sources[member]}: depends_on: a cycle: "
+                                                f"{' -> '.join(turn)}")
+            elif other in graph and state.get(other) is None:
+                visit(other, [*path, other])
+        state[name] = 2
+
+    for name in graph:
+        if state.get(name) is None:
+            visit(name, [name])
+    return problems
 
 
 def _write(path: str, text: str) -> None:

@@ -75,6 +75,17 @@ class Systemd:
                 debug(f"{unit} exists: reset-failed and retry")
                 self.reset_failed(unit)
 
+    def start_transient_nowait(self, unit: str, props: Sequence[Property],
+                               aux: Sequence[tuple[str, Sequence[Property]]] = ()) -> None:
+        """Start a transient unit (and `aux`, the units it needs: a timer's service) without
+        waiting for the job: for a caller inside another unit's start job that the new one is
+        ordered after (a container's health check timer, from its ExecStartPost)."""
+        def args(ps: Sequence[Property]) -> list[tuple[str, tuple[str, Any]]]:
+            return [(name, (sig, value)) for name, sig, value in ps]
+
+        self._call(unit, lambda: self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "replace",
+                                               args(props), [(n, args(p)) for n, p in aux]))
+
     def start(self, unit: str) -> None:
         self._run_job(unit, lambda: self._manager("StartUnit", "ss", unit, "replace"))
 
