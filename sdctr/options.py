@@ -535,6 +535,10 @@ OPTIONS = (
 )
 
 
+# what `sdctr update` changes, on the record and on a running container's unit (sdctr.cli.update)
+UPDATABLE = ("cpu_shares", "memory", "cpus", "pids_limit")
+
+
 def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
     """RunOptions from argparse's values (`vars(args)`: keyed by dest, None where a flag was not
     given, other keys ignored), or with `yaml` from a declared container's mapping (keyed by the

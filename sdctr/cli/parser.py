@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from sdctr import __version__
 from sdctr.log import SdctrError, set_debug
-from sdctr.options import LIST, OPTIONS, SWITCH, WORDS
+from sdctr.options import LIST, OPTIONS, SWITCH, UPDATABLE, WORDS
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -160,6 +160,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
                                   "FILE) or of a container")
     p.add_argument("target", metavar="CONTAINER|FILE")
     p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
+
+    p = sub.add_parser("update", help="change the limits of containers, running ones at once (as Docker's)")
+    for option in OPTIONS:  # the table's flags and help for the limits update changes
+        if option.dest in UPDATABLE:
+            p.add_argument(*option.flags, dest=option.dest, metavar=option.metavar, help=option.help)
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(handler=_handler("update.cmd_update"))
 
     p = sub.add_parser("healthcheck", help="run a container's health check")
     health_verbs = p.add_subparsers(dest="healthcheck_verb", metavar="COMMAND", required=True,

@@ -86,6 +86,12 @@ class Systemd:
         self._call(unit, lambda: self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "replace",
                                                args(props), [(n, args(p)) for n, p in aux]))
 
+    def set_properties(self, unit: str, props: Sequence[Property], runtime: bool = True) -> None:
+        """SetUnitProperties: a loaded unit's properties changed now (a cgroup limit written at
+        once); `runtime`: until the unit is unloaded or the host reboots (systemctl --runtime)."""
+        self._call(unit, lambda: self._manager("SetUnitProperties", "sba(sv)", unit, runtime,
+                                               [(name, (sig, value)) for name, sig, value in props]))
+
     def start(self, unit: str) -> None:
         self._run_job(unit, lambda: self._manager("StartUnit", "ss", unit, "replace"))
 
