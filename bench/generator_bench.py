@@ -106,8 +106,10 @@ def main() -> int:
             sites[label] = site
         deps = sysconfig.get_paths()["purelib"]
         generator = str(REPO / "units/system-generators/sdctr-generator")
+        # the floor has the same path: a site hook's cost depends on it (this machine's imports certifi)
         runs: dict[str, tuple[list[str], dict[str, str]]] = {
-            "python3 -c pass (floor)": ([python, "-c", "pass"], {"PATH": "/usr/bin:/bin"})}
+            "python3 -c pass (floor)": ([python, "-s", "-c", "pass"],
+                                        {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{sites['sdctr']}:{deps}"})}
         for label, site in sites.items():
             runs[label] = ([python, "-s", generator, str(out), str(out), str(out)],
                            {"PATH": "/usr/bin:/bin", "SDCTR_CONTAINERS_DIR": str(declared),
