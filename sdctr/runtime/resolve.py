@@ -7,7 +7,7 @@ and never resolve the image again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, check_device_path
@@ -50,15 +50,24 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         network=options.network, ports=options.publish, ip=options.ip,
         interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
-        created=time.time(), **health_fields(options),
+        created=time.time(), **health_fields(options, cfg.healthcheck),
     )
 
 
-def health_fields(options: RunOptions) -> dict[str, Any]:
-    """The health check's ContainerSpec fields: the options', Docker's defaults for the rest."""
-    given = {"health_interval": options.health_interval, "health_timeout": options.health_timeout,
-             "health_start_period": options.health_start_period, "health_retries": options.health_retries}
-    return {"health_cmd": options.health_cmd or (), **{k: v for k, v in given.items() if v}}
+def health_fields(options: RunOptions, image: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The health check's ContainerSpec fields, as Docker merges them: each option given, else
+    the image's HEALTHCHECK (durations in nanoseconds there), else Docker's default (the spec's)."""
+    image = image or {}
+    test = list(image.get("Test") or ())
+    from_image = ((tuple(test[1:]) if test[:1] == ["CMD"] else
+                   ("/bin/sh", "-c", test[1]) if test[:1] == ["CMD-SHELL"] and len(test) == 2 else ())
+                  if test else ())
+    given = {"health_interval": options.health_interval or image.get("Interval", 0) / 1e9,
+             "health_timeout": options.health_timeout or image.get("Timeout", 0) / 1e9,
+             "health_start_period": options.health_start_period or image.get("StartPeriod", 0) / 1e9,
+             "health_retries": options.health_retries or int(image.get("Retries", 0))}
+    command = options.health_cmd if options.health_cmd is not None else from_image
+    return {"health_cmd": command, **{k: v for k, v in given.items() if v}}
 
 
 def stat_device(device: Device) -> Device:

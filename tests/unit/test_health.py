@@ -84,3 +84,18 @@ def test_status_rules(tmp_path: Path) -> None:
     assert health.record(paths, s, {"ExitCode": 0}, True, 1014.0) == "healthy"
     state = health.read(paths, s.id)
     assert state is not None and state["FailingStreak"] == 0 and len(state["Log"]) == 5
+
+
+@pytest.mark.parametrize(("flags", "image", "expected"), [
+    ({}, {"Test": ["CMD-SHELL", "curl -f x"], "Interval": 5_000_000_000, "Retries": 2},
+     {"health_cmd": ("/bin/sh", "-c", "curl -f x"), "health_interval": 5.0, "health_retries": 2}),
+    ({}, {"Test": ["CMD", "/bin/check", "-q"]}, {"health_cmd": ("/bin/check", "-q")}),
+    ({}, {"Test": ["NONE"]}, {"health_cmd": ()}),
+    # a flag wins over the image's, field by field, as Docker merges them
+    ({"health_interval": "1s"}, {"Test": ["CMD", "c"], "Interval": 5_000_000_000, "Timeout": 2_000_000_000},
+     {"health_cmd": ("c",), "health_interval": 1.0, "health_timeout": 2.0}),
+    ({"health_cmd": "mine"}, {"Test": ["CMD", "c"]}, {"health_cmd": ("/bin/sh", "-c", "mine")}),
+])
+def test_the_images_healthcheck(flags: dict[str, str], image: dict[str, object],
+                                expected: dict[str, object]) -> None:
+    assert health_fields(run_options({"image": "b", **flags}), image) == expected
