@@ -75,6 +75,7 @@ class RunOptions(Record):
     health_timeout: float = 0
     health_start_period: float = 0
     health_retries: int = 0
+    health_on_failure: str = "none"  # podman's: what an unhealthy container gets (HEALTH_ACTIONS)
     # a declared container's alone (its YAML file's keys; no flags)
     depends_on: tuple[str, ...] = ()  # other declared containers, started first (Requires=, After=)
     unit_settings: tuple[tuple[str, str], ...] = ()  # extra [Unit] lines, (key, value), in order
@@ -342,6 +343,15 @@ def parse_retries(field: str, value: str) -> int:
     return int(value)
 
 
+HEALTH_ACTIONS = ("none", "kill", "restart", "stop")
+
+
+def parse_health_action(field: str, value: str) -> str:
+    if value not in HEALTH_ACTIONS:
+        raise SdctrError(f"{field} {value!r} is not an action", hint=f"one of {', '.join(HEALTH_ACTIONS)}")
+    return value
+
+
 def parse_health_cmd(field: str, value: str) -> tuple[str, ...]:
     """--health-cmd CMD: run by the container's /bin/sh, as Docker's CMD-SHELL."""
     if not value.strip():
@@ -356,7 +366,8 @@ def parse_healthcheck(field: str, value: Any) -> dict[str, Any]:
         raise SdctrError(f"{field} takes a mapping, not {_type_name(value)}",
                          hint="example: healthcheck: {test: wget -q -O- localhost, interval: 10s}")
     keys = {"test": "health_cmd", "interval": "health_interval", "timeout": "health_timeout",
-            "start_period": "health_start_period", "retries": "health_retries", "disable": ""}
+            "start_period": "health_start_period", "retries": "health_retries",
+            "on_failure": "health_on_failure", "disable": ""}
     out: dict[str, Any] = {}
     for key, given in value.items():
         if key not in keys:
@@ -371,7 +382,7 @@ def parse_healthcheck(field: str, value: Any) -> dict[str, Any]:
             continue
         if isinstance(given, bool) or not isinstance(given, (str, int, float)):
             raise SdctrError(f"{where} takes a string or a number, not {_type_name(given)}")
-        parse = parse_retries if key == "retries" else parse_duration
+        parse = {"retries": parse_retries, "on_failure": parse_health_action}.get(key, parse_duration)
         out[keys[key]] = parse(where, str(given))
     return out
 
@@ -525,6 +536,9 @@ OPTIONS = (
            help="failures in this time after the start do not count (default 0s)"),
     Option("health_retries", ("--health-retries",), "", parse_retries, metavar="N",
            help="consecutive failures that make it unhealthy (default 3)"),
+    Option("health_on_failure", ("--health-on-failure",), "", parse_health_action, metavar="ACTION",
+           choices=HEALTH_ACTIONS, help="what an unhealthy container gets (podman's): none, kill, restart, "
+           "stop"),
     Option("healthcheck", (), "healthcheck", kind=MAPPING, verb="declared"),  # Compose's form of the above
     # a declared container's own keys (verb "declared": no command-line flag)
     Option("depends_on", (), "depends_on", parse_name, kind=LIST, verb="declared"),

@@ -141,6 +141,7 @@ class ContainerSpec(Record):
     health_timeout: float = 30.0
     health_start_period: float = 0.0
     health_retries: int = 3
+    health_on_failure: str = "none"  # none, kill, restart, stop: done by the check that finds it unhealthy
 
     @property
     def short_id(self) -> str:

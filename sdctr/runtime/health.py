@@ -113,7 +113,22 @@ def run_check(paths: Paths, spec: ContainerSpec, sdctr: Sequence[str]) -> str:
             (e.output or b"").decode(errors="replace")
     result = {"Start": _iso(started), "End": _iso(time.time()), "ExitCode": code,
               "Output": output[:OUTPUT_KEEP]}
-    return record(paths, spec, result, code == 0, started)
+    status = record(paths, spec, result, code == 0, started)
+    if status == UNHEALTHY and spec.health_on_failure != "none":
+        act(spec)
+    return status
+
+
+def act(spec: ContainerSpec) -> None:
+    """--health-on-failure, as podman's: the unit restarted or stopped (a job not waited for: its
+    stop ends this check's timer), or its processes killed (then its Restart= decides)."""
+    from sdctr.systemd.manager import Systemd
+
+    sd = Systemd()
+    if spec.health_on_failure == "kill":
+        sd.kill(spec.unit, 9, who="all")
+    else:
+        sd.enqueue({"restart": "RestartUnit", "stop": "StopUnit"}[spec.health_on_failure], spec.unit)
 
 
 def record(paths: Paths, spec: ContainerSpec, result: dict[str, Any], passed: bool, when: float) -> str:

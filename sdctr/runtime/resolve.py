@@ -67,7 +67,8 @@ def health_fields(options: RunOptions, image: Mapping[str, Any] | None = None) -
              "health_start_period": options.health_start_period or image.get("StartPeriod", 0) / 1e9,
              "health_retries": options.health_retries or int(image.get("Retries", 0))}
     command = options.health_cmd if options.health_cmd is not None else from_image
-    return {"health_cmd": command, **{k: v for k, v in given.items() if v}}
+    return {"health_cmd": command, "health_on_failure": options.health_on_failure,
+            **{k: v for k, v in given.items() if v}}
 
 
 def stat_device(device: Device) -> Device:

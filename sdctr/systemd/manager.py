@@ -92,6 +92,11 @@ class Systemd:
         self._call(unit, lambda: self._manager("SetUnitProperties", "sba(sv)", unit, runtime,
                                                [(name, (sig, value)) for name, sig, value in props]))
 
+    def enqueue(self, method: str, unit: str) -> None:
+        """StartUnit, StopUnit or RestartUnit as a job not waited for: from a unit that the job may
+        stop (a container's health check acting on it)."""
+        self._call(unit, lambda: self._manager(method, "ss", unit, "replace"))
+
     def start(self, unit: str) -> None:
         self._run_job(unit, lambda: self._manager("StartUnit", "ss", unit, "replace"))
 

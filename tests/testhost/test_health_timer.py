@@ -59,3 +59,18 @@ def test_a_passing_check_is_healthy(host: Machine) -> None:
         assert sdctr(host, "healthcheck", "run", cid).stdout.strip() == "healthy"
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+def test_health_on_failure_restart_restarts_the_unit(host: Machine) -> None:
+    """podman's --health-on-failure=restart: the check that finds the container unhealthy
+    restarts its unit; the new start is checked again from `starting`."""
+    cid = run_d(host, "--health-cmd", "exit 1", "--health-interval", "1s", "--health-retries", "2",
+                "--health-on-failure", "restart", "busybox", "sleep", "1000")
+    try:
+        first = inspect(host, cid)["State"]["Pid"]
+        wait_for(lambda: (d := inspect(host, cid)["State"])["Running"] and d["Pid"] not in (0, first),
+                 timeout=60, what="a restart by the health check")
+        journal = host.exec("journalctl", "--no-pager", "-u", unit_of(cid)).stdout
+        assert journal.count("Started ") >= 2 or journal.count("Starting ") >= 2, journal
+    finally:
+        sdctr(host, "rm", "-f", cid)

@@ -34,8 +34,8 @@ def test_flags_and_compose_mapping_ask_the_same() -> None:
     assert flags.replace(detach=True) == yaml
     assert health_fields(yaml) == {"health_cmd": ("/bin/sh", "-c", "wget -q localhost"),
                                    "health_interval": 2.0, "health_timeout": 1.5, "health_start_period": 60.0,
-                                   "health_retries": 2}
-    assert health_fields(run_options({"image": "b"})) == {"health_cmd": ()}  # Docker's defaults: the spec's
+                                   "health_retries": 2, "health_on_failure": "none"}
+    assert health_fields(run_options({"image": "b"})) == {"health_cmd": (), "health_on_failure": "none"}
 
 
 @pytest.mark.parametrize(("test", "argv"), [
@@ -98,4 +98,27 @@ def test_status_rules(tmp_path: Path) -> None:
 ])
 def test_the_images_healthcheck(flags: dict[str, str], image: dict[str, object],
                                 expected: dict[str, object]) -> None:
-    assert health_fields(run_options({"image": "b", **flags}), image) == expected
+    merged = health_fields(run_options({"image": "b", **flags}), image)
+    assert merged == {**expected, "health_on_failure": "none"}
+
+
+@pytest.mark.parametrize(("action", "call"), [("restart", ("enqueue", "RestartUnit")),
+                                              ("stop", ("enqueue", "StopUnit")), ("kill", ("kill", 9))])
+def test_on_failure_acts_on_the_unit(monkeypatch: pytest.MonkeyPatch, action: str,
+                                     call: tuple[str, object]) -> None:
+    from sdctr.systemd import manager
+
+    calls: list[tuple[str, object]] = []
+
+    class Fake:
+        def enqueue(self, method: str, unit: str) -> None:
+            calls.append(("enqueue", method))
+
+        def kill(self, unit: str, signal: int, who: str = "main") -> None:
+            calls.append(("kill", signal))
+
+    monkeypatch.setattr(manager, "Systemd", Fake)
+    health.act(spec(health_cmd=("true",), health_on_failure=action))
+    assert calls == [call]
+    options = run_options({"image": "b", "healthcheck": {"on_failure": action}}, yaml=True)
+    assert options.health_on_failure == action

@@ -117,7 +117,7 @@ BAD = {
     "devices": ("/dev/loop3:rwx", "permissions 'rwx' are not some of r, w, m"),
     "health_cmd": (" ", "is empty"), "health_interval": ("soon", "is not a duration"),
     "health_timeout": ("1s5", "is not a duration"), "health_start_period": ("1x", "is not a duration"),
-    "health_retries": ("0", "is not a positive whole number"),
+    "health_retries": ("0", "is not a positive whole number"), "health_on_failure": ("never", "never"),
 }
 
 
