@@ -72,6 +72,18 @@ class RunOptions(Record):
     platform: str | None = None  # what to pull: "os/arch[/variant]", None: this host's
     devices: tuple[Device, ...] = ()  # --device, not stat'ed yet (resolve does, at create)
     privileged: bool = False
+    # Docker's health check: the command's argv ((): none, --no-healthcheck), seconds, retries;
+    # 0 or None: Docker's defaults (HEALTH_DEFAULTS)
+    health_cmd: tuple[str, ...] | None = None
+    health_interval: float = 0
+    health_timeout: float = 0
+    health_start_period: float = 0
+    health_retries: int = 0
+    health_on_failure: str = "none"  # podman's: what an unhealthy container gets (HEALTH_ACTIONS)
+    # a declared container's alone (its YAML file's keys; no flags)
+    depends_on: tuple[str, ...] = ()  # other declared containers, started first (Requires=, After=)
+    unit_settings: tuple[tuple[str, str], ...] = ()  # extra [Unit] lines, (key, value), in order
+    service_settings: tuple[tuple[str, str], ...] = ()  # extra [Service] lines
 
 
 # --- parsers: (the field as the user spelled it, one value) -> the field's value ---------------
@@ -429,9 +441,147 @@ def user_env(options: RunOptions, lookup: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(entries + parse_env(options.env, lookup))
 
 
+# --- health checks, as Docker's (--health-*, Compose's `healthcheck:`) ---------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_DURATION_SECONDS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(field: str, value: str) -> float:
+    """A Go duration, as Docker takes them (30s, 1m30s, 500ms); a bare number is seconds."""
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise SdctrError(f"{field} {value!r} is not a duration",
+                             hint="examples: 30s, 1m30s, 500ms") from None
+        seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+    if seconds < 0.001 or seconds > 365 * 86400:
+        raise SdctrError(f"{field} {value!r} must be at least 1ms")
+    return seconds
+
+
+def parse_retries(field: str, value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise SdctrError(f"{field} {value!r} is not a positive whole number", hint="Docker's default is 3")
+    return int(value)
+
+
+HEALTH_ACTIONS = ("none", "kill", "restart", "stop")
+
+
+def parse_health_action(field: str, value: str) -> str:
+    if value not in HEALTH_ACTIONS:
+        raise SdctrError(f"{field} {value!r} is not an action", hint=f"one of {', '.join(HEALTH_ACTIONS)}")
+    return value
+
+
+def parse_health_cmd(field: str, value: str) -> tuple[str, ...]:
+    """--health-cmd CMD: run by the container's /bin/sh, as Docker's CMD-SHELL."""
+    if not value.strip():
+        raise SdctrError(f"{field} is empty", hint="e.g. --health-cmd 'wget -q -O- localhost'")
+    return ("/bin/sh", "-c", value)
+
+
+def parse_healthcheck(field: str, value: Any) -> dict[str, Any]:
+    """Compose's `healthcheck:` mapping: test (a string for the shell, or [CMD, ...],
+    [CMD-SHELL, "..."], [NONE]), interval, timeout, start_period, retries, disable."""
+    if not isinstance(value, Mapping):
+        raise SdctrError(f"{field} takes a mapping, not {_type_name(value)}",
+                         hint="example: healthcheck: {test: wget -q -O- localhost, interval: 10s}")
+    keys = {"test": "health_cmd", "interval": "health_interval", "timeout": "health_timeout",
+            "start_period": "health_start_period", "retries": "health_retries",
+            "on_failure": "health_on_failure", "disable": ""}
+    out: dict[str, Any] = {}
+    for key, given in value.items():
+        if key not in keys:
+            raise SdctrError(f"{field}: unknown key {key!r}", hint=f"the keys are: {', '.join(keys)}")
+        where = f"{field}.{key}"
+        if key == "disable":
+            if given is True:
+                out["health_cmd"] = ()
+            continue
+        if key == "test":
+            out["health_cmd"] = _health_test(where, given)
+            continue
+        if isinstance(given, bool) or not isinstance(given, (str, int, float)):
+            raise SdctrError(f"{where} takes a string or a number, not {_type_name(given)}")
+        parse = {"retries": parse_retries, "on_failure": parse_health_action}.get(key, parse_duration)
+        out[keys[key]] = parse(where, str(given))
+    return out
+
+
+def _health_test(field: str, given: Any) -> tuple[str, ...]:
+    if isinstance(given, str):
+        return parse_health_cmd(field, given)
+    if not isinstance(given, list) or not given or not all(isinstance(w, str) for w in given):
+        raise SdctrError(f"{field} takes a string or a list of strings",
+                         hint='e.g. [CMD, wget, -q, "localhost"]')
+    kind, rest = given[0], tuple(given[1:])
+    if kind == "NONE":
+        return ()
+    if kind == "CMD" and rest:
+        return rest
+    if kind == "CMD-SHELL" and len(rest) == 1:
+        return parse_health_cmd(field, rest[0])
+    raise SdctrError(f"{field} {given!r}: a list starts with CMD (then the argv), CMD-SHELL (then one "
+                     "command) or NONE")
+
+
+# A declared container's `unit:` and `service:` mappings add lines to its unit's [Unit] and
+# [Service] sections, as quadlet's sections do; not the keys sdctr writes or must control (the
+# container's hooks, init, limits, identity and device policy), nor ones that would replace
+# its process's environment: each refused with the YAML key to use where there is one.
+OWNED_SETTINGS = {
+    "unit": {"Description": "", "SourcePath": "", "CollectMode": "rm"},
+    "service": {"Type": "", "NotifyAccess": "", "ExecStart": "command", "ExecStartPre": "",
+                "ExecStartPost": "", "ExecStop": "", "ExecStopPost": "", "ExecReload": "",
+                "ExecCondition": "", "KillMode": "", "KillSignal": "", "TimeoutStopSec": "",
+                "SuccessExitStatus": "", "Restart": "restart", "RestartSec": "restart",
+                "StartLimitBurst": "restart", "StartLimitInterval": "restart",
+                "StartLimitIntervalSec": "restart", "RestartSteps": "", "RestartMaxDelaySec": "",
+                "SyslogIdentifier": "", "LogExtraFields": "", "LogRateLimitIntervalSec": "",
+                "TasksMax": "pids_limit", "DevicePolicy": "devices", "DeviceAllow": "devices",
+                "CPUShares": "cpu_shares", "CPUWeight": "cpu_shares", "CPUQuota": "cpus",
+                "MemoryLimit": "memory", "MemoryMax": "memory", "Slice": "", "Delegate": "",
+                "StandardInput": "", "StandardOutput": "", "StandardError": "", "PIDFile": "",
+                "User": "user", "Group": "user", "DynamicUser": "user", "RootDirectory": "",
+                "RootImage": "", "WorkingDirectory": "workdir", "Environment": "env",
+                "EnvironmentFile": "env_files", "PAMName": ""},
+}
+_SETTING_KEY = re.compile(r"[A-Z][A-Za-z0-9]*")
+
+
+def parse_settings(field: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """`service: {MemoryHigh: 200M, IPAddressDeny: [any]}`: (key, value) lines, a list a line
+    each; checked for form here and for meaning by systemd, which says so in the journal."""
+    section = {"unit": "[Unit]", "service": "[Service]"}[field]
+    if not isinstance(value, Mapping):
+        example = "Documentation: man:foo(1)" if field == "unit" else "MemoryHigh: 200M"
+        raise SdctrError(f"{field} takes a mapping of {section} settings, not {_type_name(value)}",
+                         hint=f"example: {field}: {{{example}}}")
+    lines = []
+    for key, given in value.items():
+        if not isinstance(key, str) or not _SETTING_KEY.fullmatch(key):
+            raise SdctrError(f"{field}: {key!r} is not a systemd setting's name", hint="e.g. MemoryHigh")
+        if key in OWNED_SETTINGS[field]:
+            instead = OWNED_SETTINGS[field][key]
+            raise SdctrError(f"{field}: {key} is set by sdctr itself and cannot be given in {section}",
+                             hint=f"use the key {instead}: instead" if instead else None)
+        for each in given if isinstance(given, list) else [given]:
+            item = ("yes" if each else "no") if isinstance(each, bool) else each
+            if not isinstance(item, (str, int, float)) or "\n" in str(item):
+                raise SdctrError(f"{field}: {key} takes a value or a list of values on one line each, "
+                                 f"not {_type_name(item)}")
+            lines.append((key, str(item)))
+    return tuple(lines)
+
+
 # --- the table ----------------------------------------------------------------------------------
 
-VALUE, SWITCH, LIST, WORDS = "value", "switch", "list", "words"
+VALUE, SWITCH, LIST, WORDS, SETTINGS, MAPPING = "value", "switch", "list", "words", "settings", "mapping"
 
 
 class Option(Record):
@@ -441,7 +591,8 @@ class Option(Record):
     parse: Callable[[str, str], Any] | None = None  # for each value; None: the string as given
     help: str | None = None
     metavar: str | None = None
-    kind: str = VALUE  # VALUE; SWITCH (a flag without a value); LIST (-e A -e B); WORDS (an argv)
+    kind: str = VALUE  # VALUE; SWITCH (a flag without a value); LIST (-e A -e B); WORDS (an argv);
+    # SETTINGS (a YAML mapping of systemd settings)
     choices: tuple[str, ...] = ()
     verb: str = ""  # the one verb that has this flag; "": run and create
 
@@ -510,9 +661,31 @@ OPTIONS = (
            metavar="HOST[:CONTAINER][:PERMS]", kind=LIST),
     Option("privileged", ("--privileged",), "privileged", kind=SWITCH,
            help="every capability and device, no seccomp or masked paths: the host's root"),
+    Option("health_cmd", ("--health-cmd",), "", parse_health_cmd, metavar="COMMAND",
+           help="a command run in the container (by /bin/sh) to check its health"),
+    Option("health_interval", ("--health-interval",), "", parse_duration, metavar="DURATION",
+           help="time between health checks (default 30s)"),
+    Option("health_timeout", ("--health-timeout",), "", parse_duration, metavar="DURATION",
+           help="a check running longer fails (default 30s)"),
+    Option("health_start_period", ("--health-start-period",), "", parse_duration, metavar="DURATION",
+           help="failures in this time after the start do not count (default 0s)"),
+    Option("health_retries", ("--health-retries",), "", parse_retries, metavar="N",
+           help="consecutive failures that make it unhealthy (default 3)"),
+    Option("health_on_failure", ("--health-on-failure",), "", parse_health_action, metavar="ACTION",
+           choices=HEALTH_ACTIONS, help="what an unhealthy container gets (podman's): none, kill, restart, "
+           "stop"),
+    Option("healthcheck", (), "healthcheck", kind=MAPPING, verb="declared"),  # Compose's form of the above
+    # a declared container's own keys (verb "declared": no command-line flag)
+    Option("depends_on", (), "depends_on", parse_name, kind=LIST, verb="declared"),
+    Option("unit_settings", (), "unit", kind=SETTINGS, verb="declared"),
+    Option("service_settings", (), "service", kind=SETTINGS, verb="declared"),
     Option("image", (), "image", metavar="IMAGE"),
     Option("command", (), "command", metavar="COMMAND", kind=WORDS),
 )
+
+
+# what `sdctr update` changes, on the record and on a running container's unit (sdctr.cli.update)
+UPDATABLE = ("cpu_shares", "memory", "cpus", "pids_limit")
 
 
 def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
@@ -541,6 +714,7 @@ def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
         fields["restart"], fields["restart_retries"] = fields["restart"]
     if "network" in fields:  # one flag, two fields: the mode, and a user network's name
         fields["network"], fields["network_name"] = fields["network"]
+    fields.update(fields.pop("healthcheck", {}))  # one key, the health_* fields
     if "image" not in fields:
         raise SdctrError("no image given", hint="say which: image: busybox" if yaml else None)
     options = RunOptions(**fields)
@@ -581,7 +755,7 @@ def read_declared(path: str) -> RunOptions:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
-        doc = loader.construct_document(node) if node is not None else None
+        doc = _construct(loader, node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -600,7 +774,45 @@ def read_declared(path: str) -> RunOptions:
         raise SdctrError(f"{where}: {e}", e.hint) from None
 
 
-def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
+_YAML = "tag:yaml.org,2002:"
+_SCALARS = {f"{_YAML}{t}": f"construct_yaml_{t}" for t in ("int", "float", "bool", "null")}
+_PLAIN_KEYS = frozenset((f"{_YAML}str", *_SCALARS))  # a merge key (<<) is not one
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _construct(loader: Any, node: Any) -> Any:
+    """The document, as PyYAML's safe constructor makes it: for the plain mappings, lists and
+    scalars a declared file holds, without its generic machinery (a third of the parse, at every
+    boot); anything else (merge keys, timestamps, a recursive alias) by PyYAML's constructor."""
+    def plain(node: Any, depth: int) -> Any:
+        tag = node.tag
+        if tag == f"{_YAML}str":
+            return node.value
+        if tag in _SCALARS:
+            return getattr(loader, _SCALARS[tag])(node)
+        if depth > 20:
+            raise _NotPlain
+        if tag == f"{_YAML}map":
+            out = {}
+            for key, value in node.value:
+                if key.tag not in _PLAIN_KEYS:
+                    raise _NotPlain
+                out[plain(key, depth)] = plain(value, depth + 1)
+            return out
+        if tag == f"{_YAML}seq":
+            return [plain(item, depth + 1) for item in node.value]
+        raise _NotPlain
+
+    try:
+        return plain(node, 0)
+    except _NotPlain:
+        return loader.construct_document(node)
+
+
+def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:  # noqa: PLR0911 - one per kind
     """One option's value, checked for its kind (a YAML file can hold any type) and parsed."""
     def one(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
@@ -615,6 +827,10 @@ def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
         return value
     if option.kind == VALUE:
         return one(value)
+    if option.kind == SETTINGS:
+        return parse_settings(field, value)
+    if option.kind == MAPPING:
+        return parse_healthcheck(field, value)
     if isinstance(value, str):
         if option.kind == WORDS:
             # an --entrypoint is one word, as Docker's ('' clears the image's); a YAML string is

@@ -138,6 +138,13 @@ class ContainerSpec(Record):
     # --privileged: every capability, no seccomp filter, no masked or read-only paths, /sys
     # writable, every device allowed and the host's /dev nodes made in the container's /dev
     privileged: bool = False
+    # Docker's health check (sdctr.runtime.health): the argv run in the container, () for none
+    health_cmd: tuple[str, ...] = ()
+    health_interval: float = 30.0
+    health_timeout: float = 30.0
+    health_start_period: float = 0.0
+    health_retries: int = 3
+    health_on_failure: str = "none"  # none, kill, restart, stop: done by the check that finds it unhealthy
 
     @property
     def short_id(self) -> str:
@@ -172,6 +179,7 @@ class ContainerSpec(Record):
             "env": tuple(d.get("env", ())),
             "layers": tuple(d.get("layers", ())),
             "labels": tuple(d.get("labels", ())),
+            "health_cmd": tuple(d.get("health_cmd", ())),
             "mounts": tuple(Mount(**m) for m in d.get("mounts", ())),
             "devices": tuple(Device(**x) for x in d.get("devices", ())),
             "ports": tuple(Port(**p) for p in d.get("ports", ())),

@@ -193,6 +193,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         if not everyone and active not in containers.RUNNING_STATES:
             continue
         row = ps_row(spec, active, read_status(paths, spec.id))
+        row["Status"] += health_suffix(paths, spec, row["State"])
         if ps_matches(row, filters):
             rows.append(row)
     rows.sort(key=lambda r: r["CreatedAt"], reverse=True)  # newest first
@@ -220,6 +221,15 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 r["RunningFor"], r["Status"], r["Names"], *([r["Size"]] if args.size else [])]
                for r in rows])
     return 0
+
+
+def health_suffix(paths: Paths, spec: ContainerSpec, state: str) -> str:
+    """Docker's "Up 5 minutes (healthy)"."""
+    if not spec.health_cmd or state != "running":
+        return ""
+    from sdctr.cli.health import status_suffix
+
+    return status_suffix(paths, spec)
 
 
 def ps_row(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> dict[str, Any]:

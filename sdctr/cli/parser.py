@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from sdctr import __version__
 from sdctr.log import SdctrError, set_debug
-from sdctr.options import LIST, OPTIONS, SWITCH, WORDS
+from sdctr.options import LIST, OPTIONS, SWITCH, UPDATABLE, WORDS
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -193,6 +193,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
 
     _add_volume_verbs(sub)
     _add_manage_verbs(sub, system_verbs)
+    p = sub.add_parser("update", help="change the limits of containers, running ones at once (as Docker's)")
+    for option in OPTIONS:  # the table's flags and help for the limits update changes
+        if option.dest in UPDATABLE:
+            p.add_argument(*option.flags, dest=option.dest, metavar=option.metavar, help=option.help)
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(handler=_handler("update.cmd_update"))
+
+    p = sub.add_parser("healthcheck", help="run a container's health check")
+    health_verbs = p.add_subparsers(dest="healthcheck_verb", metavar="COMMAND", required=True,
+                                    parser_class=_Parser)
+    p = health_verbs.add_parser("run", help="run the health check now: prints healthy or unhealthy "
+                                "(exit status 0 or 1), and records it as the timer's checks")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(handler=_handler("health.cmd_healthcheck_run"))
+
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,

@@ -64,6 +64,8 @@ class ImageConfig(Record):
     user: str = ""
     exposed_ports: tuple[str, ...] = ()  # "80/tcp"
     labels: dict[str, str] = {}  # noqa: RUF012 (a record copies a dict default)
+    # HEALTHCHECK: {"Test": [...], "Interval": ns, "Timeout": ns, "StartPeriod": ns, "Retries": n}
+    healthcheck: dict[str, Any] = {}  # noqa: RUF012
 
     @classmethod
     def from_oci(cls, c: Mapping[str, Any] | None) -> ImageConfig:
@@ -76,6 +78,7 @@ class ImageConfig(Record):
             user=c.get("User") or "",
             exposed_ports=tuple(sorted(c.get("ExposedPorts") or {})),
             labels=dict(c.get("Labels") or {}),
+            healthcheck=dict(c.get("Healthcheck") or {}),
         )
 
 

@@ -276,6 +276,17 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
 
 # --- describing containers ----------------------------------------------------------------------
 
+def _health(paths: Paths, spec: ContainerSpec, running: bool) -> dict[str, Any]:
+    """State.Health, as Docker's, for a container with a health check."""
+    if not spec.health_cmd:
+        return {}
+    from sdctr.runtime import health
+
+    state = health.read(paths, spec.id) if running else None
+    return {"Health": state or {"Status": health.STARTING if running else health.UNHEALTHY,
+                                "FailingStreak": 0, "Log": []}}
+
+
 def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[str, Any]:
     """`inspect`'s document: Docker's field names where Docker has one."""
     status = read_status(paths, spec.id)
@@ -305,6 +316,7 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
             "OOMKilled": bool(status.get("oom_killed")),
             "StartedAt": _iso(status.get("started_at")),
             "FinishedAt": _iso(status.get("finished_at")),
+            **_health(paths, spec, running),
         },
         "HostConfig": {"CpuShares": r.cpu_shares or 0, "Memory": r.memory or 0,
                        "NanoCpus": int((r.cpus or 0) * 1e9), "PidsLimit": r.pids_limit,

@@ -7,7 +7,7 @@ and never resolve the image again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, check_device_path
@@ -15,6 +15,8 @@ from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Port, Resources, mer
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
+    from typing import Any
+
     from sdctr.image.store import Image
 
 
@@ -50,7 +52,7 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         ports=published(options, cfg.exposed_ports), ip=options.ip,
         interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
-        created=time.time(),
+        created=time.time(), **health_fields(options, cfg.healthcheck),
     )
 
 
@@ -67,6 +69,23 @@ def published(options: RunOptions, exposed: tuple[str, ...]) -> tuple[Port, ...]
                 given.add((int(number), proto))
                 ports += (Port(0, int(number), proto),)
     return ports
+
+
+def health_fields(options: RunOptions, image: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The health check's ContainerSpec fields, as Docker merges them: each option given, else
+    the image's HEALTHCHECK (durations in nanoseconds there), else Docker's default (the spec's)."""
+    image = image or {}
+    test = list(image.get("Test") or ())
+    from_image = ((tuple(test[1:]) if test[:1] == ["CMD"] else
+                   ("/bin/sh", "-c", test[1]) if test[:1] == ["CMD-SHELL"] and len(test) == 2 else ())
+                  if test else ())
+    given = {"health_interval": options.health_interval or image.get("Interval", 0) / 1e9,
+             "health_timeout": options.health_timeout or image.get("Timeout", 0) / 1e9,
+             "health_start_period": options.health_start_period or image.get("StartPeriod", 0) / 1e9,
+             "health_retries": options.health_retries or int(image.get("Retries", 0))}
+    command = options.health_cmd if options.health_cmd is not None else from_image
+    return {"health_cmd": command, "health_on_failure": options.health_on_failure,
+            **{k: v for k, v in given.items() if v}}
 
 
 def stat_device(device: Device) -> Device:

@@ -170,6 +170,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                      else ("MemoryMax", "t", r.memory))
     if r.cpus is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
+    if spec.health_cmd:  # its check's timer, once the container runs (sdctr.runtime.health)
+        props.append(("ExecStartPost", "a(sasb)", [(sdctr[0], [*sdctr, "hook", "health", spec.id], True)]))
     if spec.remove:  # a failed --rm container must not linger as a failed unit
         props.append(("CollectMode", "s", "inactive-or-failed"))
     if stdio is None:

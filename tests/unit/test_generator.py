@@ -179,7 +179,7 @@ def test_the_installed_generator_renders_a_hundred_containers(tmp_path: Path) ->
     elapsed = time.monotonic() - started
     assert len(list(out.glob("ctr-web*.service"))) == 100
     assert "MemoryLimit=268435456" in (out / "ctr-web99.service").read_text()
-    assert elapsed < 2.0, elapsed  # the bench (bench/generator.py) measures; this catches a blow-up
+    assert elapsed < 2.0, elapsed  # the bench (bench/generator_bench.py) measures; this catches a blow-up
 
 
 @pytest.mark.parametrize(("policy", "by_hand", "back"), [

@@ -39,8 +39,10 @@ def test_the_table_covers_every_flag_of_run_and_create(verb: str) -> None:
     # and every value the parser leaves is a field the record takes: nothing is parsed aside
     dests = set(vars(parser.parse_args([verb, "img"]))) - GLOBAL_DESTS
     assert {o.dest for o in OPTIONS if o.verb in ("", verb)} <= dests <= {o.dest for o in OPTIONS}
-    # restart_retries, on-failure:N's N, comes with --restart's policy; network_name with --network
-    assert {o.dest for o in OPTIONS} | {"restart_retries", "network_name"} == set(RunOptions._fields)
+    # restart_retries, on-failure:N's N, comes with --restart's policy; network_name with --network;
+    # healthcheck, Compose's mapping, sets the health_* fields
+    implied = {"restart_retries", "network_name"}
+    assert {o.dest for o in OPTIONS} - {"healthcheck"} | implied == set(RunOptions._fields)
 
 
 def test_no_flag_means_the_records_defaults() -> None:
@@ -95,12 +97,13 @@ FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100"
 
 def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
     declared = yaml.safe_load(DECLARED)
-    assert set(declared) == {o.yaml_key for o in OPTIONS if o.yaml_key}
+    assert set(declared) == {o.yaml_key for o in OPTIONS if o.yaml_key and o.verb != "declared"}
     from_yaml = run_options(declared, yaml=True)
     assert from_yaml == flags_of(FLAGS)
     default = RunOptions(image="")
     unchanged = [o.yaml_key for o in OPTIONS
-                 if o.yaml_key and getattr(from_yaml, o.dest) == getattr(default, o.dest)]
+                 if o.yaml_key and o.verb != "declared"
+                 and getattr(from_yaml, o.dest) == getattr(default, o.dest)]
     # bridge is the default network (as Docker's): that the key is read, another value shows
     assert unchanged == ["network"]
     others = {k: v for k, v in declared.items() if k not in ("ports", "ip", "publish_all")}
@@ -125,11 +128,15 @@ BAD = {
     "publish": ("http", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
     "user": ("4294967295", "is not a user or group id"), "labels": ("=x", "is not KEY=VALUE"),
     "devices": ("/dev/loop3:rwx", "permissions 'rwx' are not some of r, w, m"),
+    "health_cmd": (" ", "is empty"), "health_interval": ("soon", "is not a duration"),
+    "health_timeout": ("1s5", "is not a duration"), "health_start_period": ("1x", "is not a duration"),
+    "health_retries": ("0", "is not a positive whole number"), "health_on_failure": ("never", "never"),
 }
 
 
 def test_every_parser_has_a_bad_value_here() -> None:
-    assert set(BAD) == {o.dest for o in OPTIONS if o.parse}
+    # the declared-only keys' bad values: test_declared_deps
+    assert set(BAD) == {o.dest for o in OPTIONS if o.parse and o.verb != "declared"}
 
 
 @pytest.mark.parametrize("dest", sorted(BAD))
