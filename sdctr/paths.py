@@ -21,9 +21,6 @@ NETUP_SCRIPT = os.path.join(PACKAGE_DIR, "netup.sh")
 NETDOWN_SCRIPT = os.path.join(PACKAGE_DIR, "netdown.sh")
 DEFAULT_ROOT = Path("/var/lib/sdctr")
 DEFAULT_RUN = Path("/run/sdctr")
-# seconds: a temporary file or directory under <root> this old was left by a killed writer, and
-# the next command that looks there deletes it (DESIGN.md, invariant 4)
-STALE_TMP = 24 * 3600
 
 
 class Paths(Record):

@@ -20,14 +20,13 @@ import os
 import re
 import shlex
 import sys
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sdctr import state
 from sdctr.log import SdctrError, debug
 from sdctr.oci.digest import digest_hex, is_digest
-from sdctr.paths import STALE_TMP, Paths
+from sdctr.paths import Paths
 from sdctr.record import Record
 from sdctr.storage import drivers
 
@@ -350,15 +349,6 @@ def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
         with state.locked(paths):
             _discard_unused_locked(paths, _load_index(paths), digests)
     sweep_dead_temps(paths)
-
-
-def sweep_stale(directory: Path, pattern: str) -> None:
-    """Deletes the files matching ``pattern`` in ``directory`` that are older than STALE_TMP: what
-    a writer killed (SIGKILL) before its own cleanup left behind."""
-    for tmp in directory.glob(pattern) if directory.is_dir() else ():
-        with contextlib.suppress(FileNotFoundError):
-            if time.time() - tmp.stat().st_mtime > STALE_TMP:
-                tmp.unlink()
 
 
 def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterable[str]) -> int:

@@ -103,6 +103,32 @@ def test_removing_the_image_deletes_its_unpacked_layers(paths: Paths, tmp: Path,
     assert list((paths.root / "overlay/layers").iterdir()) == []
 
 
+def test_a_killed_unpacks_directory_goes_at_the_next_unpack_and_prune(paths: Paths, busybox: Image) -> None:
+    """An unpack killed (SIGKILL) leaves its .tmp- directory: the next unpack or prune deletes it
+    once its writer's lock is free (the writer's own, live one stays), whatever its age."""
+    import fcntl
+
+    snap = OverlaySnapshotter(paths)
+    snap.unpack(busybox)
+    layers = paths.root / "overlay/layers"
+    dead, live = layers / ".tmp-dead-x", layers / ".tmp-live-y"
+    for d in (dead, live):
+        (d / "etc").mkdir(parents=True)
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        snap.prune({busybox.layers[0]})
+        assert sorted(p.name for p in layers.iterdir() if p.name.startswith(".")) == [".tmp-live-y"]
+    finally:
+        os.close(fd)
+    (dead / "etc").mkdir(parents=True)
+    import shutil
+
+    shutil.rmtree(layers / busybox.layers[0][7:])  # so that it is unpacked again
+    snap.unpack(busybox)
+    assert sorted(p.name for p in layers.iterdir()) == [busybox.layers[0][7:]]
+
+
 def _spec(image: Image, *, ephemeral: bool = False) -> ContainerSpec:
     return ContainerSpec(id=C1, name="c1", image="busybox", image_id=image.id, command=("true",),
                          ephemeral=ephemeral)
