@@ -47,7 +47,6 @@ def run_attached(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, h
                     spec = containers.run(paths, spec, image, sd, host, stdio=streams.stdio)
                 finally:
                     streams.handed_over()
-                    journal.receive()
                 proxy.aim(sd, spec)
                 return containers.wait_exit(paths, spec, sd)
         finally:
@@ -57,76 +56,61 @@ def run_attached(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, h
 
 
 class _ToJournal:
-    """A copy of what a foreground container writes, for the journal: the init, in the unit's
-    cgroup, connects one stream for stdout and one for stderr and hands them to us
-    (sdctr.init.journal), so the lines are the unit's as a detached run's are. What comes
-    before they arrive (the init's own complaints) waits for them, up to a bound."""
-
-    PENDING_MAX = 1 << 20
+    """A copy of what a foreground container writes, for the journal, as native entries of root
+    with OBJECT_SYSTEMD_UNIT= (sdctr.init.journal says why not a stream): `journalctl -u` and
+    `systemctl status` show them, `sdctr logs` finds them by FOREGROUND_FIELD. A line at a time,
+    as a stream would split them (LINE_MAX too); what is left without a newline goes at close."""
 
     def __init__(self, paths: Paths, spec: ContainerSpec):
         import threading
 
+        from sdctr import linux
+
         self.lock = threading.Lock()
-        self.fds: tuple[int, int] | None = None
-        self.resolved = False
-        self.pending: list[tuple[int, bytes]] = []
-        self.pending_size = 0
-        self.address = journal.handoff_address(paths, spec.id)
+        self.fields: dict[str, str | bytes] = {"SYSLOG_IDENTIFIER": spec.name,
+                                               "OBJECT_SYSTEMD_UNIT": spec.unit,
+                                               journal.FOREGROUND_FIELD: spec.id}
+        self.partial = [b"", b""]
+        self.sock: _socket.socket | None = None
         try:
-            paths.run.mkdir(parents=True, exist_ok=True)
-            self.listener: _socket.socket | None = journal.listen(self.address)
+            self.sock = linux.datagram_socket(linux.AF_UNIX)
+            self.sock.connect(journal.NATIVE_SOCKET)
         except OSError as e:  # the run goes on; its lines reach the terminal only
             debug(f"no journal copy of the foreground run: {e}")
-            self.listener = None
-
-    def receive(self) -> None:
-        """The streams, once the init has started (it hands them over before it reports ready,
-        so they are queued by now, or never come)."""
-        fds = journal.receive(self.listener, 0.5) if self.listener is not None else None
-        with self.lock:
-            self.fds, self.resolved = fds, True
-            for which, data in self.pending if fds is not None else ():
-                self._send(which, data)
-            self.pending = []
-        self._stop_listening()
+            self.close()
 
     def write(self, which: int, data: bytes) -> None:
         """`which`: 0 for the container's stdout, 1 for its stderr."""
         with self.lock:
-            if self.fds is not None:
-                self._send(which, data)
-            elif not self.resolved and self.pending_size < self.PENDING_MAX:
-                self.pending.append((which, data))
-                self.pending_size += len(data)
+            *lines, rest = (self.partial[which] + data).split(b"\n")
+            while len(rest) >= journal.LINE_MAX:
+                lines.append(rest[:journal.LINE_MAX])
+                rest = rest[journal.LINE_MAX:]
+            self.partial[which] = rest
+            for line in lines:
+                self._send(which, line)
 
-    def _send(self, which: int, data: bytes) -> None:
-        if self.fds is None:  # it failed before
+    def _send(self, which: int, line: bytes) -> None:
+        if self.sock is None:
             return
+        priority = journal.STDERR_PRIORITY if which else journal.STDOUT_PRIORITY
+        entry = journal.native_entry({"MESSAGE": line, "PRIORITY": str(priority), **self.fields})
         try:
-            _write_all(self.fds[which], data)
+            self.sock.send(entry)
         except OSError as e:  # journald went away: the terminal still gets every byte
             debug(f"journal copy ended: {e}")
-            self._close_fds()
-
-    def _close_fds(self) -> None:
-        for fd in self.fds or ():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fds = None
-
-    def _stop_listening(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
-            journal.unlink(self.address)
+            self.sock.close()
+            self.sock = None
 
     def close(self) -> None:
-        """journald logs a last line without its newline when its stream closes."""
         with self.lock:
-            self.resolved = True
-            self._close_fds()
-        self._stop_listening()
+            for which, rest in enumerate(self.partial):
+                if rest:
+                    self._send(which, rest)
+            self.partial = [b"", b""]
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
 
 
 class _Streams:
@@ -340,7 +324,6 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, 
             spec = containers.run(paths, spec, image, sd, host, stdio=(slave, slave, slave))
         finally:
             os.close(slave)
-            journal.receive()
         if is_tty:  # raw mode: Ctrl-C travels as a byte through the pty
             return containers.wait_exit(paths, spec, sd)
         with _forward_signals() as proxy:

@@ -9,9 +9,12 @@ priorities Docker's journald log driver gives them; `sdctr logs` sends priority-
 stderr. Each stream is attributed to the unit by journald (the connecting process is in its
 cgroup, and the header names it), so `journalctl -u ctr-<id>` shows both.
 
-A foreground run's output goes to the caller first: the CLI relays it and writes a copy to two
-such streams, which the init connects (the CLI's process is in the caller's cgroup, not the
-unit's) and hands over on a socket the CLI listens on (`handoff_address`).
+A foreground run's output goes to the caller first: the CLI relays it and writes a copy as
+native journal entries (`native_entry`). Not as a stream: journald names a stream's unit after
+the process that writes each chunk (its per-write credentials), and the CLI is in the caller's
+cgroup, not the unit's (seen: a stream handed over from the unit's init carried the lines as the
+CLI's, without _SYSTEMD_UNIT). An entry from root with OBJECT_SYSTEMD_UNIT= is what
+`journalctl -u` and `systemctl status` show as a daemon's message about the unit.
 """
 
 from __future__ import annotations
@@ -20,14 +23,13 @@ import _socket
 import os
 import struct
 
-from sdctr.paths import Paths
-
 STREAM_SOCKET = "/run/systemd/journal/stdout"
+NATIVE_SOCKET = "/run/systemd/journal/socket"
+# a foreground run's copy: the field `sdctr logs` finds its entries by (OBJECT_SYSTEMD_UNIT= is
+# also a daemon's message about the unit), and journald's LineMax, where a stream splits a line
+FOREGROUND_FIELD = "SDCTR_FOREGROUND_OF"
+LINE_MAX = 48 * 1024
 STDOUT_PRIORITY, STDERR_PRIORITY = 6, 3
-
-
-def handoff_address(paths: Paths, cid: str) -> str:
-    return str(paths.run / f"{cid}.journal")
 
 
 def connect(identifier: str, unit: str, priority: int) -> int:
@@ -78,63 +80,14 @@ def split_streams(identifier: str, unit: str) -> bool:
     return True
 
 
-def hand_over(address: str, identifier: str, unit: str) -> bool:
-    """Two streams (stdout, stderr) to the attached CLI listening at `address`; False when no
-    CLI listens (a restarted foreground container: its caller has gone) or journald refuses."""
-    if not os.path.exists(address):
-        return False
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    fds: list[int] = []
-    try:
-        s.connect(address)
-        fds = [connect(identifier, unit, STDOUT_PRIORITY), connect(identifier, unit, STDERR_PRIORITY)]
-        s.sendmsg([b"J"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("ii", *fds))])
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-        for fd in fds:
-            os.close(fd)
-
-
-# --- the CLI's side ---------------------------------------------------------------------------
-
-def listen(address: str) -> _socket.socket:
-    unlink(address)
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-    s.bind(address)
-    os.chmod(address, 0o600)
-    s.listen(1)
-    return s
-
-
-def unlink(address: str) -> None:
-    try:
-        os.unlink(address)
-    except FileNotFoundError:
-        pass
-
-
-def receive(listener: _socket.socket, timeout: float) -> tuple[int, int] | None:
-    """The (stdout, stderr) streams the init handed over, if it did within `timeout`."""
-    listener.settimeout(timeout)
-    try:
-        fd, _ = listener._accept()  # type: ignore[attr-defined]  # _socket's accept: the socket module is ~2 ms of every run
-    except OSError:  # socket.timeout is an OSError
-        return None
-    conn = _socket.socket(fileno=fd)
-    try:
-        conn.settimeout(timeout)
-        _, ancillary, _, _ = conn.recvmsg(1, _socket.CMSG_SPACE(2 * 4))
-    except OSError:
-        return None
-    finally:
-        conn.close()
-    for level, kind, data in ancillary:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 8:
-            out, err = struct.unpack("ii", data[:8])
-            os.set_inheritable(out, False)
-            os.set_inheritable(err, False)
-            return out, err
-    return None
+def native_entry(fields: dict[str, str | bytes]) -> bytes:
+    """One entry in journald's native protocol (NATIVE_SOCKET): KEY=value lines, or for a
+    value that holds a newline, KEY, its length as a little-endian 64-bit number, the bytes."""
+    out = bytearray()
+    for key, value in fields.items():
+        data = value.encode() if isinstance(value, str) else value
+        if b"\n" in data:
+            out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return bytes(out)

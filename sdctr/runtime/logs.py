@@ -12,6 +12,7 @@ import sys
 import time
 
 from sdctr.external import popen
+from sdctr.init.journal import FOREGROUND_FIELD
 from sdctr.log import SdctrError
 from sdctr.spec import ContainerSpec
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 def journalctl_argv(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None,
                     until: str | None = None) -> list[str]:
     argv = ["journalctl", "--no-pager", "-q", "-o", "json", "--output-fields=MESSAGE,PRIORITY",
-            f"_SYSTEMD_UNIT={spec.unit}"]
+            # the container's own lines, or (root's) the copy of a foreground run's (sdctr.init.journal)
+            f"_SYSTEMD_UNIT={spec.unit}", "+", f"{FOREGROUND_FIELD}={spec.id}", "_UID=0"]
     if follow:
         argv.append("--follow")
     if tail is not None and tail != "all":
