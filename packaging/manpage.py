@@ -204,7 +204,10 @@ def config_page() -> str:
 
 _KINDS = {options.VALUE: "a string or a number", options.SWITCH: "true or false",
           options.LIST: "a list (one item may be written alone)",
-          options.WORDS: "a list of words, or a string split as a shell would"}
+          options.WORDS: "a list of words, or a string split as a shell would",
+          options.SETTINGS: "a mapping of systemd settings (KEY: value, or KEY: [values])",
+          options.MAPPING: "a mapping of the keys named above (test, interval, timeout, retries, "
+                           "start_period), as Compose writes it"}
 
 
 def containers_page(parser: argparse.ArgumentParser) -> str:
@@ -229,7 +232,9 @@ def containers_page(parser: argparse.ArgumentParser) -> str:
         else:
             kind = _KINDS[option.kind]
         choices = f"; one of {', '.join(option.choices)}" if option.choices else ""
-        out += [".TP", rf"\fB{roff(option.yaml_key)}\fR (sdctr run \fB{roff(flag)}\fR)",
+        title = (rf"\fB{roff(option.yaml_key)}\fR (sdctr run \fB{roff(flag)}\fR)" if option.flags
+                 else rf"\fB{roff(option.yaml_key)}\fR (a declared container's own key)")
+        out += [".TP", title,
                 roff(what) + ".", ".br", roff(f"Value: {kind}{choices}.")]
     cli_only = [o for o in options.OPTIONS if not o.yaml_key and o.flags
                 and (run is None or o.flags[-1] in run._option_string_actions)]

@@ -674,11 +674,15 @@ OPTIONS = (
     Option("health_on_failure", ("--health-on-failure",), "", parse_health_action, metavar="ACTION",
            choices=HEALTH_ACTIONS, help="what an unhealthy container gets (podman's): none, kill, restart, "
            "stop"),
-    Option("healthcheck", (), "healthcheck", kind=MAPPING, verb="declared"),  # Compose's form of the above
+    Option("healthcheck", (), "healthcheck", kind=MAPPING, verb="declared",
+           help="the health check as Compose writes it: test, interval, timeout, retries, start_period"),
     # a declared container's own keys (verb "declared": no command-line flag)
-    Option("depends_on", (), "depends_on", parse_name, kind=LIST, verb="declared"),
-    Option("unit_settings", (), "unit", kind=SETTINGS, verb="declared"),
-    Option("service_settings", (), "service", kind=SETTINGS, verb="declared"),
+    Option("depends_on", (), "depends_on", parse_name, kind=LIST, verb="declared",
+           help="declared containers that start first (Requires= and After= on their units)"),
+    Option("unit_settings", (), "unit", kind=SETTINGS, verb="declared",
+           help="more [Unit] settings of the generated unit (not those sdctr sets itself)"),
+    Option("service_settings", (), "service", kind=SETTINGS, verb="declared",
+           help="more [Service] settings of the generated unit (not those sdctr sets itself)"),
     Option("image", (), "image", metavar="IMAGE"),
     Option("command", (), "command", metavar="COMMAND", kind=WORDS),
 )
