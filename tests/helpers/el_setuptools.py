@@ -25,24 +25,34 @@ SHA256 = {
     "setuptools-53.0.0-py3-none-any.whl": "0e86620d658c5ca87a71a283bd308fcaeb4c33e17792ef6f081aec17c171347f",
     "setuptools-50.3.2-py3-none-any.whl": "2c242a0856fbad7efbe560df4a7add9324f340cf48df43651e9604924466794a",
     "wheel-0.36.2-py2.py3-none-any.whl": "78b5b185f0e5763c26ca1e324373aadd49182ca90e825f7853f4b2509215dc0e",
+    # RHEL 9's python3-jinja2 and python3-markupsafe (helpers/el_libraries.py); MarkupSafe 1.1.1
+    # and 2.0.1 have no wheel for Python 3.11 on PyPI, only their sdists
+    "Jinja2-2.11.3-py2.py3-none-any.whl": "03e47ad063331dd6a3f04a43eddca8a966a26ba0c5b7207a9a9e4e08f1b29419",
+    "MarkupSafe-1.1.1.tar.gz": "29872e92839765e546828bb7754a68c418d927cd064fd4708fab9fe9c8bb116b",
+    "MarkupSafe-2.0.1.tar.gz": "594c67807fb16238b30c44bdf74f36c02cdf22d1c8cda91ef8a0ed8dabf5620a",
 }
 CACHE = Path(os.environ.get("SDCTR_TEST_CACHE", "/var/cache/sdctr-tests")) / "wheels"
 
 
 def cached(name: str, version: str, tmp: Path) -> Path:
-    """PyPI's wheel of name==version, from the cache; downloaded into it (pip download) the first time."""
-    wanted = [f for f in SHA256 if f.startswith(f"{name}-{version}-")]
+    """PyPI's file of name==version that SHA256 names (its wheel, or its sdist where SHA256 names a
+    .tar.gz), from the cache; downloaded into it (pip download) the first time."""
+    wanted = [f for f in SHA256 if f.lower().startswith((f"{name}-{version}-".lower(),
+                                                          f"{name}-{version}.tar.gz".lower()))]
     assert len(wanted) == 1, f"no checksum for {name} {version}"
     path = CACHE / wanted[0]
     if not path.exists():
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                            "--only-binary", ":all:", "-d", str(tmp), f"{name}=={version}"],
+        # an sdist is only downloaded (pip reads its metadata), never built here
+        binary = ["--no-binary", ":all:"] if path.name.endswith(".tar.gz") else ["--only-binary", ":all:"]
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *binary,
+                            "-d", str(tmp), f"{name}=={version}"],
                            capture_output=True, text=True, timeout=300)
         if r.returncode != 0 or not (tmp / path.name).exists():
             skip_or_fail(f"cannot download {name} {version} from PyPI:\n{r.stderr[-2000:]}")
         CACHE.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp / path.name, path.with_suffix(".part"))
-        path.with_suffix(".part").rename(path)  # a download cut short is never taken for the wheel
+        part = path.with_name(path.name + ".part")
+        shutil.copy(tmp / path.name, part)
+        part.rename(path)  # a download cut short is never taken for the wheel
     assert hashlib.sha256(path.read_bytes()).hexdigest() == SHA256[path.name], f"{path}: not PyPI's file"
     return path
 
