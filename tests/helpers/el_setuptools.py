@@ -30,6 +30,15 @@ SHA256 = {
     "Jinja2-2.11.3-py2.py3-none-any.whl": "03e47ad063331dd6a3f04a43eddca8a966a26ba0c5b7207a9a9e4e08f1b29419",
     "MarkupSafe-1.1.1.tar.gz": "29872e92839765e546828bb7754a68c418d927cd064fd4708fab9fe9c8bb116b",
     "MarkupSafe-2.0.1.tar.gz": "594c67807fb16238b30c44bdf74f36c02cdf22d1c8cda91ef8a0ed8dabf5620a",
+    # setup.cfg's floors of PyYAML and httpx (with what httpx 0.23.0 needs): helpers/el_libraries.py;
+    # PyYAML 5.4.1 has no wheel for Python 3.11, only its sdist
+    "PyYAML-5.4.1.tar.gz": "607774cbba28732bfa802b54baa7484215f530991055bb562efbed5b2f20a45e",
+    "httpx-0.23.0-py3-none-any.whl": "42974f577483e1e932c3cdc3cd2303e883cbfba17fe228b0f63589764d7b9c4b",
+    "httpcore-0.15.0-py3-none-any.whl": "1105b8b73c025f23ff7c36468e4432226cbb959176eab66864b8e31c4ee27fa6",
+    "h11-0.12.0-py3-none-any.whl": "36a3cb8c0a032f56e2da7084577878a035d3b61d104230d4bd49c0c6b555a9c6",
+    "anyio-3.7.1-py3-none-any.whl": "91dee416e570e92c64041bd18b900d1d6fa78dff7048769ce5ac5ddad004fbb5",
+    "rfc3986-1.5.0-py2.py3-none-any.whl": "a86d6e1f5b1dc238b218b012df0aa79409667bb209e58da56d0b94704e712a97",
+    "sniffio-1.3.1-py3-none-any.whl": "2f6da418d1f1e0fddd844478f41680e794e6051915791a034ff65e5f100525a2",
 }
 CACHE = Path(os.environ.get("SDCTR_TEST_CACHE", "/var/cache/sdctr-tests")) / "wheels"
 
@@ -42,8 +51,11 @@ def cached(name: str, version: str, tmp: Path) -> Path:
     assert len(wanted) == 1, f"no checksum for {name} {version}"
     path = CACHE / wanted[0]
     if not path.exists():
-        # an sdist is only downloaded (pip reads its metadata), never built here
-        binary = ["--no-binary", ":all:"] if path.name.endswith(".tar.gz") else ["--only-binary", ":all:"]
+        # an sdist is only downloaded, never built here: pip reads its metadata with this
+        # machine's setuptools (an isolated build env would fetch today's, and PyYAML 5.4.1's
+        # setup.py fails with today's Cython)
+        binary = (["--no-binary", ":all:", "--no-build-isolation"] if path.name.endswith(".tar.gz")
+                  else ["--only-binary", ":all:"])
         r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *binary,
                             "-d", str(tmp), f"{name}=={version}"],
                            capture_output=True, text=True, timeout=300)
