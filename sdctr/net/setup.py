@@ -92,14 +92,14 @@ def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[
     (published ports: the free-port check and the nftables elements are the hook's; a user
     network: its containers' hosts files are refreshed by the hook). Writes the
     container's resolv.conf now, from the host's at this start: the script writes only hosts."""
-    if spec.ports or spec.network_name:  # (a user network's hosts files are refreshed by the hook)
-        return None
+    if spec.ports or spec.network_name or spec.add_hosts or spec.mac_address:
+        return None  # (a user network's hosts files are refreshed by the hook; the rest is rare)
     from sdctr.paths import NETDOWN_SCRIPT, NETUP_SCRIPT
 
     net = network_named(paths, "")
     leases, pin = net.leases_path(paths), paths.netns(spec.id)
     directory = paths.container_dir(spec.id)
-    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+    write_file(directory, "resolv.conf", resolv_conf(spec))
     up = ["/bin/sh", NETUP_SCRIPT, spec.id, str(leases), net.bridge, str(net.subnet.prefix),
           str(net.gateway), str(net.subnet.network + 1), str(net.subnet.broadcast - 1),
           str(ipam.parse_ip(spec.ip)) if spec.ip else "", str(pin), str(directory / "hosts"),
@@ -140,7 +140,7 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
             address = leases.lease(spec.id, net.subnet, net.gateway,
                                    ipam.parse_ip(spec.ip) if spec.ip else None)
         pin = pin_netns(paths, spec.id)
-        add_veth(net, spec.id, pin, address)
+        add_veth(net, spec.id, pin, address, spec.mac_address)
         apply_rules(paths, spec.id, ipam.format_ip(address), spec.ports)
         write_etc_files(paths, spec, ipam.format_ip(address))
         if spec.network_name:
@@ -229,10 +229,10 @@ def entered(pin: str) -> Iterator[None]:
         os.close(host)
 
 
-def add_veth(net: Network, cid: str, pin: str, address: int) -> None:
+def add_veth(net: Network, cid: str, pin: str, address: int, mac: str = "") -> None:
     veth = veth_name(cid)
     run(["ip", "-batch", "-"], input=(
-        f"link add {veth} type veth peer name eth0 address {mac_address(address)} netns {pin}\n"
+        f"link add {veth} type veth peer name eth0 address {mac or mac_address(address)} netns {pin}\n"
         f"link set {veth} master {net.bridge} up\n"))
     with entered(pin):
         run(["ip", "-batch", "-"], input=(
@@ -257,9 +257,16 @@ def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
     directory = paths.container_dir(spec.id)
-    others = peers(paths, network_named(paths, spec.network_name), spec.id) if spec.network_name else []
-    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others))
-    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+    net = network_named(paths, spec.network_name)
+    others = peers(paths, net, spec.id) if spec.network_name else []
+    extra = dns.extra_hosts(spec.add_hosts, net.gateway_text)
+    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others, extra))
+    write_file(directory, "resolv.conf", resolv_conf(spec))
+
+
+def resolv_conf(spec: ContainerSpec) -> str:
+    """The host's servers (its stub's upstream ones), or --dns's, --dns-search's, --dns-option's."""
+    return spec.custom_resolv_conf(dns.resolv_conf(*dns.read_host_files()))
 
 
 def write_file(directory: Path, name: str, text: str) -> None:
@@ -280,7 +287,7 @@ def write_file(directory: Path, name: str, text: str) -> None:
 
 def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
     """(address, names) of the containers holding a lease on the network, but `but`: their
-    name and short id, as Docker's DNS answers for them on a user network."""
+    name, short id and --network-alias's, as Docker's DNS answers for them on a user network."""
     found = []
     for cid, address in sorted(ipam.read(net.leases_path(paths)).items()):
         if cid == but:
@@ -289,7 +296,8 @@ def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
             doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
         except (OSError, ValueError):
             continue
-        found.append((address, " ".join(dict.fromkeys([str(doc.get("name", "")), cid[:12]]))))
+        names = [str(doc.get("name", "")), cid[:12], *map(str, doc.get("network_aliases") or ())]
+        found.append((address, " ".join(dict.fromkeys(names))))
     return found
 
 
@@ -305,7 +313,8 @@ def refresh_hosts(paths: Paths, net: Network) -> None:
             doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
             with open(path, "r+") as f:
                 hostname = doc.get("hostname") or cid[:12]
-                f.write(dns.hosts(hostname, address, peers(paths, net, cid)))
+                extra = dns.extra_hosts(doc.get("add_hosts") or (), net.gateway_text)
+                f.write(dns.hosts(hostname, address, peers(paths, net, cid), extra))
                 f.truncate()
         except (OSError, ValueError):
             continue
@@ -416,7 +425,7 @@ def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     endpoint = {"IPAddress": address or "", "IPPrefixLen": net.subnet.prefix if address else 0,
                 "Gateway": net.gateway_text if address else "",
-                "MacAddress": mac_address(ipam.parse_ip(address)) if address else ""}
+                "MacAddress": (spec.mac_address or mac_address(ipam.parse_ip(address))) if address else ""}
     return {"Bridge": net.bridge, "SandboxKey": str(paths.netns(spec.id)) if address else "",
             "Ports": ports, **endpoint, "Networks": {net.name: {"NetworkID": net.name, **endpoint}}}
 
