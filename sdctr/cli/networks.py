@@ -208,3 +208,22 @@ def remove_network(paths: Paths, name: str) -> None:
         leftover.unlink(missing_ok=True)
     if list_table() is not None:  # the isolation and masquerade rules without it
         apply_rules(paths, "", "", ())
+
+
+def cmd_network_connect(args: argparse.Namespace) -> int:
+    """`docker network connect NETWORK CONTAINER`, on a running container: eth1, ... until it stops."""
+    from sdctr.net.setup import connect
+
+    paths = paths_of(args)
+    with networks_locked(paths):
+        connect(paths, find(paths, args.container), args.network)
+    return 0
+
+
+def cmd_network_disconnect(args: argparse.Namespace) -> int:
+    from sdctr.net.setup import disconnect
+
+    paths = paths_of(args)
+    with networks_locked(paths):
+        disconnect(paths, find(paths, args.container), args.network)
+    return 0

@@ -378,3 +378,36 @@ def test_a_network_alias_resolves_from_the_others_and_prune_removes_unused_netwo
         host.exec("sdctr", "rm", "-f", "al1", "al2", check=False)
         host.exec("sdctr", "network", "rm", "aliased", "unused", check=False)
     assert_clean(host)
+
+
+def test_network_connect_gives_a_running_container_eth1_and_disconnect_takes_it(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "--subnet", "10.201.0.0/24", "side")
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "cn1", "busybox", "sleep", "600")  # the default bridge
+        host.exec("sdctr", "run", "-d", "--name", "cn2", "--network", "side", "busybox", "sleep", "600")
+        host.exec("sdctr", "network", "connect", "side", "cn1")
+        out = host.exec("sdctr", "exec", "cn1", "ip", "-4", "-o", "addr", "show", "eth1").stdout
+        assert " 10.201.0." in out, out
+        networks = inspect(host, "cn1")["NetworkSettings"]["Networks"]
+        assert sorted(networks) == ["bridge", "side"] and networks["side"]["IPAddress"] in out, networks
+        assert any(a.startswith("10.201.0.") for a in
+                   host.sh("cat /var/lib/sdctr/networks/side/*").stdout.split()[:2])
+        # both ways by name, through the hosts files the hooks refreshed
+        for source, target in (("cn1", "cn2"), ("cn2", "cn1")):
+            assert host.exec("sdctr", "exec", source, "ping", "-c", "1", "-W", "2", target,
+                             check=False).returncode == 0, (source, target)
+        r = host.exec("sdctr", "network", "connect", "side", "cn1", check=False)
+        assert r.returncode == 1 and "is already connected to network side" in r.stderr, r.stderr
+        host.exec("sdctr", "network", "disconnect", "side", "cn1")
+        r = host.exec("sdctr", "exec", "cn1", "ip", "link", "show", "eth1", check=False)
+        assert r.returncode != 0
+        assert "cn1" not in host.exec("sdctr", "exec", "cn2", "cat", "/etc/hosts").stdout
+        assert len(host.sh("ls /var/lib/sdctr/networks/side/").stdout.split()) == 1  # cn2's lease alone
+        host.exec("sdctr", "network", "connect", "side", "cn1")  # then a stop takes it down too
+        host.exec("sdctr", "stop", "cn1")
+        assert len(host.sh("ls /var/lib/sdctr/networks/side/").stdout.split()) == 1
+    finally:
+        host.exec("sdctr", "rm", "-f", "cn1", "cn2", check=False)
+        host.exec("sdctr", "network", "rm", "side", check=False)
+    assert "sd1" not in host.exec("ip", "-o", "link").stdout
+    assert_clean(host)
