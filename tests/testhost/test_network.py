@@ -335,6 +335,7 @@ def test_add_host_dns_and_mac_address_are_the_containers(host: Machine) -> None:
         lines = host.exec("sdctr", "run", "--rm", "--network", network, *names, "busybox",
                           *show).stdout.splitlines()
         assert "10.1.2.3\tdb" in lines and "nameserver 192.0.2.53" in lines, lines
+        assert "10.89.0.1\tgw" in lines, lines  # the default bridge's gateway, as Docker's
         assert "search example.test" in lines and "options ndots:2" in lines, lines
     assert_clean(host)
 
