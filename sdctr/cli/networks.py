@@ -152,6 +152,7 @@ def cmd_network_create(args: argparse.Namespace) -> int:
 
 def cmd_network_rm(args: argparse.Namespace) -> int:
     """Refused while a container (running or not) is on it, as Docker refuses active endpoints."""
+    from sdctr.net.setup import connected
     from sdctr.state import all_specs
 
     paths = paths_of(args)
@@ -159,7 +160,8 @@ def cmd_network_rm(args: argparse.Namespace) -> int:
         if name in dict(BUILTIN):
             raise SdctrError(f"{name} is a built-in network and cannot be removed", status=1)
         with networks_locked(paths):
-            users = [s.name for s in all_specs(paths) if s.network_name == name]
+            users = [s.name for s in all_specs(paths)
+                     if s.network_name == name or name in connected(paths, s.id)]
             if users:
                 raise SdctrError(f"network {name} is in use by container {', '.join(users)}",
                                  hint=f"remove it first: sdctr rm -f {users[0]}", status=1)
@@ -172,6 +174,7 @@ def cmd_network_prune(args: argparse.Namespace) -> int:
     """`docker network prune [-f]`: every user network no container (running or not) is on."""
     from sdctr.cli.manage import _confirm
     from sdctr.net.network import user_networks
+    from sdctr.net.setup import connected
     from sdctr.state import all_specs
 
     if not _confirm(["WARNING! This will remove all custom networks not used by at least one container."],
@@ -180,7 +183,7 @@ def cmd_network_prune(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     removed = []
     with networks_locked(paths):
-        used = {s.network_name for s in all_specs(paths)}
+        used = {n for s in all_specs(paths) for n in (s.network_name, *connected(paths, s.id))}
         for net in user_networks(paths):
             if net.name not in used:
                 remove_network(paths, net.name)

@@ -145,6 +145,11 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
         write_etc_files(paths, spec, ipam.format_ip(address))
         if spec.network_name:
             refresh_hosts(paths, net)
+        for name in connected(paths, spec.id):  # `network connect`'s, kept across restarts as Docker's
+            try:
+                connect(paths, spec, name)
+            except SdctrError as e:  # the network was removed meanwhile: the container runs without it
+                print(f"sdctr: warning: network {name}: {e}", flush=True)
     except BaseException:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
@@ -369,9 +374,14 @@ def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
                 f"link set {inside} up\n"))
     except BaseException:
         with contextlib.suppress(Exception):
-            disconnect(paths, spec, name)
+            if os.path.exists(f"/sys/class/net/{veth}"):
+                remove_veth(veth)
+            with ipam.Leases.open(net.leases_path(paths)) as leases:
+                leases.release(spec.id)
         raise
     refresh_hosts(paths, net)
+    if net.name not in connected(paths, spec.id):
+        set_connected(paths, spec.id, [*connected(paths, spec.id), net.name])
     return inside
 
 
@@ -388,11 +398,30 @@ def disconnect(paths: Paths, spec: ContainerSpec, name: str) -> None:
             found = True
     with ipam.Leases.open(net.leases_path(paths)) as leases:
         found = bool(leases.release(spec.id)) or found
-    if not found:
+    names = connected(paths, spec.id)
+    if net.name in names:
+        set_connected(paths, spec.id, [n for n in names if n != net.name])
+    elif not found:
         raise SdctrError(f"container {spec.name} is not connected to network {net.name}", status=1)
     if not extra_veths(spec.id):
         pin_marker(paths, spec.id).unlink(missing_ok=True)
     refresh_hosts(paths, net, also=[spec.id])
+
+
+def connected(paths: Paths, cid: str) -> list[str]:
+    """The networks `network connect` added, in order: the record's `connected` file."""
+    try:
+        return (paths.container_dir(cid) / "connected").read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+def set_connected(paths: Paths, cid: str, names: list[str]) -> None:
+    """The record's `connected` file (sdctr/netup.sh hands a start to the hook where it exists)."""
+    if names:
+        write_file(paths.container_dir(cid), "connected", "".join(f"{n}\n" for n in names))
+    else:
+        (paths.container_dir(cid) / "connected").unlink(missing_ok=True)
 
 
 def pin_marker(paths: Paths, cid: str) -> Path:

@@ -404,8 +404,16 @@ def test_network_connect_gives_a_running_container_eth1_and_disconnect_takes_it(
         assert r.returncode != 0
         assert "cn1" not in host.exec("sdctr", "exec", "cn2", "cat", "/etc/hosts").stdout
         assert len(host.sh("ls /var/lib/sdctr/networks/side/").stdout.split()) == 1  # cn2's lease alone
-        host.exec("sdctr", "network", "connect", "side", "cn1")  # then a stop takes it down too
-        host.exec("sdctr", "stop", "cn1")
+        host.exec("sdctr", "network", "connect", "side", "cn1")
+        r = host.exec("sdctr", "network", "rm", "side", check=False)
+        assert r.returncode == 1 and "network side is in use by container" in r.stderr, r.stderr
+        assert "cn1" in r.stderr.splitlines()[0], r.stderr  # connected, not its own network
+        host.exec("sdctr", "restart", "cn1")  # kept across a restart, as Docker's
+        out = host.exec("sdctr", "exec", "cn1", "ip", "-4", "-o", "addr", "show", "eth1").stdout
+        assert " 10.201.0." in out, out
+        assert host.exec("sdctr", "exec", "cn2", "ping", "-c", "1", "-W", "2", "cn1",
+                         check=False).returncode == 0
+        host.exec("sdctr", "stop", "cn1")  # a stop takes it down
         assert len(host.sh("ls /var/lib/sdctr/networks/side/").stdout.split()) == 1
     finally:
         host.exec("sdctr", "rm", "-f", "cn1", "cn2", check=False)
