@@ -20,6 +20,7 @@ shift 11
 
 veth=sdv${cid%"${cid#????????????}"}
 [ -d "/sys/class/net/$bridge/bridge" ] || exec "$@"
+[ ! -e "${hosts%/*}/connected" ] || exec "$@"  # networks `network connect` added: the hook's
 [ ! -e "/sys/class/net/$veth" ] && [ ! -e "$pin" ] && [ ! -e "$leases/$cid" ] || exec "$@"
 [ -d "$leases" ] && [ -d "${pin%/*}" ] && [ ! -e "$leases.json" ] || exec "$@"  # (the hook moves the old format in)
 

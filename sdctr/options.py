@@ -64,6 +64,12 @@ class RunOptions(Record):
     publish: tuple[Port, ...] = ()
     publish_all: bool = False  # -P: the image's ExposedPorts on free host ports
     ip: str = ""
+    add_hosts: tuple[str, ...] = ()  # --add-host "NAME:ADDRESS" ("host-gateway": the bridge's gateway)
+    dns: tuple[str, ...] = ()  # --dns: the resolv.conf's name servers instead of the host's
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    mac_address: str = ""  # "": Docker's 02:42 and the address's four bytes
+    network_aliases: tuple[str, ...] = ()  # --network-alias: more names on a user network
     interactive: bool = False
     tty: bool = False
     ephemeral: bool = False
@@ -234,6 +240,72 @@ def parse_ip(field: str, value: str) -> str:
     if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
         raise SdctrError(f"{field} {value!r} is not an IPv4 address", hint="example: 10.89.0.10")
     return ".".join(str(int(p)) for p in parts)
+
+
+def _is_ip(text: str) -> bool:
+    import socket
+
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def parse_add_host(field: str, value: str) -> str:
+    """NAME:ADDRESS (or NAME=ADDRESS, as Docker 25 allows), an IPv6 address keeping its colons;
+    host-gateway, Docker's word for the host's address on the bridge, is resolved at start."""
+    sep = "=" if "=" in value else ":"
+    name, _, address = value.partition(sep)
+    if not name or not address or any(c.isspace() for c in name):
+        raise SdctrError(f"{field} {value!r} is not NAME:ADDRESS", hint="example: --add-host db:10.1.2.3")
+    address = address.strip("[]")
+    if address != "host-gateway" and not _is_ip(address):
+        raise SdctrError(f"{field} {value!r}: {address!r} is not an IP address (or host-gateway)")
+    return f"{name}:{address}"
+
+
+def parse_dns(field: str, value: str) -> str:
+    if not _is_ip(value):
+        raise SdctrError(f"{field} {value!r} is not an IP address", hint="example: --dns 192.0.2.53")
+    return value
+
+
+LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+DOMAIN = re.compile(rf"{LABEL}(\.{LABEL})*\.?")
+
+
+def parse_dns_search(field: str, value: str) -> str:
+    if value != "." and (len(value) > 253 or not DOMAIN.fullmatch(value)):  # ".": no search list
+        raise SdctrError(f"{field} {value!r} is not a domain name", hint="example: --dns-search example.com")
+    return value
+
+
+def parse_network_alias(field: str, value: str) -> str:
+    if not DOMAIN.fullmatch(value) or len(value) > 253:
+        raise SdctrError(f"{field} {value!r} is not a host name", hint="example: --network-alias db")
+    return value
+
+
+def parse_dns_option(field: str, value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise SdctrError(f"{field} {value!r} is not one resolver option",
+                         hint="example: --dns-option ndots:2")
+    return value
+
+
+MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+def parse_mac_address(field: str, value: str) -> str:
+    if not MAC.fullmatch(value):
+        raise SdctrError(f"{field} {value!r} is not a MAC address", hint="example: 02:42:0a:59:00:10")
+    if int(value[:2], 16) & 1:  # the kernel refuses it for an interface
+        raise SdctrError(f"{field} {value!r} is a multicast address",
+                         hint="the first byte must be even, e.g. 02:...")
+    return value.lower()
 
 
 VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # Docker's
@@ -645,6 +717,18 @@ OPTIONS = (
     Option("publish_all", ("-P", "--publish-all"), "publish_all", kind=SWITCH,
            help="publish the image's exposed ports on free host ports (bridge)"),
     Option("ip", ("--ip",), "ip", parse_ip, metavar="ADDRESS", help="the container's address (bridge)"),
+    Option("add_hosts", ("--add-host",), "add_hosts", parse_add_host, kind=LIST, metavar="NAME:ADDRESS",
+           help="a line in the container's /etc/hosts (ADDRESS host-gateway: the bridge's gateway)"),
+    Option("dns", ("--dns",), "dns", parse_dns, kind=LIST, metavar="ADDRESS",
+           help="a name server instead of the host's"),
+    Option("dns_search", ("--dns-search",), "dns_search", parse_dns_search, kind=LIST, metavar="DOMAIN",
+           help="a search domain instead of the host's"),
+    Option("dns_options", ("--dns-option",), "dns_options", parse_dns_option, kind=LIST, metavar="OPTION",
+           help="a resolv.conf option instead of the host's, e.g. ndots:2"),
+    Option("mac_address", ("--mac-address",), "mac_address", parse_mac_address, metavar="MAC",
+           help="eth0's MAC address (bridge)"),
+    Option("network_aliases", ("--network-alias",), "network_aliases", parse_network_alias, kind=LIST,
+           metavar="NAME", help="another name for the container on its user network"),
     Option("entrypoint", ("--entrypoint",), "entrypoint", metavar="PROGRAM", kind=WORDS,
            help="the program instead of the image's ('': none)"),
     Option("interactive", ("-i", "--interactive"), "", help="keep stdin open", kind=SWITCH),
@@ -875,7 +959,7 @@ def ports_and_ip_need_bridge(options: RunOptions) -> None:
     if options.network is NetworkMode.BRIDGE:
         return
     for given, flag in ((options.publish, "--publish"), (options.ip, "--ip"),
-                        (options.publish_all, "--publish-all")):
+                        (options.publish_all, "--publish-all"), (options.mac_address, "--mac-address")):
         if given:
             raise SdctrError(f"{flag} needs a bridge network, not --network {options.network.value}",
                              hint="add --network bridge")
@@ -895,4 +979,10 @@ def ports_unique(options: RunOptions) -> None:
         raise SdctrError("--publish: a host port is published on every address and on one of them")
 
 
-CHECKS = (rm_never_restarts, ports_and_ip_need_bridge, ports_unique)
+def aliases_need_a_user_network(options: RunOptions) -> None:
+    if options.network_aliases and not options.network_name:  # as Docker: the default bridge has none
+        raise SdctrError(f"--network-alias needs a user network, not --network {options.network.value}",
+                         hint="sdctr network create NAME, then --network NAME")
+
+
+CHECKS = (rm_never_restarts, ports_and_ip_need_bridge, ports_unique, aliases_need_a_user_network)

@@ -86,9 +86,12 @@ def network_doc(args: argparse.Namespace, name: str) -> dict[str, object]:
     from sdctr.state import all_specs
 
     net = network_named(paths, name)
-    names = {s.id: s.name for s in all_specs(paths)}
+    specs = {s.id: s for s in all_specs(paths)}
+    names = {cid: s.name for cid, s in specs.items()}
+    macs = {cid: s.mac_address for cid, s in specs.items() if s.mac_address}  # --mac-address's
     doc["IPAM"] = {"Driver": "default", "Config": [{"Subnet": net.subnet.text, "Gateway": net.gateway_text}]}
-    doc["Containers"] = {cid: {"Name": names.get(cid, ""), "MacAddress": mac_address(ipam.parse_ip(a)),
+    doc["Containers"] = {cid: {"Name": names.get(cid, ""),
+                               "MacAddress": macs.get(cid) or mac_address(ipam.parse_ip(a)),
                                "IPv4Address": f"{a}/{net.subnet.prefix}", "IPv6Address": ""}
                          for cid, a in sorted(ipam.read(net.leases_path(paths)).items())}
     doc["Options"] = {"com.docker.network.bridge.name": net.bridge}
@@ -149,11 +152,7 @@ def cmd_network_create(args: argparse.Namespace) -> int:
 
 def cmd_network_rm(args: argparse.Namespace) -> int:
     """Refused while a container (running or not) is on it, as Docker refuses active endpoints."""
-    import os
-    import shutil
-
-    from sdctr.net.network import netconf_dir, network_named
-    from sdctr.net.setup import apply_rules, list_table, remove_veth
+    from sdctr.net.setup import connected
     from sdctr.state import all_specs
 
     paths = paths_of(args)
@@ -161,18 +160,73 @@ def cmd_network_rm(args: argparse.Namespace) -> int:
         if name in dict(BUILTIN):
             raise SdctrError(f"{name} is a built-in network and cannot be removed", status=1)
         with networks_locked(paths):
-            net = network_named(paths, name)
-            users = [s.name for s in all_specs(paths) if s.network_name == name]
+            users = [s.name for s in all_specs(paths)
+                     if s.network_name == name or name in connected(paths, s.id)]
             if users:
                 raise SdctrError(f"network {name} is in use by container {', '.join(users)}",
                                  hint=f"remove it first: sdctr rm -f {users[0]}", status=1)
-            if os.path.exists(f"/sys/class/net/{net.bridge}"):
-                remove_veth(net.bridge)  # (ip link del, as for a veth)
-            shutil.rmtree(net.leases_path(paths), ignore_errors=True)
-            lock = net.leases_path(paths).with_name(f"{name}.lock")
-            for leftover in (lock, netconf_dir(paths) / f"{name}.json"):
-                leftover.unlink(missing_ok=True)
-            if list_table() is not None:  # the isolation and masquerade rules without it
-                apply_rules(paths, "", "", ())
+            remove_network(paths, name)
         print(name)
+    return 0
+
+
+def cmd_network_prune(args: argparse.Namespace) -> int:
+    """`docker network prune [-f]`: every user network no container (running or not) is on."""
+    from sdctr.cli.manage import _confirm
+    from sdctr.net.network import user_networks
+    from sdctr.net.setup import connected
+    from sdctr.state import all_specs
+
+    if not _confirm(["WARNING! This will remove all custom networks not used by at least one container."],
+                    args.force):
+        return 0
+    paths = paths_of(args)
+    removed = []
+    with networks_locked(paths):
+        used = {n for s in all_specs(paths) for n in (s.network_name, *connected(paths, s.id))}
+        for net in user_networks(paths):
+            if net.name not in used:
+                remove_network(paths, net.name)
+                removed.append(net.name)
+    if removed:
+        print("Deleted Networks:\n" + "".join(f"{name}\n" for name in removed), end="")
+    return 0
+
+
+def remove_network(paths: Paths, name: str) -> None:
+    """A user network's bridge, leases, lock, definition and rules; the caller holds
+    networks_locked and has seen that no container is on it."""
+    import os
+    import shutil
+
+    from sdctr.net.network import netconf_dir, network_named
+    from sdctr.net.setup import apply_rules, list_table, remove_veth
+
+    net = network_named(paths, name)
+    if os.path.exists(f"/sys/class/net/{net.bridge}"):
+        remove_veth(net.bridge)  # (ip link del, as for a veth)
+    shutil.rmtree(net.leases_path(paths), ignore_errors=True)
+    lock = net.leases_path(paths).with_name(f"{name}.lock")
+    for leftover in (lock, netconf_dir(paths) / f"{name}.json"):
+        leftover.unlink(missing_ok=True)
+    if list_table() is not None:  # the isolation and masquerade rules without it
+        apply_rules(paths, "", "", ())
+
+
+def cmd_network_connect(args: argparse.Namespace) -> int:
+    """`docker network connect NETWORK CONTAINER`, on a running container: eth1, ... until it stops."""
+    from sdctr.net.setup import connect
+
+    paths = paths_of(args)
+    with networks_locked(paths):
+        connect(paths, find(paths, args.container), args.network)
+    return 0
+
+
+def cmd_network_disconnect(args: argparse.Namespace) -> int:
+    from sdctr.net.setup import disconnect
+
+    paths = paths_of(args)
+    with networks_locked(paths):
+        disconnect(paths, find(paths, args.container), args.network)
     return 0

@@ -146,7 +146,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("container")
     p.add_argument("port", nargs="?", metavar="PORT[/PROTO]")
     p.set_defaults(handler=_handler("networks.cmd_port"))
-    network = sub.add_parser("network", help="the networks (create, ls, inspect, rm)")
+    network = sub.add_parser("network",
+                             help="the networks (create, ls, inspect, rm, prune, connect, disconnect)")
     network_verbs = network.add_subparsers(dest="network_verb", metavar="COMMAND", required=True,
                                            parser_class=_Parser)
     p = network_verbs.add_parser("ls", help="list the networks")
@@ -161,6 +162,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = network_verbs.add_parser("rm", help="remove user networks no container is on")
     p.add_argument("networks", nargs="+", metavar="NETWORK")
     p.set_defaults(handler=_handler("networks.cmd_network_rm"))
+    for verb, what in (("connect", "give a running container an interface on a network (eth1, ...)"),
+                       ("disconnect", "take away what connect gave")):
+        p = network_verbs.add_parser(verb, help=what)
+        p.add_argument("network", metavar="NETWORK")
+        p.add_argument("container", metavar="CONTAINER")
+        p.set_defaults(handler=_handler(f"networks.cmd_network_{verb}"))
+    p = network_verbs.add_parser("prune", help="remove every user network no container is on")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask")
+    p.set_defaults(handler=_handler("networks.cmd_network_prune"))
     p = network_verbs.add_parser("inspect", help="a network's settings and its containers' addresses")
     p.add_argument("-f", "--format")
     p.add_argument("networks", nargs="+", metavar="NETWORK")

@@ -228,6 +228,8 @@ def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
     hostname = spec.hostname_or_id
     hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
              f"127.0.1.1\t{hostname}\n")
+    # --add-host's (host-gateway resolved at create: sdctr.runtime.lifecycle)
+    hosts += "".join(f"{a}\t{n}\n" for n, _, a in (h.partition(":") for h in spec.add_hosts))
     try:
         host_resolv = Path("/etc/resolv.conf").read_text()
     except OSError:
@@ -237,6 +239,7 @@ def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
         resolv = "# --network none: no DNS servers\n" + "".join(f"{ln}\n" for ln in kept)
     else:
         resolv = host_resolv
+    resolv = spec.custom_resolv_conf(resolv)
     files: tuple[tuple[str, str], ...] = (("hostname", f"{hostname}\n"), ("hosts", hosts),
                                           ("resolv.conf", resolv))
     if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)

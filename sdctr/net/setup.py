@@ -92,14 +92,14 @@ def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[
     (published ports: the free-port check and the nftables elements are the hook's; a user
     network: its containers' hosts files are refreshed by the hook). Writes the
     container's resolv.conf now, from the host's at this start: the script writes only hosts."""
-    if spec.ports or spec.network_name:  # (a user network's hosts files are refreshed by the hook)
-        return None
+    if spec.ports or spec.network_name or spec.add_hosts or spec.mac_address:
+        return None  # (a user network's hosts files are refreshed by the hook; the rest is rare)
     from sdctr.paths import NETDOWN_SCRIPT, NETUP_SCRIPT
 
     net = network_named(paths, "")
     leases, pin = net.leases_path(paths), paths.netns(spec.id)
     directory = paths.container_dir(spec.id)
-    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+    write_file(directory, "resolv.conf", resolv_conf(spec))
     up = ["/bin/sh", NETUP_SCRIPT, spec.id, str(leases), net.bridge, str(net.subnet.prefix),
           str(net.gateway), str(net.subnet.network + 1), str(net.subnet.broadcast - 1),
           str(ipam.parse_ip(spec.ip)) if spec.ip else "", str(pin), str(directory / "hosts"),
@@ -140,11 +140,16 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
             address = leases.lease(spec.id, net.subnet, net.gateway,
                                    ipam.parse_ip(spec.ip) if spec.ip else None)
         pin = pin_netns(paths, spec.id)
-        add_veth(net, spec.id, pin, address)
+        add_veth(net, spec.id, pin, address, spec.mac_address)
         apply_rules(paths, spec.id, ipam.format_ip(address), spec.ports)
         write_etc_files(paths, spec, ipam.format_ip(address))
         if spec.network_name:
             refresh_hosts(paths, net)
+        for name in connected(paths, spec.id):  # `network connect`'s, kept across restarts as Docker's
+            try:
+                connect(paths, spec, name)
+            except SdctrError as e:  # the network was removed meanwhile: the container runs without it
+                print(f"sdctr: warning: network {name}: {e}", flush=True)
     except BaseException:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
@@ -229,10 +234,10 @@ def entered(pin: str) -> Iterator[None]:
         os.close(host)
 
 
-def add_veth(net: Network, cid: str, pin: str, address: int) -> None:
+def add_veth(net: Network, cid: str, pin: str, address: int, mac: str = "") -> None:
     veth = veth_name(cid)
     run(["ip", "-batch", "-"], input=(
-        f"link add {veth} type veth peer name eth0 address {mac_address(address)} netns {pin}\n"
+        f"link add {veth} type veth peer name eth0 address {mac or mac_address(address)} netns {pin}\n"
         f"link set {veth} master {net.bridge} up\n"))
     with entered(pin):
         run(["ip", "-batch", "-"], input=(
@@ -257,9 +262,16 @@ def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
     directory = paths.container_dir(spec.id)
-    others = peers(paths, network_named(paths, spec.network_name), spec.id) if spec.network_name else []
-    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others))
-    write_file(directory, "resolv.conf", dns.resolv_conf(*dns.read_host_files()))
+    net = network_named(paths, spec.network_name)
+    others = peers(paths, net, spec.id) if spec.network_name else []
+    extra = dns.extra_hosts(spec.add_hosts, net.gateway_text)
+    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others, extra))
+    write_file(directory, "resolv.conf", resolv_conf(spec))
+
+
+def resolv_conf(spec: ContainerSpec) -> str:
+    """The host's servers (its stub's upstream ones), or --dns's, --dns-search's, --dns-option's."""
+    return spec.custom_resolv_conf(dns.resolv_conf(*dns.read_host_files()))
 
 
 def write_file(directory: Path, name: str, text: str) -> None:
@@ -280,7 +292,7 @@ def write_file(directory: Path, name: str, text: str) -> None:
 
 def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
     """(address, names) of the containers holding a lease on the network, but `but`: their
-    name and short id, as Docker's DNS answers for them on a user network."""
+    name, short id and --network-alias's, as Docker's DNS answers for them on a user network."""
     found = []
     for cid, address in sorted(ipam.read(net.leases_path(paths)).items()):
         if cid == but:
@@ -289,26 +301,134 @@ def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
             doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
         except (OSError, ValueError):
             continue
-        found.append((address, " ".join(dict.fromkeys([str(doc.get("name", "")), cid[:12]]))))
+        names = [str(doc.get("name", "")), cid[:12], *map(str, doc.get("network_aliases") or ())]
+        found.append((address, " ".join(dict.fromkeys(names))))
     return found
 
 
-def refresh_hosts(paths: Paths, net: Network) -> None:
-    """DNS by name on a user network, as /etc/hosts: every running member's file rewritten with
-    the others' addresses. In place (not by rename): the container sees the file through a bind
-    mount of its inode. A resolver that caches (none in busybox or glibc without nscd) sees it
-    at its next lookup."""
-    members = ipam.read(net.leases_path(paths))
-    for cid, address in members.items():
-        path = paths.container_dir(cid) / "hosts"
+def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = ()) -> None:
+    """DNS by name on a user network, as /etc/hosts: every running member's file (and `also`'s)
+    rewritten with the others' addresses on each user network it is on (its own and those
+    `network connect` added). In place (not by rename): the container sees the file through a
+    bind mount of its inode. A resolver that caches (none in busybox or glibc without nscd) sees
+    it at its next lookup."""
+    for cid in [*ipam.read(net.leases_path(paths)), *also]:
         try:
             doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
-            with open(path, "r+") as f:
+            own = network_named(paths, str(doc.get("network_name") or ""))
+            address = ipam.lease_of(own.leases_path(paths), cid)
+            if not address:
+                continue
+            others = [p for n in user_networks(paths) if ipam.lease_of(n.leases_path(paths), cid)
+                      for p in peers(paths, n, cid)]
+            with open(paths.container_dir(cid) / "hosts", "r+") as f:
                 hostname = doc.get("hostname") or cid[:12]
-                f.write(dns.hosts(hostname, address, peers(paths, net, cid)))
+                extra = dns.extra_hosts(doc.get("add_hosts") or (), own.gateway_text)
+                f.write(dns.hosts(hostname, address, others, extra))
                 f.truncate()
-        except (OSError, ValueError):
+        except (OSError, ValueError, SdctrError):
             continue
+
+
+# --- network connect, disconnect: eth1, ... on a running container ------------------------------
+
+def extra_veth_name(cid: str, index: int) -> str:
+    """The host end of the container's eth<index> (1-9): sd<index><id12>, 15 characters."""
+    return f"sd{index}{cid[:12]}"
+
+
+def extra_veths(cid: str) -> dict[int, str]:
+    """index -> the host end, of the container's eth1... that exist now."""
+    return {i: extra_veth_name(cid, i) for i in range(1, 10)
+            if os.path.exists(f"/sys/class/net/{extra_veth_name(cid, i)}")}
+
+
+def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
+    """A veth pair from the network's bridge to the running container's next free ethN, an
+    address leased on the network, and the members' hosts files refreshed. The interface name."""
+    net = network_named(paths, name)
+    pin = str(paths.netns(spec.id))
+    if spec.network.value != "bridge" or not os.path.exists(pin):
+        raise SdctrError(f"container {spec.name} is not running on a bridge network", status=1)
+    if net.name == network_named(paths, spec.network_name).name or \
+            ipam.lease_of(net.leases_path(paths), spec.id):
+        raise SdctrError(f"container {spec.name} is already connected to network {net.name}", status=1)
+    index = next((i for i in range(1, 10) if i not in extra_veths(spec.id)), None)
+    if index is None:
+        raise SdctrError(f"container {spec.name} has eth1 to eth9 already", status=1)
+    veth, inside = extra_veth_name(spec.id, index), f"eth{index}"
+    with ipam.Leases.open(net.leases_path(paths)) as leases:
+        if not bridge_exists(net):
+            check_bridge(net)
+            apply_rules(paths, "", "", ())
+        ensure_bridge(net)
+        address = leases.lease(spec.id, net.subnet, net.gateway, None)
+    try:
+        pin_marker(paths, spec.id).touch()  # netdown.sh hands such a stop to the hook
+        run(["ip", "-batch", "-"], input=(
+            f"link add {veth} type veth peer name {inside} address {mac_address(address)} netns {pin}\n"
+            f"link set {veth} master {net.bridge} up\n"))
+        with entered(pin):
+            run(["ip", "-batch", "-"], input=(
+                f"addr add {ipam.format_ip(address)}/{net.subnet.prefix} dev {inside}\n"
+                f"link set {inside} up\n"))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if os.path.exists(f"/sys/class/net/{veth}"):
+                remove_veth(veth)
+            with ipam.Leases.open(net.leases_path(paths)) as leases:
+                leases.release(spec.id)
+        raise
+    refresh_hosts(paths, net)
+    if net.name not in connected(paths, spec.id):
+        set_connected(paths, spec.id, [*connected(paths, spec.id), net.name])
+    return inside
+
+
+def disconnect(paths: Paths, spec: ContainerSpec, name: str) -> None:
+    """The ethN on the network's bridge, its lease, and the hosts files without it."""
+    net = network_named(paths, name)
+    if net.name == network_named(paths, spec.network_name).name:
+        raise SdctrError(f"container {spec.name} cannot leave its own network {net.name}",
+                         hint=f"sdctr rm -f {spec.name}, then run it on another", status=1)
+    found = False
+    for veth in extra_veths(spec.id).values():
+        if os.path.basename(os.path.realpath(f"/sys/class/net/{veth}/master")) == net.bridge:
+            remove_veth(veth)
+            found = True
+    with ipam.Leases.open(net.leases_path(paths)) as leases:
+        found = bool(leases.release(spec.id)) or found
+    names = connected(paths, spec.id)
+    if net.name in names:
+        set_connected(paths, spec.id, [n for n in names if n != net.name])
+    elif not found:
+        raise SdctrError(f"container {spec.name} is not connected to network {net.name}", status=1)
+    if not extra_veths(spec.id):
+        pin_marker(paths, spec.id).unlink(missing_ok=True)
+    refresh_hosts(paths, net, also=[spec.id])
+
+
+def connected(paths: Paths, cid: str) -> list[str]:
+    """The networks `network connect` added, in order: the record's `connected` file."""
+    try:
+        return (paths.container_dir(cid) / "connected").read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+def set_connected(paths: Paths, cid: str, names: list[str]) -> None:
+    """The record's `connected` file (sdctr/netup.sh hands a start to the hook where it exists)."""
+    if names:
+        write_file(paths.container_dir(cid), "connected", "".join(f"{n}\n" for n in names))
+    else:
+        (paths.container_dir(cid) / "connected").unlink(missing_ok=True)
+
+
+def pin_marker(paths: Paths, cid: str) -> Path:
+    """Beside the pin while the container has networks `connect` added: sdctr/netdown.sh, which
+    knows only eth0's veth and lease, leaves such a stop to the Python hook."""
+    pin = paths.netns(cid)
+    return pin.with_name(pin.name + ".connected")
 
 
 # --- down ---------------------------------------------------------------------------------------
@@ -316,9 +436,11 @@ def refresh_hosts(paths: Paths, net: Network) -> None:
 def down(paths: Paths, cid: str) -> list[str]:
     """Everything of the container's on the network, each piece as it is found; what went."""
     removed = remove_elements(lambda comment: comment == cid)
-    if os.path.exists(f"/sys/class/net/{veth_name(cid)}"):
-        remove_veth(veth_name(cid))
-        removed.append(f"veth {veth_name(cid)}")
+    for veth in (veth_name(cid), *extra_veths(cid).values()):
+        if os.path.exists(f"/sys/class/net/{veth}"):
+            remove_veth(veth)
+            removed.append(f"veth {veth}")
+    pin_marker(paths, cid).unlink(missing_ok=True)
     for path in leases_dirs(paths):
         with ipam.Leases.open(path) as leases:
             address = leases.release(cid)
@@ -392,7 +514,8 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     removed = remove_elements(lambda comment: comment not in live)
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir("/sys/class/net")):
-            if name.startswith(VETH_PREFIX) and len(name) == 15 and name[3:] not in short:
+            ours = name.startswith(VETH_PREFIX) or (name[:2] == "sd" and name[2:3].isdigit())
+            if ours and len(name) == 15 and name[3:] not in short:
                 remove_veth(name)
                 removed.append(f"veth {name}")
     for path in leases_dirs(paths):
@@ -401,7 +524,7 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
                 removed.append(f"lease {leases.release(cid)} ({path.name}, {cid[:12]})")
     pins = paths.run / "netns"
     for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
-        if name not in live and unpin(pins / name):
+        if name.split(".")[0] not in live and unpin(pins / name):  # (and <id>.connected: pin_marker)
             removed.append(f"netns {pins / name}")
     return removed
 
@@ -416,7 +539,14 @@ def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     endpoint = {"IPAddress": address or "", "IPPrefixLen": net.subnet.prefix if address else 0,
                 "Gateway": net.gateway_text if address else "",
-                "MacAddress": mac_address(ipam.parse_ip(address)) if address else ""}
+                "MacAddress": (spec.mac_address or mac_address(ipam.parse_ip(address))) if address else ""}
+    networks = {net.name: {"NetworkID": net.name, **endpoint}}
+    for other in user_networks(paths) if address else ():  # those `network connect` added
+        more = ipam.lease_of(other.leases_path(paths), spec.id) if other.name != net.name else None
+        if more:
+            networks[other.name] = {"NetworkID": other.name, "IPAddress": more,
+                                    "IPPrefixLen": other.subnet.prefix, "Gateway": other.gateway_text,
+                                    "MacAddress": mac_address(ipam.parse_ip(more))}
     return {"Bridge": net.bridge, "SandboxKey": str(paths.netns(spec.id)) if address else "",
-            "Ports": ports, **endpoint, "Networks": {net.name: {"NetworkID": net.name, **endpoint}}}
+            "Ports": ports, **endpoint, "Networks": networks}
 

@@ -79,6 +79,12 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
         others = all_specs(paths)
         spec = setup.assign_host_ports(spec, others)  # -P, -p PORT: free host ports, now
         setup.preflight(paths, spec, others, starting=starting)
+    elif any(h.endswith(":host-gateway") for h in spec.add_hosts):  # (the bridge's: resolved at start)
+        from sdctr.net.network import default_network
+
+        gateway = default_network().gateway_text  # Docker's: the default bridge's, for host and none too
+        spec = spec.replace(add_hosts=tuple(h.replace(":host-gateway", f":{gateway}")
+                                            for h in spec.add_hosts))
 
     spec = spec.replace(storage=spec.storage or drivers.DEFAULT, layers=image.layers)
     snap = drivers.driver(spec.storage, paths)

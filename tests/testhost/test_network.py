@@ -318,3 +318,105 @@ def test_user_networks_reach_by_name_within_and_not_across(host: Machine) -> Non
     assert "sdbr" not in host.exec("ip", "-o", "link").stdout
     assert " drop " not in host.exec("nft", "list", "table", "ip", "sdctr").stdout
     assert_clean(host)
+
+
+def test_add_host_dns_and_mac_address_are_the_containers(host: Machine) -> None:
+    names = ("--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway", "--dns", "192.0.2.53",
+             "--dns", "192.0.2.54", "--dns-search", "example.test", "--dns-option", "ndots:2")
+    show = ("sh", "-c", "cat /etc/hosts /etc/resolv.conf")
+    out = host.exec("sdctr", "run", "--rm", *names, "--mac-address", "02:aa:bb:cc:dd:ee", "busybox",
+                    "sh", "-c", "cat /etc/hosts /etc/resolv.conf /sys/class/net/eth0/address").stdout
+    lines = out.splitlines()
+    assert "10.1.2.3\tdb" in lines and "10.89.0.1\tgw" in lines, out  # host-gateway: the bridge's
+    assert [ln for ln in lines if ln.startswith(("nameserver", "search", "options"))] == [
+        "nameserver 192.0.2.53", "nameserver 192.0.2.54", "search example.test", "options ndots:2"], out
+    assert lines[-1] == "02:aa:bb:cc:dd:ee", out
+    for network in ("host", "none"):
+        lines = host.exec("sdctr", "run", "--rm", "--network", network, *names, "busybox",
+                          *show).stdout.splitlines()
+        assert "10.1.2.3\tdb" in lines and "nameserver 192.0.2.53" in lines, lines
+        assert "10.89.0.1\tgw" in lines, lines  # the default bridge's gateway, as Docker's
+        assert "search example.test" in lines and "options ndots:2" in lines, lines
+    assert_clean(host)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--add-host", "db"], "--add-host 'db' is not NAME:ADDRESS"),
+    (["--add-host", "db:10.1.2"], "--add-host 'db:10.1.2': '10.1.2' is not an IP address"),
+    (["--dns", "resolver"], "--dns 'resolver' is not an IP address"),
+    (["--dns-search", "a b"], "--dns-search 'a b' is not a domain name"),
+    (["--dns-option", "ndots 2"], "--dns-option 'ndots 2' is not one resolver option"),
+    (["--mac-address", "02:aa:bb"], "--mac-address '02:aa:bb' is not a MAC address"),
+    (["--mac-address", "01:aa:bb:cc:dd:ee"], "is a multicast address"),
+    (["--network", "host", "--mac-address", "02:aa:bb:cc:dd:ee"], "--mac-address needs a bridge network"),
+])
+def test_bad_names_and_addresses_are_one_line_status_125(host: Machine, flags: list[str],
+                                                         message: str) -> None:
+    r = host.exec("sdctr", "run", "--rm", *flags, "busybox", "true", check=False)
+    assert r.returncode == 125, r
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_a_network_alias_resolves_from_the_others_and_prune_removes_unused_networks(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "aliased")
+    host.exec("sdctr", "network", "create", "unused")
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "al1", "--network", "aliased", "--network-alias", "db",
+                  "--network-alias", "db.internal", "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "al2", "--network", "aliased", "busybox", "sleep", "600")
+        for alias in ("db", "db.internal", "al1"):
+            assert host.exec("sdctr", "exec", "al2", "ping", "-c", "1", "-W", "2", alias,
+                             check=False).returncode == 0, alias
+        r = host.exec("sdctr", "run", "--rm", "--network-alias", "x", "busybox", "true", check=False)
+        assert r.returncode == 125 and r.stderr.splitlines()[0] == (
+            "sdctr: error: --network-alias needs a user network, not --network bridge"), r.stderr
+        out = host.exec("sdctr", "network", "prune", "-f").stdout
+        assert out.splitlines() == ["Deleted Networks:", "unused"], out
+        assert [ln.split()[1] for ln in host.exec("sdctr", "network", "ls").stdout.splitlines()[1:]] == [
+            "bridge", "host", "none", "aliased"]
+    finally:
+        host.exec("sdctr", "rm", "-f", "al1", "al2", check=False)
+        host.exec("sdctr", "network", "rm", "aliased", "unused", check=False)
+    assert_clean(host)
+
+
+def test_network_connect_gives_a_running_container_eth1_and_disconnect_takes_it(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "--subnet", "10.201.0.0/24", "side")
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "cn1", "busybox", "sleep", "600")  # the default bridge
+        host.exec("sdctr", "run", "-d", "--name", "cn2", "--network", "side", "busybox", "sleep", "600")
+        host.exec("sdctr", "network", "connect", "side", "cn1")
+        out = host.exec("sdctr", "exec", "cn1", "ip", "-4", "-o", "addr", "show", "eth1").stdout
+        assert " 10.201.0." in out, out
+        networks = inspect(host, "cn1")["NetworkSettings"]["Networks"]
+        assert sorted(networks) == ["bridge", "side"] and networks["side"]["IPAddress"] in out, networks
+        assert any(a.startswith("10.201.0.") for a in
+                   host.sh("cat /var/lib/sdctr/networks/side/*").stdout.split()[:2])
+        # both ways by name, through the hosts files the hooks refreshed
+        for source, target in (("cn1", "cn2"), ("cn2", "cn1")):
+            assert host.exec("sdctr", "exec", source, "ping", "-c", "1", "-W", "2", target,
+                             check=False).returncode == 0, (source, target)
+        r = host.exec("sdctr", "network", "connect", "side", "cn1", check=False)
+        assert r.returncode == 1 and "is already connected to network side" in r.stderr, r.stderr
+        host.exec("sdctr", "network", "disconnect", "side", "cn1")
+        r = host.exec("sdctr", "exec", "cn1", "ip", "link", "show", "eth1", check=False)
+        assert r.returncode != 0
+        assert "cn1" not in host.exec("sdctr", "exec", "cn2", "cat", "/etc/hosts").stdout
+        assert len(host.sh("ls /var/lib/sdctr/networks/side/").stdout.split()) == 1  # cn2's lease alone
+        host.exec("sdctr", "network", "connect", "side", "cn1")
+        r = host.exec("sdctr", "network", "rm", "side", check=False)
+        assert r.returncode == 1 and "network side is in use by container" in r.stderr, r.stderr
+        assert "cn1" in r.stderr.splitlines()[0], r.stderr  # connected, not its own network
+        host.exec("sdctr", "restart", "cn1")  # kept across a restart, as Docker's
+        out = host.exec("sdctr", "exec", "cn1", "ip", "-4", "-o", "addr", "show", "eth1").stdout
+        assert " 10.201.0." in out, out
+        assert host.exec("sdctr", "exec", "cn2", "ping", "-c", "1", "-W", "2", "cn1",
+                         check=False).returncode == 0
+        host.exec("sdctr", "stop", "cn1")  # a stop takes it down
+        assert len(host.sh("ls /var/lib/sdctr/networks/side/").stdout.split()) == 1
+    finally:
+        host.exec("sdctr", "rm", "-f", "cn1", "cn2", check=False)
+        host.exec("sdctr", "network", "rm", "side", check=False)
+    assert "sd1" not in host.exec("ip", "-o", "link").stdout
+    assert_clean(host)

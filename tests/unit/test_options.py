@@ -73,10 +73,16 @@ cap_add: [net_admin]
 cap_drop: CHOWN
 restart: on-failure:3
 labels: {tier: web, team: }
-network: bridge
+network: front
+network_aliases: [db]
 ports: ["127.0.0.1:8080:80", "5353:53/udp"]
 publish_all: true
 ip: 10.89.0.10
+add_hosts: ["db:10.1.2.3", "gw:host-gateway"]
+dns: 192.0.2.53
+dns_search: [example.test]
+dns_options: [ndots:2]
+mac_address: "02:AA:bb:cc:dd:ee"
 ephemeral: yes
 pull: never
 platform: linux/arm64
@@ -88,9 +94,13 @@ FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100"
          "-v", "/srv/data:/data:ro", "--mount", "type=volume,src=cache,dst=/cache",
          "--tmpfs", "/scratch:size=1m",
          "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
-         "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "bridge",
+         "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "front",
+         "--network-alias", "db",
          "-p", "127.0.0.1:8080:80",
-         "--publish", "5353:53/udp", "-P", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
+         "--publish", "5353:53/udp", "-P", "--ip", "10.89.0.10",
+         "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway", "--dns", "192.0.2.53",
+         "--dns-search", "example.test", "--dns-option", "ndots:2", "--mac-address", "02:aa:bb:cc:dd:ee",
+         "--entrypoint", "/bin/env", "--ephemeral",
          "--pull", "never", "--platform", "linux/arm64", "--device", "/dev/loop3:/dev/xvda:r",
          "--privileged", "busybox:1.36", "sh", "-c", "echo hi"]
 
@@ -106,7 +116,8 @@ def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
                  and getattr(from_yaml, o.dest) == getattr(default, o.dest)]
     # bridge is the default network (as Docker's): that the key is read, another value shows
     assert unchanged == ["network"]
-    others = {k: v for k, v in declared.items() if k not in ("ports", "ip", "publish_all")}
+    others = {k: v for k, v in declared.items() if k not in ("ports", "ip", "publish_all", "mac_address",
+                                                              "network_aliases")}
     assert run_options({**others, "network": "host"}, yaml=True).network is NetworkMode.HOST
     assert RunOptions(image="").network is NetworkMode.BRIDGE
     assert from_yaml.memory == 256 << 20 and from_yaml.volumes == (Mount("/srv/data", "/data", True),)
@@ -131,6 +142,10 @@ BAD = {
     "health_cmd": (" ", "is empty"), "health_interval": ("soon", "is not a duration"),
     "health_timeout": ("1s5", "is not a duration"), "health_start_period": ("1x", "is not a duration"),
     "health_retries": ("0", "is not a positive whole number"), "health_on_failure": ("never", "never"),
+    "add_hosts": ("db", "is not NAME:ADDRESS"), "dns": ("resolver", "is not an IP address"),
+    "dns_search": ("a b", "is not a domain name"), "dns_options": ("ndots 2", "is not one resolver option"),
+    "mac_address": ("02:aa:bb", "is not a MAC address"),
+    "network_aliases": ("a b", "is not a host name"),
 }
 
 
