@@ -5,7 +5,8 @@
 #
 # unmounts ROOTFS, deletes SNAPSHOT, RUN_DIR, UNIT_FILE and RECORD (the record last, so a failure
 # leaves it findable, and under its lock) and then writes EXIT_FILE, unless empty, for the
-# attached `sdctr run` that waits for it. Anything out of the common case -- the command killed
+# attached `sdctr run` that waits for it, or a `sdctr wait` that comes after the record is gone
+# (units made before that pass it empty for a detached container). Anything out of the common case -- the command killed
 # by a signal, an OOM kill, a start that never ran the command, a mount that will not go, a
 # failed step -- goes to HOOK (`sdctr hook poststop ID`), which is idempotent and knows how to
 # handle and report each.

@@ -21,7 +21,7 @@ from sdctr.paths import Paths
 from sdctr.runtime import lifecycle as containers
 from sdctr.runtime.resolve import resolve
 from sdctr.spec import ContainerSpec
-from sdctr.state import find
+from sdctr.state import NoSuchContainer, find
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -172,7 +172,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     sd, _ = systemd_of(args)
     for ref in args.containers:
-        spec = find(paths, ref)
+        try:
+            spec = find(paths, ref)
+        except NoSuchContainer:  # a --rm container removed before we came: its exit status, kept
+            code = containers.wait_removed(paths, sd, ref)
+            if code is None:
+                raise
+            print(code)
+            continue
         print(containers.wait_exit(paths, spec, sd, attached=False, poll=0.1))
     return 0
 

@@ -115,8 +115,9 @@ def poststop(paths: Paths, cid: str) -> int:
         if spec.ephemeral:
             snap.reset(cid)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
-    # it) returns once everything else is done
-    if spec.attached:
+    # it) returns once everything else is done; a --rm container's is kept a while for a `wait`
+    # that comes after the record is gone (state.EXIT_KEPT)
+    if spec.attached or spec.remove:
         write_json_atomic(exit_file(paths, cid), status)
     return 0
 
@@ -135,7 +136,7 @@ def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
                                           UNIT_DIR / spec.unit, paths.container_dir(spec.id))]
     if any(set(a) & mountinfo.ESCAPED for a in args):  # the script's grep would miss them
         return None
-    exit_to = str(exit_file(paths, spec.id)) if spec.attached else ""
+    exit_to = str(exit_file(paths, spec.id))  # --rm: for the attached run, or a late `wait`
     from sdctr.paths import POSTSTOP_SCRIPT as script
     return ["/bin/sh", script, args[0], exit_to, *args[1:]]
 

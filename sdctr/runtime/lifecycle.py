@@ -194,9 +194,41 @@ def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, *, attached: bool 
             next_ask = time.monotonic() + ask_every
             if sd.active_state(spec.unit) not in RUNNING_STATES:
                 time.sleep(0.2 if attached else 0)  # the file may be a moment behind
-                code = _take_exit_file(paths, spec) if attached else None
+                code = _take_exit_file(paths, spec) if attached else _kept_exit(paths, spec.id)
                 return code if code is not None else _status_code(read_status(paths, spec.id))
         time.sleep(poll)
+
+
+def wait_removed(paths: Paths, sd: Systemd, ref: str, *, poll: float = 0.1) -> int | None:
+    """`wait` on a --rm container whose record is gone already: the exit status its poststop hook
+    kept (state.EXIT_KEPT), found by full id or unique id prefix; None where there is none. The
+    record goes just before the file is written, both in ExecStopPost: while the unit is still
+    deactivating, the file is on its way."""
+    from sdctr.state import EXIT_SUFFIX
+
+    unit = f"ctr-{ref[:12]}.service" if len(ref) >= 12 else None
+    while True:
+        try:
+            names = [n[:-len(EXIT_SUFFIX)] for n in os.listdir(paths.run)
+                     if n.endswith(EXIT_SUFFIX) and not n.startswith(".")]
+        except FileNotFoundError:
+            names = []
+        found = [cid for cid in names if len(ref) >= 3 and cid.startswith(ref)]
+        if len(found) == 1:
+            code = _kept_exit(paths, found[0])
+            if code is not None:
+                return code
+        if unit is None or sd.active_state(unit) not in RUNNING_STATES:
+            return None
+        time.sleep(poll)
+
+
+def _kept_exit(paths: Paths, cid: str) -> int | None:
+    """The exit status in a --rm container's exit file, left there for others to read too."""
+    try:
+        return _status_code(json.loads(hooks.exit_file(paths, cid).read_text()))
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _wait_unit_exit(spec: ContainerSpec, sd: Systemd, poll: float) -> int | None:

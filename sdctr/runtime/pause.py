@@ -1,7 +1,9 @@
 """`pause`/`unpause`: a running container's processes frozen by the kernel's freezer, and thawed.
 
 Where systemd can freeze a unit (FreezeUnit, v246 on, which needs cgroup v2), systemd does it, so
-`systemctl status` shows "frozen" and systemd thaws the unit before stopping it. Elsewhere (cgroup
+`systemctl status` shows "frozen" and systemd thaws the unit before stopping it. On cgroup v2
+with an older systemd (or units in unit-file mode, which pretends one), sdctr sets the unit's
+cgroup.freeze itself and waits for cgroup.events' "frozen 1". Elsewhere (cgroup
 v1: RHEL 7/8, hybrid hosts) systemd manages no freezer hierarchy, so sdctr makes the unit's cgroup
 there, as runc's systemd driver does, freezes it first and then moves the unit's processes in:
 a task attached to a frozen v1 cgroup is frozen on arrival, and a child forked by a task not yet
@@ -61,6 +63,9 @@ def freeze(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
     if by_systemd(host):
         sd.freeze(spec.unit)
         return
+    if host.cgroup_version == 2:  # systemd before 246 on v2 (or unit-file mode): the kernel's own
+        _freeze_v2(spec, _v2_dir(cg))
+        return
     d = _v1_dir(cg)
     d.mkdir(parents=True, exist_ok=True)
     try:
@@ -90,6 +95,9 @@ def thaw(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
     if by_systemd(host):
         sd.thaw(spec.unit)
         return
+    if host.cgroup_version == 2:
+        _write(_v2_dir(cg) / "cgroup.freeze", "0")
+        return
     _thaw_v1(_v1_dir(cg))
 
 
@@ -101,9 +109,33 @@ def thaw_if_paused(sd: Systemd, spec: ContainerSpec) -> None:
     if d.is_dir():
         debug(f"thawing {spec.unit} before signalling it")
         _thaw_v1(d)
-    elif is_paused(cg):  # only FreezeUnit sets cgroup.freeze
+    elif is_paused(cg):  # cgroup.freeze: set by FreezeUnit, or by us where systemd cannot
         debug(f"thawing {spec.unit} before signalling it")
-        sd.thaw(spec.unit)
+        with contextlib.suppress(SdctrError):  # no ThawUnit, or systemd did not freeze it
+            sd.thaw(spec.unit)
+        if is_paused(cg):
+            _write(_v2_dir(cg) / "cgroup.freeze", "0")
+
+
+def _freeze_v2(spec: ContainerSpec, d: Path) -> None:
+    """cgroup v2's own freezer, as systemd's FreezeUnit drives it: cgroup.freeze set, then until
+    cgroup.events says every process is stopped."""
+    _write(d / "cgroup.freeze", "1")
+    deadline = time.monotonic() + FREEZE_TIMEOUT
+    while "frozen 1" not in (d / "cgroup.events").read_text().splitlines():
+        if time.monotonic() > deadline:
+            _write(d / "cgroup.freeze", "0")
+            raise SdctrError(f"cannot pause container {spec.name}: the kernel did not freeze "
+                             f"it within {FREEZE_TIMEOUT:.0f} s")
+        time.sleep(0.01)
+
+
+def _v2_dir(cg: str) -> Path:
+    _v1_dir(cg)  # the same check: a container's cgroup, nothing else
+    for base in (cgroups.ROOT, cgroups.ROOT / "unified"):
+        if (base / cg.lstrip("/") / "cgroup.freeze").exists():
+            return base / cg.lstrip("/")
+    raise SdctrError(f"{cg} has no cgroup.freeze: this kernel has no cgroup v2 freezer (5.2 on)")
 
 
 def _v1_dir(cg: str) -> Path:

@@ -188,15 +188,19 @@ def test_exit_files_go_with_their_container_and_when_nobody_will_read_them(paths
     from sdctr.runtime import hooks
 
     paths.run.mkdir(parents=True, exist_ok=True)
-    gone, awaited, kept = "e" * 64, "f" * 64, CID
-    for cid in (gone, awaited, kept):
+    gone, awaited, kept, late = "e" * 64, "f" * 64, CID, "d" * 64
+    for cid in (gone, awaited, kept, late):
         hooks.exit_file(paths, cid).write_text('{"exit_code": 0}')
-    # the attached run of `awaited` is alive (this process); the one of `gone` was killed
+    # the attached run of `awaited` is alive (this process); the one of `gone` was killed; a
+    # `wait` may still come for `late`, removed (--rm) a moment ago
     state.reader_mark(paths, awaited).touch()
     (paths.run / f".{gone}.exit.json.tmp{_dead_pid()}").touch()
+    old = time.time() - state.EXIT_KEPT - 1
+    os.utime(hooks.exit_file(paths, gone), (old, old))
     state.all_specs(paths)
     assert not hooks.exit_file(paths, gone).exists()
     assert hooks.exit_file(paths, awaited).exists() and hooks.exit_file(paths, kept).exists()
+    assert hooks.exit_file(paths, late).exists()
     hooks.remove_container(paths, state.find_by_id(paths, CID))  # what `rm` does
     assert not hooks.exit_file(paths, kept).exists()
 
