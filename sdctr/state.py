@@ -181,6 +181,23 @@ def sweep_dead_writers(directory: Path) -> None:
                 os.unlink(directory / name)
 
 
+def remove_unless_locked(path: Path, remove: Callable[[Path], None] = os.unlink) -> bool:
+    """Removes what a writer left, file or directory (`remove`), unless its writer still runs:
+    a writer holds a lock on each temp while it writes (DESIGN.md, invariant 4). True if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:  # gone already
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove(path)
+        return True
+    except OSError:  # locked: its writer runs
+        return False
+    finally:
+        os.close(fd)
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)

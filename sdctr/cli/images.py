@@ -156,14 +156,19 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
             return 0
     paths = paths_of(args)
     lines, freed = images.prune(paths, {s.image_id for s in all_specs(paths)}, unused_too=args.all)
+    print_deleted_images(lines)
+    print(f"Total reclaimed space: {human_size(freed, digits=4)}")  # units.HumanSize, as Docker
+    return 0
+
+
+def print_deleted_images(lines: list[str]) -> None:
+    """image prune's and system prune's list, as Docker prints it ("untagged: ...", "deleted: ...")."""
     if lines:
         print("Deleted Images:")
         for line in lines:
             kind, _, what = line.partition(": ")
             print(f"{kind.lower()}: {what}")
         print()
-    print(f"Total reclaimed space: {human_size(freed, digits=4)}")  # units.HumanSize, as Docker
-    return 0
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:

@@ -356,6 +356,7 @@ def cmd_container_prune(args: argparse.Namespace) -> int:
 def cmd_system_prune(args: argparse.Namespace) -> int:
     """`docker system prune [-a] [-f]`: stopped containers, then images no container uses (dangling
     ones; with -a every one), then what a crash left (sdctr system gc)."""
+    from sdctr.cli.images import print_deleted_images
     from sdctr.image import store as images
     from sdctr.image.progress import human_size
     from sdctr.state import all_specs
@@ -372,12 +373,7 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
     if removed:
         print("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
     lines, image_bytes = images.prune(paths, {s.image_id for s in all_specs(paths)}, unused_too=args.all)
-    if lines:
-        print("Deleted Images:")
-        for line in lines:
-            kind, _, what = line.partition(": ")
-            print(f"{kind.lower()}: {what}")
-        print()
+    print_deleted_images(lines)
     print(f"Total reclaimed space: {human_size(freed + image_bytes, digits=4)}")
     return 0
 

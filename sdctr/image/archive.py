@@ -442,20 +442,10 @@ def _output_file(output: str) -> Iterator[BinaryIO]:
 
 def _sweep_dead_outputs(directory: Path) -> None:
     """Deletes the -o temp files in ``directory`` whose writer is dead (its lock is free)."""
-    import fcntl
+    from sdctr.state import remove_unless_locked
 
     for tmp in directory.glob(f".*{_OUTPUT_TMP}*"):
-        try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            tmp.unlink()
-        except OSError:  # locked: its writer runs
-            pass
-        finally:
-            os.close(fd)
+        remove_unless_locked(tmp)
 
 
 def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]], out: BinaryIO) -> None:

@@ -234,23 +234,8 @@ def sweep_dead_temps(paths: Paths) -> list[str]:
     """Deletes the blob temp files whose writer is gone (a pull, load or import killed with
     SIGKILL): the writer holds a lock on each while it writes (DESIGN.md, invariant 4). The names
     deleted."""
-    import fcntl
-
     d = paths.root / "blobs" / "sha256"
-    swept = []
-    for tmp in d.glob(".tmp-*") if d.is_dir() else ():
-        try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            tmp.unlink()
-            swept.append(tmp.name)
-        except OSError:  # locked: its writer runs
-            pass
-        finally:
-            os.close(fd)
+    swept = [tmp.name for tmp in (d.glob(".tmp-*") if d.is_dir() else ()) if state.remove_unless_locked(tmp)]
     return swept
 
 

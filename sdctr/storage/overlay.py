@@ -113,23 +113,12 @@ class OverlaySnapshotter:
         """Deletes the unpack directories whose writer is gone (a `run` or `create` killed with
         SIGKILL while it unpacked): the writer holds a lock on each (DESIGN.md, invariant 4).
         The names deleted."""
-        import fcntl
         import shutil
 
-        swept = []
-        for tmp in self.layers_dir.glob(".tmp-*") if self.layers_dir.is_dir() else ():
-            try:
-                fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(tmp)
-                swept.append(tmp.name)
-            except OSError:  # locked: its writer runs
-                pass
-            finally:
-                os.close(fd)
+        from sdctr.state import remove_unless_locked
+
+        dirs = self.layers_dir.glob(".tmp-*") if self.layers_dir.is_dir() else ()
+        swept = [tmp.name for tmp in dirs if remove_unless_locked(tmp, shutil.rmtree)]
         return swept
 
     def prepare(self, cid: str, layers: tuple[str, ...]) -> None:
