@@ -176,8 +176,9 @@ def refuse_unsealable(spec: ContainerSpec) -> None:
 def setup_stdio(paths: Paths, spec: ContainerSpec) -> console.Console | console.NoConsole:
     """stdout and stderr apart in the journal, for a foreground run too (sdctr.init.journal);
     for run -dt and -di, a terminal or stdin kept open for `attach` (sdctr.init.console)."""
-    if not spec.attached:  # a foreground run's stdio is the caller's: it journals a copy
-        journal.split_streams(spec.name, spec.unit)
+    # (a foreground run's stdio is the caller's, no journal stream: the CLI journals a copy; but
+    # where systemd cannot pass it descriptors, --unit-file-mode, the unit's stream is ours)
+    journal.split_streams(spec.name, spec.unit)
     if spec.attached or not (spec.tty or spec.interactive):
         return console.NoConsole()
     return console.Console(paths, spec.id, spec.tty)
