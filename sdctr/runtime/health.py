@@ -66,9 +66,11 @@ def timer_properties(spec: ContainerSpec, sdctr: Sequence[str]) -> tuple[list[Pr
     service: list[Property] = [
         ("Description", "s", f"sdctr health check of {spec.name}"),
         ("Type", "s", "oneshot"),
-        ("ExecStart", "a(sasb)", [(argv[0], argv, False)]),
+        # an unhealthy container is not a failed unit of ours (`sdctr healthcheck run` exits 1, as
+        # podman's): its exit status is ignored, as ExecStart=- does (seen: each failed check left
+        # ctr-<id>-health.service failed, and the host degraded)
+        ("ExecStart", "a(sasb)", [(argv[0], argv, True)]),
         ("Slice", "s", "sdctr.slice"),
-        # an unhealthy container is not a failed unit of ours: the check's service exits 0
         ("SyslogIdentifier", "s", f"{spec.name}-health"),
     ]
     return timer, service

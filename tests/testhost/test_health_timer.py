@@ -45,6 +45,11 @@ def test_a_failing_check_turns_unhealthy_after_its_retries(host: Machine) -> Non
         assert (by_hand.returncode, by_hand.stdout.strip()) == (1, "unhealthy")
         # the container runs on (as Docker's: unhealthy is a status, not a stop)
         assert inspect(host, cid)["State"]["Running"]
+        # and no failed unit of ours says so (seen before: ctr-<id>-health.service failed, the
+        # test host degraded, and later tests that ask for no failed unit failed)
+        check = unit_of(cid).replace(".service", "-health.service")
+        assert host.exec("systemctl", "show", "-P", "Result", check).stdout.strip() == "success"
+        assert check not in host.exec("systemctl", "list-units", "--failed", "--plain", "--no-legend").stdout
         sdctr(host, "stop", cid)
         assert timer_state(host, cid) in ("inactive", "")  # torn down with the container
     finally:
