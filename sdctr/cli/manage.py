@@ -338,6 +338,15 @@ def _prune_matches(spec: ContainerSpec, filters: dict[str, list[str]]) -> bool:
             and all(spec.created < _until(v) for v in filters.get("until", ())))
 
 
+def _prune_and_list_containers(paths: Paths, args: argparse.Namespace, filters: Any) -> int:
+    """container prune's part, also system prune's first: prints the ids removed; bytes freed."""
+    sd, _ = systemd_of(args)
+    removed, freed = _prune_containers(paths, sd, filters)
+    if removed:
+        print("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
+    return freed
+
+
 def cmd_container_prune(args: argparse.Namespace) -> int:
     from sdctr.image.progress import human_size
 
@@ -345,10 +354,7 @@ def cmd_container_prune(args: argparse.Namespace) -> int:
     if not _confirm(["WARNING! This will remove all stopped containers."], args.force):
         return 0
     paths = paths_of(args)
-    sd, _ = systemd_of(args)
-    removed, freed = _prune_containers(paths, sd, filters)
-    if removed:
-        print("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
+    freed = _prune_and_list_containers(paths, args, filters)
     print(f"Total reclaimed space: {human_size(freed, digits=4)}")
     return 0
 
@@ -368,10 +374,7 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
                     args.force):
         return 0
     paths = paths_of(args)
-    sd, _ = systemd_of(args)
-    removed, freed = _prune_containers(paths, sd, filters)
-    if removed:
-        print("Deleted Containers:\n" + "".join(f"{cid}\n" for cid in removed))
+    freed = _prune_and_list_containers(paths, args, filters)
     lines, image_bytes = images.prune(paths, {s.image_id for s in all_specs(paths)}, unused_too=args.all)
     print_deleted_images(lines)
     print(f"Total reclaimed space: {human_size(freed + image_bytes, digits=4)}")
