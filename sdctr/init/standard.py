@@ -33,7 +33,7 @@ import termios
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sdctr import linux, log, state
+from sdctr import inroot, linux, log, state
 from sdctr.caps import ALL_CAPS, cap_number
 from sdctr.init import console, journal, reaper, sealed, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, describe, report
@@ -499,63 +499,21 @@ def open_reaper(path: str) -> int:
 @contextlib.contextmanager
 def opened_in_root(root: str, path: str, create: str | None = None,
                    no_symlinks: bool = False) -> Iterator[str]:
-    """Yields a /proc/self/fd path to `path` resolved inside `root`, as if root were "/".
-
-    Each component is opened with O_NOFOLLOW relative to its parent's descriptor and symlinks
-    are resolved by hand, so neither "..", nor an absolute or relative link, nor a link swapped
-    in while we walk can lead outside the root; mounting onto the descriptor's path then hits
-    exactly what was checked (runc's securejoin + mount-by-fd, CVE-2021-30465). create="dir"
-    or "file" makes what is missing, the last component as that kind. no_symlinks refuses any
-    symlink on the way (for /proc and /sys: CVE-2019-19921, proc mounted through a link)."""
-    stack = [os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
-    todo = [p for p in reversed(path.split("/")) if p]
-    links = 0
+    """Yields a /proc/self/fd path to `path` resolved inside `root`, as if root were "/"
+    (sdctr.inroot's walk: no "..", link or swap leads out of it), so that mounting onto it hits
+    exactly what was checked. create="dir" or "file" makes what is missing; no_symlinks refuses
+    any symlink on the way (for /proc and /sys)."""
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        while todo:
-            name = todo.pop()
-            if name == ".":
-                continue
-            if name == "..":
-                if len(stack) > 1:
-                    os.close(stack.pop())
-                continue
-            fd = _open_component(stack[-1], name, create, last=not todo)
-            st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink("", dir_fd=fd)
-                os.close(fd)
-                links += 1
-                if no_symlinks or links > 40:
-                    raise OSError(errno.ELOOP, f"{path} in {root}: "
-                                  f"{'is a symlink' if no_symlinks else os.strerror(errno.ELOOP)}")
-                if target.startswith("/"):
-                    while len(stack) > 1:
-                        os.close(stack.pop())
-                todo.extend(p for p in reversed(target.split("/")) if p)
-                continue
-            stack.append(fd)
-            if todo and not stat.S_ISDIR(st.st_mode):
-                raise OSError(errno.ENOTDIR, f"{path} in {root}: {name} is not a directory")
-        yield f"/proc/self/fd/{stack[-1]}"
+        fd, _ = inroot.walk(rootfd, path, create=create, no_symlinks=no_symlinks)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} (in {root})") from None
     finally:
-        for fd in stack:
-            os.close(fd)
-
-
-def _open_component(dirfd: int, name: str, create: str | None, last: bool) -> int:
-    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(rootfd)
     try:
-        return os.open(name, flags, dir_fd=dirfd)
-    except FileNotFoundError:
-        if create is None:
-            raise
-    with contextlib.suppress(FileExistsError):
-        if last and create == "file":  # O_EXCL: never through a symlink planted meanwhile
-            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
-                             dir_fd=dirfd))
-        else:
-            os.mkdir(name, 0o755, dir_fd=dirfd)
-    return os.open(name, flags, dir_fd=dirfd)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def mount_in_root(root: str, target: str, source: str | None, fstype: str | None, flags: int,
