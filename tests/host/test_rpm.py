@@ -264,3 +264,49 @@ def test_completion_offers_the_parsers_verbs_and_flags(payload: Path, shell: str
     assert "--unit-file-mode" not in complete(payload, "sdctr --"), "a hidden option is offered"
     # after the verbs, an argument (an image, a file): nothing the parser knows
     assert not {"run", "ps"} & complete(payload, "sdctr run busybox ")
+
+
+class Root:
+    """The binary RPM installed with Debian's rpm into a directory of the test's own (--root, files
+    only: the scriptlets run in a test host, tests/testhost/test_rpm_install.py), to see what
+    `rpm -e` removes by RPM's rules alone: there /var/lib/sdctr is a bind mount rpm cannot remove,
+    here it is a plain directory."""
+
+    def __init__(self, rpms: Rpms, path: Path):
+        self.rpms, self.path = rpms, path
+        self.rpm("--initdb")
+        self.rpm("-i", "--nodeps", "--noscripts", str(rpms.binary))
+
+    def rpm(self, *args: str) -> None:
+        # the database under the root too (Debian's rpm makes --dbpath inside --root)
+        subprocess.run(["rpm", "--root", str(self.path), "--dbpath", "/rpmdb", *args], check=True,
+                       capture_output=True, env=self.rpms.env)
+
+    def left(self) -> set[str]:
+        """Every path under the root but rpm's database."""
+        return {"/" + str(p.relative_to(self.path)) for p in self.path.rglob("*")
+                if not p.is_relative_to(self.path / "rpmdb")}
+
+
+def test_rpm_e_keeps_the_state_a_changed_configuration_and_declared_containers(rpms: Rpms,
+                                                                              tmp_path: Path) -> None:
+    root = Root(rpms, tmp_path / "root")
+    state = root.path / "var/lib/sdctr/containers/0123abcd/config.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    config_file = root.path / "etc/sdctr/sdctr.yaml"
+    changed = config_file.read_text() + "network:\n  bridge: sdctr9\n"
+    config_file.write_text(changed)
+    declared = root.path / "etc/sdctr/containers/web.yaml"
+    declared.write_text("image: busybox\n")
+
+    root.rpm("-e", "--nodeps", "--noscripts", "sdctr")
+
+    assert state.read_text() == "{}", "rpm -e removed /var/lib/sdctr's contents"
+    assert (root.path / "etc/sdctr/sdctr.yaml.rpmsave").read_text() == changed
+    assert declared.exists()
+    kept = {"/var/lib/sdctr", "/etc/sdctr", "/etc/sdctr/containers"}  # they hold what is kept
+    assert root.left() & set(rpms.query("-l").split()) == kept, "rpm -e left files the package owned"
+    assert {p for p in root.left() if "sdctr" in p} == kept | {
+        "/var/lib/sdctr/containers", "/var/lib/sdctr/containers/0123abcd", str(state)[len(str(root.path)):],
+        "/etc/sdctr/sdctr.yaml.rpmsave", "/etc/sdctr/containers/web.yaml"}
