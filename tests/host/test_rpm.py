@@ -310,3 +310,25 @@ def test_rpm_e_keeps_the_state_a_changed_configuration_and_declared_containers(r
     assert {p for p in root.left() if "sdctr" in p} == kept | {
         "/var/lib/sdctr/containers", "/var/lib/sdctr/containers/0123abcd", str(state)[len(str(root.path)):],
         "/etc/sdctr/sdctr.yaml.rpmsave", "/etc/sdctr/containers/web.yaml"}
+
+
+def test_rhel8s_python39_build_names_its_packages(tmp_path: Path) -> None:
+    """RHEL 8 builds the spec for python39 (rpmbuild --define 'python3_pkgversion 39'; python39-devel
+    makes %__python3 /usr/bin/python3.9): every Python dependency is python39's, and the generator
+    runs python3.9 (the spec as rpmbuild would run it, read with rpmspec: no build needed)."""
+    if not shutil.which("rpmspec"):
+        skip_or_fail("rpmspec is missing (Debian's rpm package): run tests/setup")
+    el8 = ["--load", str(RPM_DIR / "macros.debian"), "--define", "python3_pkgversion 39",
+           "--define", "__python3 /usr/bin/python3.9", str(RPM_DIR / "sdctr.spec")]
+    env = {**os.environ, "HOME": str(tmp_path)}
+
+    def rpmspec(*args: str) -> str:
+        return subprocess.run(["rpmspec", *args, *el8], check=True, capture_output=True, text=True,
+                              env=env).stdout
+
+    requires = set(rpmspec("-q", "--requires").split("\n")) - {""}
+    python = {r for r in requires if r.startswith("python")}
+    assert python == {"python39 >= 3.9", "python39-pyyaml", "python39-jinja2", "python39-httpx"}, requires
+    build_requires = set(rpmspec("-q", "--srpm", "--requires").split("\n"))
+    assert "python39-devel" in build_requires, build_requires
+    assert "sed -i '1s|^#!.*|#!/usr/bin/python3.9|' " in rpmspec("-P"), "the generator's interpreter"
