@@ -26,6 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class build_py_and_data(build_py):
     def run(self) -> None:
         super().run()
+        if getattr(self, "editable_mode", False):
+            return  # pip install -e (setuptools >= 64) installs no data: nothing to make
         out = os.path.join(self.get_finalized_command("build").build_base, "sdctr-data")
         shutil.rmtree(out, ignore_errors=True)  # a verb gone since the last build: its page too
         # a subprocess: the sdctr it imports is this source tree's, never one installed
