@@ -332,3 +332,23 @@ def test_rhel8s_python39_build_names_its_packages(tmp_path: Path) -> None:
     build_requires = set(rpmspec("-q", "--srpm", "--requires").split("\n"))
     assert "python39-devel" in build_requires, build_requires
     assert "sed -i '1s|^#!.*|#!/usr/bin/python3.9|' " in rpmspec("-P"), "the generator's interpreter"
+
+
+def test_the_readme_says_where_each_dependency_comes_from(rpms: Rpms) -> None:
+    """Every package the RPM requires or recommends is named in the README under the one EL9
+    repository it comes from (BaseOS, AppStream or EPEL)."""
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"^Where the dependencies come from.*?\n(.*?)\n\n", text, re.S | re.M)
+    assert m, "README.md does not say where the dependencies come from"
+    parts = re.split(r"\b(BaseOS|AppStream|EPEL):", m.group(1))
+    repos: dict[str, set[str]] = {}
+    for repo, body in zip(parts[1::2], parts[2::2]):
+        repos.setdefault(repo, set()).update(re.findall(r"`([\w.+-]+)`", body))
+    assert set(repos) == {"BaseOS", "AppStream", "EPEL"}, set(repos)
+    wanted = set()
+    for line in (rpms.query("--requires") + rpms.query("--recommends")).splitlines():
+        if not line.startswith(("/", "rpmlib(", "config(")):
+            wanted |= set(re.findall(r"[a-z][\w.+-]*", line.split(" >")[0])) - {"or"}
+    for name in sorted(wanted):
+        found = [repo for repo, names in repos.items() if name in names]
+        assert len(found) == 1, f"README: {name} is under {found or 'no repository'}"
