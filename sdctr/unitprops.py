@@ -120,13 +120,15 @@ _EXAMPLES = {SIZE: "a size in bytes (K, M, G, T: 1024s), a share of the host's m
 
 # --- the kinds: systemd-run's parsers ------------------------------------------------------------
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTPE]?)B?", re.IGNORECASE)
-_PERCENT = re.compile(r"(\d{1,3})(?:\.(\d{1,2}))?%")
+# patterns, not compiled ones: re compiles them at first use (its cache), not at every import of
+# the generator, which renders no --property in most boots
+_SIZE = r"(?i)(\d+(?:\.\d+)?)\s*([KMGTPE]?)B?"
+_PERCENT = r"(\d{1,3})(?:\.(\d{1,2}))?%"
 
 
 def size(value: str, base: int = 1024) -> int:
     """systemd's parse_size: bytes with an optional K, M, G, T, P or E (of `base`)."""
-    m = _SIZE.fullmatch(value)
+    m = re.fullmatch(_SIZE, value)
     if not m:
         raise ValueError(f"{value!r} is not a size")
     factor = base ** " KMGTPE".index(m.group(2).upper() or " ")
@@ -138,7 +140,7 @@ def size(value: str, base: int = 1024) -> int:
 
 def permyriad(value: str) -> int | None:
     """50% (or 12.34%) as parts in 10,000, or None when it is not a percentage."""
-    m = _PERCENT.fullmatch(value)
+    m = re.fullmatch(_PERCENT, value)
     if not m:
         return None
     result = int(m.group(1)) * 100 + int((m.group(2) or "0").ljust(2, "0"))
@@ -268,14 +270,14 @@ def _device_weight(key: str, value: str) -> list[Property]:
     return [(key, "a(st)", [(path, _number(amount, 0, INFINITY))])]
 
 
-_SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*(us|usec|ms|msec|s|sec|m|min|h|hr)?")
+_SPAN = r"(\d+(?:\.\d+)?)\s*(us|usec|ms|msec|s|sec|m|min|h|hr)?"
 _USEC = {None: 1_000_000, "us": 1, "usec": 1, "ms": 1000, "msec": 1000, "s": 1_000_000, "sec": 1_000_000,
          "m": 60_000_000, "min": 60_000_000, "h": 3_600_000_000, "hr": 3_600_000_000}
 
 
 def timespan(value: str) -> int:
     """systemd's parse_sec for the common units (10ms, 1s, 2min; a bare number is seconds): µs."""
-    parts = _SPAN.findall(value)
+    parts = re.findall(_SPAN, value)
     if not parts or "".join(n + (u or "") for n, u in parts) != value.replace(" ", ""):
         raise ValueError(f"{value!r} is not a time span")
     return int(sum(float(n) * _USEC[u or None] for n, u in parts))
@@ -316,10 +318,18 @@ _PARSERS = {SIZE: _size, WEIGHT: _weight, CPUSET: _cpuset, BOOL: _bool,
 
 # --- back into a unit file's text ----------------------------------------------------------------
 
+# every D-Bus name the table's properties are sent as: one set lookup per property of a unit
+# tells sdctr's own (rendered by sdctr.systemd.properties) from these
+BUS_NAMES = frozenset((*PROPERTIES, *(f"{n}Scale" for n, k in PROPERTIES.items() if k == SIZE),
+                       *(f"{n}Soft" for n, k in PROPERTIES.items() if k == RLIMIT), "CPUQuotaPeriodUSec"))
+
+
 def file_line(name: str, value: Any, soft: int | None = None) -> str | None:  # noqa: PLR0911 - one per kind
     """A property of this table, given by its D-Bus name and value, as a unit file's `Key=value`
     line; None for a name not of this table. A resource limit's soft half (LimitXSoft) is given
     with its hard one (`soft`), and alone renders as nothing ("")."""
+    if name not in BUS_NAMES:
+        return None
     if name.endswith("Scale") and name[:-5] in PROPERTIES:
         return f"{name[:-5]}={value * 10000 // UINT32_MAX / 100:g}%"
     if name == "CPUQuotaPeriodUSec":

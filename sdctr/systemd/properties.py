@@ -292,8 +292,8 @@ def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:  # 
     soft = {name[:-4]: value for name, _, value in props
             if name.startswith("Limit") and name.endswith("Soft")}
     for name, _, value in props:
-        line = unitprops.file_line(name, value, soft.get(name))
-        if line is not None:  # --property's and the flags that become them (sdctr.unitprops)
+        if name in unitprops.BUS_NAMES:  # --property's and the flags that become them
+            line = unitprops.file_line(name, value, soft.get(name))
             if line:
                 service.append(line)
             continue
