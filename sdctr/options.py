@@ -176,6 +176,9 @@ ULIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue",
            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
+MIN_NOFILE = 16
+
+
 def parse_ulimit(field: str, value: str) -> str:
     """NAME=SOFT[:HARD], as Docker's (-1 or unlimited: none; HARD defaults to SOFT): recorded as
     "name=SOFT:HARD", which properties() passes on as systemd's LimitNAME=SOFT:HARD."""
@@ -191,6 +194,12 @@ def parse_ulimit(field: str, value: str) -> str:
     except SdctrError as e:
         raise SdctrError(f"{field} {value!r}: {str(e).rpartition(': ')[2]}",
                          hint="SOFT[:HARD], numbers, or -1 for no limit") from None
+
+    if name.lower() == "nofile" and soft < MIN_NOFILE:
+        # systemd sets it on every process of the unit, sdctr's own hooks and init included (seen:
+        # nofile=8 fails the start), where Docker's runc sets it on the container's process alone
+        raise SdctrError(f"{field} {value!r}: below {MIN_NOFILE}, sdctr's own start of the container "
+                         "fails", hint=f"--ulimit nofile={MIN_NOFILE}")
 
     def text(n: int) -> str:
         return "infinity" if n == unitprops.INFINITY else str(n)

@@ -199,6 +199,9 @@ MEMSW_SCRIPT = ("f=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/se
                 "swapaccount=1)' >&2; exit 1; fi")
 
 
+UNIFIED_MEMORY = ("MemoryMin", "MemoryLow", "MemoryHigh", "MemorySwapMax")
+
+
 def memsw_command(limit: int) -> tuple[str, list[str], bool]:
     return ("/bin/sh", ["/bin/sh", "-c", MEMSW_SCRIPT, "memsw", str(limit)], False)
 
@@ -217,6 +220,12 @@ def resource_properties(spec: ContainerSpec, host: Host) -> list[Property]:
     cannot leave."""
     r = spec.resources
     props: list[Property] = []
+    if host.cgroup_version == 1 and r.memory is not None and any(
+            a.partition("=")[0] in UNIFIED_MEMORY for a in r.properties):
+        # systemd on v1 takes MemoryMax= for the limit, and ignores MemoryLimit=, as soon as a
+        # unit has one of v2's memory settings (unit_has_unified_memory_config, src/core/cgroup.c;
+        # seen on 252: --property MemoryHigh=200M left -m 64m's memory.limit_in_bytes unlimited)
+        props.append(("MemoryMax", "t", r.memory))
     if r.memory_swap is not None and host.cgroup_version == 2:
         swap = unitprops.INFINITY if r.memory_swap == -1 or r.memory is None else r.memory_swap - r.memory
         props.append(("MemorySwapMax", "t", swap))

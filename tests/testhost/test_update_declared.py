@@ -18,7 +18,13 @@ from test_limits import bfq
 
 pytestmark = pytest.mark.testhost
 
-WEB = "image: busybox\ncommand: sleep 100000\nmemory: 64m\n"
+WEB = """\
+image: busybox
+command: [sh, -c, "ulimit -n; exec sleep 100000"]
+memory: 64m
+ulimits: {nofile: {soft: 2048, hard: 8192}}
+properties: {MemoryHigh: 200M, IPAddressDeny: [any]}
+"""
 UNIT = "ctr-web.service"
 
 
@@ -46,6 +52,17 @@ def cgroup_file(host: Machine, controller: str, name: str) -> str:
 
 def memory(host: Machine) -> int:
     return int(cgroup_file(host, "memory", "memory.limit_in_bytes"))
+
+
+def test_a_declared_containers_properties_are_in_its_generated_unit(declared: Machine) -> None:
+    def show(prop: str) -> str:
+        return declared.exec("systemctl", "show", "-P", prop, UNIT).stdout.strip()
+
+    assert show("MemoryHigh") == str(200 << 20)
+    assert (show("LimitNOFILE"), show("LimitNOFILESoft")) == ("8192", "2048")
+    assert sorted(show("IPAddressDeny").split()) == ["0.0.0.0/0", "::/0"]
+    logs = declared.exec("journalctl", "-u", UNIT, "--no-pager", "-o", "cat").stdout
+    assert "2048" in logs.split(), logs  # the container's own ulimit -n
 
 
 def test_update_of_a_declared_container_outlives_reloads_restarts_and_reboots(declared: Machine) -> None:

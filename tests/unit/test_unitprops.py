@@ -142,6 +142,14 @@ def test_memory_swap_is_swap_alone_on_v2_and_memsw_on_v1() -> None:
                 if "memsw" in " ".join(a)]  # unlimited: the kernel's default, nothing to write
 
 
+def test_on_v1_a_v2_memory_property_keeps_the_memory_limit() -> None:
+    """systemd on v1 limits by MemoryMax=, not MemoryLimit=, once a unit has MemoryHigh= & co."""
+    s = spec(memory=64 << 20, properties=("MemoryHigh=200M",))
+    assert (sent(s, 1)["MemoryLimit"], sent(s, 1)["MemoryMax"]) == (64 << 20, 64 << 20)
+    assert "MemoryMax" not in sent(spec(memory=64 << 20, properties=("IOWeight=10",)), 1)
+    assert "MemoryLimit" not in sent(s, 2)
+
+
 def test_ulimits_and_properties_follow_the_flags_in_order() -> None:
     s = spec(ulimits=("nofile=1024:4096",), properties=("MemoryHigh=100M", "IPAddressDeny=any"))
     text = unit_file(properties(s, Host(1, 219), ["/usr/bin/sdctr"]))
@@ -165,6 +173,7 @@ def test_ulimit_as_docker_takes_it(flags: dict[str, Any], ulimits: tuple[str, ..
     ({"memory": "256m", "memory_swap": "128m"}, "is below --memory"),
     ({"ulimits": ["nofile=10:5"]}, "the soft limit is above the hard limit"),
     ({"ulimits": ["nofile"]}, "is not NAME=SOFT[:HARD]"),
+    ({"ulimits": ["nofile=8:1024"]}, "below 16, sdctr's own start of the container fails"),
 ])
 def test_the_flags_docker_refuses_are_refused(flags: dict[str, Any], message: str) -> None:
     with pytest.raises(SdctrError, match=message.replace("[", r"\[")):
