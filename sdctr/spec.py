@@ -73,6 +73,11 @@ class Resources(Record):
     memory: int | None = None  # -m: bytes
     cpus: float | None = None  # --cpus: CPU quota in CPUs
     pids_limit: int = DEFAULT_PIDS_LIMIT
+    memory_swap: int | None = None  # --memory-swap: memory and swap together, bytes; -1: no limit
+    cpuset_cpus: str = ""  # --cpuset-cpus: "0-1,3"
+    blkio_weight: int | None = None  # --blkio-weight: 10..1000
+    ulimits: tuple[str, ...] = ()  # --ulimit "nofile=SOFT:HARD" (numbers or infinity), in order
+    properties: tuple[str, ...] = ()  # --property "KEY=VALUE" (sdctr.unitprops), in order
 
 
 class Mount(Record):
@@ -205,7 +210,8 @@ class ContainerSpec(Record):
             "devices": tuple(Device(**x) for x in d.get("devices", ())),
             "ports": tuple(Port(**p) for p in d.get("ports", ())),
             "capabilities": tuple(d.get("capabilities", DEFAULT_CAPS)),
-            "resources": Resources(**d.get("resources", {})),
+            "resources": Resources(**{k: tuple(v) if isinstance(v, list) else v  # type: ignore[arg-type]
+                                       for k, v in d.get("resources", {}).items()}),
             "restart": RestartPolicy(d.get("restart", "no")),
             "network": NetworkMode(d.get("network", "none")),
         })

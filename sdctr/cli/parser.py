@@ -206,7 +206,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = sub.add_parser("update", help="change the limits of containers, running ones at once (as Docker's)")
     for option in OPTIONS:  # the table's flags and help for the limits update changes
         if option.dest in UPDATABLE:
-            p.add_argument(*option.flags, dest=option.dest, metavar=option.metavar, help=option.help)
+            p.add_argument(*option.flags, dest=option.dest, metavar=option.metavar, help=option.help,
+                           action="append" if option.kind == LIST else "store")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(handler=_handler("update.cmd_update"))
 

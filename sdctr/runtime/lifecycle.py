@@ -355,6 +355,9 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         },
         "HostConfig": {"CpuShares": r.cpu_shares or 0, "Memory": r.memory or 0,
                        "NanoCpus": int((r.cpus or 0) * 1e9), "PidsLimit": r.pids_limit,
+                       "MemorySwap": r.memory_swap or 0, "CpusetCpus": r.cpuset_cpus,
+                       "BlkioWeight": r.blkio_weight or 0, "Ulimits": ulimits_document(r.ulimits),
+                       "UnitProperties": list(r.properties),  # --property's: sdctr's own field
                        "RestartPolicy": {"Name": spec.restart.value,
                                          "MaximumRetryCount": spec.restart_retries},
                        "AutoRemove": spec.remove,
@@ -369,6 +372,19 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         "Unit": spec.unit,
         "ControlGroup": unit.get("ControlGroup", ""),
     }
+
+
+def ulimits_document(ulimits: tuple[str, ...]) -> list[dict[str, Any]]:
+    """HostConfig.Ulimits, as Docker's: -1 for no limit."""
+    def number(text: str) -> int:
+        return -1 if text == "infinity" else int(text)
+
+    out = []
+    for u in ulimits:
+        name, _, limits = u.partition("=")
+        soft, _, hard = limits.partition(":")
+        out.append({"Name": name, "Soft": number(soft), "Hard": number(hard)})
+    return out
 
 
 def mount_document(paths: Paths, m: Mount) -> dict[str, Any]:

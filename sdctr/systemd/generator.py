@@ -27,7 +27,7 @@ import sys
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, declared_dir, read_declared
-from sdctr.spec import ContainerSpec, Resources
+from sdctr.spec import ContainerSpec
 from sdctr.systemd.properties import Host, cgroup_version, file_sections, properties
 
 TYPE_CHECKING = False
@@ -59,8 +59,7 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
     reads comes from the options alone."""
     return ContainerSpec(
         id=declared_id(options.name), name=options.name, image=options.image, image_id="", command=(),
-        resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
-                            pids_limit=options.pids_limit),
+        resources=options.resources,
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
         network=options.network, network_name=options.network_name, ports=options.publish, ip=options.ip,
         remove=options.rm, ephemeral=options.ephemeral, declared=True,

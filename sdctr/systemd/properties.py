@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sdctr import unitprops
 from sdctr.log import SdctrError
 from sdctr.paths import STOP_SCRIPT
 from sdctr.record import Record
@@ -123,6 +124,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         netdown = [*(network[1] if network else ()), *sdctr, "hook", "netdown", spec.id]
         start_pre.append((netup[0], netup, False))
         stop_posts.insert(0, (netdown[0], netdown, True))
+    if host.cgroup_version == 1 and r.memory_swap not in (None, -1):
+        start_pre.append(memsw_command(r.memory_swap))
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
         ("Slice", "s", "sdctr.slice"),
@@ -170,6 +173,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                      else ("MemoryMax", "t", r.memory))
     if r.cpus is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
+    props += resource_properties(spec, host)
     if spec.health_cmd:  # its check's timer, once the container runs (sdctr.runtime.health)
         props.append(("ExecStartPost", "a(sasb)", [(sdctr[0], [*sdctr, "hook", "health", spec.id], True)]))
     if spec.remove:  # a failed --rm container must not linger as a failed unit
@@ -181,6 +185,61 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         props += [("StandardInputFileDescriptor", "h", stdio[0]),
                   ("StandardOutputFileDescriptor", "h", stdio[1]),
                   ("StandardErrorFileDescriptor", "h", stdio[2])]
+    return props
+
+
+# systemd has no property for cgroup v1's memory.memsw.limit_in_bytes (MemorySwapMax is v2's):
+# the unit's first ExecStartPre runs in its memory cgroup, where systemd set memory.limit_in_bytes
+# already (the memsw limit may not be below it), and writes it there. A kernel that does not
+# account swap (no swapaccount=1) has no such file: the start fails saying so, where Docker only
+# warns and runs without the limit.
+MEMSW_SCRIPT = ("f=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)"
+                "/memory.memsw.limit_in_bytes; if [ -e $f ]; then echo $1 > $f; else "
+                "echo 'sdctr: --memory-swap: this kernel does not account swap (boot it with "
+                "swapaccount=1)' >&2; exit 1; fi")
+
+
+UNIFIED_MEMORY = ("MemoryMin", "MemoryLow", "MemoryHigh", "MemorySwapMax")
+
+
+def memsw_command(limit: int) -> tuple[str, list[str], bool]:
+    return ("/bin/sh", ["/bin/sh", "-c", MEMSW_SCRIPT, "memsw", str(limit)], False)
+
+
+def blkio_to_io_weight(weight: int) -> int:
+    """runc's --blkio-weight on cgroup v2 (ConvertBlkIOToIOWeightValue): 10..1000 onto 1..10000."""
+    return 1 + (weight - 10) * 9999 // 990
+
+
+def resource_properties(spec: ContainerSpec, host: Host) -> list[Property]:
+    """--memory-swap, --cpuset-cpus, --blkio-weight and --ulimit by the host's names, then
+    --property's as given (last: where one names a property a flag set too, it wins, as a later
+    assignment does in systemd). On cgroup v1 systemd manages no cpuset controller: --cpuset-cpus
+    is CPUAffinity=, the affinity of every process of the unit (a placement, as taskset's: a
+    process may widen its own), where cgroup v2's AllowedCPUs= is the cpuset.cpus a container
+    cannot leave."""
+    r = spec.resources
+    props: list[Property] = []
+    if host.cgroup_version == 1 and r.memory is not None and any(
+            a.partition("=")[0] in UNIFIED_MEMORY for a in r.properties):
+        # systemd on v1 takes MemoryMax= for the limit, and ignores MemoryLimit=, as soon as a
+        # unit has one of v2's memory settings (unit_has_unified_memory_config, src/core/cgroup.c;
+        # seen on 252: --property MemoryHigh=200M left -m 64m's memory.limit_in_bytes unlimited)
+        props.append(("MemoryMax", "t", r.memory))
+    if r.memory_swap is not None and host.cgroup_version == 2:
+        swap = unitprops.INFINITY if r.memory_swap == -1 or r.memory is None else r.memory_swap - r.memory
+        props.append(("MemorySwapMax", "t", swap))
+    if r.cpuset_cpus:
+        props.append(("AllowedCPUs" if host.cgroup_version == 2 else "CPUAffinity", "ay",
+                      unitprops.cpu_mask(unitprops.cpu_list(r.cpuset_cpus))))
+    if r.blkio_weight is not None:
+        props.append(("BlockIOWeight", "t", r.blkio_weight) if host.cgroup_version == 1
+                     else ("IOWeight", "t", blkio_to_io_weight(r.blkio_weight)))
+    for ulimit in r.ulimits:
+        name, _, limits = ulimit.partition("=")
+        props += unitprops.parse("--ulimit", f"Limit{name.upper()}={limits}")
+    for assignment in r.properties:
+        props += unitprops.parse("--property", assignment)
     return props
 
 
@@ -233,12 +292,20 @@ def unit_file(props: Sequence[Property]) -> str:
     return "[Unit]\n" + "\n".join(unit) + "\n\n[Service]\n" + "\n".join(service) + "\n"
 
 
-def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:
+def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:  # noqa: PLR0912 - one per kind
     """The properties as a unit file's `Key=value` lines: its [Unit] section's, its [Service]'s.
     unit_file() and the generator's template (sdctr.systemd.generator) both write these."""
     unit: list[str] = []
     service: list[str] = []
+    # a resource limit is two properties on the bus (LimitX, LimitXSoft) and one line in a file
+    soft = {name[:-4]: value for name, _, value in props
+            if name.startswith("Limit") and name.endswith("Soft")}
     for name, _, value in props:
+        if name in unitprops.BUS_NAMES:  # --property's and the flags that become them
+            line = unitprops.file_line(name, value, soft.get(name))
+            if line:
+                service.append(line)
+            continue
         key = _FILE_NAMES.get(name, name)
         if name.startswith("Exec"):  # one line each, in order; "-": its failure is ignored
             service += [f"{key}={'-' if ignore else ''}{' '.join(_quote(a) for a in argv)}"
