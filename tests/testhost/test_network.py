@@ -129,18 +129,66 @@ def test_traffic_out_is_masqueraded(host: Machine) -> None:
     assert_clean(host)
 
 
-def test_twenty_containers_started_at_once_get_distinct_addresses(host: Machine) -> None:
-    ids = host.sh("for i in $(seq 20); do sdctr run -d --network bridge busybox sleep 600 & done; wait",
-                  timeout=300).stdout.split()
+def traces(host: Machine) -> dict[str, list[str]]:
+    """Per container (short id): each veth, lease, map element and pin it has on the host."""
+    found: dict[str, list[str]] = {}
+    for name in network_state(host)["veths"]:
+        found.setdefault(name[3:], []).append("veth")
+    leases = host.sh("cd /var/lib/sdctr/networks/bridge 2>/dev/null && ls || true").stdout.split()
+    for cid in leases:
+        found.setdefault(cid[:12], []).append("lease")
+    listing = host.exec("nft", "-j", "list", "table", "ip", "sdctr", check=False).stdout or '{"nftables": []}'
+    for item in json.loads(listing)["nftables"]:
+        for e in item.get("map", {}).get("elem", []):
+            found.setdefault(e[0]["elem"]["comment"][:12], []).append("element")
+    for pin in host.sh("ls /run/sdctr/netns 2>/dev/null || true").stdout.split():
+        found.setdefault(pin[:12], []).append("pin")
+    return {cid: sorted(kinds) for cid, kinds in found.items()}
+
+
+def test_fifty_containers_at_once_then_stop_rm_kill_and_restart_leave_one_of_each(host: Machine) -> None:
+    # a layer no container has unpacked yet: the fifty race to unpack it too
+    host.sh("echo $$ > /tmp/bb/fifty && tar -C /tmp/bb -cf /tmp/bb50.tar . && rm /tmp/bb/fifty && "
+            "sdctr import /tmp/bb50.tar bb50 >/dev/null")
+    # every other one publishes a port (the Python hooks), the rest go through netup.sh/netdown.sh
+    r = host.sh("for i in $(seq 50); do if [ $((i % 2)) = 0 ]; then p='-p 80'; else p=; fi; "
+                "sdctr run -d $p bb50 sleep 600 & done; wait", timeout=600, check=False)
+    ids = r.stdout.split()
     try:
-        assert len(ids) == 20
-        addresses = [inspect(host, cid)["NetworkSettings"]["IPAddress"] for cid in ids]
-        assert len(set(addresses)) == 20 and all(a.startswith("10.89.") for a in addresses)
-        assert len(network_state(host)["veths"]) == 20
-        # and a container reaches another through the bridge
+        assert len(ids) == 50 and r.stderr == "", r.stderr
+        docs = json.loads(host.exec("sdctr", "inspect", *ids).stdout)
+        addresses = [d["NetworkSettings"]["IPAddress"] for d in docs]
+        assert len(set(addresses)) == 50 and all(a.startswith("10.89.") for a in addresses)
+        ports = {d["Id"]: len(d["NetworkSettings"]["Ports"]) for d in docs}
+        assert sum(ports.values()) == 25
+
+        def one_each(cid: str) -> list[str]:
+            return sorted(["veth", "lease", "pin"] + ["element"] * ports[cid])
+        assert traces(host) == {cid[:12]: one_each(cid) for cid in ids}
         host.exec("sdctr", "exec", ids[0], "ping", "-c", "1", "-W", "3", addresses[1])
+        # ten of each, all at once: stop, rm -f, kill -9 of every process of the unit, restart
+        stopped, removed, killed, restarted = ids[0:10], ids[10:20], ids[20:30], ids[30:40]
+        units = [f"ctr-{cid[:12]}.service" for cid in restarted]
+        killed_units = [f"ctr-{cid[:12]}.service" for cid in killed]
+        r = host.sh(" ".join(
+            [f"sdctr stop {c} >/dev/null &" for c in stopped]
+            + [f"sdctr rm -f {c} >/dev/null &" for c in removed]
+            + [f"systemctl kill -s KILL {u} &" for u in killed_units]
+            + [f"systemctl restart {u} &" for u in units]) + " wait", timeout=600, check=False)
+        assert r.stderr == "", r.stderr
+        wait_for(lambda: all(host.exec("systemctl", "is-active", u, check=False).stdout.strip()
+                             in ("inactive", "failed") for u in killed_units), what="the killed units")
+        running = [cid for cid in ids if cid not in (*stopped, *removed, *killed)]
+        assert traces(host) == {cid[:12]: one_each(cid) for cid in running}
+        docs = json.loads(host.exec("sdctr", "inspect", *running).stdout)
+        now = [d["NetworkSettings"]["IPAddress"] for d in docs]
+        assert len(set(now)) == 20
+        # and the stopped and killed ones come back with one of each too
+        host.sh(" ".join(f"sdctr start {c} >/dev/null &" for c in (*stopped, *killed)) + " wait", timeout=600)
+        assert traces(host) == {cid[:12]: one_each(cid) for cid in ids if cid not in removed}
     finally:
-        host.sh("sdctr rm -f " + " ".join(ids), timeout=300)
+        host.sh("sdctr rm -f " + " ".join(ids) + " >/dev/null 2>&1", timeout=600, check=False)
+        host.exec("sdctr", "rmi", "bb50", check=False)
     assert_clean(host)
 
 
