@@ -7,6 +7,7 @@ namespace, and "other machines" are namespaces this module makes there (and remo
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -467,4 +468,64 @@ def test_network_connect_gives_a_running_container_eth1_and_disconnect_takes_it(
         host.exec("sdctr", "rm", "-f", "cn1", "cn2", check=False)
         host.exec("sdctr", "network", "rm", "side", check=False)
     assert "sd1" not in host.exec("ip", "-o", "link").stdout
+    assert_clean(host)
+
+
+def test_network_container_joins_a_running_one_and_stops_and_restarts_with_it(host: Machine) -> None:
+    names = ("jweb", "jside", "jnone", "jidle")
+
+    def sdctr(*args: str) -> subprocess.CompletedProcess[str]:
+        return host.exec("sdctr", *args, check=False)
+
+    def active(unit: str) -> bool:
+        return host.exec("systemctl", "is-active", unit, check=False).stdout.strip() == "active"
+    try:
+        web = httpd(host, "--name", "jweb")
+        host.exec("sdctr", "run", "-d", "--name", "jside", "--network", "container:jweb", "busybox",
+                  "sleep", "600")
+        unit, side = f"ctr-{web[:12]}.service", f"ctr-{inspect(host, 'jside')['Id'][:12]}.service"
+        address = inspect(host, "jweb")["NetworkSettings"]["IPAddress"]
+        # one namespace: jweb's address, its server on 127.0.0.1, its hostname and hosts file
+        out = sdctr("exec", "jside", "sh", "-c", "ip -4 -o addr show eth0; hostname; cat /etc/hosts; "
+                    "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80").stdout
+        assert f" {address}/16 " in out and f"{address}\t{web[:12]}" in out and PAGE in out, out
+        assert out.splitlines()[1] == web[:12], out
+        assert inspect(host, "jside")["HostConfig"]["NetworkMode"] == f"container:{web}"
+        assert_one_each(host, web, elements=0)  # nothing of its own: no veth, lease or pin
+        # restarted with it, into jweb's new namespace
+        host.exec("systemctl", "restart", unit)
+        assert active(side)
+        again = inspect(host, "jweb")["NetworkSettings"]["IPAddress"]
+        assert f" {again}/16 " in sdctr("exec", "jside", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        # stopped with it (its network would be gone), and not started without it
+        host.exec("sdctr", "stop", "jweb")
+        assert not active(side)
+        r = sdctr("start", "jside")
+        assert r.returncode == 1 and "--network container:jweb: container jweb is not running" in r.stderr
+        host.exec("sdctr", "start", "jweb", "jside")
+        host.exec("systemctl", "kill", "-s", "KILL", unit)  # kill -9 of jweb's processes: the same
+        wait_for(lambda: not active(side), what="jside to stop with jweb")
+        host.exec("sdctr", "start", "jweb", "jside")
+        host.exec("sdctr", "rm", "-f", "jweb")
+        wait_for(lambda: not active(side), what="jside to stop with jweb")
+        r = sdctr("start", "jside")
+        assert r.returncode == 1 and "whose network container jside joins, no longer exists" in r.stderr
+        assert_clean(host)
+        # bad input: one line, 125, nothing made
+        host.exec("sdctr", "run", "-d", "--name", "jnone", "--network", "none", "busybox", "sleep", "600")
+        host.exec("sdctr", "create", "--name", "jidle", "busybox", "sleep", "600")
+        before = host.exec("sdctr", "ps", "-aq").stdout.split()
+        for flags, message in (
+                (["container:nosuch"], "--network container:nosuch: no such container"),
+                (["container:jidle"], "--network container:jidle: container jidle is not running"),
+                (["container:jnone"], "container jnone has --network none"),
+                (["container:"], "--network 'container:' names no container"),
+                (["container:jidle", "-h", "x"], "--hostname cannot be combined with --network container:"),
+                (["container:jidle", "-p", "80"], "--publish needs a bridge network, not --network cont")):
+            r = sdctr("run", "-d", "--network", *flags, "busybox", "true")
+            lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
+            assert r.returncode == 125 and len(lines) == 1 and message in lines[0], r.stderr
+        assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
+    finally:
+        host.exec("sdctr", "rm", "-f", *names, check=False)
     assert_clean(host)

@@ -255,3 +255,26 @@ def test_etc_files_never_recreate_a_removed_record(tmp_path: Path) -> None:
     assert (record / "hosts").read_text() == "127.0.0.1\tlocalhost\n"
     assert (record / "hosts").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in record.iterdir()] == ["hosts"]
+
+
+def test_network_container_parses_refuses_what_it_would_share_and_binds_its_unit() -> None:
+    from sdctr.options import run_options
+
+    options = run_options({"image": "busybox", "network": "container:web"})
+    assert (options.network, options.network_name) == (NetworkMode.CONTAINER, "web")
+    for key, value, flag in (("hostname", "h", "--hostname"), ("dns", ["192.0.2.1"], "--dns"),
+                             ("add_hosts", ["db:10.1.2.3"], "--add-host"),
+                             ("publish", ["8080:80"], "--publish"),
+                             ("network_aliases", ["db"], "--network-alias")):
+        with pytest.raises(SdctrError, match=f"^{flag} ") as e:
+            run_options({"image": "busybox", "network": "container:web", key: value})
+        assert e.value.status == 125
+    with pytest.raises(SdctrError, match="'container:' names no container"):
+        run_options({"image": "busybox", "network": "container:"})
+    spec = _spec(NetworkMode.CONTAINER).replace(ports=(), network_container="f" * 64)
+    assert ContainerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    assert spec.network_mode == "container:" + "f" * 64
+    props = dict((n, v) for n, _, v in properties(spec, Host(2, 252), ["sdctr"], joins="ctr-ffff.service"))
+    assert props["BindsTo"] == props["After"] == ["ctr-ffff.service"]
+    assert len(props["ExecStartPre"]) == 1 and len(props["ExecStopPost"]) == 1  # no netup, no netdown
+    assert "BindsTo" not in dict((n, v) for n, _, v in properties(spec, Host(2, 252), ["sdctr"]))
