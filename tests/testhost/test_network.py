@@ -25,7 +25,7 @@ print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())
 """
 WHO_CONNECTS = """#!/usr/bin/python3
 import socket, sys
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen()
@@ -344,7 +344,8 @@ def test_user_networks_reach_by_name_within_and_not_across(host: Machine) -> Non
         assert [ln.split()[1] for ln in host.exec("sdctr", "network", "ls").stdout.splitlines()[1:]] == [
             "bridge", "host", "none", "back", "front"]
         for name, network in zip(names, ("front", "front", "back")):
-            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox", "sleep", "600")
+            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox",
+                      "sleep", "600")
         c1 = inspect(host, "c1")["NetworkSettings"]["IPAddress"]
         assert c1.startswith("10.200.0.")
         def pings(source: str, target: str) -> bool:
@@ -528,4 +529,98 @@ def test_network_container_joins_a_running_one_and_stops_and_restarts_with_it(ho
         assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
     finally:
         host.exec("sdctr", "rm", "-f", *names, check=False)
+    assert_clean(host)
+
+
+def test_an_ipv6_network_gives_each_container_an_address_a_route_and_the_masquerade(host: Machine) -> None:
+    host.sh("ip addr add fd00:198::1/64 dev sdtest0 nodad && "
+            "ip -n outside addr add fd00:198::2/64 dev eth0 nodad")
+    names = ("v1", "v2", "w1")
+    try:
+        host.exec("sdctr", "network", "create", "--ipv6", "--subnet", "fd00:90::/64", "--subnet",
+                  "10.210.0.0/24", "six")
+        host.exec("sdctr", "network", "create", "--ipv6", "--subnet", "fd00:91::/64", "six2")
+        doc = json.loads(host.exec("sdctr", "network", "inspect", "six").stdout)[0]
+        assert doc["EnableIPv6"], doc
+        assert doc["IPAM"]["Config"][1] == {"Subnet": "fd00:90::/64", "Gateway": "fd00:90::1"}
+        for name, network in zip(names, ("six", "six", "six2")):
+            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox",
+                      "sleep", "600")
+        settings = inspect(host, "v1")["NetworkSettings"]
+        v1, v2 = settings["GlobalIPv6Address"], inspect(host, "v2")["NetworkSettings"]["GlobalIPv6Address"]
+        w1 = inspect(host, "w1")["NetworkSettings"]["GlobalIPv6Address"]
+        assert v1.startswith("fd00:90::") and v2.startswith("fd00:90::") and v1 != v2
+        assert w1.startswith("fd00:91::")
+        assert settings["IPv6Gateway"] == "fd00:90::1" and settings["GlobalIPv6PrefixLen"] == 64
+        out = host.exec("sdctr", "exec", "v1", "sh", "-c", "ip -6 -o addr show eth0; ip -6 route").stdout
+        assert f" {v1}/64 " in out and "default via fd00:90::1 dev eth0" in out, out
+
+        def pings(source: str, target: str) -> bool:
+            return host.exec("sdctr", "exec", source, "ping", "-c", "1", "-W", "2", target,
+                             check=False).returncode == 0
+        # the gateway and the other member by address and by name; not across networks
+        assert pings("v1", "fd00:90::1") and pings("v1", v2)
+        assert v2 in host.exec("sdctr", "exec", "v1", "cat", "/etc/hosts").stdout
+        assert not pings("v1", w1)
+        # out through the masquerade: "outside" has no route back to fd00:90::/64, and sees the host
+        host.sh("rm -f /tmp/peer6; ip netns exec outside who-connects fd00:198::2 9006 /tmp/peer6 "
+                ">/dev/null 2>&1 &")
+        wait_for(lambda: "9006" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
+                 what="the outside server")
+        host.exec("sdctr", "exec", "v1", "sh", "-c", "echo hi | nc -w 3 fd00:198::2 9006", check=False)
+        def peer6() -> str:
+            return host.sh("cat /tmp/peer6 2>/dev/null || true").stdout.strip()  # type: ignore[no-any-return]
+        peer = wait_for(peer6, what="the peer")
+        assert peer == "fd00:198::1"
+        # bad input: one line, 125, nothing made
+        before = host.exec("sdctr", "network", "ls").stdout
+        for flags, message in (
+                (["--ipv6"], "--ipv6 needs an IPv6 --subnet"),
+                (["--subnet", "fd00:92::/64"], "--subnet fd00:92::/64 is IPv6: add --ipv6"),
+                (["--ipv6", "--subnet", "fd00:90:0:0:1::/80"], "overlaps network six's fd00:90::/64"),
+                (["--ipv6", "--subnet", "fd00:93::/120"], "is too small for the IPv4 subnet"),
+                (["--ipv6", "--subnet", "fd00:93::1/64"], "is not an IPv6 subnet"),
+                (["--ipv6", "--subnet", "fd00:198::/64"], "overlaps the host's route fd00:198::/64")):
+            r = host.exec("sdctr", "network", "create", *flags, "bad6", check=False)
+            lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
+            assert r.returncode == 125 and len(lines) == 1 and message in lines[0], r.stderr
+        assert host.exec("sdctr", "network", "ls").stdout == before
+    finally:
+        host.exec("sdctr", "rm", "-f", *names, check=False)
+        host.exec("sdctr", "network", "rm", "six", "six2", check=False)
+        host.sh("ip addr del fd00:198::1/64 dev sdtest0; ip -n outside addr del fd00:198::2/64 dev eth0",
+                check=False)
+    # the IPv6 table goes with the last IPv6 network
+    assert "table ip6 sdctr" not in host.exec("nft", "list", "tables").stdout
+    assert_clean(host)
+
+
+def test_network_connect_of_a_stopped_container_is_applied_at_its_next_start(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "--subnet", "10.203.0.0/24", "later")
+    try:
+        host.exec("sdctr", "create", "--name", "st1", "busybox", "sleep", "600")
+        host.exec("sdctr", "network", "connect", "later", "st1")  # recorded, as Docker's
+        assert inspect(host, "st1")["NetworkSettings"]["Networks"]["later"]["IPAddress"] == ""
+        assert host.sh("ls /var/lib/sdctr/networks/later 2>/dev/null || true").stdout.split() == []
+        r = host.exec("sdctr", "network", "connect", "later", "st1", check=False)
+        assert r.returncode == 1 and "is already connected to network later" in r.stderr, r.stderr
+        r = host.exec("sdctr", "network", "rm", "later", check=False)
+        assert r.returncode == 1 and "network later is in use by container st1" in r.stderr, r.stderr
+        host.exec("sdctr", "start", "st1")
+        out = host.exec("sdctr", "exec", "st1", "ip", "-4", "-o", "addr", "show", "eth1").stdout
+        address = inspect(host, "st1")["NetworkSettings"]["Networks"]["later"]["IPAddress"]
+        assert address.startswith("10.203.0.") and f" {address}/24 " in out, out
+        # disconnected while stopped: the next start has no eth1
+        host.exec("sdctr", "stop", "st1")
+        host.exec("sdctr", "network", "disconnect", "later", "st1")
+        host.exec("sdctr", "start", "st1")
+        assert host.exec("sdctr", "exec", "st1", "ip", "link", "show", "eth1", check=False).returncode != 0
+        assert sorted(inspect(host, "st1")["NetworkSettings"]["Networks"]) == ["bridge"]
+        # a container on the host's network has no bridge to connect
+        host.exec("sdctr", "create", "--name", "st2", "--network", "host", "busybox", "true")
+        r = host.exec("sdctr", "network", "connect", "later", "st2", check=False)
+        assert r.returncode == 1 and "container st2 has --network host, not a bridge network" in r.stderr
+    finally:
+        host.exec("sdctr", "rm", "-f", "st1", "st2", check=False)
+        host.exec("sdctr", "network", "rm", "later", check=False)
     assert_clean(host)

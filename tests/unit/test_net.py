@@ -278,3 +278,37 @@ def test_network_container_parses_refuses_what_it_would_share_and_binds_its_unit
     assert props["BindsTo"] == props["After"] == ["ctr-ffff.service"]
     assert len(props["ExecStartPre"]) == 1 and len(props["ExecStopPost"]) == 1  # no netup, no netdown
     assert "BindsTo" not in dict((n, v) for n, _, v in properties(spec, Host(2, 252), ["sdctr"]))
+
+
+def test_ipv6_addresses_follow_the_ipv4_lease_and_subnets_are_checked() -> None:
+    six = ipam.Subnet6.parse("fd00:90::/64")
+    v4 = ipam.Subnet.parse("10.90.0.0/16")
+    assert six.text == "fd00:90::/64" and six.fits(v4) and not ipam.Subnet6.parse("fd00:90::/120").fits(v4)
+    assert ipam.format_ip6(six.address(v4, ip("10.90.1.7"))) == "fd00:90::107"
+    assert six.overlaps(ipam.Subnet6.parse("fd00:90:0:0:1::/80"))
+    assert not six.overlaps(ipam.Subnet6.parse("fd00:91::/64"))
+    for bad in ("fd00:90::1/64", "fd00:90::", "10.0.0.0/8", "fd00:zz::/64"):
+        with pytest.raises(ValueError):
+            ipam.Subnet6.parse(bad)
+
+
+def test_the_ipv6_table_masquerades_and_isolates_and_goes_with_the_last_ipv6_network() -> None:
+    rules = [nft.NetRules("bridge", "sdctr0", "10.89.0.0/16"),
+             nft.NetRules("six", "sdbr1", "10.90.0.0/16", "fd00:90::/64")]
+    text = nft.table6_text(rules)
+    assert 'add rule ip6 sdctr postrouting ip6 saddr fd00:90::/64 oifname != "sdbr1" masquerade' in text
+    assert 'forward iifname "sdctr0" oifname "sdbr1" drop' in text and "flush chain ip6 sdctr forward" in text
+    assert nft.table6_text(rules[:1]) == "table ip6 sdctr { }\ndelete table ip6 sdctr\n"
+
+
+@pytest.mark.parametrize(("given", "ipv6", "message"), [
+    (["fd00::/64"], False, "--subnet fd00::/64 is IPv6: add --ipv6"),
+    ([], True, "--ipv6 needs an IPv6 --subnet"),
+    (["10.1.0.0/16", "10.2.0.0/16"], False, "one IPv4 and one IPv6 subnet at most"),
+])
+def test_network_create_tells_the_subnets_apart(given: list[str], ipv6: bool, message: str) -> None:
+    from sdctr.cli.networks import split_subnets
+
+    with pytest.raises(SdctrError, match=re.escape(message)):
+        split_subnets(given, ipv6)
+    assert split_subnets(["fd00::/64", "10.1.0.0/16"], True) == ("10.1.0.0/16", "fd00::/64")
