@@ -219,7 +219,7 @@ def remove_network(paths: Paths, name: str) -> None:
     import os
     import shutil
 
-    from sdctr.net.network import netconf_dir, network_named
+    from sdctr.net.network import netconf_dir, network_named, user_networks
     from sdctr.net.setup import apply_rules, list_table, remove_veth
 
     net = network_named(paths, name)
@@ -231,6 +231,11 @@ def remove_network(paths: Paths, name: str) -> None:
         leftover.unlink(missing_ok=True)
     if list_table() is not None:  # the isolation and masquerade rules without it
         apply_rules(paths, "", "", ())
+    if net.subnet6 and not any(n.subnet6 for n in user_networks(paths)):  # the last IPv6 network
+        from sdctr.external import run
+        from sdctr.net import nft
+
+        run(["nft", "-f", "-"], input=nft.delete_table6_text())
 
 
 def cmd_network_connect(args: argparse.Namespace) -> int:

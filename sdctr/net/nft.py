@@ -89,14 +89,14 @@ def table_text(networks: Sequence[NetRules]) -> str:
 def table6_text(networks: Sequence[NetRules]) -> str:
     """The IPv6 side, table `ip6 sdctr`, while a network has IPv6: masquerade for what leaves an
     IPv6 subnet through another interface, and the networks kept apart as in the IPv4 table. No
-    published ports (they are IPv4 DNAT). Without an IPv6 network, the table is deleted (declared
-    first, so that deleting one that is not there is no error)."""
+    published ports (they are IPv4 DNAT). Nothing without an IPv6 network (the last one's `network
+    rm` deletes the table: delete_table6_text), so a host without one sends what it sent before."""
     lines = [f"table {FAMILY6} {TABLE} {{",
              "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
              "  chain forward { type filter hook forward priority filter; policy accept; }",
              "}"]
     if not any(n.subnet6 for n in networks):
-        return f"table {FAMILY6} {TABLE} {{ }}\ndelete table {FAMILY6} {TABLE}\n"
+        return ""
     lines += [f"flush chain {FAMILY6} {TABLE} postrouting", f"flush chain {FAMILY6} {TABLE} forward"]
     for net in networks:
         if net.subnet6:
@@ -108,6 +108,11 @@ def table6_text(networks: Sequence[NetRules]) -> str:
                 lines.append(f"add rule {FAMILY6} {TABLE} forward iifname {_quote(net.bridge)} oifname "
                              f"{_quote(other.bridge)} drop comment {_quote(f'network {net.name}')}")
     return "\n".join(lines) + "\n"
+
+
+def delete_table6_text() -> str:
+    """The IPv6 table gone, whether or not it is there (declared first: no error)."""
+    return f"table {FAMILY6} {TABLE} {{ }}\ndelete table {FAMILY6} {TABLE}\n"
 
 
 def _key(port: Port) -> str:

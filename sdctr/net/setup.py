@@ -260,13 +260,23 @@ def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -
     """The table with every network's rules, and the container's ports."""
     rules = [n.rules for n in all_networks(paths)]
     text = nft.table_text(rules) + nft.table6_text(rules) + nft.add_ports_text(cid, address, ports)
-    try:
-        run(["nft", "-f", "-"], input=text)
-    except SdctrError as e:
-        if "File exists" in str(e) and ports:
+    errors: list[str] = []
+    for attempt in range(3):
+        r = run(["nft", "-f", "-"], input=text, check=False)
+        if r.returncode == 0:
+            return
+        # nft's "Error: ..." lines (its last line only points at the rule with carets)
+        errors = [ln.strip() for ln in r.stderr.splitlines() if ln.startswith("Error:")] or \
+            r.stderr.strip().splitlines()[-1:]
+        if any("File exists" in e for e in errors) and ports:
             raise SdctrError(f"a port of {', '.join(p.text for p in ports)} is already published by "
-                             "another container", hint="publish another host port") from None
-        raise
+                             "another container", hint="publish another host port")
+        # once more for what a concurrent transaction may cause (1 start of 50 at once failed so,
+        # its message lost to the carets); a lasting error fails the same way each time
+        import time
+
+        time.sleep(0.1 * (attempt + 1))
+    raise SdctrError(f"nft -f - failed: {'; '.join(errors) or 'no message'}")
 
 
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
@@ -549,7 +559,17 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
         if name.split(".")[0] not in live and unpin(pins / name):  # (and <id>.connected: pin_marker)
             removed.append(f"netns {pins / name}")
+    if not any(n.subnet6 for n in user_networks(paths)) and has_table6():  # a `network rm` killed
+        run(["nft", "-f", "-"], input=nft.delete_table6_text())
+        removed.append(f"nft table {nft.FAMILY6} {nft.TABLE} (no IPv6 network left)")
     return removed
+
+
+def has_table6() -> bool:
+    try:
+        return run(["nft", "list", "table", nft.FAMILY6, nft.TABLE], check=False).returncode == 0
+    except SdctrError:  # no nft
+        return False
 
 
 def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:

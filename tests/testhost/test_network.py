@@ -494,8 +494,8 @@ def test_network_container_joins_a_running_one_and_stops_and_restarts_with_it(ho
         assert inspect(host, "jside")["HostConfig"]["NetworkMode"] == f"container:{web}"
         assert_one_each(host, web, elements=0)  # nothing of its own: no veth, lease or pin
         # restarted with it, into jweb's new namespace
-        host.exec("systemctl", "restart", unit)
-        assert active(side)
+        host.exec("systemctl", "restart", unit)  # (its own restart job may finish a moment later)
+        wait_for(lambda: active(side), what="jside to come back with jweb")
         again = inspect(host, "jweb")["NetworkSettings"]["IPAddress"]
         assert f" {again}/16 " in sdctr("exec", "jside", "ip", "-4", "-o", "addr", "show", "eth0").stdout
         # stopped with it (its network would be gone), and not started without it
@@ -590,7 +590,10 @@ def test_an_ipv6_network_gives_each_container_an_address_a_route_and_the_masquer
         host.exec("sdctr", "network", "rm", "six", "six2", check=False)
         host.sh("ip addr del fd00:198::1/64 dev sdtest0; ip -n outside addr del fd00:198::2/64 dev eth0",
                 check=False)
-    # the IPv6 table goes with the last IPv6 network
+    # the IPv6 table goes with the last IPv6 network, and gc takes one a killed `network rm` left
+    assert "table ip6 sdctr" not in host.exec("nft", "list", "tables").stdout
+    host.exec("nft", "add", "table", "ip6", "sdctr")
+    assert "nft table ip6 sdctr (no IPv6 network left)" in host.exec("sdctr", "system", "gc").stdout
     assert "table ip6 sdctr" not in host.exec("nft", "list", "tables").stdout
     assert_clean(host)
 
