@@ -187,6 +187,9 @@ def test_fifty_containers_at_once_then_stop_rm_kill_and_restart_leave_one_of_eac
         # and the stopped and killed ones come back with one of each too
         host.sh(" ".join(f"sdctr start {c} >/dev/null &" for c in (*stopped, *killed)) + " wait", timeout=600)
         assert traces(host) == {cid[:12]: one_each(cid) for cid in ids if cid not in removed}
+        # the table's own rules once each, after the 90 set-ups that re-sent them
+        listing = host.exec("nft", "list", "table", "ip", "sdctr").stdout
+        assert listing.count("masquerade") == 2 and listing.count("dnat ip to") == 4, listing
     finally:
         host.sh("sdctr rm -f " + " ".join(ids) + " >/dev/null 2>&1", timeout=600, check=False)
         host.exec("sdctr", "rmi", "bb50", check=False)
