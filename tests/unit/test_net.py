@@ -313,3 +313,12 @@ def test_network_create_tells_the_subnets_apart(given: list[str], ipv6: bool, me
     with pytest.raises(SdctrError, match=re.escape(message)):
         split_subnets(given, ipv6)
     assert split_subnets(["fd00::/64", "10.1.0.0/16"], True) == ("10.1.0.0/16", "fd00::/64")
+
+
+def test_a_declared_container_refuses_network_container_for_now() -> None:
+    from sdctr.options import run_options
+    from sdctr.systemd.generator import declared_spec
+
+    with pytest.raises(SdctrError, match="network: container:web is for `sdctr run` only so far"):
+        declared_spec(run_options({"image": "busybox", "network": "container:web"},
+                                  yaml=True))
