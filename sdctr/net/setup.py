@@ -421,6 +421,9 @@ def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
 def disconnect(paths: Paths, spec: ContainerSpec, name: str) -> None:
     """The ethN on the network's bridge, its lease, and the hosts files without it."""
     net = network_named(paths, name)
+    if spec.network.value != "bridge":
+        raise SdctrError(f"container {spec.name} has --network {spec.network_mode}, not a bridge network",
+                         status=1)
     if net.name == network_named(paths, spec.network_name).name:
         raise SdctrError(f"container {spec.name} cannot leave its own network {net.name}",
                          hint=f"sdctr rm -f {spec.name}, then run it on another", status=1)

@@ -624,8 +624,9 @@ def test_network_connect_of_a_stopped_container_is_applied_at_its_next_start(hos
         assert sorted(inspect(host, "st1")["NetworkSettings"]["Networks"]) == ["bridge"]
         # a container on the host's network has no bridge to connect
         host.exec("sdctr", "create", "--name", "st2", "--network", "host", "busybox", "true")
-        r = host.exec("sdctr", "network", "connect", "later", "st2", check=False)
-        assert r.returncode == 1 and "container st2 has --network host, not a bridge network" in r.stderr
+        for verb in ("connect", "disconnect"):
+            r = host.exec("sdctr", "network", verb, "later", "st2", check=False)
+            assert r.returncode == 1 and "container st2 has --network host, not a bridge network" in r.stderr
     finally:
         host.exec("sdctr", "rm", "-f", "st1", "st2", check=False)
         host.exec("sdctr", "network", "rm", "later", check=False)
