@@ -250,8 +250,13 @@ def parse_restart(field: str, value: str) -> tuple[RestartPolicy, int]:
 
 
 def parse_network(field: str, value: str) -> tuple[NetworkMode, str]:
-    """bridge, host, none, or a user network's name (on a bridge of its own: whether it exists
-    is checked when the container is created)."""
+    """bridge, host, none, container:NAME (the container is found when this one is created), or
+    a user network's name (on a bridge of its own: whether it exists is checked when the
+    container is created)."""
+    if value.startswith("container:"):
+        if not value[len("container:"):]:
+            raise SdctrError(f"{field} {value!r} names no container", hint=f"{field} container:web")
+        return NetworkMode.CONTAINER, value[len("container:"):]
     try:
         return NetworkMode(value), ""
     except ValueError:
@@ -1068,7 +1073,9 @@ def ports_and_ip_need_bridge(options: RunOptions) -> None:
     for given, flag in ((options.publish, "--publish"), (options.ip, "--ip"),
                         (options.publish_all, "--publish-all"), (options.mac_address, "--mac-address")):
         if given:
-            raise SdctrError(f"{flag} needs a bridge network, not --network {options.network.value}",
+            shown = f"container:{options.network_name}" if options.network is NetworkMode.CONTAINER \
+                else options.network.value
+            raise SdctrError(f"{flag} needs a bridge network, not --network {shown}",
                              hint="add --network bridge")
 
 
@@ -1086,11 +1093,26 @@ def ports_unique(options: RunOptions) -> None:
         raise SdctrError("--publish: a host port is published on every address and on one of them")
 
 
+def container_network_takes_its_names(options: RunOptions) -> None:
+    """--network container:NAME shares NAME's hostname, hosts and resolv.conf (as Docker): the
+    flags that would set them are refused, as Docker's "conflicting options"."""
+    if options.network is not NetworkMode.CONTAINER:
+        return
+    for given, flag in ((options.hostname, "--hostname"), (options.dns, "--dns"),
+                        (options.dns_search, "--dns-search"), (options.dns_options, "--dns-option"),
+                        (options.add_hosts, "--add-host")):
+        if given:
+            raise SdctrError(f"{flag} cannot be combined with --network container:{options.network_name}: "
+                             "the container takes that one's", hint=f"give {flag} to that container")
+
+
 def aliases_need_a_user_network(options: RunOptions) -> None:
-    if options.network_aliases and not options.network_name:  # as Docker: the default bridge has none
+    if options.network_aliases and (not options.network_name or options.network is not NetworkMode.BRIDGE):
+        # as Docker: the default bridge has none
         raise SdctrError(f"--network-alias needs a user network, not --network {options.network.value}",
                          hint="sdctr network create NAME, then --network NAME")
 
 
 CHECKS = (rm_never_restarts, memory_swap_needs_memory, ports_and_ip_need_bridge, ports_unique,
+          container_network_takes_its_names,
           aliases_need_a_user_network)

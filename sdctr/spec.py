@@ -52,6 +52,7 @@ class NetworkMode(enum.Enum):
     NONE = "none"
     HOST = "host"
     BRIDGE = "bridge"  # the default network: a veth pair on the bridge sdctr0 (sdctr.net)
+    CONTAINER = "container"  # --network container:NAME: another running container's namespace
 
 
 class Port(Record):
@@ -122,6 +123,7 @@ class ContainerSpec(Record):
     restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
     network: NetworkMode = NetworkMode.NONE
     network_name: str = ""  # a user network's name (network is BRIDGE); "": the default, bridge
+    network_container: str = ""  # CONTAINER: the full id of the container whose namespace it joins
     ports: tuple[Port, ...] = ()  # -p, on a bridge network
     ip: str = ""  # --ip: the address asked for; "": the next free one
     add_hosts: tuple[str, ...] = ()  # --add-host "NAME:ADDRESS"; host-gateway resolved at start
@@ -168,6 +170,14 @@ class ContainerSpec(Record):
     @property
     def label_map(self) -> dict[str, str]:
         return dict(label.partition("=")[::2] for label in self.labels)
+
+    @property
+    def network_mode(self) -> str:
+        """Docker's HostConfig.NetworkMode: "bridge", "host", "none", "container:<id>", a user
+        network's name."""
+        if self.network is NetworkMode.CONTAINER:
+            return f"container:{self.network_container}"
+        return self.network_name or self.network.value
 
     @property
     def hostname_or_id(self) -> str:

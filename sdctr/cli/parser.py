@@ -154,7 +154,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=_handler("networks.cmd_network_ls"))
     p = network_verbs.add_parser("create", help="a user network: a bridge and a subnet of its own")
-    p.add_argument("--subnet", help="an IPv4 subnet (default: a free /16 from 10.90.0.0/16 up)")
+    p.add_argument("--subnet", action="append", default=[],
+                   help="an IPv4 subnet (default: a free /16 from 10.90.0.0/16 up); with --ipv6, an "
+                        "IPv6 one too (given twice)")
+    p.add_argument("--ipv6", action="store_true",
+                   help="IPv6 as well: an address per container from the IPv6 --subnet")
     p.add_argument("--gateway", help="the bridge's address (default: the subnet's first)")
     p.add_argument("-d", "--driver", choices=["bridge"], default="bridge")
     p.add_argument("name", metavar="NAME")

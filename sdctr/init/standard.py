@@ -245,6 +245,8 @@ def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
                                           ("resolv.conf", resolv))
     if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)
         files = files[:1]
+    elif spec.network is NetworkMode.CONTAINER:  # the joined container's (sdctr.net.joined)
+        files = ()
     try:
         with state.record_locked(paths, spec.id) as d:
             for name, text in files:
@@ -302,6 +304,28 @@ def _is_static_elf(path: str) -> bool:
 def new_pid_namespace() -> None:
     # Only the children forked from now on are in it; we stay where systemd sees us.
     linux.unshare(linux.CLONE_NEWPID)
+
+
+def netns_to_join(paths: Paths, spec: ContainerSpec) -> Path | None:
+    """The pinned namespace the container's init joins: its own on a bridge network (the netup
+    hook's, sdctr.net.setup), or with --network container:NAME NAME's (sdctr.net.joined); None
+    for the host's, or for a new one (--network none)."""
+    if spec.network is NetworkMode.BRIDGE:
+        return paths.netns(spec.id)
+    if spec.network is not NetworkMode.CONTAINER:
+        return None
+    try:
+        other = state.find_by_id(paths, spec.network_container)
+    except state.NoSuchContainer:
+        raise SdctrError(f"container {spec.network_container[:12]}, whose network this one joins, "
+                         "no longer exists") from None
+    if other.network is NetworkMode.HOST:
+        return None
+    pin = paths.netns(other.id)
+    if not pin.exists():
+        raise SdctrError(f"--network container:{other.name}: container {other.name} is not running",
+                         hint=f"start it first: sdctr start {other.name}")
+    return pin
 
 
 def join_pinned_netns(pin: Path) -> None:
@@ -423,8 +447,9 @@ def _report(fd: int, status: int, message: str) -> NoReturn:
 
 def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
                     report_fd: int, go_fd: int) -> NoReturn:
-    if spec.network is NetworkMode.BRIDGE:  # the namespace the netup hook pinned (sdctr.net.setup)
-        join_pinned_netns(paths.netns(spec.id))
+    pin = netns_to_join(paths, spec)
+    if pin is not None:
+        join_pinned_netns(pin)
     enter_namespaces(spec)
     take_terminal(spec.tty)
     rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))
@@ -435,7 +460,9 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     devices = (*host_devices("/dev"), *spec.devices) if spec.privileged else spec.devices
     mount_dev(rootfs, spec.tty, devices)
     mount_volumes(rootfs, spec.mounts, paths)
-    mount_etc_files(rootfs, paths.container_dir(spec.id))
+    # --network container:NAME: NAME's files, as Docker shares them (sdctr.net.joined)
+    joined = spec.network is NetworkMode.CONTAINER
+    mount_etc_files(rootfs, paths.container_dir(spec.network_container if joined else spec.id))
     pivot_into(rootfs)
     if not spec.privileged:
         mask_paths((*MASKED_PATHS, *thermal_throttle_paths(CPU_DIR)))

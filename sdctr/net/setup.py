@@ -244,19 +244,39 @@ def add_veth(net: Network, cid: str, pin: str, address: int, mac: str = "") -> N
             "link set lo up\n"
             f"addr add {ipam.format_ip(address)}/{net.subnet.prefix} dev eth0\n"
             "link set eth0 up\n"
-            f"route add default via {net.gateway_text}\n"))
+            f"route add default via {net.gateway_text}\n" + ipv6_lines(net, address, "eth0", True)))
+
+
+def ipv6_lines(net: Network, address: int, dev: str, default_route: bool) -> str:
+    """`ip -batch` lines for the interface's IPv6 address (nodad: it is unique by construction,
+    and usable at once) and the default route through the bridge's, on a network with IPv6."""
+    if not net.subnet6:
+        return ""
+    text = f"addr add {net.address6(address)}/{net.subnet6.prefix} dev {dev} nodad\n"
+    return text + (f"route add default via {net.gateway6_text} dev {dev}\n" if default_route else "")
 
 
 def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -> None:
     """The table with every network's rules, and the container's ports."""
-    text = nft.table_text([n.rules for n in all_networks(paths)]) + nft.add_ports_text(cid, address, ports)
-    try:
-        run(["nft", "-f", "-"], input=text)
-    except SdctrError as e:
-        if "File exists" in str(e) and ports:
+    rules = [n.rules for n in all_networks(paths)]
+    text = nft.table_text(rules) + nft.table6_text(rules) + nft.add_ports_text(cid, address, ports)
+    errors: list[str] = []
+    for attempt in range(3):
+        r = run(["nft", "-f", "-"], input=text, check=False)
+        if r.returncode == 0:
+            return
+        # nft's "Error: ..." lines (its last line only points at the rule with carets)
+        errors = [ln.strip() for ln in r.stderr.splitlines() if ln.startswith("Error:")] or \
+            r.stderr.strip().splitlines()[-1:]
+        if any("File exists" in e for e in errors) and ports:
             raise SdctrError(f"a port of {', '.join(p.text for p in ports)} is already published by "
-                             "another container", hint="publish another host port") from None
-        raise
+                             "another container", hint="publish another host port")
+        # once more for what a concurrent transaction may cause (1 start of 50 at once failed so,
+        # its message lost to the carets); a lasting error fails the same way each time
+        import time
+
+        time.sleep(0.1 * (attempt + 1))
+    raise SdctrError(f"nft -f - failed: {'; '.join(errors) or 'no message'}")
 
 
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
@@ -265,6 +285,8 @@ def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     net = network_named(paths, spec.network_name)
     others = peers(paths, net, spec.id) if spec.network_name else []
     extra = dns.extra_hosts(spec.add_hosts, net.gateway_text)
+    if net.subnet6:  # its IPv6 address under its name too, as Docker writes it
+        extra.append((net.address6(ipam.parse_ip(address)), spec.hostname_or_id))
     write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others, extra))
     write_file(directory, "resolv.conf", resolv_conf(spec))
 
@@ -303,6 +325,8 @@ def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
             continue
         names = [str(doc.get("name", "")), cid[:12], *map(str, doc.get("network_aliases") or ())]
         found.append((address, " ".join(dict.fromkeys(names))))
+        if net.subnet6:  # and its IPv6 address, as Docker's DNS answers AAAA
+            found.append((net.address6(ipam.parse_ip(address)), " ".join(dict.fromkeys(names))))
     return found
 
 
@@ -324,6 +348,8 @@ def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = ()) -> None:
             with open(paths.container_dir(cid) / "hosts", "r+") as f:
                 hostname = doc.get("hostname") or cid[:12]
                 extra = dns.extra_hosts(doc.get("add_hosts") or (), own.gateway_text)
+                if own.subnet6:
+                    extra.append((own.address6(ipam.parse_ip(address)), hostname))
                 f.write(dns.hosts(hostname, address, others, extra))
                 f.truncate()
         except (OSError, ValueError, SdctrError):
@@ -345,14 +371,21 @@ def extra_veths(cid: str) -> dict[int, str]:
 
 def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
     """A veth pair from the network's bridge to the running container's next free ethN, an
-    address leased on the network, and the members' hosts files refreshed. The interface name."""
+    address leased on the network, and the members' hosts files refreshed. The interface name.
+    A container that is not running has the network recorded, as Docker's: its next start
+    connects it (up()); "" then."""
     net = network_named(paths, name)
     pin = str(paths.netns(spec.id))
-    if spec.network.value != "bridge" or not os.path.exists(pin):
-        raise SdctrError(f"container {spec.name} is not running on a bridge network", status=1)
+    if spec.network.value != "bridge":
+        raise SdctrError(f"container {spec.name} has --network {spec.network_mode}, not a bridge network",
+                         status=1)
     if net.name == network_named(paths, spec.network_name).name or \
-            ipam.lease_of(net.leases_path(paths), spec.id):
+            ipam.lease_of(net.leases_path(paths), spec.id) or \
+            (not os.path.exists(pin) and net.name in connected(paths, spec.id)):
         raise SdctrError(f"container {spec.name} is already connected to network {net.name}", status=1)
+    if not os.path.exists(pin):  # not running
+        set_connected(paths, spec.id, [*connected(paths, spec.id), net.name])
+        return ""
     index = next((i for i in range(1, 10) if i not in extra_veths(spec.id)), None)
     if index is None:
         raise SdctrError(f"container {spec.name} has eth1 to eth9 already", status=1)
@@ -371,7 +404,7 @@ def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
         with entered(pin):
             run(["ip", "-batch", "-"], input=(
                 f"addr add {ipam.format_ip(address)}/{net.subnet.prefix} dev {inside}\n"
-                f"link set {inside} up\n"))
+                f"link set {inside} up\n" + ipv6_lines(net, address, inside, False)))
     except BaseException:
         with contextlib.suppress(Exception):
             if os.path.exists(f"/sys/class/net/{veth}"):
@@ -388,6 +421,9 @@ def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
 def disconnect(paths: Paths, spec: ContainerSpec, name: str) -> None:
     """The ethN on the network's bridge, its lease, and the hosts files without it."""
     net = network_named(paths, name)
+    if spec.network.value != "bridge":
+        raise SdctrError(f"container {spec.name} has --network {spec.network_mode}, not a bridge network",
+                         status=1)
     if net.name == network_named(paths, spec.network_name).name:
         raise SdctrError(f"container {spec.name} cannot leave its own network {net.name}",
                          hint=f"sdctr rm -f {spec.name}, then run it on another", status=1)
@@ -526,7 +562,17 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
         if name.split(".")[0] not in live and unpin(pins / name):  # (and <id>.connected: pin_marker)
             removed.append(f"netns {pins / name}")
+    if not any(n.subnet6 for n in user_networks(paths)) and has_table6():  # a `network rm` killed
+        run(["nft", "-f", "-"], input=nft.delete_table6_text())
+        removed.append(f"nft table {nft.FAMILY6} {nft.TABLE} (no IPv6 network left)")
     return removed
+
+
+def has_table6() -> bool:
+    try:
+        return run(["nft", "list", "table", nft.FAMILY6, nft.TABLE], check=False).returncode == 0
+    except SdctrError:  # no nft
+        return False
 
 
 def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
@@ -539,6 +585,9 @@ def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     endpoint = {"IPAddress": address or "", "IPPrefixLen": net.subnet.prefix if address else 0,
                 "Gateway": net.gateway_text if address else "",
+                "GlobalIPv6Address": net.address6(ipam.parse_ip(address)) if address else "",
+                "GlobalIPv6PrefixLen": net.subnet6.prefix if address and net.subnet6 else 0,
+                "IPv6Gateway": net.gateway6_text if address else "",
                 "MacAddress": (spec.mac_address or mac_address(ipam.parse_ip(address))) if address else ""}
     networks = {net.name: {"NetworkID": net.name, **endpoint}}
     for other in user_networks(paths) if address else ():  # those `network connect` added
@@ -547,6 +596,9 @@ def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
             networks[other.name] = {"NetworkID": other.name, "IPAddress": more,
                                     "IPPrefixLen": other.subnet.prefix, "Gateway": other.gateway_text,
                                     "MacAddress": mac_address(ipam.parse_ip(more))}
+    for name in connected(paths, spec.id):  # recorded while it was not running: no address yet
+        networks.setdefault(name, {"NetworkID": name, "IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
+                                   "MacAddress": ""})
     return {"Bridge": net.bridge, "SandboxKey": str(paths.netns(spec.id)) if address else "",
             "Ports": ports, **endpoint, "Networks": networks}
 

@@ -43,7 +43,16 @@ def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
                       prestart=prestart_command(paths, spec),
                       poststop=hooks.poststop_command(paths, spec),
-                      network=network_commands(paths, spec))
+                      network=network_commands(paths, spec), joins=joined_unit(paths, spec))
+
+
+def joined_unit(paths: Paths, spec: ContainerSpec) -> str | None:
+    """--network container:NAME's unit: the container runs while that one does."""
+    if spec.network is not NetworkMode.CONTAINER:
+        return None
+    from sdctr.net import joined
+
+    return joined.target(paths, spec).unit
 
 
 def network_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:
@@ -79,6 +88,10 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
         others = all_specs(paths)
         spec = setup.assign_host_ports(spec, others)  # -P, -p PORT: free host ports, now
         setup.preflight(paths, spec, others, starting=starting)
+    elif spec.network is NetworkMode.CONTAINER:
+        from sdctr.net import joined
+
+        spec = joined.resolve(paths, spec)
     elif any(h.endswith(":host-gateway") for h in spec.add_hosts):  # (the bridge's: resolved at start)
         from sdctr.net.network import default_network
 
@@ -126,6 +139,13 @@ def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
     if spec.declared:  # its unit is the generator's, on disk: started as any other unit
         sd.start(spec.unit)
         return
+    if spec.network is NetworkMode.CONTAINER:  # Docker's "cannot join network of a non running container"
+        from sdctr.net import joined
+
+        target = joined.target(paths, spec)
+        if not is_running(sd, target):
+            raise SdctrError(f"--network container:{target.name}: container {target.name} is not running",
+                             hint=f"start it first: sdctr start {target.name}")
     sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio), host)
 
 
@@ -362,7 +382,7 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                                          "MaximumRetryCount": spec.restart_retries},
                        "AutoRemove": spec.remove,
                        "ReadonlyRootfs": spec.read_only, "CapAdd": None, "CapDrop": None,
-                       "NetworkMode": spec.network.value,
+                       "NetworkMode": spec.network_mode,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                                  for m in spec.mounts if m.kind != "tmpfs"],
                        "Tmpfs": {m.target: m.options for m in spec.mounts if m.kind == "tmpfs"}},

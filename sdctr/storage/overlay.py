@@ -97,13 +97,16 @@ class OverlaySnapshotter:
     def _locked_temp_dir(self, label: str) -> tuple[int, Path]:
         """An unpack directory that its writer holds a lock on while it lives (its fd, its path):
         its lock free means its writer is dead (sweep_dead_unpacks). One a sweep deleted before
-        we locked it is made again."""
+        we locked it (or even opened it: 20 first runs of an image at once) is made again."""
         import fcntl
         import tempfile  # with shutil, bz2 and lzma: ~3 ms that `run` does without
 
         while True:
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{label}-", dir=self.layers_dir))
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:  # a concurrent sweep took it between mkdtemp and the lock
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_nlink:
                 return fd, tmp

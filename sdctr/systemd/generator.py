@@ -27,7 +27,7 @@ import sys
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, declared_dir, read_declared
-from sdctr.spec import ContainerSpec
+from sdctr.spec import ContainerSpec, NetworkMode
 from sdctr.systemd.properties import Host, cgroup_version, file_sections, properties
 
 TYPE_CHECKING = False
@@ -57,6 +57,9 @@ def declared_id(name: str) -> str:
 def declared_spec(options: RunOptions) -> ContainerSpec:
     """What the unit needs of the container before its image is known: everything properties()
     reads comes from the options alone."""
+    if options.network is NetworkMode.CONTAINER:  # (its record would need NAME's at generation)
+        raise SdctrError(f"network: container:{options.network_name} is for `sdctr run` only so far",
+                         hint="depends_on: and network: host or a user network instead")
     return ContainerSpec(
         id=declared_id(options.name), name=options.name, image=options.image, image_id="", command=(),
         resources=options.resources,

@@ -100,13 +100,15 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                stdio: tuple[int, int, int] | None = None, *,
                prestart: Sequence[str] | None = None,
                poststop: Sequence[str] | None = None,
-               network: tuple[Sequence[str], Sequence[str]] | None = None) -> list[Property]:
+               network: tuple[Sequence[str], Sequence[str]] | None = None,
+               joins: str | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
     command that readies the root file system without our hook (the storage driver's);
     `poststop`, a command that cleans up without Python in the common case and runs our hook,
     whose argv is appended to it, otherwise; `network`, a bridge network's netup and netdown
-    commands that do without Python in the common case, each followed by its hook's argv."""
+    commands that do without Python in the common case, each followed by its hook's argv;
+    `joins`, with --network container:NAME, NAME's unit."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
@@ -174,6 +176,10 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     if r.cpus is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
     props += resource_properties(spec, host)
+    if joins:
+        # in NAME's network namespace: stopped with NAME (its network goes), restarted with it
+        # into the new one (sdctr.net.joined)
+        props += [("BindsTo", "as", [joins]), ("After", "as", [joins])]
     if spec.health_cmd:  # its check's timer, once the container runs (sdctr.runtime.health)
         props.append(("ExecStartPost", "a(sasb)", [(sdctr[0], [*sdctr, "hook", "health", spec.id], True)]))
     if spec.remove:  # a failed --rm container must not linger as a failed unit
