@@ -144,7 +144,7 @@ class ContainerSpec(Record):
     # --privileged: every capability, no seccomp filter, no masked or read-only paths, /sys
     # writable, every device allowed and the host's /dev nodes made in the container's /dev
     privileged: bool = False
-    # Docker's health check (sdctr.runtime.health): the argv run in the container, () for none
+    # Docker's health check (sdctr.init.health): the argv run in the container, () for none
     health_cmd: tuple[str, ...] = ()
     health_interval: float = 30.0
     health_timeout: float = 30.0

@@ -59,6 +59,7 @@ REAPERS = ("/usr/bin/tini-static", "/usr/libexec/catatonit/catatonit", "/usr/lib
 REAPER_ENV = "SDCTR_INIT_REAPER"
 # The memfd the Python fallback runs from: the container's /proc/1/exe reads /memfd:sdctr-init.
 SEALED_INIT = "sdctr-init"
+HEALTH_HELPER = "sdctr-health"  # and the health check's helper's: /memfd:sdctr-health
 
 # moby's defaults (daemon/oci_linux.go, oci/defaults.go): paths that leak host information or
 # reach host hardware get nothing (a read-only tmpfs over a directory, /dev/null over a file)...
@@ -113,6 +114,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         write_etc_files(paths, spec)
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        checks = health_helper(paths, spec)  # forked before the PID namespace: not in it
         new_pid_namespace()
         # Held until we can forward them: a SIGTERM that came before the handlers were set would
         # kill us and orphan the container.
@@ -124,8 +126,9 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         pid = linux.fork_sibling() if sibling else os.fork()
         if pid == 0:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
-            os.close(report_r)
-            os.close(go_w)
+            # (the health helper's pipe too: the Python reaper never execs, the helper would wait)
+            for fd in (report_r, go_w, *checks):
+                os.close(fd)
             held.in_child()
             _child(spec, paths, reaper_path, report_w, go_r)
         held.in_parent()
@@ -139,7 +142,9 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
             raise SdctrError(failure[1], status=failure[0])
         state.record_start(paths, cid)
         try:
-            notified = sd_notify(f"READY=1\nMAINPID={pid}")
+            # with a health check, READY=1 is its helper's, after the first check that passes
+            notified = sd_notify(f"MAINPID={pid}\nSTATUS=starting" if checks
+                                 else f"READY=1\nMAINPID={pid}")
         except SdctrError:  # nobody would adopt the container: it must not outlive us
             os.kill(pid, signal.SIGKILL)
             if not sibling:
@@ -150,6 +155,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         # container's.
         os.write(go_w, b"g")
         os.close(go_w)
+        hand_to_health_helper(checks, pid)
         if notified:
             held.serve()  # run -dt, -di: we stay for the container's terminal (or stdin)
             return 0  # systemd adopts the container's PID 1 as the unit's main process
@@ -157,6 +163,34 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         return reaper.exit_status(status)
     except (SdctrError, OSError) as e:
         return report(e)
+
+
+def health_helper(paths: Paths, spec: ContainerSpec) -> list[int]:
+    """For a container with a health check under systemd: the helper that runs it
+    (sdctr.init.health), forked now, before the container's PID namespace exists (it is no
+    process the container sees), from a sealed copy of the interpreter, as `sdctr exec`'s; it
+    waits for the container's PID on a pipe, closed without one if the start fails. [the pipe's
+    descriptor], or []."""
+    if not spec.health_cmd or "NOTIFY_SOCKET" not in os.environ:
+        return []
+    r, w = os.pipe2(os.O_CLOEXEC)
+    if os.fork() == 0:
+        try:
+            os.close(w)
+            os.set_inheritable(r, True)
+            _exec_sealed(HEALTH_HELPER, "sdctr.init.health", "helper",
+                         [str(paths.root), str(paths.run), spec.id, str(r)])
+        finally:
+            os._exit(EXIT_SDCTR)
+    os.close(r)
+    return [w]
+
+
+def hand_to_health_helper(checks: list[int], pid: int) -> None:
+    """The container's command runs: its PID to the helper, which checks from now on."""
+    for fd in checks:
+        os.write(fd, str(pid).encode())
+        os.close(fd)
 
 
 def refuse_unsealable(spec: ContainerSpec) -> None:
@@ -194,19 +228,23 @@ def become_sealed_init(paths: Paths, cid: str) -> NoReturn:
     NOTIFY_SOCKET, the journal's JOURNAL_STREAM) and descriptors (stdio: systemd's journal
     streams or the terminal; nothing of ours is open yet). The copy enters at sealed_init(),
     which never comes back here: no loop."""
-    interpreter = sealed.sealed_copy("/proc/self/exe", SEALED_INIT)
+    _exec_sealed(SEALED_INIT, "sdctr.init.standard", "sealed_init", [str(paths.root), str(paths.run), cid])
+
+
+def _exec_sealed(name: str, module: str, function: str, args: list[str]) -> NoReturn:
+    """`module.function(args + [--debug])` in a sealed copy of our interpreter, named `name`."""
+    interpreter = sealed.sealed_copy("/proc/self/exe", name)
     sys.stdout.flush()
     sys.stderr.flush()
     package_parent = str(Path(__file__).resolve().parents[2])
-    bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); "
-                 "from sdctr.init.standard import sealed_init; sealed_init(sys.argv[2:])")
+    bootstrap = (f"import sys; sys.path.insert(0, sys.argv[1]); "
+                 f"from {module} import {function}; {function}(sys.argv[2:])")
     # -S -s: no site-packages (the init needs only the standard library); PYTHONHOME because the
     # copy's path tells Python nothing about where its library lives.
     environment = {**os.environ, "PYTHONHOME": f"{sys.base_prefix}:{sys.base_exec_prefix}",
                    "PYTHONDONTWRITEBYTECODE": "1"}
-    os.execve(interpreter, [SEALED_INIT, "-S", "-s", "-c", bootstrap, package_parent,
-                            str(paths.root), str(paths.run), cid, *(["--debug"] if log.debugging() else [])],
-              environment)
+    os.execve(interpreter, [name, "-S", "-s", "-c", bootstrap, package_parent, *args,
+                            *(["--debug"] if log.debugging() else [])], environment)
 
 
 def sealed_init(argv: Sequence[str]) -> NoReturn:
