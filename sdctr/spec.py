@@ -151,6 +151,9 @@ class ContainerSpec(Record):
     health_start_period: float = 0.0
     health_retries: int = 3
     health_on_failure: str = "none"  # none, kill, restart, stop: done by the check that finds it unhealthy
+    # who says READY=1: conmon (the init, or the health check's helper), container (its own, on
+    # the NOTIFY_SOCKET bound in at NOTIFY_SOCKET_IN), ignore (the init at once)
+    sdnotify: str = "conmon"
 
     @property
     def short_id(self) -> str:

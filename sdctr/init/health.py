@@ -175,7 +175,8 @@ class Checker:
     def run(self) -> None:
         spec, started = self.spec, time.time()
         begin(self.paths, spec.id, started)
-        ready = triggered = False
+        ready = spec.sdnotify != "conmon"  # READY=1 is the container's, or the init's already
+        triggered = False
         while True:
             t0 = time.time()
             code, output = self.check()

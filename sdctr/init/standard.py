@@ -80,6 +80,7 @@ DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("u
 DEV_SYMLINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                 ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"), ("ptmx", "pts/ptmx"))
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
+NOTIFY_SOCKET_IN = "/run/notify/notify.sock"  # podman's place for --sdnotify=container
 
 
 class SetupError(SdctrError):
@@ -142,9 +143,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
             raise SdctrError(failure[1], status=failure[0])
         state.record_start(paths, cid)
         try:
-            # with a health check, READY=1 is its helper's, after the first check that passes
-            notified = sd_notify(f"MAINPID={pid}\nSTATUS=starting" if checks
-                                 else f"READY=1\nMAINPID={pid}")
+            notified = sd_notify(hand_over(spec, pid, bool(checks)))
         except SdctrError:  # nobody would adopt the container: it must not outlive us
             os.kill(pid, signal.SIGKILL)
             if not sibling:
@@ -184,6 +183,17 @@ def health_helper(paths: Paths, spec: ContainerSpec) -> list[int]:
             os._exit(EXIT_SDCTR)
     os.close(r)
     return [w]
+
+
+def hand_over(spec: ContainerSpec, pid: int, checked: bool) -> str:
+    """What the init tells systemd once the command may run: its PID 1 is the main process, and
+    READY=1 unless another says it: the container itself (--sdnotify=container), or the health
+    check's helper after the first pass (`checked`, unless --sdnotify=ignore)."""
+    if spec.sdnotify == "container":
+        return f"MAINPID={pid}\nSTATUS=waiting for the container's READY=1"
+    if checked and spec.sdnotify != "ignore":
+        return f"MAINPID={pid}\nSTATUS=starting"
+    return f"READY=1\nMAINPID={pid}"
 
 
 def hand_to_health_helper(checks: list[int], pid: int) -> None:
@@ -474,6 +484,8 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     mount_dev(rootfs, spec.tty, devices)
     mount_volumes(rootfs, spec.mounts, paths)
     mount_etc_files(rootfs, paths.container_dir(spec.id))
+    if spec.sdnotify == "container":
+        bind_notify_socket(rootfs, os.environ.get("NOTIFY_SOCKET", ""))
     pivot_into(rootfs)
     if not spec.privileged:
         mask_paths((*MASKED_PATHS, *thermal_throttle_paths(CPU_DIR)))
@@ -788,6 +800,18 @@ def mount_etc_files(rootfs: str, record_dir: Path) -> None:
                       create="file")
 
 
+def bind_notify_socket(rootfs: str, socket: str) -> None:
+    """--sdnotify=container: systemd's notify socket at NOTIFY_SOCKET_IN, as podman's, for the
+    container to say READY=1 (and STATUS=, WATCHDOG=1) itself (the unit has NotifyAccess=all;
+    systemd takes a message from any process in the unit's cgroup)."""
+    if not socket:  # no systemd (tests, debugging): nobody to tell
+        return
+    if not socket.startswith("/"):
+        raise SetupError(f"--sdnotify=container: systemd's NOTIFY_SOCKET {socket} is no path to bind "
+                         "into the container (an abstract socket)", hint="use --sdnotify=conmon")
+    mount_in_root(rootfs, NOTIFY_SOCKET_IN, socket, None, linux.MS_BIND, create="file")
+
+
 def pivot_into(rootfs: str) -> None:
     # runc's pivot_root(".", ".") trick: no put_old directory needs to exist in the image; the
     # old root ends up stacked on the new one, where it is detached.
@@ -936,6 +960,8 @@ def container_env(spec: ContainerSpec, user: User) -> tuple[str, ...]:
     env = merge_env(base, spec.env)
     if not any(e.startswith("HOME=") for e in env):
         env += (f"HOME={user.home}",)
+    if spec.sdnotify == "container":
+        env += (f"NOTIFY_SOCKET={NOTIFY_SOCKET_IN}",)
     return env
 
 

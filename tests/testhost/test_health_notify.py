@@ -125,3 +125,42 @@ def test_health_on_failure_kill_fails_the_unit(host: Machine) -> None:
     finally:
         sdctr(host, "rm", "-f", cid)
         host.exec("systemctl", "reset-failed", unit_of(cid), check=False)
+
+
+# the container's own READY=1 (and a STATUS=), sent by the host's python3 bound in read-only
+SAYS_READY = """import os, socket, time
+time.sleep(3)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(os.environ["NOTIFY_SOCKET"])
+s.send(b"READY=1\\nSTATUS=serving from the container")
+time.sleep(1000)
+"""
+
+
+def test_sdnotify_container_the_unit_waits_for_the_containers_ready(host: Machine) -> None:
+    started = time.monotonic()
+    cid = run_d(host, "--sdnotify", "container",
+                "-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro",
+                "busybox", "/usr/bin/python3", "-c", SAYS_READY)
+    try:
+        assert time.monotonic() - started >= 3  # the start job waited for the container's READY=1
+        assert show(host, cid, "ActiveState") == "active"
+        assert show(host, cid, "StatusText") == "serving from the container"
+        env = sdctr(host, "exec", cid, "env").stdout
+        assert "NOTIFY_SOCKET=/run/notify/notify.sock" in env
+    finally:
+        sdctr(host, "rm", "-f", cid)
+
+
+def test_sdnotify_ignore_is_ready_before_the_check_passes(host: Machine) -> None:
+    started = time.monotonic()
+    cid = run_d(host, "--sdnotify", "ignore", "--health-cmd", "test -e /tmp/up", "--health-interval", "1s",
+                "--health-start-period", "60s",
+                "busybox", "sh", "-c", "sleep 3; touch /tmp/up; exec sleep 1000")
+    try:
+        assert time.monotonic() - started < 3
+        assert show(host, cid, "ActiveState") == "active"
+        wait_for(lambda: show(host, cid, "StatusText") == "healthy 3/3", timeout=30, what="healthy")
+        assert "NOTIFY_SOCKET" not in sdctr(host, "exec", cid, "env").stdout
+    finally:
+        sdctr(host, "rm", "-f", cid)

@@ -123,3 +123,22 @@ def test_the_images_healthcheck(flags: dict[str, str], image: dict[str, object],
 def test_on_failure_in_the_yaml(action: str) -> None:
     options = run_options({"image": "b", "healthcheck": {"on_failure": action}}, yaml=True)
     assert options.health_on_failure == action
+
+
+@pytest.mark.parametrize(("mode", "checked", "message"), [
+    ("conmon", False, "READY=1\nMAINPID=7"), ("conmon", True, "MAINPID=7\nSTATUS=starting"),
+    ("ignore", True, "READY=1\nMAINPID=7"),
+    ("container", False, "MAINPID=7\nSTATUS=waiting for the container's READY=1")])
+def test_who_says_ready(mode: str, checked: bool, message: str) -> None:
+    """podman's --sdnotify: the init's READY=1 at once, the health check's after its first pass,
+    or the container's own."""
+    from sdctr.init.standard import hand_over
+
+    assert hand_over(spec(sdnotify=mode), 7, checked) == message
+
+
+def test_sdnotify_option() -> None:
+    assert run_options({"image": "b", "sdnotify": "container"}).sdnotify == "container"
+    assert run_options({"image": "b", "sdnotify": "ignore"}, yaml=True).sdnotify == "ignore"
+    with pytest.raises(SdctrError, match="--sdnotify 'healthy' is not a mode"):
+        run_options({"image": "b", "sdnotify": "healthy"})
