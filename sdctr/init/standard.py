@@ -12,6 +12,9 @@ A straight line of named steps, after runc's standard_init_linux.go and rootfs_l
   READY=1 + MAINPID=child, exit 0      exec the reaper (tini) by fd, which runs the command
   (or, without systemd: wait)
 
+With a health check, a helper forked before the PID namespace is made runs it and says READY=1
+after the first pass (sdctr.init.health); with --sdnotify=container the container says it.
+
 The child reports a failure as one line "STATUS message" on a close-on-exec pipe; a successful
 exec closes the pipe, so end of file without a line means the command is running. The parent
 then hands the child to systemd (Type=notify, MAINPID=) and exits: no host-side waiter stays,
@@ -154,7 +157,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         # container's.
         os.write(go_w, b"g")
         os.close(go_w)
-        hand_to_health_helper(checks, pid)
+        after_hand_over(paths, spec, pid, checks)
         if notified:
             held.serve()  # run -dt, -di: we stay for the container's terminal (or stdin)
             return 0  # systemd adopts the container's PID 1 as the unit's main process
@@ -196,11 +199,59 @@ def hand_over(spec: ContainerSpec, pid: int, checked: bool) -> str:
     return f"READY=1\nMAINPID={pid}"
 
 
-def hand_to_health_helper(checks: list[int], pid: int) -> None:
-    """The container's command runs: its PID to the helper, which checks from now on."""
+def after_hand_over(paths: Paths, spec: ContainerSpec, pid: int, checks: list[int]) -> None:
+    """The container's command runs: its PID to the health check's helper, which checks from now
+    on; the container registered with machined."""
     for fd in checks:
         os.write(fd, str(pid).encode())
         os.close(fd)
+    register_machine(paths, spec, pid)
+
+
+# systemd-machined, bus-activated: its binary says it is there; busctl calls it
+MACHINED = ("/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined")
+BUSCTL = ("/usr/bin/busctl", "/bin/busctl")
+
+
+def register_machine(paths: Paths, spec: ContainerSpec, pid: int) -> None:
+    """Where systemd-machined is installed, the container as its machine (`machinectl list`,
+    `status`, `copy-to`, `shell`): RegisterMachine, which takes the leader's unit (ours) as the
+    machine's, and forgets the machine when that unit stops. By busctl (no D-Bus library in the
+    init), once the container's command runs, from our own PID namespace, not the container's, which
+    our children join since new_pid_namespace(). Its complaints (a name taken) go to the journal,
+    never to an attached run's terminal."""
+    busctl = next((p for p in BUSCTL if os.access(p, os.X_OK)), None)
+    if busctl is None or not any(os.path.exists(p) for p in MACHINED) or "NOTIFY_SOCKET" not in os.environ:
+        return
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(own, linux.CLONE_NEWPID)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        quiet = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in ((0, 1, 2) if spec.attached else (0, 1))]
+        child = os.posix_spawn(busctl, machine_argv(spec, busctl, pid, str(paths.rootfs(spec.id))), {},
+                               file_actions=quiet)
+        os.close(null)
+        os.waitpid(child, 0)  # a few ms (busctl's own timeout bounds it); no zombie left to a -dt init
+    except OSError as e:  # the container runs on without
+        log.debug(f"registering with machined: {describe(e)}")
+    finally:
+        os.close(own)
+
+
+def machine_argv(spec: ContainerSpec, busctl: str, pid: int, root: str) -> list[str]:
+    """RegisterMachine: named as the container (a host name: `_` as `-`), its id the container's
+    first 16 bytes, service sdctr, class container, the container's PID 1, its root."""
+    uuid = [str(int(spec.id[i:i + 2], 16)) for i in range(0, 32, 2)]
+    return [busctl, "--quiet", "call", "org.freedesktop.machine1", "/org/freedesktop/machine1",
+            "org.freedesktop.machine1.Manager", "RegisterMachine", "sayssus", machine_name(spec),
+            "16", *uuid, "sdctr", "container", str(pid), root]
+
+
+def machine_name(spec: ContainerSpec) -> str:
+    """machined's names are host names: Docker's generated ones have underscores."""
+    name = spec.name.replace("_", "-")
+    valid = name and len(name) <= 64 and name[0].isalnum() and all(c.isalnum() or c in "-." for c in name)
+    return name if valid else spec.short_id
 
 
 def refuse_unsealable(spec: ContainerSpec) -> None:

@@ -43,7 +43,7 @@ def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
                       prestart=prestart_command(paths, spec),
                       poststop=hooks.poststop_command(paths, spec),
-                      network=network_commands(paths, spec), rootfs=str(paths.rootfs(spec.id)))
+                      network=network_commands(paths, spec))
 
 
 def network_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:

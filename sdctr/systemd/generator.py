@@ -27,9 +27,8 @@ import sys
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, declared_dir, read_declared
-from sdctr.paths import DEFAULT_ROOT, Paths
 from sdctr.spec import ContainerSpec, Resources
-from sdctr.systemd.properties import Host, cgroup_version, file_sections, machine_registry, properties
+from sdctr.systemd.properties import Host, cgroup_version, file_sections, properties
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,7 +76,7 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
 def file_host() -> Host:
     """The host as a unit file sees it: its cgroup version, and no systemd version (0, as the
     transient path's unit-file mode), as a generator must not ask PID 1 anything."""
-    return Host(cgroup_version=cgroup_version(), systemd_version=0, busctl=machine_registry())
+    return Host(cgroup_version=cgroup_version(), systemd_version=0)
 
 
 def sdctr_command(root: str | None = None) -> list[str]:
@@ -105,7 +104,6 @@ class Renderer:
         self.host = host or file_host()
         self.sdctr = list(sdctr) if sdctr is not None else sdctr_command()
         self.root = os.environ.get("SDCTR_ROOT") or root
-        self.paths = Paths.from_root(None if self.root == str(DEFAULT_ROOT) else self.root)
 
     def render(self, template: str, /, **values: Any) -> str:
         if template == CONTAINER_TEMPLATE and self._skeleton is not None:
@@ -122,8 +120,7 @@ class Renderer:
     def unit(self, options: RunOptions, source: str) -> str:
         spec = declared_spec(options)
         props = properties(spec, self.host, self.sdctr,
-                           prestart=[*self.sdctr, "hook", "declare", options.name],
-                           rootfs=str(self.paths.rootfs(spec.id)))
+                           prestart=[*self.sdctr, "hook", "declare", options.name])
         unit, service = file_sections(props)
         # depends_on: the other containers' units started first, and this one stopped with them
         unit += [f"{key}=ctr-{other}.service" for other in options.depends_on

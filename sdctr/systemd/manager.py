@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sdctr.log import SdctrError, debug
-from sdctr.systemd.properties import Host, Property, cgroup_version, machine_registry, unit_file
+from sdctr.systemd.properties import Host, Property, cgroup_version, unit_file
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Systemd:
 
     def host(self, force_unit_file: bool = False) -> Host:
         version = 0 if force_unit_file else self.version()
-        return Host(cgroup_version=cgroup_version(), systemd_version=version, busctl=machine_registry())
+        return Host(cgroup_version=cgroup_version(), systemd_version=version)
 
     def start_transient(self, unit: str, props: Sequence[Property], host: Host) -> None:
         """Start the unit as a job and wait for it; 'unit exists' gets reset-failed and one retry."""

@@ -59,9 +59,6 @@ STOP_EXIT_STATUSES = ([128 + 15, 128 + 9], [15, 9])
 class Host(Record):
     cgroup_version: int  # 1: the v1 controllers (RHEL7-style, hybrid included); 2: unified
     systemd_version: int
-    # busctl's path where systemd-machined is installed (each container registers as a machine
-    # with it); "" where it is not
-    busctl: str = ""
 
     @property
     def transient_hooks(self) -> bool:
@@ -72,37 +69,6 @@ def cgroup_version() -> int:
     """2 when /sys/fs/cgroup itself is the unified hierarchy; a hybrid host's v1 controllers
     (where limits really live) make it 1."""
     return 2 if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else 1
-
-
-MACHINED = ("/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined")
-BUSCTL = ("/usr/bin/busctl", "/bin/busctl")
-
-
-def machine_registry() -> str:
-    """Host.busctl: busctl's path where systemd-machined is installed (it is bus-activated: its
-    binary, not a running process, says it is there)."""
-    if not any(os.path.exists(p) for p in MACHINED):
-        return ""
-    return next((p for p in BUSCTL if os.access(p, os.X_OK)), "")
-
-
-def machine_name(spec: ContainerSpec) -> str:
-    """machined's names are host names: Docker's generated ones have underscores."""
-    name = spec.name.replace("_", "-")
-    valid = name and len(name) <= 64 and name[0].isalnum() and all(c.isalnum() or c in "-." for c in name)
-    return name if valid else spec.short_id
-
-
-def register_machine(spec: ContainerSpec, busctl: str, root: str) -> list[str]:
-    """The container as a machine of systemd-machined (`machinectl list`, `status`, `shell`,
-    `copy-to`): RegisterMachine, no scope of its own but the unit its leader runs in (ours);
-    machined forgets it when the unit stops. Run by busctl as ExecStartPost, after READY=1, when
-    $MAINPID is the container's PID 1: no Python process of ours at each start. Its id is the
-    container's first 16 bytes, its class container, its service sdctr."""
-    uuid = [str(int(spec.id[i:i + 2], 16)) for i in range(0, 32, 2)]
-    return [busctl, "--quiet", "call", "org.freedesktop.machine1", "/org/freedesktop/machine1",
-            "org.freedesktop.machine1.Manager", "RegisterMachine", "sayssus", machine_name(spec),
-            "16", *uuid, "sdctr", "container", "${MAINPID}", root]
 
 
 def cpu_weight(shares: int) -> int:
@@ -133,15 +99,13 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                stdio: tuple[int, int, int] | None = None, *,
                prestart: Sequence[str] | None = None,
                poststop: Sequence[str] | None = None,
-               network: tuple[Sequence[str], Sequence[str]] | None = None,
-               rootfs: str | None = None) -> list[Property]:
+               network: tuple[Sequence[str], Sequence[str]] | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
     command that readies the root file system without our hook (the storage driver's);
     `poststop`, a command that cleans up without Python in the common case and runs our hook,
     whose argv is appended to it, otherwise; `network`, a bridge network's netup and netdown
-    commands that do without Python in the common case, each followed by its hook's argv;
-    `rootfs`, where the root file system is mounted, for machined (where the host has it)."""
+    commands that do without Python in the common case, each followed by its hook's argv."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
@@ -212,9 +176,6 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     if r.cpus is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
     props += health_properties(spec, host)
-    if host.busctl and rootfs:  # "-": a machine name taken, or no bus, never fails the start
-        register = register_machine(spec, host.busctl, rootfs)
-        props.append(("ExecStartPost", "a(sasb)", [(register[0], register, True)]))
     if spec.remove:  # a failed --rm container must not linger as a failed unit
         props.append(("CollectMode", "s", "inactive-or-failed"))
     if stdio is None:
