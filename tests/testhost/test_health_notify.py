@@ -164,3 +164,21 @@ def test_sdnotify_ignore_is_ready_before_the_check_passes(host: Machine) -> None
         assert "NOTIFY_SOCKET" not in sdctr(host, "exec", cid, "env").stdout
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+def test_a_paused_container_is_not_restarted_by_its_watchdog(host: Machine) -> None:
+    """Docker pauses the checks of a paused container; here the helper is frozen with it, and
+    the watchdog (12 s: 1 s interval, 1 s timeout, 10 s slack) must not take that for a hang."""
+    cid = run_d(host, "--health-cmd", "true", "--health-interval", "1s", "--health-timeout", "1s",
+                "--health-on-failure", "restart", "busybox", "sleep", "1000")
+    try:
+        assert show(host, cid, "WatchdogUSec") == "12s"
+        pid = inspect(host, cid)["State"]["Pid"]
+        sdctr(host, "pause", cid)
+        time.sleep(16)
+        sdctr(host, "unpause", cid)
+        time.sleep(2)
+        assert show(host, cid, "NRestarts") == "0"
+        assert inspect(host, cid)["State"]["Pid"] == pid
+    finally:
+        sdctr(host, "rm", "-f", cid)
