@@ -91,6 +91,7 @@ class RunOptions(Record):
     health_start_period: float = 0
     health_retries: int = 0
     health_on_failure: str = "none"  # podman's: what an unhealthy container gets (HEALTH_ACTIONS)
+    sdnotify: str = "conmon"  # podman's: who says READY=1 (SDNOTIFY_MODES)
     # a declared container's alone (its YAML file's keys; no flags)
     depends_on: tuple[str, ...] = ()  # other declared containers, started first (Requires=, After=)
     unit_settings: tuple[tuple[str, str], ...] = ()  # extra [Unit] lines, (key, value), in order
@@ -632,6 +633,18 @@ def parse_health_action(field: str, value: str) -> str:
     return value
 
 
+# podman's --sdnotify: conmon, ours (the init once the command runs, or the health check's helper
+# after its first pass); container, the container's own READY=1 on the socket handed in; ignore,
+# ours at once, whatever a health check says
+SDNOTIFY_MODES = ("conmon", "container", "ignore")
+
+
+def parse_sdnotify(field: str, value: str) -> str:
+    if value not in SDNOTIFY_MODES:
+        raise SdctrError(f"{field} {value!r} is not a mode", hint=f"one of {', '.join(SDNOTIFY_MODES)}")
+    return value
+
+
 def parse_health_cmd(field: str, value: str) -> tuple[str, ...]:
     """--health-cmd CMD: run by the container's /bin/sh, as Docker's CMD-SHELL."""
     if not value.strip():
@@ -851,6 +864,9 @@ OPTIONS = (
     Option("health_on_failure", ("--health-on-failure",), "", parse_health_action, metavar="ACTION",
            choices=HEALTH_ACTIONS, help="what an unhealthy container gets (podman's): none, kill, restart, "
            "stop"),
+    Option("sdnotify", ("--sdnotify",), "sdnotify", parse_sdnotify, metavar="MODE", choices=SDNOTIFY_MODES,
+           help="who tells systemd the container is ready (podman's): conmon (sdctr: at once, or "
+           "after the first health check that passes), container (NOTIFY_SOCKET handed in), ignore"),
     Option("healthcheck", (), "healthcheck", kind=MAPPING, verb="declared",
            help="the health check as Compose writes it: test, interval, timeout, retries, start_period"),
     # a declared container's own keys (verb "declared": no command-line flag)

@@ -151,13 +151,16 @@ class ContainerSpec(Record):
     # --privileged: every capability, no seccomp filter, no masked or read-only paths, /sys
     # writable, every device allowed and the host's /dev nodes made in the container's /dev
     privileged: bool = False
-    # Docker's health check (sdctr.runtime.health): the argv run in the container, () for none
+    # Docker's health check (sdctr.init.health): the argv run in the container, () for none
     health_cmd: tuple[str, ...] = ()
     health_interval: float = 30.0
     health_timeout: float = 30.0
     health_start_period: float = 0.0
     health_retries: int = 3
     health_on_failure: str = "none"  # none, kill, restart, stop: done by the check that finds it unhealthy
+    # who says READY=1: conmon (the init, or the health check's helper), container (its own, on
+    # the NOTIFY_SOCKET bound in at NOTIFY_SOCKET_IN), ignore (the init at once)
+    sdnotify: str = "conmon"
 
     @property
     def short_id(self) -> str:

@@ -192,8 +192,7 @@ def helper(request_fd: int) -> int:
 
 def _helper(request_fd: int) -> int:
     # Everything this process imports, it imports now: past setns its root is the container's.
-    from sdctr.init import reaper, seccomp
-    from sdctr.init import standard as init
+    from sdctr.init import reaper, seccomp, standard  # noqa: F401  (run_entered's)
 
     # Before anything of the container's is open; the child inherits it, and exec resets it.
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
@@ -205,6 +204,17 @@ def _helper(request_fd: int) -> int:
     # libseccomp is loaded from the host; --privileged has no filter, as its container
     syscall_filter = None if spec.privileged else seccomp.Filter(spec.capabilities)
     cgroups.join(request["cgroup"])
+    return run_entered(request, spec, leader, syscall_filter)
+
+
+def run_entered(request: dict[str, Any], spec: ContainerSpec, leader: Leader, syscall_filter: Any) -> int:
+    """The request's command run in the leader's namespaces and root, from a non-dumpable
+    process of a sealed interpreter in the unit's cgroup (this helper, or the health check's:
+    sdctr.init.health, which imported what this needs before); its wait status as an exit status."""
+    from sdctr.init import reaper
+    from sdctr.init import standard as init
+
+    pidfd = leader.pidfd
     # The host's: the container's /dev/null could be a FIFO its root made, and block us.
     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     root, spaces = leader.open_root_and_namespaces()

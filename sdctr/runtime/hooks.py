@@ -81,17 +81,6 @@ def layers_of(paths: Paths, spec: ContainerSpec) -> tuple[str, ...]:
     return images.resolve(paths, spec.image_id).layers
 
 
-def health(paths: Paths, cid: str) -> int:
-    """ExecStartPost of a container with a health check: its timer started (sdctr.runtime.health).
-    A failure is said in the journal; the container runs on without checks (the line is "-")."""
-    from sdctr.runtime import health
-    from sdctr.systemd.properties import sdctr_argv
-
-    health.start_timer(paths, find_by_id(paths, cid),
-                       sdctr_argv([] if paths.is_default else ["--root", str(paths.root)]))
-    return 0
-
-
 def stop(paths: Paths, cid: str) -> int:
     """ExecStop of units made before it became a script: the script (sdctr/stop.sh)."""
     from sdctr.paths import STOP_SCRIPT

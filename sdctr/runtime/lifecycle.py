@@ -335,7 +335,7 @@ def _health(paths: Paths, spec: ContainerSpec, running: bool) -> dict[str, Any]:
     """State.Health, as Docker's, for a container with a health check."""
     if not spec.health_cmd:
         return {}
-    from sdctr.runtime import health
+    from sdctr.init import health
 
     state = health.read(paths, spec.id) if running else None
     return {"Health": state or {"Status": health.STARTING if running else health.UNHEALTHY,

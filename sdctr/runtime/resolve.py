@@ -54,7 +54,7 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         network_aliases=options.network_aliases,
         interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
-        created=time.time(), **health_fields(options, cfg.healthcheck),
+        created=time.time(), sdnotify=options.sdnotify, **health_fields(options, cfg.healthcheck),
     )
 
 

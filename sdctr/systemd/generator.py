@@ -66,7 +66,13 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
         network=options.network, network_name=options.network_name, ports=options.publish, ip=options.ip,
         remove=options.rm, ephemeral=options.ephemeral, declared=True,
-        health_cmd=options.health_cmd or ())
+        health_cmd=options.health_cmd or (), health_on_failure=options.health_on_failure,
+        # the check's timing as given, else Docker's defaults; an image's HEALTHCHECK is known
+        # only at start, where its helper still says READY=1 (NotifyAccess=all is every unit's)
+        health_interval=options.health_interval or ContainerSpec.health_interval,
+        health_timeout=options.health_timeout or ContainerSpec.health_timeout,
+        health_start_period=options.health_start_period,
+        health_retries=options.health_retries or ContainerSpec.health_retries)
 
 
 def file_host() -> Host:

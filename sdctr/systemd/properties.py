@@ -135,7 +135,11 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # systemd then supervises the container itself and no waiter of ours stays behind.
         # (Type=forking with a PID file loses a race with commands that exit at once.)
         ("Type", "s", "notify"),
-        ("NotifyAccess", "s", "main"),
+        # all: a health check's helper says READY=1, WATCHDOG=1 and STATUS= (sdctr.init.health),
+        # and a declared container learns of its image's check only at start. The container's
+        # own processes cannot reach the socket (another root, and a path, not an abstract name)
+        # unless --sdnotify=container hands it in, as podman's units do.
+        ("NotifyAccess", "s", "all"),
         ("ExecStartPre", "a(sasb)", start_pre),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
         # SIGTERM to the main process, the wait for it that systemd would not do and SIGKILL
@@ -150,7 +154,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # exits 128+15 after our SIGTERM, or dies of the SIGKILL at the timeout. (A command that
         # exits 143 or 137 by itself passes as stopped too: Docker cannot tell them apart either.)
         ("SuccessExitStatus", "(aiai)", STOP_EXIT_STATUSES),
-        ("Restart", "s", spec.restart.systemd_restart()),
+        ("Restart", "s", "on-watchdog" if spec.health_on_failure == "restart"
+         and spec.restart is RestartPolicy.NO else spec.restart.systemd_restart()),
         *restart_properties(spec, host),
         ("SyslogIdentifier", "s", spec.name),
         # The field names of Docker's journald log driver, so existing queries keep working.
@@ -180,8 +185,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # in NAME's network namespace: stopped with NAME (its network goes), restarted with it
         # into the new one (sdctr.net.joined)
         props += [("BindsTo", "as", [joins]), ("After", "as", [joins])]
-    if spec.health_cmd:  # its check's timer, once the container runs (sdctr.runtime.health)
-        props.append(("ExecStartPost", "a(sasb)", [(sdctr[0], [*sdctr, "hook", "health", spec.id], True)]))
+    props += health_properties(spec, host)
     if spec.remove:  # a failed --rm container must not linger as a failed unit
         props.append(("CollectMode", "s", "inactive-or-failed"))
     if stdio is None:
@@ -249,6 +253,32 @@ def resource_properties(spec: ContainerSpec, host: Host) -> list[Property]:
     return props
 
 
+FIRST_WATCHDOG_SIGNAL = 240
+# seconds a health check's watchdog allows beyond one interval and one timeout (a loaded host)
+WATCHDOG_SLACK = 10
+
+
+def health_properties(spec: ContainerSpec, host: Host) -> list[Property]:
+    """A health check's helper (sdctr.init.health) says READY=1 after the first check that passes,
+    so the start may take the start period and the retries' checks (and the hooks' time);
+    WATCHDOG=1 after every check that leaves it not unhealthy, so the watchdog, set where the
+    check acts (--health-on-failure kill or restart), covers one interval and one timeout.
+    restart: SIGTERM (the container stops as on `sdctr stop`, its Restart= brings it back;
+    on-watchdog where --restart has none); kill: SIGKILL, its --restart decides, as podman's."""
+    if not spec.health_cmd:
+        return []
+    checks = spec.health_start_period + spec.health_retries * (spec.health_interval + spec.health_timeout)
+    props: list[Property] = [("TimeoutStartUSec", "t", int((checks + HOOK_TIMEOUT) * 1_000_000))]
+    if spec.health_on_failure in ("kill", "restart"):
+        watchdog = spec.health_interval + spec.health_timeout + WATCHDOG_SLACK
+        props.append(("WatchdogUSec", "t", int(watchdog * 1_000_000)))
+        # before v240, SIGABRT: the reaper, PID 1 of its namespace, has no handler for it, so it
+        # dies of the SIGKILL after TimeoutStopSec; a unit file keeps the key (only warned about)
+        if host.systemd_version >= FIRST_WATCHDOG_SIGNAL or not host.transient_hooks:
+            props.append(("WatchdogSignal", "i", 9 if spec.health_on_failure == "kill" else 15))
+    return props
+
+
 def device_properties(spec: ContainerSpec) -> list[Property]:
     """"closed": only the list (systemd adds nothing of its own beyond the pseudo devices), with
     --device's nodes by their host path (systemd reads its numbers at each start). --privileged:
@@ -284,7 +314,8 @@ def restart_properties(spec: ContainerSpec, host: Host) -> list[Property]:
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
 _SECTION_UNIT = {"Description", "CollectMode"}
-_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota",
+_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "TimeoutStartUSec": "TimeoutStartSec",
+               "WatchdogUSec": "WatchdogSec", "CPUQuotaPerSecUSec": "CPUQuota",
                "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec", "RestartUSec": "RestartSec",
                "RestartMaxDelayUSec": "RestartMaxDelaySec",
                # 219's name, in [Service]; every later systemd still reads it there
@@ -326,7 +357,9 @@ def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:  # 
         elif name == "SuccessExitStatus":
             statuses, signals = value
             rendered = " ".join([*map(str, statuses), *(_SIGNAL_NAMES[n] for n in signals)])
-        elif name == "TimeoutStopUSec":
+        elif name == "WatchdogSignal":
+            rendered = _SIGNAL_NAMES[value]
+        elif name in ("TimeoutStopUSec", "TimeoutStartUSec", "WatchdogUSec"):
             rendered = f"{value / 1_000_000:g}s"
         elif name in ("LogRateLimitIntervalUSec", "RestartUSec", "RestartMaxDelayUSec",
                       "StartLimitIntervalUSec"):

@@ -90,6 +90,7 @@ dns_options: [ndots:2]
 mac_address: "02:AA:bb:cc:dd:ee"
 ephemeral: yes
 pull: never
+sdnotify: container
 platform: linux/arm64
 devices: ["/dev/loop3:/dev/xvda:r"]
 privileged: true
@@ -110,7 +111,7 @@ FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100"
          "--dns-search", "example.test", "--dns-option", "ndots:2", "--mac-address", "02:aa:bb:cc:dd:ee",
          "--entrypoint", "/bin/env", "--ephemeral",
          "--pull", "never", "--platform", "linux/arm64", "--device", "/dev/loop3:/dev/xvda:r",
-         "--privileged", "busybox:1.36", "sh", "-c", "echo hi"]
+         "--privileged", "--sdnotify", "container", "busybox:1.36", "sh", "-c", "echo hi"]
 
 
 def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
@@ -152,7 +153,7 @@ BAD = {
     "health_retries": ("0", "is not a positive whole number"), "health_on_failure": ("never", "never"),
     "add_hosts": ("db", "is not NAME:ADDRESS"), "dns": ("resolver", "is not an IP address"),
     "dns_search": ("a b", "is not a domain name"), "dns_options": ("ndots 2", "is not one resolver option"),
-    "mac_address": ("02:aa:bb", "is not a MAC address"),
+    "mac_address": ("02:aa:bb", "is not a MAC address"), "sdnotify": ("healthy", "healthy"),
     "network_aliases": ("a b", "is not a host name"),
     "memory_swap": ("lots", "is not a size"), "cpuset_cpus": ("0-x", "is not a number or a range"),
     "blkio_weight": ("5", "is not a weight in 10..1000"), "ulimits": ("nofiles=1", "is not a limit's name"),
