@@ -420,10 +420,19 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
         raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
+    if args.detach and args.tty:
+        raise SdctrError("exec -d with -t is not supported: nobody would hold the terminal",
+                         hint="run it detached without -t, or attached with -it")
+    from sdctr.options import read_env_file
+
+    env = [e for path in args.env_file for e in read_env_file(path, os.environ)]
+    env += parse_env(args.env, os.environ)
+    if args.tty:  # as a login's terminal: ours, which the pty's relay speaks to (-e wins)
+        env.insert(0, f"TERM={os.environ.get('TERM') or 'xterm'}")
     try:
         return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
-                             env=parse_env(args.env, os.environ), workdir=args.workdir,
-                             user=args.user, tty=args.tty, interactive=args.interactive)
+                             env=env, workdir=args.workdir, user=args.user, tty=args.tty,
+                             interactive=args.interactive and not args.detach, detach=args.detach)
     except (FileNotFoundError, ProcessLookupError):  # /proc/PID/ns/*: it went meanwhile
         if os.path.exists(f"/proc/{unit['MainPID']}"):
             raise

@@ -129,13 +129,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.set_defaults(handler=_handler("terminal.cmd_attach"))
 
     p = sub.add_parser("exec", help="run a command in a running container")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("-w", "--workdir")
-    p.add_argument("-u", "--user")
-    p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="return at once; the command runs on in the container, its output discarded")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open: ours, relayed")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="a pty of the container's own (TERM: ours, else xterm)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="set a variable (KEY alone: our value)")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="read variables from FILE, KEY=VALUE a line (-e wins)")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="where it runs (default: the container's)")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="name or id (default: the container's)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command, its arguments")
     p.set_defaults(handler=_handler("containers.cmd_exec"))
 
     for verb, help_text in (("top", "a container's processes"),):
