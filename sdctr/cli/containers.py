@@ -77,7 +77,13 @@ def image_for_run(options: RunOptions, paths: Paths) -> Image:
 
 def cmd_run(args: argparse.Namespace) -> int:
     paths = paths_of(args)
-    spec, image = build_spec(run_options(vars(args)), paths)
+    options = run_options(vars(args))
+    detach_keys = b""
+    if options.tty and not options.detach:  # checked before anything is made
+        from sdctr.cli.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+        detach_keys = parse_detach_keys(options.detach_keys or DEFAULT_DETACH_KEYS)
+    spec, image = build_spec(options, paths)
     sd, host = systemd_of(args)
     if not spec.attached:
         containers.run(paths, spec, image, sd, host)
@@ -85,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from sdctr.cli import attach
 
-    return attach.run_attached(paths, spec, image, sd, host)
+    return attach.run_attached(paths, spec, image, sd, host, detach_keys=detach_keys)
 
 
 def cmd_create(args: argparse.Namespace) -> int:

@@ -179,6 +179,8 @@ def setup_stdio(paths: Paths, spec: ContainerSpec) -> console.Console | console.
     # (a foreground run's stdio is the caller's, no journal stream: the CLI journals a copy; but
     # where systemd cannot pass it descriptors, --unit-file-mode, the unit's stream is ours)
     journal.split_streams(spec.name, spec.unit)
+    if spec.attached and spec.tty:  # run -it: its CLI holds the pty until it detaches (^P^Q)
+        return console.Console(paths, spec.id, True, adopt_for=(spec.name, spec.unit))
     if spec.attached or not (spec.tty or spec.interactive):
         return console.NoConsole()
     return console.Console(paths, spec.id, spec.tty)
