@@ -107,3 +107,23 @@ def test_logs_follow_ends_with_the_container_and_since_takes_dockers_forms(host:
         assert r.stderr.splitlines()[0] == "sdctr: error: --since 'yesterday' is not a time"
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+# --- inside the container ---------------------------------------------------------------------------
+
+def test_sys_fs_cgroup_is_the_containers_own_cgroup_read_only(host: Machine) -> None:
+    """Programs read their limits where the kernel puts them; they see no other cgroup, and
+    change nothing."""
+    v2 = host.state()["cgroup_layout"] == "v2"
+    memory = "/sys/fs/cgroup/memory.max" if v2 else "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    pids = "/sys/fs/cgroup/pids.max" if v2 else "/sys/fs/cgroup/pids/pids.max"
+    script = (f"cat {memory} {pids}; ls -R /sys/fs/cgroup | grep -c -e sdctr.slice -e '[.]service' ; "
+              f"echo 1 > {memory} || echo refused")
+    r = sdctr(host, "run", "--rm", "-m", "64m", "--pids-limit", "77", "busybox", "sh", "-c", script)
+    lines = r.stdout.split()
+    assert lines[:3] == ["67108864", "77", "0"], r.stdout  # the -m value; no slice, no other unit
+    assert lines[3] == "refused" and "Read-only file system" in r.stderr, r.stdout + r.stderr
+    # --privileged, as Docker's: writable
+    r = sdctr(host, "run", "--rm", "--privileged", "-m", "64m", "busybox", "sh", "-c",
+              f"echo 134217728 > {memory} && cat {memory}")
+    assert r.stdout.split() == ["134217728"], r.stdout + r.stderr
