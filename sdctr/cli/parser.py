@@ -181,9 +181,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("-f", "--format")
     p.add_argument("networks", nargs="+", metavar="NETWORK")
     p.set_defaults(handler=_handler("networks.cmd_network_inspect"))
-    p = sub.add_parser("stats", help="CPU, memory and pids of running containers")
-    p.add_argument("--no-stream", action="store_true")
-    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p = sub.add_parser("stats", help="CPU, memory, network and block I/O, and pids of running containers")
+    p.add_argument("--no-stream", action="store_true", help="print once, do not refresh")
+    p.add_argument("--format", help="json, or a template such as 'table {{.Name}}\\t{{.CPUPerc}}'")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER", help="default: every running one")
     p.set_defaults(handler=_handler("containers.cmd_stats"))
 
     system = sub.add_parser("system", help="the host's sdctr state (gc)")
