@@ -31,6 +31,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
     spec = find(paths, args.container)
     containers.running_unit(sd, spec)
     keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
+    if spec.attached and spec.tty:  # its pty is still the CLI's (sdctr.init.console: adoption)
+        raise SdctrError(f"container {spec.name} is attached to the terminal of its 'sdctr run -it'",
+                         hint="detach that one first (ctrl-p ctrl-q), then attach here")
     address = attach_address(paths, spec.id)
     if not os.path.exists(address) or not (spec.tty or spec.interactive):
         _follow_output(spec, sd)
