@@ -582,19 +582,24 @@ def mount_proc_and_sys(rootfs: str, readonly_sys: bool = True) -> None:
 CGROUP_FS = "/sys/fs/cgroup"
 
 
-def unit_cgroups() -> list[tuple[str, str]]:
+def unit_cgroups(cgroup: str | None = None, mountinfo: str | None = None) -> list[tuple[str, str]]:
     """(host directory, where under /sys/fs/cgroup) of the unit's own cgroup in each hierarchy
     mounted here that has it (v2: the one; v1: those whose controllers the unit uses: in the
-    others we sit in a slice or the root, which are not the container's to see)."""
+    others we sit in a slice or the root, which are not the container's to see). `cgroup`,
+    `mountinfo`: those files' text (default: ours)."""
+    if cgroup is None:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
     where: dict[str, str] = {}  # controllers ("memory", "cpu,cpuacct", "name=systemd", "": v2) -> path
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
+    for line in cgroup.splitlines():
         _, controllers, path = line.split(":", 2)
         where[controllers] = path
     own = where.get("name=systemd") or where.get("")
     if not own or own == "/":
         return []
     found: dict[str, str] = {}
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    for line in mountinfo.splitlines():
         fields = line.split()
         tail = fields[fields.index("-") + 1:]
         root, point, fstype = fields[3], fields[4], tail[0]
