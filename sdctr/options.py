@@ -41,6 +41,7 @@ class RunOptions(Record):
     entrypoint: tuple[str, ...] | None = None  # None: the image's; given, it drops the image's Cmd too
     name: str = ""  # "": one is picked when the record is saved
     detach: bool = False
+    detach_keys: str = ""  # run -it's (sdctr.cli.terminal reads them); "": Docker's ^P^Q
     rm: bool = False
     cpu_shares: int | None = None
     memory: int | None = None
@@ -839,6 +840,8 @@ OPTIONS = (
            help="the program instead of the image's ('': none)"),
     Option("interactive", ("-i", "--interactive"), "", help="keep stdin open", kind=SWITCH),
     Option("tty", ("-t", "--tty"), "", help="a terminal for the container", kind=SWITCH),
+    Option("detach_keys", ("--detach-keys",), "", metavar="KEYS", verb="run",
+           help="with -it, the keys that detach, leaving the container running (default: ctrl-p,ctrl-q)"),
     Option("ephemeral", ("--ephemeral",), "ephemeral", help="discard the writable layer at every stop",
            kind=SWITCH),
     Option("labels", ("-l", "--label"), "labels", parse_label, "a label for filters (ps --filter label=)",

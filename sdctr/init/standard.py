@@ -274,6 +274,8 @@ def setup_stdio(paths: Paths, spec: ContainerSpec) -> console.Console | console.
     # (a foreground run's stdio is the caller's, no journal stream: the CLI journals a copy; but
     # where systemd cannot pass it descriptors, --unit-file-mode, the unit's stream is ours)
     journal.split_streams(spec.name, spec.unit)
+    if spec.attached and spec.tty:  # run -it: its CLI holds the pty until it detaches (^P^Q)
+        return console.Console(paths, spec.id, True, adopt_for=(spec.name, spec.unit))
     if spec.attached or not (spec.tty or spec.interactive):
         return console.NoConsole()
     return console.Console(paths, spec.id, spec.tty)
@@ -549,6 +551,7 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     pin = netns_to_join(paths, spec)
     if pin is not None:
         join_pinned_netns(pin)
+    own_cgroups = unit_cgroups()  # before the cgroup namespace: it would show us "/"
     enter_namespaces(spec)
     take_terminal(spec.tty)
     rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))
@@ -556,6 +559,7 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     # --privileged, as Docker's: no filter, no masks, /sys writable, the host's device nodes
     syscall_filter = None if spec.privileged else seccomp.Filter(spec.capabilities)
     mount_proc_and_sys(rootfs, readonly_sys=not spec.privileged)
+    mount_cgroups(rootfs, own_cgroups, readonly=not spec.privileged)
     devices = (*host_devices("/dev"), *spec.devices) if spec.privileged else spec.devices
     mount_dev(rootfs, spec.tty, devices)
     mount_volumes(rootfs, spec.mounts, paths)
@@ -659,6 +663,67 @@ def mount_proc_and_sys(rootfs: str, readonly_sys: bool = True) -> None:
     # (--privileged alone has it writable, as Docker's.)
     mount_in_root(rootfs, "/sys", "sysfs", "sysfs",
                   nosuid_nodev_noexec | (linux.MS_RDONLY if readonly_sys else 0), no_symlinks=True)
+
+
+CGROUP_FS = "/sys/fs/cgroup"
+
+
+def unit_cgroups(cgroup: str | None = None, mountinfo: str | None = None) -> list[tuple[str, str]]:
+    """(host directory, where under /sys/fs/cgroup) of the unit's own cgroup in each hierarchy
+    mounted here that has it (v2: the one; v1: those whose controllers the unit uses: in the
+    others we sit in a slice or the root, which are not the container's to see). `cgroup`,
+    `mountinfo`: those files' text (default: ours)."""
+    if cgroup is None:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    where: dict[str, str] = {}  # controllers ("memory", "cpu,cpuacct", "name=systemd", "": v2) -> path
+    for line in cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        where[controllers] = path
+    own = where.get("name=systemd") or where.get("")
+    if not own or own == "/":
+        return []
+    found: dict[str, str] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        tail = fields[fields.index("-") + 1:]
+        root, point, fstype = fields[3], fields[4], tail[0]
+        if fstype not in ("cgroup", "cgroup2") or not (point + "/").startswith(CGROUP_FS + "/"):
+            continue
+        options = set(tail[2].split(","))
+        key = "" if fstype == "cgroup2" else next(
+            (k for k in where if k and set(k.split(",")) <= options), None)
+        if key is None or where.get(key) != own or not (own + "/").startswith(root.rstrip("/") + "/"):
+            continue
+        found[point[len(CGROUP_FS):]] = point + own[len(root.rstrip("/")):]
+    return [(directory, sub) for sub, directory in found.items()]
+
+
+def mount_cgroups(rootfs: str, own: Sequence[tuple[str, str]], readonly: bool) -> None:
+    """/sys/fs/cgroup shows the container's own cgroup, as Docker's does, so that programs see
+    their limits (memory.max, or v1's memory/memory.limit_in_bytes): bind mounts of the unit's
+    directories, read-only (--privileged: writable, as Docker's); on v1 in a tmpfs of their own,
+    with the host's symlinks between them (cpu -> cpu,cpuacct)."""
+    if not own:
+        return
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | (linux.MS_RDONLY if readonly else 0)
+    top = f"{rootfs}{CGROUP_FS}"  # in our own sysfs, mounted just now
+    v1 = all(sub for _, sub in own)
+    if v1:
+        linux.mount("tmpfs", top, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755,size=64k")
+    for directory, sub in own:
+        if v1:
+            os.makedirs(f"{top}{sub}", mode=0o755, exist_ok=True)
+        linux.mount(directory, f"{top}{sub}", None, linux.MS_BIND)
+        linux.mount(None, f"{top}{sub}", None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+    if v1:
+        mounted = {sub.lstrip("/") for _, sub in own}
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(CGROUP_FS):
+                if entry.is_symlink() and os.readlink(entry.path) in mounted:
+                    os.symlink(os.readlink(entry.path), f"{top}/{entry.name}")
+        linux.mount(None, top, None, linux.MS_REMOUNT | flags)
 
 
 def mount_dev(rootfs: str, tty: bool, devices: Sequence[Device] = ()) -> None:

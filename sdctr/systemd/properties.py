@@ -27,6 +27,7 @@ Property = tuple[str, str, "Any"]  # (name, D-Bus signature, value)
 FIRST_FULL_TRANSIENT = 236
 # LogRateLimitIntervalSec= exists from v240 on; older journald applies its global limit
 # (RateLimitIntervalSec/RateLimitBurst in journald.conf) to every unit
+FIRST_IO_ACCOUNTING = 230  # IOAccounting= (v1: blkio); before it, BlockIOAccounting=
 FIRST_LOG_RATE_LIMIT = 240
 
 # Docker's default device cgroup (moby oci/defaults.go, runc's AllowedDevices): creating any node
@@ -164,6 +165,9 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
             ("CONTAINER_NAME", spec.name), ("IMAGE_NAME", spec.image))]),
         ("TasksMax", "t", INFINITY if r.pids_limit < 0 else r.pids_limit),
         *device_properties(spec),
+        # `sdctr stats`: CPU time (cpuacct on v1) and block I/O from the unit's own cgroup
+        ("CPUAccounting", "b", True),
+        *io_accounting(host),
     ]
     if host.systemd_version >= FIRST_LOG_RATE_LIMIT or not host.transient_hooks:
         # journald's per-unit rate limit (10,000 lines in 30 s, scaled by free disk: 37,500 here)
@@ -279,6 +283,15 @@ def health_properties(spec: ContainerSpec, host: Host) -> list[Property]:
     return props
 
 
+def io_accounting(host: Host) -> list[Property]:
+    """IOAccounting= (which systemd maps to blkio on v1), or before 230 BlockIOAccounting= (gone
+    in 256); a unit file for an unknown systemd (a generator's) has both: the other is a warning."""
+    if not host.systemd_version:
+        return [("BlockIOAccounting", "b", True), ("IOAccounting", "b", True)]
+    name = "IOAccounting" if host.systemd_version >= FIRST_IO_ACCOUNTING else "BlockIOAccounting"
+    return [(name, "b", True)]
+
+
 def device_properties(spec: ContainerSpec) -> list[Property]:
     """"closed": only the list (systemd adds nothing of its own beyond the pseudo devices), with
     --device's nodes by their host path (systemd reads its numbers at each start). --privileged:
@@ -359,6 +372,8 @@ def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:  # 
             rendered = " ".join([*map(str, statuses), *(_SIGNAL_NAMES[n] for n in signals)])
         elif name == "WatchdogSignal":
             rendered = _SIGNAL_NAMES[value]
+        elif isinstance(value, bool):
+            rendered = "yes" if value else "no"
         elif name in ("TimeoutStopUSec", "TimeoutStartUSec", "WatchdogUSec"):
             rendered = f"{value / 1_000_000:g}s"
         elif name in ("LogRateLimitIntervalUSec", "RestartUSec", "RestartMaxDelayUSec",
