@@ -200,7 +200,7 @@ def remove_network(paths: Paths, name: str) -> None:
     import shutil
 
     from sdctr.net.network import netconf_dir, network_named
-    from sdctr.net.setup import apply_rules, list_table, remove_veth
+    from sdctr.net.setup import apply_rules, remove_veth, rules_present
 
     net = network_named(paths, name)
     if os.path.exists(f"/sys/class/net/{net.bridge}"):
@@ -209,7 +209,7 @@ def remove_network(paths: Paths, name: str) -> None:
     lock = net.leases_path(paths).with_name(f"{name}.lock")
     for leftover in (lock, netconf_dir(paths) / f"{name}.json"):
         leftover.unlink(missing_ok=True)
-    if list_table() is not None:  # the isolation and masquerade rules without it
+    if rules_present():  # the isolation and masquerade rules without it
         apply_rules(paths, "", "", ())
 
 
