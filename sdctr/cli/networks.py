@@ -199,11 +199,12 @@ def remove_network(paths: Paths, name: str) -> None:
     import os
     import shutil
 
-    from sdctr.net.network import netconf_dir, network_named
+    from sdctr.net.network import netconf_dir, network_named, untrust_bridge
     from sdctr.net.setup import apply_rules, remove_veth, rules_present
 
     net = network_named(paths, name)
     if os.path.exists(f"/sys/class/net/{net.bridge}"):
+        untrust_bridge(net)  # out of firewalld's trusted zone, where it runs
         remove_veth(net.bridge)  # (ip link del, as for a veth)
     shutil.rmtree(net.leases_path(paths), ignore_errors=True)
     lock = net.leases_path(paths).with_name(f"{name}.lock")
