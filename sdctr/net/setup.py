@@ -300,8 +300,18 @@ def apply_iptables(paths: Paths, networks: list[nft.NetRules], cid: str, address
             if held:
                 raise SdctrError(f"host port {held.host_port}/{held.proto} is already published by "
                                  f"container {rule.comment[:12]}", hint="publish another host port")
-        run(["iptables-restore", "-w", "--noflush"],
-            input=iptables.restore_text(networks, saved, cid, address, ports))
+        iptables_restore(iptables.restore_text(networks, saved, cid, address, ports))
+
+
+def iptables_restore(text: str) -> None:
+    """`iptables-restore --noflush`, waiting for the xtables lock (-w) where it can: since 1.6.2
+    it fails at once while another program holds the lock; before (RHEL7's 1.4.21 before 7.6) it
+    takes no lock and knows no -w."""
+    r = run(["iptables-restore", "-w", "--noflush"], input=text, check=False)
+    if r.returncode != 0 and ("unrecognized option" in r.stderr or "invalid option" in r.stderr):
+        r = run(["iptables-restore", "--noflush"], input=text, check=False)
+    if r.returncode != 0:
+        raise SdctrError(f"iptables-restore failed: {r.stderr.strip()}")
 
 
 @contextlib.contextmanager
@@ -531,7 +541,7 @@ def remove_elements(doomed: Callable[[str], bool], everywhere: bool = False) -> 
         saved = iptables_saved()
         ports = [r for r in saved.ports if doomed(r.comment)] if saved else []
         if ports:
-            run(["iptables-restore", "-w", "--noflush"], input=iptables.delete_text(ports))
+            iptables_restore(iptables.delete_text(ports))
         removed += [f"rule {r.line[3:]}" for r in ports]
     return removed
 

@@ -117,3 +117,24 @@ def test_auto_takes_nftables_where_nft_is_and_iptables_where_only_it_is(
     (tmp_path / "sdctr.yaml").write_text("network:\n  firewall: ipchains\n")
     with pytest.raises(SdctrError, match=r"network.firewall 'ipchains' is not a firewall back end"):
         firewall([str(both)])
+
+
+def test_an_iptables_restore_without_w_is_run_again_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RHEL7's iptables-restore before 7.6 knows no -w (and takes no lock)."""
+    import subprocess
+
+    from sdctr.net import setup
+
+    calls = []
+
+    def fake(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        old = "-w" in cmd
+        return subprocess.CompletedProcess(cmd, 2 if old else 0, "",
+                                           "iptables-restore: unrecognized option '-w'" if old else "")
+    monkeypatch.setattr(setup, "run", fake)
+    setup.iptables_restore("*nat\nCOMMIT\n")
+    assert calls == [["iptables-restore", "-w", "--noflush"], ["iptables-restore", "--noflush"]]
+    monkeypatch.setattr(setup, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "line 2"))
+    with pytest.raises(SdctrError, match=r"^iptables-restore failed: line 2$"):
+        setup.iptables_restore("*nat\nCOMMIT\n")
