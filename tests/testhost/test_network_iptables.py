@@ -111,3 +111,23 @@ def test_without_nft_gc_removes_a_port_rule_a_crash_left(host: Machine) -> None:
     assert "--dport 9998" in out and stale in out, out
     assert port_rules(host) == []
     assert "0 left-overs removed" in host.exec("sdctr", "system", "gc").stdout
+
+
+def test_without_nft_networks_are_isolated_and_a_removed_network_leaves_no_rule(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "--subnet", "10.210.0.0/24", "ipt-a")
+    host.exec("sdctr", "network", "create", "--subnet", "10.211.0.0/24", "ipt-b")
+    try:
+        for name, network in (("ia1", "ipt-a"), ("ia2", "ipt-a"), ("ib1", "ipt-b")):
+            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox", "sleep", "600")
+        def pings(source: str, target: str) -> bool:
+            return host.exec("sdctr", "exec", source, "ping", "-c", "1", "-W", "2", target,
+                             check=False).returncode == 0
+        ib1 = inspect(host, "ib1")["NetworkSettings"]["IPAddress"]
+        assert pings("ia2", "ia1") and pings("ia1", "198.51.100.2")  # within, and out
+        assert not pings("ia1", ib1)  # across: SDCTR-FORWARD's drop
+        assert '--comment "network ipt-b" -j DROP' in host.exec("iptables-save", "-t", "filter").stdout
+    finally:
+        host.exec("sdctr", "rm", "-f", "ia1", "ia2", "ib1", check=False)
+        host.exec("sdctr", "network", "rm", "ipt-a", "ipt-b", check=False)
+    rules = host.exec("iptables-save").stdout
+    assert "network ipt-a" not in rules and "network ipt-b" not in rules, rules
