@@ -149,6 +149,12 @@ def cmd_network_create(args: argparse.Namespace) -> int:
         raise SdctrError(f"network name {args.name!r} is not [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     paths = paths_of(args)
     subnet, subnet6 = split_subnets(args.subnet, args.ipv6)
+    if subnet6:
+        from sdctr.net.setup import IPTABLES, firewall
+
+        if firewall() == IPTABLES:  # the iptables back end has no ip6tables side (yet)
+            raise SdctrError("IPv6 networks need nftables: this host's rules are in iptables",
+                             hint="install nftables, or set network.firewall: nftables in sdctr.yaml")
     routes = json.loads(run(["ip", "-j", "-4", "route", "show"]).stdout or "[]")
     routes6 = json.loads(run(["ip", "-j", "-6", "route", "show"]).stdout or "[]") if subnet6 else []
     with networks_locked(paths):
@@ -219,17 +225,18 @@ def remove_network(paths: Paths, name: str) -> None:
     import os
     import shutil
 
-    from sdctr.net.network import netconf_dir, network_named, user_networks
-    from sdctr.net.setup import apply_rules, list_table, remove_veth
+    from sdctr.net.network import netconf_dir, network_named, untrust_bridge, user_networks
+    from sdctr.net.setup import apply_rules, remove_veth, rules_present
 
     net = network_named(paths, name)
     if os.path.exists(f"/sys/class/net/{net.bridge}"):
+        untrust_bridge(net)  # out of firewalld's trusted zone, where it runs
         remove_veth(net.bridge)  # (ip link del, as for a veth)
     shutil.rmtree(net.leases_path(paths), ignore_errors=True)
     lock = net.leases_path(paths).with_name(f"{name}.lock")
     for leftover in (lock, netconf_dir(paths) / f"{name}.json"):
         leftover.unlink(missing_ok=True)
-    if list_table() is not None:  # the isolation and masquerade rules without it
+    if rules_present():  # the isolation and masquerade rules without it
         apply_rules(paths, "", "", ())
     if net.subnet6 and not any(n.subnet6 for n in user_networks(paths)):  # the last IPv6 network
         from sdctr.external import run

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from sdctr.log import SdctrError
 from sdctr.net import ipam
@@ -252,4 +253,30 @@ def ensure_bridge(net: Network) -> bool:
     for name, value in sysctls:
         with open(f"/proc/sys/{name}", "w") as f:
             f.write(value)
+    trust_bridge(net)
     return True
+
+
+def trust_bridge(net: Network) -> None:
+    """Where firewalld runs, the bridge in its trusted zone (sdctr.net.firewalld). A refusal is
+    a warning: the containers run, but firewalld may drop their traffic."""
+    from sdctr.net import firewalld
+    from sdctr.systemd.bus import BusError
+
+    try:
+        firewalld.trust(net.bridge)
+    except BusError as e:
+        print(f"sdctr: warning: firewalld did not put {net.bridge} into its trusted zone: {e}; "
+              "it may drop the containers' traffic", file=sys.stderr, flush=True)
+
+
+def untrust_bridge(net: Network) -> None:
+    """Out of firewalld's zone, before the bridge goes; a refusal is a warning."""
+    from sdctr.net import firewalld
+    from sdctr.systemd.bus import BusError
+
+    try:
+        firewalld.untrust(net.bridge)
+    except BusError as e:
+        print(f"sdctr: warning: firewalld did not take {net.bridge} out of its zone: {e}",
+              file=sys.stderr, flush=True)

@@ -6,8 +6,9 @@ and taken down by its ExecStopPost (`sdctr hook netdown`), and what a crash left
           network namespace unshared and pinned at <run>/netns/<id> (a bind mount of the
           namespace file, as `ip netns add` makes); veth pair, host end sdv<id12> on the
           bridge, the other end eth0 in the namespace, address and default route;
-          published ports as elements of the `sdctr` nftables table; hosts and resolv.conf
-    down: the table's elements commented with the id, the veth, the lease, the pin
+          published ports as elements of the `sdctr` nftables table (or, where nft is absent,
+          rules in iptables chains: sdctr.net.iptables); hosts and resolv.conf
+    down: the table's elements (or rules) commented with the id, the veth, the lease, the pin
 
 Both are idempotent: up first takes down what an earlier start left, and down ignores what is
 not there, so `systemctl restart` and a hook killed halfway double nothing. External commands:
@@ -26,7 +27,7 @@ import socket
 from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
-from sdctr.net import dns, ipam, nft
+from sdctr.net import dns, ipam, iptables, nft
 from sdctr.net.network import (
     Network,
     all_networks,
@@ -110,18 +111,41 @@ def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[
 
 # where systemd's units find commands (its default PATH): the hooks' commands, not the caller's
 UNIT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-TOOLS = (("ip", "iproute2"), ("nft", "nftables"))
+PACKAGES = {"ip": "iproute2", "nft": "nftables", "iptables": "iptables"}
+NFTABLES, IPTABLES = "nftables", "iptables"
+
+
+def installed(tool: str, where: Iterable[str] = UNIT_PATH) -> bool:
+    return any(os.access(f"{d}/{tool}", os.X_OK) for d in where)
+
+
+def firewall(where: Iterable[str] = UNIT_PATH) -> str:
+    """The back end of the NAT and port rules: /etc/sdctr/sdctr.yaml's network.firewall, or for
+    `auto` nftables where nft is installed, else iptables where it is (RHEL7), else nftables."""
+    chosen = configured_firewall()
+    if chosen != "auto":
+        return chosen
+    dirs = tuple(where)
+    return IPTABLES if not installed("nft", dirs) and installed("iptables", dirs) else NFTABLES
+
+
+def configured_firewall() -> str:
+    from sdctr import config
+
+    return config.load().network.firewall
 
 
 def require_tools(where: Iterable[str] = UNIT_PATH) -> None:
     """The bridge network's commands, there before anything is made: without them the unit's
     hook would fail at start with a message in the journal."""
     dirs = tuple(where)
-    for tool, package in TOOLS:
-        if not any(os.access(f"{d}/{tool}", os.X_OK) for d in dirs):
-            raise SdctrError(f"the bridge network needs {tool}, which this host lacks (package {package})",
-                             hint=f"install {package}, or run the container with --network none or "
-                                  "--network host")
+    rules = {"nftables": ("nft",), "iptables": ("iptables",)}.get(configured_firewall(), ("nft", "iptables"))
+    for tools in (("ip",), rules):
+        if not any(installed(tool, dirs) for tool in tools):
+            packages = " or ".join(PACKAGES[tool] for tool in tools)
+            raise SdctrError(f"the bridge network needs {' or '.join(tools)}, which this host lacks "
+                             f"(package {packages})", hint=f"install {packages.split()[0]}, or run the "
+                             "container with --network none or --network host")
 
 
 # --- up -----------------------------------------------------------------------------------------
@@ -257,9 +281,12 @@ def ipv6_lines(net: Network, address: int, dev: str, default_route: bool) -> str
 
 
 def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -> None:
-    """The table with every network's rules, and the container's ports."""
-    rules = [n.rules for n in all_networks(paths)]
-    text = nft.table_text(rules) + nft.table6_text(rules) + nft.add_ports_text(cid, address, ports)
+    """The table (or chains) with every network's rules, and the container's ports."""
+    networks = [n.rules for n in all_networks(paths)]
+    if firewall() == IPTABLES:  # (IPv6 networks are nftables only so far)
+        apply_iptables(paths, networks, cid, address, ports)
+        return
+    text = nft.table_text(networks) + nft.table6_text(networks) + nft.add_ports_text(cid, address, ports)
     errors: list[str] = []
     for attempt in range(3):
         r = run(["nft", "-f", "-"], input=text, check=False)
@@ -277,6 +304,43 @@ def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -
 
         time.sleep(0.1 * (attempt + 1))
     raise SdctrError(f"nft -f - failed: {'; '.join(errors) or 'no message'}")
+
+
+def apply_iptables(paths: Paths, networks: list[nft.NetRules], cid: str, address: str,
+                   ports: Collection[Port]) -> None:
+    """As apply_rules, in iptables chains: what is there read, a port another container holds
+    refused (nft's map refuses a second element with the same key; iptables would take a second
+    rule without a word), the rest in one iptables-restore. Under a lock of ours, so two starts
+    do not both see a port free."""
+    with rules_locked(paths):
+        saved = iptables.parse_save(run(["iptables-save"]).stdout)
+        for rule in saved.ports:
+            held = next((p for p in ports if rule.comment != cid and rule.clashes(p)), None)
+            if held:
+                raise SdctrError(f"host port {held.host_port}/{held.proto} is already published by "
+                                 f"container {rule.comment[:12]}", hint="publish another host port")
+        iptables_restore(iptables.restore_text(networks, saved, cid, address, ports))
+
+
+def iptables_restore(text: str) -> None:
+    """`iptables-restore --noflush`, waiting for the xtables lock (-w) where it can: since 1.6.2
+    it fails at once while another program holds the lock; before (RHEL7's 1.4.21 before 7.6) it
+    takes no lock and knows no -w."""
+    r = run(["iptables-restore", "-w", "--noflush"], input=text, check=False)
+    if r.returncode != 0 and ("unrecognized option" in r.stderr or "invalid option" in r.stderr):
+        r = run(["iptables-restore", "--noflush"], input=text, check=False)
+    if r.returncode != 0:
+        raise SdctrError(f"iptables-restore failed: {r.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def rules_locked(paths: Paths) -> Iterator[None]:
+    import fcntl
+
+    paths.run.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(paths.run / "iptables.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
@@ -497,14 +561,24 @@ def remove_veth(name: str) -> None:
         raise SdctrError(f"ip link del {name} failed: {r.stderr.strip()}")
 
 
-def remove_elements(doomed: Callable[[str], bool]) -> list[str]:
-    listing = list_table()
-    if listing is None:
-        return []
-    gone = [e for e in nft.elements(listing) if doomed(e.comment)]
-    if gone:
-        run(["nft", "-f", "-"], input=nft.delete_elements_text(gone))
-    return [f"rule {e.map} {{ {e.key} }} ({e.comment[:12]})" for e in gone]
+def remove_elements(doomed: Callable[[str], bool], everywhere: bool = False) -> list[str]:
+    """The port rules whose comment (a container's id) is doomed: in the configured back end's
+    rules, or (`everywhere`, for gc) in both where their tool is installed."""
+    chosen = firewall()
+    removed = []
+    if everywhere or chosen == NFTABLES:
+        listing = list_table()
+        gone = [e for e in nft.elements(listing) if doomed(e.comment)] if listing is not None else []
+        if gone:
+            run(["nft", "-f", "-"], input=nft.delete_elements_text(gone))
+        removed += [f"rule {e.map} {{ {e.key} }} ({e.comment[:12]})" for e in gone]
+    if everywhere or chosen == IPTABLES:
+        saved = iptables_saved()
+        ports = [r for r in saved.ports if doomed(r.comment)] if saved else []
+        if ports:
+            iptables_restore(iptables.delete_text(ports))
+        removed += [f"rule {r.line[3:]}" for r in ports]
+    return removed
 
 
 def list_table() -> dict[str, Any] | None:
@@ -516,6 +590,22 @@ def list_table() -> dict[str, Any] | None:
     if r.returncode != 0:
         return None
     return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def iptables_saved() -> iptables.Saved | None:
+    """What `iptables-save` shows of ours; None where iptables is not installed or shows no chain
+    of ours."""
+    try:
+        r = run(["iptables-save"], check=False)
+    except SdctrError:
+        return None
+    saved = iptables.parse_save(r.stdout) if r.returncode == 0 else None
+    return saved if saved and any(chain.startswith("SDCTR-") for _, chain in saved.chains) else None
+
+
+def rules_present() -> bool:
+    """The back end holds sdctr's rules (the table, or the chains)."""
+    return (iptables_saved() if firewall() == IPTABLES else list_table()) is not None
 
 
 def leases_dirs(paths: Paths) -> list[Path]:
@@ -547,7 +637,7 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     """What no running container (`live`: their full ids) owns: veths, leases, map elements and
     pinned namespaces. What went, one line each."""
     short = {cid[:12] for cid in live}
-    removed = remove_elements(lambda comment: comment not in live)
+    removed = remove_elements(lambda comment: comment not in live, everywhere=True)
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir("/sys/class/net")):
             ours = name.startswith(VETH_PREFIX) or (name[:2] == "sd" and name[2:3].isdigit())

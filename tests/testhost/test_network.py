@@ -285,23 +285,23 @@ def test_an_unknown_network_is_refused(host: Machine) -> None:
         "sdctr: error: --network 'nosuch': no such network")
 
 
-def test_bridge_is_the_default_and_a_host_without_nft_is_told_in_one_line(host: Machine) -> None:
+def test_bridge_is_the_default_and_a_host_without_nft_or_iptables_is_told_in_one_line(host: Machine) -> None:
     out = host.exec("sdctr", "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
     assert " 10.89." in out, out  # no --network: the bridge, as Docker's default
-    host.exec("chmod", "-x", "/usr/sbin/nft")
+    host.exec("chmod", "-x", "/usr/sbin/nft", "/usr/sbin/xtables-nft-multi")  # (iptables is the latter)
     try:
         before = host.exec("sdctr", "ps", "-aq").stdout.split()
         r = host.exec("sdctr", "run", "--rm", "busybox", "true", check=False)
         assert r.returncode == 125, r
         lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
-        assert lines == ["sdctr: error: the bridge network needs nft, which this host lacks "
-                         "(package nftables)"], r.stderr
+        assert lines == ["sdctr: error: the bridge network needs nft or iptables, which this host lacks "
+                         "(package nftables or iptables)"], r.stderr
         assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
         # the other networks need no nft
         for network in ("none", "host"):
             host.exec("sdctr", "run", "--rm", "--network", network, "busybox", "true")
     finally:
-        host.exec("chmod", "+x", "/usr/sbin/nft")
+        host.exec("chmod", "+x", "/usr/sbin/nft", "/usr/sbin/xtables-nft-multi")
     assert_clean(host)
 
 

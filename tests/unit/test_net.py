@@ -197,13 +197,15 @@ def test_a_host_without_nft_is_told_before_anything_is_made(tmp_path: Path) -> N
 
     (tmp_path / "ip").write_text("")
     (tmp_path / "ip").chmod(0o755)
-    with pytest.raises(SdctrError, match=r"^the bridge network needs nft, which this host lacks "
-                                         r"\(package nftables\)$") as e:
+    with pytest.raises(SdctrError, match=r"^the bridge network needs nft or iptables, which this host "
+                                         r"lacks \(package nftables or iptables\)$") as e:
         require_tools([str(tmp_path)])
     assert "--network none" in (e.value.hint or "")
-    (tmp_path / "nft").write_text("")
-    (tmp_path / "nft").chmod(0o755)
-    require_tools([str(tmp_path)])
+    for tool in ("iptables", "nft"):  # either serves
+        (tmp_path / tool).write_text("")
+        (tmp_path / tool).chmod(0o755)
+        require_tools([str(tmp_path)])
+        (tmp_path / tool).unlink()
 
 
 def test_user_networks_take_free_subnets_from_the_pool_and_refuse_overlaps(tmp_path: Path) -> None:
