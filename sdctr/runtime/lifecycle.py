@@ -421,8 +421,10 @@ def _iso(ts: float | None) -> str:
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
     """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
     unit = sd.unit_state(spec.unit)
-    if unit.get("ActiveState") == "activating" or unit.get("SubState") == "auto-restart":
+    if unit.get("SubState") == "auto-restart":  # (systemd's Restart=, between two runs)
         raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again")
+    if unit.get("ActiveState") == "activating":  # its hooks or its init run: no PID 1 to join yet
+        raise SdctrError(f"container {spec.name} is starting", hint="wait until it runs, then try again")
     if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
         raise SdctrError(f"container {spec.name} is not running")
     return unit

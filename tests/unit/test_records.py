@@ -205,9 +205,10 @@ def test_exit_files_go_with_their_container_and_when_nobody_will_read_them(paths
     assert not hooks.exit_file(paths, kept).exists()
 
 
-@pytest.mark.parametrize("unit", [{"ActiveState": "activating", "SubState": "start", "MainPID": 7},
-                                  {"ActiveState": "activating", "SubState": "auto-restart", "MainPID": 0}])
-def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, object]) -> None:
+@pytest.mark.parametrize(("unit", "says"), [
+    ({"ActiveState": "activating", "SubState": "start", "MainPID": 7}, "is starting"),
+    ({"ActiveState": "activating", "SubState": "auto-restart", "MainPID": 0}, "is restarting")])
+def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, object], says: str) -> None:
     from sdctr.log import SdctrError
     from sdctr.runtime import lifecycle
 
@@ -215,5 +216,5 @@ def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, 
         def unit_state(self, name: str) -> dict[str, object]:
             return unit
 
-    with pytest.raises(SdctrError, match="is restarting"):
+    with pytest.raises(SdctrError, match=says):
         lifecycle.running_unit(Sd(), state.find_by_id(paths, CID))  # type: ignore[arg-type]
