@@ -484,10 +484,12 @@ def finish_stop(paths: Paths, sd: Systemd, spec: ContainerSpec, active: str | No
         if spec.network is NetworkMode.BRIDGE:
             hooks.netdown(paths, spec.id)
         if status.get("running"):
-            unit = sd.unit_state(spec.unit)  # a failed unit systemd kept: its exit status
-            code, signal_ = unit.get("ExecMainCode"), int(unit.get("ExecMainStatus") or 0)
+            # a failed unit systemd kept: its exit status; else 255, as Docker's daemon records a
+            # container it finds dead at its restart
+            unit = sd.unit_state(spec.unit)
+            code, number = unit.get("ExecMainCode"), int(unit.get("ExecMainStatus") or 0)
             hooks.tear_down(paths, spec, dict(
                 running=False, finished_at=time.time(), result=unit.get("Result") or "unknown",
-                exit_code=signal_ if code == 1 else 128 + signal_ if code in (2, 3) else None))
+                exit_code=number if code == 1 else 128 + number if code in (2, 3) else 255))
     return True
 
