@@ -110,7 +110,10 @@ def for_each(args: argparse.Namespace, action: Action) -> int:
     failed = 0
     for ref in args.containers:
         try:
-            action(paths, sd, host, find(paths, ref))
+            spec = find(paths, ref)
+            if containers.finish_stop_of(paths, sd, spec) and spec.remove:
+                raise NoSuchContainer(f"no such container: {ref} (removed: it had stopped)")
+            action(paths, sd, host, spec)
             print(ref)
         except SdctrError as e:
             error(str(e), e.hint)

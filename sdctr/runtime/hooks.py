@@ -32,6 +32,8 @@ from sdctr.systemd.manager import UNIT_DIR
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
+    from typing import Any
+
     from sdctr.spec import ContainerSpec
     from sdctr.storage.snapshotter import Snapshotter
 
@@ -94,21 +96,29 @@ def poststop(paths: Paths, cid: str) -> int:
     changes = dict(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
                    exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
                    oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
-    status = {**read_status(paths, cid), **changes}
-    if spec.remove:
-        remove_container(paths, spec)  # unmounts first
-    else:
-        snap = snapshotter_of(paths, spec)
-        snap.deactivate(cid, paths.rootfs(cid))
-        status = update_status(paths, cid, **changes) or status  # (None: `rm` removed it meanwhile)
-        if spec.ephemeral:
-            snap.reset(cid)
+    status = tear_down(paths, spec, changes)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
     # it) returns once everything else is done; a --rm container's is kept a while for a `wait`
     # that comes after the record is gone (state.EXIT_KEPT)
     if spec.attached or spec.remove:
         write_json_atomic(exit_file(paths, cid), status)
     return 0
+
+
+def tear_down(paths: Paths, spec: ContainerSpec, changes: dict[str, Any]) -> dict[str, Any]:
+    """The poststop hook's work once the exit is known (`changes` to the status): the rootfs
+    unmounted and the status written, or, for --rm, everything removed. The status as left.
+    Idempotent: run again by the next command that finds it cut short (lifecycle.finish_stop)."""
+    status = {**read_status(paths, spec.id), **changes}
+    if spec.remove:
+        remove_container(paths, spec)  # unmounts first
+    else:
+        snap = snapshotter_of(paths, spec)
+        snap.deactivate(spec.id, paths.rootfs(spec.id))
+        status = update_status(paths, spec.id, **changes) or status  # (None: `rm` removed it meanwhile)
+        if spec.ephemeral:
+            snap.reset(spec.id)
+    return status
 
 
 def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:

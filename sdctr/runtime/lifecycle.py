@@ -457,14 +457,75 @@ def _iso(ts: float | None) -> str:
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
     """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
     unit = sd.unit_state(spec.unit)
-    if unit.get("ActiveState") == "activating" or unit.get("SubState") == "auto-restart":
+    if unit.get("SubState") == "auto-restart":  # (systemd's Restart=, between two runs)
         raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again")
+    if unit.get("ActiveState") == "activating":  # its hooks or its init run: no PID 1 to join yet
+        raise SdctrError(f"container {spec.name} is starting", hint="wait until it runs, then try again")
     if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
         raise SdctrError(f"container {spec.name} is not running")
     return unit
 
 
 def all_with_state(paths: Paths, sd: Systemd) -> list[tuple[ContainerSpec, str | None]]:
+    """Every container and its unit's ActiveState (None: not loaded); a stop its hooks left
+    unfinished is finished on the way (finish_stop), and a --rm container it removed is not listed."""
     states = sd.active_states()
-    return [(s, states.get(s.unit)) for s in all_specs(paths)]
+    found = [(s, states.get(s.unit)) for s in all_specs(paths)]
+    _finish_netdown_of_removed(paths, sd, {s.id for s, _ in found})
+    return [(s, active) for s, active in found if not (finish_stop(paths, sd, s, active) and s.remove)]
+
+
+def _finish_netdown_of_removed(paths: Paths, sd: Systemd, records: set[str]) -> None:
+    """A network namespace still pinned for a container whose record is gone: a --rm container
+    whose netdown was cut short (its poststop went on and removed the record). A record exists
+    before its unit starts and goes after its netdown, so no start can be under way for it."""
+    try:
+        names = os.listdir(paths.netns("0").parent)
+    except FileNotFoundError:
+        return
+    for cid in {n.split(".")[0] for n in names} - records:
+        if len(cid) == 64 and sd.idle(f"ctr-{cid[:12]}.service"):
+            hooks.netdown(paths, cid)
+
+
+def finish_stop_of(paths: Paths, sd: Systemd, spec: ContainerSpec) -> bool:
+    """finish_stop() for one container, its unit asked for its state."""
+    return finish_stop(paths, sd, spec, sd.active_state(spec.unit))
+
+
+def finish_stop(paths: Paths, sd: Systemd, spec: ContainerSpec, active: str | None) -> bool:
+    """What the unit's ExecStopPost did not finish, finished by the next command that looks at the
+    container, as Docker's daemon does for a container whose monitor died (issue 17: a poststop
+    hook killed while a bridge container stopped left its rootfs mounted, its record "running"
+    and its network up, with the unit collected). The signs, cheap to read for every container:
+    a unit that does not run (`active`) and a record still "running", or a network namespace
+    still pinned. The unit is asked again under the store's lock, so that a start since (its job
+    queued, its hooks running) is left alone; then the hooks' own idempotent steps. True if it
+    finished anything (a --rm container's record is gone then)."""
+    if active in RUNNING_STATES:
+        return False
+    pinned = spec.network is NetworkMode.BRIDGE and os.path.lexists(paths.netns(spec.id))
+    if not pinned and not read_status(paths, spec.id).get("running"):
+        return False
+    from sdctr.state import locked
+
+    with locked(paths):
+        status = read_status(paths, spec.id)
+        pinned = spec.network is NetworkMode.BRIDGE and os.path.lexists(paths.netns(spec.id))
+        if not (pinned or status.get("running")) or not sd.idle(spec.unit):
+            return False
+        from sdctr.log import debug
+
+        debug(f"{spec.unit} stopped without its hooks finishing: finishing them")
+        if spec.network is NetworkMode.BRIDGE:
+            hooks.netdown(paths, spec.id)
+        if status.get("running"):
+            # a failed unit systemd kept: its exit status; else 255, as Docker's daemon records a
+            # container it finds dead at its restart
+            unit = sd.unit_state(spec.unit)
+            code, number = unit.get("ExecMainCode"), int(unit.get("ExecMainStatus") or 0)
+            hooks.tear_down(paths, spec, dict(
+                running=False, finished_at=time.time(), result=unit.get("Result") or "unknown",
+                exit_code=number if code == 1 else 128 + number if code in (2, 3) else 255))
+    return True
 

@@ -181,6 +181,12 @@ class Systemd:
         units = self._manager("ListUnitsByPatterns", "asas", [], [pattern])
         return {u[0]: u[3] for u in units}
 
+    def idle(self, unit: str) -> bool:
+        """Whether nothing runs the unit or is about to: stopped (inactive, failed, or not loaded
+        at all) with no job queued (ListUnits' job id). One call."""
+        units = self._manager("ListUnitsByPatterns", "asas", [], [unit])
+        return all(u[3] in ("inactive", "failed") and not u[7] for u in units)
+
     def remove_unit_file(self, unit: str) -> None:
         path = UNIT_DIR / unit
         if path.exists():

@@ -136,6 +136,6 @@ def test_without_nft_networks_are_isolated_and_a_removed_network_leaves_no_rule(
 def test_without_nft_an_ipv6_network_is_refused_in_one_line_and_not_made(host: Machine) -> None:
     r = host.exec("sdctr", "network", "create", "--ipv6", "--subnet", "fd00:91::/64", "ipt-v6", check=False)
     assert r.returncode == 125, r
-    assert r.stderr.splitlines()[0] == ("sdctr: IPv6 networks need nftables: this host's rules are in "
+    assert r.stderr.splitlines()[0] == ("sdctr: error: IPv6 networks need nftables: this host's rules are in "
                                         "iptables"), r.stderr
     assert "ipt-v6" not in host.exec("sdctr", "network", "ls").stdout
