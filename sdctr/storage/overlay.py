@@ -135,11 +135,14 @@ class OverlaySnapshotter:
         self._make_base()
         d.mkdir(parents=True, exist_ok=True)
         work.mkdir(mode=0o700, exist_ok=True)
-        upper.mkdir(mode=0o755, exist_ok=True)
-        if layers:
-            st = os.stat(self.layer_dir(layers[-1]))
-            os.chown(upper, st.st_uid, st.st_gid)
-            os.chmod(upper, st.st_mode & 0o7777)
+        if not upper.is_dir():  # owner and mode set before it is "upper": a kill leaves no wrong "/"
+            fresh = d / ".upper"
+            fresh.mkdir(mode=0o755, exist_ok=True)
+            if layers:
+                st = os.stat(self.layer_dir(layers[-1]))
+                os.chown(fresh, st.st_uid, st.st_gid)
+                os.chmod(fresh, st.st_mode & 0o7777)
+            os.rename(fresh, upper)
 
     def rootfs(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount:
         d = self.container_dir(cid)

@@ -254,3 +254,21 @@ def test_a_stop_cut_short_is_finished_by_the_next_command(tmp_path: Path, idle: 
     if idle:
         assert status["exit_code"] == 255 and status["finished_at"]
         assert lifecycle.finish_stop_of(paths, _StoppedUnit(), spec) is False  # done once
+
+
+def test_a_create_cut_short_gets_its_snapshot_from_the_next_command(tmp_path: Path) -> None:
+    """`run` killed between writing the record and making its snapshot (issue 17's campaign, 1 of
+    608): the next command that looks at the container makes the snapshot, so it can start."""
+    from sdctr.runtime import lifecycle
+    from sdctr.spec import NetworkMode
+    from sdctr.storage import drivers
+
+    paths = Paths.from_root(str(tmp_path / "root"))
+    spec = state.save_spec(paths, ContainerSpec(id=CID, name="cut", image="busybox", image_id="0" * 64,
+                                                command=("true",), network=NetworkMode.NONE,
+                                                storage="overlay"))
+    snapshot = drivers.driver("overlay", paths).snapshot_dir(CID)
+    assert snapshot is not None and not snapshot.exists()
+    lifecycle.finish_stop_of(paths, _StoppedUnit(), spec)  # type: ignore[arg-type]
+    assert (snapshot / "upper").is_dir() and (snapshot / "work").is_dir()
+    assert paths.rootfs(CID).is_dir()
