@@ -28,6 +28,7 @@ FIRST_FULL_TRANSIENT = 236
 # LogRateLimitIntervalSec= exists from v240 on; older journald applies its global limit
 # (RateLimitIntervalSec/RateLimitBurst in journald.conf) to every unit
 FIRST_IO_ACCOUNTING = 230  # IOAccounting= (v1: blkio); before it, BlockIOAccounting=
+LAST_BLOCKIO = 255  # BlockIO*= went in 256
 FIRST_LOG_RATE_LIMIT = 240
 
 # Docker's default device cgroup (moby oci/defaults.go, runc's AllowedDevices): creating any node
@@ -285,11 +286,16 @@ def health_properties(spec: ContainerSpec, host: Host) -> list[Property]:
 
 def io_accounting(host: Host) -> list[Property]:
     """IOAccounting= (which systemd maps to blkio on v1), or before 230 BlockIOAccounting= (gone
-    in 256); a unit file for an unknown systemd (a generator's) has both: the other is a warning."""
+    in 256). On cgroup v1 BlockIOAccounting= while systemd has it: with any IO* setting, IOAccounting=
+    included, systemd applies the IO* ones to blkio and ignores BlockIOWeight= (--blkio-weight on
+    v1; seen on 252: blkio.bfq.weight stayed at the default). A unit file for an unknown systemd
+    (a generator's) has both on v2: the other is a warning."""
+    blockio = ("BlockIOAccounting", "b", True)
+    if host.cgroup_version == 1 and (not host.systemd_version or host.systemd_version < LAST_BLOCKIO + 1):
+        return [blockio]
     if not host.systemd_version:
-        return [("BlockIOAccounting", "b", True), ("IOAccounting", "b", True)]
-    name = "IOAccounting" if host.systemd_version >= FIRST_IO_ACCOUNTING else "BlockIOAccounting"
-    return [(name, "b", True)]
+        return [blockio, ("IOAccounting", "b", True)]
+    return [("IOAccounting", "b", True) if host.systemd_version >= FIRST_IO_ACCOUNTING else blockio]
 
 
 def device_properties(spec: ContainerSpec) -> list[Property]:
