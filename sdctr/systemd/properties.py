@@ -332,7 +332,7 @@ def restart_properties(spec: ContainerSpec, host: Host) -> list[Property]:
 
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
-_SECTION_UNIT = {"Description", "CollectMode"}
+_SECTION_UNIT = {"Description", "CollectMode", "BindsTo", "After"}  # (dependencies in [Service]: ignored)
 _FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "TimeoutStartUSec": "TimeoutStartSec",
                "WatchdogUSec": "WatchdogSec", "CPUQuotaPerSecUSec": "CPUQuota",
                "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec", "RestartUSec": "RestartSec",
@@ -376,6 +376,8 @@ def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:  # 
         elif name == "SuccessExitStatus":
             statuses, signals = value
             rendered = " ".join([*map(str, statuses), *(_SIGNAL_NAMES[n] for n in signals)])
+        elif name in ("BindsTo", "After"):
+            rendered = " ".join(value)
         elif name == "WatchdogSignal":
             rendered = _SIGNAL_NAMES[value]
         elif isinstance(value, bool):
