@@ -194,6 +194,44 @@ def test_run_restart_containers_come_back_but_one_stopped_by_hand(rebooted: Mach
     assert active(rebooted, "sdctr-restart.service") == "active"
 
 
+def verify(host: Machine, units: dict[str, str]) -> None:
+    """systemd-analyze verify on the units, written where nothing loads them (its complaints
+    about cgroup v1's CPUShares=/MemoryLimit= are warnings, not failures)."""
+    for unit, text in units.items():
+        host.exec("sh", "-c", f"mkdir -p /tmp/verify && cat > /tmp/verify/{unit}", input=text)
+    r = host.exec("systemd-analyze", "verify", *(f"/tmp/verify/{u}" for u in units), check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_generate_systemd_prints_units_that_systemd_accepts(rebooted: Machine) -> None:
+    # by FILE: what the generator made for web.yaml at boot, byte for byte
+    path = "/etc/sdctr/containers/web.yaml"
+    printed = rebooted.exec("sdctr", "generate", "systemd", path).stdout
+    on_disk = rebooted.exec("cat", "/run/systemd/generator/ctr-web.service").stdout
+    assert printed == on_disk
+    assert re.search(r"^ExecStartPre=\S*/sdctr hook declare web$", printed, re.M), printed
+    assert re.search(r"^ExecStopPost=.* hook poststop [0-9a-f]{64}$", printed, re.M), printed
+    assert "MemoryLimit=67108864\n" in printed and "TasksMax=50\n" in printed
+    # web Requires= db: verified together
+    db = rebooted.exec("sdctr", "generate", "systemd", "db").stdout  # a declared one by its name
+    assert "SourcePath=/etc/sdctr/containers/db.yaml\n" in db
+    verify(rebooted, {"ctr-web.service": printed, "ctr-db.service": db})
+    # by the name of a container made with run -d: its transient unit's properties, as a file
+    cid = rebooted.exec("sdctr", "run", "-d", "--name", "gen", "-m", "32m", "--pids-limit", "20",
+                        "busybox", "sleep", "100000").stdout.strip()
+    try:
+        printed = rebooted.exec("sdctr", "generate", "systemd", "gen").stdout
+        # the hooks: its rootfs mounted and its network up before, both undone after
+        assert re.search(rf"^ExecStartPre=.* /run/sdctr/{cid}/rootfs mount ", printed, re.M), printed
+        assert re.search(rf"^ExecStartPre=.* hook netup {cid}$", printed, re.M), printed
+        assert re.search(rf"^ExecStopPost=.* hook netdown {cid}$", printed, re.M), printed
+        assert re.search(rf"^ExecStopPost=.* hook poststop {cid}$", printed, re.M), printed
+        assert "MemoryLimit=33554432\n" in printed and "TasksMax=20\n" in printed, printed
+        verify(rebooted, {f"ctr-{cid[:12]}.service": printed})
+    finally:
+        rebooted.exec("sdctr", "rm", "-f", "gen")
+
+
 def test_depends_on_starts_db_first_and_stops_web_with_it(rebooted: Machine) -> None:
     """Last in this module: it stops both containers."""
     wait_for(lambda: active(rebooted, "ctr-web.service") == "active", timeout=60, what="ctr-web active")
