@@ -143,9 +143,6 @@ def test_a_declared_container_comes_back_after_a_reboot(rebooted: Machine) -> No
         rebooted.exec("sh", "-c", "echo -n 'sdctr declared container web' | sha256sum").stdout.split()[0]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 asks for the same address after a reboot; ipam hands out "
-                   "the next free address after the last one (ipam.pick, netup.sh), and the reboot's stop "
-                   "released web's lease: it came back as 10.89.0.11 for 10.89.0.3")
 def test_a_declared_container_keeps_its_address_across_a_reboot(rebooted: Machine) -> None:
     wait_for(lambda: active(rebooted, "ctr-web.service") == "active", timeout=60, what="ctr-web active")
     assert rebooted.web_ip.startswith("10.89.")  # type: ignore[attr-defined]
