@@ -11,66 +11,16 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.network import PAGE, httpd, inspect, network_host, outside_server
 from helpers.testhost import Machine, wait_for
 
 pytestmark = pytest.mark.testhost
 
-PAGE = "hello from a container"
-# a page fetcher (the static busybox's wget crashes in this root) and a server that writes down
-# who connected, for the "outside" namespace
-GET = """#!/usr/bin/python3
-import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())
-"""
-WHO_CONNECTS = """#!/usr/bin/python3
-import socket, sys
-s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen()
-c, peer = s.accept()
-open(sys.argv[3], "w").write(peer[0])
-"""
-MAKE_IMAGE = f"""
-set -e
-chmod +x /usr/local/bin/get /usr/local/bin/who-connects
-rm -rf /tmp/bb && sh -s /tmp/bb < /tmp/busybox-rootfs.sh >/dev/null
-tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox >/dev/null
-mkdir -p /tmp/www && echo '{PAGE}' > /tmp/www/index.html
-"""
-# "another machine": a namespace inside the test host, joined to it by a veth pair the test
-# makes (198.51.100.0/24, TEST-NET-2: only ever inside the test host)
-OUTSIDE_UP = """
-set -e
-ip netns add outside
-ip link add sdtest0 type veth peer name eth0 netns outside
-ip addr add 198.51.100.1/24 dev sdtest0 && ip link set sdtest0 up
-ip -n outside addr add 198.51.100.2/24 dev eth0
-ip -n outside link set eth0 up && ip -n outside link set lo up
-"""
-OUTSIDE_DOWN = "ip netns del outside; ip link del sdtest0"
-
 
 @pytest.fixture(scope="module")
 def host(testhost: Machine) -> Iterator[Machine]:
-    for path, text in (("/tmp/busybox-rootfs.sh", BUSYBOX_ROOTFS_SH.read_text()),
-                       ("/usr/local/bin/get", GET), ("/usr/local/bin/who-connects", WHO_CONNECTS)):
-        testhost.exec("sh", "-c", f"cat > {path}", input=text)
-    testhost.sh(MAKE_IMAGE)
-    testhost.sh(OUTSIDE_UP)
-    yield testhost
-    testhost.sh(OUTSIDE_DOWN, check=False)
-    testhost.sh("sdctr ps -aq | xargs -r sdctr rm -f", check=False)
-
-
-def httpd(host: Machine, *flags: str) -> str:
-    return host.exec("sdctr", "run", "-d", "--network", "bridge", *flags, "-v", "/tmp/www:/www",
-                     "busybox", "httpd", "-f", "-p", "80", "-h", "/www").stdout.strip()
-
-
-def inspect(host: Machine, cid: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(host.exec("sdctr", "inspect", cid).stdout)[0]  # type: ignore[no-any-return]
+    with network_host(testhost, after="sdctr ps -aq | xargs -r sdctr rm -f") as prepared:
+        yield prepared
 
 
 def network_state(host: Machine) -> dict[str, list[str]]:
@@ -117,15 +67,11 @@ def test_a_published_port_answers_from_the_host_and_from_another_machine(host: M
 
 
 def test_traffic_out_is_masqueraded(host: Machine) -> None:
-    host.sh("rm -f /tmp/peer; ip netns exec outside who-connects 198.51.100.2 9000 /tmp/peer "
-            ">/dev/null 2>&1 &")
-    wait_for(lambda: "198.51.100.2:9000" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
-             what="the outside server")
+    peer = outside_server(host, "198.51.100.2", 9000)
     r = host.exec("sdctr", "run", "--rm", "--network", "bridge", "busybox", "sh", "-c",
                   "echo hi | nc 198.51.100.2 9000", check=False)
     assert r.returncode == 0, r.stderr
-    peer = wait_for(lambda: host.sh("cat /tmp/peer 2>/dev/null || true").stdout.strip("\n"), what="the peer")
-    assert peer == "198.51.100.1"  # the test host's address, not the container's 10.89.x.y
+    assert peer() == "198.51.100.1"  # the test host's address, not the container's 10.89.x.y
     wait_for(lambda: network_state(host)["veths"] == [], what="the --rm container's veth to go")
     assert_clean(host)
 
@@ -566,15 +512,9 @@ def test_an_ipv6_network_gives_each_container_an_address_a_route_and_the_masquer
         assert v2 in host.exec("sdctr", "exec", "v1", "cat", "/etc/hosts").stdout
         assert not pings("v1", w1)
         # out through the masquerade: "outside" has no route back to fd00:90::/64, and sees the host
-        host.sh("rm -f /tmp/peer6; ip netns exec outside who-connects fd00:198::2 9006 /tmp/peer6 "
-                ">/dev/null 2>&1 &")
-        wait_for(lambda: "9006" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
-                 what="the outside server")
+        peer6 = outside_server(host, "fd00:198::2", 9006)
         host.exec("sdctr", "exec", "v1", "sh", "-c", "echo hi | nc -w 3 fd00:198::2 9006", check=False)
-        def peer6() -> str:
-            return host.sh("cat /tmp/peer6 2>/dev/null || true").stdout.strip()  # type: ignore[no-any-return]
-        peer = wait_for(peer6, what="the peer")
-        assert peer == "fd00:198::1"
+        assert peer6() == "fd00:198::1"
         # bad input: one line, 125, nothing made
         before = host.exec("sdctr", "network", "ls").stdout
         for flags, message in (
