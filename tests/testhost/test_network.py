@@ -7,6 +7,7 @@ namespace, and "other machines" are namespaces this module makes there (and remo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 
@@ -380,6 +381,89 @@ def test_a_network_alias_resolves_from_the_others_and_prune_removes_unused_netwo
     assert_clean(host)
 
 
+def dns_traces(host: Machine) -> dict[str, list[str]]:
+    """Every trace of a user network's DNS server: processes, units, files."""
+    return {"processes": host.exec("pgrep", "-a", "-x", "dnsmasq", check=False).stdout.splitlines(),
+            "units": host.sh("systemctl list-units --all --plain --no-legend 'sdctr-dns-*'").stdout.split(),
+            "files": host.sh("ls /run/sdctr-dns 2>/dev/null || true").stdout.split()}
+
+
+def answers(host: Machine, source: str, name: str) -> list[str]:
+    """busybox nslookup: questions (A, AAAA) to the server in resolv.conf, never /etc/hosts; the
+    addresses it answers."""
+    r = host.exec("sdctr", "exec", source, "nslookup", name, check=False)
+    return re.findall(r"^Address: (\S+)$", r.stdout, re.MULTILINE) if r.returncode == 0 else []
+
+
+def lookup(host: Machine, source: str, name: str) -> str:
+    """The first address the server answers for `name`, "" for none."""
+    return next(iter(answers(host, source, name)), "")
+
+
+def test_a_user_networks_dns_server_answers_its_members_by_name_and_alias_and_goes_with_it(
+        host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "named")
+    host.exec("sdctr", "network", "create", "--subnet", "10.204.0.0/24", "apart")
+    names = ("dn1", "dn2", "dn3")
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "dn1", "--network", "named", "--network-alias", "db",
+                  "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "dn2", "--network", "named", "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "dn3", "--network", "apart", "busybox", "sleep", "600")
+        bridge = json.loads(host.exec("cat", "/var/lib/sdctr/netconf/named.json").stdout)["bridge"]
+        assert host.exec("systemctl", "is-active", f"sdctr-dns-{bridge}.service").stdout.strip() == "active"
+        dn1, gateway = (inspect(host, "dn1")["NetworkSettings"][k] for k in ("IPAddress", "Gateway"))
+        resolv = host.exec("sdctr", "exec", "dn2", "cat", "/etc/resolv.conf").stdout
+        assert [ln for ln in resolv.splitlines() if ln.startswith("nameserver")] == [
+            f"nameserver {gateway}"], resolv
+        # by name and by alias, from the server (the members' /etc/hosts do not name each other)
+        assert lookup(host, "dn2", "dn1") == dn1 and lookup(host, "dn2", "db") == dn1
+        assert lookup(host, "dn1", "dn2") == inspect(host, "dn2")["NetworkSettings"]["IPAddress"]
+        assert "dn1" not in host.exec("sdctr", "exec", "dn2", "cat", "/etc/hosts").stdout
+        # not from another network, whose server knows its own members only
+        assert lookup(host, "dn3", "dn1") == "" and lookup(host, "dn3", "db") == ""
+        assert lookup(host, "dn3", "dn3") != ""
+        # a member that goes is forgotten at once
+        host.exec("sdctr", "rm", "-f", "dn1")
+        assert lookup(host, "dn2", "dn1") == "" and lookup(host, "dn2", "db") == ""
+    finally:
+        host.exec("sdctr", "rm", "-f", *names, check=False)
+        host.exec("sdctr", "network", "rm", "named", "apart", check=False)
+    assert dns_traces(host) == {"processes": [], "units": [], "files": []}
+    assert_clean(host)
+
+
+def test_without_dnsmasq_the_members_hosts_files_name_each_other(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "hostsonly")
+    host.exec("mv", "/usr/sbin/dnsmasq", "/usr/sbin/dnsmasq.hidden")
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "ho1", "--network", "hostsonly", "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "ho2", "--network", "hostsonly", "busybox", "sleep", "600")
+        assert host.exec("sdctr", "exec", "ho1", "ping", "-c", "1", "-W", "2", "ho2",
+                         check=False).returncode == 0
+        assert "\tho1 " in host.exec("sdctr", "exec", "ho2", "cat", "/etc/hosts").stdout
+        assert dns_traces(host)["processes"] == []
+    finally:
+        host.exec("mv", "/usr/sbin/dnsmasq.hidden", "/usr/sbin/dnsmasq")
+        host.exec("sdctr", "rm", "-f", "ho1", "ho2", check=False)
+        host.exec("sdctr", "network", "rm", "hostsonly", check=False)
+    assert_clean(host)
+
+
+def test_gc_stops_the_dns_server_of_a_network_a_crash_removed(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "crashed")
+    host.exec("sdctr", "run", "--rm", "--network", "crashed", "busybox", "true")
+    bridge = json.loads(host.exec("cat", "/var/lib/sdctr/netconf/crashed.json").stdout)["bridge"]
+    assert len(dns_traces(host)["processes"]) == 1
+    # `network rm` killed once the definition and the bridge went, before its DNS server did
+    host.sh(f"rm -rf /var/lib/sdctr/netconf/crashed.json /var/lib/sdctr/networks/crashed*; "
+            f"ip link del {bridge}")
+    out = host.exec("sdctr", "system", "gc").stdout
+    assert f"removed unit sdctr-dns-{bridge}.service" in out, out
+    assert dns_traces(host) == {"processes": [], "units": [], "files": []}
+    assert "0 left-overs removed" in host.exec("sdctr", "system", "gc").stdout
+
+
 def test_network_connect_gives_a_running_container_eth1_and_disconnect_takes_it(host: Machine) -> None:
     host.exec("sdctr", "network", "create", "--subnet", "10.201.0.0/24", "side")
     try:
@@ -509,7 +593,7 @@ def test_an_ipv6_network_gives_each_container_an_address_a_route_and_the_masquer
                              check=False).returncode == 0
         # the gateway and the other member by address and by name; not across networks
         assert pings("v1", "fd00:90::1") and pings("v1", v2)
-        assert v2 in host.exec("sdctr", "exec", "v1", "cat", "/etc/hosts").stdout
+        assert v2 in answers(host, "v1", "v2")  # (its AAAA record, from the network's DNS server)
         assert not pings("v1", w1)
         # out through the masquerade: "outside" has no route back to fd00:90::/64, and sees the host
         peer6 = outside_server(host, "fd00:198::2", 9006)
