@@ -27,7 +27,7 @@ import socket
 from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
-from sdctr.net import dns, dnsserver, ipam, iptables, nft
+from sdctr.net import dns, dnsserver, ipam, iptables, joined, nft
 from sdctr.net.network import (
     DEFAULT_NAME,
     Network,
@@ -187,6 +187,7 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
         write_file(paths.container_dir(spec.id), ADDRESS, ipam.format_ip(address) + "\n")
         if spec.network_name:
             refresh_hosts(paths, net, restart_dns=made)
+        joined.start_followers(paths, spec)  # those in its namespace its last stop took down
         for name in connected(paths, spec.id):  # `network connect`'s, kept across restarts as Docker's
             try:
                 connect(paths, spec, name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -562,6 +563,44 @@ def test_network_container_joins_a_running_one_and_stops_and_restarts_with_it(ho
         assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
     finally:
         host.exec("sdctr", "rm", "-f", *names, check=False)
+    assert_clean(host)
+
+
+def test_a_network_container_comes_back_with_its_target_restarted_by_its_own_restart_policy(
+        host: Machine) -> None:
+    def unit(name: str) -> str:
+        return f"ctr-{inspect(host, name)['Id'][:12]}.service"
+
+    def active(name: str) -> bool:
+        return host.exec("systemctl", "is-active", unit(name), check=False).stdout.strip() == "active"
+
+    def kill_main(name: str) -> None:  # the container's PID 1 dies: --restart always brings it back
+        pid = host.exec("systemctl", "show", "-p", "MainPID", "--value", unit(name)).stdout.strip()
+        host.exec("kill", "-9", pid)
+
+    def restarts() -> int:
+        return int(host.exec("systemctl", "show", "-p", "NRestarts", "--value", unit("fweb")).stdout)
+
+    def netns(name: str) -> str:
+        return host.exec("sdctr", "exec", name, "readlink", "/proc/self/ns/net").stdout.strip()  # type: ignore[no-any-return]
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "fweb", "--restart", "always", "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "fside", "--network", "container:fweb", "busybox",
+                  "sleep", "600")
+        kill_main("fweb")
+        wait_for(lambda: restarts() == 1 and active("fweb") and active("fside"),
+                 what="fside to come back with fweb")
+        assert netns("fside") == netns("fweb")  # in fweb's new namespace (the old one went with its stop)
+        address = inspect(host, "fweb")["NetworkSettings"]["IPAddress"]
+        assert f" {address}/" in host.exec("sdctr", "exec", "fside", "ip", "-4", "-o", "addr").stdout
+        # stopped by hand, it stays stopped across fweb's next restart
+        host.exec("sdctr", "stop", "fside")
+        kill_main("fweb")
+        wait_for(lambda: restarts() == 2 and active("fweb"), what="fweb's second restart")
+        time.sleep(2)
+        assert not active("fside")
+    finally:
+        host.exec("sdctr", "rm", "-f", "fside", "fweb", check=False)
     assert_clean(host)
 
 
