@@ -56,6 +56,11 @@ class Paths(Record):
         """A named volume's content (Docker's local driver layout: volumes/<name>/_data)."""
         return self.root / "volumes" / name / "_data"
 
+    def followers(self, cid: str) -> Path:
+        """Marks (one empty file an id) of the containers in this one's network namespace to start
+        again with it (sdctr.runtime.hooks.follow_target, sdctr.net.joined.start_followers)."""
+        return self.container_dir(cid) / "followers"
+
     def netns(self, cid: str) -> Path:
         """The container's pinned network namespace (a bridge network's), joined by its init."""
         return self.run / "netns" / cid

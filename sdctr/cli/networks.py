@@ -225,10 +225,13 @@ def remove_network(paths: Paths, name: str) -> None:
     import os
     import shutil
 
+    from sdctr.net import dnsserver
     from sdctr.net.network import netconf_dir, network_named, untrust_bridge, user_networks
-    from sdctr.net.setup import apply_rules, remove_veth, rules_present
+    from sdctr.net.setup import apply_rules, dns_server, remove_veth, rules_present
 
     net = network_named(paths, name)
+    if dns_server(net):  # its DNS server goes before its address does
+        dnsserver.stop(net.bridge)
     if os.path.exists(f"/sys/class/net/{net.bridge}"):
         untrust_bridge(net)  # out of firewalld's trusted zone, where it runs
         remove_veth(net.bridge)  # (ip link del, as for a veth)

@@ -75,6 +75,12 @@ class Systemd:
                 debug(f"{unit} exists: reset-failed and retry")
                 self.reset_failed(unit)
 
+    def enqueue_transient(self, unit: str, props: Sequence[Property]) -> None:
+        """Start the unit as a job and return: for a helper ordered after a job still running
+        (its After=), which waiting for would deadlock."""
+        self._call(unit, lambda: self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail",
+                                               [(name, (sig, value)) for name, sig, value in props], []))
+
     def set_properties(self, unit: str, props: Sequence[Property], runtime: bool = True) -> None:
         """SetUnitProperties: a loaded unit's properties changed now (a cgroup limit written at
         once); `runtime`: until the unit is unloaded or the host reboots (systemctl --runtime)."""
