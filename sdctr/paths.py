@@ -65,6 +65,12 @@ class Paths(Record):
         """The container's pinned network namespace (a bridge network's), joined by its init."""
         return self.run / "netns" / cid
 
+    @property
+    def dns(self) -> Path:
+        """User networks' DNS files (sdctr.net.dnsserver): not under <run>, which is 0700, since
+        dnsmasq reads them after it dropped root; beside it, and inside a moved root."""
+        return DEFAULT_RUN.with_name("sdctr-dns") if self.is_default else self.root / "dns"
+
     def make_private(self) -> None:
         """<root> and <run>, closed to other users (mode 0700, as runc's state directory): records
         hold the environment (secrets), and a running container's root file system may hold a

@@ -231,7 +231,7 @@ def remove_network(paths: Paths, name: str) -> None:
 
     net = network_named(paths, name)
     if dns_server(net):  # its DNS server goes before its address does
-        dnsserver.stop(net.bridge)
+        dnsserver.stop(paths, net.bridge)
     if os.path.exists(f"/sys/class/net/{net.bridge}"):
         untrust_bridge(net)  # out of firewalld's trusted zone, where it runs
         remove_veth(net.bridge)  # (ip link del, as for a veth)

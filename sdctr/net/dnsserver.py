@@ -9,8 +9,8 @@ timeout.
 
     unit   sdctr-dns-<bridge>.service (Type=forking: dnsmasq's parent exits once it listens, so
            the start job's end means it answers), collected when it stops or fails
-    files  /run/sdctr-dns/<bridge>.hosts and .pid: outside <run> (0700), because dnsmasq reads
-           the hosts file after it dropped root to its own user
+    files  <bridge>.hosts and .pid in Paths.dns (/run/sdctr-dns): outside <run> (0700), because
+           dnsmasq reads the hosts file after it dropped root to its own user
 
 Started by the start of a network's first member (under the network's lock, with the bridge),
 it lives as long as the bridge: `network rm` stops it, `system gc` stops one whose network is
@@ -19,7 +19,6 @@ gone. Where dnsmasq is not installed the members' /etc/hosts carry the names
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -28,9 +27,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sdctr.net.network import Network
+    from sdctr.paths import Paths
     from sdctr.systemd.properties import Property
 
-DIR = Path("/run/sdctr-dns")
 UNIT_PREFIX = "sdctr-dns-"
 DNSMASQ = "dnsmasq"
 
@@ -39,31 +38,31 @@ def unit_name(bridge: str) -> str:
     return f"{UNIT_PREFIX}{bridge}.service"
 
 
-def hosts_path(bridge: str) -> Path:
-    return DIR / f"{bridge}.hosts"
+def hosts_path(paths: Paths, bridge: str) -> Path:
+    return paths.dns / f"{bridge}.hosts"
 
 
-def pid_path(bridge: str) -> Path:
-    return DIR / f"{bridge}.pid"
+def pid_path(paths: Paths, bridge: str) -> Path:
+    return paths.dns / f"{bridge}.pid"
 
 
-def command(net: Network, dnsmasq: str) -> list[str]:
+def command(paths: Paths, net: Network, dnsmasq: str) -> list[str]:
     """dnsmasq's argv: no configuration file of the host's (/etc/dnsmasq.conf may serve another
     purpose), no DHCP, listening on the gateway's addresses alone (not on the host's loopback)."""
     listen = [f"--listen-address={net.gateway_text}"]
     if net.subnet6:
         listen.append(f"--listen-address={net.gateway6_text}")
     return [dnsmasq, "--conf-file=/dev/null", "--bind-interfaces", *listen, "--no-hosts",
-            f"--addn-hosts={hosts_path(net.bridge)}", "--domain-needed",
-            f"--pid-file={pid_path(net.bridge)}"]
+            f"--addn-hosts={hosts_path(paths, net.bridge)}", "--domain-needed",
+            f"--pid-file={pid_path(paths, net.bridge)}"]
 
 
-def properties(net: Network, dnsmasq: str) -> list[Property]:
-    argv = command(net, dnsmasq)
+def properties(paths: Paths, net: Network, dnsmasq: str) -> list[Property]:
+    argv = command(paths, net, dnsmasq)
     return [
         ("Description", "s", f"sdctr DNS for network {net.name}"),
         ("Type", "s", "forking"),
-        ("PIDFile", "s", str(pid_path(net.bridge))),
+        ("PIDFile", "s", str(pid_path(paths, net.bridge))),
         ("ExecStart", "a(sasb)", [(argv[0], argv, False)]),
         ("Restart", "s", "on-failure"),
         ("CollectMode", "s", "inactive-or-failed"),
@@ -75,10 +74,10 @@ def hosts_text(members: Iterable[tuple[str, str]]) -> str:
     return "".join(f"{address}\t{names}\n" for address, names in members)
 
 
-def write_hosts(bridge: str, members: Iterable[tuple[str, str]]) -> None:
+def write_hosts(paths: Paths, bridge: str, members: Iterable[tuple[str, str]]) -> None:
     """The network's hosts file, whole (a temporary renamed over it: dnsmasq opens it by name)."""
-    DIR.mkdir(mode=0o755, exist_ok=True)
-    path = hosts_path(bridge)
+    paths.dns.mkdir(mode=0o755, exist_ok=True)
+    path = hosts_path(paths, bridge)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as f:
@@ -87,25 +86,26 @@ def write_hosts(bridge: str, members: Iterable[tuple[str, str]]) -> None:
     os.rename(tmp, path)
 
 
-def running_pid(bridge: str) -> int | None:
+def running_pid(paths: Paths, bridge: str) -> int | None:
     """The network's dnsmasq, from its pid file (systemd removes the file when the unit stops),
     checked by the process's name: a pid reused by another process is not it."""
     try:
-        pid = int(pid_path(bridge).read_text().split()[0])
+        pid = int(pid_path(paths, bridge).read_text().split()[0])
         with open(f"/proc/{pid}/comm") as f:
             return pid if f.read().strip() == DNSMASQ else None
     except (OSError, ValueError, IndexError):
         return None
 
 
-def ensure(net: Network, members: Iterable[tuple[str, str]], dnsmasq: str, restart: bool = False) -> None:
+def ensure(paths: Paths, net: Network, members: Iterable[tuple[str, str]], dnsmasq: str,
+           restart: bool = False) -> None:
     """The network's dnsmasq answering `members`: its hosts file written, then the running one
     told (SIGHUP) or the unit started and waited for (a forking start ends when it listens: a few
     ms, once per network and boot). `restart`: the bridge was made now, so a dnsmasq still
     running listens on an address that went with the old one. The caller holds the network's
     lock (two first members must not both start the unit)."""
-    write_hosts(net.bridge, members)
-    pid = running_pid(net.bridge)
+    write_hosts(paths, net.bridge, members)
+    pid = running_pid(paths, net.bridge)
     if pid and not restart:
         os.kill(pid, 1)  # SIGHUP: the hosts file re-read, the cache dropped
         return
@@ -114,30 +114,21 @@ def ensure(net: Network, members: Iterable[tuple[str, str]], dnsmasq: str, resta
     sd = Systemd()
     if pid:
         sd.stop(unit_name(net.bridge))
-    sd.start_transient(unit_name(net.bridge), properties(net, dnsmasq), sd.host())
+    sd.start_transient(unit_name(net.bridge), properties(paths, net, dnsmasq), sd.host())
 
 
-def reload(bridge: str, members: Iterable[tuple[str, str]]) -> None:
-    """A member came or went: the hosts file rewritten and, where it runs, dnsmasq told."""
-    write_hosts(bridge, members)
-    pid = running_pid(bridge)
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 1)
-
-
-def stop(bridge: str) -> bool:
+def stop(paths: Paths, bridge: str) -> bool:
     """The network's unit stopped (not loaded is stopped) and its files removed; True if it ran."""
     from sdctr.systemd.manager import Systemd
 
-    ran = running_pid(bridge) is not None
+    ran = running_pid(paths, bridge) is not None
     Systemd().stop(unit_name(bridge))
-    for path in (hosts_path(bridge), pid_path(bridge)):
+    for path in (hosts_path(paths, bridge), pid_path(paths, bridge)):
         path.unlink(missing_ok=True)
     return ran
 
 
-def gc(bridges: Iterable[str]) -> list[str]:
+def gc(paths: Paths, bridges: Iterable[str]) -> list[str]:
     """The units and files of networks that are gone (`bridges`: those of the networks there
     are), as a `network rm` killed halfway leaves them; one line each."""
     from sdctr.log import SdctrError
@@ -153,9 +144,9 @@ def gc(bridges: Iterable[str]) -> list[str]:
     for unit in sorted(units):
         bridge = unit[len(UNIT_PREFIX):-len(".service")]
         if bridge not in known:
-            stop(bridge)
+            stop(paths, bridge)
             removed.append(f"unit {unit}")
-    for path in sorted(DIR.iterdir()) if DIR.is_dir() else ():
+    for path in sorted(paths.dns.iterdir()) if paths.dns.is_dir() else ():
         if path.name.split(".")[0] not in known:
             path.unlink(missing_ok=True)
             removed.append(f"file {path}")

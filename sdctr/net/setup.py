@@ -443,8 +443,8 @@ def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = (), restart_
     if server and bridge_exists(net):
         with ipam.Leases.open(net.leases_path(paths)):  # one start of the unit, and the newest list last
             members = peers(paths, net)
-            if members or dnsserver.running_pid(net.bridge):
-                dnsserver.ensure(net, members, server, restart=restart_dns)
+            if members or dnsserver.running_pid(paths, net.bridge):
+                dnsserver.ensure(paths, net, members, server, restart=restart_dns)
     for cid in [*ipam.read(net.leases_path(paths)), *also]:
         try:
             doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
@@ -686,7 +686,7 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     pinned namespaces. What went, one line each."""
     short = {cid[:12] for cid in live}
     removed = remove_elements(lambda comment: comment not in live, everywhere=True)
-    removed += dnsserver.gc(n.bridge for n in user_networks(paths))
+    removed += dnsserver.gc(paths, (n.bridge for n in user_networks(paths)))
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir("/sys/class/net")):
             ours = name.startswith(VETH_PREFIX) or (name[:2] == "sd" and name[2:3].isdigit())

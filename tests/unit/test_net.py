@@ -160,14 +160,19 @@ def test_a_user_networks_dns_server_is_dnsmasq_on_its_gateway_alone(tmp_path: Pa
 
     net = Network("web", "sdbr0123456789a", ipam.Subnet.parse("10.90.0.0/16"), ip("10.90.0.1"),
                   ipam.Subnet6.parse("fd00:90::/64"))
-    argv = dnsserver.command(net, "/usr/sbin/dnsmasq")
+    from sdctr.paths import Paths
+
+    assert Paths(Path("/var/lib/sdctr"), Path("/run/sdctr")).dns == Path("/run/sdctr-dns")
+    assert Paths.from_root(str(tmp_path)).dns == tmp_path / "dns"  # inside a moved root
+    paths = Paths(Path("/var/lib/sdctr"), Path("/run/sdctr"))
+    argv = dnsserver.command(paths, net, "/usr/sbin/dnsmasq")
     # the gateway's addresses alone (not the host's loopback, not every interface), no
     # configuration file of the host's, the hosts file the hooks keep, plain names never forwarded
     assert [a for a in argv if a.startswith("--listen-address")] == [
         "--listen-address=10.90.0.1", "--listen-address=fd00:90::1"]
     assert {"--conf-file=/dev/null", "--bind-interfaces", "--no-hosts", "--domain-needed",
             "--addn-hosts=/run/sdctr-dns/sdbr0123456789a.hosts"} <= set(argv)
-    props = dict((name, value) for name, _, value in dnsserver.properties(net, "/usr/sbin/dnsmasq"))
+    props = dict((name, value) for name, _, value in dnsserver.properties(paths, net, "/usr/sbin/dnsmasq"))
     assert props["Type"] == "forking" and props["PIDFile"] == "/run/sdctr-dns/sdbr0123456789a.pid"
     assert props["ExecStart"] == [("/usr/sbin/dnsmasq", argv, False)]
     assert dnsserver.unit_name(net.bridge) == "sdctr-dns-sdbr0123456789a.service"
