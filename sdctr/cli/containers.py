@@ -429,9 +429,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
         raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
-    if args.detach and args.tty:
-        raise SdctrError("exec -d with -t is not supported: nobody would hold the terminal",
-                         hint="run it detached without -t, or attached with -it")
     from sdctr.options import read_env_file
 
     env = [e for path in args.env_file for e in read_env_file(path, os.environ)]
