@@ -460,14 +460,17 @@ def _iso(ts: float | None) -> str:
 
 
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
-    """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
+    """The unit's state, for verbs that need a running container (its MainPID, its cgroup).
+    A container in another state is Docker's status 1 (`docker exec`, `top`, `pause`), as `kill`'s."""
     unit = sd.unit_state(spec.unit)
     if unit.get("SubState") == "auto-restart":  # (systemd's Restart=, between two runs)
-        raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again")
+        raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again",
+                         status=1)
     if unit.get("ActiveState") == "activating":  # its hooks or its init run: no PID 1 to join yet
-        raise SdctrError(f"container {spec.name} is starting", hint="wait until it runs, then try again")
+        raise SdctrError(f"container {spec.name} is starting", hint="wait until it runs, then try again",
+                         status=1)
     if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
-        raise SdctrError(f"container {spec.name} is not running")
+        raise SdctrError(f"container {spec.name} is not running", status=1)
     return unit
 
 
