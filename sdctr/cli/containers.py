@@ -446,7 +446,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from sdctr.runtime import pause
 
     if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
-        raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
+        raise SdctrError(f"container {spec.name} is paused, unpause the container before exec",
+                         status=1)  # Docker's status, as for one that is not running
     from sdctr.options import read_env_file
 
     env = [e for path in args.env_file for e in read_env_file(path, os.environ)]
