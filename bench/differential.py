@@ -1,18 +1,20 @@
 #!/usr/bin/python3
 """A Docker user's day, typed into podman and into sdctr: exit codes and outputs compared (issue 14).
 
-    bench/differential.py [--out FILE] [--record]        (as root, after bench/setup)
+    bench/differential.py [--out FILE] [--record] [--host TESTHOST]   (as root, after bench/setup)
 
-The same ~50 commands (DAY, in order: each leaves the state the next one expects) run against
+The same 68 commands (DAY, in order: each leaves the state the next one expects) run against
 podman on this machine, as bench/run_bench.py runs it (runc, the cgroupfs manager, a store of its
-own under a temporary directory, explicit ulimits), and against sdctr in a test host (systemd as
-PID 1). Both get the same image: the tiers' busybox root file system, imported as `bb`. podman
-runs in a network namespace made for it (`nsenter --net`, so CNI's bridge and rules stay in there)
-and its CNI configuration is its own: nothing of the machine's network is touched.
+own under a temporary directory, explicit ulimits: here in a containers.conf of its own, so the
+commands are the same words), and against sdctr in a fresh test host (systemd as PID 1). Both
+get the same image: the tiers' busybox root file system, imported as `bb`. podman runs in a
+network namespace made for it (`nsenter --net`: CNI's bridge and rules stay in there) with a CNI
+configuration directory of its own (CNI's leases come and go in /var/lib/cni, as any podman
+run's); everything it made goes with `podman system reset` and the namespace.
 
 Outputs are compared after `normalise` (ids, times, sizes, the tool's own name, column widths);
-a row compared by "status" compares the exit status alone (and that an error says something on
-stderr and nothing on stdout), where the two tools' wording is their own. Each row's verdict:
+a row compared by "status" compares the exit status and which of stdout and stderr said
+something, where the two tools' wording is their own; "streams" compares stderr too. Each row's verdict:
 agree; differs on purpose (DAY says why); or differs, unexplained: a bug. The Markdown table goes
 to stdout (or --out); --record also writes both tools' results to differential.json beside this
 script: tests/testhost/test_differential.py plays sdctr's half again and asserts that every row
