@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from sdctr.log import SdctrError
+from sdctr.log import InitFailed, SdctrError
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
 from sdctr.spec import ContainerSpec, Mount, NetworkMode
@@ -176,8 +176,9 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
         code = _take_exit_file(paths, spec)
         hooks.remove_container(paths, spec)
         if isinstance(e, SdctrError) and code in (126, 127):
-            # a --rm unit is collected at once; its poststop hook kept the init's status for us
-            raise SdctrError(str(e), e.hint, status=code) from e
+            e.status = code  # a --rm unit is collected at once; its poststop hook kept the init's status
+        if isinstance(e, InitFailed) and stdio is not None:
+            e.shown = True  # the init wrote its line on our stderr, which it was given
         raise
     return spec
 
