@@ -67,14 +67,15 @@ DAY: tuple[Step, ...] = (
          purpose="Docker's 125 (its CLI gives 126 for a permission error alone); podman's 126"),
     Step("run bad flag", "run --no-such-flag bb true", compare="status"),
     Step("run -d --name -p",
-         "run -d --name web -p 8080:80 bb sh -c 'echo started; echo oops >&2; sleep 1000'"),
+         "run -d --name web -p 8080:80 bb sh -c 'echo started; sleep 1; echo oops >&2; sleep 1000'"),
     Step("run --name taken", "run -d --name web bb true", compare="status"),
     Step("ps --format", "ps --format '{{.Names}} {{.Status}}'"),
     Step("ps -q", "ps -q"),
     Step("ps --filter name", "ps -a --filter name=web --format '{{.Names}}'"),
     Step("ps .Ports", "ps --format '{{.Names}} {{.Ports}}'"),
     Step("port", "port web"),
-    Step("logs", "logs web", compare="streams", settle=1),
+    Step("logs", "logs web", compare="streams", settle=2),  # (stdout's and stderr's journal streams
+    #                         are two: their order is only sure a moment apart, hence the sleep 1)
     Step("exec", "exec web echo inside"),
     Step("exec -e -w", "exec -e X=1 -w /tmp web sh -c 'echo $X $(pwd)'"),
     Step("exec exit status", "exec web sh -c 'exit 4'"),

@@ -42,10 +42,13 @@ def own_host() -> Iterator[Machine]:
 
 
 @pytest.mark.timeout(1500)
-def test_a_docker_users_day_agrees_with_podman_where_the_table_says(own_host: Machine) -> None:
+@pytest.mark.parametrize("mode", ["transient", "unit-file"])
+def test_a_docker_users_day_agrees_with_podman_where_the_table_says(own_host: Machine, mode: str) -> None:
+    """The table's rows, with transient units and with the unit files an old systemd needs."""
     diff = differential()
     own_host.cp(SCRIPT, "/root/differential.py")
-    out = own_host.exec("python3", "/root/differential.py", "play", "sdctr", "--", "/root/day",
+    flags = ["--unit-file-mode"] if mode == "unit-file" else []
+    out = own_host.exec("python3", "/root/differential.py", "play", "sdctr", *flags, "--", f"/root/{mode}",
                         timeout=1200).stdout
     sdctr = json.loads(out)
     expected = json.loads(diff.EXPECTED.read_text())
