@@ -110,10 +110,17 @@ def cmd_network_ls(args: argparse.Namespace) -> int:
         for name, _ in rows:
             print(network_id(paths, name)[:12])
         return 0
+    docs = [{"ID": network_id(paths, name)[:12], "Name": name, "Driver": driver, "Scope": "local"}
+            for name, driver in rows]
+    if args.format and args.format != "table":
+        from sdctr.cli.template import render_all
+
+        for line in render_all(args.format, docs, {"ID": "NETWORK ID"}):
+            print(line)
+        return 0
     from sdctr.cli.output import table
 
-    table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-          [[network_id(paths, name)[:12], name, driver, "local"] for name, driver in rows])
+    table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [list(d.values()) for d in docs])
     return 0
 
 

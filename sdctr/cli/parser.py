@@ -158,7 +158,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     network_verbs = network.add_subparsers(dest="network_verb", metavar="COMMAND", required=True,
                                            parser_class=_Parser)
     p = network_verbs.add_parser("ls", help="list the networks")
-    p.add_argument("-q", "--quiet", action="store_true", help="names only")
+    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    p.add_argument("--format", help="table, or a template such as '{{.Name}} {{.Driver}}'")
     p.set_defaults(handler=_handler("networks.cmd_network_ls"))
     p = network_verbs.add_parser("create", help="a user network: a bridge and a subnet of its own")
     p.add_argument("--subnet", action="append", default=[],

@@ -234,6 +234,12 @@ class Systemd:
             return
         # the init's own verdict, as Docker reports it: 126 cannot invoke, 127 not found
         code = state.get("ExecMainStatus") if state.get("ExecMainCode") == 1 else None
+        said = init_said(unit) if code is None or 125 <= code <= 127 else None
+        if said:
+            from sdctr.log import InitFailed
+
+            raise InitFailed(said, hint=f"{unit} failed to start: more in 'journalctl -u {unit}'",
+                             status=code if code in (126, 127) else 125)
         # a --rm unit is collected as it fails, its Result with it: then the job's result
         raise SdctrError(f"{unit} failed to start (result: {state.get('Result') or result})",
                          hint=journal_tail(unit), status=code if code in (126, 127) else 125)
@@ -269,6 +275,19 @@ def _ran(state: dict[str, Any]) -> bool:
 
 class _UnitExists(Exception):
     pass
+
+
+def init_said(unit: str) -> str | None:
+    """The error line the container's init wrote in this start (after systemd's last `Starting`
+    line for the unit), without its `sdctr: error: `; None if the journal has none (yet)."""
+    from sdctr.external import run
+
+    r = run(["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "30", "-u", unit], check=False)
+    lines = r.stdout.splitlines()
+    started = max((i for i, line in enumerate(lines) if line.startswith("Starting ")), default=-1)
+    prefix = "sdctr: error: "
+    said = [line[len(prefix):] for line in lines[started + 1:] if line.startswith(prefix)]
+    return said[-1] if said else None
 
 
 def journal_tail(unit: str, lines: int = 10) -> str:
