@@ -1,4 +1,5 @@
-"""`sdctr system autostart`: what sdctr-restart.service runs at boot.
+"""`sdctr system setup` and `sdctr system autostart`: what sdctr-setup.service and
+sdctr-restart.service run at boot.
 
 `sdctr run -d --restart ...` makes a transient unit, which a reboot takes away. Rather than a
 unit file in /etc/systemd/system per such container, one boot-time unit starts them again
@@ -36,3 +37,23 @@ def cmd_system_autostart(args: argparse.Namespace) -> int:
             error(f"container {spec.name}: {e}", e.hint)
             failed += 1
     return 1 if failed else 0
+
+
+def cmd_system_setup(args: argparse.Namespace) -> int:
+    """What containers need of the host, made before any starts (sdctr-setup.service): the
+    default storage driver's directories and kernel module, the default bridge and its NAT
+    table. Each container's own hooks make the same when they find it missing (a host where the
+    unit is not enabled, a bridge someone deleted), so this is ordering, not a requirement: the
+    first container of a boot no longer makes them while others wait on the network's lock.
+    Idempotent; prints what it made, nothing where all was there."""
+    from sdctr.cli.containers import paths_of
+    from sdctr.net import setup as net
+    from sdctr.storage import drivers
+
+    paths = paths_of(args)
+    made = drivers.driver(drivers.DEFAULT, paths).setup()
+    if not args.no_network:
+        made += net.bring_up(paths)
+    for what in made:
+        print(f"made {what}")
+    return 0

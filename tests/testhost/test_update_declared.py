@@ -10,10 +10,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from helpers import REPO
-from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.declared import active, install_declared
 from helpers.testhost import Machine, boot_testhost, remove_testhost, wait_for
-from test_declared import INSTALL, active
 from test_limits import bfq
 
 pytestmark = pytest.mark.testhost
@@ -32,13 +30,7 @@ UNIT = "ctr-web.service"
 def declared() -> Iterator[Machine]:
     host = boot_testhost("bookworm", name=f"upd{os.getpid()}")
     try:
-        for src in ("units/system-generators/sdctr-generator", "units/tmpfiles.d/sdctr.conf",
-                    "units/system-preset/50-sdctr.preset"):
-            host.cp(REPO / src, f"/tmp/{os.path.basename(src)}")
-        host.cp(BUSYBOX_ROOTFS_SH, "/tmp/busybox-rootfs.sh")
-        host.sh(INSTALL)
-        host.exec("sh", "-c", "cat > /etc/sdctr/containers/web.yaml", input=WEB)
-        host.exec("systemctl", "daemon-reload")
+        install_declared(host, {"web": WEB})
         host.exec("systemctl", "start", UNIT)
         yield host
     finally:
