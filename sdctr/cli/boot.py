@@ -16,6 +16,8 @@ import argparse
 
 from sdctr.log import SdctrError, error
 
+NETWORK_ONLINE = "network-online.target"
+
 
 def cmd_system_autostart(args: argparse.Namespace) -> int:
     from sdctr.cli.containers import _persist_detached, paths_of, systemd_of
@@ -25,11 +27,23 @@ def cmd_system_autostart(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     sd, host = systemd_of(args)
     failed = 0
-    for spec, active in containers.all_with_state(paths, sd):
-        if spec.declared or active in containers.RUNNING_STATES:
-            continue
-        if not spec.restart.starts_at_boot(bool(read_status(paths, spec.id).get("stopped_by_user"))):
-            continue
+    due = [spec for spec, active in containers.all_with_state(paths, sd)
+           if not spec.declared and active not in containers.RUNNING_STATES
+           and spec.restart.starts_at_boot(bool(read_status(paths, spec.id).get("stopped_by_user")))]
+    # Two passes: the containers without published ports at once, then, once the host is online,
+    # those that publish ports (for others to reach: as declared units, After=network-online).
+    # The unit itself is not After=network-online.target, which would hold back every container
+    # for the wait-online services (up to 2 minutes on a host with a link down). Not a property
+    # of each transient unit: `sdctr run -p` would then pull network-online.target in at any time.
+    due.sort(key=lambda spec: bool(spec.ports))
+    online = False
+    for spec in due:
+        if spec.ports and not online:
+            online = True
+            try:
+                sd.start(NETWORK_ONLINE)
+            except SdctrError as e:  # started anyway: as a Wants= that failed
+                error(f"{NETWORK_ONLINE}: {e}", e.hint)
         try:
             containers.start(paths, _persist_detached(paths, spec), sd, host)
             print(spec.name)

@@ -103,3 +103,17 @@ def test_setup_again_makes_nothing(booted: Machine) -> None:
     booted.setup_seconds = time.monotonic() - started  # type: ignore[attr-defined]
     assert r.stdout == "" and r.returncode == 0, r.stdout
     print(f"second setup: {booted.setup_seconds:.2f} s; reboot: {booted.boot_seconds:.1f} s")  # type: ignore[attr-defined]
+
+
+def test_only_containers_with_ports_wait_for_network_online(booted: Machine) -> None:
+    host = booted
+    wait_for(lambda: active(host, ONLINE) == "active", timeout=60, what=ONLINE)
+    online = monotonic(host, ONLINE, "ActiveEnterTimestamp")
+    held = monotonic(host, "slow-online.service", "InactiveExitTimestamp")
+    assert online - held >= HOLD - 1  # the hold worked
+    calm = monotonic(host, unit_of(host, "calm"), "InactiveExitTimestamp")
+    pub = monotonic(host, unit_of(host, "pub"), "InactiveExitTimestamp")
+    assert calm < online - HOLD / 2, (calm, online)  # not held back
+    assert pub >= online, (pub, online)
+    web = monotonic(host, "ctr-web.service", "InactiveExitTimestamp")
+    assert web >= online, (web, online)
