@@ -117,3 +117,26 @@ def test_only_containers_with_ports_wait_for_network_online(booted: Machine) -> 
     assert pub >= online, (pub, online)
     web = monotonic(host, "ctr-web.service", "InactiveExitTimestamp")
     assert web >= online, (web, online)
+
+
+def test_without_the_setup_unit_the_containers_make_it_themselves(booted: Machine) -> None:
+    """sdctr-setup.service orders, it is not required: where it makes nothing (here a drop-in
+    runs /bin/true instead; a host without the unit, or where it failed, is the same to the
+    containers), the first container's hook makes the bridge and the table, and all come back.
+    (The test host's reboot installs units/ again, so the unit itself cannot be removed.)"""
+    host = booted
+    host.exec("sh", "-c", "mkdir -p /etc/systemd/system/sdctr-setup.service.d && printf "
+              "'[Service]\\nExecStart=\\nExecStart=/bin/true\\n' > "
+              "/etc/systemd/system/sdctr-setup.service.d/nothing.conf")
+    host.exec("systemctl", "daemon-reload")
+    host.reboot()
+    wait_for(lambda: active(host, "sdctr-restart.service") in ("active", "failed"), timeout=120,
+             what="sdctr-restart.service")
+    ran = show(host, "sdctr-setup.service", "ExecStart")
+    assert "argv[]=/bin/true ;" in ran and "sdctr" not in ran, ran
+    wait_for(lambda: active(host, "ctr-web.service") == "active", timeout=60, what="ctr-web active")
+    assert wait_for(lambda: page(host), what="web's page") == "web page"
+    host.exec("ip", "link", "show", "sdctr0")
+    host.exec("nft", "list", "table", "ip", "sdctr")
+    for name in ("calm", "pub"):
+        assert active(host, unit_of(host, name)) == "active", name
