@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers.declared import active, inspect, install_declared, unit_of
+from helpers.declared import active, inspect, install_declared, show, unit_of
 from helpers.testhost import Machine, boot_testhost, remove_testhost, wait_for
 
 pytestmark = pytest.mark.testhost
@@ -232,3 +232,39 @@ def test_systemctl_stop_runs_the_poststop_hook(rebooted: Machine) -> None:
     rebooted.exec("systemctl", "stop", "ctr-web.service")
     assert traces() == []
     assert sdctr_ps(rebooted)["web"] == "exited"
+
+
+SICK = """\
+image: busybox
+command: [sh, -c, "touch /tmp/ok; exec sleep 100000"]
+healthcheck:
+  test: rm /tmp/ok
+  interval: 2s
+  timeout: 5s
+  retries: 2
+  start_period: 30s
+  on_failure: restart
+"""
+
+
+def test_a_declared_containers_failing_health_check_restarts_its_unit(rebooted: Machine) -> None:
+    """healthcheck: {on_failure: restart} in a file: the check passes once a start (it removes
+    what the command made), then fails; the helper stops WATCHDOG=1 and systemd's watchdog (one
+    interval, one timeout and 10 s: 17 s) stops the unit, which Restart=on-watchdog starts again."""
+    host = rebooted
+    host.exec("sh", "-c", "cat > /etc/sdctr/containers/sick.yaml", input=SICK)
+    host.exec("systemctl", "daemon-reload")
+    try:
+        host.exec("systemctl", "start", "ctr-sick.service")
+        assert show(host, "ctr-sick.service", "WatchdogUSec") == "17s"
+        assert show(host, "ctr-sick.service", "Restart") == "on-watchdog"
+        first = show(host, "ctr-sick.service", "MainPID")
+        wait_for(lambda: int(show(host, "ctr-sick.service", "NRestarts")) >= 1, timeout=90, what="a restart")
+        journal = host.exec("journalctl", "--no-pager", "-u", "ctr-sick.service", "-o", "cat").stdout
+        assert "atchdog" in journal, journal  # "Watchdog timeout" / "Failed with result 'watchdog'"
+        wait_for(lambda: active(host, "ctr-sick.service") == "active", timeout=60, what="active again")
+        assert show(host, "ctr-sick.service", "MainPID") not in ("0", first)
+    finally:
+        host.exec("systemctl", "stop", "ctr-sick.service", check=False)
+        host.exec("rm", "-f", "/etc/sdctr/containers/sick.yaml")
+        host.exec("systemctl", "daemon-reload")
