@@ -573,7 +573,25 @@ def cmd_system_gc(args: argparse.Namespace) -> int:
     # the very leftovers gc is to find and name (a pin and veth of a removed container)
     live = {s.id for s in all_specs(paths) if states.get(s.unit) in containers.RUNNING_STATES}
     removed = setup.gc(paths, live)
+    removed += gone_declared(paths, sd, live)
     for what in removed:
         print(f"removed {what}")
     print(f"{len(removed)} left-overs removed")
     return 0
+
+
+def gone_declared(paths: Paths, sd: Systemd, live: set[str]) -> list[str]:
+    """Declared containers whose file was removed, not running: removed as `rm` would, record,
+    snapshot and `sdctr update`'s drop-ins with them (the generator, which sees the file go,
+    may write nothing outside its output directories). Quadlet's containers go with their
+    file the same way (its units run them with --rm)."""
+    from sdctr.options import declared_dir
+    from sdctr.state import all_specs
+
+    removed = []
+    for spec in all_specs(paths):
+        if spec.declared and spec.id not in live and \
+                not os.path.exists(os.path.join(declared_dir(), f"{spec.name}.yaml")):
+            containers.remove(paths, sd, spec, force=False)
+            removed.append(f"declared container {spec.name} (its file is gone)")
+    return removed

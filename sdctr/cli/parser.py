@@ -205,6 +205,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = system_verbs.add_parser("autostart", help="start the containers whose --restart brings them back "
                                 "after a reboot (sdctr-restart.service runs it at boot)")
     p.set_defaults(handler=_handler("boot.cmd_system_autostart"))
+    p = system_verbs.add_parser("setup", help="make what containers need of the host: storage, the default "
+                                "bridge and its NAT table (sdctr-setup.service runs it at boot)")
+    p.add_argument("--no-network", action="store_true", help="storage only: no bridge, no rules")
+    p.set_defaults(handler=_handler("boot.cmd_system_setup"))
 
     p = sub.add_parser("generate", help="print what systemd needs for a container (a unit file)")
     generate_verbs = p.add_subparsers(dest="generate_verb", metavar="COMMAND", required=True,

@@ -199,6 +199,27 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
         raise
 
 
+def bring_up(paths: Paths) -> list[str]:
+    """The default network as a boot's first container would find it made (sdctr-setup.service's
+    `sdctr system setup`): the nft table (or iptables chains) with every network's rules, then
+    the bridge sdctr0 (netup.sh takes a bridge as the sign that the rules are in), and the
+    directories of the pins and leases, so that even the first container takes netup.sh's path
+    without Python. Under the network's lock, as up() makes them; idempotent: where both are
+    there, a stat and one listing of the rules. What it made, [] if nothing."""
+    require_tools()
+    net = network_named(paths, "")
+    made: list[str] = []
+    with ipam.Leases.open(net.leases_path(paths)):
+        if not bridge_exists(net) or not rules_present():
+            check_bridge(net)
+            apply_rules(paths, "", "", ())
+            made.append("nftables table ip sdctr" if firewall() != IPTABLES else "iptables chains SDCTR-*")
+        if ensure_bridge(net):
+            made.append(f"bridge {net.bridge} ({net.gateway_text}/{net.subnet.prefix})")
+    paths.netns("x").parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return made
+
+
 # the record's file of the address its container had at its last start (sdctr/netup.sh writes it too)
 ADDRESS = "address"
 

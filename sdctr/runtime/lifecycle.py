@@ -331,6 +331,8 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
         sd.stop(spec.unit)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
+    if spec.declared:  # `sdctr update`'s drop-ins go with the container they were for
+        sd.remove_control_drop_ins(spec.unit)
     hooks.remove_container(paths, spec)
     _event(spec, "destroy")
 

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 UNIT_DIR = Path("/run/systemd/system")
+# where SetUnitProperties keeps a persistent change (`sdctr update` of a declared container, as
+# `systemctl set-property`: 50-<Property>.conf in <dir>/<unit>.d/), and a runtime one
+CONTROL_DIRS = (Path("/etc/systemd/system.control"), Path("/run/systemd/system.control"))
 JOB_TIMEOUT = 90.0
 
 
@@ -198,6 +201,32 @@ class Systemd:
         if path.exists():
             path.unlink()
             self._manager("Reload")
+
+    def remove_control_drop_ins(self, unit: str) -> list[str]:
+        """The drop-ins SetUnitProperties left for `unit` (`sdctr update`'s, `systemctl
+        set-property`'s) removed, and systemd reloaded if there were any: a container declared
+        again under the name must not inherit its predecessor's limits. Not `systemctl revert`:
+        that would also take the administrator's own `systemctl edit` drop-ins. The directories
+        removed."""
+        import shutil
+
+        removed = [str(d / f"{unit}.d") for d in CONTROL_DIRS if (d / f"{unit}.d").is_dir()]
+        for directory in removed:
+            shutil.rmtree(directory)
+        if removed:
+            self._manager("Reload")
+        return removed
+
+    def write_control_drop_in(self, unit: str, name: str, lines: Sequence[str]) -> None:
+        """A persistent [Service] drop-in where SetUnitProperties keeps its own (50-NAME.conf in
+        /etc/systemd/system.control/UNIT.d/), for what systemd cannot take over the bus for a
+        loaded unit (cgroup v1's CPUAffinity, an ExecStartPre), then systemd reloaded: the next
+        start has it, `systemctl revert` removes it as it removes set-property's."""
+        directory = CONTROL_DIRS[0] / f"{unit}.d"
+        directory.mkdir(parents=True, exist_ok=True)
+        text = "# sdctr update (as systemctl set-property)\n[Service]\n" + "".join(f"{ln}\n" for ln in lines)
+        (directory / f"50-{name}.conf").write_text(text)
+        self._manager("Reload")
 
     # --- internals ---
 
