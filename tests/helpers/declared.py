@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from helpers import REPO
 from helpers.rootfs import BUSYBOX_ROOTFS_SH
-from helpers.testhost import Machine
+from helpers.testhost import Machine, wait_for
 
 GENERATORS = "/usr/local/lib/systemd/system-generators"
 FILES = ("units/system-generators/sdctr-generator", "units/tmpfiles.d/sdctr.conf",
@@ -56,3 +57,14 @@ def unit_of(host: Machine, name: str) -> str:
 
 def show(host: Machine, unit: str, prop: str) -> str:
     return host.exec("systemctl", "show", "-P", prop, unit).stdout.strip()  # type: ignore[no-any-return]
+
+
+def reboot_and_restart(host: Machine) -> None:
+    """`testhost reboot`, timed (host.boot_seconds), until the boot's multi-user.target and
+    sdctr-restart.service (the `run -d --restart` containers' restarter) have run."""
+    started = time.monotonic()
+    host.reboot()
+    host.boot_seconds = time.monotonic() - started  # type: ignore[attr-defined]
+    wait_for(lambda: active(host, "multi-user.target") == "active", timeout=120, what="multi-user.target")
+    wait_for(lambda: active(host, "sdctr-restart.service") in ("active", "failed"), timeout=120,
+             what="sdctr-restart.service")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers.declared import active, install_declared, show, unit_of
+from helpers.declared import active, install_declared, reboot_and_restart, show, unit_of
 from helpers.testhost import Machine, boot_testhost, remove_testhost, wait_for
 
 pytestmark = pytest.mark.testhost
@@ -61,11 +61,7 @@ def booted() -> Iterator[Machine]:
         for name, ports in (("calm", []), ("pub", ["-p", "8081:80"])):
             host.exec("sdctr", "run", "-d", "--name", name, "--restart", "always", *ports, "busybox",
                       "sleep", "100000")
-        started = time.monotonic()
-        host.reboot()
-        host.boot_seconds = time.monotonic() - started  # type: ignore[attr-defined]
-        wait_for(lambda: active(host, "sdctr-restart.service") in ("active", "failed"), timeout=120,
-                 what="sdctr-restart.service")
+        reboot_and_restart(host)
         yield host
     finally:
         remove_testhost(host)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
-from helpers.declared import active, inspect, install_declared, show, unit_of
+from helpers.declared import active, inspect, install_declared, reboot_and_restart, show, unit_of
 from helpers.testhost import Machine, boot_testhost, remove_testhost, wait_for
 
 pytestmark = pytest.mark.testhost
@@ -77,12 +76,7 @@ def rebooted() -> Iterator[Machine]:
         host.web_ip = inspect(host, "web")["NetworkSettings"]["IPAddress"]  # type: ignore[attr-defined]
         host.failing_burst = host.exec("systemctl", "show", "-P", "StartLimitBurst",  # type: ignore[attr-defined]
                                        unit_of(host, "failing")).stdout.strip()
-        started = time.monotonic()
-        host.reboot()
-        host.boot_seconds = time.monotonic() - started  # type: ignore[attr-defined]
-        wait_for(lambda: active(host, "multi-user.target") == "active", timeout=120, what="multi-user.target")
-        wait_for(lambda: active(host, "sdctr-restart.service") in ("active", "failed"), timeout=120,
-                 what="sdctr-restart.service")
+        reboot_and_restart(host)
         yield host
     finally:
         remove_testhost(host)
