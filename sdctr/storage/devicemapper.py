@@ -318,9 +318,11 @@ class DeviceMapperSnapshotter:
                     else:
                         self._snapshot(device_id, origin)
                     _step("create:messaged")
-                    dev = Device(name, device_id, tid, origin.size if origin else self.settings.base_size,
-                                 origin=origin.name if origin else "",
-                                 filesystem=origin.filesystem if origin else "", **fields)
+                    inherited: dict[str, Any] = {"size": self.settings.base_size}
+                    if origin:
+                        inherited = {"size": origin.size, "origin": origin.name,
+                                     "filesystem": origin.filesystem}
+                    dev = Device(name, device_id, tid, **{**inherited, **fields})
                     self._save(dev)
                     _step("create:saved")
                 return dev
