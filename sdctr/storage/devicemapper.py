@@ -473,7 +473,7 @@ class DeviceMapperSnapshotter:
             self._activate(dev)
             with f:
                 size: int = self._with_mounted(dev, lambda root: apply_layer(
-                    f, root, image=image, digest=blob, diff_id=diff_id).size)
+                    f, root, image=image, digest=blob, diff_id=diff_id, onto_lower=True).size)
             self._deactivate(dev.name)
             _step("unpack:applied")
             self._save(dev.replace(initialized=True))
