@@ -17,10 +17,9 @@ dm=$root/devicemapper
 # --- 1 ------------------------------------------------------------------------------------------
 cd "$tests"
 SDCTR_TESTS_STRICT=1 python3 -m pytest -p no:cacheprovider tests/host/test_snapshotters.py -m host \
-  -k devicemapper -q -rs 2>&1 | tail -25
+  -k devicemapper -q -rs > /tmp/conformance 2>&1
 fact conformance_status "$?"
-SDCTR_TESTS_STRICT=1 python3 -m pytest -p no:cacheprovider tests/host/test_snapshotters.py -m host \
-  -k devicemapper -q 2>&1 | tail -1 | sed 's/^/summary: /'
+tail -60 /tmp/conformance
 fact leftover_devices "$(dmsetup ls | grep -c '^sdctr-' || true)"
 fact leftover_loops "$(losetup -n -l | grep -c /tmp/ || true)"
 cd /root
