@@ -1,5 +1,5 @@
 """The machine's settings: /etc/sdctr/sdctr.yaml (``SDCTR_CONFIG`` names another file, so tests never
-touch /etc). The registries and network sections are read so far:
+touch /etc). Three sections:
 
     registries:
       mirrors:                      # tried in order before the registry itself, for pulls only
@@ -10,6 +10,15 @@ touch /etc). The registries and network sections are read so far:
       subnet: 10.89.0.0/16          # refused at the first start if a host route overlaps it
       gateway: 10.89.0.1            # default: the subnet's first address
       bridge: sdctr0
+
+    storage:
+      driver: auto                  # auto | devicemapper | overlay; auto: devicemapper where the
+                                    # kernel has dm-thin, overlay elsewhere
+      devicemapper:                 # the thin pool over two sparse loop files (Docker's defaults)
+        data_size: 100G             # apparent sizes of <root>/devicemapper/pool/{data,metadata}
+        metadata_size: 2G
+        base_size: 10G              # every layer's and container's device
+        filesystem: xfs             # xfs (where mkfs.xfs exists) or ext4; empty: pick
 
 A missing file means the defaults (no mirrors; plain HTTP only for localhost and 127.0.0.0/8), and
 YAML is imported only when the file exists: most commands never read it.
@@ -54,9 +63,28 @@ class NetworkSettings(Record):
     bridge: str = "sdctr0"
 
 
+GIB = 1 << 30
+STORAGE_DRIVERS = ("auto", "devicemapper", "overlay")
+FILESYSTEMS = ("", "xfs", "ext4")
+_SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)i?b?", re.IGNORECASE)
+
+
+class DeviceMapper(Record):
+    data_size: int = 100 * GIB
+    metadata_size: int = 2 * GIB
+    base_size: int = 10 * GIB
+    filesystem: str = ""  # "": xfs where mkfs.xfs exists, else ext4
+
+
+class Storage(Record):
+    driver: str = "auto"
+    devicemapper: DeviceMapper = DeviceMapper()
+
+
 class Config(Record):
     registries: Registries = Registries()
     network: NetworkSettings = NetworkSettings()
+    storage: Storage = Storage()
 
 
 def config_path() -> Path:
@@ -90,7 +118,8 @@ def parse(doc: Any, *, source: str) -> Config:
                  for domain, urls in mirrors.items()},
         insecure=tuple(_host(h, source, "registries.insecure")
                        for h in _list(registries.get("insecure") or [], source, "registries.insecure")),
-    ), _network(_mapping(doc.get("network") or {}, source, "network"), source))
+    ), _network(_mapping(doc.get("network") or {}, source, "network"), source),
+                  _storage(doc.get("storage") or {}, source))
 
 
 # --- network ------------------------------------------------------------------------------------
@@ -110,6 +139,32 @@ def _network(section: Mapping[str, Any], source: str) -> NetworkSettings:
         raise SdctrError(f"{source}: network.bridge {settings.bridge!r} is not an interface name",
                          hint="up to 15 letters, digits, '_', '.', '-'")
     return settings
+
+
+def _storage(value: Any, source: str) -> Storage:
+    storage = _mapping(value, source, "storage")
+    driver = storage.get("driver") or "auto"
+    if driver not in STORAGE_DRIVERS:
+        raise SdctrError(f"{source}: storage.driver: {driver!r} is not a storage driver",
+                         hint=f"one of: {', '.join(STORAGE_DRIVERS)}")
+    dm = _mapping(storage.get("devicemapper") or {}, source, "storage.devicemapper")
+    unknown = set(dm) - set(DeviceMapper._fields)
+    if unknown:
+        raise SdctrError(f"{source}: storage.devicemapper: unknown key {sorted(unknown)[0]!r}",
+                         hint=f"known: {', '.join(DeviceMapper._fields)}")
+    fs = dm.get("filesystem") or ""
+    if fs not in FILESYSTEMS:
+        raise SdctrError(f"{source}: storage.devicemapper.filesystem: {fs!r} is not xfs or ext4")
+    sizes = {k: _size(dm[k], source, f"storage.devicemapper.{k}")
+             for k in ("data_size", "metadata_size", "base_size") if k in dm}
+    return Storage(driver=driver, devicemapper=DeviceMapper(filesystem=fs, **sizes))
+
+
+def _size(value: Any, source: str, key: str) -> int:
+    m = _SIZE.fullmatch(str(value).strip())
+    if not m or int(m.group(1)) == 0:
+        raise SdctrError(f"{source}: {key}: {value!r} is not a size", hint="examples: 512M, 100G, 2T")
+    return int(m.group(1)) << (10 * " kmgt".index(m.group(2).lower() or " "))
 
 
 def _mirrors(urls: Any, source: str, domain: str) -> tuple[Mirror, ...]:

@@ -67,7 +67,7 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
 
         setup.preflight(paths, spec, all_specs(paths), starting=starting)
 
-    spec = spec.replace(storage=spec.storage or drivers.DEFAULT, layers=image.layers)
+    spec = spec.replace(storage=spec.storage or drivers.default_driver()[0], layers=image.layers)
     snap = drivers.driver(spec.storage, paths)
     unpacked = snap.unpack(image)
     if unpacked:  # the first container of a pulled image: now its SIZE is known
