@@ -19,6 +19,7 @@ touch /etc). Three sections:
         metadata_size: 2G
         base_size: 10G              # every layer's and container's device
         filesystem: xfs             # xfs (where mkfs.xfs exists) or ext4; empty: pick
+        min_free: 10                # percent of data and metadata below which new snapshots are refused
 
 A missing file means the defaults (no mirrors; plain HTTP only for localhost and 127.0.0.0/8), and
 YAML is imported only when the file exists: most commands never read it.
@@ -74,6 +75,7 @@ class DeviceMapper(Record):
     metadata_size: int = 2 * GIB
     base_size: int = 10 * GIB
     filesystem: str = ""  # "": xfs where mkfs.xfs exists, else ext4
+    min_free: int = 10  # percent
 
 
 class Storage(Record):
@@ -157,7 +159,16 @@ def _storage(value: Any, source: str) -> Storage:
         raise SdctrError(f"{source}: storage.devicemapper.filesystem: {fs!r} is not xfs or ext4")
     sizes = {k: _size(dm[k], source, f"storage.devicemapper.{k}")
              for k in ("data_size", "metadata_size", "base_size") if k in dm}
+    if "min_free" in dm:
+        sizes["min_free"] = _percent(dm["min_free"], source, "storage.devicemapper.min_free")
     return Storage(driver=driver, devicemapper=DeviceMapper(filesystem=fs, **sizes))
+
+
+def _percent(value: Any, source: str, key: str) -> int:
+    text = str(value).strip().removesuffix("%").strip()
+    if not text.isdigit() or int(text) > 99:
+        raise SdctrError(f"{source}: {key}: {value!r} is not a percentage", hint="0 to 99, e.g. 10")
+    return int(text)
 
 
 def _size(value: Any, source: str, key: str) -> int:

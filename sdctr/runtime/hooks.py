@@ -11,6 +11,11 @@
     netdown   <id>   its teardown, run first by ExecStopPost (needs no record: an id is enough)
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
+    rootfs-up <id>   for a driver that needs the host's devices (devicemapper): prestart's work,
+                     run by the container's own unit sdctr-rootfs@<id>.service, outside the
+                     container's device cgroup (units/sdctr-rootfs@.service says why)
+    rootfs-down <id> that unit's ExecStop, after the container's unit stopped: poststop's storage
+                     work (its record and status were left to it) and the attached run's exit file
 
 Both run on every start and stop, `systemctl restart ctr-<id>` included, so systemd alone can
 restart a container. They must be idempotent: a hook killed halfway is simply run again.
@@ -48,6 +53,30 @@ def prestart(paths: Paths, cid: str) -> int:
     return 0
 
 
+def rootfs_up(paths: Paths, cid: str) -> int:
+    return prestart(paths, cid)
+
+
+def rootfs_down(paths: Paths, cid: str) -> int:
+    from sdctr.state import NoSuchContainer
+
+    try:
+        spec = find_by_id(paths, cid)
+    except NoSuchContainer:  # `rm` removed it, its snapshot first
+        return 0
+    status = read_status(paths, cid)
+    if spec.remove:
+        remove_container(paths, spec)
+    else:
+        snap = snapshotter_of(paths, spec)
+        snap.deactivate(cid, paths.rootfs(cid))
+        if spec.ephemeral:
+            snap.reset(cid)
+    if spec.attached:  # last: the attached run returns once nothing is left active
+        write_json_atomic(exit_file(paths, cid), status)
+    return 0
+
+
 def netup(paths: Paths, cid: str) -> int:
     from sdctr.net import setup
 
@@ -69,6 +98,13 @@ def snapshotter_of(paths: Paths, spec: ContainerSpec) -> Snapshotter:
     from sdctr.storage.drivers import LEGACY, driver
 
     return driver(spec.storage or LEGACY, paths)
+
+
+def rootfs_in_own_unit(spec: ContainerSpec) -> bool:
+    """Whether the record's driver activates in sdctr-rootfs@<id>.service (rootfs-up/-down)."""
+    from sdctr.storage.drivers import LEGACY, needs_host_devices
+
+    return needs_host_devices(spec.storage or LEGACY)
 
 
 def layers_of(paths: Paths, spec: ContainerSpec) -> tuple[str, ...]:
@@ -95,6 +131,9 @@ def poststop(paths: Paths, cid: str) -> int:
                    exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
                    oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
     status = {**read_status(paths, cid), **changes}
+    if rootfs_in_own_unit(spec):  # the storage, record and exit file are that unit's, stopped next
+        update_status(paths, cid, **changes)
+        return 0
     if spec.remove:
         remove_container(paths, spec)  # unmounts first
     else:

@@ -40,9 +40,33 @@ def root_args(paths: Paths) -> list[str]:
 
 def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
                stdio: tuple[int, int, int] | None = None) -> list[Any]:
+    if hooks.rootfs_in_own_unit(spec):
+        return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
+                          rootfs_unit=own_rootfs_unit(paths, spec))
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
                       prestart=prestart_command(paths, spec),
                       poststop=hooks.poststop_command(paths, spec))
+
+
+def own_rootfs_unit(paths: Paths, spec: ContainerSpec) -> str:
+    """sdctr-rootfs@<id>.service, the static template's instance: it runs `python3 -m sdctr` on
+    the default root, so another root cannot have it."""
+    from sdctr.systemd.properties import rootfs_unit
+
+    if not paths.is_default:
+        raise SdctrError(f"the {spec.storage} driver's containers run on /var/lib/sdctr only "
+                         f"(not --root {paths.root})",
+                         hint="its activation unit, sdctr-rootfs@.service, serves the default root")
+    return rootfs_unit(spec.id)
+
+
+def stop_rootfs_unit(sd: Systemd, spec: ContainerSpec) -> None:
+    """Waits for the container's rootfs unit to be stopped (it stops by itself once the container
+    has: this makes that a job we wait for), so that no device or mount is left when we return."""
+    if hooks.rootfs_in_own_unit(spec):
+        from sdctr.systemd.properties import rootfs_unit
+
+        sd.stop(rootfs_unit(spec.id))
 
 
 def prestart_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
@@ -92,7 +116,18 @@ def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
     if spec.declared:  # its unit is the generator's, on disk: started as any other unit
         sd.start(spec.unit)
         return
-    sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio), host)
+    props = unit_props(paths, spec, host, stdio)
+    try:
+        sd.start_transient(spec.unit, props, host)
+    except SdctrError as e:
+        if not hooks.rootfs_in_own_unit(spec) or "dependency" not in str(e):
+            raise
+        from sdctr.systemd.manager import journal_tail
+        from sdctr.systemd.properties import rootfs_unit
+
+        # the container's own journal only says a dependency failed: the activation's says why
+        raise SdctrError(f"{spec.unit} failed to start: its root file system could not be activated",
+                         hint=journal_tail(rootfs_unit(spec.id))) from e
 
 
 def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
@@ -112,6 +147,8 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
             sd.kill(spec.unit, signal.SIGKILL, who="all")
         sd.settle(spec.unit)  # a failed start job ends before ExecStopPost has run
         sd.reset_failed(spec.unit)
+        with contextlib.suppress(SdctrError):
+            stop_rootfs_unit(sd, spec)
         with contextlib.suppress(SdctrError):
             sd.remove_unit_file(spec.unit)
         code = _take_exit_file(paths, spec)
@@ -158,11 +195,21 @@ def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, *, attached: bool 
             return code
         if time.monotonic() >= next_ask:
             next_ask = time.monotonic() + ask_every
-            if sd.active_state(spec.unit) not in RUNNING_STATES:
+            if not any(sd.active_state(u) in RUNNING_STATES for u in _units(spec)):
                 time.sleep(0.2 if attached else 0)  # the file may be a moment behind
                 code = _take_exit_file(paths, spec) if attached else None
                 return code if code is not None else _status_code(read_status(paths, spec.id))
         time.sleep(poll)
+
+
+def _units(spec: ContainerSpec) -> list[str]:
+    """The container's unit, and its rootfs unit where it has one (active until the storage is
+    handed back)."""
+    if not hooks.rootfs_in_own_unit(spec):
+        return [spec.unit]
+    from sdctr.systemd.properties import rootfs_unit
+
+    return [spec.unit, rootfs_unit(spec.id)]
 
 
 def _wait_unit_exit(spec: ContainerSpec, sd: Systemd, poll: float) -> int | None:
@@ -195,6 +242,7 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
     PID 1, whose end takes its PID namespace down: a SIGKILL to the whole unit would hit the stop
     hooks too (issue 17: `stop -t 0` left the rootfs mounted and the unit failed)."""
     if not is_running(sd, spec):
+        stop_rootfs_unit(sd, spec)
         return
     if timeout is not None:
         _signal_main(sd, spec, signal.SIGTERM)
@@ -204,6 +252,7 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
         if sd.unit_state(spec.unit).get("MainPID"):
             _signal_main(sd, spec, signal.SIGKILL)
     sd.stop(spec.unit)
+    stop_rootfs_unit(sd, spec)
     if timeout is not None:
         # our signals ended the main process before the stop job began: systemd calls that exit
         # (143, 137) a failure; a container stopped on request is no failed unit (DESIGN.md, I6).
@@ -230,6 +279,7 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
                              hint="stop it first, or remove it with 'rm -f'")
         _signal_main(sd, spec, signal.SIGKILL)  # not "all": the stop hooks must run to the end
         sd.stop(spec.unit)
+    stop_rootfs_unit(sd, spec)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
     hooks.remove_container(paths, spec)

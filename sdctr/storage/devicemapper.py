@@ -332,6 +332,23 @@ class DeviceMapperSnapshotter:
                 debug(f"pool {self.pool} already has device id {device_id}; taking another")
         raise SdctrError(f"pool {self.pool}: no free device id after 64 tries")
 
+    def _check_space(self) -> None:
+        """Refuses a new device below the free-space floor (data and metadata): a pool that fills
+        up holds every container's writes, then fails them, so the next container is refused
+        while there is still room for the running ones."""
+        meta, data, mode = dmsetup.pool_usage(self.pool)
+        floor = self.settings.min_free
+        grow = (f"remove containers or images (sdctr rm, sdctr image prune), or grow the pool: "
+                f"truncate -s +10G {self.pool_dir / 'data'}, losetup -c on its loop device, then "
+                f"dmsetup reload {self.pool} with the new size")
+        if mode != "rw":
+            raise SdctrError(f"thin pool {self.pool} is in {mode} mode: no new snapshot", hint=grow)
+        for what, (used, total) in (("data", data), ("metadata", meta)):
+            if (total - used) * 100 < floor * total:
+                raise SdctrError(f"thin pool {self.pool} is full: {what} {used * 100 // total}% used, "
+                                 f"a new snapshot needs {floor}% free (storage.devicemapper.min_free)",
+                                 hint=grow)
+
     def _snapshot(self, device_id: int, origin: Device) -> None:
         active = dmsetup.exists(self.dm_name(origin.name))
         if active:  # the origin must not change while the pool copies its mapping
@@ -554,6 +571,7 @@ class DeviceMapperSnapshotter:
             if origin is None:
                 raise SdctrError(f"container {cid[:12]}: its image layer {dev.origin} is gone "
                                  f"from pool {self.pool}")
+            self._check_space()  # before the old snapshot goes: a refusal keeps it
             self._delete(dev)
             self._new_device(dev.name, origin, initialized=True, layers=dev.layers)
 

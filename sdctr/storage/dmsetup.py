@@ -132,6 +132,16 @@ def transaction_id(pool: str) -> int:
     return int(status(pool)[3])
 
 
+def pool_usage(pool: str) -> tuple[tuple[int, int], tuple[int, int], str]:
+    """(used, total) metadata blocks, (used, total) data blocks, and the pool's mode: "rw", or
+    "out_of_data_space", "ro", "Fail" (a pool in trouble: status then has fewer fields)."""
+    fields = status(pool)
+    if len(fields) < 8:
+        return (0, 1), (0, 1), fields[3] if len(fields) > 3 else "Fail"
+    meta, data = (tuple(int(n) for n in fields[i].split("/", 1)) for i in (4, 5))
+    return (meta[0], meta[1]), (data[0], data[1]), fields[7]
+
+
 def _message(pool: str, message: str) -> None:
     _dmsetup("message", path(pool), "0", message)
 

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 DEFAULT = "overlay"  # what a container gets where auto finds no dm-thin
 LEGACY = "overlay"  # the driver of records made before the driver was recorded: the only one then
 DRIVERS = ("overlay", "devicemapper")  # every driver, for what spans them all (image removal prunes each)
+# Drivers whose activation opens the host's devices (/dev/mapper/control, the pool): it cannot run
+# in the container's unit, whose device cgroup is closed, so it runs in a unit of its own
+HOST_DEVICES = ("devicemapper",)
 
 
 def driver(name: str, paths: Paths) -> Snapshotter:
@@ -27,6 +30,10 @@ def driver(name: str, paths: Paths) -> Snapshotter:
 
         return DeviceMapperSnapshotter(paths)
     raise SdctrError(f"unknown storage driver {name!r}", hint=f"one of: {', '.join(DRIVERS)}")
+
+
+def needs_host_devices(name: str) -> bool:
+    return name in HOST_DEVICES
 
 
 def default_driver() -> tuple[str, str]:
