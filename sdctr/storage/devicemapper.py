@@ -309,6 +309,8 @@ class DeviceMapperSnapshotter:
         if self._json(name).exists():
             raise SdctrError(f"device {self.dm_name(name)} is still being deleted (it was busy)",
                              hint=f"try again once nothing holds it: dmsetup info {self.dm_name(name)}")
+        if origin is not None:  # the base device, the first one, is made in an empty pool
+            self._check_space()
         for _ in range(64):
             device_id = self._allocate()
             try:

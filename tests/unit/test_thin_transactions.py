@@ -93,6 +93,7 @@ def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakePool:
     m(dmsetup, "exists", lambda name: name.endswith("-pool") or name in fake.state()["active"])
     m(dmsetup, "suspend", lambda name: None)
     m(dmsetup, "resume", lambda name: None)
+    m(dmsetup, "pool_usage", lambda pool: fake.state().get("usage", ((1, 100), (1, 100), "rw")))
 
     def make_base(self: DeviceMapperSnapshotter, old: object) -> None:  # no mkfs without a kernel
         dev = self._new_device("base", None, filesystem="xfs")
@@ -163,3 +164,15 @@ def test_an_id_the_pool_holds_already_is_skipped(pool: FakePool, tmp_path: Path)
     assert origin is not None
     dev = s._new_device("ctr-x", origin, initialized=True)
     assert dev.device_id == 3 and sorted(pool.state()["devices"]) == [1, 2, 3]
+
+
+def test_a_full_pool_refuses_a_snapshot_and_leaks_nothing(pool: FakePool, tmp_path: Path) -> None:
+    s = snap(tmp_path)
+    s.up()
+    origin = s.load("base")
+    assert origin is not None
+    pool.message(lambda st: st.update(usage=((1, 100), (95, 100), "rw")))
+    with pytest.raises(devicemapper.SdctrError, match="is full: data 95% used"):
+        s.prepare("x", ())
+    in_pool, in_meta = agree(tmp_path, pool)
+    assert in_pool == in_meta == [origin.device_id]

@@ -53,9 +53,10 @@ id=$(sdctr run -d --name keep busybox sh -c 'echo run >> /runs; exec sleep 1000'
 fact keep_status "$?"
 head -20 /tmp/err
 rootfs=/run/sdctr/$id/rootfs
+unit=ctr-$(echo "$id" | cut -c1-12).service
 wait_lines "$rootfs/runs" 1
-fact keep_policy "$(systemctl show -p DevicePolicy --value "ctr-$id.service")"
-fact keep_allow_mapper "$(systemctl show -p DeviceAllow --value "ctr-$id.service" | grep -c -e mapper -e 'block-\*.*r' || true)"
+fact keep_policy "$(systemctl show -p DevicePolicy --value "$unit")"
+fact keep_allow "$(systemctl show -p DeviceAllow --value "$unit" | paste -sd ',')"
 fact keep_rootfs_unit "$(systemctl is-active "sdctr-rootfs@$id.service")"
 fact keep_source "$(findmnt -n -o SOURCE "$rootfs" | sed 's/.*-ctr-.*/a ctr device/')"
 
@@ -82,7 +83,7 @@ fact stop_rootfs_unit "$(systemctl is-active "sdctr-rootfs@$id.service")"
 sdctr start keep >/dev/null
 wait_lines "$rootfs/runs" 2
 fact start_runs "$(wc -l < "$rootfs/runs")"
-systemctl restart "ctr-$id.service"
+systemctl restart "$unit"
 wait_lines "$rootfs/runs" 3
 fact restart_runs "$(wc -l < "$rootfs/runs")"
 fact restart_devices "$(ctr_devices)"
