@@ -2,8 +2,8 @@
 its own unit, sdctr-rootfs@<id>.service, outside the container's device cgroup, so dmsetup
 works there while root in the container still cannot open /dev/mapper/control, the pool or its
 own device. One boot per cgroup version (the device cgroup is devices.deny on v1 and a BPF
-program on v2) runs payloads/thin-run.sh, which reports "FACT name=value" lines; about 3 min
-each under emulation on the 2-core machine.
+program on v2) runs payloads/thin-run.sh, which reports "FACT name=value" lines; 18 min for one
+boot on the 2-core machine with a load of 10 (other helpers' tests), most of it the emulated CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ EPERM = "Operation not permitted"
 
 @pytest.fixture(scope="module", params=["v1", "v2"], ids=["cgroup-v1", "cgroup-v2"])
 def boot(request: pytest.FixtureRequest) -> Boot:
-    r = subprocess.run([str(VM), "run", "--cgroup", request.param, "--timeout", "900", str(PAYLOAD)],
+    r = subprocess.run([str(VM), "run", "--cgroup", request.param, "--timeout", "1800", str(PAYLOAD)],
                        capture_output=True, text=True, timeout=3600)  # a cold image build included
     result = Boot(request.param, r.returncode, r.stdout, r.stderr, parse_facts(r.stdout))
     if r.returncode == HARNESS_FAILED or result.facts.get("done") != "yes":
@@ -90,4 +90,4 @@ def test_nothing_is_left_at_the_end(boot: Boot) -> None:
     assert boot.fact("final_mounts") == "0", boot
     for driver in ("thin", "overlay"):
         times = boot.fact(f"{driver}_run_ms").split()
-        assert len(times) == 5 and all(t.isdigit() for t in times), boot  # every timed run ran
+        assert len(times) == 3 and all(t.isdigit() for t in times), boot  # every timed run ran
