@@ -83,6 +83,8 @@ fact e2e_after_rm_consistency "$(sed -n 's/^VERDICT //p' /tmp/verdict)"
 # --- 3 ------------------------------------------------------------------------------------------
 # thin_check needs the pool's metadata at rest: the pool is taken down, checked, and brought
 # back by the next sdctr command (which rolls the open transaction back or forward)
+# sh has no local variables: its container is $w, so the caller's $c (the delete steps' container,
+# removed after it) is not overwritten
 check_after() {
   step=$1
   python3 -m sdctr.storage.devicemapper down "$root" || echo "down failed"
@@ -92,17 +94,17 @@ check_after() {
   python3 -m sdctr.storage.devicemapper up "$root"
   consistency | tee /tmp/verdict
   fact "consistency_$step" "$(sed -n 's/^VERDICT //p' /tmp/verdict)"
-  c=$(sdctr run -d busybox sh -c 'echo ok > /ok; sleep 1000')
+  w=$(sdctr run -d busybox sh -c 'echo ok > /ok; sleep 1000')
   sleep 1
-  fact "works_$step" "$(cat "/run/sdctr/$c/rootfs/ok" 2>/dev/null)"
-  sdctr rm -f "$c" >/dev/null
+  fact "works_$step" "$(cat "/run/sdctr/$w/rootfs/ok" 2>/dev/null)"
+  sdctr rm -f "$w" >/dev/null || echo "rm -f $w failed: $?"
 }
 for step in create:opened create:messaged create:saved create:before-commit create:committed; do
   name=$(echo "$step" | tr :- __)
   SDCTR_TEST_KILL_AT=$step sdctr create busybox true >/dev/null 2>&1
   fact "killed_$name" "$?"
   check_after "$name"
-  for c in $(sdctr ps -aq 2>/dev/null); do sdctr rm -f "$c" >/dev/null 2>&1; done
+  for c in $(sdctr ps -aq); do sdctr rm -f "$c" >/dev/null || echo "rm -f $c failed: $?"; done
 done
 for step in delete:marked delete:opened delete:messaged delete:before-commit delete:committed; do
   name=$(echo "$step" | tr :- __)
@@ -110,8 +112,10 @@ for step in delete:marked delete:opened delete:messaged delete:before-commit del
   SDCTR_TEST_KILL_AT=$step sdctr rm "$c" >/dev/null 2>&1
   fact "killed_$name" "$?"
   check_after "$name"
-  sdctr rm -f "$c" >/dev/null 2>&1
+  sdctr rm -f "$c" >/dev/null  # the container whose rm was killed: removed now, after all
+  fact "removed_$name" "$?"
 done
 consistency | tee /tmp/verdict
 fact final_consistency "$(sed -n 's/^VERDICT //p' /tmp/verdict)"
+sdctr ps -a
 fact final_containers "$(sdctr ps -aq | wc -l)"
