@@ -302,3 +302,19 @@ def open_pty(ptmx: str) -> tuple[int, int]:
         os.close(master)
         raise OSError(e.errno, f"a pty of {ptmx}: {e.strerror}") from None
     return master, slave
+
+
+# include/uapi/linux/openat2.h; the call is 437 on every architecture (scripts/syscall.tbl)
+_NR_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2) (Linux 5.6): with RESOLVE_IN_ROOT, `path` (its symlinks and '..' included) is
+    resolved as if `dirfd` were the root, so nothing outside it can be reached. OSError(ENOSYS)
+    before 5.6: the caller walks the path itself."""
+    how = struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve)
+    r = _libc.syscall(ctypes.c_long(_NR_OPENAT2), ctypes.c_int(dirfd), _b(path), how,
+                      ctypes.c_size_t(len(how)))
+    return _check(r, "openat2", path)

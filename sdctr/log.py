@@ -42,3 +42,20 @@ def error(message: str, hint: str | None = None) -> None:
     print(f"sdctr: error: {message}", file=sys.stderr)
     if hint:
         print(f"sdctr: hint: {hint}", file=sys.stderr)
+
+
+def describe(e: OSError) -> str:
+    """One line: sdctr.linux already names the call in strerror; os names the file."""
+    if e.filename is not None:
+        return f"{e.filename}: {e.strerror}"
+    return e.strerror or str(e)
+
+
+def report(e: SdctrError | OSError) -> int:
+    """The one line (and hint) for a failure that ends the init or exec's helper; their exit
+    status: the SdctrError's own, else EXIT_SDCTR."""
+    if isinstance(e, SdctrError):
+        error(str(e), e.hint)
+        return e.status
+    error(describe(e))
+    return EXIT_SDCTR

@@ -52,14 +52,24 @@ class RunOptions(Record):
     user: str = ""
     hostname: str = ""
     volumes: tuple[Mount, ...] = ()
+    mounts: tuple[Mount, ...] = ()  # --mount
+    tmpfs: tuple[Mount, ...] = ()  # --tmpfs
     read_only: bool = False
     cap_add: tuple[str, ...] = ()  # "CAP_NET_ADMIN" or "ALL"
     cap_drop: tuple[str, ...] = ()
     restart: RestartPolicy = RestartPolicy.NO
     restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
-    network: NetworkMode = NetworkMode.NONE
+    network: NetworkMode = NetworkMode.BRIDGE  # as Docker and Podman; none and host stay
+    network_name: str = ""  # --network NAME: a user network (network is then BRIDGE)
     publish: tuple[Port, ...] = ()
+    publish_all: bool = False  # -P: the image's ExposedPorts on free host ports
     ip: str = ""
+    add_hosts: tuple[str, ...] = ()  # --add-host "NAME:ADDRESS" ("host-gateway": the bridge's gateway)
+    dns: tuple[str, ...] = ()  # --dns: the resolv.conf's name servers instead of the host's
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    mac_address: str = ""  # "": Docker's 02:42 and the address's four bytes
+    network_aliases: tuple[str, ...] = ()  # --network-alias: more names on a user network
     interactive: bool = False
     tty: bool = False
     ephemeral: bool = False
@@ -68,6 +78,18 @@ class RunOptions(Record):
     platform: str | None = None  # what to pull: "os/arch[/variant]", None: this host's
     devices: tuple[Device, ...] = ()  # --device, not stat'ed yet (resolve does, at create)
     privileged: bool = False
+    # Docker's health check: the command's argv ((): none, --no-healthcheck), seconds, retries;
+    # 0 or None: Docker's defaults (HEALTH_DEFAULTS)
+    health_cmd: tuple[str, ...] | None = None
+    health_interval: float = 0
+    health_timeout: float = 0
+    health_start_period: float = 0
+    health_retries: int = 0
+    health_on_failure: str = "none"  # podman's: what an unhealthy container gets (HEALTH_ACTIONS)
+    # a declared container's alone (its YAML file's keys; no flags)
+    depends_on: tuple[str, ...] = ()  # other declared containers, started first (Requires=, After=)
+    unit_settings: tuple[tuple[str, str], ...] = ()  # extra [Unit] lines, (key, value), in order
+    service_settings: tuple[tuple[str, str], ...] = ()  # extra [Service] lines
 
 
 # --- parsers: (the field as the user spelled it, one value) -> the field's value ---------------
@@ -121,7 +143,10 @@ MAX_ID = 2**32 - 2
 
 def parse_user(field: str, value: str) -> str:
     """USER[:GROUP], names or numeric ids; a number must be an id the kernel takes."""
-    for part in value.split(":", 1):
+    parts = value.split(":")
+    if len(parts) > 2 or not all(parts):
+        raise SdctrError(f"{field} {value!r} is not USER[:GROUP]", hint="examples: 1000, 1000:1000, nobody")
+    for part in parts:
         if part.isdigit() and int(part) > MAX_ID:
             raise SdctrError(f"{field} {value!r}: {part} is not a user or group id (0..{MAX_ID})")
     return value
@@ -147,12 +172,16 @@ def parse_restart(field: str, value: str) -> tuple[RestartPolicy, int]:
     return policy, int(count)
 
 
-def parse_network(field: str, value: str) -> NetworkMode:
+def parse_network(field: str, value: str) -> tuple[NetworkMode, str]:
+    """bridge, host, none, or a user network's name (on a bridge of its own: whether it exists
+    is checked when the container is created)."""
     try:
-        return NetworkMode(value)
+        return NetworkMode(value), ""
     except ValueError:
-        raise SdctrError(f"{field} {value!r}: no such network",
-                         hint="the networks are: bridge, host, none") from None
+        if not NAME_RE.fullmatch(value):
+            raise SdctrError(f"{field} {value!r}: no such network",
+                             hint="the networks are: bridge, host, none, and `sdctr network ls`'s") from None
+        return NetworkMode.BRIDGE, value
 
 
 _PUBLISH = re.compile(r"(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)(?:/(tcp|udp))?")
@@ -173,6 +202,39 @@ def parse_publish(field: str, value: str) -> Port:
     return Port(int(host_port), int(container_port), proto or "tcp", host_ip or "")
 
 
+_PUBLISH_FORMS = re.compile(r"(?:(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+(?:-\d+)?)?:)?"
+                            r"(\d+(?:-\d+)?)(?:/(tcp|udp))?")
+
+
+def parse_publish_forms(field: str, value: str) -> tuple[Port, ...]:
+    """Docker's -p forms: [IP:]HOSTPORT:CONTAINERPORT[/PROTO], ranges of one length on both sides
+    (8000-8010:80-90), and CONTAINERPORT or [IP]::CONTAINERPORT (a free host port, picked when the
+    container is created: host port 0 until then)."""
+    m = _PUBLISH_FORMS.fullmatch(value)
+    if not m or ("-" not in value and ":" in value and m.group(2) is not None):
+        return (parse_publish(field, value),)
+    host_ip, host, container, proto = m.groups()
+    if host_ip:
+        parse_ip(field, host_ip)
+
+    def span(text: str) -> range:
+        first, _, last = text.partition("-")
+        low, high = int(first), int(last or first)
+        for port in (low, high):
+            if not 1 <= port <= 65535:
+                raise SdctrError(f"{field} {value!r}: port {port} is outside 1..65535")
+        if high < low:
+            raise SdctrError(f"{field} {value!r}: the range {text} ends before it starts")
+        return range(low, high + 1)
+    inside = span(container)
+    outside = span(host) if host else None
+    if outside is not None and len(outside) != len(inside):
+        raise SdctrError(f"{field} {value!r}: the host range and the container range differ in length",
+                         hint="example: -p 8000-8010:80-90")
+    return tuple(Port(outside[i] if outside is not None else 0, c, proto or "tcp", host_ip or "")
+                 for i, c in enumerate(inside))
+
+
 def parse_ip(field: str, value: str) -> str:
     parts = value.split(".")
     if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
@@ -180,20 +242,168 @@ def parse_ip(field: str, value: str) -> str:
     return ".".join(str(int(p)) for p in parts)
 
 
+def _is_ip(text: str) -> bool:
+    import socket
+
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def parse_add_host(field: str, value: str) -> str:
+    """NAME:ADDRESS (or NAME=ADDRESS, as Docker 25 allows), an IPv6 address keeping its colons;
+    host-gateway, Docker's word for the host's address on the bridge, is resolved at start."""
+    sep = "=" if "=" in value else ":"
+    name, _, address = value.partition(sep)
+    if not name or not address or any(c.isspace() for c in name):
+        raise SdctrError(f"{field} {value!r} is not NAME:ADDRESS", hint="example: --add-host db:10.1.2.3")
+    address = address.strip("[]")
+    if address != "host-gateway" and not _is_ip(address):
+        raise SdctrError(f"{field} {value!r}: {address!r} is not an IP address (or host-gateway)")
+    return f"{name}:{address}"
+
+
+def parse_dns(field: str, value: str) -> str:
+    if not _is_ip(value):
+        raise SdctrError(f"{field} {value!r} is not an IP address", hint="example: --dns 192.0.2.53")
+    return value
+
+
+LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+DOMAIN = re.compile(rf"{LABEL}(\.{LABEL})*\.?")
+
+
+def parse_dns_search(field: str, value: str) -> str:
+    if value != "." and (len(value) > 253 or not DOMAIN.fullmatch(value)):  # ".": no search list
+        raise SdctrError(f"{field} {value!r} is not a domain name", hint="example: --dns-search example.com")
+    return value
+
+
+def parse_network_alias(field: str, value: str) -> str:
+    if not DOMAIN.fullmatch(value) or len(value) > 253:
+        raise SdctrError(f"{field} {value!r} is not a host name", hint="example: --network-alias db")
+    return value
+
+
+def parse_dns_option(field: str, value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise SdctrError(f"{field} {value!r} is not one resolver option",
+                         hint="example: --dns-option ndots:2")
+    return value
+
+
+MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+def parse_mac_address(field: str, value: str) -> str:
+    if not MAC.fullmatch(value):
+        raise SdctrError(f"{field} {value!r} is not a MAC address", hint="example: 02:42:0a:59:00:10")
+    if int(value[:2], 16) & 1:  # the kernel refuses it for an interface
+        raise SdctrError(f"{field} {value!r} is a multicast address",
+                         hint="the first byte must be even, e.g. 02:...")
+    return value.lower()
+
+
+VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # Docker's
+
+
 def parse_mount(field: str, value: str) -> Mount:
+    """-v SRC:DST[:OPTS]: SRC a host path (a bind) or a volume's name (made on first use); OPTS
+    ro or rw, and z/Z (SELinux relabelling: accepted, nothing is labelled yet)."""
     parts = value.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise SdctrError(f"{field} {value!r} is not SRC:DST[:ro]", hint="example: /srv/data:/data:ro")
     source, target = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if not source.startswith("/"):
-        raise SdctrError(f"{field} {value!r}: the source must be an absolute host path (named volumes "
-                         "are not supported)")
+    modes = parts[2].split(",") if len(parts) == 3 else ["rw"]
+    if not source.startswith("/") and not VOLUME_NAME.fullmatch(source):
+        raise SdctrError(f"{field} {value!r}: the source must be an absolute host path or a volume name",
+                         hint="a volume name: letters, digits, '_', '.', '-'; a letter or digit first")
+    check_target(field, value, target)
+    for mode in modes:
+        if mode not in ("ro", "rw", "z", "Z"):
+            raise SdctrError(f"{field} {value!r}: mode {mode!r} is not ro or rw")
+    kind = "bind" if source.startswith("/") else "volume"
+    return Mount(source, target, readonly="ro" in modes, kind=kind)
+
+
+def check_target(field: str, value: str, target: str) -> None:
     if not target.startswith("/") or target == "/":
         raise SdctrError(f"{field} {value!r}: the destination must be an absolute path other than /")
-    if mode not in ("ro", "rw"):
-        raise SdctrError(f"{field} {value!r}: mode {mode!r} is not ro or rw")
-    return Mount(source, target, readonly=mode == "ro")
+
+
+def parse_tmpfs(field: str, value: str) -> Mount:
+    """--tmpfs DST[:OPTS], OPTS as mount(8)'s tmpfs options (size=64m,mode=1777,noexec...)."""
+    target, _, options = value.partition(":")
+    check_target(field, value, target)
+    check_tmpfs_options(field, value, options)
+    return Mount("", target, kind="tmpfs", options=options)
+
+
+TMPFS_FLAGS = ("ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime")
+TMPFS_KEYS = ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks")
+
+
+def check_tmpfs_options(field: str, value: str, options: str) -> None:
+    for opt in filter(None, options.split(",")):
+        key = opt.partition("=")[0]
+        if opt not in TMPFS_FLAGS and key not in TMPFS_KEYS:
+            raise SdctrError(f"{field} {value!r}: unknown tmpfs option {opt!r}",
+                             hint=f"the options: {', '.join(TMPFS_FLAGS + TMPFS_KEYS)}")
+
+
+MOUNT_KEYS = ("type", "source", "src", "target", "destination", "dst", "readonly", "ro",
+              "volume-nocopy", "tmpfs-size", "tmpfs-mode", "bind-propagation", "consistency")
+
+
+def parse_mount_option(field: str, value: str) -> Mount:
+    """--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,volume-nocopy]
+    [,tmpfs-size=...][,tmpfs-mode=...]: Docker's syntax; an unknown key is an error."""
+    fields: dict[str, str] = {}
+    for item in value.split(","):
+        key, eq, val = item.partition("=")
+        key = key.strip().lower()
+        if key not in MOUNT_KEYS:
+            raise SdctrError(f"{field} {value!r}: unknown key {key!r}",
+                             hint=f"the keys: {', '.join(MOUNT_KEYS)}")
+        fields[key] = val if eq else "true"
+    kind = fields.get("type", "volume")
+    source = fields.get("source", fields.get("src", ""))
+    target = fields.get("target", fields.get("destination", fields.get("dst", "")))
+    readonly = _mount_bool(field, value, fields.get("readonly", fields.get("ro", "false")))
+    check_target(field, value, target)
+    if fields.get("bind-propagation", "rprivate") != "rprivate":
+        raise SdctrError(f"{field} {value!r}: only bind-propagation=rprivate is supported")
+    if kind == "bind":
+        if not source.startswith("/"):
+            raise SdctrError(f"{field} {value!r}: a bind's source must be an absolute host path")
+        return Mount(source, target, readonly)
+    if kind == "volume":
+        if source and not VOLUME_NAME.fullmatch(source):
+            raise SdctrError(f"{field} {value!r}: {source!r} is not a volume name")
+        if not source:
+            raise SdctrError(f"{field} {value!r}: a volume needs a source (its name)")
+        nocopy = _mount_bool(field, value, fields.get("volume-nocopy", "false"))
+        return Mount(source, target, readonly, kind="volume", options="nocopy" if nocopy else "")
+    if kind == "tmpfs":
+        if source:
+            raise SdctrError(f"{field} {value!r}: a tmpfs has no source")
+        opts = [*(("ro",) if readonly else ()),
+                *((f"size={parse_size(field, fields['tmpfs-size'])}",) if "tmpfs-size" in fields else ()),
+                *((f"mode={fields['tmpfs-mode']}",) if "tmpfs-mode" in fields else ())]
+        return Mount("", target, readonly, kind="tmpfs", options=",".join(opts))
+    raise SdctrError(f"{field} {value!r}: type {kind!r} is not bind, volume or tmpfs")
+
+
+def _mount_bool(field: str, value: str, text: str) -> bool:
+    if text.lower() in ("true", "1", ""):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise SdctrError(f"{field} {value!r}: {text!r} is not true or false")
 
 
 def parse_device(field: str, value: str) -> Device:
@@ -303,9 +513,147 @@ def user_env(options: RunOptions, lookup: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(entries + parse_env(options.env, lookup))
 
 
+# --- health checks, as Docker's (--health-*, Compose's `healthcheck:`) ---------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_DURATION_SECONDS = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(field: str, value: str) -> float:
+    """A Go duration, as Docker takes them (30s, 1m30s, 500ms); a bare number is seconds."""
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise SdctrError(f"{field} {value!r} is not a duration",
+                             hint="examples: 30s, 1m30s, 500ms") from None
+        seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in parts)
+    if seconds < 0.001 or seconds > 365 * 86400:
+        raise SdctrError(f"{field} {value!r} must be at least 1ms")
+    return seconds
+
+
+def parse_retries(field: str, value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise SdctrError(f"{field} {value!r} is not a positive whole number", hint="Docker's default is 3")
+    return int(value)
+
+
+HEALTH_ACTIONS = ("none", "kill", "restart", "stop")
+
+
+def parse_health_action(field: str, value: str) -> str:
+    if value not in HEALTH_ACTIONS:
+        raise SdctrError(f"{field} {value!r} is not an action", hint=f"one of {', '.join(HEALTH_ACTIONS)}")
+    return value
+
+
+def parse_health_cmd(field: str, value: str) -> tuple[str, ...]:
+    """--health-cmd CMD: run by the container's /bin/sh, as Docker's CMD-SHELL."""
+    if not value.strip():
+        raise SdctrError(f"{field} is empty", hint="e.g. --health-cmd 'wget -q -O- localhost'")
+    return ("/bin/sh", "-c", value)
+
+
+def parse_healthcheck(field: str, value: Any) -> dict[str, Any]:
+    """Compose's `healthcheck:` mapping: test (a string for the shell, or [CMD, ...],
+    [CMD-SHELL, "..."], [NONE]), interval, timeout, start_period, retries, disable."""
+    if not isinstance(value, Mapping):
+        raise SdctrError(f"{field} takes a mapping, not {_type_name(value)}",
+                         hint="example: healthcheck: {test: wget -q -O- localhost, interval: 10s}")
+    keys = {"test": "health_cmd", "interval": "health_interval", "timeout": "health_timeout",
+            "start_period": "health_start_period", "retries": "health_retries",
+            "on_failure": "health_on_failure", "disable": ""}
+    out: dict[str, Any] = {}
+    for key, given in value.items():
+        if key not in keys:
+            raise SdctrError(f"{field}: unknown key {key!r}", hint=f"the keys are: {', '.join(keys)}")
+        where = f"{field}.{key}"
+        if key == "disable":
+            if given is True:
+                out["health_cmd"] = ()
+            continue
+        if key == "test":
+            out["health_cmd"] = _health_test(where, given)
+            continue
+        if isinstance(given, bool) or not isinstance(given, (str, int, float)):
+            raise SdctrError(f"{where} takes a string or a number, not {_type_name(given)}")
+        parse = {"retries": parse_retries, "on_failure": parse_health_action}.get(key, parse_duration)
+        out[keys[key]] = parse(where, str(given))
+    return out
+
+
+def _health_test(field: str, given: Any) -> tuple[str, ...]:
+    if isinstance(given, str):
+        return parse_health_cmd(field, given)
+    if not isinstance(given, list) or not given or not all(isinstance(w, str) for w in given):
+        raise SdctrError(f"{field} takes a string or a list of strings",
+                         hint='e.g. [CMD, wget, -q, "localhost"]')
+    kind, rest = given[0], tuple(given[1:])
+    if kind == "NONE":
+        return ()
+    if kind == "CMD" and rest:
+        return rest
+    if kind == "CMD-SHELL" and len(rest) == 1:
+        return parse_health_cmd(field, rest[0])
+    raise SdctrError(f"{field} {given!r}: a list starts with CMD (then the argv), CMD-SHELL (then one "
+                     "command) or NONE")
+
+
+# A declared container's `unit:` and `service:` mappings add lines to its unit's [Unit] and
+# [Service] sections, as quadlet's sections do; not the keys sdctr writes or must control (the
+# container's hooks, init, limits, identity and device policy), nor ones that would replace
+# its process's environment: each refused with the YAML key to use where there is one.
+OWNED_SETTINGS = {
+    "unit": {"Description": "", "SourcePath": "", "CollectMode": "rm"},
+    "service": {"Type": "", "NotifyAccess": "", "ExecStart": "command", "ExecStartPre": "",
+                "ExecStartPost": "", "ExecStop": "", "ExecStopPost": "", "ExecReload": "",
+                "ExecCondition": "", "KillMode": "", "KillSignal": "", "TimeoutStopSec": "",
+                "SuccessExitStatus": "", "Restart": "restart", "RestartSec": "restart",
+                "StartLimitBurst": "restart", "StartLimitInterval": "restart",
+                "StartLimitIntervalSec": "restart", "RestartSteps": "", "RestartMaxDelaySec": "",
+                "SyslogIdentifier": "", "LogExtraFields": "", "LogRateLimitIntervalSec": "",
+                "TasksMax": "pids_limit", "DevicePolicy": "devices", "DeviceAllow": "devices",
+                "CPUShares": "cpu_shares", "CPUWeight": "cpu_shares", "CPUQuota": "cpus",
+                "MemoryLimit": "memory", "MemoryMax": "memory", "Slice": "", "Delegate": "",
+                "StandardInput": "", "StandardOutput": "", "StandardError": "", "PIDFile": "",
+                "User": "user", "Group": "user", "DynamicUser": "user", "RootDirectory": "",
+                "RootImage": "", "WorkingDirectory": "workdir", "Environment": "env",
+                "EnvironmentFile": "env_files", "PAMName": ""},
+}
+_SETTING_KEY = re.compile(r"[A-Z][A-Za-z0-9]*")
+
+
+def parse_settings(field: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """`service: {MemoryHigh: 200M, IPAddressDeny: [any]}`: (key, value) lines, a list a line
+    each; checked for form here and for meaning by systemd, which says so in the journal."""
+    section = {"unit": "[Unit]", "service": "[Service]"}[field]
+    if not isinstance(value, Mapping):
+        example = "Documentation: man:foo(1)" if field == "unit" else "MemoryHigh: 200M"
+        raise SdctrError(f"{field} takes a mapping of {section} settings, not {_type_name(value)}",
+                         hint=f"example: {field}: {{{example}}}")
+    lines = []
+    for key, given in value.items():
+        if not isinstance(key, str) or not _SETTING_KEY.fullmatch(key):
+            raise SdctrError(f"{field}: {key!r} is not a systemd setting's name", hint="e.g. MemoryHigh")
+        if key in OWNED_SETTINGS[field]:
+            instead = OWNED_SETTINGS[field][key]
+            raise SdctrError(f"{field}: {key} is set by sdctr itself and cannot be given in {section}",
+                             hint=f"use the key {instead}: instead" if instead else None)
+        for each in given if isinstance(given, list) else [given]:
+            item = ("yes" if each else "no") if isinstance(each, bool) else each
+            if not isinstance(item, (str, int, float)) or "\n" in str(item):
+                raise SdctrError(f"{field}: {key} takes a value or a list of values on one line each, "
+                                 f"not {_type_name(item)}")
+            lines.append((key, str(item)))
+    return tuple(lines)
+
+
 # --- the table ----------------------------------------------------------------------------------
 
-VALUE, SWITCH, LIST, WORDS = "value", "switch", "list", "words"
+VALUE, SWITCH, LIST, WORDS, SETTINGS, MAPPING = "value", "switch", "list", "words", "settings", "mapping"
 
 
 class Option(Record):
@@ -315,7 +663,8 @@ class Option(Record):
     parse: Callable[[str, str], Any] | None = None  # for each value; None: the string as given
     help: str | None = None
     metavar: str | None = None
-    kind: str = VALUE  # VALUE; SWITCH (a flag without a value); LIST (-e A -e B); WORDS (an argv)
+    kind: str = VALUE  # VALUE; SWITCH (a flag without a value); LIST (-e A -e B); WORDS (an argv);
+    # SETTINGS (a YAML mapping of systemd settings)
     choices: tuple[str, ...] = ()
     verb: str = ""  # the one verb that has this flag; "": run and create
 
@@ -344,8 +693,14 @@ OPTIONS = (
     Option("user", ("-u", "--user"), "user", parse_user, help="name or id (default: the image's)",
            metavar="USER[:GROUP]"),
     Option("hostname", ("-h", "--hostname"), "hostname", help="default: the short id"),
-    Option("volumes", ("-v", "--volume"), "volumes", parse_mount, "bind-mount a host directory",
+    Option("volumes", ("-v", "--volume"), "volumes", parse_mount,
+           "bind-mount a host directory, or a named volume (made on first use)",
            metavar="SRC:DST[:ro]", kind=LIST),
+    Option("mounts", ("--mount",), "mounts", parse_mount_option, kind=LIST,
+           metavar="type=bind|volume|tmpfs,source=...,target=...[,readonly]",
+           help="a mount in Docker's --mount syntax"),
+    Option("tmpfs", ("--tmpfs",), "tmpfs", parse_tmpfs, kind=LIST, metavar="DST[:OPTIONS]",
+           help="a tmpfs at DST (options: size=64m,mode=1777,noexec,...)"),
     Option("read_only", ("--read-only",), "read_only", help="mount the root file system read-only",
            kind=SWITCH),
     Option("cap_add", ("--cap-add",), "cap_add", parse_capability, "a capability more (or ALL)",
@@ -355,10 +710,25 @@ OPTIONS = (
     Option("restart", ("--restart",), "restart", parse_restart, metavar="POLICY",
            help="no, on-failure[:MAX-RETRIES], always, unless-stopped"),
     Option("network", ("--network",), "network", parse_network, metavar="NETWORK",
-           help="bridge (a veth on the bridge sdctr0), host, none"),
-    Option("publish", ("-p", "--publish"), "ports", parse_publish, kind=LIST,
-           metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="publish a container's port on the host (bridge)"),
+           help="bridge (the default: a veth on the bridge sdctr0), host, none, or a user network"),
+    Option("publish", ("-p", "--publish"), "ports", parse_publish_forms, kind=LIST,
+           metavar="[IP:][HOSTPORT]:PORT[/PROTO]",
+           help="publish a container's port (or a range: 8000-8010:80-90) on the host (bridge)"),
+    Option("publish_all", ("-P", "--publish-all"), "publish_all", kind=SWITCH,
+           help="publish the image's exposed ports on free host ports (bridge)"),
     Option("ip", ("--ip",), "ip", parse_ip, metavar="ADDRESS", help="the container's address (bridge)"),
+    Option("add_hosts", ("--add-host",), "add_hosts", parse_add_host, kind=LIST, metavar="NAME:ADDRESS",
+           help="a line in the container's /etc/hosts (ADDRESS host-gateway: the bridge's gateway)"),
+    Option("dns", ("--dns",), "dns", parse_dns, kind=LIST, metavar="ADDRESS",
+           help="a name server instead of the host's"),
+    Option("dns_search", ("--dns-search",), "dns_search", parse_dns_search, kind=LIST, metavar="DOMAIN",
+           help="a search domain instead of the host's"),
+    Option("dns_options", ("--dns-option",), "dns_options", parse_dns_option, kind=LIST, metavar="OPTION",
+           help="a resolv.conf option instead of the host's, e.g. ndots:2"),
+    Option("mac_address", ("--mac-address",), "mac_address", parse_mac_address, metavar="MAC",
+           help="eth0's MAC address (bridge)"),
+    Option("network_aliases", ("--network-alias",), "network_aliases", parse_network_alias, kind=LIST,
+           metavar="NAME", help="another name for the container on its user network"),
     Option("entrypoint", ("--entrypoint",), "entrypoint", metavar="PROGRAM", kind=WORDS,
            help="the program instead of the image's ('': none)"),
     Option("interactive", ("-i", "--interactive"), "", help="keep stdin open", kind=SWITCH),
@@ -375,9 +745,35 @@ OPTIONS = (
            metavar="HOST[:CONTAINER][:PERMS]", kind=LIST),
     Option("privileged", ("--privileged",), "privileged", kind=SWITCH,
            help="every capability and device, no seccomp or masked paths: the host's root"),
+    Option("health_cmd", ("--health-cmd",), "", parse_health_cmd, metavar="COMMAND",
+           help="a command run in the container (by /bin/sh) to check its health"),
+    Option("health_interval", ("--health-interval",), "", parse_duration, metavar="DURATION",
+           help="time between health checks (default 30s)"),
+    Option("health_timeout", ("--health-timeout",), "", parse_duration, metavar="DURATION",
+           help="a check running longer fails (default 30s)"),
+    Option("health_start_period", ("--health-start-period",), "", parse_duration, metavar="DURATION",
+           help="failures in this time after the start do not count (default 0s)"),
+    Option("health_retries", ("--health-retries",), "", parse_retries, metavar="N",
+           help="consecutive failures that make it unhealthy (default 3)"),
+    Option("health_on_failure", ("--health-on-failure",), "", parse_health_action, metavar="ACTION",
+           choices=HEALTH_ACTIONS, help="what an unhealthy container gets (podman's): none, kill, restart, "
+           "stop"),
+    Option("healthcheck", (), "healthcheck", kind=MAPPING, verb="declared",
+           help="the health check as Compose writes it: test, interval, timeout, retries, start_period"),
+    # a declared container's own keys (verb "declared": no command-line flag)
+    Option("depends_on", (), "depends_on", parse_name, kind=LIST, verb="declared",
+           help="declared containers that start first (Requires= and After= on their units)"),
+    Option("unit_settings", (), "unit", kind=SETTINGS, verb="declared",
+           help="more [Unit] settings of the generated unit (not those sdctr sets itself)"),
+    Option("service_settings", (), "service", kind=SETTINGS, verb="declared",
+           help="more [Service] settings of the generated unit (not those sdctr sets itself)"),
     Option("image", (), "image", metavar="IMAGE"),
     Option("command", (), "command", metavar="COMMAND", kind=WORDS),
 )
+
+
+# what `sdctr update` changes, on the record and on a running container's unit (sdctr.cli.update)
+UPDATABLE = ("cpu_shares", "memory", "cpus", "pids_limit")
 
 
 def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
@@ -404,6 +800,9 @@ def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
             raise
     if "restart" in fields:  # one flag, two fields: the policy, and on-failure:N's N
         fields["restart"], fields["restart_retries"] = fields["restart"]
+    if "network" in fields:  # one flag, two fields: the mode, and a user network's name
+        fields["network"], fields["network_name"] = fields["network"]
+    fields.update(fields.pop("healthcheck", {}))  # one key, the health_* fields
     if "image" not in fields:
         raise SdctrError("no image given", hint="say which: image: busybox" if yaml else None)
     options = RunOptions(**fields)
@@ -444,7 +843,7 @@ def read_declared(path: str) -> RunOptions:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
-        doc = loader.construct_document(node) if node is not None else None
+        doc = _construct(loader, node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -463,7 +862,45 @@ def read_declared(path: str) -> RunOptions:
         raise SdctrError(f"{where}: {e}", e.hint) from None
 
 
-def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
+_YAML = "tag:yaml.org,2002:"
+_SCALARS = {f"{_YAML}{t}": f"construct_yaml_{t}" for t in ("int", "float", "bool", "null")}
+_PLAIN_KEYS = frozenset((f"{_YAML}str", *_SCALARS))  # a merge key (<<) is not one
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _construct(loader: Any, node: Any) -> Any:
+    """The document, as PyYAML's safe constructor makes it: for the plain mappings, lists and
+    scalars a declared file holds, without its generic machinery (a third of the parse, at every
+    boot); anything else (merge keys, timestamps, a recursive alias) by PyYAML's constructor."""
+    def plain(node: Any, depth: int) -> Any:
+        tag = node.tag
+        if tag == f"{_YAML}str":
+            return node.value
+        if tag in _SCALARS:
+            return getattr(loader, _SCALARS[tag])(node)
+        if depth > 20:
+            raise _NotPlain
+        if tag == f"{_YAML}map":
+            out = {}
+            for key, value in node.value:
+                if key.tag not in _PLAIN_KEYS:
+                    raise _NotPlain
+                out[plain(key, depth)] = plain(value, depth + 1)
+            return out
+        if tag == f"{_YAML}seq":
+            return [plain(item, depth + 1) for item in node.value]
+        raise _NotPlain
+
+    try:
+        return plain(node, 0)
+    except _NotPlain:
+        return loader.construct_document(node)
+
+
+def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:  # noqa: PLR0911 - one per kind
     """One option's value, checked for its kind (a YAML file can hold any type) and parsed."""
     def one(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
@@ -478,6 +915,10 @@ def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
         return value
     if option.kind == VALUE:
         return one(value)
+    if option.kind == SETTINGS:
+        return parse_settings(field, value)
+    if option.kind == MAPPING:
+        return parse_healthcheck(field, value)
     if isinstance(value, str):
         if option.kind == WORDS:
             # an --entrypoint is one word, as Docker's ('' clears the image's); a YAML string is
@@ -487,12 +928,15 @@ def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:
             import shlex
 
             return tuple(shlex.split(value))
-        return (one(value),)  # a YAML list of one may be written as its item
+        item = one(value)  # a YAML list of one may be written as its item
+        return item if isinstance(item, tuple) else (item,)
     if option.dest in ("env", "labels") and isinstance(value, Mapping):  # {KEY: value}, as Compose allows
         value = [str(k) if v is None else f"{k}={_scalar_text(v)}" for k, v in value.items()]
     if not isinstance(value, (list, tuple)):
         raise SdctrError(f"{field} takes a list, not {_type_name(value)}")
-    return tuple(one(v) for v in value)
+    items = [one(v) for v in value]
+    # a parser may give several items for one value (-p 8000-8010:80-90)
+    return tuple(i for item in items for i in (item if isinstance(item, tuple) else (item,)))
 
 
 def _scalar_text(v: Any) -> str:
@@ -514,7 +958,8 @@ def rm_never_restarts(options: RunOptions) -> None:
 def ports_and_ip_need_bridge(options: RunOptions) -> None:
     if options.network is NetworkMode.BRIDGE:
         return
-    for given, flag in ((options.publish, "--publish"), (options.ip, "--ip")):
+    for given, flag in ((options.publish, "--publish"), (options.ip, "--ip"),
+                        (options.publish_all, "--publish-all"), (options.mac_address, "--mac-address")):
         if given:
             raise SdctrError(f"{flag} needs a bridge network, not --network {options.network.value}",
                              hint="add --network bridge")
@@ -523,13 +968,21 @@ def ports_and_ip_need_bridge(options: RunOptions) -> None:
 def ports_unique(options: RunOptions) -> None:
     seen: set[tuple[str, int, str]] = set()
     for port in options.publish:
+        if not port.host_port:  # a free one, picked at create
+            continue
         key = (port.host_ip, port.host_port, port.proto)
         if key in seen or (port.host_ip and ("", port.host_port, port.proto) in seen):
             raise SdctrError(f"--publish {port.text}: host port {port.host_port}/{port.proto} is "
                              "published twice")
         seen.add(key)
-    if any(("", p.host_port, p.proto) in seen for p in options.publish if p.host_ip):
+    if any(("", p.host_port, p.proto) in seen for p in options.publish if p.host_ip and p.host_port):
         raise SdctrError("--publish: a host port is published on every address and on one of them")
 
 
-CHECKS = (rm_never_restarts, ports_and_ip_need_bridge, ports_unique)
+def aliases_need_a_user_network(options: RunOptions) -> None:
+    if options.network_aliases and not options.network_name:  # as Docker: the default bridge has none
+        raise SdctrError(f"--network-alias needs a user network, not --network {options.network.value}",
+                         hint="sdctr network create NAME, then --network NAME")
+
+
+CHECKS = (rm_never_restarts, ports_and_ip_need_bridge, ports_unique, aliases_need_a_user_network)

@@ -17,11 +17,10 @@ from sdctr.record import Record
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 STOP_SCRIPT = os.path.join(PACKAGE_DIR, "stop.sh")
 POSTSTOP_SCRIPT = os.path.join(PACKAGE_DIR, "poststop.sh")
+NETUP_SCRIPT = os.path.join(PACKAGE_DIR, "netup.sh")
+NETDOWN_SCRIPT = os.path.join(PACKAGE_DIR, "netdown.sh")
 DEFAULT_ROOT = Path("/var/lib/sdctr")
 DEFAULT_RUN = Path("/run/sdctr")
-# seconds: a temporary file or directory under <root> this old was left by a killed writer, and
-# the next command that looks there deletes it (DESIGN.md, invariant 4)
-STALE_TMP = 24 * 3600
 
 
 class Paths(Record):
@@ -52,6 +51,10 @@ class Paths(Record):
 
     def run_dir(self, cid: str) -> Path:
         return self.run / cid
+
+    def volume_data(self, name: str) -> Path:
+        """A named volume's content (Docker's local driver layout: volumes/<name>/_data)."""
+        return self.root / "volumes" / name / "_data"
 
     def netns(self, cid: str) -> Path:
         """The container's pinned network namespace (a bridge network's), joined by its init."""

@@ -4,10 +4,12 @@
 #   sh poststop.sh ROOTFS EXIT_FILE SNAPSHOT RUN_DIR UNIT_FILE RECORD HOOK...
 #
 # unmounts ROOTFS, deletes SNAPSHOT, RUN_DIR, UNIT_FILE and RECORD (the record last, so a failure
-# leaves it findable) and then writes EXIT_FILE, unless empty, for the attached `sdctr run` that
-# waits for it. Anything out of the common case -- the command killed by a signal, an OOM kill,
-# a start that never ran the command, a mount that will not go, a failed step -- goes to HOOK
-# (`sdctr hook poststop ID`), which is idempotent and knows how to handle and report each.
+# leaves it findable, and under its lock) and then writes EXIT_FILE, unless empty, for the
+# attached `sdctr run` that waits for it, or a `sdctr wait` that comes after the record is gone
+# (units made before that pass it empty for a detached container). Anything out of the common case -- the command killed
+# by a signal, an OOM kill, a start that never ran the command, a mount that will not go, a
+# failed step -- goes to HOOK (`sdctr hook poststop ID`), which is idempotent and knows how to
+# handle and report each.
 # Builtins only until the unmount: the checks cost no fork.
 
 rootfs=$1 exit_file=$2 snapshot=$3 run_dir=$4 unit_file=$5 record=$6
@@ -41,7 +43,13 @@ umount "$rootfs" 2>/dev/null || exec "$@"
 # deleting through a mount would delete someone else's files: any mount left under the runtime
 # directory or using the snapshot is the hook's to report
 ! grep -qF -e " $run_dir/" -e "$snapshot/" /proc/self/mountinfo || exec "$@"
-rm -rf --one-file-system -- "$snapshot" "$run_dir" "$unit_file" "$record" || exec "$@"
+rm -rf --one-file-system -- "$snapshot" "$run_dir" "$unit_file" || exec "$@"
+# The record under its lock, as sdctr/state.py's remove_record: a flock on the record directory
+# itself (opened read-only, never created), so a status update in progress lands first and one
+# waiting finds the record gone, instead of a write racing rm into a half-removed directory.
+if [ -e "$record" ]; then
+    { flock 9 && rm -rf --one-file-system -- "$record"; } 9< "$record" || exec "$@"
+fi
 
 # the CLI polls for this file and reads it whole once it parses
 [ -z "$exit_file" ] || echo "{\"exit_code\": $EXIT_STATUS, \"oom_killed\": false, \"result\": \"$SERVICE_RESULT\"}" > "$exit_file"

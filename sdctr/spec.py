@@ -76,9 +76,11 @@ class Resources(Record):
 
 
 class Mount(Record):
-    source: str
+    source: str  # bind: a host path; volume: the volume's name; tmpfs: ""
     target: str
     readonly: bool = False
+    kind: str = "bind"  # bind, volume, tmpfs (Docker's --mount type=)
+    options: str = ""  # tmpfs: its mount options (size=64m,mode=1777); volume: "nocopy" or ""
 
 
 class Device(Record):
@@ -114,8 +116,15 @@ class ContainerSpec(Record):
     restart: RestartPolicy = RestartPolicy.NO
     restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
     network: NetworkMode = NetworkMode.NONE
+    network_name: str = ""  # a user network's name (network is BRIDGE); "": the default, bridge
     ports: tuple[Port, ...] = ()  # -p, on a bridge network
     ip: str = ""  # --ip: the address asked for; "": the next free one
+    add_hosts: tuple[str, ...] = ()  # --add-host "NAME:ADDRESS"; host-gateway resolved at start
+    dns: tuple[str, ...] = ()  # --dns, --dns-search, --dns-option: resolv.conf's instead of the host's
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    mac_address: str = ""  # --mac-address; "": derived from the address (net.setup.mac_address)
+    network_aliases: tuple[str, ...] = ()  # --network-alias: names the other members see
     interactive: bool = False
     tty: bool = False
     attached: bool = False  # no -d: the caller's terminal is the container's stdio
@@ -135,6 +144,13 @@ class ContainerSpec(Record):
     # --privileged: every capability, no seccomp filter, no masked or read-only paths, /sys
     # writable, every device allowed and the host's /dev nodes made in the container's /dev
     privileged: bool = False
+    # Docker's health check (sdctr.runtime.health): the argv run in the container, () for none
+    health_cmd: tuple[str, ...] = ()
+    health_interval: float = 30.0
+    health_timeout: float = 30.0
+    health_start_period: float = 0.0
+    health_retries: int = 3
+    health_on_failure: str = "none"  # none, kill, restart, stop: done by the check that finds it unhealthy
 
     @property
     def short_id(self) -> str:
@@ -153,6 +169,19 @@ class ContainerSpec(Record):
         """The container's hostname: -h's, else its short id (Docker's default)."""
         return self.hostname or self.short_id
 
+    def custom_resolv_conf(self, text: str) -> str:
+        """A resolv.conf with --dns, --dns-search and --dns-option in place of its own lines of
+        each kind, as Docker writes them (--dns-search . : no search list at all)."""
+        given = {"nameserver": self.dns, "search": self.dns_search, "domain": self.dns_search,
+                 "options": self.dns_options}
+        if not any(given.values()):
+            return text
+        kept = [ln for ln in text.splitlines() if not ln.split() or not given.get(ln.split()[0])]
+        search = [d for d in self.dns_search if d != "."]
+        return "".join(f"{ln}\n" for ln in kept) + "".join(f"nameserver {s}\n" for s in self.dns) + \
+            (f"search {' '.join(search)}\n" if search else "") + \
+            (f"options {' '.join(self.dns_options)}\n" if self.dns_options else "")
+
     def to_json(self) -> dict[str, Any]:
         d = self.as_dict()
         d["restart"] = self.restart.value
@@ -169,6 +198,9 @@ class ContainerSpec(Record):
             "env": tuple(d.get("env", ())),
             "layers": tuple(d.get("layers", ())),
             "labels": tuple(d.get("labels", ())),
+            "health_cmd": tuple(d.get("health_cmd", ())),
+            **{k: tuple(d.get(k, ())) for k in ("add_hosts", "dns", "dns_search", "dns_options",
+                                                   "network_aliases")},
             "mounts": tuple(Mount(**m) for m in d.get("mounts", ())),
             "devices": tuple(Device(**x) for x in d.get("devices", ())),
             "ports": tuple(Port(**p) for p in d.get("ports", ())),

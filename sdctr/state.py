@@ -137,6 +137,9 @@ def _remove_half_made(paths: Paths, dirs: list[Path]) -> None:
 
 
 EXIT_SUFFIX = ".exit.json"  # <run>/<id>.exit.json: the poststop hook leaves it for an attached run
+# ... and for a `wait` that comes after a --rm container is gone: kept this long (seconds) once
+# nobody else will read it, then swept
+EXIT_KEPT = 60.0
 
 
 def reader_mark(paths: Paths, cid: str) -> Path:
@@ -147,7 +150,8 @@ def reader_mark(paths: Paths, cid: str) -> Path:
 
 def _sweep_unread_exit_files(paths: Paths, records: Collection[str]) -> None:
     """Deletes the exit files whose container's record is gone (a --rm container) and whose
-    reader, the attached `run`, is gone too (DESIGN.md, invariant 3)."""
+    reader, the attached `run`, is gone too (DESIGN.md, invariant 3), once older than EXIT_KEPT:
+    a `wait` that starts just after the container was removed reads its exit status there."""
     try:
         names = os.listdir(paths.run)
     except FileNotFoundError:
@@ -158,7 +162,8 @@ def _sweep_unread_exit_files(paths: Paths, records: Collection[str]) -> None:
             cid = name[:-len(EXIT_SUFFIX)]
             if cid not in records and name not in readers:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(paths.run / name)
+                    if time.time() - os.stat(paths.run / name).st_mtime >= EXIT_KEPT:
+                        os.unlink(paths.run / name)
 
 
 def sweep_dead_writers(directory: Path) -> None:
@@ -174,6 +179,23 @@ def sweep_dead_writers(directory: Path) -> None:
         if name.startswith(".") and _TMP in name and pid.isdigit() and not _running(int(pid)):
             with contextlib.suppress(OSError):  # gone already, or not a file
                 os.unlink(directory / name)
+
+
+def remove_unless_locked(path: Path, remove: Callable[[Path], None] = os.unlink) -> bool:
+    """Removes what a writer left, file or directory (`remove`), unless its writer still runs:
+    a writer holds a lock on each temp while it writes (DESIGN.md, invariant 4). True if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:  # gone already
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        remove(path)
+        return True
+    except OSError:  # locked: its writer runs
+        return False
+    finally:
+        os.close(fd)
 
 
 def _running(pid: int) -> bool:

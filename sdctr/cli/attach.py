@@ -13,13 +13,15 @@ import termios
 import time
 from collections.abc import Iterator
 
-from sdctr.log import SdctrError
+from sdctr.init import journal
+from sdctr.log import SdctrError, debug
 from sdctr.paths import Paths
 from sdctr.runtime import lifecycle as containers
 from sdctr.spec import ContainerSpec
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
+    import _socket
     import threading
     from collections.abc import Iterable
     from types import FrameType
@@ -34,56 +36,108 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 def run_attached(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:
     if not host.transient_hooks:
         return _run_following_journal(paths, spec, image, sd, host)
-    if spec.tty:
-        return _run_with_pty(paths, spec, image, sd, host)
-    streams = _Streams(spec.interactive)
+    journal = _ToJournal(paths, spec)
     try:
-        with _forward_signals() as proxy:
-            try:
-                spec = containers.run(paths, spec, image, sd, host, stdio=streams.stdio)
-            finally:
-                streams.handed_over()
-            proxy.aim(sd, spec)
-            return containers.wait_exit(paths, spec, sd)
+        if spec.tty:
+            return _run_with_pty(paths, spec, image, sd, host, journal=journal)
+        streams = _Streams(spec.interactive, journal)
+        try:
+            with _forward_signals() as proxy:
+                try:
+                    spec = containers.run(paths, spec, image, sd, host, stdio=streams.stdio)
+                finally:
+                    streams.handed_over()
+                proxy.aim(sd, spec)
+                return containers.wait_exit(paths, spec, sd)
+        finally:
+            streams.finish()
     finally:
-        streams.finish()
+        journal.close()
+
+
+class _ToJournal:
+    """A copy of what a foreground container writes, for the journal, as native entries of root
+    with OBJECT_SYSTEMD_UNIT= (sdctr.init.journal says why not a stream): `journalctl -u` and
+    `systemctl status` show them, `sdctr logs` finds them by FOREGROUND_FIELD. A line at a time,
+    as a stream would split them (LINE_MAX too); what is left without a newline goes at close."""
+
+    def __init__(self, paths: Paths, spec: ContainerSpec):
+        import threading
+
+        from sdctr import linux
+
+        self.lock = threading.Lock()
+        self.fields: dict[str, str | bytes] = {"SYSLOG_IDENTIFIER": spec.name,
+                                               "OBJECT_SYSTEMD_UNIT": spec.unit,
+                                               journal.FOREGROUND_FIELD: spec.id}
+        self.partial = [b"", b""]
+        self.sock: _socket.socket | None = None
+        try:
+            self.sock = linux.datagram_socket(linux.AF_UNIX)
+            self.sock.connect(journal.NATIVE_SOCKET)
+        except OSError as e:  # the run goes on; its lines reach the terminal only
+            debug(f"no journal copy of the foreground run: {e}")
+            self.close()
+
+    def write(self, which: int, data: bytes) -> None:
+        """`which`: 0 for the container's stdout, 1 for its stderr."""
+        with self.lock:
+            *lines, rest = (self.partial[which] + data).split(b"\n")
+            while len(rest) >= journal.LINE_MAX:
+                lines.append(rest[:journal.LINE_MAX])
+                rest = rest[journal.LINE_MAX:]
+            self.partial[which] = rest
+            for line in lines:
+                self._send(which, line)
+
+    def _send(self, which: int, line: bytes) -> None:
+        if self.sock is None:
+            return
+        priority = journal.STDERR_PRIORITY if which else journal.STDOUT_PRIORITY
+        entry = journal.native_entry({"MESSAGE": line, "PRIORITY": str(priority), **self.fields})
+        try:
+            self.sock.send(entry)
+        except OSError as e:  # journald went away: the terminal still gets every byte
+            debug(f"journal copy ended: {e}")
+            self.sock.close()
+            self.sock = None
+
+    def close(self) -> None:
+        with self.lock:
+            for which, rest in enumerate(self.partial):
+                if rest:
+                    self._send(which, rest)
+            self.partial = [b"", b""]
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
 
 
 class _Streams:
-    """The container's stdio without -t: ours, except that a terminal is never handed in (the
-    container would hold the administrator's terminal: read its keys, change its modes, TIOCSTI
-    into it with CAP_SYS_ADMIN); a pipe we relay takes its place, as Docker's streams do."""
+    """The container's stdio without -t. Its stdout and stderr are pipes we relay, to ours and
+    to the journal (a foreground run's lines are in `sdctr logs` and `journalctl -u` too, as
+    Docker's log driver has them), each to its own: stderr stays stderr. A terminal is never
+    handed in (the container would hold the administrator's terminal: read its keys, change
+    its modes, TIOCSTI into it with CAP_SYS_ADMIN): with -i, a pipe we relay takes its place."""
 
-    def __init__(self, interactive: bool):
+    def __init__(self, interactive: bool, journal: _ToJournal):
+        import threading
+
         stdin = sys.stdin.fileno() if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        ours = [stdin, sys.stdout.fileno(), sys.stderr.fileno()]
-        self.theirs: list[int] = []
-        self.outputs: list[threading.Thread] = []
-        if not any(os.isatty(fd) for fd in ours):
-            self.stdio = (ours[0], ours[1], ours[2])
-            self.theirs = [] if interactive else [stdin]
-            return
-        import threading  # only with a terminal: threading is ~1 ms of every run's start
-
-        self.done = threading.Event()
-        if not interactive:
-            self.theirs.append(stdin)
-        elif os.isatty(stdin):
+        self.theirs: list[int] = [] if interactive else [stdin]
+        if interactive and os.isatty(stdin):
             r, w = os.pipe2(os.O_CLOEXEC)
-            ours[0] = r
             self.theirs.append(r)
             threading.Thread(target=_copy_in, args=(stdin, w), daemon=True).start()
-        for fd in (1, 2):
-            if fd == 2 and _same_terminal(1, 2):  # one pipe keeps their order, as on a terminal
-                ours[2] = ours[1]
-            elif os.isatty(fd):
-                r, w = os.pipe2(os.O_CLOEXEC)
-                ours[fd] = w
-                self.theirs.append(w)
-                pump = threading.Thread(target=_copy_out, args=(r, fd, self.done), daemon=True)
-                pump.start()
-                self.outputs.append(pump)
-        self.stdio = (ours[0], ours[1], ours[2])
+            stdin = r
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.theirs += [out_w, err_w]
+        self.stdio = (stdin, out_w, err_w)
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC)
+        sources = {out_r: (1, 0), err_r: (2, 1)}  # ours, and the journal stream: 0 stdout, 1 stderr
+        self.pump = threading.Thread(target=_relay, args=(sources, journal, self.wake_r), daemon=True)
+        self.pump.start()
 
     def handed_over(self) -> None:
         """systemd holds the container's ends now: ours would keep its output pipes open."""
@@ -94,14 +148,42 @@ class _Streams:
     def finish(self) -> None:
         """What the container wrote before it exited, then stop (systemd keeps its copies of
         the pipes while the unit is loaded: no end of file comes)."""
-        if self.outputs:
-            self.done.set()
-        for pump in self.outputs:
-            pump.join(timeout=2)
+        os.write(self.wake_w, b"x")
+        self.pump.join(timeout=5)
+        os.close(self.wake_w)
+        os.close(self.wake_r)
 
 
-def _same_terminal(a: int, b: int) -> bool:
-    return os.isatty(a) and os.isatty(b) and os.path.samestat(os.fstat(a), os.fstat(b))
+def _relay(sources: dict[int, tuple[int, int]], journal: _ToJournal, wake: int) -> None:
+    """Each source to its (our descriptor, journal stream) until end of file, or until woken:
+    then what is already in the pipes, and stop."""
+    ours_open = {dst: True for dst, _ in sources.values()}
+    stopping = False
+    try:
+        while sources:
+            ready, _, _ = select.select([*sources, *(() if stopping else (wake,))], [], [],
+                                        0 if stopping else None)
+            if not ready:
+                return
+            for fd in ready:
+                if fd == wake:
+                    stopping = True
+                    continue
+                data = os.read(fd, 65536)
+                dst, which = sources[fd]
+                if not data:
+                    del sources[fd]
+                    os.close(fd)
+                    continue
+                if ours_open[dst]:
+                    try:
+                        _write_all(dst, data)
+                    except OSError:  # our reader left (`| head`): the journal still gets it all
+                        ours_open[dst] = False
+                journal.write(which, data)
+    finally:
+        for fd in sources:
+            os.close(fd)
 
 
 def _copy_in(src: int, dst: int) -> None:
@@ -116,24 +198,6 @@ def _copy_in(src: int, dst: int) -> None:
             return
 
 
-def _copy_out(src: int, dst: int, done: threading.Event) -> None:
-    try:
-        while True:
-            ready, _, _ = select.select([src], [], [], 0.1)
-            if not ready:
-                if done.is_set():
-                    return
-                continue
-            data = os.read(src, 65536)
-            if not data:
-                return
-            _write_all(dst, data)
-    except OSError:
-        return
-    finally:
-        os.close(src)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
@@ -141,8 +205,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _run_following_journal(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:
     """systemd before v236 cannot take our descriptors: the container writes to the journal
-    and we follow it there (stdout and stderr both arrive on our stdout), as `docker attach`
-    to a detached container would. No stdin and no terminal on such a host."""
+    and we follow it there, as `docker attach` to a detached container would (stderr's lines
+    on our stderr). No stdin and no terminal on such a host."""
     from sdctr.external import popen
     from sdctr.runtime.logs import journalctl_argv
 
@@ -181,14 +245,13 @@ class _JournalCopy:
     def copy(self, stream: Iterable[bytes]) -> int:
         import json
 
-        from sdctr.runtime.logs import format_entry
+        from sdctr.runtime.logs import write_entry
 
         count = 0
         for raw in stream:
             entry = json.loads(raw)
             self.cursor = entry.get("__CURSOR", self.cursor)
-            sys.stdout.buffer.write(format_entry(entry, False))
-            sys.stdout.buffer.flush()
+            write_entry(entry, False)
             count += 1
         return count
 
@@ -239,7 +302,8 @@ def _forward_signals() -> Iterator[_SignalProxy]:
             signal.signal(s, h)
 
 
-def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:
+def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
+                  journal: _ToJournal) -> int:
     import threading
     import tty as ttymod
 
@@ -251,8 +315,8 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, 
         _copy_window_size(stdin_fd, master)
         ttymod.setraw(stdin_fd)
     done = threading.Event()
-    pump = threading.Thread(target=_pump, args=(master, stdin_fd if spec.interactive else None, done),
-                            daemon=True)
+    keys = stdin_fd if spec.interactive else None
+    pump = threading.Thread(target=_pump, args=(master, keys, done, journal), daemon=True)
     # The pump runs from the start: what the init says when it fails goes to the pty too.
     pump.start()
     try:
@@ -274,8 +338,9 @@ def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, 
             os.close(master)
 
 
-def _pump(master: int, stdin_fd: int | None, done: threading.Event) -> None:
-    """Terminal bytes both ways; in raw mode Ctrl-C travels as a byte to the container's pty."""
+def _pump(master: int, stdin_fd: int | None, done: threading.Event, journal: _ToJournal) -> None:
+    """Terminal bytes both ways; in raw mode Ctrl-C travels as a byte to the container's pty.
+    What the container's terminal shows goes to the journal too, as Docker logs a -t container."""
     fds = [master] + ([stdin_fd] if stdin_fd is not None else [])
     out = sys.stdout.fileno()
     while not done.is_set():
@@ -290,7 +355,11 @@ def _pump(master: int, stdin_fd: int | None, done: threading.Event) -> None:
                 if fd == master:
                     return
                 continue
-            os.write(out if fd == master else master, data)
+            if fd == master:
+                _write_all(out, data)
+                journal.write(0, data)
+            else:
+                _write_all(master, data)
 
 
 def _copy_window_size(src: int, dst: int) -> None:

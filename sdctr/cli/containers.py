@@ -21,7 +21,7 @@ from sdctr.paths import Paths
 from sdctr.runtime import lifecycle as containers
 from sdctr.runtime.resolve import resolve
 from sdctr.spec import ContainerSpec
-from sdctr.state import find
+from sdctr.state import NoSuchContainer, find
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -172,7 +172,14 @@ def cmd_wait(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     sd, _ = systemd_of(args)
     for ref in args.containers:
-        spec = find(paths, ref)
+        try:
+            spec = find(paths, ref)
+        except NoSuchContainer:  # a --rm container removed before we came: its exit status, kept
+            code = containers.wait_removed(paths, sd, ref)
+            if code is None:
+                raise
+            print(code)
+            continue
         print(containers.wait_exit(paths, spec, sd, attached=False, poll=0.1))
     return 0
 
@@ -193,6 +200,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         if not everyone and active not in containers.RUNNING_STATES:
             continue
         row = ps_row(spec, active, read_status(paths, spec.id))
+        row["Status"] += health_suffix(paths, spec, row["State"])
         if ps_matches(row, filters):
             rows.append(row)
     rows.sort(key=lambda r: r["CreatedAt"], reverse=True)  # newest first
@@ -207,10 +215,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}))
     elif args.format and args.format != "table":
-        from sdctr.cli.output import render_format
+        from sdctr.cli.template import render_all
 
-        for r in rows:
-            print(render_format(args.format, r))
+        docs = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+        for line in render_all(args.format, docs):
+            print(line)
     else:
         header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]
         table(header + (["SIZE"] if args.size else []),
@@ -221,18 +230,33 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
+def health_suffix(paths: Paths, spec: ContainerSpec, state: str) -> str:
+    """Docker's "Up 5 minutes (healthy)"."""
+    if not spec.health_cmd or state != "running":
+        return ""
+    from sdctr.cli.health import status_suffix
+
+    return status_suffix(paths, spec)
+
+
 def ps_row(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> dict[str, Any]:
     """One container as `docker ps --format` names its fields (plus Id, ImageID, ExitCode, Unit,
     and LabelMap for the filters)."""
+    paused = False
     if active in containers.RUNNING_STATES:
         state = "restarting" if active == "activating" and status.get("finished_at") else "running"
+        from sdctr.runtime import pause
+
+        paused = pause.is_paused(pause.control_group(spec))
+        state = "paused" if paused else state
     else:
         state = "exited" if status.get("finished_at") else "created"
     labels = spec.label_map
     return {"ID": spec.short_id, "Id": spec.id, "Image": spec.image, "ImageID": spec.image_id,
             "Command": " ".join(spec.command), "CreatedAt": spec.created,
             "RunningFor": human_duration(time.time() - spec.created) + " ago",
-            "Status": ps_status(active, status), "Names": spec.name, "State": state,
+            "Status": ps_status(active, status) + (" (Paused)" if paused else ""),
+            "Names": spec.name, "State": state,
             "ExitCode": status.get("exit_code"), "Unit": spec.unit,
             "Labels": ",".join(f"{k}={v}" for k, v in labels.items()), "LabelMap": labels,
             "Mounts": ",".join(m.source for m in spec.mounts), "_spec": spec}
@@ -392,6 +416,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     sd, _ = systemd_of(args)
     spec = find(paths, args.container)
     unit = containers.running_unit(sd, spec)
+    from sdctr.runtime import pause
+
+    if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
+        raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
     try:
         return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
                              env=parse_env(args.env, os.environ), workdir=args.workdir,

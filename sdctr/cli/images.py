@@ -76,11 +76,20 @@ def cmd_logout(args: argparse.Namespace) -> int:
 def cmd_images(args: argparse.Namespace) -> int:
     from sdctr.image import store as images
 
-    rows = []
+    rows, docs = [], []
     for image in images.list_images(paths_of(args)):
         for tag in image.repo_tags or ("<none>:<none>",):
             repo, _, t = tag.rpartition(":")
             rows.append([repo, t, image.id[:12], human_ago(image.created), human_size(image.size)])
+            docs.append({"Repository": repo, "Tag": t, "ID": image.id[:12], "CreatedSince": rows[-1][3],
+                         "CreatedAt": image.created, "Size": rows[-1][4], "Digest": "<none>"})
+    if args.format and args.format != "table":
+        from sdctr.cli.template import IMAGE_HEADERS, render_all
+
+        for line in (json.dumps(d) for d in docs) if args.format == "json" else \
+                render_all(args.format, docs, IMAGE_HEADERS):
+            print(line)
+        return 0
     if args.quiet:
         for r in rows:
             print(r[2])
@@ -147,14 +156,19 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
             return 0
     paths = paths_of(args)
     lines, freed = images.prune(paths, {s.image_id for s in all_specs(paths)}, unused_too=args.all)
+    print_deleted_images(lines)
+    print(f"Total reclaimed space: {human_size(freed, digits=4)}")  # units.HumanSize, as Docker
+    return 0
+
+
+def print_deleted_images(lines: list[str]) -> None:
+    """image prune's and system prune's list, as Docker prints it ("untagged: ...", "deleted: ...")."""
     if lines:
         print("Deleted Images:")
         for line in lines:
             kind, _, what = line.partition(": ")
             print(f"{kind.lower()}: {what}")
         print()
-    print(f"Total reclaimed space: {human_size(freed, digits=4)}")  # units.HumanSize, as Docker
-    return 0
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:

@@ -7,11 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from sdctr.log import SdctrError
-
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
-    import re
     from typing import Any
 
 
@@ -35,39 +32,18 @@ def print_docs(docs: list[dict[str, Any]], fmt: str | None) -> None:
 
 
 def render_format(fmt: str, doc: dict[str, Any]) -> str:
-    """The common subset of Docker's Go templates: {{.A.B}} and {{json .A}}."""
-    import re
+    """One document through a Docker --format template (sdctr.cli.template: every verb's one
+    engine)."""
+    from sdctr.cli.template import Template
 
-    def lookup(path: str) -> Any:
-        value: Any = doc
-        for part in path.strip(".").split("."):
-            if part:
-                value = value[part]
-        return value
-
-    def repl(m: re.Match[str]) -> str:
-        expr = m.group(1).strip()
-        if expr.startswith("json "):
-            return json.dumps(lookup(expr[5:].strip()))
-        return go_text(lookup(expr))
-
-    try:
-        return re.sub(r"\{\{(.*?)\}\}", repl, fmt)
-    except (KeyError, TypeError) as e:
-        raise SdctrError(f"--format {fmt!r}: no field {e}") from None
+    return Template(fmt).render(doc)
 
 
 def go_text(value: Any) -> str:
     """A value as Go's templates print it: [a b], map[k:v], true, <nil>."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "<nil>"
-    if isinstance(value, (list, tuple)):
-        return "[" + " ".join(go_text(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_text(v)}" for k, v in sorted(value.items())) + "]"
-    return str(value)
+    from sdctr.cli.template import _text
+
+    return _text(value)
 
 
 def human_duration(s: float) -> str:

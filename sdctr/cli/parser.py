@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from sdctr import __version__
 from sdctr.log import SdctrError, set_debug
-from sdctr.options import LIST, OPTIONS, SWITCH, WORDS
+from sdctr.options import LIST, OPTIONS, SWITCH, UPDATABLE, WORDS
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -121,6 +121,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("container")
     p.set_defaults(handler=_handler("containers.cmd_logs"))
 
+    p = sub.add_parser("attach", help="our terminal to a running container's (run -it/-dit), or its output")
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help="the keys that detach, leaving the container running (default: ctrl-p,ctrl-q)")
+    p.add_argument("--no-stdin", action="store_true", help="show the output only, send nothing")
+    p.add_argument("container")
+    p.set_defaults(handler=_handler("terminal.cmd_attach"))
+
     p = sub.add_parser("exec", help="run a command in a running container")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -135,6 +142,39 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
         p = sub.add_parser(verb, help=help_text)
         p.add_argument("container")
         p.set_defaults(handler=_handler(f"containers.cmd_{verb}"))
+    p = sub.add_parser("port", help="a container's published ports")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?", metavar="PORT[/PROTO]")
+    p.set_defaults(handler=_handler("networks.cmd_port"))
+    network = sub.add_parser("network",
+                             help="the networks (create, ls, inspect, rm, prune, connect, disconnect)")
+    network_verbs = network.add_subparsers(dest="network_verb", metavar="COMMAND", required=True,
+                                           parser_class=_Parser)
+    p = network_verbs.add_parser("ls", help="list the networks")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=_handler("networks.cmd_network_ls"))
+    p = network_verbs.add_parser("create", help="a user network: a bridge and a subnet of its own")
+    p.add_argument("--subnet", help="an IPv4 subnet (default: a free /16 from 10.90.0.0/16 up)")
+    p.add_argument("--gateway", help="the bridge's address (default: the subnet's first)")
+    p.add_argument("-d", "--driver", choices=["bridge"], default="bridge")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(handler=_handler("networks.cmd_network_create"))
+    p = network_verbs.add_parser("rm", help="remove user networks no container is on")
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+    p.set_defaults(handler=_handler("networks.cmd_network_rm"))
+    for verb, what in (("connect", "give a running container an interface on a network (eth1, ...)"),
+                       ("disconnect", "take away what connect gave")):
+        p = network_verbs.add_parser(verb, help=what)
+        p.add_argument("network", metavar="NETWORK")
+        p.add_argument("container", metavar="CONTAINER")
+        p.set_defaults(handler=_handler(f"networks.cmd_network_{verb}"))
+    p = network_verbs.add_parser("prune", help="remove every user network no container is on")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask")
+    p.set_defaults(handler=_handler("networks.cmd_network_prune"))
+    p = network_verbs.add_parser("inspect", help="a network's settings and its containers' addresses")
+    p.add_argument("-f", "--format")
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+    p.set_defaults(handler=_handler("networks.cmd_network_inspect"))
     p = sub.add_parser("stats", help="CPU, memory and pids of running containers")
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
@@ -161,6 +201,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("target", metavar="CONTAINER|FILE")
     p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
 
+    _add_volume_verbs(sub)
+    _add_manage_verbs(sub, system_verbs)
+    p = sub.add_parser("update", help="change the limits of containers, running ones at once (as Docker's)")
+    for option in OPTIONS:  # the table's flags and help for the limits update changes
+        if option.dest in UPDATABLE:
+            p.add_argument(*option.flags, dest=option.dest, metavar=option.metavar, help=option.help)
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(handler=_handler("update.cmd_update"))
+
+    p = sub.add_parser("healthcheck", help="run a container's health check")
+    health_verbs = p.add_subparsers(dest="healthcheck_verb", metavar="COMMAND", required=True,
+                                    parser_class=_Parser)
+    p = health_verbs.add_parser("run", help="run the health check now: prints healthy or unhealthy "
+                                "(exit status 0 or 1), and records it as the timer's checks")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(handler=_handler("health.cmd_healthcheck_run"))
+
     _add_image_verbs(sub, group=False)
     image_group = sub.add_parser("image", help="manage images (ls, pull, rm, tag, inspect, prune, ...)")
     _add_image_verbs(image_group.add_subparsers(dest="image_verb", metavar="COMMAND", required=True,
@@ -168,6 +225,99 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     _add_registry_verbs(sub)
     # `init` and `hook`, what the unit runs, never reach this parser (sdctr.main.unit_command)
     return parser
+
+
+def _add_volume_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
+    group = sub.add_parser("volume", help="manage named volumes (create, ls, inspect, rm, prune)")
+    verbs = group.add_subparsers(dest="volume_verb", metavar="COMMAND", required=True, parser_class=_Parser)
+    p = verbs.add_parser("create", help="make a volume (a random name if none is given)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label for it")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_create"))
+    p = verbs.add_parser("ls", aliases=["list"], help="list the volumes")
+    p.add_argument("-q", "--quiet", action="store_true", help="names only")
+    p.add_argument("--format", help="table, or a template such as '{{.Name}} {{.Mountpoint}}'")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_ls"))
+    p = verbs.add_parser("inspect", help="volumes' details as JSON")
+    p.add_argument("-f", "--format", help="a template such as '{{.Mountpoint}}'")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_inspect"))
+    p = verbs.add_parser("rm", aliases=["remove"], help="remove volumes no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="accepted as Docker's; a volume in use stays")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_rm"))
+    p = verbs.add_parser("prune", help="remove every volume no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask (sdctr never asks)")
+    p.set_defaults(handler=_handler("volumes.cmd_volume_prune"))
+
+
+def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
+                      system_verbs: argparse._SubParsersAction[_Parser]) -> None:
+    """pause, unpause, rename, top, diff, cp, commit, container prune, system df/prune, info and
+    version: Docker's flags, handled by sdctr.cli.manage."""
+    def verb(where: argparse._SubParsersAction[_Parser], name: str, help_text: str,
+             handler: str) -> argparse.ArgumentParser:
+        p = where.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=_handler(f"manage.{handler}"))
+        return p
+
+    for name, help_text in (("pause", "freeze every process of containers (the kernel's freezer)"),
+                            ("unpause", "thaw paused containers")):
+        verb(sub, name, help_text, f"cmd_{name}").add_argument("containers", nargs="+", metavar="CONTAINER")
+    p = verb(sub, "rename", "give a container another name", "cmd_rename")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p = verb(sub, "cp", "copy files between a container and the host (- for a tar stream)", "cmd_cp")
+    p.add_argument("-a", "--archive", action="store_true", help="keep the files' uid and gid")
+    p.add_argument("-L", "--follow-link", action="store_true", help="follow a symlink given as SRC")
+    p.add_argument("src", metavar="SRC", help="CONTAINER:PATH, a host path, or - (a tar on stdin)")
+    p.add_argument("dest", metavar="DEST", help="CONTAINER:PATH, a host path, or - (a tar on stdout)")
+    p = sub.choices["top"]  # ps's own options after the container, as Docker passes them
+    p.add_argument("ps_options", nargs=argparse.REMAINDER, metavar="PS_OPTIONS", help="default: -ef")
+    p.set_defaults(handler=_handler("manage.cmd_top"))
+    p = verb(sub, "diff", "the files a container added (A), changed (C) and deleted (D)", "cmd_diff")
+    p.add_argument("container", metavar="CONTAINER")
+    p = verb(sub, "commit", "a new image from a container's changes", "cmd_commit")
+    p.add_argument("-a", "--author", help="the image's author, e.g. 'Jane <jane@example.com>'")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="a Dockerfile instruction for the image config, e.g. 'CMD [\"sh\"]'")
+    p.add_argument("-m", "--message", help="the commit message")
+    p.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True,
+                   help="pause the container while its layer is read (default: yes; --no-pause "
+                   "reads it live)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    def prune_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--force", action="store_true", help="do not ask")
+        p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                       help="only containers with label=KEY[=VALUE] (label!=... without), "
+                       "until=TIME (10m, RFC 3339, Unix seconds)")
+
+    group = sub.add_parser("container", help="manage containers (prune)", description="manage containers")
+    container_verbs = group.add_subparsers(dest="container_verb", metavar="COMMAND", required=True,
+                                           parser_class=_Parser)
+    prune_flags(verb(container_verbs, "prune", "remove every stopped container", "cmd_container_prune"))
+    p = verb(system_verbs, "prune", "remove stopped containers and dangling (-a: unused) images",
+             "cmd_system_prune")
+    p.add_argument("-a", "--all", action="store_true", help="every image no container uses, not only "
+                   "dangling ones")
+    prune_flags(p)
+    p = verb(system_verbs, "df", "the disk space images and containers use", "cmd_system_df")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    for where in (sub, system_verbs):
+        p = verb(where, "info", "this host as sdctr sees it (systemd, cgroups, storage, counts)", "cmd_info")
+        p.add_argument("-f", "--format", help="json, or a template such as '{{.CgroupVersion}}'")
+    p = verb(sub, "version", "the versions of sdctr and of the host's systemd", "cmd_version")
+    p.add_argument("-f", "--format", help="json, or a template such as '{{.Client.Version}}'")
+    p = verb(sub, "events", "what happens to containers (start, die, stop, pause, ...), from the "
+             "journal", "cmd_events")
+    p.add_argument("--since", metavar="TIME", help="from TIME: 10m, 2h30m, RFC 3339, Unix seconds")
+    p.add_argument("--until", metavar="TIME", help="until TIME (the same forms); default: follow")
+    p.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
+                   help="only these: container, event, image, type (repeat: a key's values are "
+                   "alternatives)")
+    p.add_argument("--format", help="json, or a template such as '{{.Action}} {{.Actor.ID}}'")
 
 
 def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -207,7 +357,8 @@ def _add_image_verbs(sub: argparse._SubParsersAction[_Parser], *, group: bool) -
     p.add_argument("-q", "--quiet", action="store_true", help="print the image id only")
     p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
     p = verb("images", "ls", "list images", "cmd_images", aliases=["list"] if group else [])
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="image ids only")
+    p.add_argument("--format", help="table, json, or a template such as 'table {{.Repository}}\\t{{.ID}}'")
     p = verb("rmi", "rm", "remove images", "cmd_rmi")
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("images", nargs="+", metavar="IMAGE")

@@ -152,6 +152,17 @@ def _store(paths: Paths, specs: list[ContainerSpec]) -> Iterator[Problem]:
         if not _locked(tmp):
             yield Problem(f"temporary blob {tmp.name} of a dead writer",
                           lambda: images.sweep_dead_temps(paths))
+    from sdctr.storage.overlay import OverlaySnapshotter
+
+    overlay = OverlaySnapshotter(paths)
+    for tmp in overlay.layers_dir.glob(".tmp-*") if overlay.layers_dir.is_dir() else ():
+        if not _locked(tmp):
+            yield Problem(f"unpack directory {tmp.name} of a dead writer", overlay.sweep_dead_unpacks)
+    from sdctr.image import archive
+
+    for tmp in archive.old_save_temps(paths):
+        yield Problem(f"temporary file {tmp} of a killed save",
+                      functools.partial(archive.sweep_old_save_temps, paths))
     known = {i.id for i in images.list_images(paths)}
     for spec in specs:
         if spec.image_id not in known:

@@ -41,7 +41,7 @@ DOCUMENTS = ("manifest.json", "index.json", "oci-layout", "repositories")
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
-_SAVE_TMP = "save-"  # <root>/tmp/save-*: a compressed layer, decompressed for the archive
+_OUTPUT_TMP = ".sdctr-tmp-"  # .NAME.sdctr-tmp-*: an -o file being written, where O_TMPFILE is not
 
 
 # --- load ------------------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def _add(paths: Paths, manifest_digest: str, keys: Sequence[str]) -> list[str]:
 def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
     """`docker save`: the images (with the tags the references name) as one archive, to the file
     ``output`` (written aside and renamed when complete) or to stdout."""
-    images.sweep_stale(paths.root / "tmp", f"{_SAVE_TMP}*")  # what a killed save decompressed
+    sweep_old_save_temps(paths)
     chosen: dict[str, tuple[images.Image, list[str]]] = {}
     for ref in refs:
         for image, key in _named(paths, ref):  # by manifest: two may share one config (id)
@@ -351,6 +351,19 @@ def save(paths: Paths, refs: Sequence[str], output: str | None) -> None:
         return
     with _output_file(output) as f:
         _write_archive(paths, list(chosen.values()), f)
+
+
+def old_save_temps(paths: Paths) -> list[Path]:
+    """<root>/tmp/save-*: the decompressed layers of a save killed before these files lost
+    their names (an older sdctr's); deleted by the next save or `system check --repair`."""
+    d = paths.root / "tmp"
+    return sorted(d.glob("save-*")) if d.is_dir() else []
+
+
+def sweep_old_save_temps(paths: Paths) -> None:
+    for tmp in old_save_temps(paths):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def _named(paths: Paths, ref: str) -> list[tuple[images.Image, str | None]]:
@@ -375,27 +388,64 @@ def _named(paths: Paths, ref: str) -> list[tuple[images.Image, str | None]]:
 @contextlib.contextmanager
 def _output_file(output: str) -> Iterator[BinaryIO]:
     """The file ``output``, written aside and renamed into place once complete: a failure halfway
-    leaves no half archive that looks whole."""
+    leaves no half archive that looks whole, and a writer killed (SIGKILL) leaves nothing. The
+    file is made without a name (O_TMPFILE) and named once complete; where the file system cannot
+    (overlayfs before Linux 6.6), it is a temp file that its writer locks while it lives, deleted
+    by the next -o into that directory once the lock is free (DESIGN.md, invariant 4)."""
+    import errno
+    import fcntl
+
     target = Path(output)
     if target.is_dir():
         raise SdctrError(f"cannot write {output}: it is a directory", hint="name a file with -o")
+    parent, prefix = target.parent, f".{target.name}{_OUTPUT_TMP}"
+    _sweep_dead_outputs(parent)
+    named: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            fd = os.open(parent, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            fd, named = tempfile.mkstemp(dir=parent, prefix=prefix)
+        # the lock is the inode's: it covers the name the file gets below too
+        fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError as e:
         raise SdctrError(f"cannot write {output}: {e.strerror}") from None
-    os.close(fd)
     try:
-        with open(tmp, "wb") as f:  # f.name is the path, for a child process to write to
+        # by a path, so that a child process (export's tar) can write to it as well
+        with open(f"/proc/{os.getpid()}/fd/{fd}", "wb") as f:
             yield f
-        os.chmod(tmp, 0o644)
+        os.fchmod(fd, 0o644)
+        if named is None:
+            named = f"{parent}/{prefix}{os.getpid()}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(named)  # ours, from a reused pid: its writer is dead
+            # linkat(AT_SYMLINK_FOLLOW), which Python calls only when given a directory fd
+            dirfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.link(f"/proc/self/fd/{fd}", Path(named).name, dst_dir_fd=dirfd, follow_symlinks=True)
+            finally:
+                os.close(dirfd)
         try:
-            os.rename(tmp, target)
+            os.rename(named, target)
         except OSError as e:
             raise SdctrError(f"cannot write {output}: {e.strerror}") from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if named is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(named)
         raise
+    finally:
+        os.close(fd)
+
+
+def _sweep_dead_outputs(directory: Path) -> None:
+    """Deletes the -o temp files in ``directory`` whose writer is dead (its lock is free)."""
+    from sdctr.state import remove_unless_locked
+
+    for tmp in directory.glob(f".*{_OUTPUT_TMP}*"):
+        remove_unless_locked(tmp)
 
 
 def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]], out: BinaryIO) -> None:
@@ -404,20 +454,20 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
     repositories: dict[str, dict[str, str]] = {}
     added: set[str] = set()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        def add_blob(name: str, path: Path) -> None:
+        def add_blob(name: str, f: BinaryIO) -> None:
             if name not in added:
                 added.add(name)
-                with open(path, "rb") as f:
-                    tar.addfile(_file_info(name, os.fstat(f.fileno()).st_size), f)
+                tar.addfile(_file_info(name, os.fstat(f.fileno()).st_size), f)
 
         for image, tags in chosen:
-            add_blob(f"blobs/sha256/{image.id}", paths.blob(f"sha256:{image.id}"))
+            with open(paths.blob(f"sha256:{image.id}"), "rb") as config:
+                add_blob(f"blobs/sha256/{image.id}", config)
             layers = []
             for blob, diff_id in zip(image.layer_blobs, image.layers):
                 name = f"blobs/sha256/{digest_hex(diff_id)}"
-                with _uncompressed(paths, image, blob, diff_id) as path:
-                    add_blob(name, path)
-                    layers.append(images.layer_descriptor(diff_id, path.stat().st_size))
+                with _uncompressed(paths, image, blob, diff_id) as layer:
+                    add_blob(name, layer)
+                    layers.append(images.layer_descriptor(diff_id, os.fstat(layer.fileno()).st_size))
             config_size = paths.blob(f"sha256:{image.id}").stat().st_size
             manifest = images.manifest_bytes(f"sha256:{image.id}", config_size, layers)
             manifest_digest = images.sha256_digest(manifest)
@@ -441,33 +491,35 @@ def _write_archive(paths: Paths, chosen: Sequence[tuple[images.Image, list[str]]
 
 
 @contextlib.contextmanager
-def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) -> Iterator[Path]:
-    """The layer as a plain tar file: the blob itself, or a temporary copy decompressed (and
-    checked against the diff id) in the store's own tmp directory."""
+def _uncompressed(paths: Paths, image: images.Image, blob: str, diff_id: str) -> Iterator[BinaryIO]:
+    """The layer as a plain tar, open: the blob itself, or a copy decompressed (and checked
+    against the diff id) into a file without a name in the store's own tmp directory, which goes
+    with its writer, killed or not."""
     from sdctr.oci.layers import Refused, decompressed
 
-    path = paths.blob(blob)
-    with open(path, "rb") as f:
+    with open(paths.blob(blob), "rb") as f:
         if not compression(f.read(4)):
-            yield path
+            f.seek(0)
+            yield f
             return
-    tmp_dir = paths.root / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=_SAVE_TMP)
-    try:
-        try:
-            with open(path, "rb") as f, os.fdopen(fd, "wb") as out, decompressed(f) as plain:
-                digest = images.copy_hashing(plain, out)
-        except (EOFError, zlib.error, Refused) as e:
-            raise SdctrError(f"image {image.name}: layer {blob} does not decompress ({e})",
-                             hint="the blob is corrupt; remove the image and pull it again") from None
-        if digest != diff_id:
-            raise SdctrError(f"image {image.name}: layer {blob} unpacks to {digest}, but the image says "
-                             f"{diff_id}", hint="the blob is corrupt; remove the image and pull it again")
-        yield Path(tmp)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        f.seek(0)
+        tmp_dir = paths.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        # O_TMPFILE; where the file system cannot, a name unlinked at once
+        with tempfile.TemporaryFile(dir=tmp_dir, prefix=".tmp-save-") as out:
+            try:
+                with decompressed(f) as plain:
+                    digest = images.copy_hashing(plain, out)
+            except (EOFError, zlib.error, Refused) as e:
+                raise SdctrError(f"image {image.name}: layer {blob} does not decompress ({e})",
+                                 hint="the blob is corrupt; remove the image and pull it again") from None
+            if digest != diff_id:
+                raise SdctrError(f"image {image.name}: layer {blob} unpacks to {digest}, but the image "
+                                 f"says {diff_id}",
+                                 hint="the blob is corrupt; remove the image and pull it again")
+            out.flush()
+            out.seek(0)
+            yield out
 
 
 def _name_annotations(key: str) -> dict[str, str]:

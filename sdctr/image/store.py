@@ -20,14 +20,13 @@ import os
 import re
 import shlex
 import sys
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sdctr import state
 from sdctr.log import SdctrError, debug
 from sdctr.oci.digest import digest_hex, is_digest
-from sdctr.paths import STALE_TMP, Paths
+from sdctr.paths import Paths
 from sdctr.record import Record
 from sdctr.storage import drivers
 
@@ -64,6 +63,8 @@ class ImageConfig(Record):
     user: str = ""
     exposed_ports: tuple[str, ...] = ()  # "80/tcp"
     labels: dict[str, str] = {}  # noqa: RUF012 (a record copies a dict default)
+    # HEALTHCHECK: {"Test": [...], "Interval": ns, "Timeout": ns, "StartPeriod": ns, "Retries": n}
+    healthcheck: dict[str, Any] = {}  # noqa: RUF012
 
     @classmethod
     def from_oci(cls, c: Mapping[str, Any] | None) -> ImageConfig:
@@ -76,6 +77,7 @@ class ImageConfig(Record):
             user=c.get("User") or "",
             exposed_ports=tuple(sorted(c.get("ExposedPorts") or {})),
             labels=dict(c.get("Labels") or {}),
+            healthcheck=dict(c.get("Healthcheck") or {}),
         )
 
 
@@ -232,23 +234,8 @@ def sweep_dead_temps(paths: Paths) -> list[str]:
     """Deletes the blob temp files whose writer is gone (a pull, load or import killed with
     SIGKILL): the writer holds a lock on each while it writes (DESIGN.md, invariant 4). The names
     deleted."""
-    import fcntl
-
     d = paths.root / "blobs" / "sha256"
-    swept = []
-    for tmp in d.glob(".tmp-*") if d.is_dir() else ():
-        try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            tmp.unlink()
-            swept.append(tmp.name)
-        except OSError:  # locked: its writer runs
-            pass
-        finally:
-            os.close(fd)
+    swept = [tmp.name for tmp in (d.glob(".tmp-*") if d.is_dir() else ()) if state.remove_unless_locked(tmp)]
     return swept
 
 
@@ -347,15 +334,6 @@ def discard_unused(paths: Paths, digests: Iterable[str]) -> None:
         with state.locked(paths):
             _discard_unused_locked(paths, _load_index(paths), digests)
     sweep_dead_temps(paths)
-
-
-def sweep_stale(directory: Path, pattern: str) -> None:
-    """Deletes the files matching ``pattern`` in ``directory`` that are older than STALE_TMP: what
-    a writer killed (SIGKILL) before its own cleanup left behind."""
-    for tmp in directory.glob(pattern) if directory.is_dir() else ():
-        with contextlib.suppress(FileNotFoundError):
-            if time.time() - tmp.stat().st_mtime > STALE_TMP:
-                tmp.unlink()
 
 
 def _discard_unused_locked(paths: Paths, idx: Mapping[str, Any], digests: Iterable[str]) -> int:
@@ -822,7 +800,8 @@ def _collect_garbage_of(paths: Paths, idx: dict[str, Any], digests: Iterable[str
 
 
 def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
-                 changes: Mapping[str, Any] | None = None, comment: str = "") -> Image:
+                 changes: Mapping[str, Any] | None = None, comment: str = "",
+                 created_by: str = "sdctr import", author: str = "") -> Image:
     """Makes an image of layer blobs already in the store: reads each (all name rules apply, so
     a hostile tar is refused here, before anyone runs it) for its diff id and size, writes the
     OCI config and manifest, and tags the image ``ref`` (untagged if None)."""
@@ -848,8 +827,10 @@ def create_image(paths: Paths, layer_blobs: Sequence[str], ref: str | None, *,
         "os": "linux",
         "config": config_section,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": created, "created_by": "sdctr import", "comment": comment}],
+        "history": [{"created": created, "created_by": created_by, "comment": comment}],
     }
+    if author:
+        config["author"] = author
     config_bytes = canonical(config)
     config_digest = write_blob_bytes(paths, config_bytes)
     manifest_digest = write_blob_bytes(paths, manifest_bytes(config_digest, len(config_bytes), descriptors))

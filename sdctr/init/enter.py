@@ -37,7 +37,8 @@ import tty as ttymod
 from pathlib import Path
 
 from sdctr import cgroups, linux
-from sdctr.log import EXIT_SDCTR, SdctrError, error
+from sdctr.init import sealed
+from sdctr.log import EXIT_SDCTR, SdctrError, describe, report
 from sdctr.spec import ContainerSpec, env_mapping, merge_env
 
 TYPE_CHECKING = False
@@ -72,7 +73,8 @@ def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[s
 def _become_helper(request: dict[str, Any], pidfd: int | None) -> NoReturn:
     """Re-executes this process as the helper: a sealed memfd copy of our interpreter, given the
     request on a memfd (argv is world-readable in /proc, and the environment may be secret)."""
-    interpreter = _sealed_copy("/proc/self/exe")  # the interpreter running us, whatever its name
+    # the interpreter running us, whatever its name
+    interpreter = sealed.sealed_copy("/proc/self/exe", MEMFD_NAME)
     payload = os.memfd_create("sdctr-exec-request", 0)  # inherited by the helper
     os.write(payload, json.dumps(request).encode())
     os.lseek(payload, 0, os.SEEK_SET)
@@ -92,23 +94,6 @@ def _become_helper(request: dict[str, Any], pidfd: int | None) -> NoReturn:
                    "PYTHONDONTWRITEBYTECODE": "1"}
     os.execve(interpreter, [MEMFD_NAME, "-S", "-s", "-c", bootstrap, package_parent, str(payload)],
               environment)
-
-
-def _sealed_copy(path: str) -> int:
-    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fd = os.memfd_create(MEMFD_NAME, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        remaining = os.fstat(src).st_size
-        while remaining > 0:
-            sent = os.sendfile(fd, src, None, remaining)
-            if sent == 0:
-                raise OSError(errno.EIO, f"copying {path}: it shrank while read")
-            remaining -= sent
-    finally:
-        os.close(src)
-    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
-                fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
-    return fd
 
 
 class Leader:
@@ -201,12 +186,8 @@ def _in_cgroup(pid: int, cgroup: str) -> bool:
 def helper(request_fd: int) -> int:
     try:
         return _helper(request_fd)
-    except SdctrError as e:
-        error(str(e), e.hint)
-        return e.status
-    except OSError as e:
-        error(_describe(e))
-        return EXIT_SDCTR
+    except (SdctrError, OSError) as e:
+        return report(e)
 
 
 def _helper(request_fd: int) -> int:
@@ -318,7 +299,7 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, 
         os.write(2, f"sdctr: error: {e}\n".encode())
         os._exit(e.status)
     except OSError as e:
-        os.write(2, f"sdctr: error: {_describe(e)}\n".encode())
+        os.write(2, f"sdctr: error: {describe(e)}\n".encode())
         os._exit(126)
     except BaseException as e:
         os.write(2, f"sdctr: error: internal error: {e.__class__.__name__}: {e}\n".encode())
@@ -336,14 +317,6 @@ def _default_signals() -> None:
             except (OSError, ValueError):  # the real-time signals glibc keeps for itself
                 pass
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-
-
-def _describe(e: OSError) -> str:
-    from sdctr.init import standard as init
-
-    return init.describe(e)
-
-
 
 
 def _relay(routes: dict[int, int], child: int, master: int | None, forwarded: tuple[int, ...]) -> int:

@@ -28,14 +28,15 @@ import select
 import signal
 import stat
 import struct
+import sys
 import termios
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sdctr import linux, state
+from sdctr import linux, log, state
 from sdctr.caps import ALL_CAPS, cap_number
-from sdctr.init import reaper, seccomp
-from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, error
+from sdctr.init import console, journal, reaper, sealed, seccomp
+from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, describe, report
 from sdctr.paths import Paths
 from sdctr.record import Record
 from sdctr.spec import ContainerSpec, Device, Mount, NetworkMode, env_mapping, merge_env
@@ -49,9 +50,15 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Static reapers only: a dynamic one would look for its ELF interpreter inside the container.
-REAPERS = ("/usr/bin/tini-static", "/usr/libexec/podman/catatonit", "/usr/bin/catatonit")
+# In this order: tini-static (Debian, EPEL); catatonit where RHEL/CentOS 9 and Fedora install it
+# (package catatonit, AppStream), then podman's link to it (EL8's podman-catatonit), then a
+# catatonit built by hand.
+REAPERS = ("/usr/bin/tini-static", "/usr/libexec/catatonit/catatonit", "/usr/libexec/podman/catatonit",
+           "/usr/bin/catatonit")
 # SDCTR_INIT_REAPER=python forces the fallback (tests), or names another static reaper binary.
 REAPER_ENV = "SDCTR_INIT_REAPER"
+# The memfd the Python fallback runs from: the container's /proc/1/exe reads /memfd:sdctr-init.
+SEALED_INIT = "sdctr-init"
 
 # moby's defaults (daemon/oci_linux.go, oci/defaults.go): paths that leak host information or
 # reach host hardware get nothing (a read-only tmpfs over a directory, /dev/null over a file)...
@@ -87,15 +94,23 @@ class User(Record):
 
 # --- parent --------------------------------------------------------------------------------------
 
-def run_init(paths: Paths, cid: str) -> int:
+def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
+    """`sealed_python`: this process already runs from the sealed copy of the interpreter."""
     try:
+        reaper_path = find_reaper()
+        if reaper_path is None and not sealed_python:
+            # The Python fallback: this process's child stays the container's PID 1, so it must
+            # not run from the host's python3 (its /proc/1/exe): once more, from a sealed copy.
+            become_sealed_init(paths, cid)
         spec = state.find_by_id(paths, cid)
+        if reaper_path is None:
+            refuse_unsealable(spec)
+        held = setup_stdio(paths, spec)
         rootfs = paths.rootfs(cid)
         if not rootfs.is_dir():
             raise SdctrError(f"the root file system of container {spec.short_id} is not mounted at "
                              f"{rootfs}", hint="the unit's ExecStartPre hook mounts it")
-        write_etc_files(paths.container_dir(cid), spec)
-        reaper_path = find_reaper()
+        write_etc_files(paths, spec)
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         new_pid_namespace()
@@ -111,7 +126,9 @@ def run_init(paths: Paths, cid: str) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
             os.close(report_r)
             os.close(go_w)
+            held.in_child()
             _child(spec, paths, reaper_path, report_w, go_r)
+        held.in_parent()
         forward_signals(pid)
         os.close(report_w)
         os.close(go_r)
@@ -134,30 +151,86 @@ def run_init(paths: Paths, cid: str) -> int:
         os.write(go_w, b"g")
         os.close(go_w)
         if notified:
+            held.serve()  # run -dt, -di: we stay for the container's terminal (or stdin)
             return 0  # systemd adopts the container's PID 1 as the unit's main process
         _, status = os.waitpid(pid, 0)
         return reaper.exit_status(status)
-    except SdctrError as e:
-        error(str(e), e.hint)
-        return e.status
-    except OSError as e:
-        error(describe(e))
-        return EXIT_SDCTR
+    except (SdctrError, OSError) as e:
+        return report(e)
 
 
-def describe(e: OSError) -> str:
-    """One line: sdctr.linux already names the call in strerror; os names the file."""
-    if e.filename is not None:
-        return f"{e.filename}: {e.strerror}"
-    return e.strerror or str(e)
+def refuse_unsealable(spec: ContainerSpec) -> None:
+    """The Python fallback's PID 1 maps the host's libc and extension modules, which a container
+    holding CAP_SYS_PTRACE (past non-dumpable) and CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (for
+    /proc/1/map_files) could open for writing: no sealed copy covers them. A static reaper maps
+    none. --privileged is unconfined by the user's choice already (every device)."""
+    held = set(spec.capabilities)
+    if spec.privileged or "CAP_SYS_PTRACE" not in held or not held & MAP_FILES_CAPS:
+        return
+    raise SdctrError("without a static reaper, a container cannot hold CAP_SYS_PTRACE with "
+                     "CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE: the host's libraries mapped by the "
+                     "Python fallback init would be writable from it (/proc/1/map_files)",
+                     hint="install tini-static (Debian) or catatonit (RHEL), or drop one of them")
 
 
-def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
+def setup_stdio(paths: Paths, spec: ContainerSpec) -> console.Console | console.NoConsole:
+    """stdout and stderr apart in the journal, for a foreground run too (sdctr.init.journal);
+    for run -dt and -di, a terminal or stdin kept open for `attach` (sdctr.init.console)."""
+    # (a foreground run's stdio is the caller's, no journal stream: the CLI journals a copy; but
+    # where systemd cannot pass it descriptors, --unit-file-mode, the unit's stream is ours)
+    journal.split_streams(spec.name, spec.unit)
+    if spec.attached or not (spec.tty or spec.interactive):
+        return console.NoConsole()
+    return console.Console(paths, spec.id, spec.tty)
+
+
+
+MAP_FILES_CAPS = frozenset({"CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"})
+
+
+def become_sealed_init(paths: Paths, cid: str) -> NoReturn:
+    """Re-executes the init as a sealed memfd copy of its interpreter (sdctr.init.sealed), as
+    `sdctr exec` does its helper: same paths, container and --debug, same environment (the
+    NOTIFY_SOCKET, the journal's JOURNAL_STREAM) and descriptors (stdio: systemd's journal
+    streams or the terminal; nothing of ours is open yet). The copy enters at sealed_init(),
+    which never comes back here: no loop."""
+    interpreter = sealed.sealed_copy("/proc/self/exe", SEALED_INIT)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    package_parent = str(Path(__file__).resolve().parents[2])
+    bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                 "from sdctr.init.standard import sealed_init; sealed_init(sys.argv[2:])")
+    # -S -s: no site-packages (the init needs only the standard library); PYTHONHOME because the
+    # copy's path tells Python nothing about where its library lives.
+    environment = {**os.environ, "PYTHONHOME": f"{sys.base_prefix}:{sys.base_exec_prefix}",
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+    os.execve(interpreter, [SEALED_INIT, "-S", "-s", "-c", bootstrap, package_parent,
+                            str(paths.root), str(paths.run), cid, *(["--debug"] if log.debugging() else [])],
+              environment)
+
+
+def sealed_init(argv: Sequence[str]) -> NoReturn:
+    """The init again, in the sealed copy: `ROOT RUN ID [--debug]`. Out as sdctr.main.entry()
+    leaves, without the interpreter's teardown."""
+    root, run, cid, *flags = argv
+    log.set_debug("--debug" in flags)
+    status = run_init(Paths(Path(root), Path(run)), cid, sealed_python=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
+
+
+def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
     """hostname, hosts and resolv.conf for the container, kept in its record directory and
-    bind-mounted over the image's own (as Docker does), so the image is never modified."""
+    bind-mounted over the image's own (as Docker does), so the image is never modified. Written
+    under the record's lock through its directory, which is never created here: a record `rm`
+    removed meanwhile fails the start instead of coming back as a directory without a config."""
     hostname = spec.hostname_or_id
     hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
              f"127.0.1.1\t{hostname}\n")
+    # --add-host's (host-gateway resolved at create: sdctr.runtime.lifecycle)
+    hosts += "".join(f"{a}\t{n}\n" for n, _, a in (h.partition(":") for h in spec.add_hosts))
     try:
         host_resolv = Path("/etc/resolv.conf").read_text()
     except OSError:
@@ -167,16 +240,37 @@ def write_etc_files(directory: Path, spec: ContainerSpec) -> None:
         resolv = "# --network none: no DNS servers\n" + "".join(f"{ln}\n" for ln in kept)
     else:
         resolv = host_resolv
-    directory.mkdir(parents=True, exist_ok=True)
+    resolv = spec.custom_resolv_conf(resolv)
     files: tuple[tuple[str, str], ...] = (("hostname", f"{hostname}\n"), ("hosts", hosts),
                                           ("resolv.conf", resolv))
     if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)
         files = files[:1]
-    for name, text in files:
-        tmp = directory / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, directory / name)
+    try:
+        with state.record_locked(paths, spec.id) as d:
+            for name, text in files:
+                _write_file_atomic(d, name, text.encode())
+    except state.NoSuchContainer:
+        raise SdctrError(f"the record of container {spec.short_id} was removed while it started") from None
+
+
+def _write_file_atomic(dir_fd: int, name: str, data: bytes) -> None:
+    """`name` in the directory `dir_fd`, whole or not at all: 0644 (the container's users read
+    it) whatever the umask, through a temp file and a rename."""
+    tmp = f".{name}.tmp{os.getpid()}"  # swept by state.sweep_dead_writers if we are killed
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+                 dir_fd=dir_fd)
+    try:
+        try:
+            os.fchmod(fd, 0o644)
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 def find_reaper() -> str | None:
@@ -340,7 +434,7 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     mount_proc_and_sys(rootfs, readonly_sys=not spec.privileged)
     devices = (*host_devices("/dev"), *spec.devices) if spec.privileged else spec.devices
     mount_dev(rootfs, spec.tty, devices)
-    mount_volumes(rootfs, spec.mounts)
+    mount_volumes(rootfs, spec.mounts, paths)
     mount_etc_files(rootfs, paths.container_dir(spec.id))
     pivot_into(rootfs)
     if not spec.privileged:
@@ -396,13 +490,10 @@ def prepare_rootfs(rootfs: str) -> str:
 
 
 def open_reaper(path: str) -> int:
-    """An O_PATH descriptor of the host's reaper, to exec after pivot_root. It goes through a
-    read-only bind of itself, so /proc/1/exe in the container leads to a read-only mount: a
-    container root cannot rewrite the host's binary through it (CVE-2019-5736, where runc was
-    overwritten the same way). The bind lives in our mount namespace only."""
-    linux.mount(path, path, None, linux.MS_BIND)
-    remount_readonly(path)
-    return os.open(path, os.O_PATH | os.O_CLOEXEC)
+    """A sealed memfd copy of the host's reaper, to exec after pivot_root: the container's
+    /proc/1/exe is then that copy, never the host's binary (sdctr.init.sealed). Made before the
+    seccomp filter and the capability drop, and charged to the container's memory cgroup."""
+    return sealed.sealed_copy(path, os.path.basename(path))
 
 
 @contextlib.contextmanager
@@ -572,16 +663,85 @@ def host_devices(top: str) -> list[Device]:
     return found
 
 
-def mount_volumes(rootfs: str, mounts: Sequence[Mount]) -> None:
+def mount_volumes(rootfs: str, mounts: Sequence[Mount], paths: Paths | None = None) -> None:
     for m in mounts:
-        if not os.path.exists(m.source):  # docker run -v creates a missing host directory
-            os.makedirs(m.source, 0o755)
-        kind = "dir" if os.path.isdir(m.source) else "file"
-        mount_in_root(rootfs, m.target, m.source, None, linux.MS_BIND | linux.MS_REC, create=kind)
+        if m.kind == "tmpfs":
+            flags, data = tmpfs_options(m.options)
+            mount_in_root(rootfs, m.target, "tmpfs", "tmpfs", flags, data=data)
+            continue
+        source = m.source
+        if m.kind == "volume":
+            if paths is None:
+                raise SetupError(f"volume {m.source}: no store to find it in")
+            source = str(paths.volume_data(m.source))
+            os.makedirs(source, 0o755, exist_ok=True)
+            if m.options != "nocopy":
+                copy_up(rootfs, m.target, source)
+        elif not os.path.exists(source):  # docker run -v creates a missing host directory
+            os.makedirs(source, 0o755)
+        kind = "dir" if os.path.isdir(source) else "file"
+        mount_in_root(rootfs, m.target, source, None, linux.MS_BIND | linux.MS_REC, create=kind)
         if m.readonly:
             # Reopened: the bind now covers the target, and the remount must hit the bind.
             with opened_in_root(rootfs, m.target) as where:
                 remount_readonly_recursive(where)
+
+
+# Docker's --tmpfs defaults: no set-id programs, no device nodes, nothing to execute
+_TMPFS_FLAGS = {"ro": (linux.MS_RDONLY, 0), "rw": (0, linux.MS_RDONLY),
+                "nosuid": (linux.MS_NOSUID, 0), "suid": (0, linux.MS_NOSUID),
+                "nodev": (linux.MS_NODEV, 0), "dev": (0, linux.MS_NODEV),
+                "noexec": (linux.MS_NOEXEC, 0), "exec": (0, linux.MS_NOEXEC),
+                "noatime": (linux.MS_NOATIME, 0), "atime": (0, linux.MS_NOATIME)}
+
+
+def tmpfs_options(options: str) -> tuple[int, str]:
+    """mount(2)'s flags and data for a tmpfs's options (checked by sdctr.options)."""
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    data = []
+    for opt in filter(None, options.split(",")):
+        if opt in _TMPFS_FLAGS:
+            add, clear = _TMPFS_FLAGS[opt]
+            flags = (flags | add) & ~clear
+        else:
+            data.append(opt)
+    return flags, ",".join(data)
+
+
+def copy_up(rootfs: str, target: str, volume: str) -> None:
+    """Docker's copy-up: an empty volume gets what the image has at its mount point (owners,
+    modes and symbolic links as they are; the path is resolved inside the rootfs)."""
+    if os.listdir(volume):
+        return
+    try:
+        with opened_in_root(rootfs, target) as where:
+            if not os.path.isdir(where):
+                return
+            st = os.stat(where)
+            os.chown(volume, st.st_uid, st.st_gid)
+            os.chmod(volume, stat.S_IMODE(st.st_mode))
+            _copy_tree(where, volume)
+    except FileNotFoundError:
+        return
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    import shutil  # only for a volume's first start
+
+    for entry in os.scandir(src):
+        to = os.path.join(dst, entry.name)
+        st = entry.stat(follow_symlinks=False)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), to)
+        elif entry.is_dir(follow_symlinks=False):
+            os.mkdir(to)
+            _copy_tree(entry.path, to)
+            os.chmod(to, stat.S_IMODE(st.st_mode))
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copy2(entry.path, to, follow_symlinks=False)
+        else:  # devices, fifos, sockets: Docker's copy-up skips nothing, but an image's are rare
+            continue
+        os.lchown(to, st.st_uid, st.st_gid)
 
 
 def mount_etc_files(rootfs: str, record_dir: Path) -> None:

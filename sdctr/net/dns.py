@@ -7,13 +7,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
 FALLBACK_SERVERS = ("8.8.8.8", "8.8.4.4")  # Docker's, when the host names none that a container reaches
 
 
-def hosts(hostname: str, address: str) -> str:
+def hosts(hostname: str, address: str, others: Iterable[tuple[str, str]] = (),
+          extra: Iterable[tuple[str, str]] = ()) -> str:
+    """The container's own line, --add-host's, then (on a user network) each other member's:
+    address, names."""
     return ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"{address}\t{hostname}\n")
+            f"{address}\t{hostname}\n" + "".join(f"{a}\t{names}\n" for a, names in (*extra, *others)))
+
+
+def extra_hosts(add_hosts: Iterable[str], gateway: str) -> list[tuple[str, str]]:
+    """--add-host's "NAME:ADDRESS" as (address, name), host-gateway as `gateway` (Docker's: the
+    host's address on the bridge)."""
+    found = []
+    for entry in add_hosts:
+        name, _, address = entry.partition(":")
+        found.append((gateway if address == "host-gateway" else address, name))
+    return found
 
 
 def _is_loopback(server: str) -> bool:

@@ -1,8 +1,11 @@
-"""Addresses: a network's leases in one JSON file under a lock (<root>/networks/<name>.json,
-locked through <name>.lock), as CNI's host-local plugin keeps them.
+"""Addresses: a network's leases in a directory (<root>/networks/<name>/, locked through
+<name>.lock), one small file per container, as CNI's host-local plugin keeps them:
 
-    {"last": "10.89.0.7", "leases": {"<container id>": "10.89.0.7", ...}}
+    <root>/networks/bridge/<container id>   "10.89.0.7"
+    <root>/networks/bridge/.last            the address handed out last
 
+so that the unit's shell hooks (sdctr/netup.sh, sdctr/netdown.sh) take and release one without
+Python.
 Addresses are IPv4 and handled as integers (the ipaddress module is ~3 ms of each start); the
 choice of an address (pick) is pure. A new lease takes the next free address after the last one
 handed out, so an address just released is not reused at once (a peer's ARP cache or conntrack
@@ -108,27 +111,29 @@ def pick(subnet: Subnet, gateway: int, taken: Collection[int], last: int | None 
 
 
 class Leases:
-    """A network's lease file, read and written under its lock (use `with Leases.open(...)`)."""
+    """A network's leases: a directory with one file per container, named by its id and holding
+    its address, and `.last`, the address handed out last (CNI host-local keeps them alike, one
+    file per address). Taking one happens under the lock <dir>.lock (use `with Leases.open(dir)`);
+    releasing one is removing its file, which sdctr/netdown.sh does without Python, and
+    sdctr/netup.sh takes one under the same lock with flock(1)."""
 
-    def __init__(self, path: Path, data: dict[str, object]):
+    def __init__(self, path: Path):
         self.path = path
-        leases = data.get("leases")
-        self.leases: dict[str, str] = dict(leases) if isinstance(leases, dict) else {}
-        last = data.get("last")
-        self.last: str | None = last if isinstance(last, str) else None
+        self.leases: dict[str, str] = read_dir(path)
+        try:
+            self.last: str | None = (path / LAST).read_text().strip() or None
+        except FileNotFoundError:
+            self.last = None
 
     @classmethod
     @contextlib.contextmanager
     def open(cls, path: Path) -> Iterator[Leases]:
-        """The leases, locked; written back when the block ends without an error."""
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "a") as lock:
+        """The leases, locked while the block runs."""
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(lock_path(path), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            leases = cls(path, read(path))
-            before = (dict(leases.leases), leases.last)
-            yield leases
-            if (leases.leases, leases.last) != before:
-                leases.save()
+            migrate(path)
+            yield cls(path)
 
     def lease(self, cid: str, subnet: Subnet, gateway: int, requested: int | None = None) -> int:
         """The container's address: the one it holds, or a new one."""
@@ -138,29 +143,76 @@ class Leases:
         taken = {parse_ip(a) for c, a in self.leases.items() if c != cid}
         address = pick(subnet, gateway, taken, parse_ip(self.last) if self.last else None, requested)
         self.leases[cid] = self.last = format_ip(address)
+        write_atomic(self.path / cid, self.last + "\n")
+        write_atomic(self.path / LAST, self.last + "\n")
         return address
 
     def release(self, cid: str) -> str | None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / cid).unlink()
         return self.leases.pop(cid, None)
 
-    def save(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"last": self.last, "leases": self.leases}, indent=1, sort_keys=True))
-        os.rename(tmp, self.path)
+
+LAST = ".last"
 
 
-def read(path: Path) -> dict[str, object]:
-    """The file's content without the lock (a reader such as inspect: writes are renames)."""
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.rename(tmp, path)
+
+
+def read_dir(path: Path) -> dict[str, str]:
+    """Container id -> address, as the directory holds them (no lock needed: files appear by
+    rename and go by unlink)."""
     try:
-        data = json.loads(path.read_text())
+        names = os.listdir(path)
     except FileNotFoundError:
         return {}
+    leases = {}
+    for name in names:
+        if name.startswith("."):
+            continue
+        try:
+            address = (path / name).read_text().strip()
+        except FileNotFoundError:  # released meanwhile
+            continue
+        if address:
+            leases[name] = address
+    return leases
+
+
+def migrate(path: Path) -> None:
+    """The one-file format before (<dir>.json: {"last": ..., "leases": {id: address}}), moved
+    into the directory once, under the lock."""
+    old = path.with_name(path.name + ".json")
+    if not old.exists():
+        return
+    try:
+        data = json.loads(old.read_text())
     except ValueError:
-        raise SdctrError(f"{path} is not valid JSON",
-                         hint="move it away: its containers get new addresses at their next start") from None
-    return data if isinstance(data, dict) else {}
+        data = {}
+    leases = data.get("leases") if isinstance(data, dict) else None
+    for cid, address in (leases.items() if isinstance(leases, dict) else ()):
+        if isinstance(address, str) and not (path / cid).exists():
+            write_atomic(path / cid, address + "\n")
+    last = data.get("last") if isinstance(data, dict) else None
+    if isinstance(last, str):
+        write_atomic(path / LAST, last + "\n")
+    old.unlink()
+
+
+def read(path: Path) -> dict[str, str]:
+    """Container id -> address, without the lock (a reader such as inspect)."""
+    return read_dir(path)
 
 
 def lease_of(path: Path, cid: str) -> str | None:
-    leases = read(path).get("leases")
-    return leases.get(cid) if isinstance(leases, dict) else None
+    try:
+        return (path / cid).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None

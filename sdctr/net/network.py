@@ -40,7 +40,7 @@ class Network(Record):
         return NetRules(self.name, self.bridge, self.subnet.text)
 
     def leases_path(self, paths: Paths) -> Path:
-        return paths.root / "networks" / f"{self.name}.json"
+        return paths.root / "networks" / self.name
 
 
 def default_network(config: Config | None = None) -> Network:
@@ -61,6 +61,90 @@ def default_network(config: Config | None = None) -> Network:
         raise SdctrError(f"{config_path()}: network.gateway {settings.gateway} is not a host address "
                          f"of {subnet.text}")
     return Network(DEFAULT_NAME, settings.bridge, subnet, gateway)
+
+
+# --- user networks: <root>/netconf/<name>.json, each its own bridge and subnet ------------------
+
+POOL = [f"10.{b}.0.0/16" for b in range(90, 128)]  # after the default's 10.89.0.0/16
+BRIDGE_PREFIX = "sdbr"  # + 11 hex digits of the network's id: IFNAMSIZ - 1
+
+
+def netconf_dir(paths: Paths) -> Path:
+    return paths.root / "netconf"
+
+
+def network_named(paths: Paths, name: str) -> Network:
+    """The default network for "bridge" (or ""), else the user network of that name."""
+    if name in ("", DEFAULT_NAME):
+        return default_network()
+    try:
+        doc = json.loads((netconf_dir(paths) / f"{name}.json").read_text())
+    except FileNotFoundError:
+        raise SdctrError(f"--network {name!r}: no such network",
+                         hint="the networks are: bridge, host, none, and `sdctr network ls`'s") from None
+    return Network(doc["name"], doc["bridge"], ipam.Subnet.parse(doc["subnet"]),
+                   ipam.parse_ip(doc["gateway"]))
+
+
+def user_networks(paths: Paths) -> list[Network]:
+    d = netconf_dir(paths)
+    names = sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+    return [network_named(paths, n) for n in names]
+
+
+def all_networks(paths: Paths) -> list[Network]:
+    return [default_network(), *user_networks(paths)]
+
+
+def create_network(paths: Paths, name: str, subnet: str | None, gateway: str | None,
+                   host_routes: Iterable[dict[str, Any]]) -> Network:
+    """A user network's definition (its bridge is made by its first container's start): the
+    subnet given, or the first /16 of the pool that overlaps no other network and no host route.
+    The caller holds the state lock."""
+    others = all_networks(paths)
+    if any(n.name == name for n in others) or name in ("host", "none"):
+        raise SdctrError(f"network {name} already exists")
+    routes = list(host_routes)
+    if subnet:
+        try:
+            chosen = ipam.Subnet.parse(subnet)
+        except ValueError as e:
+            raise SdctrError(f"--subnet: {e}", hint="example: --subnet 10.99.0.0/24") from None
+        clash = next((n for n in others if n.subnet.overlaps(chosen)), None)
+        if clash:
+            raise SdctrError(f"--subnet {subnet} overlaps network {clash.name}'s {clash.subnet.text}")
+        route = overlapping_route(chosen, routes, "")
+        if route:
+            raise SdctrError(f"--subnet {subnet} overlaps the host's route {route}")
+    else:
+        free = (ipam.Subnet.parse(t) for t in POOL)
+        chosen = next((c for c in free if not any(n.subnet.overlaps(c) for n in others)
+                       and not overlapping_route(c, routes, "")), None)  # type: ignore[assignment]
+        if chosen is None:
+            raise SdctrError("no free subnet left in the pool (10.90.0.0/16 to 10.127.0.0/16)",
+                             hint="give one: --subnet 10.200.0.0/24")
+    try:
+        address = ipam.parse_ip(gateway) if gateway else chosen.first_host
+    except ValueError as e:
+        raise SdctrError(f"--gateway: {e}") from None
+    if address not in chosen or address in (chosen.network, chosen.broadcast):
+        raise SdctrError(f"--gateway {gateway} is not a host address of {chosen.text}")
+    network_id = os.urandom(32).hex()
+    net = Network(name, BRIDGE_PREFIX + network_id[:11], chosen, address)
+    d = netconf_dir(paths)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = d / f".{name}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"name": name, "id": network_id, "bridge": net.bridge,
+                               "subnet": chosen.text, "gateway": net.gateway_text}, indent=1))
+    os.rename(tmp, d / f"{name}.json")
+    return net
+
+
+def network_id_of(paths: Paths, name: str) -> str | None:
+    try:
+        return str(json.loads((netconf_dir(paths) / f"{name}.json").read_text())["id"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
 
 
 def overlapping_route(subnet: ipam.Subnet, routes: Iterable[dict[str, Any]], bridge: str) -> str | None:

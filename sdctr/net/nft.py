@@ -55,9 +55,10 @@ def table_text(networks: Sequence[NetRules]) -> str:
         "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }",
         "  chain output { type nat hook output priority -100; policy accept; }",
         "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
+        "  chain forward { type filter hook forward priority filter; policy accept; }",
         "}",
     ]
-    for chain in ("prerouting", "output", "postrouting"):
+    for chain in ("prerouting", "output", "postrouting", "forward"):
         lines.append(f"flush chain {FAMILY} {TABLE} {chain}")
     for chain in ("prerouting", "output"):
         lines += [
@@ -74,6 +75,12 @@ def table_text(networks: Sequence[NetRules]) -> str:
             f"add rule {FAMILY} {TABLE} postrouting ip saddr 127.0.0.0/8 oifname {bridge} "
             f"masquerade comment {comment}",
         ]
+    # networks do not reach each other (Docker's DOCKER-ISOLATION chains)
+    for net in networks:
+        for other in networks:
+            if other.bridge != net.bridge:
+                lines.append(f"add rule {FAMILY} {TABLE} forward iifname {_quote(net.bridge)} oifname "
+                             f"{_quote(other.bridge)} drop comment {_quote(f'network {net.name}')}")
     return "\n".join(lines) + "\n"
 
 

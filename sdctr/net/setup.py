@@ -27,7 +27,15 @@ from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
 from sdctr.net import dns, ipam, nft
-from sdctr.net.network import Network, check_bridge, default_network, ensure_bridge
+from sdctr.net.network import (
+    Network,
+    all_networks,
+    bridge_exists,
+    check_bridge,
+    ensure_bridge,
+    network_named,
+    user_networks,
+)
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
@@ -57,9 +65,9 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
     """What the hook would refuse, refused before a record exists: an address outside the
     subnet or held; a host port that a process or another running container has; a subnet that
     overlaps a host route; a bridge name a foreign interface has. `others`: every other record."""
-    net = default_network()
-    leases = ipam.read(net.leases_path(paths)).get("leases")
-    held = leases if isinstance(leases, dict) else {}
+    require_tools()
+    net = network_named(paths, spec.network_name)
+    held = ipam.read(net.leases_path(paths))
     if spec.ip:
         ipam.pick(net.subnet, net.gateway, {ipam.parse_ip(a) for a in held.values()},
                   requested=ipam.parse_ip(spec.ip))
@@ -76,25 +84,104 @@ def preflight(paths: Paths, spec: ContainerSpec, others: Iterable[ContainerSpec]
                                      f"container {other.name}", hint="publish another port")
 
 
+# --- the shell fast path (sdctr/netup.sh, sdctr/netdown.sh) ---------------------------------------
+
+def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:
+    """The unit's netup and netdown as the shell scripts that do up() and down() without Python
+    in the common case, each to be followed by its hook's argv; None where they cannot
+    (published ports: the free-port check and the nftables elements are the hook's; a user
+    network: its containers' hosts files are refreshed by the hook). Writes the
+    container's resolv.conf now, from the host's at this start: the script writes only hosts."""
+    if spec.ports or spec.network_name or spec.add_hosts or spec.mac_address:
+        return None  # (a user network's hosts files are refreshed by the hook; the rest is rare)
+    from sdctr.paths import NETDOWN_SCRIPT, NETUP_SCRIPT
+
+    net = network_named(paths, "")
+    leases, pin = net.leases_path(paths), paths.netns(spec.id)
+    directory = paths.container_dir(spec.id)
+    write_file(directory, "resolv.conf", resolv_conf(spec))
+    up = ["/bin/sh", NETUP_SCRIPT, spec.id, str(leases), net.bridge, str(net.subnet.prefix),
+          str(net.gateway), str(net.subnet.network + 1), str(net.subnet.broadcast - 1),
+          str(ipam.parse_ip(spec.ip)) if spec.ip else "", str(pin), str(directory / "hosts"),
+          spec.hostname_or_id]
+    down = ["/bin/sh", NETDOWN_SCRIPT, veth_name(spec.id), str(leases / spec.id), str(pin)]
+    return up, down
+
+
+# where systemd's units find commands (its default PATH): the hooks' commands, not the caller's
+UNIT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+TOOLS = (("ip", "iproute2"), ("nft", "nftables"))
+
+
+def require_tools(where: Iterable[str] = UNIT_PATH) -> None:
+    """The bridge network's commands, there before anything is made: without them the unit's
+    hook would fail at start with a message in the journal."""
+    dirs = tuple(where)
+    for tool, package in TOOLS:
+        if not any(os.access(f"{d}/{tool}", os.X_OK) for d in dirs):
+            raise SdctrError(f"the bridge network needs {tool}, which this host lacks (package {package})",
+                             hint=f"install {package}, or run the container with --network none or "
+                                  "--network host")
+
+
 # --- up -----------------------------------------------------------------------------------------
 
 def up(paths: Paths, spec: ContainerSpec) -> None:
-    net = default_network()
+    net = network_named(paths, spec.network_name)
     check_ports_free(spec.ports)
     down(paths, spec.id)  # what an earlier start left (a hook killed halfway, a lost ExecStopPost)
     try:
         with ipam.Leases.open(net.leases_path(paths)) as leases:
+            if not bridge_exists(net):
+                # the table first: sdctr/netup.sh takes a bridge as the sign that its rules are in
+                check_bridge(net)
+                apply_rules(paths, spec.id, "", ())
             ensure_bridge(net)
             address = leases.lease(spec.id, net.subnet, net.gateway,
                                    ipam.parse_ip(spec.ip) if spec.ip else None)
         pin = pin_netns(paths, spec.id)
-        add_veth(net, spec.id, pin, address)
-        apply_rules(net, spec.id, ipam.format_ip(address), spec.ports)
+        add_veth(net, spec.id, pin, address, spec.mac_address)
+        apply_rules(paths, spec.id, ipam.format_ip(address), spec.ports)
         write_etc_files(paths, spec, ipam.format_ip(address))
+        if spec.network_name:
+            refresh_hosts(paths, net)
+        for name in connected(paths, spec.id):  # `network connect`'s, kept across restarts as Docker's
+            try:
+                connect(paths, spec, name)
+            except SdctrError as e:  # the network was removed meanwhile: the container runs without it
+                print(f"sdctr: warning: network {name}: {e}", flush=True)
     except BaseException:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
         raise
+
+
+def assign_host_ports(spec: ContainerSpec, others: Iterable[ContainerSpec]) -> ContainerSpec:
+    """Host port 0 (-P, -p PORT) replaced by a free one: one the kernel hands out for a bind to
+    port 0 (from net.ipv4.ip_local_port_range, as Docker's allocator picks), and that no other
+    container publishes. Kept for the container's life, so `sdctr port` and restarts agree."""
+    if all(p.host_port for p in spec.ports):
+        return spec
+    taken = {(p.proto, p.host_port) for other in others for p in other.ports}
+    taken |= {(p.proto, p.host_port) for p in spec.ports}
+    ports = []
+    for given in spec.ports:
+        port = given if given.host_port else given.replace(host_port=free_port(given, taken))
+        taken.add((port.proto, port.host_port))
+        ports.append(port)
+    return spec.replace(ports=tuple(ports))
+
+
+def free_port(port: Port, taken: Collection[tuple[str, int]]) -> int:
+    kind = socket.SOCK_STREAM if port.proto == "tcp" else socket.SOCK_DGRAM
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((port.host_ip or "0.0.0.0", 0))
+            number: int = s.getsockname()[1]
+        if (port.proto, number) not in taken:
+            return number
+    raise SdctrError(f"no free host port found for {port.container_port}/{port.proto}",
+                     hint="publish it on a port of your choice: -p HOSTPORT:PORT")
 
 
 def check_ports_free(ports: Iterable[Port]) -> None:
@@ -147,10 +234,10 @@ def entered(pin: str) -> Iterator[None]:
         os.close(host)
 
 
-def add_veth(net: Network, cid: str, pin: str, address: int) -> None:
+def add_veth(net: Network, cid: str, pin: str, address: int, mac: str = "") -> None:
     veth = veth_name(cid)
     run(["ip", "-batch", "-"], input=(
-        f"link add {veth} type veth peer name eth0 address {mac_address(address)} netns {pin}\n"
+        f"link add {veth} type veth peer name eth0 address {mac or mac_address(address)} netns {pin}\n"
         f"link set {veth} master {net.bridge} up\n"))
     with entered(pin):
         run(["ip", "-batch", "-"], input=(
@@ -160,8 +247,9 @@ def add_veth(net: Network, cid: str, pin: str, address: int) -> None:
             f"route add default via {net.gateway_text}\n"))
 
 
-def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -> None:
-    text = nft.table_text([net.rules]) + nft.add_ports_text(cid, address, ports)
+def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -> None:
+    """The table with every network's rules, and the container's ports."""
+    text = nft.table_text([n.rules for n in all_networks(paths)]) + nft.add_ports_text(cid, address, ports)
     try:
         run(["nft", "-f", "-"], input=text)
     except SdctrError as e:
@@ -174,13 +262,173 @@ def apply_rules(net: Network, cid: str, address: str, ports: Collection[Port]) -
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
     directory = paths.container_dir(spec.id)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (("hosts", dns.hosts(spec.hostname_or_id, address)),
-                       ("resolv.conf", dns.resolv_conf(*dns.read_host_files()))):
-        tmp = directory / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, directory / name)
+    net = network_named(paths, spec.network_name)
+    others = peers(paths, net, spec.id) if spec.network_name else []
+    extra = dns.extra_hosts(spec.add_hosts, net.gateway_text)
+    write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others, extra))
+    write_file(directory, "resolv.conf", resolv_conf(spec))
+
+
+def resolv_conf(spec: ContainerSpec) -> str:
+    """The host's servers (its stub's upstream ones), or --dns's, --dns-search's, --dns-option's."""
+    return spec.custom_resolv_conf(dns.resolv_conf(*dns.read_host_files()))
+
+
+def write_file(directory: Path, name: str, text: str) -> None:
+    """`name` in the record directory, whole (a temp renamed over it), 0644 before it holds a
+    byte. The directory is never created: a record `rm` removed meanwhile must not come back
+    as a directory without a config."""
+    tmp = directory / f".{name}.tmp{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except FileNotFoundError:
+        raise SdctrError(f"the record of container {directory.name[:12]} was removed while it "
+                         "started") from None
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o644)  # whatever the umask
+        f.write(text)
+    os.rename(tmp, directory / name)
+
+
+def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
+    """(address, names) of the containers holding a lease on the network, but `but`: their
+    name, short id and --network-alias's, as Docker's DNS answers for them on a user network."""
+    found = []
+    for cid, address in sorted(ipam.read(net.leases_path(paths)).items()):
+        if cid == but:
+            continue
+        try:
+            doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        names = [str(doc.get("name", "")), cid[:12], *map(str, doc.get("network_aliases") or ())]
+        found.append((address, " ".join(dict.fromkeys(names))))
+    return found
+
+
+def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = ()) -> None:
+    """DNS by name on a user network, as /etc/hosts: every running member's file (and `also`'s)
+    rewritten with the others' addresses on each user network it is on (its own and those
+    `network connect` added). In place (not by rename): the container sees the file through a
+    bind mount of its inode. A resolver that caches (none in busybox or glibc without nscd) sees
+    it at its next lookup."""
+    for cid in [*ipam.read(net.leases_path(paths)), *also]:
+        try:
+            doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
+            own = network_named(paths, str(doc.get("network_name") or ""))
+            address = ipam.lease_of(own.leases_path(paths), cid)
+            if not address:
+                continue
+            others = [p for n in user_networks(paths) if ipam.lease_of(n.leases_path(paths), cid)
+                      for p in peers(paths, n, cid)]
+            with open(paths.container_dir(cid) / "hosts", "r+") as f:
+                hostname = doc.get("hostname") or cid[:12]
+                extra = dns.extra_hosts(doc.get("add_hosts") or (), own.gateway_text)
+                f.write(dns.hosts(hostname, address, others, extra))
+                f.truncate()
+        except (OSError, ValueError, SdctrError):
+            continue
+
+
+# --- network connect, disconnect: eth1, ... on a running container ------------------------------
+
+def extra_veth_name(cid: str, index: int) -> str:
+    """The host end of the container's eth<index> (1-9): sd<index><id12>, 15 characters."""
+    return f"sd{index}{cid[:12]}"
+
+
+def extra_veths(cid: str) -> dict[int, str]:
+    """index -> the host end, of the container's eth1... that exist now."""
+    return {i: extra_veth_name(cid, i) for i in range(1, 10)
+            if os.path.exists(f"/sys/class/net/{extra_veth_name(cid, i)}")}
+
+
+def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
+    """A veth pair from the network's bridge to the running container's next free ethN, an
+    address leased on the network, and the members' hosts files refreshed. The interface name."""
+    net = network_named(paths, name)
+    pin = str(paths.netns(spec.id))
+    if spec.network.value != "bridge" or not os.path.exists(pin):
+        raise SdctrError(f"container {spec.name} is not running on a bridge network", status=1)
+    if net.name == network_named(paths, spec.network_name).name or \
+            ipam.lease_of(net.leases_path(paths), spec.id):
+        raise SdctrError(f"container {spec.name} is already connected to network {net.name}", status=1)
+    index = next((i for i in range(1, 10) if i not in extra_veths(spec.id)), None)
+    if index is None:
+        raise SdctrError(f"container {spec.name} has eth1 to eth9 already", status=1)
+    veth, inside = extra_veth_name(spec.id, index), f"eth{index}"
+    with ipam.Leases.open(net.leases_path(paths)) as leases:
+        if not bridge_exists(net):
+            check_bridge(net)
+            apply_rules(paths, "", "", ())
+        ensure_bridge(net)
+        address = leases.lease(spec.id, net.subnet, net.gateway, None)
+    try:
+        pin_marker(paths, spec.id).touch()  # netdown.sh hands such a stop to the hook
+        run(["ip", "-batch", "-"], input=(
+            f"link add {veth} type veth peer name {inside} address {mac_address(address)} netns {pin}\n"
+            f"link set {veth} master {net.bridge} up\n"))
+        with entered(pin):
+            run(["ip", "-batch", "-"], input=(
+                f"addr add {ipam.format_ip(address)}/{net.subnet.prefix} dev {inside}\n"
+                f"link set {inside} up\n"))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if os.path.exists(f"/sys/class/net/{veth}"):
+                remove_veth(veth)
+            with ipam.Leases.open(net.leases_path(paths)) as leases:
+                leases.release(spec.id)
+        raise
+    refresh_hosts(paths, net)
+    if net.name not in connected(paths, spec.id):
+        set_connected(paths, spec.id, [*connected(paths, spec.id), net.name])
+    return inside
+
+
+def disconnect(paths: Paths, spec: ContainerSpec, name: str) -> None:
+    """The ethN on the network's bridge, its lease, and the hosts files without it."""
+    net = network_named(paths, name)
+    if net.name == network_named(paths, spec.network_name).name:
+        raise SdctrError(f"container {spec.name} cannot leave its own network {net.name}",
+                         hint=f"sdctr rm -f {spec.name}, then run it on another", status=1)
+    found = False
+    for veth in extra_veths(spec.id).values():
+        if os.path.basename(os.path.realpath(f"/sys/class/net/{veth}/master")) == net.bridge:
+            remove_veth(veth)
+            found = True
+    with ipam.Leases.open(net.leases_path(paths)) as leases:
+        found = bool(leases.release(spec.id)) or found
+    names = connected(paths, spec.id)
+    if net.name in names:
+        set_connected(paths, spec.id, [n for n in names if n != net.name])
+    elif not found:
+        raise SdctrError(f"container {spec.name} is not connected to network {net.name}", status=1)
+    if not extra_veths(spec.id):
+        pin_marker(paths, spec.id).unlink(missing_ok=True)
+    refresh_hosts(paths, net, also=[spec.id])
+
+
+def connected(paths: Paths, cid: str) -> list[str]:
+    """The networks `network connect` added, in order: the record's `connected` file."""
+    try:
+        return (paths.container_dir(cid) / "connected").read_text().split()
+    except FileNotFoundError:
+        return []
+
+
+def set_connected(paths: Paths, cid: str, names: list[str]) -> None:
+    """The record's `connected` file (sdctr/netup.sh hands a start to the hook where it exists)."""
+    if names:
+        write_file(paths.container_dir(cid), "connected", "".join(f"{n}\n" for n in names))
+    else:
+        (paths.container_dir(cid) / "connected").unlink(missing_ok=True)
+
+
+def pin_marker(paths: Paths, cid: str) -> Path:
+    """Beside the pin while the container has networks `connect` added: sdctr/netdown.sh, which
+    knows only eth0's veth and lease, leaves such a stop to the Python hook."""
+    pin = paths.netns(cid)
+    return pin.with_name(pin.name + ".connected")
 
 
 # --- down ---------------------------------------------------------------------------------------
@@ -188,14 +436,19 @@ def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
 def down(paths: Paths, cid: str) -> list[str]:
     """Everything of the container's on the network, each piece as it is found; what went."""
     removed = remove_elements(lambda comment: comment == cid)
-    if os.path.exists(f"/sys/class/net/{veth_name(cid)}"):
-        remove_veth(veth_name(cid))
-        removed.append(f"veth {veth_name(cid)}")
-    for path in leases_files(paths):
+    for veth in (veth_name(cid), *extra_veths(cid).values()):
+        if os.path.exists(f"/sys/class/net/{veth}"):
+            remove_veth(veth)
+            removed.append(f"veth {veth}")
+    pin_marker(paths, cid).unlink(missing_ok=True)
+    for path in leases_dirs(paths):
         with ipam.Leases.open(path) as leases:
             address = leases.release(cid)
         if address:
-            removed.append(f"lease {address} ({path.stem})")
+            removed.append(f"lease {address} ({path.name})")
+            user = next((n for n in user_networks(paths) if n.leases_path(paths) == path), None)
+            if user:
+                refresh_hosts(paths, user)
     if unpin(paths.netns(cid)):
         removed.append(f"netns {paths.netns(cid)}")
     return removed
@@ -229,9 +482,13 @@ def list_table() -> dict[str, Any] | None:
     return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
-def leases_files(paths: Paths) -> list[Path]:
+def leases_dirs(paths: Paths) -> list[Path]:
+    """Every network's lease directory (and one in the format before, <name>.json)."""
     d = paths.root / "networks"
-    return sorted(d.glob("*.json")) if d.is_dir() else []
+    if not d.is_dir():
+        return []
+    return sorted({p.with_suffix("") if p.suffix == ".json" else p for p in d.iterdir()
+                   if p.suffix == ".json" or (p.is_dir() and not p.name.startswith("."))})
 
 
 def unpin(pin: Path) -> bool:
@@ -257,23 +514,24 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     removed = remove_elements(lambda comment: comment not in live)
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir("/sys/class/net")):
-            if name.startswith(VETH_PREFIX) and len(name) == 15 and name[3:] not in short:
+            ours = name.startswith(VETH_PREFIX) or (name[:2] == "sd" and name[2:3].isdigit())
+            if ours and len(name) == 15 and name[3:] not in short:
                 remove_veth(name)
                 removed.append(f"veth {name}")
-    for path in leases_files(paths):
+    for path in leases_dirs(paths):
         with ipam.Leases.open(path) as leases:
             for cid in [c for c in leases.leases if c not in live]:
-                removed.append(f"lease {leases.release(cid)} ({path.stem}, {cid[:12]})")
+                removed.append(f"lease {leases.release(cid)} ({path.name}, {cid[:12]})")
     pins = paths.run / "netns"
     for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
-        if name not in live and unpin(pins / name):
+        if name.split(".")[0] not in live and unpin(pins / name):  # (and <id>.connected: pin_marker)
             removed.append(f"netns {pins / name}")
     return removed
 
 
 def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
     """inspect's NetworkSettings, as Docker shows them: empty while the container is not up."""
-    net = default_network()
+    net = network_named(paths, spec.network_name)
     address = ipam.lease_of(net.leases_path(paths), spec.id)
     ports: dict[str, list[dict[str, str]] | None] = {}
     for p in spec.ports:
@@ -281,7 +539,14 @@ def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     endpoint = {"IPAddress": address or "", "IPPrefixLen": net.subnet.prefix if address else 0,
                 "Gateway": net.gateway_text if address else "",
-                "MacAddress": mac_address(ipam.parse_ip(address)) if address else ""}
+                "MacAddress": (spec.mac_address or mac_address(ipam.parse_ip(address))) if address else ""}
+    networks = {net.name: {"NetworkID": net.name, **endpoint}}
+    for other in user_networks(paths) if address else ():  # those `network connect` added
+        more = ipam.lease_of(other.leases_path(paths), spec.id) if other.name != net.name else None
+        if more:
+            networks[other.name] = {"NetworkID": other.name, "IPAddress": more,
+                                    "IPPrefixLen": other.subnet.prefix, "Gateway": other.gateway_text,
+                                    "MacAddress": mac_address(ipam.parse_ip(more))}
     return {"Bridge": net.bridge, "SandboxKey": str(paths.netns(spec.id)) if address else "",
-            "Ports": ports, **endpoint, "Networks": {net.name: {"NetworkID": net.name, **endpoint}}}
+            "Ports": ports, **endpoint, "Networks": networks}
 

@@ -117,6 +117,17 @@ def layers_of(paths: Paths, spec: ContainerSpec) -> tuple[str, ...]:
     return images.resolve(paths, spec.image_id).layers
 
 
+def health(paths: Paths, cid: str) -> int:
+    """ExecStartPost of a container with a health check: its timer started (sdctr.runtime.health).
+    A failure is said in the journal; the container runs on without checks (the line is "-")."""
+    from sdctr.runtime import health
+    from sdctr.systemd.properties import sdctr_argv
+
+    health.start_timer(paths, find_by_id(paths, cid),
+                       sdctr_argv([] if paths.is_default else ["--root", str(paths.root)]))
+    return 0
+
+
 def stop(paths: Paths, cid: str) -> int:
     """ExecStop of units made before it became a script: the script (sdctr/stop.sh)."""
     from sdctr.paths import STOP_SCRIPT
@@ -143,8 +154,9 @@ def poststop(paths: Paths, cid: str) -> int:
         if spec.ephemeral:
             snap.reset(cid)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
-    # it) returns once everything else is done
-    if spec.attached:
+    # it) returns once everything else is done; a --rm container's is kept a while for a `wait`
+    # that comes after the record is gone (state.EXIT_KEPT)
+    if spec.attached or spec.remove:
         write_json_atomic(exit_file(paths, cid), status)
     return 0
 
@@ -163,7 +175,7 @@ def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
                                           UNIT_DIR / spec.unit, paths.container_dir(spec.id))]
     if any(set(a) & mountinfo.ESCAPED for a in args):  # the script's grep would miss them
         return None
-    exit_to = str(exit_file(paths, spec.id)) if spec.attached else ""
+    exit_to = str(exit_file(paths, spec.id))  # --rm: for the attached run, or a late `wait`
     from sdctr.paths import POSTSTOP_SCRIPT as script
     return ["/bin/sh", script, args[0], exit_to, *args[1:]]
 

@@ -15,7 +15,7 @@ import time
 from sdctr.log import SdctrError
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
-from sdctr.spec import ContainerSpec, NetworkMode
+from sdctr.spec import ContainerSpec, Mount, NetworkMode
 from sdctr.state import all_specs, read_status, save_spec
 from sdctr.systemd.manager import Systemd
 from sdctr.systemd.properties import Host, properties, sdctr_argv
@@ -42,10 +42,22 @@ def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
                stdio: tuple[int, int, int] | None = None) -> list[Any]:
     if hooks.rootfs_in_own_unit(spec):
         return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
+                          network=network_commands(paths, spec),
                           rootfs_unit=own_rootfs_unit(paths, spec))
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
                       prestart=prestart_command(paths, spec),
-                      poststop=hooks.poststop_command(paths, spec))
+                      poststop=hooks.poststop_command(paths, spec),
+                      network=network_commands(paths, spec))
+
+
+def network_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:
+    """A bridge network's set-up and teardown as shell scripts (sdctr/netup.sh, netdown.sh): the
+    two Python hooks were ~100 ms of every start."""
+    if spec.network is not NetworkMode.BRIDGE:
+        return None
+    from sdctr.net import setup
+
+    return setup.script_commands(paths, spec)
 
 
 def own_rootfs_unit(paths: Paths, spec: ContainerSpec) -> str:
@@ -89,7 +101,15 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
     if spec.network is NetworkMode.BRIDGE:
         from sdctr.net import setup
 
-        setup.preflight(paths, spec, all_specs(paths), starting=starting)
+        others = all_specs(paths)
+        spec = setup.assign_host_ports(spec, others)  # -P, -p PORT: free host ports, now
+        setup.preflight(paths, spec, others, starting=starting)
+    elif any(h.endswith(":host-gateway") for h in spec.add_hosts):  # (the bridge's: resolved at start)
+        from sdctr.net.network import default_network
+
+        gateway = default_network().gateway_text  # Docker's: the default bridge's, for host and none too
+        spec = spec.replace(add_hosts=tuple(h.replace(":host-gateway", f":{gateway}")
+                                            for h in spec.add_hosts))
 
     spec = spec.replace(storage=spec.storage or drivers.default_driver()[0], layers=image.layers)
     snap = drivers.driver(spec.storage, paths)
@@ -101,14 +121,29 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
     from sdctr.image import store as images
 
     # the image is checked and the record made under the lock `rmi` holds: one cannot miss the other
-    spec = save_spec(paths, spec, check=lambda: images.require(paths, image))
+    def check() -> None:
+        images.require(paths, image)
+        if any(m.kind == "volume" for m in spec.mounts):  # named volumes, made on first use
+            from sdctr.runtime import volumes
+
+            volumes.ensure(paths, spec)
+
+    spec = save_spec(paths, spec, check=check)
     try:
         snap.prepare(spec.id, spec.layers)
         paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
     except BaseException:
         hooks.remove_container(paths, spec)
         raise
+    _event(spec, "create")
     return spec
+
+
+def _event(spec: ContainerSpec, action: str) -> None:
+    """sdctr's own events for `sdctr events` (systemd's journal has the unit's start and exit)."""
+    from sdctr.runtime import events
+
+    events.emit(spec, action)
 
 
 def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
@@ -197,7 +232,7 @@ def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, *, attached: bool 
             next_ask = time.monotonic() + ask_every
             if not any(sd.active_state(u) in RUNNING_STATES for u in _units(spec)):
                 time.sleep(0.2 if attached else 0)  # the file may be a moment behind
-                code = _take_exit_file(paths, spec) if attached else None
+                code = _take_exit_file(paths, spec) if attached else _kept_exit(paths, spec.id)
                 return code if code is not None else _status_code(read_status(paths, spec.id))
         time.sleep(poll)
 
@@ -210,6 +245,38 @@ def _units(spec: ContainerSpec) -> list[str]:
     from sdctr.systemd.properties import rootfs_unit
 
     return [spec.unit, rootfs_unit(spec.id)]
+
+
+def wait_removed(paths: Paths, sd: Systemd, ref: str, *, poll: float = 0.1) -> int | None:
+    """`wait` on a --rm container whose record is gone already: the exit status its poststop hook
+    kept (state.EXIT_KEPT), found by full id or unique id prefix; None where there is none. The
+    record goes just before the file is written, both in ExecStopPost: while the unit is still
+    deactivating, the file is on its way."""
+    from sdctr.state import EXIT_SUFFIX
+
+    unit = f"ctr-{ref[:12]}.service" if len(ref) >= 12 else None
+    while True:
+        try:
+            names = [n[:-len(EXIT_SUFFIX)] for n in os.listdir(paths.run)
+                     if n.endswith(EXIT_SUFFIX) and not n.startswith(".")]
+        except FileNotFoundError:
+            names = []
+        found = [cid for cid in names if len(ref) >= 3 and cid.startswith(ref)]
+        if len(found) == 1:
+            code = _kept_exit(paths, found[0])
+            if code is not None:
+                return code
+        if unit is None or sd.active_state(unit) not in RUNNING_STATES:
+            return None
+        time.sleep(poll)
+
+
+def _kept_exit(paths: Paths, cid: str) -> int | None:
+    """The exit status in a --rm container's exit file, left there for others to read too."""
+    try:
+        return _status_code(json.loads(hooks.exit_file(paths, cid).read_text()))
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _wait_unit_exit(spec: ContainerSpec, sd: Systemd, poll: float) -> int | None:
@@ -244,6 +311,7 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
     if not is_running(sd, spec):
         stop_rootfs_unit(sd, spec)
         return
+    _thaw_if_paused(sd, spec)
     if timeout is not None:
         _signal_main(sd, spec, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -251,13 +319,10 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
             time.sleep(0.05)
         if sd.unit_state(spec.unit).get("MainPID"):
             _signal_main(sd, spec, signal.SIGKILL)
+    # our signals end the main process with 143 or 137, which the unit's SuccessExitStatus counts
+    # as a success: a container stopped on request is no failed unit (DESIGN.md, I6)
     sd.stop(spec.unit)
     stop_rootfs_unit(sd, spec)
-    if timeout is not None:
-        # our signals ended the main process before the stop job began: systemd calls that exit
-        # (143, 137) a failure; a container stopped on request is no failed unit (DESIGN.md, I6).
-        # The record keeps the exit status, as `docker ps` shows it.
-        sd.reset_failed(spec.unit)
 
 
 def _signal_main(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
@@ -265,10 +330,18 @@ def _signal_main(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
         sd.kill(spec.unit, signum, who="main")
 
 
+def _thaw_if_paused(sd: Systemd, spec: ContainerSpec) -> None:
+    """A paused container's processes take no signal until thawed: resumed first, as Docker does."""
+    from sdctr.runtime import pause
+
+    pause.thaw_if_paused(sd, spec)
+
+
 def kill(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
     if not is_running(sd, spec):
         raise SdctrError(f"cannot kill container {spec.name}: it is not running",
                          hint=f"'sdctr start {spec.name}' starts it again")
+    _thaw_if_paused(sd, spec)
     sd.kill(spec.unit, signum)
 
 
@@ -277,20 +350,36 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
         if not force:
             raise SdctrError(f"you cannot remove a running container {spec.short_id}",
                              hint="stop it first, or remove it with 'rm -f'")
+        _thaw_if_paused(sd, spec)
         _signal_main(sd, spec, signal.SIGKILL)  # not "all": the stop hooks must run to the end
         sd.stop(spec.unit)
     stop_rootfs_unit(sd, spec)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
     hooks.remove_container(paths, spec)
+    _event(spec, "destroy")
 
 
 # --- describing containers ----------------------------------------------------------------------
+
+def _health(paths: Paths, spec: ContainerSpec, running: bool) -> dict[str, Any]:
+    """State.Health, as Docker's, for a container with a health check."""
+    if not spec.health_cmd:
+        return {}
+    from sdctr.runtime import health
+
+    state = health.read(paths, spec.id) if running else None
+    return {"Health": state or {"Status": health.STARTING if running else health.UNHEALTHY,
+                                "FailingStreak": 0, "Log": []}}
+
 
 def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[str, Any]:
     """`inspect`'s document: Docker's field names where Docker has one."""
     status = read_status(paths, spec.id)
     running = unit.get("ActiveState") in RUNNING_STATES
+    from sdctr.runtime import pause
+
+    paused = running and pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec))
     r = spec.resources
     return {
         "Id": spec.id,
@@ -305,13 +394,15 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                    "Hostname": spec.hostname_or_id, "Tty": spec.tty,
                    "OpenStdin": spec.interactive, "Labels": spec.label_map},
         "State": {
-            "Status": state_word(spec, unit, status),
+            "Status": "paused" if paused else state_word(spec, unit, status),
             "Running": running,
+            "Paused": paused,
             "Pid": unit.get("MainPID", 0) if running else 0,
             "ExitCode": status.get("exit_code") or 0,
             "OOMKilled": bool(status.get("oom_killed")),
             "StartedAt": _iso(status.get("started_at")),
             "FinishedAt": _iso(status.get("finished_at")),
+            **_health(paths, spec, running),
         },
         "HostConfig": {"CpuShares": r.cpu_shares or 0, "Memory": r.memory or 0,
                        "NanoCpus": int((r.cpus or 0) * 1e9), "PidsLimit": r.pids_limit,
@@ -321,15 +412,26 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
                        "ReadonlyRootfs": spec.read_only, "CapAdd": None, "CapDrop": None,
                        "NetworkMode": spec.network.value,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
-                                 for m in spec.mounts]},
-        "Mounts": [{"Type": "bind", "Source": m.source, "Destination": m.target,
-                    "Mode": "ro" if m.readonly else "", "RW": not m.readonly, "Propagation": "rprivate"}
-                   for m in spec.mounts],
+                                 for m in spec.mounts if m.kind != "tmpfs"],
+                       "Tmpfs": {m.target: m.options for m in spec.mounts if m.kind == "tmpfs"}},
+        "Mounts": [mount_document(paths, m) for m in spec.mounts],
         "NetworkSettings": network_settings(paths, spec),
         "Capabilities": list(spec.capabilities),
         "Unit": spec.unit,
         "ControlGroup": unit.get("ControlGroup", ""),
     }
+
+
+def mount_document(paths: Paths, m: Mount) -> dict[str, Any]:
+    """One of inspect's .Mounts, as Docker shows a bind, a volume and a tmpfs."""
+    doc: dict[str, Any] = {"Type": m.kind, "Source": m.source, "Destination": m.target,
+                           "Mode": "ro" if m.readonly else "", "RW": not m.readonly}
+    if m.kind == "volume":
+        doc.update(Name=m.source, Source=str(paths.volume_data(m.source)), Driver="local",
+                   Mode="ro" if m.readonly else "z")
+    elif m.kind == "bind":
+        doc["Propagation"] = "rprivate"
+    return doc
 
 
 def restart_count(spec: ContainerSpec, unit: dict[str, Any]) -> int:

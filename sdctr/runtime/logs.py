@@ -12,6 +12,7 @@ import sys
 import time
 
 from sdctr.external import popen
+from sdctr.init.journal import FOREGROUND_FIELD
 from sdctr.log import SdctrError
 from sdctr.spec import ContainerSpec
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
 def journalctl_argv(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None,
                     until: str | None = None) -> list[str]:
-    argv = ["journalctl", "--no-pager", "-q", "-o", "json", "--output-fields=MESSAGE",
-            f"_SYSTEMD_UNIT={spec.unit}"]
+    argv = ["journalctl", "--no-pager", "-q", "-o", "json", "--output-fields=MESSAGE,PRIORITY",
+            # the container's own lines, or (root's) the copy of a foreground run's (sdctr.init.journal)
+            f"_SYSTEMD_UNIT={spec.unit}", "+", f"{FOREGROUND_FIELD}={spec.id}", "_UID=0"]
     if follow:
         argv.append("--follow")
     if tail is not None and tail != "all":
@@ -77,8 +79,7 @@ def show(spec: ContainerSpec, follow: bool, tail: str | None, since: str | None,
             threading.Thread(target=_end_with_container, args=(proc, running), daemon=True).start()
         try:
             for raw in proc.stdout:
-                sys.stdout.buffer.write(format_entry(json.loads(raw), timestamps))
-                sys.stdout.buffer.flush()
+                write_entry(json.loads(raw), timestamps)
         except KeyboardInterrupt:
             proc.terminate()
         except BrokenPipeError:
@@ -94,6 +95,18 @@ def _end_with_container(proc: subprocess.Popen[bytes], running: Callable[[], boo
             proc.terminate()
             return
         time.sleep(poll)
+
+
+def write_entry(entry: dict[str, object], timestamps: bool) -> None:
+    """To our stderr what the container wrote on its stderr (sdctr.init.journal's priority-3
+    stream, as Docker's journald driver marks it), the rest to stdout, as `docker logs` does."""
+    out = sys.stderr.buffer if is_stderr(entry) else sys.stdout.buffer
+    out.write(format_entry(entry, timestamps))
+    out.flush()
+
+
+def is_stderr(entry: dict[str, object]) -> bool:
+    return str(entry.get("PRIORITY", "")) == "3"
 
 
 def format_entry(entry: dict[str, object], timestamps: bool) -> bytes:

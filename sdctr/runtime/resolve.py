@@ -7,14 +7,16 @@ and never resolve the image again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, check_device_path
-from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Resources, merge_env
+from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Port, Resources, merge_env
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
+    from typing import Any
+
     from sdctr.image.store import Image
 
 
@@ -39,17 +41,54 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         id=new_id(), name=options.name, image=image.repo_tags[0] if image.repo_tags else options.image,
         image_id=image.id, command=command, env=merge_env(cfg.env, user_env),
         workdir=options.workdir or cfg.workdir or "/", user=options.user or cfg.user or "",
-        hostname=options.hostname, mounts=options.volumes, read_only=options.read_only,
+        hostname=options.hostname, mounts=(*options.volumes, *options.mounts, *options.tmpfs),
+        read_only=options.read_only,
         capabilities=caps, devices=tuple(stat_device(d) for d in options.devices),
         privileged=options.privileged,
         resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
                             pids_limit=options.pids_limit),
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
-        network=options.network, ports=options.publish, ip=options.ip,
+        network=options.network, network_name=options.network_name,
+        ports=published(options, cfg.exposed_ports), ip=options.ip,
+        add_hosts=options.add_hosts, dns=options.dns, dns_search=options.dns_search,
+        dns_options=options.dns_options, mac_address=options.mac_address,
+        network_aliases=options.network_aliases,
         interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
-        created=time.time(),
+        created=time.time(), **health_fields(options, cfg.healthcheck),
     )
+
+
+def published(options: RunOptions, exposed: tuple[str, ...]) -> tuple[Port, ...]:
+    """-p's ports, and with -P the image's exposed ones ("80/tcp") that -p does not publish, on a
+    free host port each (host port 0: picked when the container is created)."""
+    ports = options.publish
+    if options.publish_all:
+        given = {(p.container_port, p.proto) for p in ports}
+        for text in exposed:
+            number, _, proto = text.partition("/")
+            proto = proto or "tcp"
+            if number.isdigit() and proto in ("tcp", "udp") and (int(number), proto) not in given:
+                given.add((int(number), proto))
+                ports += (Port(0, int(number), proto),)
+    return ports
+
+
+def health_fields(options: RunOptions, image: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The health check's ContainerSpec fields, as Docker merges them: each option given, else
+    the image's HEALTHCHECK (durations in nanoseconds there), else Docker's default (the spec's)."""
+    image = image or {}
+    test = list(image.get("Test") or ())
+    from_image = ((tuple(test[1:]) if test[:1] == ["CMD"] else
+                   ("/bin/sh", "-c", test[1]) if test[:1] == ["CMD-SHELL"] and len(test) == 2 else ())
+                  if test else ())
+    given = {"health_interval": options.health_interval or image.get("Interval", 0) / 1e9,
+             "health_timeout": options.health_timeout or image.get("Timeout", 0) / 1e9,
+             "health_start_period": options.health_start_period or image.get("StartPeriod", 0) / 1e9,
+             "health_retries": options.health_retries or int(image.get("Retries", 0))}
+    command = options.health_cmd if options.health_cmd is not None else from_image
+    return {"health_cmd": command, "health_on_failure": options.health_on_failure,
+            **{k: v for k, v in given.items() if v}}
 
 
 def stat_device(device: Device) -> Device:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-import time
 from pathlib import Path
 
 from sdctr.log import SdctrError, debug
 from sdctr.oci.digest import digest_hex
-from sdctr.paths import STALE_TMP, Paths
+from sdctr.paths import Paths
 from sdctr.storage.mountinfo import mounts
 from sdctr.storage.snapshotter import Mount, unmount
 
@@ -57,7 +56,7 @@ class OverlaySnapshotter:
         """Unpacks each missing layer into a temp directory, then renames it into place: two
         callers racing both unpack, one rename wins, the other discards its copy. Returns the
         unpacked sizes of the layers unpacked now (blob -> bytes), for the image's SIZE."""
-        sizes = {}
+        sizes: dict[str, int] = {}
         if len(image.layers) != len(image.layer_blobs):
             raise SdctrError(f"image {image.name}: {len(image.layers)} diff ids for "
                              f"{len(image.layer_blobs)} layer blobs")
@@ -67,9 +66,9 @@ class OverlaySnapshotter:
                 continue
             self._make_base()
             import shutil
-            import tempfile  # with shutil, bz2 and lzma: ~3 ms that `run` does without
 
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name[:12]}-", dir=self.layers_dir))
+            self.sweep_dead_unpacks()
+            lock, tmp = self._locked_temp_dir(final.name[:12])
             try:
                 os.chmod(tmp, 0o755)  # the rootfs "/" when the layer has no "./" entry
                 try:
@@ -91,7 +90,36 @@ class OverlaySnapshotter:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+            finally:
+                os.close(lock)
         return sizes
+
+    def _locked_temp_dir(self, label: str) -> tuple[int, Path]:
+        """An unpack directory that its writer holds a lock on while it lives (its fd, its path):
+        its lock free means its writer is dead (sweep_dead_unpacks). One a sweep deleted before
+        we locked it is made again."""
+        import fcntl
+        import tempfile  # with shutil, bz2 and lzma: ~3 ms that `run` does without
+
+        while True:
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{label}-", dir=self.layers_dir))
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return fd, tmp
+            os.close(fd)
+
+    def sweep_dead_unpacks(self) -> list[str]:
+        """Deletes the unpack directories whose writer is gone (a `run` or `create` killed with
+        SIGKILL while it unpacked): the writer holds a lock on each (DESIGN.md, invariant 4).
+        The names deleted."""
+        import shutil
+
+        from sdctr.state import remove_unless_locked
+
+        dirs = self.layers_dir.glob(".tmp-*") if self.layers_dir.is_dir() else ()
+        swept = [tmp.name for tmp in dirs if remove_unless_locked(tmp, shutil.rmtree)]
+        return swept
 
     def prepare(self, cid: str, layers: tuple[str, ...]) -> None:
         """Creates the writable layer; its top directory carries the image root's owner and mode,
@@ -189,17 +217,16 @@ class OverlaySnapshotter:
 
     def prune(self, keep: Collection[str]) -> list[str]:
         """Deletes unpacked layers whose diff id is not in ``keep`` and that no mount uses, and
-        unpack directories a killed unpack left (older than STALE_TMP)."""
+        unpack directories a killed unpack left."""
         import shutil
 
         removed: list[str] = []
         if not self.layers_dir.is_dir():
             return removed
+        self.sweep_dead_unpacks()
         in_use = " ".join(m.options for m in mounts() if m.fstype == "overlay")
         for p in self.layers_dir.iterdir():
             if p.name.startswith(".tmp-"):
-                if time.time() - p.stat().st_mtime > STALE_TMP:
-                    shutil.rmtree(p, ignore_errors=True)
                 continue
             diff_id = f"sha256:{p.name}"
             if diff_id in keep or str(p) in in_use:

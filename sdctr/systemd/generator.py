@@ -33,10 +33,12 @@ from sdctr.systemd.properties import Host, cgroup_version, file_sections, proper
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     import jinja2
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+CONTAINER_TEMPLATE = "container.service.j2"
 WANTS = "multi-user.target.wants"
 ERRORS_UNIT = "sdctr-generator-errors.service"
 # where sdctr's command is looked for, in the order a package puts it
@@ -45,9 +47,11 @@ COMMAND_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
 
 def declared_id(name: str) -> str:
     """A declared container's record id: fixed by its name, so that its unit can name it."""
-    import hashlib
-
-    return hashlib.sha256(f"sdctr declared container {name}".encode()).hexdigest()
+    try:  # hashlib's OpenSSL start-up is ~3 ms of a generator run; the builtin module is enough
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        from hashlib import sha256
+    return str(sha256(f"sdctr declared container {name}".encode()).hexdigest())
 
 
 def declared_spec(options: RunOptions) -> ContainerSpec:
@@ -58,8 +62,9 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
         resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
                             pids_limit=options.pids_limit),
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
-        network=options.network, ports=options.publish, ip=options.ip,
-        remove=options.rm, ephemeral=options.ephemeral, declared=True)
+        network=options.network, network_name=options.network_name, ports=options.publish, ip=options.ip,
+        remove=options.rm, ephemeral=options.ephemeral, declared=True,
+        health_cmd=options.health_cmd or ())
 
 
 def file_host() -> Host:
@@ -80,34 +85,50 @@ def sdctr_command(root: str | None = None) -> list[str]:
 
 
 class Renderer:
-    """The templates, loaded once per run, and what every unit shares."""
+    """The templates, loaded once per run, and what every unit shares. The container's template
+    is filled from its precompiled skeleton (sdctr.systemd.skeleton) while that matches the
+    template: jinja2 is imported only for a template edited since, and for the error units."""
 
     def __init__(self, host: Host | None = None, sdctr: Sequence[str] | None = None,
                  root: str = "/var/lib/sdctr") -> None:
-        import jinja2
+        from sdctr.systemd import skeleton
 
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
-                                 lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
-        self.container: jinja2.Template = env.get_template("container.service.j2")
-        self.invalid: jinja2.Template = env.get_template("invalid.service.j2")
-        self.errors: jinja2.Template = env.get_template("errors.service.j2")
+        self._env: jinja2.Environment | None = None
+        self._skeleton = skeleton.load(TEMPLATES, CONTAINER_TEMPLATE)
         self.host = host or file_host()
         self.sdctr = list(sdctr) if sdctr is not None else sdctr_command()
         self.root = os.environ.get("SDCTR_ROOT") or root
+
+    def render(self, template: str, /, **values: Any) -> str:
+        if template == CONTAINER_TEMPLATE and self._skeleton is not None:
+            from sdctr.systemd.skeleton import fill, variant
+
+            signature, variants = self._skeleton
+            return fill(variants[variant(signature.flags, values)], values)
+        if self._env is None:
+            from sdctr.systemd.skeleton import environment
+
+            self._env = environment(TEMPLATES)
+        return self._env.get_template(template).render(**values)
 
     def unit(self, options: RunOptions, source: str) -> str:
         spec = declared_spec(options)
         props = properties(spec, self.host, self.sdctr,
                            prestart=[*self.sdctr, "hook", "declare", options.name])
         unit, service = file_sections(props)
-        return self.container.render(unit=unit, service=service, source=source, root=self.root,
-                                     publishes=bool(options.publish), unit_name=spec.unit)
+        # depends_on: the other containers' units started first, and this one stopped with them
+        unit += [f"{key}=ctr-{other}.service" for other in options.depends_on
+                 for key in ("Requires", "After")]
+        unit += [f"{key}={value}" for key, value in options.unit_settings]
+        service += [f"{key}={value}" for key, value in options.service_settings]
+        return self.render(CONTAINER_TEMPLATE, unit=unit, service=service, source=source, root=self.root,
+                           publishes=bool(options.publish), unit_name=spec.unit)
 
     def errors_unit(self, messages: Sequence[str]) -> str:
-        return self.errors.render(messages=[_unit_word(f"{m}") for m in messages])
+        return self.render("errors.service.j2", messages=[_unit_word(f"{m}") for m in messages])
 
     def invalid_unit(self, name: str, source: str, message: str) -> str:
-        return self.invalid.render(name=name, source=source, message=_unit_word(message))
+        return self.render("invalid.service.j2", name=name, source=source, message=_unit_word(message))
 
 
 def _unit_word(text: str) -> str:
@@ -131,23 +152,28 @@ def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) ->
     errors = []
     wants = os.path.join(out_dir, WANTS)
     os.makedirs(wants, exist_ok=True)
-    for file_name in names:
-        source = os.path.join(source_dir, file_name)
-        name = file_name[:-5]
+    declared: dict[str, RunOptions | str] = {}  # by name: the options, or what is wrong
+    sources = {n[:-5]: os.path.join(source_dir, n) for n in names}
+    for name, source in sources.items():
         try:
-            text = renderer.unit(read_declared(source), source)
+            declared[name] = read_declared(source)
         except SdctrError as e:
-            message = f"{e} ({e.hint})" if e.hint else str(e)
-            errors.append(message)
+            declared[name] = f"{e} ({e.hint})" if e.hint else str(e)
+    for name, problem in dependency_errors(declared, sources).items():
+        declared[name] = problem
+    for name, source in sources.items():
+        options = declared[name]
+        if isinstance(options, str):
+            errors.append(options)
             from sdctr.options import NAME_RE
 
             if not NAME_RE.fullmatch(name):
                 continue  # no unit can carry this name; the journal has the message
             # not wanted at boot: a failed unit would make the boot "degraded" for a typo
-            _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, message))
+            _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, options))
             continue
         unit = f"ctr-{name}.service"
-        _write(os.path.join(out_dir, unit), text)
+        _write(os.path.join(out_dir, unit), renderer.unit(options, source))
         link = os.path.join(wants, unit)
         if not os.path.lexists(link):
             os.symlink(os.path.join("..", unit), link)
@@ -155,6 +181,40 @@ def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) ->
         _write(os.path.join(out_dir, ERRORS_UNIT), renderer.errors_unit(errors))
         os.symlink(os.path.join("..", ERRORS_UNIT), os.path.join(wants, ERRORS_UNIT))
     return errors
+
+
+def dependency_errors(declared: dict[str, RunOptions | str], sources: dict[str, str]) -> dict[str, str]:
+    """What is wrong with the containers' depends_on, by name: a container that is not declared
+    (systemd would fail the start with "unit not found"), or a cycle (systemd would drop one
+    of the ordering edges at random, and say so only in the journal)."""
+    problems: dict[str, str] = {}
+    graph = {n: o.depends_on for n, o in declared.items() if not isinstance(o, str)}
+    for name, deps in graph.items():
+        for other in deps:
+            if other not in declared:
+                directory = os.path.dirname(sources[name])
+                problems[name] = (f"{sources[name]}: depends_on {other!r}: no such declared container "
+                                  f"({directory}/{other}.yaml)")
+                break
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for other in graph.get(name, ()):
+            if state.get(other) == 1:
+                cycle = [*path[path.index(other):], other]
+                for i, member in enumerate(cycle[:-1]):  # each member's message starts with it
+                    turn = cycle[i:] + cycle[1:i + 1]
+                    problems.setdefault(member, f"{sources[member]}: depends_on: a cycle: "
+                                                f"{' -> '.join(turn)}")
+            elif other in graph and state.get(other) is None:
+                visit(other, [*path, other])
+        state[name] = 2
+
+    for name in graph:
+        if state.get(name) is None:
+            visit(name, [name])
+    return problems
 
 
 def _write(path: str, text: str) -> None:

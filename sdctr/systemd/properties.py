@@ -109,13 +109,16 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                stdio: tuple[int, int, int] | None = None, *,
                prestart: Sequence[str] | None = None,
                poststop: Sequence[str] | None = None,
+               network: tuple[Sequence[str], Sequence[str]] | None = None,
                rootfs_unit: str | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
     command that readies the root file system without our hook (the storage driver's);
     `poststop`, a command that cleans up without Python in the common case and runs our hook,
-    whose argv is appended to it, otherwise; `rootfs_unit`, the unit that readies the root file
-    system instead of any ExecStartPre of ours (a driver that needs the host's devices)."""
+    whose argv is appended to it, otherwise; `network`, a bridge network's netup and netdown
+    commands that do without Python in the common case, each followed by its hook's argv;
+    `rootfs_unit`, the unit that readies the root file system instead of any ExecStartPre of
+    ours (a driver that needs the host's devices)."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
@@ -131,8 +134,9 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     if spec.network is NetworkMode.BRIDGE:
         # the network's part after the rootfs and before the init; torn down first, before the
         # record may go with --rm; its failure must not keep the rootfs mounted (ignored: True)
-        start_pre += exec_("hook", "netup", spec.id)
-        netdown = [*sdctr, "hook", "netdown", spec.id]
+        netup = [*(network[0] if network else ()), *sdctr, "hook", "netup", spec.id]
+        netdown = [*(network[1] if network else ()), *sdctr, "hook", "netdown", spec.id]
+        start_pre.append((netup[0], netup, False))
         stop_posts.insert(0, (netdown[0], netdown, True))
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
@@ -187,6 +191,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                      else ("MemoryMax", "t", r.memory))
     if r.cpus is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
+    if spec.health_cmd:  # its check's timer, once the container runs (sdctr.runtime.health)
+        props.append(("ExecStartPost", "a(sasb)", [(sdctr[0], [*sdctr, "hook", "health", spec.id], True)]))
     if spec.remove:  # a failed --rm container must not linger as a failed unit
         props.append(("CollectMode", "s", "inactive-or-failed"))
     if stdio is None:

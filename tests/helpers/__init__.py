@@ -10,6 +10,7 @@ pyproject.toml's pytest ``pythonpath`` puts tests/ on sys.path, so a test import
 - ``cli``: sdctr's command line as a test on this machine runs it
 - ``store``: sdctr's image store as the unit tests fill and read it
 - ``testhost``: a handle on a test host booted by tests/testhost/testhost
+- ``pid1_probe``: a static C probe of the container's /proc/1/exe (CVE-2019-5736's class)
 - ``docker``: what Docker documents (its default capabilities), to compare sdctr with
 """
 

@@ -27,7 +27,7 @@ from helpers.store import blob_files
 from sdctr.image import archive
 from sdctr.image import store as images
 from sdctr.log import SdctrError
-from sdctr.paths import STALE_TMP, Paths
+from sdctr.paths import Paths
 from sdctr.storage import drivers, snapshotter
 from sdctr.storage.mountinfo import mounts_under
 from sdctr.storage.overlay import OverlaySnapshotter
@@ -270,22 +270,67 @@ def test_prune_after_save_and_load_into_the_same_store(paths: Paths, tmp_path: P
     assert images.resolve(paths, "box:1").id == first.id
 
 
-def test_a_killed_saves_decompressed_layers_are_swept_by_the_next(paths: Paths, tmp_path: Path) -> None:
-    """A save decompresses gzip layers into <root>/tmp/save-*; a SIGKILL leaves them there. The next
-    save deletes those a day old, and keeps a fresh one: another save may be writing it."""
+@pytest.mark.parametrize("after", [1 << 20, 64 << 20], ids=["decompressing", "writing"])
+def test_a_killed_save_o_leaves_no_temporary_and_the_old_file_whole(paths: Paths, tmp_path: Path,
+                                                                      after: int) -> None:
+    """`save -o` of a gzip image decompresses its layer (48 MB) into the store's tmp directory,
+    then writes the archive aside: SIGKILL in either leaves neither behind, and the archive an
+    earlier save wrote at that path is still the whole archive it was."""
+    import signal
+
     tarball = tmp_path / "rootfs.tar.gz"
-    tarball.write_bytes(gzip.compress(small_layer("motd", b"hi\n")))
+    with gzip.open(tarball, "wb", compresslevel=1) as gz:
+        gz.write(small_layer("random", os.urandom(48 << 20)))
     images.import_tarball(paths, str(tarball), "box:1")
-    tmp = paths.root / "tmp"
-    tmp.mkdir()
-    old, fresh, other = tmp / "save-old", tmp / "save-fresh", tmp / "not-a-save"
-    for p in (old, fresh, other):
-        p.write_bytes(b"x" * 100)
-    two_days_ago = time.time() - 2 * STALE_TMP
-    for p in (old, other):
-        os.utime(p, (two_days_ago, two_days_ago))
-    archive.save(paths, ["box:1"], str(tmp_path / "box.tar"))
-    assert sorted(p.name for p in tmp.iterdir()) == ["not-a-save", "save-fresh"]
+    out = tmp_path / "out"
+    out.mkdir()
+    archive.save(paths, ["box:1"], str(out / "box.tar"))
+    before = (out / "box.tar").read_bytes()
+    proc = subprocess.Popen(sdctr_argv("save", "-o", str(out / "box.tar"), "box:1", root=paths.root),
+                            env=sdctr_env(), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:  # until it writes
+        if _written(proc.pid) > after:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the save ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sorted(p.name for p in out.iterdir()) == ["box.tar"]
+    assert (out / "box.tar").read_bytes() == before
+    assert list((paths.root / "tmp").iterdir()) == []
+
+
+def _written(pid: int) -> int:
+    lines: list[str] = []
+    with contextlib.suppress(FileNotFoundError):
+        lines = Path(f"/proc/{pid}/io").read_text().splitlines()
+    for line in lines:
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_dead_writers_output_temp_goes_at_the_next_save_o(paths: Paths, tmp_path: Path) -> None:
+    """Where the file system has no O_TMPFILE, -o writes a named temp that its writer locks: the
+    next -o into that directory deletes those whose lock is free, and leaves a live writer's."""
+    import fcntl
+
+    images.import_tarball(paths, str(_tar(tmp_path)), "box:1")
+    dead, live, other = (tmp_path / n for n in (".a.tar.sdctr-tmp-1", ".b.tar.sdctr-tmp-2", ".c.tar.x"))
+    for p in (dead, live, other):
+        p.write_bytes(b"x")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        archive.save(paths, ["box:1"], str(tmp_path / "box.tar"))
+        left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert left == [".b.tar.sdctr-tmp-2", ".c.tar.x"]
+
+
+def _tar(tmp_path: Path) -> Path:
+    path = tmp_path / "rootfs.tar"
+    path.write_bytes(small_layer("motd", b"hi\n"))
+    return path
 
 
 def test_save_of_a_repository_takes_all_its_tags(paths: Paths, layout: Path, tmp_path: Path) -> None:

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 from helpers import docker, require_exec, skip_or_fail
 from helpers.cli import sdctr_argv, sdctr_env
+from helpers.pid1_probe import ALL_SEALS, WRITE_REFUSED, WRITES, build_probe, parse_probe
 from helpers.rootfs import build_busybox_rootfs
 
 from sdctr import linux
 from sdctr.init import seccomp
 from sdctr.init.standard import find_reaper
 from sdctr.paths import Paths
-from sdctr.spec import ContainerSpec, Mount, NetworkMode
+from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Mount, NetworkMode
 from sdctr.state import save_spec
 
 pytestmark = pytest.mark.host
@@ -155,13 +156,63 @@ def status_field(text: str, name: str) -> str:
     return m.group(1)
 
 
+@pytest.fixture(scope="session")
+def pid1_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_probe(tmp_path_factory.mktemp("pid1"))
+
+
+# --- PID 1 against its own container (issue 10, CVE-2019-5736's class) ----------------------------
+
+def test_pid1_exe_is_a_sealed_copy_the_container_cannot_write(ctr: Containers, pid1_probe: Path) -> None:
+    """Root in the container opens /proc/1/exe and tries to write it, directly and through an
+    O_PATH descriptor as CVE-2019-5736's exploit did. Under the Python fallback PID 1 is the
+    init itself: before the fix /proc/1/exe was the host's python3 (its path, no seals: only
+    ETXTBSY guarded it while PID 1 ran, and a descriptor kept past PID 1's exit writes it).
+    With CAP_SYS_PTRACE (`--cap-add SYS_PTRACE`, for a debugger) the Python PID 1's non-dumpable
+    flag no longer hides it; without, the probe sees EACCES and proves nothing. The host's
+    binaries are unchanged, /proc/1/exe names no host file, and what it opens carries every seal."""
+    host_binaries = [TINI, os.path.realpath(sys.executable)]
+    before = [Path(b).read_bytes() for b in host_binaries]
+    r = ctr.run("/probe", mounts=(Mount(str(pid1_probe), "/probe", readonly=True),),
+                capabilities=(*DEFAULT_CAPS, "CAP_SYS_PTRACE"))
+    assert r.returncode == 0, r.stderr
+    seen = parse_probe(r.stdout)
+    assert [Path(b).read_bytes() for b in host_binaries] == before
+    # before, the Python fallback: "/usr/bin/python3.11", seals -22 (EINVAL: no memfd)
+    memfd = "tini-static" if ctr.reaper == "tini" else "sdctr-init"
+    assert seen["exe"] == f"/memfd:{memfd} (deleted)", seen
+    assert int(seen["seals"]) == ALL_SEALS, seen
+    for way in WRITES:
+        assert seen[way] in WRITE_REFUSED, (way, seen)  # ETXTBSY, EPERM: never 0
+
+
+def test_the_python_fallback_refuses_the_caps_that_reach_its_host_libraries(tmp_path: Path,
+                                                                          rootfs: Path) -> None:
+    """The fallback's PID 1 maps the host's libc and extension modules; with CAP_SYS_PTRACE (past
+    non-dumpable) and CAP_SYS_ADMIN (for /proc/1/map_files) a container root opened them for
+    writing (seen before the refusal: the run listed /usr/lib/x86_64-linux-gnu/libc.so.6). Such a
+    container is refused with one line that names the way out; nothing is opened."""
+    c = Containers(tmp_path, rootfs, "python")
+    try:
+        r = c.run("sh", "-c", 'for f in /proc/1/map_files/*; do (exec 3<>"$f") 2>/dev/null && '
+                  'readlink "$f"; done; true',
+                  capabilities=(*DEFAULT_CAPS, "CAP_SYS_PTRACE", "CAP_SYS_ADMIN"))
+    finally:
+        c.close()
+    assert r.stdout == "", f"host files opened for writing:\n{r.stdout}"
+    assert r.returncode == 125, r
+    assert "without a static reaper" in r.stderr and "install tini-static" in r.stderr, r.stderr
+
+
 # --- namespaces ----------------------------------------------------------------------------------
 
 def test_the_command_runs_under_pid_1_and_sees_no_host_process(ctr: Containers) -> None:
     out = ctr.sh("cat /proc/1/comm; echo $PPID; ps -o pid,args")
     reaper, ppid, *ps = out.splitlines()
     # the reaper this run asked for: no silent swap of tini for the Python fallback
-    assert reaper == "tini-static" if ctr.reaper == "tini" else reaper.startswith("python"), reaper
+    # (each runs from a sealed memfd copy, tini's or the interpreter's: the kernel names it after
+    # the memfd, cut to 15 bytes)
+    assert reaper == ("memfd:tini-stat" if ctr.reaper == "tini" else "memfd:sdctr-ini"), reaper
     assert ppid == "1"
     pids = [int(line.split()[0]) for line in ps[1:]]
     assert len(pids) <= 3 and max(pids) < 10, out  # the reaper, (sh,) ps: nothing of the host's

@@ -5,6 +5,7 @@ with the modes, config flags and scriptlets the spec promises."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, checkout_version, skip_or_fail
+from helpers.el_setuptools import EL_SETUPTOOLS, el_venv
 
-from sdctr import config
+from sdctr import config, options
+from sdctr.cli.parser import build_parser
 
 pytestmark = pytest.mark.host
 
@@ -50,16 +53,51 @@ def rpms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rpms]:
     yield rpms
 
 
+@pytest.mark.parametrize("setuptools", sorted(EL_SETUPTOOLS))
+def test_rhels_setuptools_build_the_same_rpm(rpms: Rpms, setuptools: str, tmp_path: Path) -> None:
+    """The spec's %pyproject_wheel with the setuptools RHEL 9 and RHEL 8 build it with (53.0.0,
+    50.3.2: they read setup.cfg, not pyproject.toml's [project]) makes the RPM today's makes."""
+    python = el_venv(setuptools, tmp_path, pip=True)
+    out = tmp_path / "rpms"
+    r = subprocess.run([str(RPM_DIR / "build"), str(out)], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "SDCTR_BUILD_PYTHON": python})
+    assert r.returncode == 0, f"packaging/rpm/build with setuptools {setuptools} failed:\n{r.stderr}"
+    el = Rpms(out)
+    for query in ("-l", "--requires", "--provides"):
+        assert el.query(query) == rpms.query(query), f"rpm -qp {query} differs"
+
+
 def test_rpmlint_finds_nothing_unexplained(rpms: Rpms) -> None:
     rpmlint = Path(sys.executable).with_name("rpmlint")
     if not rpmlint.exists():
         skip_or_fail("rpmlint is missing: pip install -e '.[test]'")
-    r = subprocess.run([str(rpmlint), "-r", str(RPM_DIR / "sdctr.rpmlintrc"), str(RPM_DIR / "sdctr.spec"),
+    r = subprocess.run([str(rpmlint), "-c", str(RPM_DIR / "rpmlint.toml"),
+                        "-r", str(RPM_DIR / "sdctr.rpmlintrc"), str(RPM_DIR / "sdctr.spec"),
                         str(rpms.binary), str(rpms.source)], capture_output=True, text=True, timeout=300,
                        env=rpms.env)
     summary = r.stdout.strip().splitlines()[-1]
     assert "2 packages and 1 specfiles checked; 0 errors, 0 warnings" in summary, r.stdout
     assert r.returncode == 0, r.stdout
+
+
+@pytest.fixture(scope="module")
+def payload(rpms: Rpms, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The binary RPM's files, unpacked (rpm2archive: the payload as a tar; Debian has no cpio)."""
+    root = tmp_path_factory.mktemp("payload")
+    with rpms.binary.open("rb") as rpm:
+        tar = subprocess.run(["rpm2archive", "-"], stdin=rpm, check=True, capture_output=True,
+                             env=rpms.env).stdout
+    subprocess.run(["tar", "-xz"], input=tar, cwd=root, check=True)
+    return root
+
+
+def parser_verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser's own verbs by their first name (an alias names the same parser)."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for name, sub in (parser._subparsers._group_actions[0].choices if parser._subparsers else {}).items():
+        if all(sub is not seen for seen in found.values()):
+            found[name] = sub
+    return found
 
 
 def readme_file_list() -> list[str]:
@@ -70,13 +108,14 @@ def readme_file_list() -> list[str]:
 
 
 def test_the_rpm_installs_what_the_readme_says(rpms: Rpms) -> None:
-    # man pages: .gz where brp-compress ran (RHEL), plain here (sdctr.rpmlintrc)
-    files = {f.removesuffix(".gz") for f in rpms.query("-l").split()}
+    files = set(rpms.query("-l").split())
     python = {f for f in files if f == SITELIB or f.startswith(SITELIB + "/")}
     listed = readme_file_list()
     assert sum(line.startswith("/usr/lib/python3") for line in listed) == 1
-    others = {line.rstrip("/").removesuffix(".gz") for line in listed
-              if not line.startswith("/usr/lib/python3")}
+    # sdctr-VERB.1.gz: one page for each verb the parser has today
+    verbs = parser_verbs(build_parser())
+    listed = [line.replace("VERB", verb) for line in listed for verb in (verbs if "VERB" in line else [""])]
+    others = {line.rstrip("/") for line in listed if not line.startswith("/usr/lib/python3")}
     # the directories the listed files sit in are the package's too (/etc/sdctr, /usr/share/doc/sdctr)
     parents = {str(p) for f in others for p in Path(f).parents} - {"/"}
     assert files - python - parents == others, "README's list and `rpm -qlp` differ"
@@ -129,3 +168,99 @@ def test_the_shipped_configuration_names_every_key_commented_out(rpms: Rpms, tmp
         for key in getattr(config.Config(), section)._fields:
             assert re.search(rf"(?m)^#\s+{key}:", text), f"{section}.{key} is not in sdctr.yaml"
     assert parsed.network == config.NetworkSettings(gateway="10.89.0.1")
+
+
+def man(page: Path) -> str:
+    """The page as `man` shows it on an 80-column terminal; any warning of groff's fails."""
+    r = subprocess.run(["man", "--warnings", "-l", str(page)], capture_output=True, text=True,
+                       env={**os.environ, "MANWIDTH": "80", "PAGER": "cat"})
+    assert r.returncode == 0 and r.stderr == "", f"man -l {page.name}:\n{r.stderr}"
+    return re.sub(".\b", "", r.stdout)  # grotty's bold and underline, as overstrikes
+
+
+def test_every_verb_has_a_man_page_that_renders_without_warnings(payload: Path) -> None:
+    if not shutil.which("man"):
+        skip_or_fail("man is missing (man-db): run tests/setup")
+    man1 = payload / "usr/share/man/man1"
+    verbs = parser_verbs(build_parser())
+    assert {p.name for p in man1.iterdir()} == {"sdctr.1.gz"} | {f"sdctr-{v}.1.gz" for v in verbs}
+    text = man(man1 / "sdctr.1.gz")
+    see_also = text.split("SEE ALSO", 1)[1]
+    for verb, sub in verbs.items():
+        assert f"sdctr-{verb}(1)" in see_also, f"sdctr(1) does not point to sdctr-{verb}(1)"
+        page = man(man1 / f"sdctr-{verb}.1.gz")
+        assert re.search(rf"^NAME\n\s+sdctr-{re.escape(verb)}\s+-\s+\S", page, re.M), page[:300]
+        # every option the verb takes is on its page (a group's page: its verbs' options too)
+        flags = {f for p in (sub, *parser_verbs(sub).values()) for a in p._actions
+                 if a.help != argparse.SUPPRESS for f in a.option_strings}
+        missing = {f for f in flags if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", page)}
+        assert not missing, f"sdctr-{verb}(1) lacks {sorted(missing)}"
+    for page in (payload / "usr/share/man/man5").iterdir():
+        man(page)
+
+
+def test_the_file_format_pages_name_every_key(payload: Path) -> None:
+    if not shutil.which("man"):
+        skip_or_fail("man is missing (man-db): run tests/setup")
+    man5 = payload / "usr/share/man/man5"
+    settings = man(man5 / "sdctr.yaml.5.gz")
+    for section in config.Config._fields:
+        assert re.search(rf"^   {section}$", settings, re.M), f"sdctr.yaml(5) lacks {section}"
+        for key in getattr(config.Config(), section)._fields:
+            assert re.search(rf"^       {key}\b", settings, re.M), f"sdctr.yaml(5) lacks {section}.{key}"
+    declared = man(man5 / "sdctr-containers.5.gz")
+    for option in options.OPTIONS:
+        if option.yaml_key:
+            # a run flag's key names its flag; a declared container's own key says so
+            title = r"\(sdctr run" if option.flags else r"\(a declared container's own key\)"
+            assert re.search(rf"^       {option.yaml_key} {title}", declared, re.M), option.yaml_key
+
+
+def bash_complete(payload: Path, line: str) -> set[str]:
+    """What bash offers at the end of `line` (COMP_WORDS as bash splits it), with the RPM's file."""
+    words = line.split(" ")
+    script = (f"source {payload}/usr/share/bash-completion/completions/sdctr; "
+              f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; "
+              "_sdctr; printf '%s\\n' \"${COMPREPLY[@]}\"")
+    r = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True, check=True)
+    assert r.stderr == "", r.stderr
+    return set(r.stdout.split())
+
+
+def zsh_complete(payload: Path, line: str) -> set[str]:
+    """What the RPM's zsh function offers at the end of `line`: loaded as a user's .zshrc would
+    (compinit, then the file sourced), then run with _describe and _files replaced by stubs that
+    print the candidates (a completion widget needs a terminal)."""
+    words = line.split(" ")
+    script = ("autoload -U compinit && compinit -u -D && "
+              f"source {payload}/usr/share/zsh/site-functions/_sdctr && "
+              "[[ ${_comps[sdctr]} == _sdctr ]] || { echo 'compdef did not register _sdctr' >&2; exit 1; }\n"
+              "_describe() { local -a c; c=(\"${(@P)4}\"); print -l -- ${c%%:*} }\n"
+              "_files() { print -- '<files>' }\n"
+              f"words=({' '.join(repr(w) for w in words)}); CURRENT={len(words)}; _sdctr")
+    r = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True,
+                       env={**os.environ, "HOME": str(payload)})
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return {w.replace("\\:", ":") for w in r.stdout.split()}
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_offers_the_parsers_verbs_and_flags(payload: Path, shell: str) -> None:
+    if not shutil.which(shell):
+        skip_or_fail(f"{shell} is missing: run tests/setup")
+    complete = bash_complete if shell == "bash" else zsh_complete
+    parser = build_parser()
+    verbs = parser_verbs(parser)
+    top = complete(payload, "sdctr ")
+    assert set(verbs) <= top, set(verbs) - top
+    for verb, sub in verbs.items():
+        if sub._subparsers:  # a group: its verbs, aliases included, after it (and after an option)
+            names = set(sub._subparsers._group_actions[0].choices)
+            assert complete(payload, f"sdctr {verb} ") >= names, verb
+            assert complete(payload, f"sdctr --debug {verb} ") >= names, verb
+    run_flags = {f for a in verbs["run"]._actions for f in a.option_strings}
+    assert complete(payload, "sdctr run --me") >= {"--memory"}
+    assert complete(payload, "sdctr run -") >= run_flags
+    assert "--unit-file-mode" not in complete(payload, "sdctr --"), "a hidden option is offered"
+    # after the verbs, an argument (an image, a file): nothing the parser knows
+    assert not {"run", "ps"} & complete(payload, "sdctr run busybox ")

@@ -9,11 +9,13 @@ import os
 import stat
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 from test_snapshotters import sh_in
 
+from sdctr import state
 from sdctr.image import store as images
 from sdctr.image.store import Image
 from sdctr.log import SdctrError
@@ -101,6 +103,32 @@ def test_removing_the_image_deletes_its_unpacked_layers(paths: Paths, tmp: Path,
     assert list((paths.root / "overlay/layers").iterdir()) == []
 
 
+def test_a_killed_unpacks_directory_goes_at_the_next_unpack_and_prune(paths: Paths, busybox: Image) -> None:
+    """An unpack killed (SIGKILL) leaves its .tmp- directory: the next unpack or prune deletes it
+    once its writer's lock is free (the writer's own, live one stays), whatever its age."""
+    import fcntl
+
+    snap = OverlaySnapshotter(paths)
+    snap.unpack(busybox)
+    layers = paths.root / "overlay/layers"
+    dead, live = layers / ".tmp-dead-x", layers / ".tmp-live-y"
+    for d in (dead, live):
+        (d / "etc").mkdir(parents=True)
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        snap.prune({busybox.layers[0]})
+        assert sorted(p.name for p in layers.iterdir() if p.name.startswith(".")) == [".tmp-live-y"]
+    finally:
+        os.close(fd)
+    (dead / "etc").mkdir(parents=True)
+    import shutil
+
+    shutil.rmtree(layers / busybox.layers[0][7:])  # so that it is unpacked again
+    snap.unpack(busybox)
+    assert sorted(p.name for p in layers.iterdir()) == [busybox.layers[0][7:]]
+
+
 def _spec(image: Image, *, ephemeral: bool = False) -> ContainerSpec:
     return ContainerSpec(id=C1, name="c1", image="busybox", image_id=image.id, command=("true",),
                          ephemeral=ephemeral)
@@ -186,11 +214,43 @@ def test_the_units_poststop_script_removes_a_clean_rm_container(paths: Paths, tm
     assert mounts_under(tmp) == []
     for gone in (OverlaySnapshotter(paths).container_dir(C1), paths.run_dir(C1), paths.container_dir(C1)):
         assert not gone.exists(), gone
-    exit_file = hooks.exit_file(paths, C1)
-    if attached:  # what the waiting `sdctr run` reads
-        assert json.loads(exit_file.read_text())["exit_code"] == 3
-    else:
-        assert not exit_file.exists()
+    # what the waiting `sdctr run` reads, or a `wait` that comes after the record is gone
+    assert json.loads(hooks.exit_file(paths, C1).read_text())["exit_code"] == 3
+
+
+def test_the_units_poststop_script_removes_the_record_under_its_lock(paths: Paths, tmp: Path,
+                                                                     busybox: Image) -> None:
+    """status.json is read-modify-written under the record's lock (state.record_locked) by the
+    init, the hook and `sdctr stop`; the script removed the record without it, so a writer could
+    put a file back into a directory being removed (rm -rf then fails: a record without its
+    config, or the hook's slow path). It must wait for the lock's holder, then remove it all."""
+    spec = _rm_container(paths, busybox, attached=False)
+    command = hooks.poststop_command(paths, spec)
+    assert command is not None
+    hook_ran = tmp / "hook-ran"
+    env = {"PATH": os.environ["PATH"], "EXIT_CODE": "exited", "EXIT_STATUS": "0",
+           "SERVICE_RESULT": "success"}
+    try:
+        with state.record_locked(paths, C1) as d:
+            proc = subprocess.Popen([*command, "/bin/sh", "-c", f"echo hook > {hook_ran}"], env=env,
+                                    stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 10
+            while paths.run_dir(C1).exists() and time.monotonic() < deadline:  # up to the record
+                time.sleep(0.02)
+            time.sleep(0.5)
+            assert proc.poll() is None, proc.communicate()  # waiting for us...
+            assert (paths.container_dir(C1) / "config.json").exists()  # ...with the record whole
+            # a status update the holder finishes: written whole, then removed with the rest
+            state.write_json_atomic(paths.container_dir(C1) / "status.json", {"running": False},
+                                    dir_fd=d)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert not hook_ran.exists()  # the fast path did it all
+        assert not paths.container_dir(C1).exists()
+        assert os.listdir(paths.containers) == []
+        assert state.update_status(paths, C1, running=False) is None  # and no writer brings it back
+    finally:
+        hooks.remove_container(paths, spec)
 
 
 @pytest.mark.parametrize("env", [

@@ -69,6 +69,18 @@ def test_wait_on_an_auto_removed_container_and_kill_of_a_stopped_one(host: Machi
     assert sdctr(host, "wait", cid).stdout.strip() == "3"
     cid = run_d(host, "--rm", "busybox", "sh", "-c", "sleep 1; kill -9 $$")
     assert sdctr(host, "wait", cid).stdout.strip() == "137"
+    # The race the tests once lost under load: a `wait` that starts after the container exited
+    # and was removed gets its exit status all the same (by id or id prefix), whether the
+    # poststop script (a plain exit) or the hook (a signal) removed it.
+    for command, code in (("exit 3", "3"), ("kill -9 $$", "137")):
+        cid = run_d(host, "--rm", "busybox", "sh", "-c", command)
+        record = f"/var/lib/sdctr/containers/{cid}"
+        wait_for(lambda record=record: host.exec("test", "-e", record, check=False).returncode == 1,
+                 what="the container's removal")
+        assert cid[:12] not in sdctr(host, "ps", "-aq").stdout.split()
+        r = sdctr(host, "wait", cid, check=False)
+        assert (r.returncode, r.stdout) == (0, f"{code}\n"), r
+        assert sdctr(host, "wait", cid[:12]).stdout == f"{code}\n"
     cid = run_d(host, "--name", "done", "busybox", "true")
     try:
         assert sdctr(host, "wait", cid).stdout.strip() == "0"

@@ -41,6 +41,11 @@ memory: 64m
 cpu_shares: 512
 pids_limit: 50
 restart: always
+depends_on: [db]
+unit:
+  Documentation: https://example.com/web
+service:
+  OOMScoreAdjust: 100
 """
 DB = "image: busybox\ncommand: sleep 100000\n"
 TYPO = "image: busybox\ncommand: sleep 100000\nmemroy: 64m\n"
@@ -136,3 +141,25 @@ def test_run_restart_containers_come_back_but_one_stopped_by_hand(rebooted: Mach
     assert states["stopper"] == "exited"  # unless-stopped, stopped by hand: stays stopped
     assert states["plain"] == "exited"  # --restart no
     assert active(rebooted, "sdctr-restart.service") == "active"
+
+
+def test_depends_on_starts_db_first_and_stops_web_with_it(rebooted: Machine) -> None:
+    """Last in this module: it stops both containers."""
+    wait_for(lambda: active(rebooted, "ctr-web.service") == "active", timeout=60, what="ctr-web active")
+
+    def show(unit: str, prop: str) -> int:
+        return int(rebooted.exec("systemctl", "show", "-P", prop, unit).stdout.strip() or 0)
+
+    # at boot, web's start began only once db was up (After=), and both are from this boot
+    assert 0 < show("ctr-db.service", "ActiveEnterTimestampMonotonic") <= \
+        show("ctr-web.service", "InactiveExitTimestampMonotonic")
+    # the extra settings reached the unit, and systemd applied them
+    assert rebooted.exec("systemctl", "show", "-P", "Documentation", "ctr-web.service").stdout.strip() == \
+        "https://example.com/web"
+    pid = show("ctr-web.service", "MainPID")
+    assert rebooted.exec("cat", f"/proc/{pid}/oom_score_adj").stdout.strip() == "100"
+    # Requires=: stopping db stops web; starting web starts db again
+    rebooted.exec("systemctl", "stop", "ctr-db.service")
+    assert active(rebooted, "ctr-web.service") == "inactive"
+    rebooted.exec("systemctl", "start", "ctr-web.service")
+    assert active(rebooted, "ctr-db.service") == "active"

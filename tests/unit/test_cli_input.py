@@ -120,6 +120,25 @@ def test_log_times_reach_journalctl_as_unix_seconds() -> None:
 
     class Spec:
         unit = "ctr-0123456789ab.service"
+        id = "0123456789ab" + "0" * 52
 
     argv = journalctl_argv(Spec(), False, None, "1767348000.5", until="1767348001.5")  # type: ignore[arg-type]
     assert argv[-4:] == ["--since", "@1767348000", "--until", "@1767348002"]
+
+
+def test_a_foreground_runs_copy_is_one_native_entry_a_line() -> None:
+    """The copy the CLI journals for a foreground run: a value with a newline goes by length (the
+    native protocol), plain ones as KEY=value; `sdctr logs` matches the unit's own lines or,
+    from root, the copy's field."""
+    from sdctr.init.journal import FOREGROUND_FIELD, native_entry
+    from sdctr.runtime.logs import journalctl_argv
+
+    assert native_entry({"MESSAGE": b"a=b", "PRIORITY": "3"}) == b"MESSAGE=a=b\nPRIORITY=3\n"
+    assert native_entry({"MESSAGE": b"x\ny"}) == b"MESSAGE\n" + (3).to_bytes(8, "little") + b"x\ny\n"
+
+    class Spec:
+        unit = "ctr-0123456789ab.service"
+        id = "0123456789ab" + "0" * 52
+
+    argv = journalctl_argv(Spec(), False, None, None)  # type: ignore[arg-type]
+    assert argv[-4:] == [f"_SYSTEMD_UNIT={Spec.unit}", "+", f"{FOREGROUND_FIELD}={Spec.id}", "_UID=0"]

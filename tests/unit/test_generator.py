@@ -8,7 +8,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -174,12 +173,9 @@ def test_the_installed_generator_renders_a_hundred_containers(tmp_path: Path) ->
     fixture = (GOLDEN / "declared-web.container").read_text().replace("8080:80", "{port}:80")
     for i in range(100):
         (src / f"web{i}.yaml").write_text(fixture.replace("{port}", str(8000 + i)))
-    started = time.monotonic()
-    run_generator(src, out)
-    elapsed = time.monotonic() - started
+    run_generator(src, out)  # how fast: bench/generator_bench.py (no timed assertion: load varies)
     assert len(list(out.glob("ctr-web*.service"))) == 100
     assert "MemoryLimit=268435456" in (out / "ctr-web99.service").read_text()
-    assert elapsed < 2.0, elapsed  # the bench (bench/generator.py) measures; this catches a blow-up
 
 
 @pytest.mark.parametrize(("policy", "by_hand", "back"), [

@@ -4,6 +4,7 @@ route-overlap check; and the unit's network hooks in its properties."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_a_requested_address_is_checked(requested: str, message: str) -> None:
 
 
 def test_leases_persist_release_and_keep_an_address_per_container(tmp_path: Path) -> None:
-    path = tmp_path / "networks" / "bridge.json"
+    path = tmp_path / "networks" / "bridge"
     with ipam.Leases.open(path) as leases:
         a = leases.lease("a" * 64, SUBNET, GW)
         assert leases.lease("a" * 64, SUBNET, GW) == a  # a restart keeps its address
@@ -69,13 +70,24 @@ def test_leases_persist_release_and_keep_an_address_per_container(tmp_path: Path
     assert a != b and ipam.lease_of(path, "b" * 64) == ipam.format_ip(b)
     with ipam.Leases.open(path) as leases:
         assert leases.release("a" * 64) == ipam.format_ip(a)
-    assert json.loads(path.read_text())["leases"] == {"b" * 64: "10.89.0.3"}
+    # one file per container, as sdctr/netup.sh and netdown.sh read and remove them
+    assert sorted(os.listdir(path)) == [".last", "b" * 64]
+    assert (path / ("b" * 64)).read_text() == "10.89.0.3\n" and ipam.read(path) == {"b" * 64: "10.89.0.3"}
     with ipam.Leases.open(path) as leases:  # the next one follows the last, not the freed .2
         assert leases.lease("c" * 64, SUBNET, GW) == ip("10.89.0.4")
 
 
+def test_the_one_file_format_before_is_moved_into_the_directory(tmp_path: Path) -> None:
+    before = {"last": "10.89.0.9", "leases": {"a" * 64: "10.89.0.9"}}
+    (tmp_path / "bridge.json").write_text(json.dumps(before))
+    with ipam.Leases.open(tmp_path / "bridge") as leases:
+        assert leases.leases == {"a" * 64: "10.89.0.9"}
+        assert leases.lease("b" * 64, SUBNET, GW) == ip("10.89.0.10")
+    assert not (tmp_path / "bridge.json").exists()
+
+
 def test_concurrent_leases_are_distinct(tmp_path: Path) -> None:
-    path = tmp_path / "bridge.json"
+    path = tmp_path / "bridge"
     got: list[int] = []
 
     def take(n: int) -> None:
@@ -86,14 +98,22 @@ def test_concurrent_leases_are_distinct(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(set(got)) == 30 and len(json.loads(path.read_text())["leases"]) == 30
+    assert len(set(got)) == 30 and len(ipam.read(path)) == 30
 
 
 def test_the_table_text_declares_once_and_refills_its_chains() -> None:
     text = nft.table_text([nft.NetRules("bridge", "sdctr0", "10.89.0.0/16")])
     assert text.startswith("table ip sdctr {\n")
     assert [ln for ln in text.splitlines() if ln.startswith("flush chain")] == [
-        "flush chain ip sdctr prerouting", "flush chain ip sdctr output", "flush chain ip sdctr postrouting"]
+        "flush chain ip sdctr prerouting", "flush chain ip sdctr output", "flush chain ip sdctr postrouting",
+        "flush chain ip sdctr forward"]
+    assert " drop " not in text  # one network: nothing to keep apart
+    two = nft.table_text([nft.NetRules("bridge", "sdctr0", "10.89.0.0/16"),
+                          nft.NetRules("web", "sdbr1", "10.90.0.0/16")])
+    assert [ln for ln in two.splitlines() if " drop " in ln] == [
+        'add rule ip sdctr forward iifname "sdctr0" oifname "sdbr1" drop comment "network bridge"',
+        'add rule ip sdctr forward iifname "sdbr1" oifname "sdctr0" drop comment "network web"']
+    assert 'ip saddr 10.90.0.0/16 oifname != "sdbr1" masquerade' in two
     assert ('add rule ip sdctr postrouting ip saddr 10.89.0.0/16 oifname != "sdctr0" masquerade '
             'comment "network bridge"') in text
     assert 'ip saddr 127.0.0.0/8 oifname "sdctr0" masquerade' in text
@@ -153,6 +173,11 @@ def test_a_bridge_container_sets_up_its_network_before_the_init_and_tears_it_dow
                                                   prestart=["/bin/mount", "x"]))
     assert [argv for _, argv, _ in props["ExecStartPre"]] == [["/bin/mount", "x"],
                                                             ["sdctr", "hook", "netup", "e" * 64]]
+    # the shell scripts, where given, with the hook's argv to hand over to
+    scripts = dict((n, v) for n, _, v in properties(_spec(NetworkMode.BRIDGE), Host(2, 252), ["sdctr"],
+                                                    network=(["sh", "up.sh"], ["sh", "down.sh"])))
+    assert scripts["ExecStartPre"][-1] == ("sh", ["sh", "up.sh", "sdctr", "hook", "netup", "e" * 64], False)
+    assert scripts["ExecStopPost"][0] == ("sh", ["sh", "down.sh", "sdctr", "hook", "netdown", "e" * 64], True)
     assert props["ExecStopPost"][0] == ("sdctr", ["sdctr", "hook", "netdown", "e" * 64], True)
     assert props["ExecStopPost"][1][1][-2:] == ["poststop", "e" * 64]
     text = unit_file(properties(_spec(NetworkMode.BRIDGE), Host(2, 219), ["sdctr"]))
@@ -165,3 +190,68 @@ def test_a_bridge_container_sets_up_its_network_before_the_init_and_tears_it_dow
 def test_ports_survive_the_record() -> None:
     spec = _spec(NetworkMode.BRIDGE).replace(ip="10.89.0.9")
     assert ContainerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+def test_a_host_without_nft_is_told_before_anything_is_made(tmp_path: Path) -> None:
+    from sdctr.net.setup import require_tools
+
+    (tmp_path / "ip").write_text("")
+    (tmp_path / "ip").chmod(0o755)
+    with pytest.raises(SdctrError, match=r"^the bridge network needs nft, which this host lacks "
+                                         r"\(package nftables\)$") as e:
+        require_tools([str(tmp_path)])
+    assert "--network none" in (e.value.hint or "")
+    (tmp_path / "nft").write_text("")
+    (tmp_path / "nft").chmod(0o755)
+    require_tools([str(tmp_path)])
+
+
+def test_user_networks_take_free_subnets_from_the_pool_and_refuse_overlaps(tmp_path: Path) -> None:
+    from sdctr.net.network import create_network, network_named, user_networks
+    from sdctr.paths import Paths
+
+    paths = Paths.from_root(str(tmp_path))
+    routes = [{"dst": "10.91.4.0/24", "dev": "eth9"}]  # a host route: its /16 is passed over
+    assert create_network(paths, "front", None, None, routes).subnet.text == "10.90.0.0/16"
+    back = create_network(paths, "back", None, None, routes)
+    assert back.subnet.text == "10.92.0.0/16" and back.gateway_text == "10.92.0.1"
+    assert back.bridge.startswith("sdbr") and len(back.bridge) == 15
+    mine = create_network(paths, "mine", "10.200.0.0/24", "10.200.0.254", routes)
+    assert network_named(paths, "mine") == mine and mine.gateway_text == "10.200.0.254"
+    assert [n.name for n in user_networks(paths)] == ["back", "front", "mine"]
+    for name, subnet, gateway, message in [
+            ("front", None, None, "network front already exists"),
+            ("x", "10.89.128.0/24", None, "overlaps network bridge's 10.89.0.0/16"),
+            ("x", "10.91.0.0/16", None, "overlaps the host's route 10.91.4.0/24 dev eth9"),
+            ("x", "10.201.0.0/24", "10.202.0.1", "is not a host address of 10.201.0.0/24"),
+            ("x", "10.201.0.1/24", None, "has host bits set")]:
+        with pytest.raises(SdctrError, match=re.escape(message)):
+            create_network(paths, name, subnet, gateway, routes)
+    with pytest.raises(SdctrError, match="--network 'nosuch': no such network"):
+        network_named(paths, "nosuch")
+
+
+def test_a_user_networks_hosts_name_its_other_members() -> None:
+    assert dns.hosts("a1", "10.90.0.2", [("10.90.0.3", "b1 0123456789ab")]).splitlines()[2:] == [
+        "10.90.0.2\ta1", "10.90.0.3\tb1 0123456789ab"]
+
+
+def test_etc_files_never_recreate_a_removed_record(tmp_path: Path) -> None:
+    """The netup hook writes hosts and resolv.conf into the record directory: one that `rm`
+    removed meanwhile is a one-line error, not a directory without a config (seen before: the
+    hook made it again with mkdir -p). What it writes is 0644 whatever the umask."""
+    from sdctr.net.setup import write_file
+
+    record = tmp_path / "containers" / ("a" * 64)
+    with pytest.raises(SdctrError, match="was removed while it started"):
+        write_file(record, "hosts", "127.0.0.1\tlocalhost\n")
+    assert not record.exists()
+    record.mkdir(parents=True)
+    old = os.umask(0o077)
+    try:
+        write_file(record, "hosts", "127.0.0.1\tlocalhost\n")
+    finally:
+        os.umask(old)
+    assert (record / "hosts").read_text() == "127.0.0.1\tlocalhost\n"
+    assert (record / "hosts").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in record.iterdir()] == ["hosts"]

@@ -39,8 +39,10 @@ def test_the_table_covers_every_flag_of_run_and_create(verb: str) -> None:
     # and every value the parser leaves is a field the record takes: nothing is parsed aside
     dests = set(vars(parser.parse_args([verb, "img"]))) - GLOBAL_DESTS
     assert {o.dest for o in OPTIONS if o.verb in ("", verb)} <= dests <= {o.dest for o in OPTIONS}
-    # restart_retries, on-failure:N's N, comes with --restart's policy
-    assert {o.dest for o in OPTIONS} | {"restart_retries"} == set(RunOptions._fields)
+    # restart_retries, on-failure:N's N, comes with --restart's policy; network_name with --network;
+    # healthcheck, Compose's mapping, sets the health_* fields
+    implied = {"restart_retries", "network_name"}
+    assert {o.dest for o in OPTIONS} - {"healthcheck"} | implied == set(RunOptions._fields)
 
 
 def test_no_flag_means_the_records_defaults() -> None:
@@ -64,14 +66,23 @@ workdir: /srv
 user: "1000:1000"
 hostname: web
 volumes: ["/srv/data:/data:ro"]
+mounts: ["type=volume,src=cache,dst=/cache"]
+tmpfs: ["/scratch:size=1m"]
 read_only: true
 cap_add: [net_admin]
 cap_drop: CHOWN
 restart: on-failure:3
 labels: {tier: web, team: }
-network: bridge
+network: front
+network_aliases: [db]
 ports: ["127.0.0.1:8080:80", "5353:53/udp"]
+publish_all: true
 ip: 10.89.0.10
+add_hosts: ["db:10.1.2.3", "gw:host-gateway"]
+dns: 192.0.2.53
+dns_search: [example.test]
+dns_options: [ndots:2]
+mac_address: "02:AA:bb:cc:dd:ee"
 ephemeral: yes
 pull: never
 platform: linux/arm64
@@ -80,23 +91,35 @@ privileged: true
 """
 FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100", "-e", "A=1", "-e", "B",
          "--env-file", "/etc/web.env", "-w", "/srv", "-u", "1000:1000", "-h", "web",
-         "-v", "/srv/data:/data:ro", "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
-         "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "bridge",
+         "-v", "/srv/data:/data:ro", "--mount", "type=volume,src=cache,dst=/cache",
+         "--tmpfs", "/scratch:size=1m",
+         "--read-only", "--cap-add", "net_admin", "--cap-drop", "CHOWN",
+         "--restart", "on-failure:3", "-l", "tier=web", "--label", "team", "--network", "front",
+         "--network-alias", "db",
          "-p", "127.0.0.1:8080:80",
-         "--publish", "5353:53/udp", "--ip", "10.89.0.10", "--entrypoint", "/bin/env", "--ephemeral",
+         "--publish", "5353:53/udp", "-P", "--ip", "10.89.0.10",
+         "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway", "--dns", "192.0.2.53",
+         "--dns-search", "example.test", "--dns-option", "ndots:2", "--mac-address", "02:aa:bb:cc:dd:ee",
+         "--entrypoint", "/bin/env", "--ephemeral",
          "--pull", "never", "--platform", "linux/arm64", "--device", "/dev/loop3:/dev/xvda:r",
          "--privileged", "busybox:1.36", "sh", "-c", "echo hi"]
 
 
 def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
     declared = yaml.safe_load(DECLARED)
-    assert set(declared) == {o.yaml_key for o in OPTIONS if o.yaml_key}
+    assert set(declared) == {o.yaml_key for o in OPTIONS if o.yaml_key and o.verb != "declared"}
     from_yaml = run_options(declared, yaml=True)
     assert from_yaml == flags_of(FLAGS)
     default = RunOptions(image="")
     unchanged = [o.yaml_key for o in OPTIONS
-                 if o.yaml_key and getattr(from_yaml, o.dest) == getattr(default, o.dest)]
-    assert unchanged == []
+                 if o.yaml_key and o.verb != "declared"
+                 and getattr(from_yaml, o.dest) == getattr(default, o.dest)]
+    # bridge is the default network (as Docker's): that the key is read, another value shows
+    assert unchanged == ["network"]
+    others = {k: v for k, v in declared.items() if k not in ("ports", "ip", "publish_all", "mac_address",
+                                                              "network_aliases")}
+    assert run_options({**others, "network": "host"}, yaml=True).network is NetworkMode.HOST
+    assert RunOptions(image="").network is NetworkMode.BRIDGE
     assert from_yaml.memory == 256 << 20 and from_yaml.volumes == (Mount("/srv/data", "/data", True),)
     assert from_yaml.cap_add == ("CAP_NET_ADMIN",) and from_yaml.restart is RestartPolicy.ON_FAILURE
     assert from_yaml.restart_retries == 3 and from_yaml.labels == ("tier=web", "team=")
@@ -107,17 +130,28 @@ BAD = {
     "name": ("x/y", "is not a valid container name"), "cpu_shares": ("1", "is outside 2..262144"),
     "memory": ("10xb", "is not a size"), "cpus": ("lots", "is not a number"),
     "pids_limit": ("0", "use a positive number"), "env": ("=x", "is not KEY=VALUE"),
-    "volumes": ("named:/data", "absolute host path"), "cap_add": ("fly", "unknown capability 'CAP_FLY'"),
+    "volumes": ("a/b:/data", "absolute host path or a volume name"),
+    "mounts": ("type=bind,src=/a,dst=/b,foo=1", "unknown key 'foo'"),
+    "tmpfs": ("/t:bogus", "unknown tmpfs option"),
+    "cap_add": ("fly", "unknown capability 'CAP_FLY'"),
     "cap_drop": ("CAP_FLY", "unknown capability"), "restart": ("sometimes", "is not a restart policy"),
-    "network": ("bogus", "no such network"), "pull": ("often", "often"),
-    "publish": ("80", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
+    "network": ("bo/gus", "no such network"), "pull": ("often", "often"),
+    "publish": ("http", "is not [IP:]HOSTPORT:CONTAINERPORT"), "ip": ("10.89.0", "is not an IPv4 address"),
     "user": ("4294967295", "is not a user or group id"), "labels": ("=x", "is not KEY=VALUE"),
     "devices": ("/dev/loop3:rwx", "permissions 'rwx' are not some of r, w, m"),
+    "health_cmd": (" ", "is empty"), "health_interval": ("soon", "is not a duration"),
+    "health_timeout": ("1s5", "is not a duration"), "health_start_period": ("1x", "is not a duration"),
+    "health_retries": ("0", "is not a positive whole number"), "health_on_failure": ("never", "never"),
+    "add_hosts": ("db", "is not NAME:ADDRESS"), "dns": ("resolver", "is not an IP address"),
+    "dns_search": ("a b", "is not a domain name"), "dns_options": ("ndots 2", "is not one resolver option"),
+    "mac_address": ("02:aa:bb", "is not a MAC address"),
+    "network_aliases": ("a b", "is not a host name"),
 }
 
 
 def test_every_parser_has_a_bad_value_here() -> None:
-    assert set(BAD) == {o.dest for o in OPTIONS if o.parse}
+    # the declared-only keys' bad values: test_declared_deps
+    assert set(BAD) == {o.dest for o in OPTIONS if o.parse and o.verb != "declared"}
 
 
 @pytest.mark.parametrize("dest", sorted(BAD))
@@ -217,13 +251,15 @@ def test_restart_policies() -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [
     ("/srv:/data", Mount("/srv", "/data", False)), ("/srv:/data:ro", Mount("/srv", "/data", True)),
+    ("data:/data", Mount("data", "/data", kind="volume")), ("/srv:/data:ro,Z", Mount("/srv", "/data", True)),
 ])
 def test_volumes(value: str, expected: Mount) -> None:
     assert opts.parse_mount("--volume", value) == expected
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("/srv", "is not SRC:DST"), ("named:/data", "absolute host path"), ("/srv:/", "other than /"),
+    ("/srv", "is not SRC:DST"), ("-named:/data", "absolute host path or a volume name"),
+    ("a/b:/data", "volume name"), ("/srv:/", "other than /"),
     ("/srv:data", "absolute path"), ("/srv:/data:rx", "not ro or rw"),
 ])
 def test_bad_volumes(value: str, message: str) -> None:

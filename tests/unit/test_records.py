@@ -104,6 +104,28 @@ def test_a_write_needs_its_directory(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_the_inits_etc_files_never_bring_a_removed_record_back(paths: Paths) -> None:
+    """The init writes hostname, hosts and resolv.conf into the record directory after reading
+    the record: an `rm` in between must fail the start with one line, not leave a directory
+    without a config (it made it again, with its parents, mkdir(parents=True))."""
+    from sdctr.init import standard
+    from sdctr.log import SdctrError
+
+    spec = state.find_by_id(paths, CID)
+    standard.write_etc_files(paths, spec)
+    names = sorted(os.listdir(paths.container_dir(CID)))
+    assert names == ["config.json", "hostname", "hosts", "resolv.conf"]
+    assert stat.S_IMODE(os.stat(paths.container_dir(CID) / "hosts").st_mode) == 0o644
+    state.remove_record(paths, CID)
+    with pytest.raises(SdctrError, match="removed while it started"):
+        standard.write_etc_files(paths, spec)
+    assert os.listdir(paths.containers) == []
+    os.rmdir(paths.containers)  # nor its parent
+    with pytest.raises(SdctrError, match="removed while it started"):
+        standard.write_etc_files(paths, spec)
+    assert not paths.containers.exists()
+
+
 def test_temp_files_of_dead_writers_are_swept_by_the_next_listing(paths: Paths) -> None:
     """A writer killed before its rename leaves .NAME.tmpPID: gone at the next `ps` once PID is
     gone; one whose writer still runs is kept."""
@@ -166,15 +188,19 @@ def test_exit_files_go_with_their_container_and_when_nobody_will_read_them(paths
     from sdctr.runtime import hooks
 
     paths.run.mkdir(parents=True, exist_ok=True)
-    gone, awaited, kept = "e" * 64, "f" * 64, CID
-    for cid in (gone, awaited, kept):
+    gone, awaited, kept, late = "e" * 64, "f" * 64, CID, "d" * 64
+    for cid in (gone, awaited, kept, late):
         hooks.exit_file(paths, cid).write_text('{"exit_code": 0}')
-    # the attached run of `awaited` is alive (this process); the one of `gone` was killed
+    # the attached run of `awaited` is alive (this process); the one of `gone` was killed; a
+    # `wait` may still come for `late`, removed (--rm) a moment ago
     state.reader_mark(paths, awaited).touch()
     (paths.run / f".{gone}.exit.json.tmp{_dead_pid()}").touch()
+    old = time.time() - state.EXIT_KEPT - 1
+    os.utime(hooks.exit_file(paths, gone), (old, old))
     state.all_specs(paths)
     assert not hooks.exit_file(paths, gone).exists()
     assert hooks.exit_file(paths, awaited).exists() and hooks.exit_file(paths, kept).exists()
+    assert hooks.exit_file(paths, late).exists()
     hooks.remove_container(paths, state.find_by_id(paths, CID))  # what `rm` does
     assert not hooks.exit_file(paths, kept).exists()
 

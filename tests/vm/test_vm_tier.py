@@ -35,6 +35,11 @@ TESTHOST_SMOKE = ("test_boot_reaches_running_with_this_checkout", "test_memory_l
                   "test_journal_shows_a_units_lines", "test_exec_passes_status_and_stdio_through",
                   "test_cp_copies_files_and_directories", "test_reboot_keeps_the_root_and_boots_again",
                   "test_several_hosts_run_at_once_and_down_leaves_nothing")
+# The other testhost files' tests whose code path exists only on cgroup v2, where no other tier
+# runs them (this machine's test host is v1 or hybrid): pause by systemd's FreezeUnit/ThawUnit.
+# Each runs twice, with transient units and with unit files.
+TESTHOST_V2_ONLY = {"tests/testhost/test_manage.py": (
+    "test_pause_freezes_every_process_and_unpause_resumes_them",)}
 HARNESS_FAILED = 125
 # What a payload asks the VM to exit with, per boot: one non-zero, one zero, so a harness that
 # always answered the same could not pass both.
@@ -164,7 +169,8 @@ def testhost_v2() -> Boot:
     r = subprocess.run([str(VM), "run", "--cgroup", "v2", "--timeout", "1800",
                         "--share", f"{REPO}:/mnt/checkout", "--share", f"{root}:{root}",
                         "--share", f"{site}:/mnt/pytest-site", str(TESTHOST_CHECK),
-                        "/mnt/checkout", "/mnt/pytest-site", "-k", " or ".join(TESTHOST_SMOKE)],
+                        "/mnt/checkout", "/mnt/pytest-site", *TESTHOST_V2_ONLY,
+                        "-k", " or ".join(TESTHOST_SMOKE + sum(TESTHOST_V2_ONLY.values(), ()))],
                        capture_output=True, text=True, timeout=3600)
     result = Boot("v2", r.returncode, r.stdout, r.stderr, parse_facts(r.stdout))
     if r.returncode == HARNESS_FAILED or result.facts.get("up_status") is None:
@@ -221,6 +227,15 @@ def test_testhost_tier_smoke_tests_pass_on_cgroup_v2(testhost_v2: Boot) -> None:
     assert testhost_v2.fact("pytest_status") == "0", testhost_v2
     for name in TESTHOST_SMOKE:
         assert f"::{name} PASSED" in testhost_v2.stdout, (name, testhost_v2)
+
+
+def test_pause_by_systemds_freezeunit_on_cgroup_v2(testhost_v2: Boot) -> None:
+    """`sdctr pause` where systemd freezes the unit (FreezeUnit, v246 on, cgroup v2): the kernel's
+    cgroup.freeze reads 1, the processes stop, unpause resumes them, stop thaws first."""
+    assert testhost_v2.fact("pytest_status") == "0", testhost_v2
+    for name in sum(TESTHOST_V2_ONLY.values(), ()):
+        for mode in ("transient", "unit-file"):
+            assert f"::{name}[{mode}] PASSED" in testhost_v2.stdout, (name, mode, testhost_v2)
 
 
 # --- the harness leaves nothing behind ----------------------------------------------------------

@@ -8,6 +8,7 @@
 # then runs the testhost tier's smoke tests inside too.
 #
 #   usage: testhost-check.sh CHECKOUT [PYTEST_SITE [PYTEST_ARGS...]]
+#     (PYTEST_ARGS may name more test files of tests/testhost, after test_testhost.py)
 #     CHECKOUT     this checkout, shared read-only (vm run --share); its testhost is run
 #     PYTEST_SITE  a directory holding pytest and what it imports (shared read-only too)
 # The test host's debootstrapped root must be shared at the path the checkout's testhost expects.

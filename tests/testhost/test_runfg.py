@@ -1,0 +1,201 @@
+"""Issue 14, as a Docker user checks it: a foreground run's lines in the journal, stdout and
+stderr apart in `logs`."""
+
+# ruff: noqa: F811  (every test takes test_runtime's `host` fixture, imported by its name)
+from __future__ import annotations
+
+import pytest
+from helpers.testhost import Machine, wait_for
+from test_runtime import host, inspect, run_d, sdctr, unit_files  # noqa: F401
+
+pytestmark = pytest.mark.testhost
+
+SCRIPT = "echo out1; echo err1 >&2; echo out2"
+
+
+def journal_of(host: Machine, unit: str) -> str:
+    return host.exec("journalctl", "-u", unit, "-o", "cat", "--no-pager").stdout
+
+
+def test_logs_keep_stderr_apart_and_a_foreground_run_is_in_the_journal(host: Machine) -> None:
+    flags = "--unit-file-mode " if unit_files(host) else ""
+    cid = run_d(host, "busybox", "sh", "-c", SCRIPT)
+    try:
+        wait_for(lambda: "out2" in sdctr(host, "logs", cid).stdout, what="the detached lines")
+        # what a user types: stderr's line is not on stdout
+        assert host.sh(f"sdctr {flags}logs {cid} 2>/dev/null").stdout == "out1\nout2\n"
+        assert host.sh(f"sdctr {flags}logs {cid} >/dev/null").stderr == "err1\n"
+
+        r = sdctr(host, "run", "--name", "fg", "busybox", "sh", "-c", SCRIPT + "; printf tail")
+        assert r.stderr == "err1\n", r.stderr
+        # an old systemd's foreground run follows the journal, which ends every line
+        assert r.stdout in ("out1\nout2\ntail", "out1\nout2\ntail\n"), r.stdout
+        unit = inspect(host, "fg")["Unit"]
+        wait_for(lambda: "tail" in journal_of(host, unit), what="the foreground run in the journal")
+        ours = ("out1", "err1", "out2", "tail")
+        assert sorted(x for x in journal_of(host, unit).splitlines() if x in ours) == sorted(ours)
+        assert host.sh(f"sdctr {flags}logs fg 2>/dev/null").stdout == "out1\nout2\ntail\n"
+        assert host.sh(f"sdctr {flags}logs fg >/dev/null").stderr == "err1\n"
+    finally:
+        sdctr(host, "rm", "-f", cid, "fg", check=False)
+
+
+# Runs argv[2:] (`sdctr attach ...`) with a pty as its terminal, as a user's shell would: types
+# a command, waits for its output, then types argv[1] (hex bytes: the detach keys), or `exit 7`;
+# "+prompt" after it: the shell's prompt is waited for first.
+ATTACH_IN_A_TERMINAL = r"""
+import os, pty, select, sys, termios, time
+pid, master = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+def read_until(token, timeout):
+    buf, end = b"", time.monotonic() + timeout
+    while token not in buf and time.monotonic() < end:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+    return buf
+def wait_raw():  # attach has put its terminal in raw mode: it relays keys from now on
+    end = time.monotonic() + 20
+    while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
+        time.sleep(0.05)
+wait_raw()
+keys, _, wait = sys.argv[1].partition("+")
+if wait == "prompt":  # a new shell: what is typed before it reads may be dropped
+    read_until(b"# ", 20)
+os.write(master, b"echo hi-$((1+2))\r")
+print("saw" if b"hi-3" in read_until(b"hi-3", 10) else "missed")
+os.write(master, b"exit 7\r" if keys == "exit" else bytes.fromhex(keys))
+end = time.monotonic() + 10
+while time.monotonic() < end:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print(os.waitstatus_to_exitcode(status))
+        break
+    read_until(b"\0", 0.2)
+else:
+    print("attach did not end")
+    os.kill(pid, 9)
+"""
+
+
+# The same terminal at 33x111, then resized to 40x120: `stty size` in the container sees both.
+RESIZED = r"""
+import fcntl, os, pty, select, struct, sys, termios, time
+pid, master = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+def read_until(token, timeout=10):
+    buf, end = b"", time.monotonic() + timeout
+    while token not in buf and time.monotonic() < end:
+        if select.select([master], [], [], 0.2)[0]:
+            buf += os.read(master, 4096)
+    return buf
+end = time.monotonic() + 20
+while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
+    time.sleep(0.05)
+os.write(master, b"stty size\r")
+print("first", b"33 111" in read_until(b"33 111"))
+fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+time.sleep(0.5)
+os.write(master, b"stty size\r")
+print("resized", b"40 120" in read_until(b"40 120"))
+os.write(master, b"\x10\x11")
+os.waitpid(pid, 0)
+"""
+
+
+def attach_in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
+    return in_a_terminal(host, keys, "attach", *args)
+
+
+def in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
+    mode = ["--unit-file-mode"] if unit_files(host) else []
+    r = host.exec("python3", "-c", ATTACH_IN_A_TERMINAL, keys, "sdctr", *mode, *args)
+    return r.stdout.split()
+
+
+def test_a_foreground_run_it_is_in_the_journal(host: Machine) -> None:
+    if unit_files(host):
+        pytest.skip("no terminal can be passed to a unit on systemd < 236")
+    try:
+        r = in_a_terminal(host, "exit+prompt", "run", "-it", "--name", "fgt", "busybox", "sh")
+        assert r == ["saw", "7"]
+        wait_for(lambda: "hi-3" in sdctr(host, "logs", "fgt").stdout, what="the terminal's output in logs")
+    finally:
+        sdctr(host, "rm", "-f", "fgt", check=False)
+
+
+def test_run_dit_then_attach_and_detach_with_dockers_keys(host: Machine) -> None:
+    sdctr(host, "run", "-dit", "--name", "box", "busybox", "sh")
+    try:
+        assert attach_in_a_terminal(host, "1011", "box") == ["saw", "0"]  # ^P^Q
+        assert inspect(host, "box")["State"]["Running"]
+        mode = ["--unit-file-mode"] if unit_files(host) else []
+        sizes = host.exec("python3", "-c", RESIZED, "sdctr", *mode, "attach", "box").stdout
+        assert sizes.split() == ["first", "True", "resized", "True"], sizes
+        assert attach_in_a_terminal(host, "1879", "--detach-keys", "ctrl-x,y", "box") == ["saw", "0"]
+        assert inspect(host, "box")["State"]["Running"]
+        r = sdctr(host, "attach", "--detach-keys", "ctrl-", "box", check=False)
+        assert r.returncode == 125 and "--detach-keys 'ctrl-'" in r.stderr, r.stderr
+        # the shell's exit ends attach with its status, as docker attach does
+        assert attach_in_a_terminal(host, "exit", "box") == ["saw", "7"]
+        wait_for(lambda: not inspect(host, "box")["State"]["Running"], what="the container's end")
+        assert "hi-3" in sdctr(host, "logs", "box").stdout  # a -t container's terminal is logged
+    finally:
+        sdctr(host, "rm", "-f", "box", check=False)
+
+
+def test_run_di_keeps_stdin_open_for_attach(host: Machine) -> None:
+    sdctr(host, "run", "-di", "--name", "cat", "busybox", "sh")
+    try:
+        assert inspect(host, "cat")["State"]["Running"]  # it used to read end of file and exit
+        sdctr(host, "attach", "--detach-keys", "ctrl-x", "cat", input="echo from-stdin\n\x18")
+        wait_for(lambda: "from-stdin" in sdctr(host, "logs", "cat").stdout, what="its output")
+        assert inspect(host, "cat")["State"]["Running"]
+    finally:
+        sdctr(host, "rm", "-f", "cat", check=False)
+
+
+def test_named_volumes_tmpfs_and_mount(host: Machine) -> None:
+    try:
+        assert sdctr(host, "volume", "create", "data").stdout == "data\n"
+        assert sdctr(host, "volume", "ls", "-q").stdout.split() == ["data"]
+        sdctr(host, "run", "--rm", "-v", "data:/srv", "busybox", "sh", "-c", "echo kept > /srv/f")
+        # made on first use, and filled from the image's content at the path (copy-up)
+        r = sdctr(host, "run", "--name", "user", "-v", "etcv:/etc", "--mount", "type=volume,src=data,dst=/d",
+                  "busybox", "sh", "-c", "cat /d/f; cat /etc/group | head -1")
+        assert r.stdout.splitlines() == ["kept", "root:x:0:"], r.stdout
+        mountpoint = json_of(sdctr(host, "volume", "inspect", "etcv").stdout)[0]["Mountpoint"]
+        assert host.exec("head", "-1", f"{mountpoint}/group").stdout == "root:x:0:\n"
+        mounts = {m["Destination"]: m for m in inspect(host, "user")["Mounts"]}
+        assert mounts["/d"]["Type"] == "volume" and mounts["/d"]["Name"] == "data"
+        r = sdctr(host, "volume", "rm", "data", check=False)  # in use by a stopped container
+        assert r.returncode == 1 and "volume data is in use by container user" in r.stderr, r.stderr
+        sdctr(host, "rm", "user")
+        assert "kept" in sdctr(host, "run", "--rm", "-v", "data:/d", "busybox", "cat", "/d/f").stdout
+        sdctr(host, "volume", "rm", "data")
+        assert sdctr(host, "volume", "prune").stdout.split() == ["Deleted", "Volumes:", "etcv"]
+        assert sdctr(host, "volume", "ls", "-q").stdout == ""
+        r = sdctr(host, "run", "--rm", "--tmpfs", "/scratch:size=1m",
+                  "--mount", "type=tmpfs,dst=/t,tmpfs-size=2m", "busybox", "grep", "tmpfs /", "/proc/mounts")
+        assert "/scratch tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k" in r.stdout, r.stdout
+        assert "/t tmpfs rw,nosuid,nodev,noexec,relatime,size=2048k" in r.stdout, r.stdout
+        r = sdctr(host, "run", "--rm", "--mount", "type=bind,src=/tmp,dst=/h,nosuch=1", "busybox", "true",
+                  check=False)
+        assert r.returncode == 125 and "unknown key 'nosuch'" in r.stderr.splitlines()[0], r.stderr
+    finally:
+        sdctr(host, "rm", "-f", "user", check=False)
+        sdctr(host, "volume", "rm", "data", "etcv", check=False)
+
+
+def json_of(text: str):  # type: ignore[no-untyped-def]
+    import json
+
+    return json.loads(text)
