@@ -107,6 +107,34 @@ def rootfs_in_own_unit(spec: ContainerSpec) -> bool:
     return needs_host_devices(spec.storage or LEGACY)
 
 
+ROOTFS_ENV = "rootfs.env"  # in the record's directory; units/sdctr-rootfs@.service names it
+_ENV_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 /._:,=+-@")
+
+
+def write_rootfs_env(paths: Paths, spec: ContainerSpec) -> None:
+    """What sdctr/rootfs.sh needs to activate and deactivate a thin container without Python,
+    as the rootfs unit's EnvironmentFile; which of the two it may do itself (SDCTR_FAST): an
+    ephemeral container's reset, --rm's deletion and an attached run's exit file are the hooks'.
+    Rewritten at each start, so a `systemctl restart` without sdctr finds the last start's.
+    Nothing is written where a value would need quoting beyond double quotes (the hooks serve)."""
+    from sdctr.paths import ROOTFS_SCRIPT
+    from sdctr.storage.devicemapper import DeviceMapperSnapshotter
+
+    env_file = paths.container_dir(spec.id) / ROOTFS_ENV
+    snap = snapshotter_of(paths, spec)
+    fast = [] if spec.ephemeral else ["up"]
+    if not (spec.ephemeral or spec.remove or spec.attached):
+        fast.append("down")
+    env = {"SDCTR_SCRIPT": ROOTFS_SCRIPT, "SDCTR_FAST": " ".join(fast)}
+    if isinstance(snap, DeviceMapperSnapshotter) and fast:
+        env.update(snap.activation_env(spec.id, layers_of(paths, spec), paths.rootfs(spec.id)))
+    if not all(set(v) <= _ENV_SAFE for v in env.values()):
+        env = {}
+    tmp = env_file.with_name(f".{ROOTFS_ENV}.tmp{os.getpid()}")  # as state's temp files: swept
+    tmp.write_text("".join(f'{k}="{v}"\n' for k, v in env.items()))
+    os.replace(tmp, env_file)
+
+
 def layers_of(paths: Paths, spec: ContainerSpec) -> tuple[str, ...]:
     """The layer chain the record names; a record made before it was recorded has its image
     resolved for it (the only path after create that reads the image store)."""

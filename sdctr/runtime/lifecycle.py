@@ -152,6 +152,8 @@ def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
         sd.start(spec.unit)
         return
     props = unit_props(paths, spec, host, stdio)
+    if hooks.rootfs_in_own_unit(spec):  # what its rootfs unit's shell path reads
+        hooks.write_rootfs_env(paths, spec)
     try:
         sd.start_transient(spec.unit, props, host)
     except SdctrError as e:

@@ -531,6 +531,16 @@ class DeviceMapperSnapshotter:
         return ["/bin/sh", "-c", script, "sh", str(target), self.dm_path(dev.name), dmsetup.path(self.pool),
                 sys.executable, str(self.paths.root), self._table(dev), *m.argv()]
 
+    def activation_env(self, cid: str, layers: tuple[str, ...], target: Path) -> dict[str, str]:
+        """activate_command's values as sdctr/rootfs.sh reads them from the container's
+        rootfs.env (units/sdctr-rootfs@.service cannot be handed an argv)."""
+        dev = self._container(cid)
+        m = self.rootfs(cid, layers, target)
+        return {"SDCTR_DEVICE": self.dm_path(dev.name), "SDCTR_POOL": dmsetup.path(self.pool),
+                "SDCTR_TABLE": self._table(dev), "SDCTR_FSTYPE": m.type,
+                "SDCTR_OPTIONS": ",".join(m.options), "SDCTR_TARGET": str(target),
+                "SDCTR_PYTHON": sys.executable, "SDCTR_ROOT": str(self.paths.root)}
+
     def view(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount:
         """The container's device, activated, as a read-only mount (for export of a stopped
         container: a running one's own mount is what the caller reads)."""

@@ -5,16 +5,22 @@ The real pool and units are the VM tier's (tests/vm/test_thin_run.py)."""
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
+import os
+import shlex
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import require_exec
 
 from sdctr import config, state
 from sdctr.log import SdctrError
 from sdctr.main import unit_command
-from sdctr.paths import Paths
+from sdctr.paths import ROOTFS_SCRIPT, Paths
 from sdctr.runtime import hooks, lifecycle
 from sdctr.spec import ContainerSpec
 from sdctr.storage import devicemapper, dmsetup
@@ -88,8 +94,9 @@ def test_the_template_activates_outside_the_container_and_in_the_hosts_mount_nam
     parser.read(TEMPLATE)
     unit, service = parser["Unit"], parser["Service"]
     assert service["Type"] == "oneshot" and service["RemainAfterExit"] == "yes"
-    assert service["ExecStart"].endswith("-m sdctr hook rootfs-up %i")
-    assert service["ExecStop"].endswith("-m sdctr hook rootfs-down %i")
+    assert service["EnvironmentFile"] == f"-/var/lib/sdctr/containers/%i/{hooks.ROOTFS_ENV}"
+    assert service["ExecStart"].endswith(" sh %i") and "-m sdctr hook rootfs-up" in service["ExecStart"]
+    assert service["ExecStop"].endswith(" sh %i") and "-m sdctr hook rootfs-down" in service["ExecStop"]
     assert unit["StopWhenUnneeded"] == "yes"  # deactivated when the container stops, however
     # the mount must land where the container's init pivots: no mount namespace of its own
     for key in ("PrivateMounts", "PrivateTmp", "ProtectSystem", "ProtectHome", "MountFlags",
@@ -196,3 +203,138 @@ def test_min_free_is_a_setting() -> None:
     assert config.parse({}, source="f").storage.devicemapper.min_free == 10
     with pytest.raises(SdctrError, match="min_free"):
         config.parse({"storage": {"devicemapper": {"min_free": "lots"}}}, source="f")
+
+
+# --- activation without Python: rootfs.env and sdctr/rootfs.sh ---------------------------------
+
+def thin_record(root: Path, **kw: Any) -> tuple[Paths, ContainerSpec, devicemapper.DeviceMapperSnapshotter]:
+    """A record and its container's device JSON, as create leaves them (no pool needed)."""
+    paths = Paths.from_root(str(root))
+    s = spec(**kw)
+    state.save_spec(paths, s)
+    d = devicemapper.DeviceMapperSnapshotter(paths, config.DeviceMapper())
+    d.meta_dir.mkdir(parents=True)
+    d._save(devicemapper.Device(devicemapper.container_name(CID), 7, 3, 10 << 30, initialized=True,
+                                filesystem="xfs", layers=s.layers))
+    return paths, s, d
+
+
+def env_of(paths: Paths) -> dict[str, str]:
+    text = (paths.container_dir(CID) / hooks.ROOTFS_ENV).read_text()
+    pairs = (line.partition("=") for line in text.splitlines())
+    return {k: shlex.split(v)[0] if shlex.split(v) else "" for k, _, v in pairs}
+
+
+@pytest.mark.parametrize(("kw", "fast"), [
+    ({}, "up down"), ({"remove": True}, "up"), ({"attached": True}, "up"), ({"ephemeral": True}, ""),
+])
+def test_rootfs_env_names_the_device_and_what_the_script_may_do(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kw: dict[str, Any], fast: str) -> None:
+    paths, s, d = thin_record(tmp_path, **kw)
+    monkeypatch.setattr(hooks, "snapshotter_of", lambda p, sp: d)
+    hooks.write_rootfs_env(paths, s)
+    env = env_of(paths)
+    assert env["SDCTR_SCRIPT"] == ROOTFS_SCRIPT and env["SDCTR_FAST"] == fast
+    if fast:
+        assert env["SDCTR_DEVICE"] == d.dm_path(devicemapper.container_name(CID))
+        assert env["SDCTR_TABLE"] == f"0 {(10 << 30) // 512} thin {d.dm_path('pool')} 7"
+        assert (env["SDCTR_FSTYPE"], env["SDCTR_OPTIONS"]) == ("xfs", "nouuid")
+        assert env["SDCTR_TARGET"] == str(paths.rootfs(CID))
+    assert not [n for n in os.listdir(paths.container_dir(CID)) if n.startswith(".")]  # no temp left
+
+
+def fake_bin(tmp: Path, log: Path, *, mounted: bool) -> Path:
+    """dmsetup, mount, umount, mountpoint and python that write down their argv."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    for name, status in (("dmsetup", 0), ("mount", 0), ("umount", 0), ("python", 0),
+                         ("mountpoint", 0 if mounted else 1)):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\nexit {status}\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def run_script(tmp: Path, op: str, env: dict[str, str], *, mounted: bool) -> list[str]:
+    require_exec(tmp)
+    log = tmp / "log"
+    bin_dir = fake_bin(tmp, log, mounted=mounted)
+    env = {**env, "SDCTR_PYTHON": str(bin_dir / "python"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    r = subprocess.run(["/bin/sh", ROOTFS_SCRIPT, op, CID], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    return log.read_text().splitlines() if log.exists() else []
+
+
+BASE_ENV = {"SDCTR_POOL": "/nonexistent/pool", "SDCTR_DEVICE": "/dev/mapper/sdctr-test-nonexistent",
+            "SDCTR_TABLE": "0 20971520 thin /dev/mapper/sdctr-x-pool 7", "SDCTR_FSTYPE": "xfs",
+            "SDCTR_OPTIONS": "nouuid", "SDCTR_ROOT": "/var/lib/sdctr"}
+
+
+def first_block_device() -> str:
+    """A block device node the script's `[ -b ]` accepts: a stand-in for a pool or device that
+    is up (nothing opens it: the commands are fakes)."""
+    for n in sorted(os.listdir("/dev")):
+        with contextlib.suppress(OSError):
+            if stat.S_ISBLK(os.stat(f"/dev/{n}").st_mode):
+                return f"/dev/{n}"
+    pytest.skip("no block device node to stand for the pool")
+
+
+def test_the_script_activates_with_dmsetup_and_mount_and_no_python_once_the_pool_is_up(
+        tmp_path: Path) -> None:
+    block = first_block_device()
+    target = tmp_path / "run" / "rootfs"
+    env = {**BASE_ENV, "SDCTR_FAST": "up down", "SDCTR_TARGET": str(target), "SDCTR_POOL": block}
+    assert run_script(tmp_path, "up", env, mounted=False) == [
+        f"dmsetup create sdctr-test-nonexistent --table {BASE_ENV['SDCTR_TABLE']}",
+        f"mountpoint -q {target}",
+        f"mount -t xfs -o nouuid {BASE_ENV['SDCTR_DEVICE']} {target}"]
+    assert target.is_dir()
+
+
+def test_the_script_brings_a_pool_that_is_not_up_up_through_python_first(tmp_path: Path) -> None:
+    env = {**BASE_ENV, "SDCTR_FAST": "up", "SDCTR_TARGET": str(tmp_path / "rootfs")}
+    calls = run_script(tmp_path, "up", env, mounted=True)
+    assert calls[0] == "python -m sdctr.storage.devicemapper up /var/lib/sdctr"
+    assert calls[1].startswith("dmsetup create ") and calls[-1].startswith("mountpoint")  # mounted: kept
+
+
+def test_the_script_unmounts_and_removes_a_kept_containers_device(tmp_path: Path) -> None:
+    env = {**BASE_ENV, "SDCTR_FAST": "up down", "SDCTR_TARGET": str(tmp_path / "rootfs")}
+    # the device node is gone already: nothing to remove
+    assert run_script(tmp_path, "down", env, mounted=True) == [
+        f"mountpoint -q {tmp_path / 'rootfs'}", f"umount {tmp_path / 'rootfs'}"]
+
+
+def test_the_script_removes_a_device_that_is_there(tmp_path: Path) -> None:
+    block = first_block_device()
+    env = {**BASE_ENV, "SDCTR_FAST": "up down", "SDCTR_TARGET": str(tmp_path / "rootfs"),
+           "SDCTR_DEVICE": block}
+    assert run_script(tmp_path, "down", env, mounted=False) == [
+        f"mountpoint -q {tmp_path / 'rootfs'}", f"dmsetup remove --retry {block}"]
+
+
+@pytest.mark.parametrize(("op", "fast"), [("up", ""), ("down", "up"), ("down", "")])
+def test_what_the_script_may_not_do_goes_to_the_hook(tmp_path: Path, op: str, fast: str) -> None:
+    env = {**BASE_ENV, "SDCTR_FAST": fast, "SDCTR_TARGET": str(tmp_path / "rootfs")}
+    assert run_script(tmp_path, op, env, mounted=True) == [f"python -m sdctr hook rootfs-{op} {CID}"]
+
+
+@pytest.mark.parametrize("with_env", [True, False])
+def test_the_template_runs_the_script_where_rootfs_env_names_it_and_the_hook_otherwise(
+        tmp_path: Path, with_env: bool) -> None:
+    """ExecStart as systemd runs it ($$ is a $, %i the id): the fast path from the environment
+    file; no file (a record made before it): the Python hook."""
+    require_exec(tmp_path)
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(TEMPLATE)
+    argv = shlex.split(parser["Service"]["ExecStart"].replace("$$", "$").replace("%i", CID))
+    script = tmp_path / "script.sh"
+    script.write_text('echo "script $*"\n')
+    env = {"PATH": "/usr/bin:/bin", **({"SDCTR_SCRIPT": str(script)} if with_env else {})}
+    # the hook's interpreter stands in by name: /usr/bin/python3 runs "-m sdctr" for real, so
+    # the argv is read back instead
+    argv = [a.replace("/usr/bin/python3", "echo python") for a in argv]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30).stdout.strip()
+    assert out == (f"script up {CID}" if with_env else f"python -m sdctr hook rootfs-up {CID}")

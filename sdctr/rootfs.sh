@@ -1,0 +1,44 @@
+# The devicemapper driver's activation and deactivation, run by units/sdctr-rootfs@.service
+# (outside the container's device cgroup) without starting Python in the common case:
+#
+#   sh rootfs.sh up|down ID
+#
+# with the container's device in the environment, from <root>/containers/ID/rootfs.env (written
+# by sdctr at each start: sdctr/runtime/hooks.py write_rootfs_env): SDCTR_DEVICE and SDCTR_POOL
+# (/dev/mapper paths), SDCTR_TABLE (the thin target's table), SDCTR_FSTYPE, SDCTR_OPTIONS,
+# SDCTR_TARGET (<run>/ID/rootfs), SDCTR_PYTHON, SDCTR_ROOT, and SDCTR_FAST ("up", "up down" or
+# empty: which of the two this script may do itself).
+#
+# up: the pool brought up first where it is not (after a reboot, before sdctr-thinpool.service:
+# Python's, it has transactions to check); `dmsetup create` unless the device is there; the mount
+# unless it is mounted. down: the unmount and `dmsetup remove` (--retry: udev's probe may hold
+# the device a moment). Anything else -- an ephemeral container's reset, --rm's deletion (a pool
+# transaction), an attached run's exit file, a device mounted elsewhere (export's view), a
+# failed step -- goes to the hook (`sdctr hook rootfs-up|rootfs-down ID`), which is idempotent
+# and says what is wrong.
+
+op=$1 cid=$2
+hook() {
+    exec "${SDCTR_PYTHON:-/usr/bin/python3}" -m sdctr hook "rootfs-$op" "$cid"
+}
+case " $SDCTR_FAST " in *" $op "*) ;; *) hook ;; esac
+name=${SDCTR_DEVICE#/dev/mapper/}
+
+if [ "$op" = up ]; then
+    [ -b "$SDCTR_POOL" ] || "$SDCTR_PYTHON" -m sdctr.storage.devicemapper up "$SDCTR_ROOT" || hook
+    [ -b "$SDCTR_DEVICE" ] || dmsetup create "$name" --table "$SDCTR_TABLE" || hook
+    [ -d "$SDCTR_TARGET" ] || mkdir -p "$SDCTR_TARGET" || hook
+    mountpoint -q "$SDCTR_TARGET" && exit 0
+    mount -t "$SDCTR_FSTYPE" ${SDCTR_OPTIONS:+-o "$SDCTR_OPTIONS"} "$SDCTR_DEVICE" "$SDCTR_TARGET" || hook
+    exit 0
+fi
+
+if mountpoint -q "$SDCTR_TARGET"; then
+    umount "$SDCTR_TARGET" || hook
+fi
+[ -b "$SDCTR_DEVICE" ] || exit 0
+# still mounted elsewhere (`sdctr export` of a stopped container): the hook defers the removal
+while read -r source _; do
+    [ "$source" != "$SDCTR_DEVICE" ] || hook
+done < /proc/self/mounts
+dmsetup remove --retry "$name" || hook
