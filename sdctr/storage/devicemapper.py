@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 BLOCK_SECTORS = 128  # 64 KiB data blocks, Docker's dm.thinpblocksize
 LOW_WATER = 32768  # blocks; Docker's and containerd's low-water mark
+METADATA_BLOCK = 4096  # the thin pool's metadata block, as its status counts them
 _CID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 KILL_AT = "SDCTR_TEST_KILL_AT"  # fault injection: SIGKILL ourselves at the named step
 
@@ -612,6 +613,33 @@ class DeviceMapperSnapshotter:
                              hint="stop the container first")
 
     # --- beyond the interface -------------------------------------------------------------------
+
+    def status(self) -> list[tuple[str, str | int]]:
+        """Docker's `info` lines for this driver (its DriverStatus); sizes as byte counts, for the
+        caller to write. Reads only: a pool that is not up is said to be so, not brought up."""
+        base = self.load("base")
+        rows: list[tuple[str, str | int]] = [
+            ("Pool Name", self.pool), ("Pool Blocksize", BLOCK_SECTORS * dmsetup.SECTOR),
+            ("Base Device Size", base.size if base else self.settings.base_size),
+            ("Backing Filesystem", base.filesystem if base else self.settings.filesystem or "(not made yet)"),
+            ("Data file", str(self.pool_dir / "data")), ("Metadata file", str(self.pool_dir / "metadata")),
+            ("Thin Pool Minimum Free Space", f"{self.settings.min_free}%"),
+            ("Thin Devices", len(self.devices())),
+        ]
+        try:
+            active = dmsetup.exists(self.pool)
+        except SdctrError as e:
+            return [*rows, ("Pool Status", f"unavailable: {e}")]
+        if not active:
+            made = (self.pool_dir / "data").exists()
+            return [*rows, ("Pool Status", "not active (the next container on this driver brings it up)"
+                            if made else "not made yet (the first container on this driver makes it)")]
+        meta, data, mode = dmsetup.pool_usage(self.pool)
+        block = BLOCK_SECTORS * dmsetup.SECTOR
+        for what, (used, total), size in (("Data", data, block), ("Metadata", meta, METADATA_BLOCK)):
+            rows += [(f"{what} Space Used", used * size), (f"{what} Space Total", total * size),
+                     (f"{what} Space Available", (total - used) * size)]
+        return [*rows, ("Pool Status", mode)]
 
     def down(self) -> None:
         """Every device of the pool and the pool removed, its loop devices detached (tests; a

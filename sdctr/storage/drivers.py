@@ -63,3 +63,25 @@ def thin_available() -> bool:
         return "thin-pool" in dmsetup.targets()
     except SdctrError:  # no dmsetup, no device-mapper, no modprobe
         return False
+
+
+def status(name: str, paths: Paths) -> list[tuple[str, str | int]]:
+    """The driver's `info` lines (Docker's DriverStatus): a thin pool's space, overlay's place."""
+    if name == "devicemapper":
+        from sdctr.storage.devicemapper import DeviceMapperSnapshotter
+
+        return DeviceMapperSnapshotter(paths).status()
+    if name == "overlay":
+        import os
+
+        from sdctr.storage.overlay import OverlaySnapshotter
+
+        snap = OverlaySnapshotter(paths)
+        rows: list[tuple[str, str | int]] = [("Layers Dir", str(snap.layers_dir))]
+        try:  # the file system under the state root: what overlay's layers and containers share
+            st = os.statvfs(paths.root)
+        except FileNotFoundError:
+            return rows
+        return [*rows, ("Space Total", st.f_blocks * st.f_frsize),
+                ("Space Available", st.f_bavail * st.f_frsize)]
+    raise SdctrError(f"unknown storage driver {name!r}", hint=f"one of: {', '.join(DRIVERS)}")
