@@ -113,3 +113,17 @@ def test_storage_status_shows_the_chosen_driver_and_the_recorded_ones(
     doc = json.loads(capsys.readouterr().out)
     assert doc["Driver"] == "overlay" and doc["ContainersByDriver"] == {"devicemapper": 1, "overlay": 2}
     assert dict(doc["OtherDriverStatus"]["devicemapper"])["Data Space Total"] == 4 * GB
+
+
+def test_diff_and_commit_refuse_a_thin_container_in_one_line(tmp_path: Path) -> None:
+    """They read overlay's writable layer directly: a thin container has none to read, so they
+    refuse with sdctr's usage status (125) instead of misreading anything."""
+    from sdctr.log import EXIT_SDCTR, SdctrError
+    from sdctr.runtime import changes
+
+    paths = Paths.from_root(str(tmp_path / "root"))
+    s = spec("a", "devicemapper")
+    state.save_spec(paths, s)
+    with pytest.raises(SdctrError, match="'devicemapper' keeps no separate writable layer") as e:
+        changes.layers(paths, s)
+    assert e.value.status == EXIT_SDCTR and "\n" not in str(e.value)
