@@ -375,6 +375,12 @@ def _health(paths: Paths, spec: ContainerSpec, running: bool) -> dict[str, Any]:
                                 "FailingStreak": 0, "Log": []}}
 
 
+def storage_driver(spec: ContainerSpec) -> str:
+    from sdctr.storage.drivers import LEGACY
+
+    return spec.storage or LEGACY
+
+
 def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[str, Any]:
     """`inspect`'s document: Docker's field names where Docker has one."""
     status = read_status(paths, spec.id)
@@ -390,6 +396,7 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         "Path": spec.command[0] if spec.command else "",
         "Args": list(spec.command[1:]),
         "Image": spec.image_id,
+        "Driver": storage_driver(spec),  # the record's: a changed setting does not move it
         "RestartCount": restart_count(spec, unit),
         "Config": {"Image": spec.image, "Cmd": list(spec.command), "Env": list(spec.env),
                    "WorkingDir": spec.workdir, "User": spec.user,

@@ -127,3 +127,14 @@ def test_diff_and_commit_refuse_a_thin_container_in_one_line(tmp_path: Path) -> 
     with pytest.raises(SdctrError, match="'devicemapper' keeps no separate writable layer") as e:
         changes.layers(paths, s)
     assert e.value.status == EXIT_SDCTR and "\n" not in str(e.value)
+
+
+def test_inspect_names_the_driver_the_container_recorded(tmp_path: Path, setting: Any) -> None:
+    from sdctr.runtime import lifecycle
+
+    setting("overlay")
+    paths = Paths.from_root(str(tmp_path / "root"))
+    for cid, driver in (("a", "devicemapper"), ("b", "overlay")):
+        s = spec(cid, driver)
+        state.save_spec(paths, s)
+        assert lifecycle.describe(paths, s, {"ActiveState": "inactive"})["Driver"] == driver
