@@ -1,10 +1,11 @@
 """The thin pool across a reboot (issue 12): two boots of one VM disk that keeps its writes
 (`vm run --disk`), /var/lib/sdctr on it. The first runs a kept container that writes files, stops
-it and takes the pool down as sdctr-thinpool.service does at shutdown; the second boots with no
-pool, no loop device and no unit, and the host's setting changed to overlay: `sdctr start` alone
-brings the pool back from its files and the container with its files, still on devicemapper
-(its record says so), while a new container gets overlay. payloads/thin-reboot.sh does each
-boot. cgroup v2 only: nothing here depends on the cgroup version (test_thin_run.py covers both).
+it and takes the pool down as sdctr-thinpool.service does at shutdown. The second boots with no
+pool, no loop device and no unit, and the host's setting changed to overlay: `sdctr cp` from
+the stopped container and `sdctr start` bring the pool back from its files and the container
+with its files, still on devicemapper (its record says so), while a new container gets overlay.
+payloads/thin-reboot.sh does each boot. cgroup v2 only: nothing here depends on the cgroup
+version (test_thin_run.py covers both).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def test_the_second_boot_starts_with_nothing_of_the_pool_up(boots: tuple[Boot, B
     assert second.fact("boot_pool_devices") == "0", second
     assert second.fact("boot_loops") == "0", second
     assert second.fact("boot_records") == "1", second
+
+
+def test_cp_reads_a_stopped_thin_container_and_diff_refuses(boots: tuple[Boot, Boot]) -> None:
+    _, second = boots
+    assert second.fact("cp_stopped_status") == "0", second
+    assert second.fact("cp_stopped") == "written-before-the-reboot", second
+    assert second.fact("cp_devices_after") == "0", second  # the copy's activation undone
+    assert second.fact("diff_status") == "125", second
+    assert second.fact("diff_message_lines") in ("1", "2"), second  # the error, and its hint
 
 
 def test_start_brings_the_pool_and_the_kept_container_back_with_its_files(boots: tuple[Boot, Boot]) -> None:

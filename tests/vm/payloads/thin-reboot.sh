@@ -7,9 +7,10 @@
 #                           the pool taken down as sdctr-thinpool.service's ExecStop does at
 #                           shutdown; the disk unmounted
 #   thin-reboot.sh second   a fresh boot: no pool, no loop device, no unit; sdctr.yaml now says
-#                           overlay (the host's setting changed). `sdctr start` alone brings the
-#                           pool back from its files and the container with its files; info and
-#                           storage status show both drivers; rm leaves nothing; thin_check passes
+#                           overlay (the host's setting changed). `sdctr cp` from the stopped
+#                           container (diff refuses), then `sdctr start`, bring the pool back from
+#                           its files and the container with its files; info and storage status
+#                           show both drivers; rm leaves nothing; thin_check passes
 #
 # Reports "FACT name=value" lines.
 set -u
@@ -55,6 +56,16 @@ fact boot_pool_devices "$(dmsetup ls | grep -c sdctr- || true)"
 fact boot_loops "$(losetup -a | grep -c /var/lib/sdctr || true)"
 fact boot_records "$(sdctr ps -aq | wc -l)"
 id=$(sdctr ps -aq --no-trunc | head -1)
+# cp from the stopped container: its device activated for the copy and removed after (this also
+# brings the pool up); diff refuses (it reads overlay's directories)
+sdctr cp keep:/kept-file /tmp/cp-out 2>/tmp/err
+fact cp_stopped_status "$?"
+head -5 /tmp/err
+fact cp_stopped "$(cat /tmp/cp-out 2>&1)"
+fact cp_devices_after "$(ctr_devices)"
+sdctr diff keep > /dev/null 2>/tmp/err
+fact diff_status "$?"
+fact diff_message_lines "$(grep -c . /tmp/err)"
 sdctr start keep > /dev/null 2>/tmp/err
 fact start_status "$?"
 head -20 /tmp/err
