@@ -138,3 +138,32 @@ def test_inspect_names_the_driver_the_container_recorded(tmp_path: Path, setting
         s = spec(cid, driver)
         state.save_spec(paths, s)
         assert lifecycle.describe(paths, s, {"ActiveState": "inactive"})["Driver"] == driver
+
+
+class _Sd:
+    def active_states(self) -> dict[str, str]:
+        return {}
+
+
+def test_system_check_finds_a_thin_record_without_its_device_and_a_device_without_a_record(
+        tmp_path: Path, setting: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invariant 3 for the thin driver, read from its metadata (no pool needed to report)."""
+    from sdctr.cli import system
+
+    setting("devicemapper")
+    d = pool(tmp_path, monkeypatch, active=True)
+    kept = spec("a", "devicemapper")
+    state.save_spec(d.paths, kept)  # its device was never made (or was lost)
+    stray = "c" * 64
+    d._save(devicemapper.Device(devicemapper.container_name(stray), 9, 2, GB, initialized=True))
+    removed: list[str] = []
+    monkeypatch.setattr(DeviceMapperSnapshotter, "remove", lambda self, cid: removed.append(cid))
+    found = {p.what: p for p in system.inconsistencies(d.paths, _Sd())}
+    assert any("ca" in w and "snapshot is missing" in w for w in found), found
+    stray_problem = [p for w, p in found.items() if f"device ctr-{stray[:12]} has no record" in w]
+    assert len(stray_problem) == 1, found
+    assert stray_problem[0].repair is not None
+    stray_problem[0].repair()
+    assert removed == [stray]
+    d._save(devicemapper.Device(devicemapper.container_name(kept.id), 10, 3, GB, initialized=True))
+    assert not [w for w in (p.what for p in system.inconsistencies(d.paths, _Sd())) if "missing" in w]
