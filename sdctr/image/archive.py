@@ -571,7 +571,7 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
         try:
             _tar_tree(target, output)
         finally:
-            snapshotter.unmount(target)
+            snap.deactivate(cid, target)  # the unmount; a thin device the view activated goes too
     finally:
         with contextlib.suppress(OSError):
             target.rmdir()

@@ -59,11 +59,14 @@ def test_the_second_boot_starts_with_nothing_of_the_pool_up(boots: tuple[Boot, B
     assert second.fact("boot_records") == "1", second
 
 
-def test_cp_reads_a_stopped_thin_container_and_diff_refuses(boots: tuple[Boot, Boot]) -> None:
+def test_cp_and_export_read_a_stopped_thin_container_and_diff_refuses(boots: tuple[Boot, Boot]) -> None:
     _, second = boots
     assert second.fact("cp_stopped_status") == "0", second
     assert second.fact("cp_stopped") == "written-before-the-reboot", second
     assert second.fact("cp_devices_after") == "0", second  # the copy's activation undone
+    assert second.fact("export_status") == "0", second
+    assert second.fact("export_has_file") == "1", second
+    assert second.fact("export_devices_after") == "0", second  # export's view deactivated too
     assert second.fact("diff_status") == "125", second
     assert second.fact("diff_message_lines") in ("1", "2"), second  # the error, and its hint
 

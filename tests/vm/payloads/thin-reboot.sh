@@ -63,6 +63,11 @@ fact cp_stopped_status "$?"
 head -5 /tmp/err
 fact cp_stopped "$(cat /tmp/cp-out 2>&1)"
 fact cp_devices_after "$(ctr_devices)"
+sdctr export -o /tmp/keep.tar keep 2>/tmp/err
+fact export_status "$?"
+head -5 /tmp/err
+fact export_has_file "$(tar -tf /tmp/keep.tar | grep -c 'kept-file$')"
+fact export_devices_after "$(ctr_devices)"
 sdctr diff keep > /dev/null 2>/tmp/err
 fact diff_status "$?"
 fact diff_message_lines "$(grep -c . /tmp/err)"
