@@ -4,9 +4,9 @@
 #   sh rootfs.sh up|down ID
 #
 # with the container's device in the environment, from <root>/containers/ID/rootfs.env (written
-# by sdctr at each start: sdctr/runtime/hooks.py write_rootfs_env): SDCTR_DEVICE and SDCTR_POOL
-# (/dev/mapper paths), SDCTR_TABLE (the thin target's table), SDCTR_FSTYPE, SDCTR_OPTIONS,
-# SDCTR_TARGET (<run>/ID/rootfs), SDCTR_PYTHON, SDCTR_ROOT, and SDCTR_FAST ("up", "up down" or
+# by sdctr at each start: sdctr/runtime/hooks.py write_rootfs_env): ROOTFS_DEVICE and ROOTFS_POOL
+# (/dev/mapper paths), ROOTFS_TABLE (the thin target's table), ROOTFS_FSTYPE, ROOTFS_OPTIONS,
+# ROOTFS_TARGET (<run>/ID/rootfs), ROOTFS_PYTHON, ROOTFS_STATE, and ROOTFS_FAST ("up", "up down" or
 # empty: which of the two this script may do itself).
 #
 # up: the pool brought up first where it is not (after a reboot, before sdctr-thinpool.service:
@@ -19,26 +19,26 @@
 
 op=$1 cid=$2
 hook() {
-    exec "${SDCTR_PYTHON:-/usr/bin/python3}" -m sdctr hook "rootfs-$op" "$cid"
+    exec "${ROOTFS_PYTHON:-/usr/bin/python3}" -m sdctr hook "rootfs-$op" "$cid"
 }
-case " $SDCTR_FAST " in *" $op "*) ;; *) hook ;; esac
-name=${SDCTR_DEVICE#/dev/mapper/}
+case " $ROOTFS_FAST " in *" $op "*) ;; *) hook ;; esac
+name=${ROOTFS_DEVICE#/dev/mapper/}
 
 if [ "$op" = up ]; then
-    [ -b "$SDCTR_POOL" ] || "$SDCTR_PYTHON" -m sdctr.storage.devicemapper up "$SDCTR_ROOT" || hook
-    [ -b "$SDCTR_DEVICE" ] || dmsetup create "$name" --table "$SDCTR_TABLE" || hook
-    [ -d "$SDCTR_TARGET" ] || mkdir -p "$SDCTR_TARGET" || hook
-    mountpoint -q "$SDCTR_TARGET" && exit 0
-    mount -t "$SDCTR_FSTYPE" ${SDCTR_OPTIONS:+-o "$SDCTR_OPTIONS"} "$SDCTR_DEVICE" "$SDCTR_TARGET" || hook
+    [ -b "$ROOTFS_POOL" ] || "$ROOTFS_PYTHON" -m sdctr.storage.devicemapper up "$ROOTFS_STATE" || hook
+    [ -b "$ROOTFS_DEVICE" ] || dmsetup create "$name" --table "$ROOTFS_TABLE" || hook
+    [ -d "$ROOTFS_TARGET" ] || mkdir -p "$ROOTFS_TARGET" || hook
+    mountpoint -q "$ROOTFS_TARGET" && exit 0
+    mount -t "$ROOTFS_FSTYPE" ${ROOTFS_OPTIONS:+-o "$ROOTFS_OPTIONS"} "$ROOTFS_DEVICE" "$ROOTFS_TARGET" || hook
     exit 0
 fi
 
-if mountpoint -q "$SDCTR_TARGET"; then
-    umount "$SDCTR_TARGET" || hook
+if mountpoint -q "$ROOTFS_TARGET"; then
+    umount "$ROOTFS_TARGET" || hook
 fi
-[ -b "$SDCTR_DEVICE" ] || exit 0
+[ -b "$ROOTFS_DEVICE" ] || exit 0
 # still mounted elsewhere (`sdctr export` of a stopped container): the hook defers the removal
 while read -r source _; do
-    [ "$source" != "$SDCTR_DEVICE" ] || hook
+    [ "$source" != "$ROOTFS_DEVICE" ] || hook
 done < /proc/self/mounts
 dmsetup remove --retry "$name" || hook

@@ -113,10 +113,11 @@ _ENV_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 
 def write_rootfs_env(paths: Paths, spec: ContainerSpec) -> None:
     """What sdctr/rootfs.sh needs to activate and deactivate a thin container without Python,
-    as the rootfs unit's EnvironmentFile; which of the two it may do itself (SDCTR_FAST): an
+    as the rootfs unit's EnvironmentFile; which of the two it may do itself (ROOTFS_FAST): an
     ephemeral container's reset, --rm's deletion and an attached run's exit file are the hooks'.
     Rewritten at each start, so a `systemctl restart` without sdctr finds the last start's.
-    Nothing is written where a value would need quoting beyond double quotes (the hooks serve)."""
+    Nothing is written where a value would need quoting beyond double quotes (the hooks serve).
+    No SDCTR_* name: the hooks inherit these, and sdctr reads SDCTR_ROOT and SDCTR_CONFIG."""
     from sdctr.paths import ROOTFS_SCRIPT
     from sdctr.storage.devicemapper import DeviceMapperSnapshotter
 
@@ -125,7 +126,7 @@ def write_rootfs_env(paths: Paths, spec: ContainerSpec) -> None:
     fast = [] if spec.ephemeral else ["up"]
     if not (spec.ephemeral or spec.remove or spec.attached):
         fast.append("down")
-    env = {"SDCTR_SCRIPT": ROOTFS_SCRIPT, "SDCTR_FAST": " ".join(fast)}
+    env = {"ROOTFS_SCRIPT": ROOTFS_SCRIPT, "ROOTFS_FAST": " ".join(fast)}
     if isinstance(snap, DeviceMapperSnapshotter) and fast:
         env.update(snap.activation_env(spec.id, layers_of(paths, spec), paths.rootfs(spec.id)))
     if not all(set(v) <= _ENV_SAFE for v in env.values()):

@@ -537,10 +537,10 @@ class DeviceMapperSnapshotter:
         rootfs.env (units/sdctr-rootfs@.service cannot be handed an argv)."""
         dev = self._container(cid)
         m = self.rootfs(cid, layers, target)
-        return {"SDCTR_DEVICE": self.dm_path(dev.name), "SDCTR_POOL": dmsetup.path(self.pool),
-                "SDCTR_TABLE": self._table(dev), "SDCTR_FSTYPE": m.type,
-                "SDCTR_OPTIONS": ",".join(m.options), "SDCTR_TARGET": str(target),
-                "SDCTR_PYTHON": sys.executable, "SDCTR_ROOT": str(self.paths.root)}
+        return {"ROOTFS_DEVICE": self.dm_path(dev.name), "ROOTFS_POOL": dmsetup.path(self.pool),
+                "ROOTFS_TABLE": self._table(dev), "ROOTFS_FSTYPE": m.type,
+                "ROOTFS_OPTIONS": ",".join(m.options), "ROOTFS_TARGET": str(target),
+                "ROOTFS_PYTHON": sys.executable, "ROOTFS_STATE": str(self.paths.root)}
 
     def view(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount:
         """The container's device, activated, as a read-only mount (for export of a stopped

@@ -234,12 +234,15 @@ def test_rootfs_env_names_the_device_and_what_the_script_may_do(
     monkeypatch.setattr(hooks, "snapshotter_of", lambda p, sp: d)
     hooks.write_rootfs_env(paths, s)
     env = env_of(paths)
-    assert env["SDCTR_SCRIPT"] == ROOTFS_SCRIPT and env["SDCTR_FAST"] == fast
+    assert env["ROOTFS_SCRIPT"] == ROOTFS_SCRIPT and env["ROOTFS_FAST"] == fast
+    # the hooks the script hands over to inherit this environment: an SDCTR_ROOT here moved
+    # their state root and run directory (a --rm container's rootfs was never unmounted)
+    assert not [k for k in env if k.startswith("SDCTR_")]
     if fast:
-        assert env["SDCTR_DEVICE"] == d.dm_path(devicemapper.container_name(CID))
-        assert env["SDCTR_TABLE"] == f"0 {(10 << 30) // 512} thin {d.dm_path('pool')} 7"
-        assert (env["SDCTR_FSTYPE"], env["SDCTR_OPTIONS"]) == ("xfs", "nouuid")
-        assert env["SDCTR_TARGET"] == str(paths.rootfs(CID))
+        assert env["ROOTFS_DEVICE"] == d.dm_path(devicemapper.container_name(CID))
+        assert env["ROOTFS_TABLE"] == f"0 {(10 << 30) // 512} thin {d.dm_path('pool')} 7"
+        assert (env["ROOTFS_FSTYPE"], env["ROOTFS_OPTIONS"]) == ("xfs", "nouuid")
+        assert env["ROOTFS_TARGET"] == str(paths.rootfs(CID))
     assert not [n for n in os.listdir(paths.container_dir(CID)) if n.startswith(".")]  # no temp left
 
 
@@ -258,16 +261,16 @@ def run_script(tmp: Path, op: str, env: dict[str, str], *, mounted: bool) -> lis
     require_exec(tmp)
     log = tmp / "log"
     bin_dir = fake_bin(tmp, log, mounted=mounted)
-    env = {**env, "SDCTR_PYTHON": str(bin_dir / "python"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    env = {**env, "ROOTFS_PYTHON": str(bin_dir / "python"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
     r = subprocess.run(["/bin/sh", ROOTFS_SCRIPT, op, CID], env=env, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr
     return log.read_text().splitlines() if log.exists() else []
 
 
-BASE_ENV = {"SDCTR_POOL": "/nonexistent/pool", "SDCTR_DEVICE": "/dev/mapper/sdctr-test-nonexistent",
-            "SDCTR_TABLE": "0 20971520 thin /dev/mapper/sdctr-x-pool 7", "SDCTR_FSTYPE": "xfs",
-            "SDCTR_OPTIONS": "nouuid", "SDCTR_ROOT": "/var/lib/sdctr"}
+BASE_ENV = {"ROOTFS_POOL": "/nonexistent/pool", "ROOTFS_DEVICE": "/dev/mapper/sdctr-test-nonexistent",
+            "ROOTFS_TABLE": "0 20971520 thin /dev/mapper/sdctr-x-pool 7", "ROOTFS_FSTYPE": "xfs",
+            "ROOTFS_OPTIONS": "nouuid", "ROOTFS_STATE": "/var/lib/sdctr"}
 
 
 def first_block_device() -> str:
@@ -284,23 +287,23 @@ def test_the_script_activates_with_dmsetup_and_mount_and_no_python_once_the_pool
         tmp_path: Path) -> None:
     block = first_block_device()
     target = tmp_path / "run" / "rootfs"
-    env = {**BASE_ENV, "SDCTR_FAST": "up down", "SDCTR_TARGET": str(target), "SDCTR_POOL": block}
+    env = {**BASE_ENV, "ROOTFS_FAST": "up down", "ROOTFS_TARGET": str(target), "ROOTFS_POOL": block}
     assert run_script(tmp_path, "up", env, mounted=False) == [
-        f"dmsetup create sdctr-test-nonexistent --table {BASE_ENV['SDCTR_TABLE']}",
+        f"dmsetup create sdctr-test-nonexistent --table {BASE_ENV['ROOTFS_TABLE']}",
         f"mountpoint -q {target}",
-        f"mount -t xfs -o nouuid {BASE_ENV['SDCTR_DEVICE']} {target}"]
+        f"mount -t xfs -o nouuid {BASE_ENV['ROOTFS_DEVICE']} {target}"]
     assert target.is_dir()
 
 
 def test_the_script_brings_a_pool_that_is_not_up_up_through_python_first(tmp_path: Path) -> None:
-    env = {**BASE_ENV, "SDCTR_FAST": "up", "SDCTR_TARGET": str(tmp_path / "rootfs")}
+    env = {**BASE_ENV, "ROOTFS_FAST": "up", "ROOTFS_TARGET": str(tmp_path / "rootfs")}
     calls = run_script(tmp_path, "up", env, mounted=True)
     assert calls[0] == "python -m sdctr.storage.devicemapper up /var/lib/sdctr"
     assert calls[1].startswith("dmsetup create ") and calls[-1].startswith("mountpoint")  # mounted: kept
 
 
 def test_the_script_unmounts_and_removes_a_kept_containers_device(tmp_path: Path) -> None:
-    env = {**BASE_ENV, "SDCTR_FAST": "up down", "SDCTR_TARGET": str(tmp_path / "rootfs")}
+    env = {**BASE_ENV, "ROOTFS_FAST": "up down", "ROOTFS_TARGET": str(tmp_path / "rootfs")}
     # the device node is gone already: nothing to remove
     assert run_script(tmp_path, "down", env, mounted=True) == [
         f"mountpoint -q {tmp_path / 'rootfs'}", f"umount {tmp_path / 'rootfs'}"]
@@ -308,15 +311,15 @@ def test_the_script_unmounts_and_removes_a_kept_containers_device(tmp_path: Path
 
 def test_the_script_removes_a_device_that_is_there(tmp_path: Path) -> None:
     block = first_block_device()
-    env = {**BASE_ENV, "SDCTR_FAST": "up down", "SDCTR_TARGET": str(tmp_path / "rootfs"),
-           "SDCTR_DEVICE": block}
+    env = {**BASE_ENV, "ROOTFS_FAST": "up down", "ROOTFS_TARGET": str(tmp_path / "rootfs"),
+           "ROOTFS_DEVICE": block}
     assert run_script(tmp_path, "down", env, mounted=False) == [
         f"mountpoint -q {tmp_path / 'rootfs'}", f"dmsetup remove --retry {block}"]
 
 
 @pytest.mark.parametrize(("op", "fast"), [("up", ""), ("down", "up"), ("down", "")])
 def test_what_the_script_may_not_do_goes_to_the_hook(tmp_path: Path, op: str, fast: str) -> None:
-    env = {**BASE_ENV, "SDCTR_FAST": fast, "SDCTR_TARGET": str(tmp_path / "rootfs")}
+    env = {**BASE_ENV, "ROOTFS_FAST": fast, "ROOTFS_TARGET": str(tmp_path / "rootfs")}
     assert run_script(tmp_path, op, env, mounted=True) == [f"python -m sdctr hook rootfs-{op} {CID}"]
 
 
@@ -332,7 +335,7 @@ def test_the_template_runs_the_script_where_rootfs_env_names_it_and_the_hook_oth
     argv = shlex.split(parser["Service"]["ExecStart"].replace("$$", "$").replace("%i", CID))
     script = tmp_path / "script.sh"
     script.write_text('echo "script $*"\n')
-    env = {"PATH": "/usr/bin:/bin", **({"SDCTR_SCRIPT": str(script)} if with_env else {})}
+    env = {"PATH": "/usr/bin:/bin", **({"ROOTFS_SCRIPT": str(script)} if with_env else {})}
     # the hook's interpreter stands in by name: /usr/bin/python3 runs "-m sdctr" for real, so
     # the argv is read back instead
     argv = [a.replace("/usr/bin/python3", "echo python") for a in argv]
