@@ -10,6 +10,8 @@ touch /etc). Three sections:
       subnet: 10.89.0.0/16          # refused at the first start if a host route overlaps it
       gateway: 10.89.0.1            # default: the subnet's first address
       bridge: sdctr0
+      firewall: auto                # the NAT and port rules: nftables, iptables (RHEL7), or auto:
+                                    # nftables where nft is installed, else iptables
 
     storage:
       driver: auto                  # auto | devicemapper | overlay; auto: devicemapper where the
@@ -62,6 +64,7 @@ class NetworkSettings(Record):
     subnet: str = "10.89.0.0/16"
     gateway: str = ""  # "": the subnet's first address
     bridge: str = "sdctr0"
+    firewall: str = "auto"  # FIREWALLS
 
 
 GIB = 1 << 30
@@ -126,6 +129,7 @@ def parse(doc: Any, *, source: str) -> Config:
 
 # --- network ------------------------------------------------------------------------------------
 
+FIREWALLS = ("auto", "nftables", "iptables")
 _BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 
 
@@ -140,6 +144,9 @@ def _network(section: Mapping[str, Any], source: str) -> NetworkSettings:
     if not _BRIDGE_NAME.fullmatch(settings.bridge):
         raise SdctrError(f"{source}: network.bridge {settings.bridge!r} is not an interface name",
                          hint="up to 15 letters, digits, '_', '.', '-'")
+    if settings.firewall not in FIREWALLS:
+        raise SdctrError(f"{source}: network.firewall {settings.firewall!r} is not a firewall back end",
+                         hint="one of: " + ", ".join(FIREWALLS))
     return settings
 
 

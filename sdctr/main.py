@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from sdctr.log import EXIT_SDCTR, SdctrError, debugging, error
 
-HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown", "declare", "health",
+HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown", "declare",
                "rootfs-up", "rootfs-down")
 
 
@@ -130,8 +130,6 @@ def run_hook(root: str | None, stage: str, cid: str) -> int:
         from sdctr.runtime import declared
 
         return declared.hook(Paths.from_root(root), cid)
-    if stage == "health":  # the container's health check timer (sdctr.runtime.health)
-        return hooks.health(Paths.from_root(root), cid)
     run = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop,
            "netup": hooks.netup, "netdown": hooks.netdown,
            "rootfs-up": hooks.rootfs_up, "rootfs-down": hooks.rootfs_down}[stage]

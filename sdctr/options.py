@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
 from sdctr.record import Record
-from sdctr.spec import DEFAULT_PIDS_LIMIT, Device, Mount, NetworkMode, Port, RestartPolicy
+from sdctr.spec import DEFAULT_PIDS_LIMIT, Device, Mount, NetworkMode, Port, Resources, RestartPolicy
 
 # typing.TYPE_CHECKING without importing typing: `sdctr run` imports this module, and typing is
 # ~3 ms of each start
@@ -41,11 +41,17 @@ class RunOptions(Record):
     entrypoint: tuple[str, ...] | None = None  # None: the image's; given, it drops the image's Cmd too
     name: str = ""  # "": one is picked when the record is saved
     detach: bool = False
+    detach_keys: str = ""  # run -it's (sdctr.cli.terminal reads them); "": Docker's ^P^Q
     rm: bool = False
     cpu_shares: int | None = None
     memory: int | None = None
     cpus: float | None = None
     pids_limit: int = DEFAULT_PIDS_LIMIT
+    memory_swap: int | None = None  # bytes, memory and swap together (Docker's); -1: no limit
+    cpuset_cpus: str = ""
+    blkio_weight: int | None = None
+    ulimits: tuple[str, ...] = ()  # "nofile=SOFT:HARD"
+    properties: tuple[str, ...] = ()  # "KEY=VALUE", systemd resource properties (sdctr.unitprops)
     env_files: tuple[str, ...] = ()  # read by the caller, in its own context (user_env)
     env: tuple[str, ...] = ()  # "KEY=VALUE", or "KEY": the caller's value
     workdir: str = ""
@@ -86,10 +92,16 @@ class RunOptions(Record):
     health_start_period: float = 0
     health_retries: int = 0
     health_on_failure: str = "none"  # podman's: what an unhealthy container gets (HEALTH_ACTIONS)
+    sdnotify: str = "conmon"  # podman's: who says READY=1 (SDNOTIFY_MODES)
     # a declared container's alone (its YAML file's keys; no flags)
     depends_on: tuple[str, ...] = ()  # other declared containers, started first (Requires=, After=)
     unit_settings: tuple[tuple[str, str], ...] = ()  # extra [Unit] lines, (key, value), in order
     service_settings: tuple[tuple[str, str], ...] = ()  # extra [Service] lines
+
+    @property
+    def resources(self) -> Resources:
+        """The limits, as the record keeps them: the fields of the same names."""
+        return Resources(**{f: getattr(self, f) for f in Resources._fields})
 
 
 # --- parsers: (the field as the user spelled it, one value) -> the field's value ---------------
@@ -137,6 +149,73 @@ def parse_pids_limit(field: str, value: str) -> int:
     return limit
 
 
+def parse_memory_swap(field: str, value: str) -> int:
+    """Docker's --memory-swap: memory and swap together (at least --memory), or -1: no limit."""
+    return -1 if value.strip() == "-1" else parse_size(field, value)
+
+
+def parse_cpuset_cpus(field: str, value: str) -> str:
+    """0-3,5: CPU numbers and ranges, as the kernel's cpuset.cpus lists them."""
+    from sdctr import unitprops
+
+    try:
+        cpus = unitprops.cpu_list(value)
+    except ValueError as e:
+        raise SdctrError(f"{field} {value!r}: {e}", hint="examples: 0-1, 0,2") from None
+    if not cpus:
+        raise SdctrError(f"{field} is empty", hint="examples: 0-1, 0,2")
+    return unitprops.cpu_ranges(unitprops.cpu_mask(cpus))
+
+
+def parse_blkio_weight(field: str, value: str) -> int:
+    if not value.isdigit() or not 10 <= int(value) <= 1000:
+        raise SdctrError(f"{field} {value!r} is not a weight in 10..1000", hint="the default weight is 500")
+    return int(value)
+
+
+# Docker's --ulimit names (the kernel's RLIMIT_*, lower case)
+ULIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+           "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+MIN_NOFILE = 16
+
+
+def parse_ulimit(field: str, value: str) -> str:
+    """NAME=SOFT[:HARD], as Docker's (-1 or unlimited: none; HARD defaults to SOFT): recorded as
+    "name=SOFT:HARD", which properties() passes on as systemd's LimitNAME=SOFT:HARD."""
+    from sdctr import unitprops
+
+    name, eq, limits = value.partition("=")
+    if not eq or name.lower() not in ULIMITS:
+        raise SdctrError(f"{field} {value!r} is not NAME=SOFT[:HARD]" if not eq else
+                         f"{field} {value!r}: {name!r} is not a limit's name",
+                         hint=f"example: --ulimit nofile=1024:4096; the names: {', '.join(ULIMITS)}")
+    try:
+        [(_, _, hard), (_, _, soft)] = unitprops.parse(field, f"Limit{name.upper()}={limits}")
+    except SdctrError as e:
+        raise SdctrError(f"{field} {value!r}: {str(e).rpartition(': ')[2]}",
+                         hint="SOFT[:HARD], numbers, or -1 for no limit") from None
+
+    if name.lower() == "nofile" and soft < MIN_NOFILE:
+        # systemd sets it on every process of the unit, sdctr's own hooks and init included (seen:
+        # nofile=8 fails the start), where Docker's runc sets it on the container's process alone
+        raise SdctrError(f"{field} {value!r}: below {MIN_NOFILE}, sdctr's own start of the container "
+                         "fails", hint=f"--ulimit nofile={MIN_NOFILE}")
+
+    def text(n: int) -> str:
+        return "infinity" if n == unitprops.INFINITY else str(n)
+    return f"{name.lower()}={text(soft)}:{text(hard)}"
+
+
+def parse_property(field: str, value: str) -> str:
+    """KEY=VALUE, a systemd resource property of the unit (sdctr.unitprops: which, and how each
+    is sent); its form is checked here, its meaning by systemd when the unit is made."""
+    from sdctr import unitprops
+
+    return unitprops.normalize(field, value)
+
+
 # (uid_t)-1 is setresuid's "leave unchanged": as a user id it would run the command as root
 MAX_ID = 2**32 - 2
 
@@ -173,8 +252,13 @@ def parse_restart(field: str, value: str) -> tuple[RestartPolicy, int]:
 
 
 def parse_network(field: str, value: str) -> tuple[NetworkMode, str]:
-    """bridge, host, none, or a user network's name (on a bridge of its own: whether it exists
-    is checked when the container is created)."""
+    """bridge, host, none, container:NAME (the container is found when this one is created), or
+    a user network's name (on a bridge of its own: whether it exists is checked when the
+    container is created)."""
+    if value.startswith("container:"):
+        if not value[len("container:"):]:
+            raise SdctrError(f"{field} {value!r} names no container", hint=f"{field} container:web")
+        return NetworkMode.CONTAINER, value[len("container:"):]
     try:
         return NetworkMode(value), ""
     except ValueError:
@@ -550,6 +634,18 @@ def parse_health_action(field: str, value: str) -> str:
     return value
 
 
+# podman's --sdnotify: conmon, ours (the init once the command runs, or the health check's helper
+# after its first pass); container, the container's own READY=1 on the socket handed in; ignore,
+# ours at once, whatever a health check says
+SDNOTIFY_MODES = ("conmon", "container", "ignore")
+
+
+def parse_sdnotify(field: str, value: str) -> str:
+    if value not in SDNOTIFY_MODES:
+        raise SdctrError(f"{field} {value!r} is not a mode", hint=f"one of {', '.join(SDNOTIFY_MODES)}")
+    return value
+
+
 def parse_health_cmd(field: str, value: str) -> tuple[str, ...]:
     """--health-cmd CMD: run by the container's /bin/sh, as Docker's CMD-SHELL."""
     if not value.strip():
@@ -686,6 +782,17 @@ OPTIONS = (
     Option("cpus", ("--cpus",), "cpus", parse_cpus, help="CPU quota in CPUs, e.g. 0.5"),
     Option("pids_limit", ("--pids-limit",), "pids_limit", parse_pids_limit, metavar="N",
            help=f"tasks limit (default {DEFAULT_PIDS_LIMIT}, -1: none)"),
+    Option("memory_swap", ("--memory-swap",), "memory_swap", parse_memory_swap, metavar="BYTES",
+           help="memory and swap together (with -m; -1: no swap limit)"),
+    Option("cpuset_cpus", ("--cpuset-cpus",), "cpuset_cpus", parse_cpuset_cpus, metavar="CPUS",
+           help="the CPUs to run on, e.g. 0-1 (AllowedCPUs on cgroup v2, CPUAffinity on v1)"),
+    Option("blkio_weight", ("--blkio-weight",), "blkio_weight", parse_blkio_weight, metavar="WEIGHT",
+           help="relative block I/O weight, 10..1000 (BlockIOWeight; IOWeight on cgroup v2)"),
+    Option("ulimits", ("--ulimit",), "ulimits", parse_ulimit, kind=LIST, metavar="NAME=SOFT[:HARD]",
+           help="a resource limit, e.g. nofile=1024:4096 (systemd's LimitNOFILE=)"),
+    Option("properties", ("--property",), "properties", parse_property, kind=LIST, metavar="KEY=VALUE",
+           help="a systemd resource property of the unit, e.g. MemoryHigh=200M, IPAddressDeny=any "
+           "(checked by systemd; an unknown KEY lists the supported)"),
     Option("env", ("-e", "--env"), "env", parse_env_entry, "an environment variable (KEY alone: ours)",
            metavar="KEY=VALUE", kind=LIST),
     Option("env_files", ("--env-file",), "env_files", help="KEY=VALUE lines", metavar="FILE", kind=LIST),
@@ -733,6 +840,8 @@ OPTIONS = (
            help="the program instead of the image's ('': none)"),
     Option("interactive", ("-i", "--interactive"), "", help="keep stdin open", kind=SWITCH),
     Option("tty", ("-t", "--tty"), "", help="a terminal for the container", kind=SWITCH),
+    Option("detach_keys", ("--detach-keys",), "", metavar="KEYS", verb="run",
+           help="with -it, the keys that detach, leaving the container running (default: ctrl-p,ctrl-q)"),
     Option("ephemeral", ("--ephemeral",), "ephemeral", help="discard the writable layer at every stop",
            kind=SWITCH),
     Option("labels", ("-l", "--label"), "labels", parse_label, "a label for filters (ps --filter label=)",
@@ -758,6 +867,9 @@ OPTIONS = (
     Option("health_on_failure", ("--health-on-failure",), "", parse_health_action, metavar="ACTION",
            choices=HEALTH_ACTIONS, help="what an unhealthy container gets (podman's): none, kill, restart, "
            "stop"),
+    Option("sdnotify", ("--sdnotify",), "sdnotify", parse_sdnotify, metavar="MODE", choices=SDNOTIFY_MODES,
+           help="who tells systemd the container is ready (podman's): conmon (sdctr: at once, or "
+           "after the first health check that passes), container (NOTIFY_SOCKET handed in), ignore"),
     Option("healthcheck", (), "healthcheck", kind=MAPPING, verb="declared",
            help="the health check as Compose writes it: test, interval, timeout, retries, start_period"),
     # a declared container's own keys (verb "declared": no command-line flag)
@@ -773,7 +885,7 @@ OPTIONS = (
 
 
 # what `sdctr update` changes, on the record and on a running container's unit (sdctr.cli.update)
-UPDATABLE = ("cpu_shares", "memory", "cpus", "pids_limit")
+UPDATABLE = ("cpu_shares", "memory", "cpus", "pids_limit", "properties")
 
 
 def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:
@@ -932,6 +1044,13 @@ def _convert(option: Option, field: str, value: Any, yaml: bool) -> Any:  # noqa
         return item if isinstance(item, tuple) else (item,)
     if option.dest in ("env", "labels") and isinstance(value, Mapping):  # {KEY: value}, as Compose allows
         value = [str(k) if v is None else f"{k}={_scalar_text(v)}" for k, v in value.items()]
+    if option.dest == "properties" and isinstance(value, Mapping):  # {MemoryHigh: 200M, IPAddressDeny: [..]}
+        value = [f"{k}={_scalar_text(v)}" for k, given in value.items()
+                 for v in (given if isinstance(given, list) else [given])]
+    if option.dest == "ulimits" and isinstance(value, Mapping):  # Compose's {nofile: {soft: 1, hard: 2}}
+        value = [f"{k}={_scalar_text(v.get('soft', v.get('hard')))}"
+                 + (f":{_scalar_text(v['hard'])}" if "hard" in v else "")
+                 if isinstance(v, Mapping) else f"{k}={_scalar_text(v)}" for k, v in value.items()]
     if not isinstance(value, (list, tuple)):
         raise SdctrError(f"{field} takes a list, not {_type_name(value)}")
     items = [one(v) for v in value]
@@ -955,13 +1074,27 @@ def rm_never_restarts(options: RunOptions) -> None:
         raise SdctrError("--rm and --restart cannot be combined: a restarting container is never removed")
 
 
+def memory_swap_needs_memory(options: RunOptions) -> None:
+    """As Docker: swap is counted with memory, so it needs the memory limit, and not less."""
+    swap = options.memory_swap
+    if swap is not None and swap != -1:
+        if options.memory is None:
+            raise SdctrError("--memory-swap needs --memory: it is the limit of memory and swap together",
+                             hint="e.g. -m 256m --memory-swap 512m")
+        if swap < options.memory:
+            raise SdctrError(f"--memory-swap {swap} is below --memory {options.memory}: it counts "
+                             "memory and swap together", hint="-m 256m --memory-swap 512m: 256m of swap")
+
+
 def ports_and_ip_need_bridge(options: RunOptions) -> None:
     if options.network is NetworkMode.BRIDGE:
         return
     for given, flag in ((options.publish, "--publish"), (options.ip, "--ip"),
                         (options.publish_all, "--publish-all"), (options.mac_address, "--mac-address")):
         if given:
-            raise SdctrError(f"{flag} needs a bridge network, not --network {options.network.value}",
+            shown = f"container:{options.network_name}" if options.network is NetworkMode.CONTAINER \
+                else options.network.value
+            raise SdctrError(f"{flag} needs a bridge network, not --network {shown}",
                              hint="add --network bridge")
 
 
@@ -979,10 +1112,26 @@ def ports_unique(options: RunOptions) -> None:
         raise SdctrError("--publish: a host port is published on every address and on one of them")
 
 
+def container_network_takes_its_names(options: RunOptions) -> None:
+    """--network container:NAME shares NAME's hostname, hosts and resolv.conf (as Docker): the
+    flags that would set them are refused, as Docker's "conflicting options"."""
+    if options.network is not NetworkMode.CONTAINER:
+        return
+    for given, flag in ((options.hostname, "--hostname"), (options.dns, "--dns"),
+                        (options.dns_search, "--dns-search"), (options.dns_options, "--dns-option"),
+                        (options.add_hosts, "--add-host")):
+        if given:
+            raise SdctrError(f"{flag} cannot be combined with --network container:{options.network_name}: "
+                             "the container takes that one's", hint=f"give {flag} to that container")
+
+
 def aliases_need_a_user_network(options: RunOptions) -> None:
-    if options.network_aliases and not options.network_name:  # as Docker: the default bridge has none
+    if options.network_aliases and (not options.network_name or options.network is not NetworkMode.BRIDGE):
+        # as Docker: the default bridge has none
         raise SdctrError(f"--network-alias needs a user network, not --network {options.network.value}",
                          hint="sdctr network create NAME, then --network NAME")
 
 
-CHECKS = (rm_never_restarts, ports_and_ip_need_bridge, ports_unique, aliases_need_a_user_network)
+CHECKS = (rm_never_restarts, memory_swap_needs_memory, ports_and_ip_need_bridge, ports_unique,
+          container_network_takes_its_names,
+          aliases_need_a_user_network)

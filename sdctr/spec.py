@@ -52,6 +52,7 @@ class NetworkMode(enum.Enum):
     NONE = "none"
     HOST = "host"
     BRIDGE = "bridge"  # the default network: a veth pair on the bridge sdctr0 (sdctr.net)
+    CONTAINER = "container"  # --network container:NAME: another running container's namespace
 
 
 class Port(Record):
@@ -73,6 +74,11 @@ class Resources(Record):
     memory: int | None = None  # -m: bytes
     cpus: float | None = None  # --cpus: CPU quota in CPUs
     pids_limit: int = DEFAULT_PIDS_LIMIT
+    memory_swap: int | None = None  # --memory-swap: memory and swap together, bytes; -1: no limit
+    cpuset_cpus: str = ""  # --cpuset-cpus: "0-1,3"
+    blkio_weight: int | None = None  # --blkio-weight: 10..1000
+    ulimits: tuple[str, ...] = ()  # --ulimit "nofile=SOFT:HARD" (numbers or infinity), in order
+    properties: tuple[str, ...] = ()  # --property "KEY=VALUE" (sdctr.unitprops), in order
 
 
 class Mount(Record):
@@ -117,6 +123,7 @@ class ContainerSpec(Record):
     restart_retries: int = 0  # on-failure:N's N (Docker's MaximumRetryCount); 0: no limit
     network: NetworkMode = NetworkMode.NONE
     network_name: str = ""  # a user network's name (network is BRIDGE); "": the default, bridge
+    network_container: str = ""  # CONTAINER: the full id of the container whose namespace it joins
     ports: tuple[Port, ...] = ()  # -p, on a bridge network
     ip: str = ""  # --ip: the address asked for; "": the next free one
     add_hosts: tuple[str, ...] = ()  # --add-host "NAME:ADDRESS"; host-gateway resolved at start
@@ -144,13 +151,16 @@ class ContainerSpec(Record):
     # --privileged: every capability, no seccomp filter, no masked or read-only paths, /sys
     # writable, every device allowed and the host's /dev nodes made in the container's /dev
     privileged: bool = False
-    # Docker's health check (sdctr.runtime.health): the argv run in the container, () for none
+    # Docker's health check (sdctr.init.health): the argv run in the container, () for none
     health_cmd: tuple[str, ...] = ()
     health_interval: float = 30.0
     health_timeout: float = 30.0
     health_start_period: float = 0.0
     health_retries: int = 3
     health_on_failure: str = "none"  # none, kill, restart, stop: done by the check that finds it unhealthy
+    # who says READY=1: conmon (the init, or the health check's helper), container (its own, on
+    # the NOTIFY_SOCKET bound in at NOTIFY_SOCKET_IN), ignore (the init at once)
+    sdnotify: str = "conmon"
 
     @property
     def short_id(self) -> str:
@@ -163,6 +173,14 @@ class ContainerSpec(Record):
     @property
     def label_map(self) -> dict[str, str]:
         return dict(label.partition("=")[::2] for label in self.labels)
+
+    @property
+    def network_mode(self) -> str:
+        """Docker's HostConfig.NetworkMode: "bridge", "host", "none", "container:<id>", a user
+        network's name."""
+        if self.network is NetworkMode.CONTAINER:
+            return f"container:{self.network_container}"
+        return self.network_name or self.network.value
 
     @property
     def hostname_or_id(self) -> str:
@@ -205,7 +223,8 @@ class ContainerSpec(Record):
             "devices": tuple(Device(**x) for x in d.get("devices", ())),
             "ports": tuple(Port(**p) for p in d.get("ports", ())),
             "capabilities": tuple(d.get("capabilities", DEFAULT_CAPS)),
-            "resources": Resources(**d.get("resources", {})),
+            "resources": Resources(**{k: tuple(v) if isinstance(v, list) else v  # type: ignore[arg-type]
+                                       for k, v in d.get("resources", {}).items()}),
             "restart": RestartPolicy(d.get("restart", "no")),
             "network": NetworkMode(d.get("network", "none")),
         })

@@ -1,6 +1,7 @@
 """A foreground `sdctr run`: the same transient service as `-d`, with the caller's descriptors
-as its stdio (as `systemd-run --pipe` does), or a pty for -t. The CLI stays only to relay
-Ctrl-C and the terminal, and exits with the container's status; systemd still supervises."""
+as its stdio (as `systemd-run --pipe` does), or a pty for -t. The CLI stays only to relay Ctrl-C
+and the terminal, and exits with the container's status; systemd still supervises. ^P^Q detaches
+a -it run: the init takes its pty over, and it runs on as a -dit container."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from types import FrameType
 
+    from sdctr.cli.detachkeys import DetachScanner
     from sdctr.image.store import Image
     from sdctr.systemd.manager import Systemd
     from sdctr.systemd.properties import Host
@@ -33,13 +35,14 @@ if TYPE_CHECKING:
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def run_attached(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host) -> int:
+def run_attached(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
+                 detach_keys: bytes = b"") -> int:
     if not host.transient_hooks:
         return _run_following_journal(paths, spec, image, sd, host)
     journal = _ToJournal(paths, spec)
     try:
         if spec.tty:
-            return _run_with_pty(paths, spec, image, sd, host, journal=journal)
+            return _run_with_pty(paths, spec, image, sd, host, journal=journal, detach_keys=detach_keys)
         streams = _Streams(spec.interactive, journal)
         try:
             with _forward_signals() as proxy:
@@ -303,44 +306,93 @@ def _forward_signals() -> Iterator[_SignalProxy]:
 
 
 def _run_with_pty(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
-                  journal: _ToJournal) -> int:
+                  journal: _ToJournal, detach_keys: bytes) -> int:
+    """run -t: the container's pty is ours, its master held here, outside the unit, so that what
+    the container writes last is read (systemd kills what is left in the unit at once). Our
+    terminal's size is the pty's, at the start and at every SIGWINCH; with -i the detach keys
+    (^P^Q) hand the master to the init (sdctr.init.console) and leave the container running."""
     import threading
     import tty as ttymod
 
     master, slave = os.openpty()
     stdin_fd = sys.stdin.fileno()
     is_tty = os.isatty(stdin_fd)
+    window = stdin_fd if is_tty else sys.stdout.fileno()
     saved = termios.tcgetattr(stdin_fd) if is_tty else None
+    _copy_window_size(window, master)
+    old_winch = signal.signal(signal.SIGWINCH, lambda *_: _copy_window_size(window, master))
     if is_tty:
-        _copy_window_size(stdin_fd, master)
         ttymod.setraw(stdin_fd)
-    done = threading.Event()
+    done, ended = threading.Event(), threading.Event()
     keys = stdin_fd if spec.interactive else None
-    pump = threading.Thread(target=_pump, args=(master, keys, done, journal), daemon=True)
+    scanner = _detach_scanner(detach_keys) if keys is not None else None
+    pump = threading.Thread(target=_pump, args=(master, keys, done, journal), daemon=True,
+                            kwargs={"scanner": scanner, "detached": ended})
     # The pump runs from the start: what the init says when it fails goes to the pty too.
     pump.start()
+    handed_over = False
     try:
         try:
             spec = containers.run(paths, spec, image, sd, host, stdio=(slave, slave, slave))
         finally:
             os.close(slave)
-        if is_tty:  # raw mode: Ctrl-C travels as a byte through the pty
-            return containers.wait_exit(paths, spec, sd)
-        with _forward_signals() as proxy:
-            proxy.aim(sd, spec)
-            return containers.wait_exit(paths, spec, sd)
+        with _forward_signals() if not is_tty else contextlib.nullcontext() as proxy:  # raw: ^C is a byte
+            if proxy is not None:
+                proxy.aim(sd, spec)
+            status: list[int] = []
+
+            def wait() -> None:
+                status.append(containers.wait_exit(paths, spec, sd))
+                ended.set()
+            threading.Thread(target=wait, daemon=True).start()
+            while not ended.wait(0.2):
+                pass
+            if status:
+                return status[0]
+        _hand_over(paths, spec, master)  # detached: the pump has stopped reading
+        handed_over = True
+        return 0
     finally:
-        pump.join(timeout=1)  # the master reads EOF once the container's side has closed
+        if not handed_over:
+            pump.join(timeout=1)  # the master reads EOF once the container's side has closed
         done.set()
+        signal.signal(signal.SIGWINCH, old_winch)
         if saved is not None:
             termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         with contextlib.suppress(OSError):
             os.close(master)
 
 
-def _pump(master: int, stdin_fd: int | None, done: threading.Event, journal: _ToJournal) -> None:
+def _detach_scanner(keys: bytes) -> DetachScanner:
+    from sdctr.cli.detachkeys import DetachScanner
+
+    return DetachScanner(keys)
+
+
+def _hand_over(paths: Paths, spec: ContainerSpec, master: int) -> None:
+    """The pty's master to the init, which keeps it for `attach` as a -dt container's."""
+    import _socket
+
+    from sdctr.init.console import FRAME_MASTER, attach_address
+
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        conn.connect(attach_address(paths, spec.id))
+        rights = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS, master.to_bytes(4, sys.byteorder))
+        conn.sendmsg([FRAME_MASTER], [rights])
+    except OSError as e:
+        raise SdctrError(f"cannot detach from container {spec.name}: {e.strerror}",
+                         hint="its terminal closes with us: it may end") from e
+    finally:
+        conn.close()
+    _now_detached(paths, spec)
+
+
+def _pump(master: int, stdin_fd: int | None, done: threading.Event, journal: _ToJournal, *,
+          scanner: DetachScanner | None, detached: threading.Event) -> None:
     """Terminal bytes both ways; in raw mode Ctrl-C travels as a byte to the container's pty.
-    What the container's terminal shows goes to the journal too, as Docker logs a -t container."""
+    What the container's terminal shows goes to the journal too, as Docker logs a -t container.
+    The detach keys in what we type stop it (and set `detached`), the master left unread."""
     fds = [master] + ([stdin_fd] if stdin_fd is not None else [])
     out = sys.stdout.fileno()
     while not done.is_set():
@@ -358,8 +410,14 @@ def _pump(master: int, stdin_fd: int | None, done: threading.Event, journal: _To
             if fd == master:
                 _write_all(out, data)
                 journal.write(0, data)
-            else:
-                _write_all(master, data)
+                continue
+            detach = False
+            if scanner is not None:
+                data, detach = scanner.feed(data)
+            _write_all(master, data)
+            if detach:
+                detached.set()
+                return
 
 
 def _copy_window_size(src: int, dst: int) -> None:
@@ -367,3 +425,12 @@ def _copy_window_size(src: int, dst: int) -> None:
 
     with contextlib.suppress(OSError):
         fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+
+
+def _now_detached(paths: Paths, spec: ContainerSpec) -> None:
+    """After ^P^Q the container is a detached one: nobody reads an exit file for it."""
+    from sdctr.state import reader_mark, save_spec
+
+    save_spec(paths, spec.replace(attached=False))
+    with contextlib.suppress(FileNotFoundError):
+        reader_mark(paths, spec.id).unlink()

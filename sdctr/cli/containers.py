@@ -77,7 +77,13 @@ def image_for_run(options: RunOptions, paths: Paths) -> Image:
 
 def cmd_run(args: argparse.Namespace) -> int:
     paths = paths_of(args)
-    spec, image = build_spec(run_options(vars(args)), paths)
+    options = run_options(vars(args))
+    detach_keys = b""
+    if options.tty and not options.detach:  # checked before anything is made
+        from sdctr.cli.detachkeys import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+        detach_keys = parse_detach_keys(options.detach_keys or DEFAULT_DETACH_KEYS)
+    spec, image = build_spec(options, paths)
     sd, host = systemd_of(args)
     if not spec.attached:
         containers.run(paths, spec, image, sd, host)
@@ -85,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from sdctr.cli import attach
 
-    return attach.run_attached(paths, spec, image, sd, host)
+    return attach.run_attached(paths, spec, image, sd, host, detach_keys=detach_keys)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -104,7 +110,10 @@ def for_each(args: argparse.Namespace, action: Action) -> int:
     failed = 0
     for ref in args.containers:
         try:
-            action(paths, sd, host, find(paths, ref))
+            spec = find(paths, ref)
+            if containers.finish_stop_of(paths, sd, spec) and spec.remove:
+                raise NoSuchContainer(f"no such container: {ref} (removed: it had stopped)")
+            action(paths, sd, host, spec)
             print(ref)
         except SdctrError as e:
             error(str(e), e.hint)
@@ -420,10 +429,19 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
         raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
+    if args.detach and args.tty:
+        raise SdctrError("exec -d with -t is not supported: nobody would hold the terminal",
+                         hint="run it detached without -t, or attached with -it")
+    from sdctr.options import read_env_file
+
+    env = [e for path in args.env_file for e in read_env_file(path, os.environ)]
+    env += parse_env(args.env, os.environ)
+    if args.tty:  # as a login's terminal: ours, which the pty's relay speaks to (-e wins)
+        env.insert(0, f"TERM={os.environ.get('TERM') or 'xterm'}")
     try:
         return enter.exec_in(spec, int(unit["MainPID"]), unit, list(args.command),
-                             env=parse_env(args.env, os.environ), workdir=args.workdir,
-                             user=args.user, tty=args.tty, interactive=args.interactive)
+                             env=env, workdir=args.workdir, user=args.user, tty=args.tty,
+                             interactive=args.interactive and not args.detach, detach=args.detach)
     except (FileNotFoundError, ProcessLookupError):  # /proc/PID/ns/*: it went meanwhile
         if os.path.exists(f"/proc/{unit['MainPID']}"):
             raise
@@ -444,8 +462,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 # --- stats: usage straight from the unit's cgroup files, v1 or v2 alike -------------------------
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from sdctr.image.progress import human_size
-
+    """Docker's columns, from the unit's cgroup (CPU over half a second, memory, block I/O:
+    CPUAccounting and IOAccounting are on) and its veths' counters (network I/O, as the
+    container sees it); --format's fields are Docker's (.Name, .CPUPerc, .NetIO, ...)."""
     paths = paths_of(args)
     sd, _ = systemd_of(args)
     chosen = [find(paths, c) for c in args.containers] or [
@@ -456,21 +475,64 @@ def cmd_stats(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         time.sleep(0.5)
         elapsed = time.monotonic() - t0
-        rows = []
-        for s in chosen:
-            now = cgroups.usage(units[s.id].get("ControlGroup", ""))
-            cpu = (now["cpu_ns"] - first[s.id]["cpu_ns"]) / (elapsed * 1e9) * 100
-            limit = min(now["memory_limit"] or host_memory(), host_memory())  # "no limit" is the host's
-            rows.append([s.short_id, s.name, f"{cpu:.2f}%",
-                         f"{human_size(now['memory'], True)} / {human_size(limit, True)}",
-                         f"{now['memory'] / limit * 100:.2f}%", str(now["pids"])])
+        docs = [stats_doc(s, first[s.id], cgroups.usage(units[s.id].get("ControlGroup", "")), elapsed)
+                for s in chosen]
         if not args.no_stream:
             print("\033[2J\033[H", end="")
-        table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], rows)
+        if args.format == "json":
+            for d in docs:
+                print(json.dumps(d))
+        elif args.format:
+            from sdctr.cli.template import render_all
+
+            for line in render_all(args.format, docs, STATS_HEADERS):
+                print(line)
+        else:
+            table(list(STATS_HEADERS.values())[1:],
+                  [[d["ID"], d["Name"], d["CPUPerc"], d["MemUsage"], d["MemPerc"], d["NetIO"], d["BlockIO"],
+                    d["PIDs"]] for d in docs])
         if args.no_stream:
             return 0
 
 
+STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+                 "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+                 "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+
+
+def stats_doc(spec: ContainerSpec, before: dict[str, int], now: dict[str, int],
+              elapsed: float) -> dict[str, str]:
+    """One container's `docker stats` fields, as Docker writes them (binary units for memory,
+    decimal for I/O)."""
+    from sdctr.image.progress import human_size
+
+    cpu = max(0, now["cpu_ns"] - before["cpu_ns"]) / (elapsed * 1e9) * 100  # (a process may go)
+    limit = min(now["memory_limit"] or host_memory(), host_memory())  # "no limit" is the host's
+    received, sent = net_io(spec)
+    return {"Container": spec.short_id, "ID": spec.short_id, "Name": spec.name, "CPUPerc": f"{cpu:.2f}%",
+            "MemUsage": f"{human_size(now['memory'], True)} / {human_size(limit, True)}",
+            "MemPerc": f"{now['memory'] / limit * 100:.2f}%",
+            "NetIO": f"{human_size(received)} / {human_size(sent)}" if received is not None else "--",
+            "BlockIO": f"{human_size(now['block_read'])} / {human_size(now['block_write'])}",
+            "PIDs": str(now["pids"])}
+
+
+def net_io(spec: ContainerSpec) -> tuple[int | None, int]:
+    """Bytes the container received and sent on its bridge interfaces: its veths' host ends
+    count them the other way round. (None: no veth of ours, --network host or none.)"""
+    from sdctr.net.setup import extra_veths, veth_name
+
+    received, sent, found = 0, 0, False
+    for veth in (veth_name(spec.id), *extra_veths(spec.id).values()):
+        counters = f"/sys/class/net/{veth}/statistics"
+        try:
+            with open(f"{counters}/tx_bytes") as tx, open(f"{counters}/rx_bytes") as rx:
+                received += int(tx.read())
+                sent += int(rx.read())
+                found = True
+        except (OSError, ValueError):
+            continue
+    return (received if found else None), sent
 
 
 def host_memory() -> int:

@@ -1,4 +1,4 @@
-"""`sdctr healthcheck run CONTAINER`, and the health shown by ps (sdctr.runtime.health)."""
+"""`sdctr healthcheck run CONTAINER`, and the health shown by ps (sdctr.init.health)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ def cmd_healthcheck_run(args: argparse.Namespace) -> int:
         raise SdctrError(f"container {spec.name} is not running", status=125)
     status = health.run_check(paths, spec, sdctr_argv(root_args(paths)))
     print(status)
-    return 0 if status != health.UNHEALTHY else 1
+    return 0 if status != "unhealthy" else 1
 
 
 def status_suffix(paths: Paths, spec: ContainerSpec) -> str:
-    from sdctr.runtime import health
+    from sdctr.init import health
 
     state = health.read(paths, spec.id)
     status = state["Status"] if state else health.STARTING

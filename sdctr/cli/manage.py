@@ -130,7 +130,10 @@ def _copy_out(root: int, spec: ContainerSpec, src: str, dest: str, args: argpars
     parent, name = copy.split_path(src)
     shown = name
     if args.follow_link and name != ".":
-        parts = copy.resolve_in_root(root, src)
+        try:
+            parts = copy.resolve_in_root(root, src)
+        except (FileNotFoundError, NotADirectoryError):
+            raise _missing(spec, src) from None
         parent, name = "/" + "/".join(parts[:-1]), (parts[-1] if parts else ".")
     try:
         pfd = copy.open_in_root(root, parent, os.O_PATH | os.O_DIRECTORY)

@@ -90,9 +90,14 @@ def network_doc(args: argparse.Namespace, name: str) -> dict[str, object]:
     names = {cid: s.name for cid, s in specs.items()}
     macs = {cid: s.mac_address for cid, s in specs.items() if s.mac_address}  # --mac-address's
     doc["IPAM"] = {"Driver": "default", "Config": [{"Subnet": net.subnet.text, "Gateway": net.gateway_text}]}
+    if net.subnet6:
+        doc["EnableIPv6"] = True
+        doc["IPAM"]["Config"].append({"Subnet": net.subnet6.text, "Gateway": net.gateway6_text})  # type: ignore[index]
     doc["Containers"] = {cid: {"Name": names.get(cid, ""),
                                "MacAddress": macs.get(cid) or mac_address(ipam.parse_ip(a)),
-                               "IPv4Address": f"{a}/{net.subnet.prefix}", "IPv6Address": ""}
+                               "IPv4Address": f"{a}/{net.subnet.prefix}",
+                               "IPv6Address": f"{net.address6(ipam.parse_ip(a))}/{net.subnet6.prefix}"
+                               if net.subnet6 else ""}
                          for cid, a in sorted(ipam.read(net.leases_path(paths)).items())}
     doc["Options"] = {"com.docker.network.bridge.name": net.bridge}
     return doc
@@ -143,11 +148,32 @@ def cmd_network_create(args: argparse.Namespace) -> int:
     if not NAME_RE.fullmatch(args.name):
         raise SdctrError(f"network name {args.name!r} is not [a-zA-Z0-9][a-zA-Z0-9_.-]*")
     paths = paths_of(args)
+    subnet, subnet6 = split_subnets(args.subnet, args.ipv6)
+    if subnet6:
+        from sdctr.net.setup import IPTABLES, firewall
+
+        if firewall() == IPTABLES:  # the iptables back end has no ip6tables side (yet)
+            raise SdctrError("IPv6 networks need nftables: this host's rules are in iptables",
+                             hint="install nftables, or set network.firewall: nftables in sdctr.yaml")
     routes = json.loads(run(["ip", "-j", "-4", "route", "show"]).stdout or "[]")
+    routes6 = json.loads(run(["ip", "-j", "-6", "route", "show"]).stdout or "[]") if subnet6 else []
     with networks_locked(paths):
-        create_network(paths, args.name, args.subnet, args.gateway, routes)
+        create_network(paths, args.name, subnet, args.gateway, routes, subnet6=subnet6, host_routes6=routes6)
     print(network_id_of(paths, args.name))
     return 0
+
+
+def split_subnets(given: list[str], ipv6: bool) -> tuple[str | None, str | None]:
+    """--subnet's, at most one IPv4 and (with --ipv6) one IPv6 subnet, told apart by a colon."""
+    v4 = [s for s in given if ":" not in s]
+    v6 = [s for s in given if ":" in s]
+    if len(v4) > 1 or len(v6) > 1:
+        raise SdctrError(f"--subnet {' '.join(given)}: one IPv4 and one IPv6 subnet at most")
+    if v6 and not ipv6:
+        raise SdctrError(f"--subnet {v6[0]} is IPv6: add --ipv6", hint=f"--ipv6 --subnet {v6[0]}")
+    if ipv6 and not v6:
+        raise SdctrError("--ipv6 needs an IPv6 --subnet", hint="example: --ipv6 --subnet fd00:90::/64")
+    return (v4[0] if v4 else None), (v6[0] if v6 else None)
 
 
 def cmd_network_rm(args: argparse.Namespace) -> int:
@@ -199,18 +225,24 @@ def remove_network(paths: Paths, name: str) -> None:
     import os
     import shutil
 
-    from sdctr.net.network import netconf_dir, network_named
-    from sdctr.net.setup import apply_rules, list_table, remove_veth
+    from sdctr.net.network import netconf_dir, network_named, untrust_bridge, user_networks
+    from sdctr.net.setup import apply_rules, remove_veth, rules_present
 
     net = network_named(paths, name)
     if os.path.exists(f"/sys/class/net/{net.bridge}"):
+        untrust_bridge(net)  # out of firewalld's trusted zone, where it runs
         remove_veth(net.bridge)  # (ip link del, as for a veth)
     shutil.rmtree(net.leases_path(paths), ignore_errors=True)
     lock = net.leases_path(paths).with_name(f"{name}.lock")
     for leftover in (lock, netconf_dir(paths) / f"{name}.json"):
         leftover.unlink(missing_ok=True)
-    if list_table() is not None:  # the isolation and masquerade rules without it
+    if rules_present():  # the isolation and masquerade rules without it
         apply_rules(paths, "", "", ())
+    if net.subnet6 and not any(n.subnet6 for n in user_networks(paths)):  # the last IPv6 network
+        from sdctr.external import run
+        from sdctr.net import nft
+
+        run(["nft", "-f", "-"], input=nft.delete_table6_text())
 
 
 def cmd_network_connect(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
         if only in (None, verb):
             _add_run(sub, verb, help_text)
     if only in _HOT_VERBS:
-        return parser
+        return _describe(parser)
     for verb, help_text in (("start", "start stopped containers"), ("rm", "remove containers"),
                             ("stop", "stop containers (SIGTERM, then SIGKILL after -t seconds)"),
                             ("restart", "restart containers"), ("kill", "send a signal to containers"),
@@ -87,7 +87,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     for verb in ("stop", "restart"):
         sub.choices[verb].add_argument("-t", "--time", type=int, default=None, metavar="SECONDS",
                                        help="seconds to wait before SIGKILL (default: the container's, 10)")
-    sub.choices["kill"].add_argument("-s", "--signal", default="KILL")
+    sub.choices["kill"].add_argument("-s", "--signal", default="KILL", metavar="SIGNAL",
+                                     help="a name or number: TERM, HUP, 9 (default: KILL)")
     sub.choices["rm"].add_argument("-f", "--force", action="store_true", help="kill a running one first")
     sub.choices["inspect"].add_argument("-f", "--format", help="a template such as '{{.State.Status}}'")
     sub.choices["inspect"].add_argument("--type", choices=["container", "image"],
@@ -112,12 +113,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.set_defaults(handler=_handler("containers.cmd_export"))
 
     p = sub.add_parser("logs", help="a container's output, from the journal")
-    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-f", "--follow", action="store_true", help="go on printing until the container ends")
     p.add_argument("-n", "--tail", metavar="N", help="the last N lines (or 'all')")
     p.add_argument("--since", metavar="TIME",
                    help="lines since TIME: 10m, 2h30m, 2026-01-02T10:00:00Z, Unix seconds")
     p.add_argument("--until", metavar="TIME", help="lines before TIME (the same forms)")
-    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("-t", "--timestamps", action="store_true", help="each line with its time (RFC 3339)")
     p.add_argument("container")
     p.set_defaults(handler=_handler("containers.cmd_logs"))
 
@@ -129,13 +130,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.set_defaults(handler=_handler("terminal.cmd_attach"))
 
     p = sub.add_parser("exec", help="run a command in a running container")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("-w", "--workdir")
-    p.add_argument("-u", "--user")
-    p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="return at once; the command runs on in the container, its output discarded")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open: ours, relayed")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="a pty of the container's own (TERM: ours, else xterm)")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="set a variable (KEY alone: our value)")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                   help="read variables from FILE, KEY=VALUE a line (-e wins)")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="where it runs (default: the container's)")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="name or id (default: the container's)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command, its arguments")
     p.set_defaults(handler=_handler("containers.cmd_exec"))
 
     for verb, help_text in (("top", "a container's processes"),):
@@ -151,12 +158,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     network_verbs = network.add_subparsers(dest="network_verb", metavar="COMMAND", required=True,
                                            parser_class=_Parser)
     p = network_verbs.add_parser("ls", help="list the networks")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="names only")
     p.set_defaults(handler=_handler("networks.cmd_network_ls"))
     p = network_verbs.add_parser("create", help="a user network: a bridge and a subnet of its own")
-    p.add_argument("--subnet", help="an IPv4 subnet (default: a free /16 from 10.90.0.0/16 up)")
+    p.add_argument("--subnet", action="append", default=[],
+                   help="an IPv4 subnet (default: a free /16 from 10.90.0.0/16 up); with --ipv6, an "
+                        "IPv6 one too (given twice)")
+    p.add_argument("--ipv6", action="store_true",
+                   help="IPv6 as well: an address per container from the IPv6 --subnet")
     p.add_argument("--gateway", help="the bridge's address (default: the subnet's first)")
-    p.add_argument("-d", "--driver", choices=["bridge"], default="bridge")
+    p.add_argument("-d", "--driver", choices=["bridge"], default="bridge", help="bridge, the only one")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(handler=_handler("networks.cmd_network_create"))
     p = network_verbs.add_parser("rm", help="remove user networks no container is on")
@@ -172,12 +183,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p.add_argument("-f", "--force", action="store_true", help="do not ask")
     p.set_defaults(handler=_handler("networks.cmd_network_prune"))
     p = network_verbs.add_parser("inspect", help="a network's settings and its containers' addresses")
-    p.add_argument("-f", "--format")
+    p.add_argument("-f", "--format", help="a template such as '{{.Subnet}}'")
     p.add_argument("networks", nargs="+", metavar="NETWORK")
     p.set_defaults(handler=_handler("networks.cmd_network_inspect"))
-    p = sub.add_parser("stats", help="CPU, memory and pids of running containers")
-    p.add_argument("--no-stream", action="store_true")
-    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p = sub.add_parser("stats", help="CPU, memory, network and block I/O, and pids of running containers")
+    p.add_argument("--no-stream", action="store_true", help="print once, do not refresh")
+    p.add_argument("--format", help="json, or a template such as 'table {{.Name}}\\t{{.CPUPerc}}'")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER", help="default: every running one")
     p.set_defaults(handler=_handler("containers.cmd_stats"))
 
     system = sub.add_parser("system", help="the host's sdctr state (gc)")
@@ -207,12 +219,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     storage_verbs = p.add_subparsers(dest="storage_verb", metavar="COMMAND", required=True,
                                      parser_class=_Parser)
     p = storage_verbs.add_parser("status", help="the driver new containers get and why, and its space")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="table, or json")
     p.set_defaults(handler=_handler("manage.cmd_storage_status"))
     p = sub.add_parser("update", help="change the limits of containers, running ones at once (as Docker's)")
     for option in OPTIONS:  # the table's flags and help for the limits update changes
         if option.dest in UPDATABLE:
-            p.add_argument(*option.flags, dest=option.dest, metavar=option.metavar, help=option.help)
+            p.add_argument(*option.flags, dest=option.dest, metavar=option.metavar, help=option.help,
+                           action="append" if option.kind == LIST else "store")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(handler=_handler("update.cmd_update"))
 
@@ -230,6 +243,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
                                                 parser_class=_Parser), group=True)
     _add_registry_verbs(sub)
     # `init` and `hook`, what the unit runs, never reach this parser (sdctr.main.unit_command)
+    return _describe(parser)
+
+
+def _describe(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Each verb's --help opens with the line `sdctr --help` lists it with (its description,
+    unless it has one of its own); tests/unit/test_cli_help.py checks every verb has one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for listed in action._choices_actions:
+                sub = action.choices[listed.dest]
+                if sub.description is None and listed.help:  # (an alias shares its parser)
+                    sub.description = listed.help
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                _describe(sub)
     return parser
 
 
@@ -310,7 +337,7 @@ def _add_manage_verbs(sub: argparse._SubParsersAction[_Parser],
                    "dangling ones")
     prune_flags(p)
     p = verb(system_verbs, "df", "the disk space images and containers use", "cmd_system_df")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="table (default) or json")
     for where in (sub, system_verbs):
         p = verb(where, "info", "this host as sdctr sees it (systemd, cgroups, storage, counts)", "cmd_info")
         p.add_argument("-f", "--format", help="json, or a template such as '{{.CgroupVersion}}'")
@@ -330,12 +357,12 @@ def _add_registry_verbs(sub: argparse._SubParsersAction[_Parser]) -> None:
     """The verbs that talk to a registry but touch no image: top level only, as in Docker."""
     p = sub.add_parser("search", help="search Docker Hub, or REGISTRY/TERM a registry's catalog")
     p.add_argument("--limit", type=int, default=25, metavar="N", help="at most N results (default 25)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="table (default) or json")
     p.add_argument("--no-trunc", action="store_true", help="whole descriptions")
     p.add_argument("term", metavar="[REGISTRY/]TERM")
     p.set_defaults(handler=_handler("images.cmd_search"))
     p = sub.add_parser("login", help="check and store credentials for a registry (Docker Hub by default)")
-    p.add_argument("-u", "--username")
+    p.add_argument("-u", "--username", help="default: asked for on a terminal")
     p.add_argument("-p", "--password", help="insecure: use --password-stdin")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("server", nargs="?", metavar="REGISTRY")
@@ -366,11 +393,12 @@ def _add_image_verbs(sub: argparse._SubParsersAction[_Parser], *, group: bool) -
     p.add_argument("-q", "--quiet", action="store_true", help="image ids only")
     p.add_argument("--format", help="table, json, or a template such as 'table {{.Repository}}\\t{{.ID}}'")
     p = verb("rmi", "rm", "remove images", "cmd_rmi")
-    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-f", "--force", action="store_true", help="by id, an image with several tags; "
+                   "one that containers use is untagged and kept")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p = verb("load", "load", "load images from a `docker save` or OCI archive", "cmd_load")
     p.add_argument("-i", "--input", metavar="FILE", help="the archive (default: stdin)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the loaded names")
     p = verb("save", "save", "save images to an archive (docker and OCI formats in one)", "cmd_save")
     p.add_argument("-o", "--output", metavar="FILE", help="default: stdout")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -378,7 +406,7 @@ def _add_image_verbs(sub: argparse._SubParsersAction[_Parser], *, group: bool) -
     p.add_argument("source", metavar="IMAGE")
     p.add_argument("target", metavar="NAME[:TAG]")
     p = verb("history", "history", "the steps that made an image", "cmd_history")
-    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--no-trunc", action="store_true", help="whole ids and commands")
     p.add_argument("image", metavar="IMAGE")
     if group:
         p = verb("", "inspect", "show images as JSON", "cmd_image_inspect")

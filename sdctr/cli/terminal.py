@@ -13,6 +13,7 @@ import sys
 import termios
 
 from sdctr.cli.containers import paths_of, systemd_of
+from sdctr.cli.detachkeys import DEFAULT_DETACH_KEYS, DetachScanner, parse_detach_keys
 from sdctr.log import SdctrError
 from sdctr.runtime import lifecycle as containers
 from sdctr.state import find
@@ -22,62 +23,6 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator
 
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
-_CTRL_SPECIAL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-
-
-def parse_detach_keys(text: str) -> bytes:
-    """Docker's form (moby/term ToBytes): a comma-separated list of single characters and
-    `ctrl-X` (X a letter or one of @[\\]^_)."""
-    out = bytearray()
-    for key in text.split(","):
-        k = key.strip()
-        low = k.lower()
-        if low.startswith("ctrl-") and len(k) == 6:
-            c = low[5]
-            if "a" <= c <= "z":
-                out.append(ord(c) - ord("a") + 1)
-                continue
-            if c in _CTRL_SPECIAL:
-                out.append(_CTRL_SPECIAL[c])
-                continue
-        elif len(k) == 1:
-            out.append(ord(k))
-            continue
-        raise SdctrError(f"--detach-keys {text!r}: {k!r} is not a key",
-                         hint="a comma-separated list of characters and ctrl-<letter>, e.g. ctrl-p,ctrl-q")
-    if not out:
-        raise SdctrError(f"--detach-keys {text!r} names no key")
-    return bytes(out)
-
-
-class DetachScanner:
-    """Finds the detach sequence in what the user types; what only looked like its start is
-    passed on once it turns out not to be (as Docker's escape proxy does)."""
-
-    def __init__(self, keys: bytes):
-        self.keys = keys
-        self.matched = 0
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(the bytes to send on, whether the sequence is complete)."""
-        out = bytearray()
-        for b in data:
-            if b == self.keys[self.matched]:
-                self.matched += 1
-                if self.matched == len(self.keys):
-                    self.matched = 0
-                    return bytes(out), True
-                continue
-            out += self.keys[:self.matched]
-            self.matched = 0
-            if b == self.keys[0]:
-                self.matched = 1
-            else:
-                out.append(b)
-        return bytes(out), False
-
-
 def cmd_attach(args: argparse.Namespace) -> int:
     from sdctr.init.console import attach_address
 
@@ -86,6 +31,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
     spec = find(paths, args.container)
     containers.running_unit(sd, spec)
     keys = parse_detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
+    if spec.attached and spec.tty:  # its pty is still the CLI's (sdctr.init.console: adoption)
+        raise SdctrError(f"container {spec.name} is attached to the terminal of its 'sdctr run -it'",
+                         hint="detach that one first (ctrl-p ctrl-q), then attach here")
     address = attach_address(paths, spec.id)
     if not os.path.exists(address) or not (spec.tty or spec.interactive):
         _follow_output(spec, sd)

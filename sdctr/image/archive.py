@@ -21,19 +21,23 @@ import json
 import os
 import posixpath
 import re
+import shlex
 import sys
 import tarfile
 import tempfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from sdctr.image import store as images
 from sdctr.log import SdctrError
 from sdctr.oci.digest import digest_hex, is_digest
 from sdctr.oci.layers import compression
 from sdctr.paths import Paths
+
+if TYPE_CHECKING:
+    from sdctr.storage.snapshotter import Mount
 
 MAX_DOCUMENT = images.MAX_DOCUMENT  # manifest.json, index.json: a few KiB in honest archives
 MAX_ENTRIES = 100_000
@@ -550,31 +554,27 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> None:
     """`docker export`: the container's file system as a tar. A running container's mounted root
-    is read as it is; a stopped one's through its driver's read-only view, mounted below sdctr's
-    run directory for the while."""
-    from sdctr.storage import drivers, snapshotter
+    is read as it is; a stopped one's through its driver's read-only view, mounted by tar's own
+    mount namespace at the container's mount point (unused while it is stopped): the mount lives
+    as long as tar, and a kill (SIGKILL) of sdctr or tar at any moment leaves neither a mount nor
+    a directory behind (issue 17; it was a mount below <run>/export until unmounted by hand)."""
+    from sdctr.storage import drivers
     from sdctr.storage.mountinfo import mounts_at
 
     if output is None and sys.stdout.isatty():
         raise SdctrError("refusing to write a tar archive to a terminal",
                          hint="use -o FILE or redirect stdout")
-    if mounts_at(paths.rootfs(cid)):
-        _tar_tree(paths.rootfs(cid), output)
+    rootfs = paths.rootfs(cid)
+    if mounts_at(rootfs):
+        _tar_tree(rootfs, output)
         return
     snap = drivers.driver(_driver_name(paths, cid), paths)
     snap.unpack(image)  # the image's layers were unpacked by create; a copy pruned since is redone
-    target = paths.run / "export" / f"{cid}-{os.getpid()}"
-    target.mkdir(parents=True)
+    rootfs.mkdir(parents=True, exist_ok=True)  # (made at create; a reboot empties the run directory)
     try:
-        view = snap.view(cid, image.layers, target)
-        snapshotter.mount(view)
-        try:
-            _tar_tree(target, output)
-        finally:
-            snap.deactivate(cid, target)  # the unmount; a thin device the view activated goes too
-    finally:
-        with contextlib.suppress(OSError):
-            target.rmdir()
+        _tar_tree(rootfs, output, view=snap.view(cid, image.layers, rootfs))
+    finally:  # the view's mount went with tar's namespace; a thin device it activated goes now
+        snap.release(cid)
 
 
 def _driver_name(paths: Paths, cid: str) -> str:
@@ -589,12 +589,21 @@ def _driver_name(paths: Paths, cid: str) -> str:
         return DEFAULT
 
 
-def _tar_tree(root: Path, output: str | None) -> None:
+def _tar_tree(root: Path, output: str | None, view: Mount | None = None) -> None:
+    """tar of ``root`` to ``output`` (stdout if None); with ``view``, mounted there first in a
+    mount namespace of tar's own (a slave of the host's, so that nothing goes back)."""
     from sdctr.external import run
 
     def tar(archive: str) -> None:
-        status = run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(root), "-cf",
-                      archive, "--", *sorted(os.listdir(root))], capture=False, check=False).returncode
+        argv = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(root), "-cf", archive]
+        if view is None:
+            argv += ["--", *sorted(os.listdir(root))]
+        else:  # the names at the top, as above, once the view is there to list
+            script = (f"{shlex.join(view.argv())} && cd {shlex.quote(str(root))} && find . -mindepth 1 "
+                      "-maxdepth 1 -printf '%P\\0' | LC_ALL=C sort -z | \"$@\" --null -T -")
+            argv = ["unshare", "--mount", "--propagation", "slave", "--", "/bin/sh", "-c", script, "sh",
+                    *argv]
+        status = run(argv, capture=False, check=False).returncode
         # a running container changes files while tar reads them: GNU tar warns, finishes the
         # archive and exits 1 ("some files differ"), a complete export as `docker export` gives
         if status not in (0, 1):

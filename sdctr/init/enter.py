@@ -10,7 +10,9 @@ Three steps, and only the last process is ever inside the container's PID namesp
 2. The helper (`helper`, still the CLI's PID, outside the container's PID namespace) becomes
    non-dumpable, joins the unit's cgroups (or fails), the namespaces of PID 1 through the pidfd
    and its root; with -t it opens a pty of the container's own devpts; it forks, then relays the
-   terminal and signals and waits.
+   terminal and signals and waits. With -d it waits only for the child's exec (an error line
+   comes back on a close-on-exec pipe) and leaves: the command is then an orphan of the
+   container's PID namespace, reaped by the container's PID 1.
 3. The child: a session of its own (with -t the container's pty is its controlling terminal, so
    TIOCSTI reaches only that pty, never the caller's terminal), no descriptor above 2, the
    container's user, capabilities, no_new_privs and seccomp filter; then exec. It is
@@ -57,7 +59,7 @@ MEMFD_NAME = "sdctr-exec"  # what /proc/<pid>/exe of an exec'ing process reads: 
 
 def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[str], *,
             env: list[str], workdir: str | None, user: str | None, tty: bool,
-            interactive: bool) -> NoReturn:
+            interactive: bool, detach: bool = False) -> NoReturn:
     if not command:
         raise SdctrError("exec needs a command", hint="example: sdctr exec web sh")
     cgroup = unit.get("ControlGroup", "")
@@ -66,7 +68,8 @@ def exec_in(spec: ContainerSpec, pid: int, unit: dict[str, Any], command: list[s
     leader = Leader.find(pid, cgroup)
     request = {"spec": spec.to_json(), "pid": leader.pid, "pidfd": leader.pidfd,
                "starttime": leader.starttime, "cgroup": cgroup, "command": command, "env": env,
-               "workdir": workdir, "user": user, "tty": tty, "interactive": interactive}
+               "workdir": workdir, "user": user, "tty": tty, "interactive": interactive,
+               "detach": detach}
     _become_helper(request, leader.pidfd)
 
 
@@ -192,8 +195,7 @@ def helper(request_fd: int) -> int:
 
 def _helper(request_fd: int) -> int:
     # Everything this process imports, it imports now: past setns its root is the container's.
-    from sdctr.init import reaper, seccomp
-    from sdctr.init import standard as init
+    from sdctr.init import reaper, seccomp, standard  # noqa: F401  (run_entered's)
 
     # Before anything of the container's is open; the child inherits it, and exec resets it.
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
@@ -205,6 +207,17 @@ def _helper(request_fd: int) -> int:
     # libseccomp is loaded from the host; --privileged has no filter, as its container
     syscall_filter = None if spec.privileged else seccomp.Filter(spec.capabilities)
     cgroups.join(request["cgroup"])
+    return run_entered(request, spec, leader, syscall_filter)
+
+
+def run_entered(request: dict[str, Any], spec: ContainerSpec, leader: Leader, syscall_filter: Any) -> int:
+    """The request's command run in the leader's namespaces and root, from a non-dumpable
+    process of a sealed interpreter in the unit's cgroup (this helper, or the health check's:
+    sdctr.init.health, which imported what this needs before); its wait status as an exit status."""
+    from sdctr.init import reaper
+    from sdctr.init import standard as init
+
+    pidfd = leader.pidfd
     # The host's: the container's /dev/null could be a FIFO its root made, and block us.
     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     root, spaces = leader.open_root_and_namespaces()
@@ -216,20 +229,29 @@ def _helper(request_fd: int) -> int:
     os.fchdir(root)
     os.chroot(".")
     os.close(root)
-    if request["tty"]:  # the container's own devpts: the pty is the container's, not the host's
+    detach = request.get("detach", False)
+    if detach:  # -d: nothing of ours; what it writes is discarded, as docker exec -d does
+        sink = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+        stdio, master = Stdio((null, sink, sink), {}, [sink]), None
+    elif request["tty"]:  # the container's own devpts: the pty is the container's, not the host's
         master, slave = linux.open_pty("/dev/pts/ptmx")
         stdio = Stdio((slave, slave, slave), {master: 1}, [slave])
     else:
         stdio, master = Stdio.without_terminals(null, request["interactive"]), None
     if request["interactive"] and master is not None:
         stdio.routes[0] = master
+    # -d: the child says through this pipe why its exec failed; a successful exec closes it
+    failed_r, failed_w = os.pipe2(os.O_CLOEXEC) if detach else (-1, -1)
     signal.pthread_sigmask(signal.SIG_BLOCK, reaper.FORWARDED)
     child = os.fork()
     if child == 0:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
-        _child(request, spec, stdio.child, syscall_filter)
+        _child(request, spec, stdio.child, syscall_filter, failed_w)
     for fd in stdio.theirs:
         os.close(fd)
+    if detach:
+        failed = _exec_failure(failed_r, failed_w)
+        return reaper.exit_status(os.waitpid(child, 0)[1]) if failed else 0
     if not stdio.routes:
         init.forward_signals(child)  # as `docker exec` forwards them
         _, status = os.waitpid(child, 0)
@@ -267,10 +289,22 @@ class Stdio:
         return cls((child[0], child[1], child[2]), routes, theirs)
 
 
+def _exec_failure(failed_r: int, failed_w: int) -> bool:
+    """exec -d: whether the child failed before its exec (its error line goes to our stderr).
+    Once the command runs we leave: the container's PID 1 reaps it, the orphan of its PID
+    namespace, when it ends."""
+    os.close(failed_w)
+    with os.fdopen(failed_r, "rb") as f:
+        why = f.read()
+    os.write(2, why)
+    return bool(why)
+
+
 def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, int],
-           syscall_filter: Any) -> NoReturn:
+           syscall_filter: Any, failed_w: int = -1) -> NoReturn:
     from sdctr.init import standard as init
 
+    errors = 2
     try:
         # A session of our own: the caller's terminal is not ours to TIOCSTI into.
         os.setsid()
@@ -280,7 +314,11 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, 
                 os.dup2(source, fd)
         if tty:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        linux.close_range(3)  # the pty's master, the namespaces, anything else of ours
+        if failed_w >= 0:  # -d: errors to the helper, on a descriptor that exec closes
+            errors = 3
+            if failed_w != errors:
+                os.dup2(failed_w, errors, inheritable=False)
+        linux.close_range(errors + 1)  # the pty's master, the namespaces, anything else of ours
         user = request["user"]
         who = init.resolve_user(user if user is not None else spec.user)
         if tty:  # as a login's terminal: its user's
@@ -296,13 +334,13 @@ def _child(request: dict[str, Any], spec: ContainerSpec, stdio: tuple[int, int, 
             syscall_filter.load()
         os.execve(path, request["command"], env_mapping(environment))
     except SdctrError as e:
-        os.write(2, f"sdctr: error: {e}\n".encode())
+        os.write(errors, f"sdctr: error: {e}\n".encode())
         os._exit(e.status)
     except OSError as e:
-        os.write(2, f"sdctr: error: {describe(e)}\n".encode())
+        os.write(errors, f"sdctr: error: {describe(e)}\n".encode())
         os._exit(126)
     except BaseException as e:
-        os.write(2, f"sdctr: error: internal error: {e.__class__.__name__}: {e}\n".encode())
+        os.write(errors, f"sdctr: error: internal error: {e.__class__.__name__}: {e}\n".encode())
         os._exit(EXIT_SDCTR)
 
 

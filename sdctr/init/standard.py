@@ -12,6 +12,9 @@ A straight line of named steps, after runc's standard_init_linux.go and rootfs_l
   READY=1 + MAINPID=child, exit 0      exec the reaper (tini) by fd, which runs the command
   (or, without systemd: wait)
 
+With a health check, a helper forked before the PID namespace is made runs it and says READY=1
+after the first pass (sdctr.init.health); with --sdnotify=container the container says it.
+
 The child reports a failure as one line "STATUS message" on a close-on-exec pipe; a successful
 exec closes the pipe, so end of file without a line means the command is running. The parent
 then hands the child to systemd (Type=notify, MAINPID=) and exits: no host-side waiter stays,
@@ -33,7 +36,7 @@ import termios
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sdctr import linux, log, state
+from sdctr import inroot, linux, log, state
 from sdctr.caps import ALL_CAPS, cap_number
 from sdctr.init import console, journal, reaper, sealed, seccomp
 from sdctr.log import EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, EXIT_SDCTR, SdctrError, describe, report
@@ -59,6 +62,7 @@ REAPERS = ("/usr/bin/tini-static", "/usr/libexec/catatonit/catatonit", "/usr/lib
 REAPER_ENV = "SDCTR_INIT_REAPER"
 # The memfd the Python fallback runs from: the container's /proc/1/exe reads /memfd:sdctr-init.
 SEALED_INIT = "sdctr-init"
+HEALTH_HELPER = "sdctr-health"  # and the health check's helper's: /memfd:sdctr-health
 
 # moby's defaults (daemon/oci_linux.go, oci/defaults.go): paths that leak host information or
 # reach host hardware get nothing (a read-only tmpfs over a directory, /dev/null over a file)...
@@ -79,6 +83,7 @@ DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("u
 DEV_SYMLINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                 ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore"), ("ptmx", "pts/ptmx"))
 ETC_FILES = ("hostname", "hosts", "resolv.conf")
+NOTIFY_SOCKET_IN = "/run/notify/notify.sock"  # podman's place for --sdnotify=container
 
 
 class SetupError(SdctrError):
@@ -113,6 +118,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         write_etc_files(paths, spec)
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        checks = health_helper(paths, spec)  # forked before the PID namespace: not in it
         new_pid_namespace()
         # Held until we can forward them: a SIGTERM that came before the handlers were set would
         # kill us and orphan the container.
@@ -124,8 +130,9 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         pid = linux.fork_sibling() if sibling else os.fork()
         if pid == 0:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, reaper.FORWARDED)
-            os.close(report_r)
-            os.close(go_w)
+            # (the health helper's pipe too: the Python reaper never execs, the helper would wait)
+            for fd in (report_r, go_w, *checks):
+                os.close(fd)
             held.in_child()
             _child(spec, paths, reaper_path, report_w, go_r)
         held.in_parent()
@@ -139,7 +146,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
             raise SdctrError(failure[1], status=failure[0])
         state.record_start(paths, cid)
         try:
-            notified = sd_notify(f"READY=1\nMAINPID={pid}")
+            notified = sd_notify(hand_over(spec, pid, bool(checks)))
         except SdctrError:  # nobody would adopt the container: it must not outlive us
             os.kill(pid, signal.SIGKILL)
             if not sibling:
@@ -150,6 +157,7 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         # container's.
         os.write(go_w, b"g")
         os.close(go_w)
+        after_hand_over(paths, spec, pid, checks)
         if notified:
             held.serve()  # run -dt, -di: we stay for the container's terminal (or stdin)
             return 0  # systemd adopts the container's PID 1 as the unit's main process
@@ -157,6 +165,93 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         return reaper.exit_status(status)
     except (SdctrError, OSError) as e:
         return report(e)
+
+
+def health_helper(paths: Paths, spec: ContainerSpec) -> list[int]:
+    """For a container with a health check under systemd: the helper that runs it
+    (sdctr.init.health), forked now, before the container's PID namespace exists (it is no
+    process the container sees), from a sealed copy of the interpreter, as `sdctr exec`'s; it
+    waits for the container's PID on a pipe, closed without one if the start fails. [the pipe's
+    descriptor], or []."""
+    if not spec.health_cmd or "NOTIFY_SOCKET" not in os.environ:
+        return []
+    r, w = os.pipe2(os.O_CLOEXEC)
+    if os.fork() == 0:
+        try:
+            os.close(w)
+            os.set_inheritable(r, True)
+            _exec_sealed(HEALTH_HELPER, "sdctr.init.health", "helper",
+                         [str(paths.root), str(paths.run), spec.id, str(r)])
+        finally:
+            os._exit(EXIT_SDCTR)
+    os.close(r)
+    return [w]
+
+
+def hand_over(spec: ContainerSpec, pid: int, checked: bool) -> str:
+    """What the init tells systemd once the command may run: its PID 1 is the main process, and
+    READY=1 unless another says it: the container itself (--sdnotify=container), or the health
+    check's helper after the first pass (`checked`, unless --sdnotify=ignore)."""
+    if spec.sdnotify == "container":
+        return f"MAINPID={pid}\nSTATUS=waiting for the container's READY=1"
+    if checked and spec.sdnotify != "ignore":
+        return f"MAINPID={pid}\nSTATUS=starting"
+    return f"READY=1\nMAINPID={pid}"
+
+
+def after_hand_over(paths: Paths, spec: ContainerSpec, pid: int, checks: list[int]) -> None:
+    """The container's command runs: its PID to the health check's helper, which checks from now
+    on; the container registered with machined."""
+    for fd in checks:
+        os.write(fd, str(pid).encode())
+        os.close(fd)
+    register_machine(paths, spec, pid)
+
+
+# systemd-machined, bus-activated: its binary says it is there; busctl calls it
+MACHINED = ("/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined")
+BUSCTL = ("/usr/bin/busctl", "/bin/busctl")
+
+
+def register_machine(paths: Paths, spec: ContainerSpec, pid: int) -> None:
+    """Where systemd-machined is installed, the container as its machine (`machinectl list`,
+    `status`, `copy-to`, `shell`): RegisterMachine, which takes the leader's unit (ours) as the
+    machine's, and forgets the machine when that unit stops. By busctl (no D-Bus library in the
+    init), once the container's command runs, from our own PID namespace, not the container's, which
+    our children join since new_pid_namespace(). Its complaints (a name taken) go to the journal,
+    never to an attached run's terminal."""
+    busctl = next((p for p in BUSCTL if os.access(p, os.X_OK)), None)
+    if busctl is None or not any(os.path.exists(p) for p in MACHINED) or "NOTIFY_SOCKET" not in os.environ:
+        return
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(own, linux.CLONE_NEWPID)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        quiet = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in ((0, 1, 2) if spec.attached else (0, 1))]
+        child = os.posix_spawn(busctl, machine_argv(spec, busctl, pid, str(paths.rootfs(spec.id))), {},
+                               file_actions=quiet)
+        os.close(null)
+        os.waitpid(child, 0)  # a few ms (busctl's own timeout bounds it); no zombie left to a -dt init
+    except OSError as e:  # the container runs on without
+        log.debug(f"registering with machined: {describe(e)}")
+    finally:
+        os.close(own)
+
+
+def machine_argv(spec: ContainerSpec, busctl: str, pid: int, root: str) -> list[str]:
+    """RegisterMachine: named as the container (a host name: `_` as `-`), its id the container's
+    first 16 bytes, service sdctr, class container, the container's PID 1, its root."""
+    uuid = [str(int(spec.id[i:i + 2], 16)) for i in range(0, 32, 2)]
+    return [busctl, "--quiet", "call", "org.freedesktop.machine1", "/org/freedesktop/machine1",
+            "org.freedesktop.machine1.Manager", "RegisterMachine", "sayssus", machine_name(spec),
+            "16", *uuid, "sdctr", "container", str(pid), root]
+
+
+def machine_name(spec: ContainerSpec) -> str:
+    """machined's names are host names: Docker's generated ones have underscores."""
+    name = spec.name.replace("_", "-")
+    valid = name and len(name) <= 64 and name[0].isalnum() and all(c.isalnum() or c in "-." for c in name)
+    return name if valid else spec.short_id
 
 
 def refuse_unsealable(spec: ContainerSpec) -> None:
@@ -179,6 +274,8 @@ def setup_stdio(paths: Paths, spec: ContainerSpec) -> console.Console | console.
     # (a foreground run's stdio is the caller's, no journal stream: the CLI journals a copy; but
     # where systemd cannot pass it descriptors, --unit-file-mode, the unit's stream is ours)
     journal.split_streams(spec.name, spec.unit)
+    if spec.attached and spec.tty:  # run -it: its CLI holds the pty until it detaches (^P^Q)
+        return console.Console(paths, spec.id, True, adopt_for=(spec.name, spec.unit))
     if spec.attached or not (spec.tty or spec.interactive):
         return console.NoConsole()
     return console.Console(paths, spec.id, spec.tty)
@@ -194,19 +291,23 @@ def become_sealed_init(paths: Paths, cid: str) -> NoReturn:
     NOTIFY_SOCKET, the journal's JOURNAL_STREAM) and descriptors (stdio: systemd's journal
     streams or the terminal; nothing of ours is open yet). The copy enters at sealed_init(),
     which never comes back here: no loop."""
-    interpreter = sealed.sealed_copy("/proc/self/exe", SEALED_INIT)
+    _exec_sealed(SEALED_INIT, "sdctr.init.standard", "sealed_init", [str(paths.root), str(paths.run), cid])
+
+
+def _exec_sealed(name: str, module: str, function: str, args: list[str]) -> NoReturn:
+    """`module.function(args + [--debug])` in a sealed copy of our interpreter, named `name`."""
+    interpreter = sealed.sealed_copy("/proc/self/exe", name)
     sys.stdout.flush()
     sys.stderr.flush()
     package_parent = str(Path(__file__).resolve().parents[2])
-    bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); "
-                 "from sdctr.init.standard import sealed_init; sealed_init(sys.argv[2:])")
+    bootstrap = (f"import sys; sys.path.insert(0, sys.argv[1]); "
+                 f"from {module} import {function}; {function}(sys.argv[2:])")
     # -S -s: no site-packages (the init needs only the standard library); PYTHONHOME because the
     # copy's path tells Python nothing about where its library lives.
     environment = {**os.environ, "PYTHONHOME": f"{sys.base_prefix}:{sys.base_exec_prefix}",
                    "PYTHONDONTWRITEBYTECODE": "1"}
-    os.execve(interpreter, [SEALED_INIT, "-S", "-s", "-c", bootstrap, package_parent,
-                            str(paths.root), str(paths.run), cid, *(["--debug"] if log.debugging() else [])],
-              environment)
+    os.execve(interpreter, [name, "-S", "-s", "-c", bootstrap, package_parent, *args,
+                            *(["--debug"] if log.debugging() else [])], environment)
 
 
 def sealed_init(argv: Sequence[str]) -> NoReturn:
@@ -245,6 +346,8 @@ def write_etc_files(paths: Paths, spec: ContainerSpec) -> None:
                                           ("resolv.conf", resolv))
     if spec.network is NetworkMode.BRIDGE:  # hosts and resolv.conf: the netup hook's (sdctr.net.setup)
         files = files[:1]
+    elif spec.network is NetworkMode.CONTAINER:  # the joined container's (sdctr.net.joined)
+        files = ()
     try:
         with state.record_locked(paths, spec.id) as d:
             for name, text in files:
@@ -302,6 +405,28 @@ def _is_static_elf(path: str) -> bool:
 def new_pid_namespace() -> None:
     # Only the children forked from now on are in it; we stay where systemd sees us.
     linux.unshare(linux.CLONE_NEWPID)
+
+
+def netns_to_join(paths: Paths, spec: ContainerSpec) -> Path | None:
+    """The pinned namespace the container's init joins: its own on a bridge network (the netup
+    hook's, sdctr.net.setup), or with --network container:NAME NAME's (sdctr.net.joined); None
+    for the host's, or for a new one (--network none)."""
+    if spec.network is NetworkMode.BRIDGE:
+        return paths.netns(spec.id)
+    if spec.network is not NetworkMode.CONTAINER:
+        return None
+    try:
+        other = state.find_by_id(paths, spec.network_container)
+    except state.NoSuchContainer:
+        raise SdctrError(f"container {spec.network_container[:12]}, whose network this one joins, "
+                         "no longer exists") from None
+    if other.network is NetworkMode.HOST:
+        return None
+    pin = paths.netns(other.id)
+    if not pin.exists():
+        raise SdctrError(f"--network container:{other.name}: container {other.name} is not running",
+                         hint=f"start it first: sdctr start {other.name}")
+    return pin
 
 
 def join_pinned_netns(pin: Path) -> None:
@@ -423,8 +548,10 @@ def _report(fd: int, status: int, message: str) -> NoReturn:
 
 def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
                     report_fd: int, go_fd: int) -> NoReturn:
-    if spec.network is NetworkMode.BRIDGE:  # the namespace the netup hook pinned (sdctr.net.setup)
-        join_pinned_netns(paths.netns(spec.id))
+    pin = netns_to_join(paths, spec)
+    if pin is not None:
+        join_pinned_netns(pin)
+    own_cgroups = unit_cgroups()  # before the cgroup namespace: it would show us "/"
     enter_namespaces(spec)
     take_terminal(spec.tty)
     rootfs = prepare_rootfs(str(paths.rootfs(spec.id)))
@@ -432,10 +559,15 @@ def _container_init(spec: ContainerSpec, paths: Paths, reaper_path: str | None,
     # --privileged, as Docker's: no filter, no masks, /sys writable, the host's device nodes
     syscall_filter = None if spec.privileged else seccomp.Filter(spec.capabilities)
     mount_proc_and_sys(rootfs, readonly_sys=not spec.privileged)
+    mount_cgroups(rootfs, own_cgroups, readonly=not spec.privileged)
     devices = (*host_devices("/dev"), *spec.devices) if spec.privileged else spec.devices
     mount_dev(rootfs, spec.tty, devices)
     mount_volumes(rootfs, spec.mounts, paths)
-    mount_etc_files(rootfs, paths.container_dir(spec.id))
+    # --network container:NAME: NAME's files, as Docker shares them (sdctr.net.joined)
+    joined = spec.network is NetworkMode.CONTAINER
+    mount_etc_files(rootfs, paths.container_dir(spec.network_container if joined else spec.id))
+    if spec.sdnotify == "container":
+        bind_notify_socket(rootfs, os.environ.get("NOTIFY_SOCKET", ""))
     pivot_into(rootfs)
     if not spec.privileged:
         mask_paths((*MASKED_PATHS, *thermal_throttle_paths(CPU_DIR)))
@@ -499,63 +631,21 @@ def open_reaper(path: str) -> int:
 @contextlib.contextmanager
 def opened_in_root(root: str, path: str, create: str | None = None,
                    no_symlinks: bool = False) -> Iterator[str]:
-    """Yields a /proc/self/fd path to `path` resolved inside `root`, as if root were "/".
-
-    Each component is opened with O_NOFOLLOW relative to its parent's descriptor and symlinks
-    are resolved by hand, so neither "..", nor an absolute or relative link, nor a link swapped
-    in while we walk can lead outside the root; mounting onto the descriptor's path then hits
-    exactly what was checked (runc's securejoin + mount-by-fd, CVE-2021-30465). create="dir"
-    or "file" makes what is missing, the last component as that kind. no_symlinks refuses any
-    symlink on the way (for /proc and /sys: CVE-2019-19921, proc mounted through a link)."""
-    stack = [os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
-    todo = [p for p in reversed(path.split("/")) if p]
-    links = 0
+    """Yields a /proc/self/fd path to `path` resolved inside `root`, as if root were "/"
+    (sdctr.inroot's walk: no "..", link or swap leads out of it), so that mounting onto it hits
+    exactly what was checked. create="dir" or "file" makes what is missing; no_symlinks refuses
+    any symlink on the way (for /proc and /sys)."""
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        while todo:
-            name = todo.pop()
-            if name == ".":
-                continue
-            if name == "..":
-                if len(stack) > 1:
-                    os.close(stack.pop())
-                continue
-            fd = _open_component(stack[-1], name, create, last=not todo)
-            st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink("", dir_fd=fd)
-                os.close(fd)
-                links += 1
-                if no_symlinks or links > 40:
-                    raise OSError(errno.ELOOP, f"{path} in {root}: "
-                                  f"{'is a symlink' if no_symlinks else os.strerror(errno.ELOOP)}")
-                if target.startswith("/"):
-                    while len(stack) > 1:
-                        os.close(stack.pop())
-                todo.extend(p for p in reversed(target.split("/")) if p)
-                continue
-            stack.append(fd)
-            if todo and not stat.S_ISDIR(st.st_mode):
-                raise OSError(errno.ENOTDIR, f"{path} in {root}: {name} is not a directory")
-        yield f"/proc/self/fd/{stack[-1]}"
+        fd, _ = inroot.walk(rootfd, path, create=create, no_symlinks=no_symlinks)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} (in {root})") from None
     finally:
-        for fd in stack:
-            os.close(fd)
-
-
-def _open_component(dirfd: int, name: str, create: str | None, last: bool) -> int:
-    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(rootfd)
     try:
-        return os.open(name, flags, dir_fd=dirfd)
-    except FileNotFoundError:
-        if create is None:
-            raise
-    with contextlib.suppress(FileExistsError):
-        if last and create == "file":  # O_EXCL: never through a symlink planted meanwhile
-            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
-                             dir_fd=dirfd))
-        else:
-            os.mkdir(name, 0o755, dir_fd=dirfd)
-    return os.open(name, flags, dir_fd=dirfd)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def mount_in_root(root: str, target: str, source: str | None, fstype: str | None, flags: int,
@@ -573,6 +663,67 @@ def mount_proc_and_sys(rootfs: str, readonly_sys: bool = True) -> None:
     # (--privileged alone has it writable, as Docker's.)
     mount_in_root(rootfs, "/sys", "sysfs", "sysfs",
                   nosuid_nodev_noexec | (linux.MS_RDONLY if readonly_sys else 0), no_symlinks=True)
+
+
+CGROUP_FS = "/sys/fs/cgroup"
+
+
+def unit_cgroups(cgroup: str | None = None, mountinfo: str | None = None) -> list[tuple[str, str]]:
+    """(host directory, where under /sys/fs/cgroup) of the unit's own cgroup in each hierarchy
+    mounted here that has it (v2: the one; v1: those whose controllers the unit uses: in the
+    others we sit in a slice or the root, which are not the container's to see). `cgroup`,
+    `mountinfo`: those files' text (default: ours)."""
+    if cgroup is None:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    where: dict[str, str] = {}  # controllers ("memory", "cpu,cpuacct", "name=systemd", "": v2) -> path
+    for line in cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        where[controllers] = path
+    own = where.get("name=systemd") or where.get("")
+    if not own or own == "/":
+        return []
+    found: dict[str, str] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        tail = fields[fields.index("-") + 1:]
+        root, point, fstype = fields[3], fields[4], tail[0]
+        if fstype not in ("cgroup", "cgroup2") or not (point + "/").startswith(CGROUP_FS + "/"):
+            continue
+        options = set(tail[2].split(","))
+        key = "" if fstype == "cgroup2" else next(
+            (k for k in where if k and set(k.split(",")) <= options), None)
+        if key is None or where.get(key) != own or not (own + "/").startswith(root.rstrip("/") + "/"):
+            continue
+        found[point[len(CGROUP_FS):]] = point + own[len(root.rstrip("/")):]
+    return [(directory, sub) for sub, directory in found.items()]
+
+
+def mount_cgroups(rootfs: str, own: Sequence[tuple[str, str]], readonly: bool) -> None:
+    """/sys/fs/cgroup shows the container's own cgroup, as Docker's does, so that programs see
+    their limits (memory.max, or v1's memory/memory.limit_in_bytes): bind mounts of the unit's
+    directories, read-only (--privileged: writable, as Docker's); on v1 in a tmpfs of their own,
+    with the host's symlinks between them (cpu -> cpu,cpuacct)."""
+    if not own:
+        return
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC | (linux.MS_RDONLY if readonly else 0)
+    top = f"{rootfs}{CGROUP_FS}"  # in our own sysfs, mounted just now
+    v1 = all(sub for _, sub in own)
+    if v1:
+        linux.mount("tmpfs", top, "tmpfs", flags & ~linux.MS_RDONLY, "mode=755,size=64k")
+    for directory, sub in own:
+        if v1:
+            os.makedirs(f"{top}{sub}", mode=0o755, exist_ok=True)
+        linux.mount(directory, f"{top}{sub}", None, linux.MS_BIND)
+        linux.mount(None, f"{top}{sub}", None, linux.MS_BIND | linux.MS_REMOUNT | flags)
+    if v1:
+        mounted = {sub.lstrip("/") for _, sub in own}
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(CGROUP_FS):
+                if entry.is_symlink() and os.readlink(entry.path) in mounted:
+                    os.symlink(os.readlink(entry.path), f"{top}/{entry.name}")
+        linux.mount(None, top, None, linux.MS_REMOUNT | flags)
 
 
 def mount_dev(rootfs: str, tty: bool, devices: Sequence[Device] = ()) -> None:
@@ -750,6 +901,18 @@ def mount_etc_files(rootfs: str, record_dir: Path) -> None:
                       create="file")
 
 
+def bind_notify_socket(rootfs: str, socket: str) -> None:
+    """--sdnotify=container: systemd's notify socket at NOTIFY_SOCKET_IN, as podman's, for the
+    container to say READY=1 (and STATUS=, WATCHDOG=1) itself (the unit has NotifyAccess=all;
+    systemd takes a message from any process in the unit's cgroup)."""
+    if not socket:  # no systemd (tests, debugging): nobody to tell
+        return
+    if not socket.startswith("/"):
+        raise SetupError(f"--sdnotify=container: systemd's NOTIFY_SOCKET {socket} is no path to bind "
+                         "into the container (an abstract socket)", hint="use --sdnotify=conmon")
+    mount_in_root(rootfs, NOTIFY_SOCKET_IN, socket, None, linux.MS_BIND, create="file")
+
+
 def pivot_into(rootfs: str) -> None:
     # runc's pivot_root(".", ".") trick: no put_old directory needs to exist in the image; the
     # old root ends up stacked on the new one, where it is detached.
@@ -898,6 +1061,8 @@ def container_env(spec: ContainerSpec, user: User) -> tuple[str, ...]:
     env = merge_env(base, spec.env)
     if not any(e.startswith("HOME=") for e in env):
         env += (f"HOME={user.home}",)
+    if spec.sdnotify == "container":
+        env += (f"NOTIFY_SOCKET={NOTIFY_SOCKET_IN}",)
     return env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from sdctr.log import SdctrError
 from sdctr.net import ipam
@@ -30,14 +31,23 @@ class Network(Record):
     bridge: str
     subnet: ipam.Subnet
     gateway: int
+    subnet6: ipam.Subnet6 | None = None  # `network create --ipv6`'s (sdctr.net.ipam: the offsets are shared)
 
     @property
     def gateway_text(self) -> str:
         return ipam.format_ip(self.gateway)
 
     @property
+    def gateway6_text(self) -> str:
+        return self.address6(self.gateway)
+
+    def address6(self, address: int) -> str:
+        """The IPv6 address that goes with the IPv4 `address`; "" on a network without IPv6."""
+        return ipam.format_ip6(self.subnet6.address(self.subnet, address)) if self.subnet6 else ""
+
+    @property
     def rules(self) -> NetRules:
-        return NetRules(self.name, self.bridge, self.subnet.text)
+        return NetRules(self.name, self.bridge, self.subnet.text, self.subnet6.text if self.subnet6 else "")
 
     def leases_path(self, paths: Paths) -> Path:
         return paths.root / "networks" / self.name
@@ -83,7 +93,8 @@ def network_named(paths: Paths, name: str) -> Network:
         raise SdctrError(f"--network {name!r}: no such network",
                          hint="the networks are: bridge, host, none, and `sdctr network ls`'s") from None
     return Network(doc["name"], doc["bridge"], ipam.Subnet.parse(doc["subnet"]),
-                   ipam.parse_ip(doc["gateway"]))
+                   ipam.parse_ip(doc["gateway"]),
+                   ipam.Subnet6.parse(doc["subnet6"]) if doc.get("subnet6") else None)
 
 
 def user_networks(paths: Paths) -> list[Network]:
@@ -97,10 +108,11 @@ def all_networks(paths: Paths) -> list[Network]:
 
 
 def create_network(paths: Paths, name: str, subnet: str | None, gateway: str | None,
-                   host_routes: Iterable[dict[str, Any]]) -> Network:
+                   host_routes: Iterable[dict[str, Any]], *, subnet6: str | None = None,
+                   host_routes6: Iterable[dict[str, Any]] = ()) -> Network:
     """A user network's definition (its bridge is made by its first container's start): the
-    subnet given, or the first /16 of the pool that overlaps no other network and no host route.
-    The caller holds the state lock."""
+    subnet given, or the first /16 of the pool that overlaps no other network and no host route;
+    with `subnet6` (--ipv6), that IPv6 subnet too, checked alike. The caller holds the state lock."""
     others = all_networks(paths)
     if any(n.name == name for n in others) or name in ("host", "none"):
         raise SdctrError(f"network {name} already exists")
@@ -129,15 +141,45 @@ def create_network(paths: Paths, name: str, subnet: str | None, gateway: str | N
         raise SdctrError(f"--gateway: {e}") from None
     if address not in chosen or address in (chosen.network, chosen.broadcast):
         raise SdctrError(f"--gateway {gateway} is not a host address of {chosen.text}")
+    chosen6 = check_subnet6(subnet6, chosen, others, host_routes6) if subnet6 else None
     network_id = os.urandom(32).hex()
-    net = Network(name, BRIDGE_PREFIX + network_id[:11], chosen, address)
+    net = Network(name, BRIDGE_PREFIX + network_id[:11], chosen, address, chosen6)
     d = netconf_dir(paths)
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = d / f".{name}.tmp{os.getpid()}"
     tmp.write_text(json.dumps({"name": name, "id": network_id, "bridge": net.bridge,
-                               "subnet": chosen.text, "gateway": net.gateway_text}, indent=1))
+                               "subnet": chosen.text, "gateway": net.gateway_text,
+                               **({"subnet6": chosen6.text} if chosen6 else {})}, indent=1))
     os.rename(tmp, d / f"{name}.json")
     return net
+
+
+def check_subnet6(text: str, subnet: ipam.Subnet, others: Iterable[Network],
+                  routes: Iterable[dict[str, Any]]) -> ipam.Subnet6:
+    """--ipv6 --subnet's: an IPv6 subnet with room for the IPv4 subnet's offsets, overlapping no
+    other network's and no host route (the default route and link-local ones aside)."""
+    try:
+        chosen = ipam.Subnet6.parse(text)
+    except ValueError as e:
+        raise SdctrError(f"--subnet: {e}", hint="example: --ipv6 --subnet fd00:90::/64") from None
+    if not chosen.fits(subnet):
+        raise SdctrError(f"--subnet {text} is too small for the IPv4 subnet {subnet.text}: its prefix "
+                         f"must be /{128 - (32 - subnet.prefix)} or shorter",
+                         hint="example: --ipv6 --subnet fd00:90::/64")
+    clash = next((n for n in others if n.subnet6 and n.subnet6.overlaps(chosen)), None)
+    if clash:
+        raise SdctrError(f"--subnet {text} overlaps network {clash.name}'s {clash.subnet6.text}")  # type: ignore[union-attr]
+    for route in routes:
+        dst = route.get("dst", "")
+        if dst in ("", "default") or dst.startswith("fe80:") or dst.startswith("ff00:"):
+            continue
+        try:
+            other = ipam.Subnet6.parse(dst if "/" in dst else f"{dst}/128")
+        except ValueError:
+            continue
+        if chosen.overlaps(other):
+            raise SdctrError(f"--subnet {text} overlaps the host's route {dst} dev {route.get('dev', '?')}")
+    return chosen
 
 
 def network_id_of(paths: Paths, name: str) -> str | None:
@@ -197,11 +239,44 @@ def ensure_bridge(net: Network) -> bool:
     batch = (f"link add {net.bridge} type bridge\n"
              f"addr add {net.gateway_text}/{net.subnet.prefix} dev {net.bridge}\n"
              f"link set {net.bridge} up\n")
+    if net.subnet6:  # (nodad: the address is ours alone, and usable at once)
+        batch += f"addr add {net.gateway6_text}/{net.subnet6.prefix} dev {net.bridge} nodad\n"
     run(["ip", "-batch", "-"], input=batch)
     # forwarding as Docker sets it (the whole host: forwarding is decided per incoming
     # interface, and published ports come in through any); route_localnet lets 127.0.0.1 be
     # DNATed out through the bridge
-    for name, value in (("net/ipv4/ip_forward", "1"), (f"net/ipv4/conf/{net.bridge}/route_localnet", "1")):
+    sysctls = [("net/ipv4/ip_forward", "1"), (f"net/ipv4/conf/{net.bridge}/route_localnet", "1")]
+    if net.subnet6:
+        # as Docker with --ipv6: the host forwards IPv6 (an interface that takes its address
+        # from router advertisements then needs accept_ra=2, as under Docker)
+        sysctls.append(("net/ipv6/conf/all/forwarding", "1"))
+    for name, value in sysctls:
         with open(f"/proc/sys/{name}", "w") as f:
             f.write(value)
+    trust_bridge(net)
     return True
+
+
+def trust_bridge(net: Network) -> None:
+    """Where firewalld runs, the bridge in its trusted zone (sdctr.net.firewalld). A refusal is
+    a warning: the containers run, but firewalld may drop their traffic."""
+    from sdctr.net import firewalld
+    from sdctr.systemd.bus import BusError
+
+    try:
+        firewalld.trust(net.bridge)
+    except BusError as e:
+        print(f"sdctr: warning: firewalld did not put {net.bridge} into its trusted zone: {e}; "
+              "it may drop the containers' traffic", file=sys.stderr, flush=True)
+
+
+def untrust_bridge(net: Network) -> None:
+    """Out of firewalld's zone, before the bridge goes; a refusal is a warning."""
+    from sdctr.net import firewalld
+    from sdctr.systemd.bus import BusError
+
+    try:
+        firewalld.untrust(net.bridge)
+    except BusError as e:
+        print(f"sdctr: warning: firewalld did not take {net.bridge} out of its zone: {e}",
+              file=sys.stderr, flush=True)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 TABLE = "sdctr"
 FAMILY = "ip"
+FAMILY6 = "ip6"  # the IPv6 side, while a network has IPv6 (table6_text)
 
 
 class NetRules(Record):
@@ -39,6 +40,7 @@ class NetRules(Record):
     name: str
     bridge: str
     subnet: str  # "10.89.0.0/16"
+    subnet6: str = ""  # "fd00:90::/64", on a network made with --ipv6
 
 
 def _quote(text: str) -> str:
@@ -82,6 +84,35 @@ def table_text(networks: Sequence[NetRules]) -> str:
                 lines.append(f"add rule {FAMILY} {TABLE} forward iifname {_quote(net.bridge)} oifname "
                              f"{_quote(other.bridge)} drop comment {_quote(f'network {net.name}')}")
     return "\n".join(lines) + "\n"
+
+
+def table6_text(networks: Sequence[NetRules]) -> str:
+    """The IPv6 side, table `ip6 sdctr`, while a network has IPv6: masquerade for what leaves an
+    IPv6 subnet through another interface, and the networks kept apart as in the IPv4 table. No
+    published ports (they are IPv4 DNAT). Nothing without an IPv6 network (the last one's `network
+    rm` deletes the table: delete_table6_text), so a host without one sends what it sent before."""
+    lines = [f"table {FAMILY6} {TABLE} {{",
+             "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }",
+             "  chain forward { type filter hook forward priority filter; policy accept; }",
+             "}"]
+    if not any(n.subnet6 for n in networks):
+        return ""
+    lines += [f"flush chain {FAMILY6} {TABLE} postrouting", f"flush chain {FAMILY6} {TABLE} forward"]
+    for net in networks:
+        if net.subnet6:
+            lines.append(f"add rule {FAMILY6} {TABLE} postrouting ip6 saddr {net.subnet6} oifname != "
+                         f"{_quote(net.bridge)} masquerade comment {_quote(f'network {net.name}')}")
+    for net in networks:
+        for other in networks:
+            if other.bridge != net.bridge:
+                lines.append(f"add rule {FAMILY6} {TABLE} forward iifname {_quote(net.bridge)} oifname "
+                             f"{_quote(other.bridge)} drop comment {_quote(f'network {net.name}')}")
+    return "\n".join(lines) + "\n"
+
+
+def delete_table6_text() -> str:
+    """The IPv6 table gone, whether or not it is there (declared first: no error)."""
+    return f"table {FAMILY6} {TABLE} {{ }}\ndelete table {FAMILY6} {TABLE}\n"
 
 
 def _key(port: Port) -> str:

@@ -6,8 +6,9 @@ and taken down by its ExecStopPost (`sdctr hook netdown`), and what a crash left
           network namespace unshared and pinned at <run>/netns/<id> (a bind mount of the
           namespace file, as `ip netns add` makes); veth pair, host end sdv<id12> on the
           bridge, the other end eth0 in the namespace, address and default route;
-          published ports as elements of the `sdctr` nftables table; hosts and resolv.conf
-    down: the table's elements commented with the id, the veth, the lease, the pin
+          published ports as elements of the `sdctr` nftables table (or, where nft is absent,
+          rules in iptables chains: sdctr.net.iptables); hosts and resolv.conf
+    down: the table's elements (or rules) commented with the id, the veth, the lease, the pin
 
 Both are idempotent: up first takes down what an earlier start left, and down ignores what is
 not there, so `systemctl restart` and a hook killed halfway double nothing. External commands:
@@ -26,7 +27,7 @@ import socket
 from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
-from sdctr.net import dns, ipam, nft
+from sdctr.net import dns, ipam, iptables, nft
 from sdctr.net.network import (
     Network,
     all_networks,
@@ -110,18 +111,41 @@ def script_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[
 
 # where systemd's units find commands (its default PATH): the hooks' commands, not the caller's
 UNIT_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-TOOLS = (("ip", "iproute2"), ("nft", "nftables"))
+PACKAGES = {"ip": "iproute2", "nft": "nftables", "iptables": "iptables"}
+NFTABLES, IPTABLES = "nftables", "iptables"
+
+
+def installed(tool: str, where: Iterable[str] = UNIT_PATH) -> bool:
+    return any(os.access(f"{d}/{tool}", os.X_OK) for d in where)
+
+
+def firewall(where: Iterable[str] = UNIT_PATH) -> str:
+    """The back end of the NAT and port rules: /etc/sdctr/sdctr.yaml's network.firewall, or for
+    `auto` nftables where nft is installed, else iptables where it is (RHEL7), else nftables."""
+    chosen = configured_firewall()
+    if chosen != "auto":
+        return chosen
+    dirs = tuple(where)
+    return IPTABLES if not installed("nft", dirs) and installed("iptables", dirs) else NFTABLES
+
+
+def configured_firewall() -> str:
+    from sdctr import config
+
+    return config.load().network.firewall
 
 
 def require_tools(where: Iterable[str] = UNIT_PATH) -> None:
     """The bridge network's commands, there before anything is made: without them the unit's
     hook would fail at start with a message in the journal."""
     dirs = tuple(where)
-    for tool, package in TOOLS:
-        if not any(os.access(f"{d}/{tool}", os.X_OK) for d in dirs):
-            raise SdctrError(f"the bridge network needs {tool}, which this host lacks (package {package})",
-                             hint=f"install {package}, or run the container with --network none or "
-                                  "--network host")
+    rules = {"nftables": ("nft",), "iptables": ("iptables",)}.get(configured_firewall(), ("nft", "iptables"))
+    for tools in (("ip",), rules):
+        if not any(installed(tool, dirs) for tool in tools):
+            packages = " or ".join(PACKAGES[tool] for tool in tools)
+            raise SdctrError(f"the bridge network needs {' or '.join(tools)}, which this host lacks "
+                             f"(package {packages})", hint=f"install {packages.split()[0]}, or run the "
+                             "container with --network none or --network host")
 
 
 # --- up -----------------------------------------------------------------------------------------
@@ -244,19 +268,79 @@ def add_veth(net: Network, cid: str, pin: str, address: int, mac: str = "") -> N
             "link set lo up\n"
             f"addr add {ipam.format_ip(address)}/{net.subnet.prefix} dev eth0\n"
             "link set eth0 up\n"
-            f"route add default via {net.gateway_text}\n"))
+            f"route add default via {net.gateway_text}\n" + ipv6_lines(net, address, "eth0", True)))
+
+
+def ipv6_lines(net: Network, address: int, dev: str, default_route: bool) -> str:
+    """`ip -batch` lines for the interface's IPv6 address (nodad: it is unique by construction,
+    and usable at once) and the default route through the bridge's, on a network with IPv6."""
+    if not net.subnet6:
+        return ""
+    text = f"addr add {net.address6(address)}/{net.subnet6.prefix} dev {dev} nodad\n"
+    return text + (f"route add default via {net.gateway6_text} dev {dev}\n" if default_route else "")
 
 
 def apply_rules(paths: Paths, cid: str, address: str, ports: Collection[Port]) -> None:
-    """The table with every network's rules, and the container's ports."""
-    text = nft.table_text([n.rules for n in all_networks(paths)]) + nft.add_ports_text(cid, address, ports)
-    try:
-        run(["nft", "-f", "-"], input=text)
-    except SdctrError as e:
-        if "File exists" in str(e) and ports:
+    """The table (or chains) with every network's rules, and the container's ports."""
+    networks = [n.rules for n in all_networks(paths)]
+    if firewall() == IPTABLES:  # (IPv6 networks are nftables only so far)
+        apply_iptables(paths, networks, cid, address, ports)
+        return
+    text = nft.table_text(networks) + nft.table6_text(networks) + nft.add_ports_text(cid, address, ports)
+    errors: list[str] = []
+    for attempt in range(3):
+        r = run(["nft", "-f", "-"], input=text, check=False)
+        if r.returncode == 0:
+            return
+        # nft's "Error: ..." lines (its last line only points at the rule with carets)
+        errors = [ln.strip() for ln in r.stderr.splitlines() if ln.startswith("Error:")] or \
+            r.stderr.strip().splitlines()[-1:]
+        if any("File exists" in e for e in errors) and ports:
             raise SdctrError(f"a port of {', '.join(p.text for p in ports)} is already published by "
-                             "another container", hint="publish another host port") from None
-        raise
+                             "another container", hint="publish another host port")
+        # once more for what a concurrent transaction may cause (1 start of 50 at once failed so,
+        # its message lost to the carets); a lasting error fails the same way each time
+        import time
+
+        time.sleep(0.1 * (attempt + 1))
+    raise SdctrError(f"nft -f - failed: {'; '.join(errors) or 'no message'}")
+
+
+def apply_iptables(paths: Paths, networks: list[nft.NetRules], cid: str, address: str,
+                   ports: Collection[Port]) -> None:
+    """As apply_rules, in iptables chains: what is there read, a port another container holds
+    refused (nft's map refuses a second element with the same key; iptables would take a second
+    rule without a word), the rest in one iptables-restore. Under a lock of ours, so two starts
+    do not both see a port free."""
+    with rules_locked(paths):
+        saved = iptables.parse_save(run(["iptables-save"]).stdout)
+        for rule in saved.ports:
+            held = next((p for p in ports if rule.comment != cid and rule.clashes(p)), None)
+            if held:
+                raise SdctrError(f"host port {held.host_port}/{held.proto} is already published by "
+                                 f"container {rule.comment[:12]}", hint="publish another host port")
+        iptables_restore(iptables.restore_text(networks, saved, cid, address, ports))
+
+
+def iptables_restore(text: str) -> None:
+    """`iptables-restore --noflush`, waiting for the xtables lock (-w) where it can: since 1.6.2
+    it fails at once while another program holds the lock; before (RHEL7's 1.4.21 before 7.6) it
+    takes no lock and knows no -w."""
+    r = run(["iptables-restore", "-w", "--noflush"], input=text, check=False)
+    if r.returncode != 0 and ("unrecognized option" in r.stderr or "invalid option" in r.stderr):
+        r = run(["iptables-restore", "--noflush"], input=text, check=False)
+    if r.returncode != 0:
+        raise SdctrError(f"iptables-restore failed: {r.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def rules_locked(paths: Paths) -> Iterator[None]:
+    import fcntl
+
+    paths.run.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(paths.run / "iptables.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
@@ -265,6 +349,8 @@ def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     net = network_named(paths, spec.network_name)
     others = peers(paths, net, spec.id) if spec.network_name else []
     extra = dns.extra_hosts(spec.add_hosts, net.gateway_text)
+    if net.subnet6:  # its IPv6 address under its name too, as Docker writes it
+        extra.append((net.address6(ipam.parse_ip(address)), spec.hostname_or_id))
     write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others, extra))
     write_file(directory, "resolv.conf", resolv_conf(spec))
 
@@ -303,6 +389,8 @@ def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
             continue
         names = [str(doc.get("name", "")), cid[:12], *map(str, doc.get("network_aliases") or ())]
         found.append((address, " ".join(dict.fromkeys(names))))
+        if net.subnet6:  # and its IPv6 address, as Docker's DNS answers AAAA
+            found.append((net.address6(ipam.parse_ip(address)), " ".join(dict.fromkeys(names))))
     return found
 
 
@@ -324,6 +412,8 @@ def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = ()) -> None:
             with open(paths.container_dir(cid) / "hosts", "r+") as f:
                 hostname = doc.get("hostname") or cid[:12]
                 extra = dns.extra_hosts(doc.get("add_hosts") or (), own.gateway_text)
+                if own.subnet6:
+                    extra.append((own.address6(ipam.parse_ip(address)), hostname))
                 f.write(dns.hosts(hostname, address, others, extra))
                 f.truncate()
         except (OSError, ValueError, SdctrError):
@@ -345,14 +435,21 @@ def extra_veths(cid: str) -> dict[int, str]:
 
 def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
     """A veth pair from the network's bridge to the running container's next free ethN, an
-    address leased on the network, and the members' hosts files refreshed. The interface name."""
+    address leased on the network, and the members' hosts files refreshed. The interface name.
+    A container that is not running has the network recorded, as Docker's: its next start
+    connects it (up()); "" then."""
     net = network_named(paths, name)
     pin = str(paths.netns(spec.id))
-    if spec.network.value != "bridge" or not os.path.exists(pin):
-        raise SdctrError(f"container {spec.name} is not running on a bridge network", status=1)
+    if spec.network.value != "bridge":
+        raise SdctrError(f"container {spec.name} has --network {spec.network_mode}, not a bridge network",
+                         status=1)
     if net.name == network_named(paths, spec.network_name).name or \
-            ipam.lease_of(net.leases_path(paths), spec.id):
+            ipam.lease_of(net.leases_path(paths), spec.id) or \
+            (not os.path.exists(pin) and net.name in connected(paths, spec.id)):
         raise SdctrError(f"container {spec.name} is already connected to network {net.name}", status=1)
+    if not os.path.exists(pin):  # not running
+        set_connected(paths, spec.id, [*connected(paths, spec.id), net.name])
+        return ""
     index = next((i for i in range(1, 10) if i not in extra_veths(spec.id)), None)
     if index is None:
         raise SdctrError(f"container {spec.name} has eth1 to eth9 already", status=1)
@@ -371,7 +468,7 @@ def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
         with entered(pin):
             run(["ip", "-batch", "-"], input=(
                 f"addr add {ipam.format_ip(address)}/{net.subnet.prefix} dev {inside}\n"
-                f"link set {inside} up\n"))
+                f"link set {inside} up\n" + ipv6_lines(net, address, inside, False)))
     except BaseException:
         with contextlib.suppress(Exception):
             if os.path.exists(f"/sys/class/net/{veth}"):
@@ -388,6 +485,9 @@ def connect(paths: Paths, spec: ContainerSpec, name: str) -> str:
 def disconnect(paths: Paths, spec: ContainerSpec, name: str) -> None:
     """The ethN on the network's bridge, its lease, and the hosts files without it."""
     net = network_named(paths, name)
+    if spec.network.value != "bridge":
+        raise SdctrError(f"container {spec.name} has --network {spec.network_mode}, not a bridge network",
+                         status=1)
     if net.name == network_named(paths, spec.network_name).name:
         raise SdctrError(f"container {spec.name} cannot leave its own network {net.name}",
                          hint=f"sdctr rm -f {spec.name}, then run it on another", status=1)
@@ -461,14 +561,24 @@ def remove_veth(name: str) -> None:
         raise SdctrError(f"ip link del {name} failed: {r.stderr.strip()}")
 
 
-def remove_elements(doomed: Callable[[str], bool]) -> list[str]:
-    listing = list_table()
-    if listing is None:
-        return []
-    gone = [e for e in nft.elements(listing) if doomed(e.comment)]
-    if gone:
-        run(["nft", "-f", "-"], input=nft.delete_elements_text(gone))
-    return [f"rule {e.map} {{ {e.key} }} ({e.comment[:12]})" for e in gone]
+def remove_elements(doomed: Callable[[str], bool], everywhere: bool = False) -> list[str]:
+    """The port rules whose comment (a container's id) is doomed: in the configured back end's
+    rules, or (`everywhere`, for gc) in both where their tool is installed."""
+    chosen = firewall()
+    removed = []
+    if everywhere or chosen == NFTABLES:
+        listing = list_table()
+        gone = [e for e in nft.elements(listing) if doomed(e.comment)] if listing is not None else []
+        if gone:
+            run(["nft", "-f", "-"], input=nft.delete_elements_text(gone))
+        removed += [f"rule {e.map} {{ {e.key} }} ({e.comment[:12]})" for e in gone]
+    if everywhere or chosen == IPTABLES:
+        saved = iptables_saved()
+        ports = [r for r in saved.ports if doomed(r.comment)] if saved else []
+        if ports:
+            iptables_restore(iptables.delete_text(ports))
+        removed += [f"rule {r.line[3:]}" for r in ports]
+    return removed
 
 
 def list_table() -> dict[str, Any] | None:
@@ -480,6 +590,22 @@ def list_table() -> dict[str, Any] | None:
     if r.returncode != 0:
         return None
     return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def iptables_saved() -> iptables.Saved | None:
+    """What `iptables-save` shows of ours; None where iptables is not installed or shows no chain
+    of ours."""
+    try:
+        r = run(["iptables-save"], check=False)
+    except SdctrError:
+        return None
+    saved = iptables.parse_save(r.stdout) if r.returncode == 0 else None
+    return saved if saved and any(chain.startswith("SDCTR-") for _, chain in saved.chains) else None
+
+
+def rules_present() -> bool:
+    """The back end holds sdctr's rules (the table, or the chains)."""
+    return (iptables_saved() if firewall() == IPTABLES else list_table()) is not None
 
 
 def leases_dirs(paths: Paths) -> list[Path]:
@@ -511,7 +637,7 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     """What no running container (`live`: their full ids) owns: veths, leases, map elements and
     pinned namespaces. What went, one line each."""
     short = {cid[:12] for cid in live}
-    removed = remove_elements(lambda comment: comment not in live)
+    removed = remove_elements(lambda comment: comment not in live, everywhere=True)
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir("/sys/class/net")):
             ours = name.startswith(VETH_PREFIX) or (name[:2] == "sd" and name[2:3].isdigit())
@@ -526,7 +652,17 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     for name in sorted(os.listdir(pins)) if pins.is_dir() else ():
         if name.split(".")[0] not in live and unpin(pins / name):  # (and <id>.connected: pin_marker)
             removed.append(f"netns {pins / name}")
+    if not any(n.subnet6 for n in user_networks(paths)) and has_table6():  # a `network rm` killed
+        run(["nft", "-f", "-"], input=nft.delete_table6_text())
+        removed.append(f"nft table {nft.FAMILY6} {nft.TABLE} (no IPv6 network left)")
     return removed
+
+
+def has_table6() -> bool:
+    try:
+        return run(["nft", "list", "table", nft.FAMILY6, nft.TABLE], check=False).returncode == 0
+    except SdctrError:  # no nft
+        return False
 
 
 def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
@@ -539,6 +675,9 @@ def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
             {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
     endpoint = {"IPAddress": address or "", "IPPrefixLen": net.subnet.prefix if address else 0,
                 "Gateway": net.gateway_text if address else "",
+                "GlobalIPv6Address": net.address6(ipam.parse_ip(address)) if address else "",
+                "GlobalIPv6PrefixLen": net.subnet6.prefix if address and net.subnet6 else 0,
+                "IPv6Gateway": net.gateway6_text if address else "",
                 "MacAddress": (spec.mac_address or mac_address(ipam.parse_ip(address))) if address else ""}
     networks = {net.name: {"NetworkID": net.name, **endpoint}}
     for other in user_networks(paths) if address else ():  # those `network connect` added
@@ -547,6 +686,9 @@ def settings(paths: Paths, spec: ContainerSpec) -> dict[str, Any]:
             networks[other.name] = {"NetworkID": other.name, "IPAddress": more,
                                     "IPPrefixLen": other.subnet.prefix, "Gateway": other.gateway_text,
                                     "MacAddress": mac_address(ipam.parse_ip(more))}
+    for name in connected(paths, spec.id):  # recorded while it was not running: no address yet
+        networks.setdefault(name, {"NetworkID": name, "IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
+                                   "MacAddress": ""})
     return {"Bridge": net.bridge, "SandboxKey": str(paths.netns(spec.id)) if address else "",
             "Ports": ports, **endpoint, "Networks": networks}
 

@@ -2,12 +2,12 @@
 
 A container's files are the container's to choose: any name on the way may be a symlink to
 /etc/shadow of the host. So every path inside the container is resolved as if its root were "/"
-(openat2 with RESOLVE_IN_ROOT, Linux 5.6; before that, a walk that reads each symlink and resolves
-it the same way, then opens component by component with O_NOFOLLOW, so a swap in between fails
-rather than escapes), and every entry below is read or made relative to its parent's descriptor,
-never following a symlink: a symlink is copied as a symlink. The container's root is its init's
-/proc/PID/root while it runs (its volumes and tmpfs included, as Docker shows them), else its
-snapshot, mounted for the while.
+(openat2 with RESOLVE_IN_ROOT, Linux 5.6; where that is refused, sdctr.inroot's walk, which
+opens component by component with O_NOFOLLOW and resolves each symlink by hand the same way),
+and every entry below is read or made relative to its parent's descriptor, never following a
+symlink: a symlink is copied as a symlink. The container's root is its init's /proc/PID/root
+while it runs (its volumes and tmpfs included, as Docker shows them), else its snapshot, mounted
+for the while.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import errno
 import os
 import stat
 import tarfile
-from collections import deque
 from collections.abc import Iterator
 from typing import IO
 
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 _PATH = os.O_PATH | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MAX_LINKS = 40  # the kernel's own limit (ELOOP after 40 symlinks)
 CHUNK = 1 << 20
 
 
@@ -40,7 +38,7 @@ CHUNK = 1 << 20
 def open_in_root(root: int, path: str, flags: int = _PATH, *, follow: bool = True) -> int:
     """An fd on `path` resolved below `root` as if `root` were "/": symlinks and ".." included,
     never out of it. With follow=False a final symlink is opened itself (O_PATH)."""
-    from sdctr import linux
+    from sdctr import inroot, linux
 
     if not follow:
         parent, name = split_path(path)
@@ -55,70 +53,21 @@ def open_in_root(root: int, path: str, flags: int = _PATH, *, follow: bool = Tru
     except OSError as e:
         if e.errno not in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp filter that denies it
             raise
-    return _open_walked(root, _walk_in_root(root, path), flags)
+    fd, _ = inroot.walk(root, path)
+    try:
+        return inroot.reopen(fd, flags)
+    finally:
+        os.close(fd)
 
 
 def resolve_in_root(root: int, path: str) -> list[str]:
-    """The components `path` resolves to below `root`, its final symlink followed too (cp -L)."""
-    return _walk_in_root(root, path)
+    """The components `path` resolves to below `root`, its final symlink followed too (cp -L);
+    FileNotFoundError where it does not exist."""
+    from sdctr import inroot
 
-
-def _walk_in_root(root: int, path: str) -> list[str]:
-    """What RESOLVE_IN_ROOT would resolve `path` to, as components below `root` (no symlink
-    among them as they were read); a missing component ends the walk with the rest as given."""
-    todo = deque(path.split("/"))
-    done: list[str] = []
-    links = 0
-    while todo:
-        c = todo.popleft()
-        if c in ("", "."):
-            continue
-        if c == "..":
-            if done:
-                done.pop()
-            continue
-        try:
-            parent = _open_walked(root, done, _PATH | os.O_DIRECTORY)
-        except FileNotFoundError:
-            return done + [c] + [x for x in todo if x]
-        try:
-            try:
-                st = os.stat(c, dir_fd=parent, follow_symlinks=False)
-            except FileNotFoundError:
-                return done + [c] + [x for x in todo if x]
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_LINKS:
-                    raise OSError(errno.ELOOP, f"too many symlinks in {path}")
-                target = os.readlink(c, dir_fd=parent)
-                if target.startswith("/"):
-                    done = []
-                todo.extendleft(reversed(target.split("/")))
-                continue
-        finally:
-            os.close(parent)
-        done.append(c)
-    return done
-
-
-def _open_walked(root: int, parts: list[str], flags: int) -> int:
-    """Components walked with O_NOFOLLOW from `root`: a symlink put in since the walk is ELOOP."""
-    fd = os.dup(root)
-    try:
-        for i, c in enumerate(parts):
-            last = i == len(parts) - 1
-            nxt = os.open(c, (flags if last else _PATH | os.O_DIRECTORY) | os.O_NOFOLLOW | os.O_CLOEXEC,
-                          dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        if not parts:
-            nxt = os.open(".", flags | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    fd, parts = inroot.walk(root, path)
+    os.close(fd)
+    return parts
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -301,11 +250,22 @@ def extract_tar(stream: IO[bytes], dst: int, *, owner: bool) -> None:
                 raise SdctrError(f"the archive's entry {m.name!r}: {e}") from None
             if not parts:
                 continue
-            parent = _open_walked(dst, parts[:-1], _DIR) if parts[:-1] else os.dup(dst)
+            parent = _open_no_symlinks(dst, parts[:-1])
             try:
                 _extract_one(tar, m, parent, parts[-1], owner=owner)
             finally:
                 os.close(parent)
+
+
+def _open_no_symlinks(root: int, parts: list[str]) -> int:
+    """The directory `parts` below `root`, refused (ELOOP) if any of them is a symlink."""
+    from sdctr import inroot
+
+    fd, _ = inroot.walk(root, "/".join(parts), no_symlinks=True)
+    try:
+        return inroot.reopen(fd, _DIR)
+    finally:
+        os.close(fd)
 
 
 def _extract_one(tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, name: str, *, owner: bool) -> None:

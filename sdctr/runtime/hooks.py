@@ -37,6 +37,8 @@ from sdctr.systemd.manager import UNIT_DIR
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import
 if TYPE_CHECKING:
+    from typing import Any
+
     from sdctr.spec import ContainerSpec
     from sdctr.storage.snapshotter import Snapshotter
 
@@ -146,17 +148,6 @@ def layers_of(paths: Paths, spec: ContainerSpec) -> tuple[str, ...]:
     return images.resolve(paths, spec.image_id).layers
 
 
-def health(paths: Paths, cid: str) -> int:
-    """ExecStartPost of a container with a health check: its timer started (sdctr.runtime.health).
-    A failure is said in the journal; the container runs on without checks (the line is "-")."""
-    from sdctr.runtime import health
-    from sdctr.systemd.properties import sdctr_argv
-
-    health.start_timer(paths, find_by_id(paths, cid),
-                       sdctr_argv([] if paths.is_default else ["--root", str(paths.root)]))
-    return 0
-
-
 def stop(paths: Paths, cid: str) -> int:
     """ExecStop of units made before it became a script: the script (sdctr/stop.sh)."""
     from sdctr.paths import STOP_SCRIPT
@@ -170,24 +161,37 @@ def poststop(paths: Paths, cid: str) -> int:
     changes = dict(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
                    exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
                    oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
-    status = {**read_status(paths, cid), **changes}
-    if rootfs_in_own_unit(spec):  # the storage, record and exit file are that unit's, stopped next
-        update_status(paths, cid, **changes)
+    if rootfs_in_own_unit(spec):  # storage, --rm's removal, exit file: its rootfs unit's, stopped next
+        tear_down(paths, spec, changes, storage=False)
         return 0
-    if spec.remove:
-        remove_container(paths, spec)  # unmounts first
-    else:
-        snap = snapshotter_of(paths, spec)
-        snap.deactivate(cid, paths.rootfs(cid))
-        status = update_status(paths, cid, **changes) or status  # (None: `rm` removed it meanwhile)
-        if spec.ephemeral:
-            snap.reset(cid)
+    status = tear_down(paths, spec, changes)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
     # it) returns once everything else is done; a --rm container's is kept a while for a `wait`
     # that comes after the record is gone (state.EXIT_KEPT)
     if spec.attached or spec.remove:
         write_json_atomic(exit_file(paths, cid), status)
     return 0
+
+
+def tear_down(paths: Paths, spec: ContainerSpec, changes: dict[str, Any], *,
+              storage: bool = True) -> dict[str, Any]:
+    """The poststop hook's work once the exit is known (`changes` to the status): the rootfs
+    unmounted and the status written, or, for --rm, everything removed. The status as left.
+    `storage` False: the status alone, the rest being a rootfs unit's (rootfs_down) that has not
+    stopped yet. Idempotent: run again by the next command that finds it cut short
+    (lifecycle.finish_stop)."""
+    status = {**read_status(paths, spec.id), **changes}
+    if not storage:
+        return update_status(paths, spec.id, **changes) or status
+    if spec.remove:
+        remove_container(paths, spec)  # unmounts first
+    else:
+        snap = snapshotter_of(paths, spec)
+        snap.deactivate(spec.id, paths.rootfs(spec.id))
+        status = update_status(paths, spec.id, **changes) or status  # (None: `rm` removed it meanwhile)
+        if spec.ephemeral:
+            snap.reset(spec.id)
+    return status
 
 
 def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:

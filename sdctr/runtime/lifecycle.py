@@ -42,12 +42,21 @@ def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
                stdio: tuple[int, int, int] | None = None) -> list[Any]:
     if hooks.rootfs_in_own_unit(spec):
         return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
-                          network=network_commands(paths, spec),
+                          network=network_commands(paths, spec), joins=joined_unit(paths, spec),
                           rootfs_unit=own_rootfs_unit(paths, spec))
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
                       prestart=prestart_command(paths, spec),
                       poststop=hooks.poststop_command(paths, spec),
-                      network=network_commands(paths, spec))
+                      network=network_commands(paths, spec), joins=joined_unit(paths, spec))
+
+
+def joined_unit(paths: Paths, spec: ContainerSpec) -> str | None:
+    """--network container:NAME's unit: the container runs while that one does."""
+    if spec.network is not NetworkMode.CONTAINER:
+        return None
+    from sdctr.net import joined
+
+    return joined.target(paths, spec).unit
 
 
 def network_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list[str]] | None:
@@ -104,6 +113,10 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
         others = all_specs(paths)
         spec = setup.assign_host_ports(spec, others)  # -P, -p PORT: free host ports, now
         setup.preflight(paths, spec, others, starting=starting)
+    elif spec.network is NetworkMode.CONTAINER:
+        from sdctr.net import joined
+
+        spec = joined.resolve(paths, spec)
     elif any(h.endswith(":host-gateway") for h in spec.add_hosts):  # (the bridge's: resolved at start)
         from sdctr.net.network import default_network
 
@@ -128,13 +141,18 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
 
             volumes.ensure(paths, spec)
 
-    spec = save_spec(paths, spec, check=check)
-    try:
-        snap.prepare(spec.id, spec.layers)
-        paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
-    except BaseException:
-        hooks.remove_container(paths, spec)
-        raise
+    from sdctr.state import locked
+
+    # record and snapshot under one hold of the store's lock: whoever finds a record without its
+    # snapshot under that lock knows its maker died between the two (finish_create)
+    with locked(paths):
+        spec = save_spec(paths, spec, check=check)
+        try:
+            snap.prepare(spec.id, spec.layers)
+            paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)  # the unit's mount point
+        except BaseException:
+            hooks.remove_container(paths, spec)
+            raise
     _event(spec, "create")
     return spec
 
@@ -151,6 +169,13 @@ def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
     if spec.declared:  # its unit is the generator's, on disk: started as any other unit
         sd.start(spec.unit)
         return
+    if spec.network is NetworkMode.CONTAINER:  # Docker's "cannot join network of a non running container"
+        from sdctr.net import joined
+
+        target = joined.target(paths, spec)
+        if not is_running(sd, target):
+            raise SdctrError(f"--network container:{target.name}: container {target.name} is not running",
+                             hint=f"start it first: sdctr start {target.name}")
     props = unit_props(paths, spec, host, stdio)
     if hooks.rootfs_in_own_unit(spec):  # what its rootfs unit's shell path reads
         hooks.write_rootfs_env(paths, spec)
@@ -368,7 +393,7 @@ def _health(paths: Paths, spec: ContainerSpec, running: bool) -> dict[str, Any]:
     """State.Health, as Docker's, for a container with a health check."""
     if not spec.health_cmd:
         return {}
-    from sdctr.runtime import health
+    from sdctr.init import health
 
     state = health.read(paths, spec.id) if running else None
     return {"Health": state or {"Status": health.STARTING if running else health.UNHEALTHY,
@@ -415,11 +440,14 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         },
         "HostConfig": {"CpuShares": r.cpu_shares or 0, "Memory": r.memory or 0,
                        "NanoCpus": int((r.cpus or 0) * 1e9), "PidsLimit": r.pids_limit,
+                       "MemorySwap": r.memory_swap or 0, "CpusetCpus": r.cpuset_cpus,
+                       "BlkioWeight": r.blkio_weight or 0, "Ulimits": ulimits_document(r.ulimits),
+                       "UnitProperties": list(r.properties),  # --property's: sdctr's own field
                        "RestartPolicy": {"Name": spec.restart.value,
                                          "MaximumRetryCount": spec.restart_retries},
                        "AutoRemove": spec.remove,
                        "ReadonlyRootfs": spec.read_only, "CapAdd": None, "CapDrop": None,
-                       "NetworkMode": spec.network.value,
+                       "NetworkMode": spec.network_mode,
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
                                  for m in spec.mounts if m.kind != "tmpfs"],
                        "Tmpfs": {m.target: m.options for m in spec.mounts if m.kind == "tmpfs"}},
@@ -429,6 +457,19 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         "Unit": spec.unit,
         "ControlGroup": unit.get("ControlGroup", ""),
     }
+
+
+def ulimits_document(ulimits: tuple[str, ...]) -> list[dict[str, Any]]:
+    """HostConfig.Ulimits, as Docker's: -1 for no limit."""
+    def number(text: str) -> int:
+        return -1 if text == "infinity" else int(text)
+
+    out = []
+    for u in ulimits:
+        name, _, limits = u.partition("=")
+        soft, _, hard = limits.partition(":")
+        out.append({"Name": name, "Soft": number(soft), "Hard": number(hard)})
+    return out
 
 
 def mount_document(paths: Paths, m: Mount) -> dict[str, Any]:
@@ -481,14 +522,113 @@ def _iso(ts: float | None) -> str:
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
     """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
     unit = sd.unit_state(spec.unit)
-    if unit.get("ActiveState") == "activating" or unit.get("SubState") == "auto-restart":
+    if unit.get("SubState") == "auto-restart":  # (systemd's Restart=, between two runs)
         raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again")
+    if unit.get("ActiveState") == "activating":  # its hooks or its init run: no PID 1 to join yet
+        raise SdctrError(f"container {spec.name} is starting", hint="wait until it runs, then try again")
     if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
         raise SdctrError(f"container {spec.name} is not running")
     return unit
 
 
 def all_with_state(paths: Paths, sd: Systemd) -> list[tuple[ContainerSpec, str | None]]:
+    """Every container and its unit's ActiveState (None: not loaded); a stop its hooks left
+    unfinished is finished on the way (finish_stop), and a --rm container it removed is not listed."""
     states = sd.active_states()
-    return [(s, states.get(s.unit)) for s in all_specs(paths)]
+    found = [(s, states.get(s.unit)) for s in all_specs(paths)]
+    _finish_netdown_of_removed(paths, sd, {s.id for s, _ in found})
+    return [(s, active) for s, active in found if not (finish_stop(paths, sd, s, active) and s.remove)]
+
+
+def _finish_netdown_of_removed(paths: Paths, sd: Systemd, records: set[str]) -> None:
+    """A network namespace still pinned for a container whose record is gone: a --rm container
+    whose netdown was cut short (its poststop went on and removed the record). A record exists
+    before its unit starts and goes after its netdown, so no start can be under way for it."""
+    try:
+        names = os.listdir(paths.netns("0").parent)
+    except FileNotFoundError:
+        return
+    for cid in {n.split(".")[0] for n in names} - records:
+        if len(cid) == 64 and sd.idle(f"ctr-{cid[:12]}.service"):
+            hooks.netdown(paths, cid)
+
+
+def finish_create(paths: Paths, spec: ContainerSpec) -> None:
+    """A record without its snapshot: its `create` was killed between the two (issue 17: 1 of 608
+    trials), seen under the store's lock that create holds across both. The snapshot is made now
+    from the layers the record names, as `system check --repair` does, so the container starts."""
+    if not spec.storage:  # (a record from before create named its driver: not this case)
+        return
+    snap = hooks.snapshotter_of(paths, spec)
+    snapshot = snap.snapshot_dir(spec.id)
+    if snapshot is None or snapshot.is_dir():
+        return
+    from sdctr.log import debug
+    from sdctr.state import locked
+
+    with locked(paths):
+        if snapshot.is_dir() or not paths.container_dir(spec.id).is_dir():
+            return
+        debug(f"container {spec.short_id}: its create was cut short: making its snapshot")
+        try:
+            snap.prepare(spec.id, spec.layers)
+            paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)
+        except (SdctrError, OSError) as e:  # (a layer gone too: `system check` names it)
+            debug(f"container {spec.short_id}: its snapshot cannot be made: {e}")
+
+
+def _rootfs_unit_idle(sd: Systemd, spec: ContainerSpec) -> bool:
+    """Whether a finished stop may do the storage's part itself: no rootfs unit, or one that is
+    not (about to be) doing it. Its own stop follows the container's (StopWhenUnneeded), so while
+    it runs, its rootfs_down deactivates (and for --rm removes); once it is idle, a rootfs_down
+    killed halfway is finished here (each step idempotent)."""
+    if not hooks.rootfs_in_own_unit(spec):
+        return True
+    from sdctr.systemd.properties import rootfs_unit
+
+    return sd.idle(rootfs_unit(spec.id))
+
+
+def finish_stop_of(paths: Paths, sd: Systemd, spec: ContainerSpec) -> bool:
+    """finish_stop() for one container, its unit asked for its state."""
+    return finish_stop(paths, sd, spec, sd.active_state(spec.unit))
+
+
+def finish_stop(paths: Paths, sd: Systemd, spec: ContainerSpec, active: str | None) -> bool:
+    """What the unit's ExecStopPost did not finish, finished by the next command that looks at the
+    container, as Docker's daemon does for a container whose monitor died (issue 17: a poststop
+    hook killed while a bridge container stopped left its rootfs mounted, its record "running"
+    and its network up, with the unit collected). The signs, cheap to read for every container:
+    a unit that does not run (`active`) and a record still "running", or a network namespace
+    still pinned. The unit is asked again under the store's lock, so that a start since (its job
+    queued, its hooks running) is left alone; then the hooks' own idempotent steps. True if it
+    finished anything (a --rm container's record is gone then)."""
+    finish_create(paths, spec)
+    if active in RUNNING_STATES:
+        return False
+    pinned = spec.network is NetworkMode.BRIDGE and os.path.lexists(paths.netns(spec.id))
+    if not pinned and not read_status(paths, spec.id).get("running"):
+        return False
+    from sdctr.state import locked
+
+    with locked(paths):
+        status = read_status(paths, spec.id)
+        pinned = spec.network is NetworkMode.BRIDGE and os.path.lexists(paths.netns(spec.id))
+        if not (pinned or status.get("running")) or not sd.idle(spec.unit):
+            return False
+        from sdctr.log import debug
+
+        debug(f"{spec.unit} stopped without its hooks finishing: finishing them")
+        if spec.network is NetworkMode.BRIDGE:
+            hooks.netdown(paths, spec.id)
+        if status.get("running"):
+            # a failed unit systemd kept: its exit status; else 255, as Docker's daemon records a
+            # container it finds dead at its restart
+            unit = sd.unit_state(spec.unit)
+            code, number = unit.get("ExecMainCode"), int(unit.get("ExecMainStatus") or 0)
+            hooks.tear_down(paths, spec, dict(
+                running=False, finished_at=time.time(), result=unit.get("Result") or "unknown",
+                exit_code=number if code == 1 else 128 + number if code in (2, 3) else 255),
+                storage=_rootfs_unit_idle(sd, spec))
+    return True
 

@@ -60,6 +60,47 @@ def is_paused(cg: str) -> bool:
 
 
 def freeze(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
+    hold_watchdog(sd, host, spec, paused=True)
+    try:
+        _freeze(sd, host, spec, cg)
+    except BaseException:
+        hold_watchdog(sd, host, spec, paused=False)
+        raise
+
+
+def thaw(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
+    _thaw(sd, host, spec, cg)
+    hold_watchdog(sd, host, spec, paused=False)
+
+
+NOTIFY_SOCKET = "/run/systemd/notify"  # the system manager's
+
+
+def hold_watchdog(sd: Systemd, host: Host, spec: ContainerSpec, paused: bool) -> None:
+    """The health check's helper (sdctr.init.health) is frozen with its container, so a watchdog
+    (--health-on-failure kill or restart) would take a pause for a hang and restart it (seen in
+    the test host). Off while paused (WATCHDOG_USEC=0) and back at unpause, restarted, told to
+    systemd as the container's PID 1: root may name any sender in SCM_CREDENTIALS, and
+    NotifyAccess=all takes a message from any process of the unit."""
+    if not spec.health_cmd or spec.health_on_failure not in ("kill", "restart"):
+        return
+    import socket
+    import struct
+
+    from sdctr.systemd.properties import health_properties
+
+    usec = 0 if paused else next(v for n, _, v in health_properties(spec, host) if n == "WatchdogUSec")
+    message = f"WATCHDOG_USEC={usec}" + ("" if paused else "\nWATCHDOG=1")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(NOTIFY_SOCKET)
+            s.sendmsg([message.encode()], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS,
+                                            struct.pack("iII", sd.main_pid(spec.unit), 0, 0))])
+    except OSError as e:
+        debug(f"{spec.unit}'s watchdog not told of the pause: {e}")
+
+
+def _freeze(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
     if by_systemd(host):
         sd.freeze(spec.unit)
         return
@@ -91,7 +132,7 @@ def freeze(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
         raise
 
 
-def thaw(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
+def _thaw(sd: Systemd, host: Host, spec: ContainerSpec, cg: str) -> None:
     if by_systemd(host):
         sd.thaw(spec.unit)
         return

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, check_device_path
-from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Port, Resources, merge_env
+from sdctr.spec import DEFAULT_CAPS, ContainerSpec, Device, Port, merge_env
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and run needs none of it
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         read_only=options.read_only,
         capabilities=caps, devices=tuple(stat_device(d) for d in options.devices),
         privileged=options.privileged,
-        resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
-                            pids_limit=options.pids_limit),
+        resources=options.resources,
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
         network=options.network, network_name=options.network_name,
         ports=published(options, cfg.exposed_ports), ip=options.ip,
@@ -55,7 +54,7 @@ def resolve(options: RunOptions, image: Image, *, user_env: Iterable[str] = ()) 
         network_aliases=options.network_aliases,
         interactive=options.interactive,
         tty=options.tty, attached=not options.detach, remove=options.rm, ephemeral=options.ephemeral,
-        created=time.time(), **health_fields(options, cfg.healthcheck),
+        created=time.time(), sdnotify=options.sdnotify, **health_fields(options, cfg.healthcheck),
     )
 
 

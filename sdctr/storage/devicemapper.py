@@ -553,8 +553,14 @@ class DeviceMapperSnapshotter:
 
     def deactivate(self, cid: str, target: Path) -> None:
         unmount(target)
+        self.release(cid)
+
+    def release(self, cid: str) -> None:
+        """The device view() activated, once its mount is gone (export's, in tar's own mount
+        namespace, goes with tar): removed unless mounted, by a start since or an export still
+        reading it; a brief open by someone else defers the removal to the last close."""
         name = container_name(cid)
-        if not self._mounted_at(name):  # export's view may still hold it
+        if not self._mounted_at(name):
             with self._locked():
                 self._deactivate(name, defer=True)
 

@@ -97,13 +97,16 @@ class OverlaySnapshotter:
     def _locked_temp_dir(self, label: str) -> tuple[int, Path]:
         """An unpack directory that its writer holds a lock on while it lives (its fd, its path):
         its lock free means its writer is dead (sweep_dead_unpacks). One a sweep deleted before
-        we locked it is made again."""
+        we locked it (or even opened it: 20 first runs of an image at once) is made again."""
         import fcntl
         import tempfile  # with shutil, bz2 and lzma: ~3 ms that `run` does without
 
         while True:
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{label}-", dir=self.layers_dir))
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:  # a concurrent sweep took it between mkdtemp and the lock
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_nlink:
                 return fd, tmp
@@ -132,11 +135,14 @@ class OverlaySnapshotter:
         self._make_base()
         d.mkdir(parents=True, exist_ok=True)
         work.mkdir(mode=0o700, exist_ok=True)
-        upper.mkdir(mode=0o755, exist_ok=True)
-        if layers:
-            st = os.stat(self.layer_dir(layers[-1]))
-            os.chown(upper, st.st_uid, st.st_gid)
-            os.chmod(upper, st.st_mode & 0o7777)
+        if not upper.is_dir():  # owner and mode set before it is "upper": a kill leaves no wrong "/"
+            fresh = d / ".upper"
+            fresh.mkdir(mode=0o755, exist_ok=True)
+            if layers:
+                st = os.stat(self.layer_dir(layers[-1]))
+                os.chown(fresh, st.st_uid, st.st_gid)
+                os.chmod(fresh, st.st_mode & 0o7777)
+            os.rename(fresh, upper)
 
     def rootfs(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount:
         d = self.container_dir(cid)
@@ -160,6 +166,9 @@ class OverlaySnapshotter:
 
     def deactivate(self, cid: str, target: Path) -> None:
         unmount(target)
+
+    def release(self, cid: str) -> None:
+        """A view is its mount alone: nothing to give back once it is gone."""
 
     def _lowers(self, layers: tuple[str, ...]) -> list[Path]:
         """The unpacked layers, top first, as overlayfs stacks lowerdir."""

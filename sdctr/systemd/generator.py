@@ -27,7 +27,7 @@ import sys
 
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, declared_dir, read_declared
-from sdctr.spec import ContainerSpec, Resources
+from sdctr.spec import ContainerSpec, NetworkMode
 from sdctr.systemd.properties import Host, cgroup_version, file_sections, properties
 
 TYPE_CHECKING = False
@@ -57,14 +57,22 @@ def declared_id(name: str) -> str:
 def declared_spec(options: RunOptions) -> ContainerSpec:
     """What the unit needs of the container before its image is known: everything properties()
     reads comes from the options alone."""
+    if options.network is NetworkMode.CONTAINER:  # (its record would need NAME's at generation)
+        raise SdctrError(f"network: container:{options.network_name} is for `sdctr run` only so far",
+                         hint="depends_on: and network: host or a user network instead")
     return ContainerSpec(
         id=declared_id(options.name), name=options.name, image=options.image, image_id="", command=(),
-        resources=Resources(cpu_shares=options.cpu_shares, memory=options.memory, cpus=options.cpus,
-                            pids_limit=options.pids_limit),
+        resources=options.resources,
         restart=options.restart, restart_retries=options.restart_retries, labels=options.labels,
         network=options.network, network_name=options.network_name, ports=options.publish, ip=options.ip,
         remove=options.rm, ephemeral=options.ephemeral, declared=True,
-        health_cmd=options.health_cmd or ())
+        health_cmd=options.health_cmd or (), health_on_failure=options.health_on_failure,
+        # the check's timing as given, else Docker's defaults; an image's HEALTHCHECK is known
+        # only at start, where its helper still says READY=1 (NotifyAccess=all is every unit's)
+        health_interval=options.health_interval or ContainerSpec.health_interval,
+        health_timeout=options.health_timeout or ContainerSpec.health_timeout,
+        health_start_period=options.health_start_period,
+        health_retries=options.health_retries or ContainerSpec.health_retries)
 
 
 def file_host() -> Host:

@@ -75,27 +75,11 @@ class Systemd:
                 debug(f"{unit} exists: reset-failed and retry")
                 self.reset_failed(unit)
 
-    def start_transient_nowait(self, unit: str, props: Sequence[Property],
-                               aux: Sequence[tuple[str, Sequence[Property]]] = ()) -> None:
-        """Start a transient unit (and `aux`, the units it needs: a timer's service) without
-        waiting for the job: for a caller inside another unit's start job that the new one is
-        ordered after (a container's health check timer, from its ExecStartPost)."""
-        def args(ps: Sequence[Property]) -> list[tuple[str, tuple[str, Any]]]:
-            return [(name, (sig, value)) for name, sig, value in ps]
-
-        self._call(unit, lambda: self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "replace",
-                                               args(props), [(n, args(p)) for n, p in aux]))
-
     def set_properties(self, unit: str, props: Sequence[Property], runtime: bool = True) -> None:
         """SetUnitProperties: a loaded unit's properties changed now (a cgroup limit written at
         once); `runtime`: until the unit is unloaded or the host reboots (systemctl --runtime)."""
         self._call(unit, lambda: self._manager("SetUnitProperties", "sba(sv)", unit, runtime,
                                                [(name, (sig, value)) for name, sig, value in props]))
-
-    def enqueue(self, method: str, unit: str) -> None:
-        """StartUnit, StopUnit or RestartUnit as a job not waited for: from a unit that the job may
-        stop (a container's health check acting on it)."""
-        self._call(unit, lambda: self._manager(method, "ss", unit, "replace"))
 
     def start(self, unit: str) -> None:
         self._run_job(unit, lambda: self._manager("StartUnit", "ss", unit, "replace"))
@@ -196,6 +180,12 @@ class Systemd:
         """One call for every container's state (ps), not one call per container."""
         units = self._manager("ListUnitsByPatterns", "asas", [], [pattern])
         return {u[0]: u[3] for u in units}
+
+    def idle(self, unit: str) -> bool:
+        """Whether nothing runs the unit or is about to: stopped (inactive, failed, or not loaded
+        at all) with no job queued (ListUnits' job id). One call."""
+        units = self._manager("ListUnitsByPatterns", "asas", [], [unit])
+        return all(u[3] in ("inactive", "failed") and not u[7] for u in units)
 
     def remove_unit_file(self, unit: str) -> None:
         path = UNIT_DIR / unit

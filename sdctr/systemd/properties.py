@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sdctr import unitprops
 from sdctr.log import SdctrError
 from sdctr.paths import STOP_SCRIPT
 from sdctr.record import Record
@@ -26,6 +27,8 @@ Property = tuple[str, str, "Any"]  # (name, D-Bus signature, value)
 FIRST_FULL_TRANSIENT = 236
 # LogRateLimitIntervalSec= exists from v240 on; older journald applies its global limit
 # (RateLimitIntervalSec/RateLimitBurst in journald.conf) to every unit
+FIRST_IO_ACCOUNTING = 230  # IOAccounting= (v1: blkio); before it, BlockIOAccounting=
+LAST_BLOCKIO = 255  # BlockIO*= went in 256
 FIRST_LOG_RATE_LIMIT = 240
 
 # Docker's default device cgroup (moby oci/defaults.go, runc's AllowedDevices): creating any node
@@ -110,6 +113,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                prestart: Sequence[str] | None = None,
                poststop: Sequence[str] | None = None,
                network: tuple[Sequence[str], Sequence[str]] | None = None,
+               joins: str | None = None,
                rootfs_unit: str | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
@@ -117,8 +121,9 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     `poststop`, a command that cleans up without Python in the common case and runs our hook,
     whose argv is appended to it, otherwise; `network`, a bridge network's netup and netdown
     commands that do without Python in the common case, each followed by its hook's argv;
-    `rootfs_unit`, the unit that readies the root file system instead of any ExecStartPre of
-    ours (a driver that needs the host's devices)."""
+    `joins`, with --network container:NAME, NAME's unit; `rootfs_unit`, the unit that readies
+    the root file system instead of any ExecStartPre of ours (a driver that needs the host's
+    devices)."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
@@ -138,6 +143,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         netdown = [*(network[1] if network else ()), *sdctr, "hook", "netdown", spec.id]
         start_pre.append((netup[0], netup, False))
         stop_posts.insert(0, (netdown[0], netdown, True))
+    if host.cgroup_version == 1 and r.memory_swap not in (None, -1):
+        start_pre.append(memsw_command(r.memory_swap))
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
         ("Slice", "s", "sdctr.slice"),
@@ -145,7 +152,11 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # systemd then supervises the container itself and no waiter of ours stays behind.
         # (Type=forking with a PID file loses a race with commands that exit at once.)
         ("Type", "s", "notify"),
-        ("NotifyAccess", "s", "main"),
+        # all: a health check's helper says READY=1, WATCHDOG=1 and STATUS= (sdctr.init.health),
+        # and a declared container learns of its image's check only at start. The container's
+        # own processes cannot reach the socket (another root, and a path, not an abstract name)
+        # unless --sdnotify=container hands it in, as podman's units do.
+        ("NotifyAccess", "s", "all"),
         *([("ExecStartPre", "a(sasb)", start_pre)] if start_pre else []),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
         # SIGTERM to the main process, the wait for it that systemd would not do and SIGKILL
@@ -160,7 +171,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # exits 128+15 after our SIGTERM, or dies of the SIGKILL at the timeout. (A command that
         # exits 143 or 137 by itself passes as stopped too: Docker cannot tell them apart either.)
         ("SuccessExitStatus", "(aiai)", STOP_EXIT_STATUSES),
-        ("Restart", "s", spec.restart.systemd_restart()),
+        ("Restart", "s", "on-watchdog" if spec.health_on_failure == "restart"
+         and spec.restart is RestartPolicy.NO else spec.restart.systemd_restart()),
         *restart_properties(spec, host),
         ("SyslogIdentifier", "s", spec.name),
         # The field names of Docker's journald log driver, so existing queries keep working.
@@ -169,6 +181,9 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
             ("CONTAINER_NAME", spec.name), ("IMAGE_NAME", spec.image))]),
         ("TasksMax", "t", INFINITY if r.pids_limit < 0 else r.pids_limit),
         *device_properties(spec),
+        # `sdctr stats`: CPU time (cpuacct on v1) and block I/O from the unit's own cgroup
+        ("CPUAccounting", "b", True),
+        *io_accounting(host),
     ]
     if rootfs_unit:
         # Requires: a failed activation fails the start, a stop or restart of the rootfs unit
@@ -191,8 +206,12 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                      else ("MemoryMax", "t", r.memory))
     if r.cpus is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(r.cpus * 1_000_000)))
-    if spec.health_cmd:  # its check's timer, once the container runs (sdctr.runtime.health)
-        props.append(("ExecStartPost", "a(sasb)", [(sdctr[0], [*sdctr, "hook", "health", spec.id], True)]))
+    props += resource_properties(spec, host)
+    if joins:
+        # in NAME's network namespace: stopped with NAME (its network goes), restarted with it
+        # into the new one (sdctr.net.joined)
+        props += [("BindsTo", "as", [joins]), ("After", "as", [joins])]
+    props += health_properties(spec, host)
     if spec.remove:  # a failed --rm container must not linger as a failed unit
         props.append(("CollectMode", "s", "inactive-or-failed"))
     if stdio is None:
@@ -203,6 +222,101 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                   ("StandardOutputFileDescriptor", "h", stdio[1]),
                   ("StandardErrorFileDescriptor", "h", stdio[2])]
     return props
+
+
+# systemd has no property for cgroup v1's memory.memsw.limit_in_bytes (MemorySwapMax is v2's):
+# the unit's first ExecStartPre runs in its memory cgroup, where systemd set memory.limit_in_bytes
+# already (the memsw limit may not be below it), and writes it there. A kernel that does not
+# account swap (no swapaccount=1) has no such file: the start fails saying so, where Docker only
+# warns and runs without the limit.
+MEMSW_SCRIPT = ("f=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)"
+                "/memory.memsw.limit_in_bytes; if [ -e $f ]; then echo $1 > $f; else "
+                "echo 'sdctr: --memory-swap: this kernel does not account swap (boot it with "
+                "swapaccount=1)' >&2; exit 1; fi")
+
+
+UNIFIED_MEMORY = ("MemoryMin", "MemoryLow", "MemoryHigh", "MemorySwapMax")
+
+
+def memsw_command(limit: int) -> tuple[str, list[str], bool]:
+    return ("/bin/sh", ["/bin/sh", "-c", MEMSW_SCRIPT, "memsw", str(limit)], False)
+
+
+def blkio_to_io_weight(weight: int) -> int:
+    """runc's --blkio-weight on cgroup v2 (ConvertBlkIOToIOWeightValue): 10..1000 onto 1..10000."""
+    return 1 + (weight - 10) * 9999 // 990
+
+
+def resource_properties(spec: ContainerSpec, host: Host) -> list[Property]:
+    """--memory-swap, --cpuset-cpus, --blkio-weight and --ulimit by the host's names, then
+    --property's as given (last: where one names a property a flag set too, it wins, as a later
+    assignment does in systemd). On cgroup v1 systemd manages no cpuset controller: --cpuset-cpus
+    is CPUAffinity=, the affinity of every process of the unit (a placement, as taskset's: a
+    process may widen its own), where cgroup v2's AllowedCPUs= is the cpuset.cpus a container
+    cannot leave."""
+    r = spec.resources
+    props: list[Property] = []
+    if host.cgroup_version == 1 and r.memory is not None and any(
+            a.partition("=")[0] in UNIFIED_MEMORY for a in r.properties):
+        # systemd on v1 takes MemoryMax= for the limit, and ignores MemoryLimit=, as soon as a
+        # unit has one of v2's memory settings (unit_has_unified_memory_config, src/core/cgroup.c;
+        # seen on 252: --property MemoryHigh=200M left -m 64m's memory.limit_in_bytes unlimited)
+        props.append(("MemoryMax", "t", r.memory))
+    if r.memory_swap is not None and host.cgroup_version == 2:
+        swap = unitprops.INFINITY if r.memory_swap == -1 or r.memory is None else r.memory_swap - r.memory
+        props.append(("MemorySwapMax", "t", swap))
+    if r.cpuset_cpus:
+        props.append(("AllowedCPUs" if host.cgroup_version == 2 else "CPUAffinity", "ay",
+                      unitprops.cpu_mask(unitprops.cpu_list(r.cpuset_cpus))))
+    if r.blkio_weight is not None:
+        props.append(("BlockIOWeight", "t", r.blkio_weight) if host.cgroup_version == 1
+                     else ("IOWeight", "t", blkio_to_io_weight(r.blkio_weight)))
+    for ulimit in r.ulimits:
+        name, _, limits = ulimit.partition("=")
+        props += unitprops.parse("--ulimit", f"Limit{name.upper()}={limits}")
+    for assignment in r.properties:
+        props += unitprops.parse("--property", assignment)
+    return props
+
+
+FIRST_WATCHDOG_SIGNAL = 240
+# seconds a health check's watchdog allows beyond one interval and one timeout (a loaded host)
+WATCHDOG_SLACK = 10
+
+
+def health_properties(spec: ContainerSpec, host: Host) -> list[Property]:
+    """A health check's helper (sdctr.init.health) says READY=1 after the first check that passes,
+    so the start may take the start period and the retries' checks (and the hooks' time);
+    WATCHDOG=1 after every check that leaves it not unhealthy, so the watchdog, set where the
+    check acts (--health-on-failure kill or restart), covers one interval and one timeout.
+    restart: SIGTERM (the container stops as on `sdctr stop`, its Restart= brings it back;
+    on-watchdog where --restart has none); kill: SIGKILL, its --restart decides, as podman's."""
+    if not spec.health_cmd:
+        return []
+    checks = spec.health_start_period + spec.health_retries * (spec.health_interval + spec.health_timeout)
+    props: list[Property] = [("TimeoutStartUSec", "t", int((checks + HOOK_TIMEOUT) * 1_000_000))]
+    if spec.health_on_failure in ("kill", "restart"):
+        watchdog = spec.health_interval + spec.health_timeout + WATCHDOG_SLACK
+        props.append(("WatchdogUSec", "t", int(watchdog * 1_000_000)))
+        # before v240, SIGABRT: the reaper, PID 1 of its namespace, has no handler for it, so it
+        # dies of the SIGKILL after TimeoutStopSec; a unit file keeps the key (only warned about)
+        if host.systemd_version >= FIRST_WATCHDOG_SIGNAL or not host.transient_hooks:
+            props.append(("WatchdogSignal", "i", 9 if spec.health_on_failure == "kill" else 15))
+    return props
+
+
+def io_accounting(host: Host) -> list[Property]:
+    """IOAccounting= (which systemd maps to blkio on v1), or before 230 BlockIOAccounting= (gone
+    in 256). On cgroup v1 BlockIOAccounting= while systemd has it: with any IO* setting, IOAccounting=
+    included, systemd applies the IO* ones to blkio and ignores BlockIOWeight= (--blkio-weight on
+    v1; seen on 252: blkio.bfq.weight stayed at the default). A unit file for an unknown systemd
+    (a generator's) has both on v2: the other is a warning."""
+    blockio = ("BlockIOAccounting", "b", True)
+    if host.cgroup_version == 1 and (not host.systemd_version or host.systemd_version < LAST_BLOCKIO + 1):
+        return [blockio]
+    if not host.systemd_version:
+        return [blockio, ("IOAccounting", "b", True)]
+    return [("IOAccounting", "b", True) if host.systemd_version >= FIRST_IO_ACCOUNTING else blockio]
 
 
 def device_properties(spec: ContainerSpec) -> list[Property]:
@@ -239,8 +353,9 @@ def restart_properties(spec: ContainerSpec, host: Host) -> list[Property]:
 
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
-_SECTION_UNIT = {"Description", "CollectMode", "Requires", "After"}
-_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "CPUQuotaPerSecUSec": "CPUQuota",
+_SECTION_UNIT = {"Description", "CollectMode", "Requires", "BindsTo", "After"}
+_FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "TimeoutStartUSec": "TimeoutStartSec",
+               "WatchdogUSec": "WatchdogSec", "CPUQuotaPerSecUSec": "CPUQuota",
                "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec", "RestartUSec": "RestartSec",
                "RestartMaxDelayUSec": "RestartMaxDelaySec",
                # 219's name, in [Service]; every later systemd still reads it there
@@ -254,12 +369,20 @@ def unit_file(props: Sequence[Property]) -> str:
     return "[Unit]\n" + "\n".join(unit) + "\n\n[Service]\n" + "\n".join(service) + "\n"
 
 
-def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:
+def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:  # noqa: PLR0912 - one per kind
     """The properties as a unit file's `Key=value` lines: its [Unit] section's, its [Service]'s.
     unit_file() and the generator's template (sdctr.systemd.generator) both write these."""
     unit: list[str] = []
     service: list[str] = []
+    # a resource limit is two properties on the bus (LimitX, LimitXSoft) and one line in a file
+    soft = {name[:-4]: value for name, _, value in props
+            if name.startswith("Limit") and name.endswith("Soft")}
     for name, _, value in props:
+        if name in unitprops.BUS_NAMES:  # --property's and the flags that become them
+            line = unitprops.file_line(name, value, soft.get(name))
+            if line:
+                service.append(line)
+            continue
         key = _FILE_NAMES.get(name, name)
         if name.startswith("Exec"):  # one line each, in order; "-": its failure is ignored
             service += [f"{key}={'-' if ignore else ''}{' '.join(_quote(a) for a in argv)}"
@@ -271,12 +394,16 @@ def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:
         elif name == "DeviceAllow":
             service += [f"DeviceAllow={path} {access}" for path, access in value]
             continue
-        elif name in ("Requires", "After"):
+        elif name in ("Requires", "BindsTo", "After"):
             rendered = " ".join(value)
         elif name == "SuccessExitStatus":
             statuses, signals = value
             rendered = " ".join([*map(str, statuses), *(_SIGNAL_NAMES[n] for n in signals)])
-        elif name == "TimeoutStopUSec":
+        elif name == "WatchdogSignal":
+            rendered = _SIGNAL_NAMES[value]
+        elif isinstance(value, bool):
+            rendered = "yes" if value else "no"
+        elif name in ("TimeoutStopUSec", "TimeoutStartUSec", "WatchdogUSec"):
             rendered = f"{value / 1_000_000:g}s"
         elif name in ("LogRateLimitIntervalUSec", "RestartUSec", "RestartMaxDelayUSec",
                       "StartLimitIntervalUSec"):

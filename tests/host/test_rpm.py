@@ -264,3 +264,91 @@ def test_completion_offers_the_parsers_verbs_and_flags(payload: Path, shell: str
     assert "--unit-file-mode" not in complete(payload, "sdctr --"), "a hidden option is offered"
     # after the verbs, an argument (an image, a file): nothing the parser knows
     assert not {"run", "ps"} & complete(payload, "sdctr run busybox ")
+
+
+class Root:
+    """The binary RPM installed with Debian's rpm into a directory of the test's own (--root, files
+    only: the scriptlets run in a test host, tests/testhost/test_rpm_install.py), to see what
+    `rpm -e` removes by RPM's rules alone: there /var/lib/sdctr is a bind mount rpm cannot remove,
+    here it is a plain directory."""
+
+    def __init__(self, rpms: Rpms, path: Path):
+        self.rpms, self.path = rpms, path
+        self.rpm("--initdb")
+        self.rpm("-i", "--nodeps", "--noscripts", str(rpms.binary))
+
+    def rpm(self, *args: str) -> None:
+        # the database under the root too (Debian's rpm makes --dbpath inside --root)
+        subprocess.run(["rpm", "--root", str(self.path), "--dbpath", "/rpmdb", *args], check=True,
+                       capture_output=True, env=self.rpms.env)
+
+    def left(self) -> set[str]:
+        """Every path under the root but rpm's database."""
+        return {"/" + str(p.relative_to(self.path)) for p in self.path.rglob("*")
+                if not p.is_relative_to(self.path / "rpmdb")}
+
+
+def test_rpm_e_keeps_the_state_a_changed_configuration_and_declared_containers(rpms: Rpms,
+                                                                              tmp_path: Path) -> None:
+    root = Root(rpms, tmp_path / "root")
+    state = root.path / "var/lib/sdctr/containers/0123abcd/config.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    config_file = root.path / "etc/sdctr/sdctr.yaml"
+    changed = config_file.read_text() + "network:\n  bridge: sdctr9\n"
+    config_file.write_text(changed)
+    declared = root.path / "etc/sdctr/containers/web.yaml"
+    declared.write_text("image: busybox\n")
+
+    root.rpm("-e", "--nodeps", "--noscripts", "sdctr")
+
+    assert state.read_text() == "{}", "rpm -e removed /var/lib/sdctr's contents"
+    assert (root.path / "etc/sdctr/sdctr.yaml.rpmsave").read_text() == changed
+    assert declared.exists()
+    kept = {"/var/lib/sdctr", "/etc/sdctr", "/etc/sdctr/containers"}  # they hold what is kept
+    assert root.left() & set(rpms.query("-l").split()) == kept, "rpm -e left files the package owned"
+    assert {p for p in root.left() if "sdctr" in p} == kept | {
+        "/var/lib/sdctr/containers", "/var/lib/sdctr/containers/0123abcd", str(state)[len(str(root.path)):],
+        "/etc/sdctr/sdctr.yaml.rpmsave", "/etc/sdctr/containers/web.yaml"}
+
+
+def test_rhel8s_python39_build_names_its_packages(tmp_path: Path) -> None:
+    """RHEL 8 builds the spec for python39 (rpmbuild --define 'python3_pkgversion 39'; python39-devel
+    makes %__python3 /usr/bin/python3.9): every Python dependency is python39's, and the generator
+    runs python3.9 (the spec as rpmbuild would run it, read with rpmspec: no build needed)."""
+    if not shutil.which("rpmspec"):
+        skip_or_fail("rpmspec is missing (Debian's rpm package): run tests/setup")
+    el8 = ["--load", str(RPM_DIR / "macros.debian"), "--define", "python3_pkgversion 39",
+           "--define", "__python3 /usr/bin/python3.9", str(RPM_DIR / "sdctr.spec")]
+    env = {**os.environ, "HOME": str(tmp_path)}
+
+    def rpmspec(*args: str) -> str:
+        return subprocess.run(["rpmspec", *args, *el8], check=True, capture_output=True, text=True,
+                              env=env).stdout
+
+    requires = set(rpmspec("-q", "--requires").split("\n")) - {""}
+    python = {r for r in requires if r.startswith("python")}
+    assert python == {"python39 >= 3.9", "python39-pyyaml", "python39-jinja2", "python39-httpx"}, requires
+    build_requires = set(rpmspec("-q", "--srpm", "--requires").split("\n"))
+    assert "python39-devel" in build_requires, build_requires
+    assert "sed -i '1s|^#!.*|#!/usr/bin/python3.9|' " in rpmspec("-P"), "the generator's interpreter"
+
+
+def test_the_readme_says_where_each_dependency_comes_from(rpms: Rpms) -> None:
+    """Every package the RPM requires or recommends is named in the README under the one EL9
+    repository it comes from (BaseOS, AppStream or EPEL)."""
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"^Where the dependencies come from.*?\n(.*?)\n\n", text, re.S | re.M)
+    assert m, "README.md does not say where the dependencies come from"
+    parts = re.split(r"\b(BaseOS|AppStream|EPEL):", m.group(1))
+    repos: dict[str, set[str]] = {}
+    for repo, body in zip(parts[1::2], parts[2::2]):
+        repos.setdefault(repo, set()).update(re.findall(r"`([\w.+-]+)`", body))
+    assert set(repos) == {"BaseOS", "AppStream", "EPEL"}, set(repos)
+    wanted = set()
+    for line in (rpms.query("--requires") + rpms.query("--recommends")).splitlines():
+        if not line.startswith(("/", "rpmlib(", "config(")):
+            wanted |= set(re.findall(r"[a-z][\w.+-]*", line.split(" >")[0])) - {"or"}
+    for name in sorted(wanted):
+        found = [repo for repo, names in repos.items() if name in names]
+        assert len(found) == 1, f"README: {name} is under {found or 'no repository'}"

@@ -107,3 +107,54 @@ def test_logs_follow_ends_with_the_container_and_since_takes_dockers_forms(host:
         assert r.stderr.splitlines()[0] == "sdctr: error: --since 'yesterday' is not a time"
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+# --- inside the container ---------------------------------------------------------------------------
+
+def test_sys_fs_cgroup_is_the_containers_own_cgroup_read_only(host: Machine) -> None:
+    """Programs read their limits where the kernel puts them; they see no other cgroup, and
+    change nothing."""
+    v2 = host.state()["cgroup_layout"] == "v2"
+    memory = "/sys/fs/cgroup/memory.max" if v2 else "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    pids = "/sys/fs/cgroup/pids.max" if v2 else "/sys/fs/cgroup/pids/pids.max"
+    script = (f"cat {memory} {pids}; ls -R /sys/fs/cgroup | grep -c -e sdctr.slice -e '[.]service' ; "
+              f"echo 1 > {memory} || echo refused")
+    r = sdctr(host, "run", "--rm", "-m", "64m", "--pids-limit", "77", "busybox", "sh", "-c", script)
+    lines = r.stdout.split()
+    assert lines[:3] == ["67108864", "77", "0"], r.stdout  # the -m value; no slice, no other unit
+    assert lines[3] == "refused" and "Read-only file system" in r.stderr, r.stdout + r.stderr
+    # --privileged, as Docker's: writable
+    r = sdctr(host, "run", "--rm", "--privileged", "-m", "64m", "busybox", "sh", "-c",
+              f"echo 134217728 > {memory} && cat {memory}")
+    assert r.stdout.split() == ["134217728"], r.stdout + r.stderr
+
+
+def test_stats_shows_cpu_network_and_block_io(host: Machine) -> None:
+    """`docker stats`' columns: a busy loop's CPU, the bytes a ping moved (as the container sees
+    them: 10 pings of 2000 bytes out, as many back in), block I/O where the kernel counts it;
+    --no-stream, and --format's fields, json and table."""
+    hog = run_d(host, "--name", "hog", "busybox", "sh", "-c", "while :; do :; done")
+    pinger = run_d(host, "--name", "pinger", "busybox", "sh", "-c",
+                   "ping -c 10 -i 0.2 -s 2000 $(ip route | awk '/default/ {print $3}'); sleep 1000")
+    try:
+        import json
+        import re
+
+        r = sdctr(host, "stats", "--no-stream")
+        header, *rows = r.stdout.splitlines()
+        assert header.split() == ["CONTAINER", "ID", "NAME", "CPU", "%", "MEM", "USAGE", "/", "LIMIT", "MEM",
+                                  "%", "NET", "I/O", "BLOCK", "I/O", "PIDS"], header
+        assert sorted(row.split()[1] for row in rows) == ["hog", "pinger"], r.stdout
+        cpu = sdctr(host, "stats", "--no-stream", "--format", "{{.CPUPerc}}", "hog").stdout.strip()
+        assert cpu.endswith("%") and float(cpu[:-1]) > 5, cpu  # CPUAccounting: it was 0.00% always
+        wait_for(lambda: "10 packets" in sdctr(host, "logs", pinger).stdout, what="the pings")
+        doc = json.loads(sdctr(host, "stats", "--no-stream", "--format", "json", "pinger").stdout)
+        received, sent = (float(re.match(r"([\d.]+)kB$", part).group(1))  # type: ignore[union-attr]
+                          for part in doc["NetIO"].split(" / "))
+        assert received >= 20 and sent >= 20, doc  # 10 x 2028 bytes each way, and a little more
+        assert re.fullmatch(r"[\d.]+[kMG]?B / [\d.]+[kMG]?B", doc["BlockIO"]), doc
+        assert doc["Name"] == "pinger" and doc["PIDs"] == "2", doc
+        lines = sdctr(host, "stats", "--no-stream", "--format", "table {{.Name}}\t{{.PIDs}}", "hog").stdout
+        assert [line.split() for line in lines.splitlines()] == [["NAME", "PIDS"], ["hog", "2"]], lines
+    finally:
+        sdctr(host, "rm", "-f", hog, pinger, check=False)

@@ -47,7 +47,8 @@ unit:
 service:
   OOMScoreAdjust: 100
 """
-DB = "image: busybox\ncommand: sleep 100000\n"
+# a health check: db turns active (READY=1) only after its first pass, and web, After= it, waits
+DB = "image: busybox\ncommand: sleep 100000\nhealthcheck:\n  test: test -d /proc/1\n  interval: 1s\n"
 TYPO = "image: busybox\ncommand: sleep 100000\nmemroy: 64m\n"
 # unique to this run: the test host's journal takes in the kernel's log, where systemd copies a
 # generator's stderr, and so other test hosts' messages
@@ -150,9 +151,12 @@ def test_depends_on_starts_db_first_and_stops_web_with_it(rebooted: Machine) -> 
     def show(unit: str, prop: str) -> int:
         return int(rebooted.exec("systemctl", "show", "-P", prop, unit).stdout.strip() or 0)
 
-    # at boot, web's start began only once db was up (After=), and both are from this boot
+    # at boot, web's start began only once db was up (After=) and healthy (its READY=1 comes
+    # after the first pass), and both are from this boot
     assert 0 < show("ctr-db.service", "ActiveEnterTimestampMonotonic") <= \
         show("ctr-web.service", "InactiveExitTimestampMonotonic")
+    assert rebooted.exec("systemctl", "show", "-P", "StatusText", "ctr-db.service").stdout.strip() == \
+        "healthy 3/3"
     # the extra settings reached the unit, and systemd applied them
     assert rebooted.exec("systemctl", "show", "-P", "Documentation", "ctr-web.service").stdout.strip() == \
         "https://example.com/web"

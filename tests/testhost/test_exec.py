@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers.rootfs import BUSYBOX_ROOTFS_SH
-from helpers.testhost import Machine
+from helpers.testhost import Machine, wait_for
 
 pytestmark = pytest.mark.testhost
 
@@ -216,3 +216,39 @@ def test_attached_run_t_proxies_a_pty_of_its_own(box: tuple[Machine, str]) -> No
     caller_tty = stat_fields(lines[0])[2]
     _, session, tty = stat_fields(lines[1])
     assert session != 0 and tty not in (0, caller_tty), (lines, caller_tty)
+
+
+def test_exec_d_env_file_and_t_term(box: tuple[Machine, str]) -> None:
+    """Issue 14: `exec -d` returns at once and its command runs on (confined as any exec: a
+    session of its own, no descriptor of ours); a command that cannot start says so, with
+    Docker's status; `--env-file` as run's, -e winning; `-t` gives the caller's TERM (else
+    xterm) and a pty `tty` names."""
+    host, name = box
+    r = host.sh(f"exec 9</etc/hostname; sdctr exec -d {name} sleep 4242")
+    assert r.returncode == 0 and r.stdout == r.stderr == "", r
+    ps = host.exec("sdctr", "exec", name, "ps", "-o", "pid,args").stdout
+    pid = next(line.split()[0] for line in ps.splitlines() if line.endswith("sleep 4242"))
+    probe = f"cat /proc/{pid}/stat; ls /proc/{pid}/fd; readlink /proc/{pid}/fd/1"
+    lines = host.exec("sdctr", "exec", name, "sh", "-c", probe).stdout.split("\n")
+    _, session, tty = stat_fields(lines[0])
+    assert session == int(pid) and tty == 0, lines[0]
+    assert lines[1:5] == ["0", "1", "2", "/dev/null"], lines
+    host.exec("sdctr", "exec", name, "kill", pid)
+    # the container's PID 1 reaps it: no zombie stays
+    wait_for(lambda: "4242" not in host.exec("sdctr", "exec", name, "ps", "-o", "stat,args").stdout,
+             what="the detached command's end")
+    r = host.exec("sdctr", "exec", "-d", name, "no-such-command", check=False)
+    assert r.returncode == 127 and "no-such-command" in r.stderr, (r.returncode, r.stderr)
+
+    host.exec("sh", "-c", "printf 'FROM_FILE=yes\\n# a comment\\nBOTH=file\\n' > /tmp/exec.env")
+    r = host.exec("sdctr", "exec", "--env-file", "/tmp/exec.env", "-e", "BOTH=flag", name,
+                  "sh", "-c", 'echo "$FROM_FILE $BOTH"')
+    assert r.stdout == "yes flag\n", r.stdout + r.stderr
+    r = host.exec("sdctr", "exec", "--env-file", "/tmp/no-such.env", name, "true", check=False)
+    assert r.returncode == 125 and "--env-file /tmp/no-such.env" in r.stderr, r.stderr
+
+    r = host.exec("env", "TERM=vt220", "sdctr", "exec", "-t", name, "sh", "-c", 'echo "$TERM"; tty')
+    assert r.stdout.replace("\r", "").split() == ["vt220", "/dev/pts/0"], r.stdout
+    r = host.exec("env", "-u", "TERM", "sdctr", "exec", "-t", name, "sh", "-c", 'echo "$TERM"')
+    assert r.stdout.strip() == "xterm", r.stdout
+    assert host.exec("sdctr", "exec", name, "sh", "-c", 'echo "${TERM-unset}"').stdout == "unset\n"

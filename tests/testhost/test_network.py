@@ -7,6 +7,7 @@ namespace, and "other machines" are namespaces this module makes there (and remo
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -24,7 +25,7 @@ print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())
 """
 WHO_CONNECTS = """#!/usr/bin/python3
 import socket, sys
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen()
@@ -129,18 +130,69 @@ def test_traffic_out_is_masqueraded(host: Machine) -> None:
     assert_clean(host)
 
 
-def test_twenty_containers_started_at_once_get_distinct_addresses(host: Machine) -> None:
-    ids = host.sh("for i in $(seq 20); do sdctr run -d --network bridge busybox sleep 600 & done; wait",
-                  timeout=300).stdout.split()
+def traces(host: Machine) -> dict[str, list[str]]:
+    """Per container (short id): each veth, lease, map element and pin it has on the host."""
+    found: dict[str, list[str]] = {}
+    for name in network_state(host)["veths"]:
+        found.setdefault(name[3:], []).append("veth")
+    leases = host.sh("cd /var/lib/sdctr/networks/bridge 2>/dev/null && ls || true").stdout.split()
+    for cid in leases:
+        found.setdefault(cid[:12], []).append("lease")
+    listing = host.exec("nft", "-j", "list", "table", "ip", "sdctr", check=False).stdout or '{"nftables": []}'
+    for item in json.loads(listing)["nftables"]:
+        for e in item.get("map", {}).get("elem", []):
+            found.setdefault(e[0]["elem"]["comment"][:12], []).append("element")
+    for pin in host.sh("ls /run/sdctr/netns 2>/dev/null || true").stdout.split():
+        found.setdefault(pin[:12], []).append("pin")
+    return {cid: sorted(kinds) for cid, kinds in found.items()}
+
+
+def test_fifty_containers_at_once_then_stop_rm_kill_and_restart_leave_one_of_each(host: Machine) -> None:
+    # a layer no container has unpacked yet: the fifty race to unpack it too
+    host.sh("echo $$ > /tmp/bb/fifty && tar -C /tmp/bb -cf /tmp/bb50.tar . && rm /tmp/bb/fifty && "
+            "sdctr import /tmp/bb50.tar bb50 >/dev/null")
+    # every other one publishes a port (the Python hooks), the rest go through netup.sh/netdown.sh
+    r = host.sh("for i in $(seq 50); do if [ $((i % 2)) = 0 ]; then p='-p 80'; else p=; fi; "
+                "sdctr run -d $p bb50 sleep 600 & done; wait", timeout=600, check=False)
+    ids = r.stdout.split()
     try:
-        assert len(ids) == 20
-        addresses = [inspect(host, cid)["NetworkSettings"]["IPAddress"] for cid in ids]
-        assert len(set(addresses)) == 20 and all(a.startswith("10.89.") for a in addresses)
-        assert len(network_state(host)["veths"]) == 20
-        # and a container reaches another through the bridge
+        assert len(ids) == 50 and r.stderr == "", r.stderr
+        docs = json.loads(host.exec("sdctr", "inspect", *ids).stdout)
+        addresses = [d["NetworkSettings"]["IPAddress"] for d in docs]
+        assert len(set(addresses)) == 50 and all(a.startswith("10.89.") for a in addresses)
+        ports = {d["Id"]: len(d["NetworkSettings"]["Ports"]) for d in docs}
+        assert sum(ports.values()) == 25
+
+        def one_each(cid: str) -> list[str]:
+            return sorted(["veth", "lease", "pin"] + ["element"] * ports[cid])
+        assert traces(host) == {cid[:12]: one_each(cid) for cid in ids}
         host.exec("sdctr", "exec", ids[0], "ping", "-c", "1", "-W", "3", addresses[1])
+        # ten of each, all at once: stop, rm -f, kill -9 of every process of the unit, restart
+        stopped, removed, killed, restarted = ids[0:10], ids[10:20], ids[20:30], ids[30:40]
+        units = [f"ctr-{cid[:12]}.service" for cid in restarted]
+        killed_units = [f"ctr-{cid[:12]}.service" for cid in killed]
+        r = host.sh(" ".join(
+            [f"sdctr stop {c} >/dev/null &" for c in stopped]
+            + [f"sdctr rm -f {c} >/dev/null &" for c in removed]
+            + [f"systemctl kill -s KILL {u} &" for u in killed_units]
+            + [f"systemctl restart {u} &" for u in units]) + " wait", timeout=600, check=False)
+        assert r.stderr == "", r.stderr
+        wait_for(lambda: all(host.exec("systemctl", "is-active", u, check=False).stdout.strip()
+                             in ("inactive", "failed") for u in killed_units), what="the killed units")
+        running = [cid for cid in ids if cid not in (*stopped, *removed, *killed)]
+        assert traces(host) == {cid[:12]: one_each(cid) for cid in running}
+        docs = json.loads(host.exec("sdctr", "inspect", *running).stdout)
+        now = [d["NetworkSettings"]["IPAddress"] for d in docs]
+        assert len(set(now)) == 20
+        # and the stopped and killed ones come back with one of each too
+        host.sh(" ".join(f"sdctr start {c} >/dev/null &" for c in (*stopped, *killed)) + " wait", timeout=600)
+        assert traces(host) == {cid[:12]: one_each(cid) for cid in ids if cid not in removed}
+        # the table's own rules once each, after the 90 set-ups that re-sent them
+        listing = host.exec("nft", "list", "table", "ip", "sdctr").stdout
+        assert listing.count("masquerade") == 2 and listing.count("dnat ip to") == 4, listing
     finally:
-        host.sh("sdctr rm -f " + " ".join(ids), timeout=300)
+        host.sh("sdctr rm -f " + " ".join(ids) + " >/dev/null 2>&1", timeout=600, check=False)
+        host.exec("sdctr", "rmi", "bb50", check=False)
     assert_clean(host)
 
 
@@ -233,23 +285,23 @@ def test_an_unknown_network_is_refused(host: Machine) -> None:
         "sdctr: error: --network 'nosuch': no such network")
 
 
-def test_bridge_is_the_default_and_a_host_without_nft_is_told_in_one_line(host: Machine) -> None:
+def test_bridge_is_the_default_and_a_host_without_nft_or_iptables_is_told_in_one_line(host: Machine) -> None:
     out = host.exec("sdctr", "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
     assert " 10.89." in out, out  # no --network: the bridge, as Docker's default
-    host.exec("chmod", "-x", "/usr/sbin/nft")
+    host.exec("chmod", "-x", "/usr/sbin/nft", "/usr/sbin/xtables-nft-multi")  # (iptables is the latter)
     try:
         before = host.exec("sdctr", "ps", "-aq").stdout.split()
         r = host.exec("sdctr", "run", "--rm", "busybox", "true", check=False)
         assert r.returncode == 125, r
         lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
-        assert lines == ["sdctr: error: the bridge network needs nft, which this host lacks "
-                         "(package nftables)"], r.stderr
+        assert lines == ["sdctr: error: the bridge network needs nft or iptables, which this host lacks "
+                         "(package nftables or iptables)"], r.stderr
         assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
         # the other networks need no nft
         for network in ("none", "host"):
             host.exec("sdctr", "run", "--rm", "--network", network, "busybox", "true")
     finally:
-        host.exec("chmod", "+x", "/usr/sbin/nft")
+        host.exec("chmod", "+x", "/usr/sbin/nft", "/usr/sbin/xtables-nft-multi")
     assert_clean(host)
 
 
@@ -295,7 +347,8 @@ def test_user_networks_reach_by_name_within_and_not_across(host: Machine) -> Non
         assert [ln.split()[1] for ln in host.exec("sdctr", "network", "ls").stdout.splitlines()[1:]] == [
             "bridge", "host", "none", "back", "front"]
         for name, network in zip(names, ("front", "front", "back")):
-            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox", "sleep", "600")
+            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox",
+                      "sleep", "600")
         c1 = inspect(host, "c1")["NetworkSettings"]["IPAddress"]
         assert c1.startswith("10.200.0.")
         def pings(source: str, target: str) -> bool:
@@ -419,4 +472,162 @@ def test_network_connect_gives_a_running_container_eth1_and_disconnect_takes_it(
         host.exec("sdctr", "rm", "-f", "cn1", "cn2", check=False)
         host.exec("sdctr", "network", "rm", "side", check=False)
     assert "sd1" not in host.exec("ip", "-o", "link").stdout
+    assert_clean(host)
+
+
+def test_network_container_joins_a_running_one_and_stops_and_restarts_with_it(host: Machine) -> None:
+    names = ("jweb", "jside", "jnone", "jidle")
+
+    def sdctr(*args: str) -> subprocess.CompletedProcess[str]:
+        return host.exec("sdctr", *args, check=False)
+
+    def active(unit: str) -> bool:
+        return host.exec("systemctl", "is-active", unit, check=False).stdout.strip() == "active"
+    try:
+        web = httpd(host, "--name", "jweb")
+        host.exec("sdctr", "run", "-d", "--name", "jside", "--network", "container:jweb", "busybox",
+                  "sleep", "600")
+        unit, side = f"ctr-{web[:12]}.service", f"ctr-{inspect(host, 'jside')['Id'][:12]}.service"
+        address = inspect(host, "jweb")["NetworkSettings"]["IPAddress"]
+        # one namespace: jweb's address, its server on 127.0.0.1, its hostname and hosts file
+        out = sdctr("exec", "jside", "sh", "-c", "ip -4 -o addr show eth0; hostname; cat /etc/hosts; "
+                    "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80").stdout
+        assert f" {address}/16 " in out and f"{address}\t{web[:12]}" in out and PAGE in out, out
+        assert out.splitlines()[1] == web[:12], out
+        assert inspect(host, "jside")["HostConfig"]["NetworkMode"] == f"container:{web}"
+        assert_one_each(host, web, elements=0)  # nothing of its own: no veth, lease or pin
+        # restarted with it, into jweb's new namespace
+        host.exec("systemctl", "restart", unit)  # (its own restart job may finish a moment later)
+        wait_for(lambda: active(side), what="jside to come back with jweb")
+        again = inspect(host, "jweb")["NetworkSettings"]["IPAddress"]
+        assert f" {again}/16 " in sdctr("exec", "jside", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        # stopped with it (its network would be gone), and not started without it
+        host.exec("sdctr", "stop", "jweb")
+        assert not active(side)
+        r = sdctr("start", "jside")
+        assert r.returncode == 1 and "--network container:jweb: container jweb is not running" in r.stderr
+        host.exec("sdctr", "start", "jweb", "jside")
+        host.exec("systemctl", "kill", "-s", "KILL", unit)  # kill -9 of jweb's processes: the same
+        wait_for(lambda: not active(side), what="jside to stop with jweb")
+        host.exec("sdctr", "start", "jweb", "jside")
+        host.exec("sdctr", "rm", "-f", "jweb")
+        wait_for(lambda: not active(side), what="jside to stop with jweb")
+        r = sdctr("start", "jside")
+        assert r.returncode == 1 and "whose network container jside joins, no longer exists" in r.stderr
+        assert_clean(host)
+        # bad input: one line, 125, nothing made
+        host.exec("sdctr", "run", "-d", "--name", "jnone", "--network", "none", "busybox", "sleep", "600")
+        host.exec("sdctr", "create", "--name", "jidle", "busybox", "sleep", "600")
+        before = host.exec("sdctr", "ps", "-aq").stdout.split()
+        for flags, message in (
+                (["container:nosuch"], "--network container:nosuch: no such container"),
+                (["container:jidle"], "--network container:jidle: container jidle is not running"),
+                (["container:jnone"], "container jnone has --network none"),
+                (["container:"], "--network 'container:' names no container"),
+                (["container:jidle", "-h", "x"], "--hostname cannot be combined with --network container:"),
+                (["container:jidle", "-p", "80"], "--publish needs a bridge network, not --network cont")):
+            r = sdctr("run", "-d", "--network", *flags, "busybox", "true")
+            lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
+            assert r.returncode == 125 and len(lines) == 1 and message in lines[0], r.stderr
+        assert host.exec("sdctr", "ps", "-aq").stdout.split() == before
+    finally:
+        host.exec("sdctr", "rm", "-f", *names, check=False)
+    assert_clean(host)
+
+
+def test_an_ipv6_network_gives_each_container_an_address_a_route_and_the_masquerade(host: Machine) -> None:
+    host.sh("ip addr add fd00:198::1/64 dev sdtest0 nodad && "
+            "ip -n outside addr add fd00:198::2/64 dev eth0 nodad")
+    names = ("v1", "v2", "w1")
+    try:
+        host.exec("sdctr", "network", "create", "--ipv6", "--subnet", "fd00:90::/64", "--subnet",
+                  "10.210.0.0/24", "six")
+        host.exec("sdctr", "network", "create", "--ipv6", "--subnet", "fd00:91::/64", "six2")
+        doc = json.loads(host.exec("sdctr", "network", "inspect", "six").stdout)[0]
+        assert doc["EnableIPv6"], doc
+        assert doc["IPAM"]["Config"][1] == {"Subnet": "fd00:90::/64", "Gateway": "fd00:90::1"}
+        for name, network in zip(names, ("six", "six", "six2")):
+            host.exec("sdctr", "run", "-d", "--name", name, "--network", network, "busybox",
+                      "sleep", "600")
+        settings = inspect(host, "v1")["NetworkSettings"]
+        v1, v2 = settings["GlobalIPv6Address"], inspect(host, "v2")["NetworkSettings"]["GlobalIPv6Address"]
+        w1 = inspect(host, "w1")["NetworkSettings"]["GlobalIPv6Address"]
+        assert v1.startswith("fd00:90::") and v2.startswith("fd00:90::") and v1 != v2
+        assert w1.startswith("fd00:91::")
+        assert settings["IPv6Gateway"] == "fd00:90::1" and settings["GlobalIPv6PrefixLen"] == 64
+        out = host.exec("sdctr", "exec", "v1", "sh", "-c", "ip -6 -o addr show eth0; ip -6 route").stdout
+        assert f" {v1}/64 " in out and "default via fd00:90::1 dev eth0" in out, out
+
+        def pings(source: str, target: str) -> bool:
+            return host.exec("sdctr", "exec", source, "ping", "-c", "1", "-W", "2", target,
+                             check=False).returncode == 0
+        # the gateway and the other member by address and by name; not across networks
+        assert pings("v1", "fd00:90::1") and pings("v1", v2)
+        assert v2 in host.exec("sdctr", "exec", "v1", "cat", "/etc/hosts").stdout
+        assert not pings("v1", w1)
+        # out through the masquerade: "outside" has no route back to fd00:90::/64, and sees the host
+        host.sh("rm -f /tmp/peer6; ip netns exec outside who-connects fd00:198::2 9006 /tmp/peer6 "
+                ">/dev/null 2>&1 &")
+        wait_for(lambda: "9006" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
+                 what="the outside server")
+        host.exec("sdctr", "exec", "v1", "sh", "-c", "echo hi | nc -w 3 fd00:198::2 9006", check=False)
+        def peer6() -> str:
+            return host.sh("cat /tmp/peer6 2>/dev/null || true").stdout.strip()  # type: ignore[no-any-return]
+        peer = wait_for(peer6, what="the peer")
+        assert peer == "fd00:198::1"
+        # bad input: one line, 125, nothing made
+        before = host.exec("sdctr", "network", "ls").stdout
+        for flags, message in (
+                (["--ipv6"], "--ipv6 needs an IPv6 --subnet"),
+                (["--subnet", "fd00:92::/64"], "--subnet fd00:92::/64 is IPv6: add --ipv6"),
+                (["--ipv6", "--subnet", "fd00:90:0:0:1::/80"], "overlaps network six's fd00:90::/64"),
+                (["--ipv6", "--subnet", "fd00:93::/120"], "is too small for the IPv4 subnet"),
+                (["--ipv6", "--subnet", "fd00:93::1/64"], "is not an IPv6 subnet"),
+                (["--ipv6", "--subnet", "fd00:198::/64"], "overlaps the host's route fd00:198::/64")):
+            r = host.exec("sdctr", "network", "create", *flags, "bad6", check=False)
+            lines = [ln for ln in r.stderr.splitlines() if ln.startswith("sdctr: error:")]
+            assert r.returncode == 125 and len(lines) == 1 and message in lines[0], r.stderr
+        assert host.exec("sdctr", "network", "ls").stdout == before
+    finally:
+        host.exec("sdctr", "rm", "-f", *names, check=False)
+        host.exec("sdctr", "network", "rm", "six", "six2", check=False)
+        host.sh("ip addr del fd00:198::1/64 dev sdtest0; ip -n outside addr del fd00:198::2/64 dev eth0",
+                check=False)
+    # the IPv6 table goes with the last IPv6 network, and gc takes one a killed `network rm` left
+    assert "table ip6 sdctr" not in host.exec("nft", "list", "tables").stdout
+    host.exec("nft", "add", "table", "ip6", "sdctr")
+    assert "nft table ip6 sdctr (no IPv6 network left)" in host.exec("sdctr", "system", "gc").stdout
+    assert "table ip6 sdctr" not in host.exec("nft", "list", "tables").stdout
+    assert_clean(host)
+
+
+def test_network_connect_of_a_stopped_container_is_applied_at_its_next_start(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "--subnet", "10.203.0.0/24", "later")
+    try:
+        host.exec("sdctr", "create", "--name", "st1", "busybox", "sleep", "600")
+        host.exec("sdctr", "network", "connect", "later", "st1")  # recorded, as Docker's
+        assert inspect(host, "st1")["NetworkSettings"]["Networks"]["later"]["IPAddress"] == ""
+        assert host.sh("ls /var/lib/sdctr/networks/later 2>/dev/null || true").stdout.split() == []
+        r = host.exec("sdctr", "network", "connect", "later", "st1", check=False)
+        assert r.returncode == 1 and "is already connected to network later" in r.stderr, r.stderr
+        r = host.exec("sdctr", "network", "rm", "later", check=False)
+        assert r.returncode == 1 and "network later is in use by container st1" in r.stderr, r.stderr
+        host.exec("sdctr", "start", "st1")
+        out = host.exec("sdctr", "exec", "st1", "ip", "-4", "-o", "addr", "show", "eth1").stdout
+        address = inspect(host, "st1")["NetworkSettings"]["Networks"]["later"]["IPAddress"]
+        assert address.startswith("10.203.0.") and f" {address}/24 " in out, out
+        # disconnected while stopped: the next start has no eth1
+        host.exec("sdctr", "stop", "st1")
+        host.exec("sdctr", "network", "disconnect", "later", "st1")
+        host.exec("sdctr", "start", "st1")
+        assert host.exec("sdctr", "exec", "st1", "ip", "link", "show", "eth1", check=False).returncode != 0
+        assert sorted(inspect(host, "st1")["NetworkSettings"]["Networks"]) == ["bridge"]
+        # a container on the host's network has no bridge to connect
+        host.exec("sdctr", "create", "--name", "st2", "--network", "host", "busybox", "true")
+        for verb in ("connect", "disconnect"):
+            r = host.exec("sdctr", "network", verb, "later", "st2", check=False)
+            assert r.returncode == 1 and "container st2 has --network host, not a bridge network" in r.stderr
+    finally:
+        host.exec("sdctr", "rm", "-f", "st1", "st2", check=False)
+        host.exec("sdctr", "network", "rm", "later", check=False)
     assert_clean(host)

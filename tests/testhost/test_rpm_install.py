@@ -141,8 +141,29 @@ def main_pid(host: Machine, unit: str) -> str:
     return host.exec("systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
 
 
+# What `rpm -i --nodeps` skips, met by Debian's packages in the test host: each of the RPM's
+# Requires (RHEL's names) with the Debian package that provides the same; a path, by the file
+DEBIAN = {"python3": "python3", "python3-pyyaml": "python3-yaml", "python3-jinja2": "python3-jinja2",
+          "python3-httpx": "python3-httpx", "systemd": "systemd", "systemd-libs": "libsystemd0",
+          "util-linux": "util-linux", "iproute": "iproute2", "nftables": "nftables", "tar": "tar"}
+
+
+def assert_requires_met(host: Machine, rpm_file: Path) -> None:
+    requires = {line.split()[0] for line in query(rpm_file, "--requires").splitlines()
+                if not line.startswith(("rpmlib(", "config("))}
+    paths = {r for r in requires if r.startswith("/")}
+    assert requires - paths == set(DEBIAN), f"a Requires without its Debian package here: {requires}"
+    for path in paths:
+        host.exec("test", "-x", path)
+    missing = [deb for deb in DEBIAN.values()
+               if host.exec("dpkg-query", "-W", "-f", "${Status}", deb, check=False).stdout
+               != "install ok installed"]
+    assert not missing, f"the test host lacks {missing}"
+
+
 def test_install_enable_run_and_remove_cleanly(rpm_files: dict[int, Path], host: Machine) -> None:
     rpm_file = rpm_files[1]
+    assert_requires_met(host, rpm_file)
     install(host, rpm_file)
 
     for unit in UNITS:

@@ -95,19 +95,54 @@ def read_until(token, timeout=10):
     buf, end = b"", time.monotonic() + timeout
     while token not in buf and time.monotonic() < end:
         if select.select([master], [], [], 0.2)[0]:
-            buf += os.read(master, 4096)
+            try:
+                buf += os.read(master, 4096)
+            except OSError:  # EIO: the other side has gone
+                break
     return buf
 end = time.monotonic() + 20
 while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
     time.sleep(0.05)
-os.write(master, b"stty size\r")
-print("first", b"33 111" in read_until(b"33 111"))
+for _ in range(5):  # a shell that is only starting may flush what was typed before it read
+    os.write(master, b"stty size\r")
+    if b"33 111" in read_until(b"33 111", 2):
+        break
+print("first", _ < 4)
 fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
 time.sleep(0.5)
 os.write(master, b"stty size\r")
 print("resized", b"40 120" in read_until(b"40 120"))
-os.write(master, b"\x10\x11")
-os.waitpid(pid, 0)
+os.write(master, b"\x10\x11")  # ^P^Q
+end = time.monotonic() + 20
+while time.monotonic() < end:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("exit", os.waitstatus_to_exitcode(status))
+        break
+    read_until(b"\0", 0.2)
+else:
+    print("did not detach")
+    os.kill(pid, 9)
+"""
+
+
+# argv[1:] in a terminal of 33x111 (no keys typed); prints what the terminal showed, and the status.
+IN_A_33X111_TERMINAL = r"""
+import fcntl, os, pty, struct, sys, termios
+pid, master = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b""
+while True:
+    try:
+        data = os.read(master, 4096)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+print(repr(out.decode()), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """
 
 
@@ -139,7 +174,7 @@ def test_run_dit_then_attach_and_detach_with_dockers_keys(host: Machine) -> None
         assert inspect(host, "box")["State"]["Running"]
         mode = ["--unit-file-mode"] if unit_files(host) else []
         sizes = host.exec("python3", "-c", RESIZED, "sdctr", *mode, "attach", "box").stdout
-        assert sizes.split() == ["first", "True", "resized", "True"], sizes
+        assert sizes.split() == ["first", "True", "resized", "True", "exit", "0"], sizes
         assert attach_in_a_terminal(host, "1879", "--detach-keys", "ctrl-x,y", "box") == ["saw", "0"]
         assert inspect(host, "box")["State"]["Running"]
         r = sdctr(host, "attach", "--detach-keys", "ctrl-", "box", check=False)
@@ -150,6 +185,41 @@ def test_run_dit_then_attach_and_detach_with_dockers_keys(host: Machine) -> None
         assert "hi-3" in sdctr(host, "logs", "box").stdout  # a -t container's terminal is logged
     finally:
         sdctr(host, "rm", "-f", "box", check=False)
+
+
+def test_a_foreground_run_it_resizes_and_detaches_with_dockers_keys(host: Machine) -> None:
+    """`run -it`: the window's size at the start and after a resize (SIGWINCH) reach the
+    container's pty; ^P^Q (or --detach-keys) detach, exit 0 and leave it running, attachable."""
+    if unit_files(host):
+        pytest.skip("no terminal can be passed to a unit on systemd < 236")
+    try:
+        sizes = host.exec("python3", "-c", RESIZED, "sdctr", "run", "-it", "--name", "fgr", "busybox",
+                          "sh").stdout
+        assert sizes.split() == ["first", "True", "resized", "True", "exit", "0"], sizes
+        assert inspect(host, "fgr")["State"]["Running"]
+        assert attach_in_a_terminal(host, "exit", "fgr") == ["saw", "7"]  # the same shell, still there
+        wait_for(lambda: not inspect(host, "fgr")["State"]["Running"], what="the container's end")
+        assert inspect(host, "fgr")["State"]["ExitCode"] == 7
+        # after the hand-over the init journals the terminal, as a -dt container's
+        wait_for(lambda: "hi-3" in sdctr(host, "logs", "fgr").stdout, what="the re-attached output in logs")
+        r = in_a_terminal(host, "1879+prompt", "run", "-it", "--detach-keys", "ctrl-x,y", "--name", "fgk",
+                          "busybox", "sh")
+        assert r == ["saw", "0"], r
+        assert inspect(host, "fgk")["State"]["Running"]
+        r = sdctr(host, "run", "-it", "--detach-keys", "ctrl-", "busybox", "true", check=False)
+        assert r.returncode == 125 and "--detach-keys 'ctrl-'" in r.stderr, r.stderr
+        # the command starts once the terminal is attached: it has its size, and what it writes
+        # at once is seen (the status is the command's)
+        for _ in range(3):
+            r = host.exec("python3", "-c", IN_A_33X111_TERMINAL, "sdctr", "run", "--rm", "-it", "busybox",
+                          "sh", "-c", "stty size; echo printed; exit 3")
+            shown, status = r.stdout.strip().rsplit(" ", 1)
+            assert (eval(shown).replace("\r", ""), status) == ("33 111\nprinted\n", "3"), r.stdout
+        # without a terminal, -t still shows what the command wrote, and its status
+        r = sdctr(host, "run", "--rm", "-t", "busybox", "sh", "-c", "echo quick; exit 3", check=False)
+        assert r.returncode == 3 and r.stdout.replace("\r", "") == "quick\n", (r.returncode, r.stdout)
+    finally:
+        sdctr(host, "rm", "-f", "fgr", "fgk", check=False)
 
 
 def test_run_di_keeps_stdin_open_for_attach(host: Machine) -> None:

@@ -109,6 +109,7 @@ def test_a_verb_on_many_containers_reports_each_failure_with_its_hint(
 
     monkeypatch.setattr(containers, "systemd_of", lambda args: (None, None))
     monkeypatch.setattr(containers, "find", lambda paths, ref: ref)
+    monkeypatch.setattr(containers.containers, "finish_stop_of", lambda paths, sd, spec: False)
     args = argparse.Namespace(root=str(tmp_path), containers=["stuck", "web"])
     assert containers.for_each(args, act) == 1  # type: ignore[arg-type]
     out, err = capsys.readouterr()

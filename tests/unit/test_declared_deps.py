@@ -71,7 +71,7 @@ def test_extra_settings_pass_through_in_order(tmp_path: Path) -> None:
         "unit:\n  Documentation: https://example.com\n  ConditionPathExists: /etc/web.conf\n"
         "  After: postgresql.service\n"
         "service:\n  MemoryHigh: 200M\n  IPAddressDeny: [any, 10.0.0.0/8]\n  OOMPolicy: kill\n"
-        "  IOAccounting: true\n")})
+        "  IPAccounting: true\n")})
     assert errors == []
     web = sections((out / "ctr-web.service").read_text())
     assert web[("Unit", "Documentation")] == ["https://example.com"]
@@ -79,7 +79,7 @@ def test_extra_settings_pass_through_in_order(tmp_path: Path) -> None:
     assert "postgresql.service" in web[("Unit", "After")]  # systemd adds to its own After=
     assert web[("Service", "MemoryHigh")] == ["200M"]
     assert web[("Service", "IPAddressDeny")] == ["any", "10.0.0.0/8"]
-    assert web[("Service", "IOAccounting")] == ["yes"]
+    assert web[("Service", "IPAccounting")] == ["yes"]
 
 
 @pytest.mark.parametrize(("text", "expected", "hint"), [

@@ -1,5 +1,6 @@
-"""Health checks as Docker's: the options (flags and Compose's healthcheck:), the timer's units,
-and the status rules (start period, retries, one success)."""
+"""Health checks as Docker's: the options (flags and Compose's healthcheck:), what the unit
+tells systemd (readiness, watchdog, status), and the status rules (start period, retries, one
+success)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from sdctr.init import health
 from sdctr.log import SdctrError
 from sdctr.options import run_options
 from sdctr.paths import Paths
-from sdctr.runtime import health
 from sdctr.runtime.resolve import health_fields
-from sdctr.spec import ContainerSpec
+from sdctr.spec import ContainerSpec, RestartPolicy
 from sdctr.systemd.properties import Host, properties
 
 pytestmark = pytest.mark.unit
@@ -54,19 +55,34 @@ def test_bad_healthchecks_name_the_key(check: object, message: str) -> None:
         run_options({"image": "b", "healthcheck": check}, yaml=True)
 
 
-def test_the_unit_starts_the_timer_after_the_container_runs() -> None:
-    with_check = dict((n, v) for n, _, v in properties(spec(health_cmd=("true",)), Host(1, 252), SDCTR))
-    assert with_check["ExecStartPost"] == [("/usr/bin/sdctr", [*SDCTR, "hook", "health", "a" * 64], True)]
-    assert "ExecStartPost" not in {n for n, _, _ in properties(spec(), Host(1, 252), SDCTR)}
+def test_the_unit_waits_for_the_check_and_its_watchdog_acts() -> None:
+    def props(**kw: object) -> dict[str, object]:
+        return {n: v for n, _, v in properties(spec(**kw), Host(1, 252), SDCTR)}
+
+    none = props(health_cmd=("true",), health_interval=2.0, health_timeout=1.0, health_retries=3)
+    # no timer unit and no ExecStartPost: the init's helper runs the checks and notifies
+    assert "ExecStartPost" not in none and none["NotifyAccess"] == "all"
+    # READY=1 comes after the first pass: the start may take the start period and the retries
+    assert none["TimeoutStartUSec"] == (3 * (2 + 1) + 60) * 1_000_000
+    assert "WatchdogUSec" not in none and none["Restart"] == "no"  # Docker's: unhealthy runs on
+    restart = props(health_cmd=("true",), health_interval=2.0, health_timeout=1.0,
+                    health_on_failure="restart")
+    assert restart["WatchdogUSec"] == (2 + 1 + 10) * 1_000_000 and restart["WatchdogSignal"] == 15
+    assert restart["Restart"] == "on-watchdog"
+    kill = props(health_cmd=("true",), health_on_failure="kill", restart=RestartPolicy.ALWAYS)
+    assert kill["WatchdogSignal"] == 9 and kill["Restart"] == "always"
+    assert "TimeoutStartUSec" not in props()
 
 
-def test_the_timer_is_bound_to_the_container() -> None:
-    s = spec(health_cmd=("true",), health_interval=2.5)
-    timer, service = (dict((n, v) for n, _, v in ps) for ps in health.timer_properties(s, SDCTR))
-    assert health.timer_unit(s) == f"ctr-{'a' * 12}-health.timer"
-    assert timer["BindsTo"] == [s.unit] and timer["OnUnitInactiveSec"] == 2_500_000
-    # its exit status ignored (ExecStart=-): an unhealthy container is no failed unit of ours
-    assert service["ExecStart"] == [("/usr/bin/sdctr", [*SDCTR, "healthcheck", "run", "a" * 64], True)]
+def test_status_text_says_how_many_failures_are_left() -> None:
+    s = spec(health_cmd=("true",), health_retries=3)
+    assert health.status_text(s, {"Status": "healthy", "FailingStreak": 0}) == "healthy 3/3"
+    assert health.status_text(s, {"Status": "healthy", "FailingStreak": 1}) == "healthy 2/3"
+    assert health.status_text(s, {"Status": "unhealthy", "FailingStreak": 3,
+                                  "Log": [{"ExitCode": 1, "Output": "a\nno route\n"}]}) \
+        == "unhealthy: no route"
+    assert health.status_text(s, {"Status": "unhealthy", "FailingStreak": 3,
+                                  "Log": [{"ExitCode": 7, "Output": ""}]}) == "unhealthy: exit status 7"
 
 
 def test_status_rules(tmp_path: Path) -> None:
@@ -75,14 +91,14 @@ def test_status_rules(tmp_path: Path) -> None:
     health._write(paths, s.id, {"Status": "starting", "FailingStreak": 0, "Log": [], "Started": 1000.0})
     result = {"ExitCode": 1, "Output": "no"}
     # failures inside the start period do not count
-    assert health.record(paths, s, result, False, 1005.0) == "starting"
+    assert health.record(paths, s, result, False, 1005.0)["Status"] == "starting"
     assert health.read(paths, s.id)["FailingStreak"] == 0  # type: ignore[index]
     # after it, the third consecutive failure makes it unhealthy
-    assert health.record(paths, s, result, False, 1011.0) == "starting"
-    assert health.record(paths, s, result, False, 1012.0) == "starting"
-    assert health.record(paths, s, result, False, 1013.0) == "unhealthy"
+    assert health.record(paths, s, result, False, 1011.0)["Status"] == "starting"
+    assert health.record(paths, s, result, False, 1012.0)["Status"] == "starting"
+    assert health.record(paths, s, result, False, 1013.0)["Status"] == "unhealthy"
     # one success: healthy, the streak reset; the log keeps the last five
-    assert health.record(paths, s, {"ExitCode": 0}, True, 1014.0) == "healthy"
+    assert health.record(paths, s, {"ExitCode": 0}, True, 1014.0)["Status"] == "healthy"
     state = health.read(paths, s.id)
     assert state is not None and state["FailingStreak"] == 0 and len(state["Log"]) == 5
 
@@ -103,23 +119,26 @@ def test_the_images_healthcheck(flags: dict[str, str], image: dict[str, object],
     assert merged == {**expected, "health_on_failure": "none"}
 
 
-@pytest.mark.parametrize(("action", "call"), [("restart", ("enqueue", "RestartUnit")),
-                                              ("stop", ("enqueue", "StopUnit")), ("kill", ("kill", 9))])
-def test_on_failure_acts_on_the_unit(monkeypatch: pytest.MonkeyPatch, action: str,
-                                     call: tuple[str, object]) -> None:
-    from sdctr.systemd import manager
-
-    calls: list[tuple[str, object]] = []
-
-    class Fake:
-        def enqueue(self, method: str, unit: str) -> None:
-            calls.append(("enqueue", method))
-
-        def kill(self, unit: str, signal: int, who: str = "main") -> None:
-            calls.append(("kill", signal))
-
-    monkeypatch.setattr(manager, "Systemd", Fake)
-    health.act(spec(health_cmd=("true",), health_on_failure=action))
-    assert calls == [call]
+@pytest.mark.parametrize("action", ["none", "kill", "restart", "stop"])
+def test_on_failure_in_the_yaml(action: str) -> None:
     options = run_options({"image": "b", "healthcheck": {"on_failure": action}}, yaml=True)
     assert options.health_on_failure == action
+
+
+@pytest.mark.parametrize(("mode", "checked", "message"), [
+    ("conmon", False, "READY=1\nMAINPID=7"), ("conmon", True, "MAINPID=7\nSTATUS=starting"),
+    ("ignore", True, "READY=1\nMAINPID=7"),
+    ("container", False, "MAINPID=7\nSTATUS=waiting for the container's READY=1")])
+def test_who_says_ready(mode: str, checked: bool, message: str) -> None:
+    """podman's --sdnotify: the init's READY=1 at once, the health check's after its first pass,
+    or the container's own."""
+    from sdctr.init.standard import hand_over
+
+    assert hand_over(spec(sdnotify=mode), 7, checked) == message
+
+
+def test_sdnotify_option() -> None:
+    assert run_options({"image": "b", "sdnotify": "container"}).sdnotify == "container"
+    assert run_options({"image": "b", "sdnotify": "ignore"}, yaml=True).sdnotify == "ignore"
+    with pytest.raises(SdctrError, match="--sdnotify 'healthy' is not a mode"):
+        run_options({"image": "b", "sdnotify": "healthy"})

@@ -30,7 +30,7 @@ SUBPACKAGES = {
     "storage": "sdctr.storage.snapshotter, sdctr.storage.overlay, sdctr.storage.mountinfo",
     "systemd": "sdctr.systemd.bus, sdctr.systemd.manager, sdctr.systemd.properties",
     "runtime": "sdctr.runtime.lifecycle, sdctr.runtime.resolve, sdctr.runtime.hooks, sdctr.runtime.logs",
-    "init": "sdctr.init.standard, sdctr.init.enter, sdctr.init.reaper, sdctr.init.seccomp",
+    "init": "sdctr.init.standard, sdctr.init.enter, sdctr.init.reaper, sdctr.init.seccomp, sdctr.init.health",
 }
 
 # the tar reader is oci.layers' whole job, and HTTP is image.registry's: they are imported only

@@ -197,13 +197,15 @@ def test_a_host_without_nft_is_told_before_anything_is_made(tmp_path: Path) -> N
 
     (tmp_path / "ip").write_text("")
     (tmp_path / "ip").chmod(0o755)
-    with pytest.raises(SdctrError, match=r"^the bridge network needs nft, which this host lacks "
-                                         r"\(package nftables\)$") as e:
+    with pytest.raises(SdctrError, match=r"^the bridge network needs nft or iptables, which this host "
+                                         r"lacks \(package nftables or iptables\)$") as e:
         require_tools([str(tmp_path)])
     assert "--network none" in (e.value.hint or "")
-    (tmp_path / "nft").write_text("")
-    (tmp_path / "nft").chmod(0o755)
-    require_tools([str(tmp_path)])
+    for tool in ("iptables", "nft"):  # either serves
+        (tmp_path / tool).write_text("")
+        (tmp_path / tool).chmod(0o755)
+        require_tools([str(tmp_path)])
+        (tmp_path / tool).unlink()
 
 
 def test_user_networks_take_free_subnets_from_the_pool_and_refuse_overlaps(tmp_path: Path) -> None:
@@ -255,3 +257,70 @@ def test_etc_files_never_recreate_a_removed_record(tmp_path: Path) -> None:
     assert (record / "hosts").read_text() == "127.0.0.1\tlocalhost\n"
     assert (record / "hosts").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in record.iterdir()] == ["hosts"]
+
+
+def test_network_container_parses_refuses_what_it_would_share_and_binds_its_unit() -> None:
+    from sdctr.options import run_options
+
+    options = run_options({"image": "busybox", "network": "container:web"})
+    assert (options.network, options.network_name) == (NetworkMode.CONTAINER, "web")
+    for key, value, flag in (("hostname", "h", "--hostname"), ("dns", ["192.0.2.1"], "--dns"),
+                             ("add_hosts", ["db:10.1.2.3"], "--add-host"),
+                             ("publish", ["8080:80"], "--publish"),
+                             ("network_aliases", ["db"], "--network-alias")):
+        with pytest.raises(SdctrError, match=f"^{flag} ") as e:
+            run_options({"image": "busybox", "network": "container:web", key: value})
+        assert e.value.status == 125
+    with pytest.raises(SdctrError, match="'container:' names no container"):
+        run_options({"image": "busybox", "network": "container:"})
+    spec = _spec(NetworkMode.CONTAINER).replace(ports=(), network_container="f" * 64)
+    assert ContainerSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    assert spec.network_mode == "container:" + "f" * 64
+    props = dict((n, v) for n, _, v in properties(spec, Host(2, 252), ["sdctr"], joins="ctr-ffff.service"))
+    assert props["BindsTo"] == props["After"] == ["ctr-ffff.service"]
+    assert len(props["ExecStartPre"]) == 1 and len(props["ExecStopPost"]) == 1  # no netup, no netdown
+    assert "BindsTo" not in dict((n, v) for n, _, v in properties(spec, Host(2, 252), ["sdctr"]))
+
+
+def test_ipv6_addresses_follow_the_ipv4_lease_and_subnets_are_checked() -> None:
+    six = ipam.Subnet6.parse("fd00:90::/64")
+    v4 = ipam.Subnet.parse("10.90.0.0/16")
+    assert six.text == "fd00:90::/64" and six.fits(v4) and not ipam.Subnet6.parse("fd00:90::/120").fits(v4)
+    assert ipam.format_ip6(six.address(v4, ip("10.90.1.7"))) == "fd00:90::107"
+    assert six.overlaps(ipam.Subnet6.parse("fd00:90:0:0:1::/80"))
+    assert not six.overlaps(ipam.Subnet6.parse("fd00:91::/64"))
+    for bad in ("fd00:90::1/64", "fd00:90::", "10.0.0.0/8", "fd00:zz::/64"):
+        with pytest.raises(ValueError):
+            ipam.Subnet6.parse(bad)
+
+
+def test_the_ipv6_table_masquerades_and_isolates_and_goes_with_the_last_ipv6_network() -> None:
+    rules = [nft.NetRules("bridge", "sdctr0", "10.89.0.0/16"),
+             nft.NetRules("six", "sdbr1", "10.90.0.0/16", "fd00:90::/64")]
+    text = nft.table6_text(rules)
+    assert 'add rule ip6 sdctr postrouting ip6 saddr fd00:90::/64 oifname != "sdbr1" masquerade' in text
+    assert 'forward iifname "sdctr0" oifname "sdbr1" drop' in text and "flush chain ip6 sdctr forward" in text
+    assert nft.table6_text(rules[:1]) == ""
+    assert nft.delete_table6_text() == "table ip6 sdctr { }\ndelete table ip6 sdctr\n"
+
+
+@pytest.mark.parametrize(("given", "ipv6", "message"), [
+    (["fd00::/64"], False, "--subnet fd00::/64 is IPv6: add --ipv6"),
+    ([], True, "--ipv6 needs an IPv6 --subnet"),
+    (["10.1.0.0/16", "10.2.0.0/16"], False, "one IPv4 and one IPv6 subnet at most"),
+])
+def test_network_create_tells_the_subnets_apart(given: list[str], ipv6: bool, message: str) -> None:
+    from sdctr.cli.networks import split_subnets
+
+    with pytest.raises(SdctrError, match=re.escape(message)):
+        split_subnets(given, ipv6)
+    assert split_subnets(["fd00::/64", "10.1.0.0/16"], True) == ("10.1.0.0/16", "fd00::/64")
+
+
+def test_a_declared_container_refuses_network_container_for_now() -> None:
+    from sdctr.options import run_options
+    from sdctr.systemd.generator import declared_spec
+
+    with pytest.raises(SdctrError, match="network: container:web is for `sdctr run` only so far"):
+        declared_spec(run_options({"image": "busybox", "network": "container:web"},
+                                  yaml=True))

@@ -60,6 +60,11 @@ cpu_shares: 512
 memory: 256m
 cpus: 0.5
 pids_limit: 100
+memory_swap: 1g
+cpuset_cpus: 0,1
+blkio_weight: 300
+ulimits: {nofile: {soft: 1024, hard: 4096}, nproc: 500}
+properties: {MemoryHigh: 200M, IPAddressDeny: [any, localhost]}
 env: {A: 1, B: }
 env_files: [/etc/web.env]
 workdir: /srv
@@ -85,11 +90,15 @@ dns_options: [ndots:2]
 mac_address: "02:AA:bb:cc:dd:ee"
 ephemeral: yes
 pull: never
+sdnotify: container
 platform: linux/arm64
 devices: ["/dev/loop3:/dev/xvda:r"]
 privileged: true
 """
-FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100", "-e", "A=1", "-e", "B",
+FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100",
+         "--memory-swap", "1g", "--cpuset-cpus", "0-1", "--blkio-weight", "300",
+         "--ulimit", "nofile=1024:4096", "--ulimit", "nproc=500", "--property", "MemoryHigh=200M",
+         "--property", "IPAddressDeny=any", "--property", "IPAddressDeny=localhost", "-e", "A=1", "-e", "B",
          "--env-file", "/etc/web.env", "-w", "/srv", "-u", "1000:1000", "-h", "web",
          "-v", "/srv/data:/data:ro", "--mount", "type=volume,src=cache,dst=/cache",
          "--tmpfs", "/scratch:size=1m",
@@ -102,7 +111,7 @@ FLAGS = ["-d", "-c", "512", "-m", "256m", "--cpus", "0.5", "--pids-limit", "100"
          "--dns-search", "example.test", "--dns-option", "ndots:2", "--mac-address", "02:aa:bb:cc:dd:ee",
          "--entrypoint", "/bin/env", "--ephemeral",
          "--pull", "never", "--platform", "linux/arm64", "--device", "/dev/loop3:/dev/xvda:r",
-         "--privileged", "busybox:1.36", "sh", "-c", "echo hi"]
+         "--privileged", "--sdnotify", "container", "busybox:1.36", "sh", "-c", "echo hi"]
 
 
 def test_a_declared_container_and_the_same_flags_ask_the_same() -> None:
@@ -144,8 +153,11 @@ BAD = {
     "health_retries": ("0", "is not a positive whole number"), "health_on_failure": ("never", "never"),
     "add_hosts": ("db", "is not NAME:ADDRESS"), "dns": ("resolver", "is not an IP address"),
     "dns_search": ("a b", "is not a domain name"), "dns_options": ("ndots 2", "is not one resolver option"),
-    "mac_address": ("02:aa:bb", "is not a MAC address"),
+    "mac_address": ("02:aa:bb", "is not a MAC address"), "sdnotify": ("healthy", "healthy"),
     "network_aliases": ("a b", "is not a host name"),
+    "memory_swap": ("lots", "is not a size"), "cpuset_cpus": ("0-x", "is not a number or a range"),
+    "blkio_weight": ("5", "is not a weight in 10..1000"), "ulimits": ("nofiles=1", "is not a limit's name"),
+    "properties": ("MemoryHihg=1G", "is not a property sdctr passes on"),
 }
 
 

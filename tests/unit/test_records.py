@@ -205,9 +205,10 @@ def test_exit_files_go_with_their_container_and_when_nobody_will_read_them(paths
     assert not hooks.exit_file(paths, kept).exists()
 
 
-@pytest.mark.parametrize("unit", [{"ActiveState": "activating", "SubState": "start", "MainPID": 7},
-                                  {"ActiveState": "activating", "SubState": "auto-restart", "MainPID": 0}])
-def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, object]) -> None:
+@pytest.mark.parametrize(("unit", "says"), [
+    ({"ActiveState": "activating", "SubState": "start", "MainPID": 7}, "is starting"),
+    ({"ActiveState": "activating", "SubState": "auto-restart", "MainPID": 0}, "is restarting")])
+def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, object], says: str) -> None:
     from sdctr.log import SdctrError
     from sdctr.runtime import lifecycle
 
@@ -215,5 +216,59 @@ def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, 
         def unit_state(self, name: str) -> dict[str, object]:
             return unit
 
-    with pytest.raises(SdctrError, match="is restarting"):
+    with pytest.raises(SdctrError, match=says):
         lifecycle.running_unit(Sd(), state.find_by_id(paths, CID))  # type: ignore[arg-type]
+
+
+class _StoppedUnit:
+    """systemd as the next command finds it after a poststop hook was killed: the unit collected
+    (or, `idle=False`, a start of it queued meanwhile)."""
+
+    def __init__(self, idle: bool = True):
+        self._idle = idle
+
+    def active_state(self, unit: str) -> str:
+        return "inactive"
+
+    def idle(self, unit: str) -> bool:
+        return self._idle
+
+    def unit_state(self, unit: str) -> dict[str, object]:
+        return {}
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_a_stop_cut_short_is_finished_by_the_next_command(tmp_path: Path, idle: bool) -> None:
+    """The record says running and the unit is gone: the next command finishes the stop (status,
+    exit 255 as Docker's daemon records it), unless systemd says a start is under way."""
+    from sdctr.runtime import lifecycle
+    from sdctr.spec import NetworkMode
+
+    paths = Paths.from_root(str(tmp_path / "root"))
+    spec = state.save_spec(paths, ContainerSpec(id=CID, name="cut", image="busybox", image_id="0" * 64,
+                                                command=("true",), network=NetworkMode.NONE))
+    state.record_start(paths, CID)
+    assert lifecycle.finish_stop_of(paths, _StoppedUnit(idle), spec) is idle  # type: ignore[arg-type]
+    status = state.read_status(paths, CID)
+    assert status["running"] is not idle
+    if idle:
+        assert status["exit_code"] == 255 and status["finished_at"]
+        assert lifecycle.finish_stop_of(paths, _StoppedUnit(), spec) is False  # done once
+
+
+def test_a_create_cut_short_gets_its_snapshot_from_the_next_command(tmp_path: Path) -> None:
+    """`run` killed between writing the record and making its snapshot (issue 17's campaign, 1 of
+    608): the next command that looks at the container makes the snapshot, so it can start."""
+    from sdctr.runtime import lifecycle
+    from sdctr.spec import NetworkMode
+    from sdctr.storage import drivers
+
+    paths = Paths.from_root(str(tmp_path / "root"))
+    spec = state.save_spec(paths, ContainerSpec(id=CID, name="cut", image="busybox", image_id="0" * 64,
+                                                command=("true",), network=NetworkMode.NONE,
+                                                storage="overlay"))
+    snapshot = drivers.driver("overlay", paths).snapshot_dir(CID)
+    assert snapshot is not None and not snapshot.exists()
+    lifecycle.finish_stop_of(paths, _StoppedUnit(), spec)  # type: ignore[arg-type]
+    assert (snapshot / "upper").is_dir() and (snapshot / "work").is_dir()
+    assert paths.rootfs(CID).is_dir()

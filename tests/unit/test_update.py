@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from sdctr.cli.parser import build_parser
+from sdctr.log import SdctrError
 from sdctr.paths import Paths
 from sdctr.spec import ContainerSpec, Resources
 from sdctr.state import find, save_spec
@@ -56,3 +57,60 @@ def test_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
         # the asked limits alone: no quota, no TasksMax sent again
         assert (unit, sorted(props), runtime) == (spec.unit, sorted(expected), True)
     assert find(paths, "web").resources == Resources(memory=128 << 20, cpu_shares=256, cpus=0.5)
+
+
+def update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: ContainerSpec, *argv: str,
+           state: str = "active", cgroup: int = 1) -> list[tuple[str, list[Any], bool]]:
+    from sdctr.systemd import manager
+
+    save_spec(Paths.from_root(str(tmp_path)), spec)
+    FakeSystemd.sent.clear()
+    FakeSystemd.state, FakeSystemd.cgroup = state, cgroup
+    monkeypatch.setattr(manager, "Systemd", FakeSystemd)
+    args = build_parser().parse_args(["--root", str(tmp_path), "update", *argv, spec.name])
+    assert args.handler(args) == 0
+    return list(FakeSystemd.sent)
+
+
+def test_a_property_replaces_its_keys_assignments_live(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    given = ("IPAddressDeny=any", "MemoryHigh=1G", "IPAddressDeny=::1")
+    spec = ContainerSpec(id="c" * 64, name="web", image="busybox", image_id="", command=("x",),
+                         resources=Resources(properties=given))
+    [(_, props, runtime)] = update(tmp_path, monkeypatch, spec, "--property", "IPAddressDeny=10.0.0.0/8",
+                                      "--property", "BlockIOWeight=500")
+    # a list is emptied first: systemd adds to a running unit's list
+    assert props == [("IPAddressDeny", "a(iayu)", []), ("IPAddressDeny", "a(iayu)", [(2, b"\x0a\0\0\0", 8)]),
+                     ("BlockIOWeight", "t", 500)]
+    assert runtime is True  # a transient unit's change lasts as long as the unit
+    assert find(Paths.from_root(str(tmp_path)), "web").resources.properties == (
+        "MemoryHigh=1G", "IPAddressDeny=10.0.0.0/8", "BlockIOWeight=500")
+
+
+def test_a_declared_containers_change_is_persistent_running_or_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = ContainerSpec(id="d" * 64, name="db", image="busybox", image_id="", command=("x",), declared=True)
+    [(unit, props, runtime)] = update(tmp_path, monkeypatch, spec, "-m", "128m", state="inactive")
+    assert (unit, props, runtime) == ("ctr-db.service", [("MemoryLimit", "t", 128 << 20)], False)
+    assert "systemctl revert ctr-db.service" in capsys.readouterr().err
+
+
+def test_v2_swap_follows_the_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ContainerSpec(id="e" * 64, name="web", image="busybox", image_id="", command=("x",),
+                         resources=Resources(memory=64 << 20, memory_swap=256 << 20))
+    [(_, props, _)] = update(tmp_path, monkeypatch, spec, "-m", "128m", cgroup=2)
+    assert sorted(props) == [("MemoryMax", "t", 128 << 20), ("MemorySwapMax", "t", 128 << 20)]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--property", "LimitNOFILE=10"], "LimitNOFILE is set on the processes as they start"),
+    (["--property", "MemoryHihg=1G"], "MemoryHihg is not a property sdctr passes on"),
+    (["-m", "512m"], "is above the container's --memory-swap"),
+])
+def test_what_update_cannot_change_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              argv: list[str], message: str) -> None:
+    spec = ContainerSpec(id="f" * 64, name="web", image="busybox", image_id="", command=("x",),
+                         resources=Resources(memory=64 << 20, memory_swap=256 << 20))
+    with pytest.raises(SdctrError, match=message):
+        update(tmp_path, monkeypatch, spec, *argv)
+    assert FakeSystemd.sent == []

@@ -1,6 +1,9 @@
-"""The wheel (and so the RPM, whose %pyproject_save_files takes the wheel's files) carries every
-module of every subpackage and the unit's shell scripts: `packages = ["sdctr"]` alone once
-would have shipped a package without its stages.
+"""The wheel (and so the RPM, whose %pyproject_install installs the wheel's files) carries every
+module of every subpackage and the unit's shell scripts (`packages = ["sdctr"]` alone once would
+have shipped a package without its stages), the generator's unit templates, and as the wheel's
+data (setup.py) the man pages, the bash and zsh completion and the generator of declared
+containers. The sdist builds the same wheel; `twine check --strict` passes on both; `pip install .`
+puts the data under its prefix.
 
 The RPM is built on RHEL 9 with its python3-setuptools 53.0.0 and on RHEL 8 with python39-setuptools
 50.3.2, which ignore pyproject.toml's [project] table (setuptools < 61: they built a package named
@@ -9,13 +12,16 @@ host tier builds the wheel with those setuptools and compares it with today's.""
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import email
 import email.message
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -26,16 +32,21 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
-# what a build reads: the package, its metadata (setup.cfg), the backend (pyproject.toml), the README
-SOURCES = ("sdctr", "pyproject.toml", "setup.cfg", "README.md")
+# what a build reads: the package, its metadata (setup.cfg), the backend (pyproject.toml), the
+# wheel's data (setup.py: packaging/manpage.py, which describes packaging/rpm/sdctr.yaml; units/),
+# the sdist's list (MANIFEST.in), the README
+SOURCES = ("sdctr", "packaging", "units", "pyproject.toml", "setup.cfg", "setup.py", "MANIFEST.in",
+           "README.md")
 
 
 def source_copy(where: Path) -> Path:
     """The checkout's build inputs, copied: the build's build/ and egg-info stay out of the checkout."""
     src = where / "src"
-    shutil.copytree(REPO / "sdctr", src / "sdctr", ignore=shutil.ignore_patterns("__pycache__"))
-    for f in SOURCES[1:]:
-        shutil.copy(REPO / f, src / f)
+    for f in SOURCES:
+        if (REPO / f).is_dir():
+            shutil.copytree(REPO / f, src / f, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(REPO / f, src / f)
     return src
 
 
@@ -71,11 +82,96 @@ def test_the_wheel_holds_every_module_and_script(wheel: Path) -> None:
     assert any(n.endswith(".dist-info/entry_points.txt") for n in zipfile.ZipFile(wheel).namelist())
 
 
+def top_verbs() -> list[str]:
+    """The parser's own verbs by their first name (an alias names the same parser)."""
+    from sdctr.cli.parser import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    seen: dict[int, str] = {}
+    for name, sub in action.choices.items():
+        seen.setdefault(id(sub), name)
+    return list(seen.values())
+
+
+def expected_data() -> set[str]:
+    """What the wheel's data holds, under the prefix pip installs it to (setup.py)."""
+    return ({"share/man/man1/sdctr.1", "share/man/man5/sdctr.yaml.5", "share/man/man5/sdctr-containers.5",
+             "share/bash-completion/completions/sdctr", "share/zsh/site-functions/_sdctr",
+             "lib/systemd/system-generators/sdctr-generator"}
+            | {f"share/man/man1/sdctr-{verb}.1" for verb in top_verbs()})
+
+
+def test_the_wheels_data_is_the_man_pages_the_completion_and_the_generator(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    prefix = f"sdctr-{metadata(wheel)['Version']}.data/data/"
+    data = {i.filename[len(prefix):]: i for i in archive.infolist() if i.filename.startswith(prefix)}
+    assert set(data) == expected_data(), "the wheel's data differs from setup.py's list"
+    assert not [n for n in archive.namelist() if ".data/" in n and not n.startswith(prefix)]
+    generator = data["lib/systemd/system-generators/sdctr-generator"]
+    assert generator.external_attr >> 16 & 0o777 == 0o755, "systemd runs only an executable generator"
+    assert archive.read(generator) == (REPO / "units/system-generators/sdctr-generator").read_bytes()
+    page = archive.read(prefix + "share/man/man1/sdctr-run.1").decode()
+    assert page.startswith(".TH SDCTR-RUN 1 ") and r"\-\-memory" in page
+    assert "complete -o default -F _sdctr sdctr" in archive.read(
+        prefix + "share/bash-completion/completions/sdctr").decode()
+    assert archive.read(prefix + "share/zsh/site-functions/_sdctr").decode().startswith("#compdef sdctr")
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist setuptools' PEP 517 backend builds (what `python -m build --sdist` calls)."""
+    tmp_path = tmp_path_factory.mktemp("sdist")
+    src = source_copy(tmp_path)
+    out = tmp_path / "dist"
+    r = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta as b; "
+                        "print(b.build_sdist(sys.argv[1]))", str(out)], cwd=src, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out / r.stdout.split()[-1]
+
+
+def test_the_sdist_builds_the_same_wheel(sdist: Path, wheel: Path, tmp_path: Path) -> None:
+    with tarfile.open(sdist) as tar:
+        # our own sdist; the data filter where this Python has it (3.11.4 and later)
+        tar.extractall(tmp_path, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    (src,) = tmp_path.glob("sdctr-*")
+    for f in ("setup.py", "MANIFEST.in", "packaging/manpage.py", "packaging/rpm/sdctr.yaml",
+              "units/system-generators/sdctr-generator"):
+        assert (src / f).is_file(), f"the sdist lacks {f}"
+    from_sdist = build_wheel(src, tmp_path / "dist")
+    names = [set(zipfile.ZipFile(w).namelist()) for w in (from_sdist, wheel)]
+    assert names[0] == names[1], names[0] ^ names[1]
+
+
+def test_twine_check_passes_on_the_sdist_and_the_wheel(sdist: Path, wheel: Path) -> None:
+    """What PyPI's upload checks (the long description renders, the metadata is complete)."""
+    twine = Path(sys.executable).with_name("twine")
+    if not twine.exists():
+        pytest.fail("twine is missing: pip install -e '.[test]'")
+    r = subprocess.run([str(twine), "check", "--strict", str(sdist), str(wheel)], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("PASSED") == 2, r.stdout
+
+
+def test_pip_install_puts_the_command_and_the_data_under_its_prefix(tmp_path: Path) -> None:
+    """`pip install .` (here under --prefix; as root without a venv: /usr/local, where man, bash,
+    zsh and systemd look too)."""
+    src = source_copy(tmp_path)
+    prefix = tmp_path / "prefix"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--no-index", "--no-warn-script-location", "--prefix", str(prefix), "."], cwd=src,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    installed = {str(p.relative_to(prefix)) for p in prefix.rglob("*") if p.is_file()}
+    assert expected_data() <= installed, expected_data() - installed
+    assert os.access(prefix / "bin/sdctr", os.X_OK)
+    assert os.access(prefix / "lib/systemd/system-generators/sdctr-generator", os.X_OK)
+
+
 def test_the_metadata_is_what_twine_check_reads(wheel: Path) -> None:
-    """What `twine check` checks, without its thirty-odd packages in the test extras: the long
-    description (the README) is there with a content type PyPI renders (text/markdown, which
-    twine check passes unless it is missing), and the core fields. twine check --strict run by
-    hand on the sdist and this wheel: PASSED."""
+    """The fields twine check reads, named (test_twine_check_passes_on_the_sdist_and_the_wheel runs
+it): the long description is the README, with a content type PyPI renders, and the core fields."""
     archive = zipfile.ZipFile(wheel)
     (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
     meta = email.message_from_bytes(archive.read(name))

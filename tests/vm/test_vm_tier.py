@@ -155,6 +155,14 @@ def test_a_container_cannot_read_the_vms_disk(boot: Boot) -> None:
     assert boot.fact("privileged_read") == "read", boot
 
 
+def test_a_published_port_answers_under_either_cgroup_version(boot: Boot) -> None:
+    """Issue 11: -p 8080:80 to busybox httpd answers through 127.0.0.1 with the nftables rules
+    in place (one element carrying the container's id), and rm -f leaves no element."""
+    assert boot.fact("port_page") == "vm-page", boot
+    assert boot.fact("port_elements") == "1", boot
+    assert boot.fact("port_elements_after_rm") == "0", boot
+
+
 # --- the test host on a cgroup v2 machine ------------------------------------------------------
 
 @pytest.fixture(scope="module")

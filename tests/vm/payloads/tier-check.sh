@@ -115,6 +115,31 @@ device_check() {
   losetup -d "$loop"
 }
 
+# Issue 11: a published port under either cgroup version, through the nftables table: busybox
+# httpd in a container published with -p 8080:80 answers through 127.0.0.1:8080 (the DNAT in
+# OUTPUT, route_localnet, the masquerade), the table holds one map element carried by the
+# container's id, and rm -f leaves none. The VM has no network: the bridge is its own.
+get() {
+  python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())' "$1"
+}
+elements_of() {  # the sdctr table's map elements commented with $1
+  nft -j list table ip sdctr | python3 -c 'import json, sys
+maps = [i["map"] for i in json.load(sys.stdin)["nftables"] if "map" in i]
+keys = [e[0] if isinstance(e, list) else e for m in maps for e in m.get("elem", [])]
+print(sum(1 for k in keys if isinstance(k, dict) and k.get("elem", {}).get("comment") == sys.argv[1]))' "$1"
+}
+port_check() {
+  mkdir -p /tmp/www && echo vm-page > /tmp/www/index.html
+  cid=$(sdctr run -d -p 8080:80 -v /tmp/www:/www busybox httpd -f -p 80 -h /www)
+  page=
+  for _ in $(seq 50); do page=$(get http://127.0.0.1:8080/ 2>/dev/null) && break; sleep 0.2; done
+  fact port_page "$page"
+  nft list table ip sdctr
+  fact port_elements "$(elements_of "$cid")"
+  sdctr rm -f "$cid"
+  fact port_elements_after_rm "$(elements_of "$cid")"
+}
+
 fact kernel "$(uname -r)"
 fact systemd "$(systemctl --version | head -1)"
 fact system_state "$(systemctl is-system-running --wait)"
@@ -126,5 +151,6 @@ thin_snapshot_check 2>&1
 memory_limit_check 2>&1
 sdctr_run_check 2>&1
 device_check 2>&1
+port_check 2>&1
 fact done yes
 exit "${1:-0}"
