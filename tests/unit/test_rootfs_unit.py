@@ -126,6 +126,9 @@ class FakeSnap:
     def reset(self, cid: str) -> None:
         self.calls.append("reset")
 
+    def snapshot_dir(self, cid: str) -> Path | None:
+        return None
+
 
 @pytest.fixture
 def snap(monkeypatch: pytest.MonkeyPatch) -> FakeSnap:
@@ -162,6 +165,83 @@ def test_rootfs_down_deactivates_a_kept_container_and_resets_an_ephemeral_one(
     hooks.rootfs_down(paths, CID)
     assert snap.calls == ["deactivate", "reset"]
     assert paths.container_dir(CID).exists()
+
+
+class _StoppedWithoutHooks:
+    """systemd as the next command finds a thin container whose poststop hook was killed: its unit
+    gone; its rootfs unit idle too, or (`rootfs_idle=False`) still stopping, its rootfs_down to come."""
+
+    def __init__(self, rootfs_idle: bool):
+        self.rootfs_idle = rootfs_idle
+
+    def active_state(self, unit: str) -> str:
+        return "inactive"
+
+    def idle(self, unit: str) -> bool:
+        return self.rootfs_idle if unit == rootfs_unit(CID) else True
+
+    def unit_state(self, unit: str) -> dict[str, object]:
+        return {}
+
+
+@pytest.mark.parametrize("remove", [False, True])
+@pytest.mark.parametrize("rootfs_idle", [True, False])
+def test_a_thin_stop_cut_short_leaves_the_storage_to_a_rootfs_unit_still_stopping(
+        tmp_path: Path, snap: FakeSnap, rootfs_idle: bool, remove: bool) -> None:
+    """The next command records the exit at once; the device it deactivates (and for --rm removes
+    with the record) only once the rootfs unit is idle: before, its rootfs_down is doing that."""
+    from sdctr.spec import NetworkMode
+
+    paths = Paths.from_root(str(tmp_path))
+    thin = state.save_spec(paths, spec(network=NetworkMode.NONE, remove=remove))
+    state.record_start(paths, CID)
+    assert lifecycle.finish_stop_of(paths, _StoppedWithoutHooks(rootfs_idle), thin)  # type: ignore[arg-type]
+    if not rootfs_idle:
+        assert snap.calls == []
+        assert state.read_status(paths, CID)["running"] is False
+    elif remove:
+        assert snap.calls == ["deactivate", "remove"]
+        assert not paths.container_dir(CID).exists()
+    else:
+        assert snap.calls == ["deactivate"]
+        assert state.read_status(paths, CID)["running"] is False
+
+
+@pytest.mark.parametrize("tar_fails", [False, True])
+def test_export_of_a_stopped_container_releases_what_its_view_activated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tar_fails: bool) -> None:
+    """The view is mounted in tar's own mount namespace (gone with tar); a thin device it
+    activated is the driver's to release afterwards, whatever tar did, and nothing is unmounted
+    at the container's mount point (a start since may have mounted it there)."""
+    from sdctr.image import archive
+    from sdctr.storage import drivers
+
+    calls: list[str] = []
+
+    class Snap(FakeSnap):
+        def unpack(self, image: Any) -> dict[str, int]:
+            return {}
+
+        def view(self, cid: str, layers: tuple[str, ...], target: Path) -> Any:
+            calls.append("view")
+            return None
+
+        def release(self, cid: str) -> None:
+            calls.append("release")
+
+    def tar(root: Path, output: str | None, view: Any = None) -> None:
+        calls.append("tar")
+        if tar_fails:
+            raise SdctrError("tar could not archive")
+
+    fake = Snap()
+    monkeypatch.setattr(drivers, "driver", lambda name, paths: fake)
+    monkeypatch.setattr(archive, "_tar_tree", tar)
+    image = type("Image", (), {"layers": ("sha256:" + "1" * 64,)})()
+    with pytest.raises(SdctrError) if tar_fails else contextlib.nullcontext():
+        archive.export(Paths.from_root(str(tmp_path)), CID, image, str(tmp_path / "out.tar"))  # type: ignore[arg-type]
+    assert calls == ["view", "tar", "release"]
+    assert fake.calls == []  # no deactivate(cid, rootfs): that would unmount a started container
 
 
 def test_rootfs_down_after_rm_has_nothing_to_do(tmp_path: Path, snap: FakeSnap) -> None:
