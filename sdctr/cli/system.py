@@ -82,9 +82,7 @@ def _record(paths: Paths, sd: Any, spec: ContainerSpec, active: str | None,
 
     name = f"container {spec.name} ({spec.short_id})"
     snap = hooks.snapshotter_of(paths, spec)
-    snapshot = snap.snapshot_dir(spec.id)
-    missing = not snapshot.is_dir() if snapshot is not None else not _has_device(snap, spec.id)
-    if missing:
+    if not hooks.has_snapshot(snap, spec.id):
         yield Problem(f"{name}: its snapshot is missing",
                       lambda: snap.prepare(spec.id, hooks.layers_of(paths, spec)))
     if active == "failed":
@@ -97,17 +95,6 @@ def _record(paths: Paths, sd: Any, spec: ContainerSpec, active: str | None,
         if read_status(paths, spec.id).get("running"):
             yield Problem(f"{name}: recorded as running, its unit is {active or 'gone'}",
                           lambda: update_status(paths, spec.id, running=False, finished_at=time.time()))
-
-
-def _has_device(snap: Any, cid: str) -> bool:
-    """A thin container's device, as the driver's metadata names it (a driver with neither a
-    directory nor devices has nothing to check)."""
-    from sdctr.storage.devicemapper import DeviceMapperSnapshotter, container_name
-
-    if not isinstance(snap, DeviceMapperSnapshotter):
-        return True
-    dev = snap.load(container_name(cid))
-    return dev is not None and not dev.deleted
 
 
 def _thin_leftovers(paths: Paths, records: set[str]) -> Iterator[Problem]:

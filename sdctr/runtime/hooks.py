@@ -102,6 +102,20 @@ def snapshotter_of(paths: Paths, spec: ContainerSpec) -> Snapshotter:
     return driver(spec.storage or LEGACY, paths)
 
 
+def has_snapshot(snap: Snapshotter, cid: str) -> bool:
+    """Whether the container's snapshot exists: its directory, or a thin container's device as
+    the driver's metadata names it (a JSON read, no dmsetup)."""
+    snapshot = snap.snapshot_dir(cid)
+    if snapshot is not None:
+        return snapshot.is_dir()
+    from sdctr.storage.devicemapper import DeviceMapperSnapshotter, container_name
+
+    if not isinstance(snap, DeviceMapperSnapshotter):  # neither a directory nor devices: nothing to miss
+        return True
+    dev = snap.load(container_name(cid))
+    return dev is not None and not dev.deleted
+
+
 def rootfs_in_own_unit(spec: ContainerSpec) -> bool:
     """Whether the record's driver activates in sdctr-rootfs@<id>.service (rootfs-up/-down)."""
     from sdctr.storage.drivers import LEGACY, needs_host_devices

@@ -560,14 +560,14 @@ def finish_create(paths: Paths, spec: ContainerSpec) -> None:
     if not spec.storage:  # (a record from before create named its driver: not this case)
         return
     snap = hooks.snapshotter_of(paths, spec)
-    snapshot = snap.snapshot_dir(spec.id)
-    if snapshot is None or snapshot.is_dir():
+    if hooks.has_snapshot(snap, spec.id):
         return
     from sdctr.log import debug
     from sdctr.state import locked
 
+    # (a thin prepare takes the pool's lock under this one, as create does: never the other way)
     with locked(paths):
-        if snapshot.is_dir() or not paths.container_dir(spec.id).is_dir():
+        if hooks.has_snapshot(snap, spec.id) or not paths.container_dir(spec.id).is_dir():
             return
         debug(f"container {spec.short_id}: its create was cut short: making its snapshot")
         try:

@@ -244,6 +244,31 @@ def test_export_of_a_stopped_container_releases_what_its_view_activated(
     assert fake.calls == []  # no deactivate(cid, rootfs): that would unmount a started container
 
 
+@pytest.mark.parametrize("made", [False, True])
+def test_a_thin_create_cut_short_gets_its_device_from_the_next_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: bool) -> None:
+    """`run` killed between the record and the device (create holds the store's lock across
+    both): the next command that looks makes the device, under that lock; a device the driver's
+    metadata names is left alone (no dmsetup: a JSON read)."""
+    paths = Paths.from_root(str(tmp_path))
+    prepared: list[tuple[str, ...]] = []
+
+    class Thin(devicemapper.DeviceMapperSnapshotter):
+        def prepare(self, cid: str, layers: tuple[str, ...]) -> None:
+            assert state._held.get(str(paths.root)), "the pool's lock is taken under the store's"
+            prepared.append(layers)
+
+    thin = Thin(paths, config.DeviceMapper())
+    monkeypatch.setattr(hooks, "snapshotter_of", lambda paths, s: thin)
+    if made:
+        thin.meta_dir.mkdir(parents=True)
+        thin._save(devicemapper.Device(name=devicemapper.container_name(CID), device_id=7,
+                                       transaction_id=7, size=1 << 30, initialized=True))
+    record = state.save_spec(paths, spec())
+    lifecycle.finish_create(paths, record)
+    assert prepared == ([] if made else [record.layers])
+
+
 def test_rootfs_down_after_rm_has_nothing_to_do(tmp_path: Path, snap: FakeSnap) -> None:
     assert hooks.rootfs_down(Paths.from_root(str(tmp_path)), CID) == 0
     assert snap.calls == []
