@@ -1,16 +1,23 @@
 #!/bin/sh
 # Payload for test_thin.py, run inside the VM (dm-thin loaded) from the bundle test_thin.py makes:
-# this checkout's tests/ and pyproject.toml unpacked in $1. Reports "FACT name=value" lines:
+# this checkout's tests/ and pyproject.toml unpacked in $1; the rest of the arguments, the steps
+# at which part 3 kills sdctr (create:opened ... delete:committed; none: all ten). Reports
+# "FACT name=value" lines, and "FACT seconds_<part>=N" for where the time went:
 #
 #   1. the conformance suite (tests/host/test_snapshotters.py) over the devicemapper driver;
 #   2. end to end: `sdctr import`, `sdctr run -d` twice, each writes its own file and sees only
 #      its own; the devices the pool holds (thin_ls) and the active ones (dmsetup ls) are exactly
 #      those sdctr's metadata names;
-#   3. fault injection: sdctr killed (SIGKILL) at each step of create and delete; afterwards
+#   3. fault injection: sdctr killed (SIGKILL) at each step given of create and delete; afterwards
 #      thin_check passes on the pool's metadata, sdctr works and no device is leaked or lost.
 set -u
 tests=$1
+shift
+steps=${*:-create:opened create:messaged create:saved create:before-commit create:committed \
+delete:marked delete:opened delete:messaged delete:before-commit delete:committed}
 fact() { echo "FACT $1=$2"; }
+t0=$(date +%s)
+took() { fact "seconds_$1" "$(( $(date +%s) - t0 ))"; t0=$(date +%s); }
 root=/var/lib/sdctr
 dm=$root/devicemapper
 
@@ -22,6 +29,7 @@ fact conformance_status "$?"
 tail -60 /tmp/conformance
 fact leftover_devices "$(dmsetup ls | grep -c '^sdctr-' || true)"
 fact leftover_loops "$(losetup -n -l | grep -c /tmp/ || true)"
+took conformance
 cd /root
 
 # --- 2 ------------------------------------------------------------------------------------------
@@ -79,6 +87,7 @@ sdctr rm -f "$a" "$b" >/dev/null
 fact e2e_after_rm_active "$(dmsetup ls | grep -c 'sdctr-.*-ctr-' || true)"
 consistency | tee /tmp/verdict
 fact e2e_after_rm_consistency "$(sed -n 's/^VERDICT //p' /tmp/verdict)"
+took e2e
 
 # --- 3 ------------------------------------------------------------------------------------------
 # thin_check needs the pool's metadata at rest: the pool is taken down, checked, and brought
@@ -99,21 +108,24 @@ check_after() {
   fact "works_$step" "$(cat "/run/sdctr/$w/rootfs/ok" 2>/dev/null)"
   sdctr rm -f "$w" >/dev/null || echo "rm -f $w failed: $?"
 }
-for step in create:opened create:messaged create:saved create:before-commit create:committed; do
+for step in $steps; do
   name=$(echo "$step" | tr :- __)
-  SDCTR_TEST_KILL_AT=$step sdctr create busybox true >/dev/null 2>&1
-  fact "killed_$name" "$?"
-  check_after "$name"
-  for c in $(sdctr ps -aq); do sdctr rm -f "$c" >/dev/null || echo "rm -f $c failed: $?"; done
-done
-for step in delete:marked delete:opened delete:messaged delete:before-commit delete:committed; do
-  name=$(echo "$step" | tr :- __)
-  c=$(sdctr create busybox true)
-  SDCTR_TEST_KILL_AT=$step sdctr rm "$c" >/dev/null 2>&1
-  fact "killed_$name" "$?"
-  check_after "$name"
-  sdctr rm -f "$c" >/dev/null  # the container whose rm was killed: removed now, after all
-  fact "removed_$name" "$?"
+  case $step in
+    create:*)
+      SDCTR_TEST_KILL_AT=$step sdctr create busybox true >/dev/null 2>&1
+      fact "killed_$name" "$?"
+      check_after "$name"
+      for c in $(sdctr ps -aq); do sdctr rm -f "$c" >/dev/null || echo "rm -f $c failed: $?"; done ;;
+    delete:*)
+      c=$(sdctr create busybox true)
+      SDCTR_TEST_KILL_AT=$step sdctr rm "$c" >/dev/null 2>&1
+      fact "killed_$name" "$?"
+      check_after "$name"
+      sdctr rm -f "$c" >/dev/null  # the container whose rm was killed: removed now, after all
+      fact "removed_$name" "$?" ;;
+    *) echo "thin.sh: no step $step"; exit 2 ;;
+  esac
+  took "step_$name"
 done
 consistency | tee /tmp/verdict
 fact final_consistency "$(sed -n 's/^VERDICT //p' /tmp/verdict)"
