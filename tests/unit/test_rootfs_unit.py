@@ -67,6 +67,20 @@ def test_the_unit_file_names_the_rootfs_unit_in_its_unit_section() -> None:
     assert "ExecStartPre" not in text
 
 
+def test_a_thin_container_joining_another_names_both_units_in_its_unit_section() -> None:
+    """--network container:NAME over devicemapper: BindsTo/After NAME's unit and Requires/After its
+    rootfs unit, in a unit file's [Unit] (systemd ignores dependencies in [Service])."""
+    from sdctr.spec import NetworkMode
+
+    joiner = spec(network=NetworkMode.CONTAINER, network_container="f" * 64)
+    props = properties(joiner, Host(1, 0), SDCTR, joins="ctr-ffff.service", rootfs_unit=rootfs_unit(CID))
+    unit_section, service_section = unit_file(props).split("[Service]")
+    for line in ("BindsTo=ctr-ffff.service", "After=ctr-ffff.service",
+                 f"Requires=sdctr-rootfs@{CID}.service", f"After=sdctr-rootfs@{CID}.service"):
+        assert f"\n{line}\n" in unit_section, line
+    assert "BindsTo" not in service_section and "After" not in service_section
+
+
 def test_overlay_keeps_its_exec_start_pre_and_no_extra_unit() -> None:
     p = as_dict(properties(spec(storage="overlay"), Host(2, 252), SDCTR, prestart=["/bin/mount", "x"]))
     assert p["ExecStartPre"] == [("/bin/mount", ["/bin/mount", "x"], False)]
