@@ -46,8 +46,21 @@ if [ -n "$requested" ]; then
     [ "$n" -ge "$low" ] && [ "$n" -le "$high" ] && [ "$n" -ne "$gateway" ] || { exec 9>&-; exec "$@"; }
     case $taken in *" $ip "*) exec 9>&-; exec "$@" ;; esac
 else
-    # the next free address after the last one handed out (ipam.pick: a released address is not
-    # reused at once), wrapping around once
+    # the address of its last start where it is still free (ipam.pick's preferred: a restart or
+    # a reboot keeps it), else the next free address after the last one handed out (a released
+    # address is not reused at once), wrapping around once
+    prev=
+    [ -f "${hosts%/*}/address" ] && read -r prev < "${hosts%/*}/address"
+    n=
+    case $prev in
+        *.*.*.*) number "$prev"
+                 if [ "$n" -lt "$low" ] || [ "$n" -gt "$high" ] || [ "$n" -eq "$gateway" ]; then n=; fi
+                 case $taken in *" $prev "*) n= ;; esac ;;
+    esac
+fi
+if [ -n "$requested" ] || [ -n "$n" ]; then
+    dotted "$n"
+else
     start=$low
     last=
     [ -f "$leases/.last" ] && read -r last < "$leases/.last"
@@ -81,3 +94,4 @@ printf 'link set lo up\naddr add %s/%s dev eth0\nlink set eth0 up\nroute add def
 # as sdctr/net/dns.py's hosts() writes it
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n' "$ip" "$hostname" \
     > "$hosts" || exec "$@"
+echo "$ip" > "${hosts%/*}/address" || exec "$@"  # preferred at the next start (net/setup.py's ADDRESS)

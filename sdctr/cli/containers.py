@@ -548,10 +548,14 @@ def host_memory() -> int:
 def cmd_system_gc(args: argparse.Namespace) -> int:
     """What no running container owns, removed, one line each (as `docker system prune` says)."""
     from sdctr.net import setup
+    from sdctr.state import all_specs
 
     paths = paths_of(args)
     sd, _ = systemd_of(args)
-    live = {s.id for s, active in containers.all_with_state(paths, sd) if active in containers.RUNNING_STATES}
+    states = sd.active_states()
+    # not all_with_state(): the stops it finishes on the way would take down, without a word,
+    # the very leftovers gc is to find and name (a pin and veth of a removed container)
+    live = {s.id for s in all_specs(paths) if states.get(s.unit) in containers.RUNNING_STATES}
     removed = setup.gc(paths, live)
     for what in removed:
         print(f"removed {what}")

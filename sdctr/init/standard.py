@@ -218,8 +218,8 @@ def register_machine(paths: Paths, spec: ContainerSpec, pid: int) -> None:
     `status`, `copy-to`, `shell`): RegisterMachine, which takes the leader's unit (ours) as the
     machine's, and forgets the machine when that unit stops. By busctl (no D-Bus library in the
     init), once the container's command runs, from our own PID namespace, not the container's, which
-    our children join since new_pid_namespace(). Its complaints (a name taken) go to the journal,
-    never to an attached run's terminal."""
+    our children join since new_pid_namespace(). Its complaints (a name taken, a command already
+    gone) never reach a run's terminal: a debug line says it did not register."""
     busctl = next((p for p in BUSCTL if os.access(p, os.X_OK)), None)
     if busctl is None or not any(os.path.exists(p) for p in MACHINED) or "NOTIFY_SOCKET" not in os.environ:
         return
@@ -227,11 +227,16 @@ def register_machine(paths: Paths, spec: ContainerSpec, pid: int) -> None:
     try:
         linux.setns(own, linux.CLONE_NEWPID)
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        quiet = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in ((0, 1, 2) if spec.attached else (0, 1))]
+        # all three to /dev/null: our stderr may be the caller's (a foreground run's, whatever
+        # spec.attached says by now), where busctl's "Call failed: ... No such process" for a
+        # command that ended before machined looked at it was seen (test_runfg, CI)
+        quiet = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
         child = os.posix_spawn(busctl, machine_argv(spec, busctl, pid, str(paths.rootfs(spec.id))), {},
                                file_actions=quiet)
         os.close(null)
-        os.waitpid(child, 0)  # a few ms (busctl's own timeout bounds it); no zombie left to a -dt init
+        _, status = os.waitpid(child, 0)  # a few ms (busctl's own timeout bounds it); no zombie left
+        if status:
+            log.debug(f"machined did not register {machine_name(spec)} (busctl: {status:#x})")
     except OSError as e:  # the container runs on without
         log.debug(f"registering with machined: {describe(e)}")
     finally:

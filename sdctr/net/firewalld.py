@@ -35,25 +35,18 @@ def _bus() -> Bus | None:
 def trust(interface: str) -> bool:
     """The interface moved into the trusted zone (from whatever zone it was in); False where
     firewalld does not run. A refusal raises BusError."""
-    bus = _bus()
-    if bus is None:
-        return False
-    try:
-        if not _running(bus):
-            return False
-        try:
-            bus.call(PATH, ZONE, "changeZoneOfInterface", "ss", TRUSTED, interface, destination=NAME)
-        except BusError as e:
-            if "ZONE_ALREADY_SET" not in e.message:
-                raise
-        return True
-    finally:
-        bus.close()
+    return _zone_call("changeZoneOfInterface", TRUSTED, interface, {"ZONE_ALREADY_SET": True})
 
 
 def untrust(interface: str) -> bool:
     """The interface out of its zone (libvirt's removeInterface with zone ""), before the bridge
     goes; False where firewalld does not run or did not have it."""
+    return _zone_call("removeInterface", "", interface, {"UNKNOWN_INTERFACE": False, "NOT_ENABLED": False})
+
+
+def _zone_call(method: str, zone: str, interface: str, answers: dict[str, bool]) -> bool:
+    """firewalld's zone `method` for the interface: True if done, False where firewalld does not
+    run; an error whose code is in `answers` is that answer, any other raises BusError."""
     bus = _bus()
     if bus is None:
         return False
@@ -61,11 +54,12 @@ def untrust(interface: str) -> bool:
         if not _running(bus):
             return False
         try:
-            bus.call(PATH, ZONE, "removeInterface", "ss", "", interface, destination=NAME)
+            bus.call(PATH, ZONE, method, "ss", zone, interface, destination=NAME)
         except BusError as e:
-            if "UNKNOWN_INTERFACE" in e.message or "NOT_ENABLED" in e.message:
-                return False
-            raise
+            answer = next((a for code, a in answers.items() if code in e.message), None)
+            if answer is None:
+                raise
+            return answer
         return True
     finally:
         bus.close()

@@ -88,10 +88,11 @@ class Subnet(Record):
 
 
 def pick(subnet: Subnet, gateway: int, taken: Collection[int], last: int | None = None,
-         requested: int | None = None) -> int:
-    """The address for a new lease: `requested` if it is free and usable, else the first free
-    one after `last` (wrapping around). The network, broadcast and gateway addresses are never
-    handed out."""
+         requested: int | None = None, *, preferred: int | None = None) -> int:
+    """The address for a new lease: `requested` if it is free and usable, else `preferred` (the
+    container's address at its last start: a restart or a reboot keeps it, where it is still
+    free), else the first free one after `last` (wrapping around). The network, broadcast and
+    gateway addresses are never handed out."""
     if requested is not None:
         if requested not in subnet or requested in (subnet.network, subnet.broadcast):
             raise SdctrError(f"address {format_ip(requested)} is not a host address of the network's "
@@ -102,6 +103,8 @@ def pick(subnet: Subnet, gateway: int, taken: Collection[int], last: int | None 
             raise SdctrError(f"address {format_ip(requested)} is already in use")
         return requested
     low, high = subnet.network + 1, subnet.broadcast - 1
+    if preferred is not None and low <= preferred <= high and preferred != gateway and preferred not in taken:
+        return preferred
     start = last + 1 if last is not None and low <= last < high else low
     for candidate in itertools.chain(range(start, high + 1), range(low, start)):
         if candidate != gateway and candidate not in taken:
@@ -135,13 +138,15 @@ class Leases:
             migrate(path)
             yield cls(path)
 
-    def lease(self, cid: str, subnet: Subnet, gateway: int, requested: int | None = None) -> int:
-        """The container's address: the one it holds, or a new one."""
+    def lease(self, cid: str, subnet: Subnet, gateway: int, requested: int | None = None, *,
+              preferred: int | None = None) -> int:
+        """The container's address: the one it holds, or a new one (`preferred` if free)."""
         held = self.leases.get(cid)
         if held is not None and (requested is None or parse_ip(held) == requested):
             return parse_ip(held)
         taken = {parse_ip(a) for c, a in self.leases.items() if c != cid}
-        address = pick(subnet, gateway, taken, parse_ip(self.last) if self.last else None, requested)
+        address = pick(subnet, gateway, taken, parse_ip(self.last) if self.last else None, requested,
+                       preferred=preferred)
         self.leases[cid] = self.last = format_ip(address)
         write_atomic(self.path / cid, self.last + "\n")
         write_atomic(self.path / LAST, self.last + "\n")

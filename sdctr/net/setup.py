@@ -162,11 +162,13 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
                 apply_rules(paths, spec.id, "", ())
             ensure_bridge(net)
             address = leases.lease(spec.id, net.subnet, net.gateway,
-                                   ipam.parse_ip(spec.ip) if spec.ip else None)
+                                   ipam.parse_ip(spec.ip) if spec.ip else None,
+                                   preferred=previous_address(paths, spec.id))
         pin = pin_netns(paths, spec.id)
         add_veth(net, spec.id, pin, address, spec.mac_address)
         apply_rules(paths, spec.id, ipam.format_ip(address), spec.ports)
         write_etc_files(paths, spec, ipam.format_ip(address))
+        write_file(paths.container_dir(spec.id), ADDRESS, ipam.format_ip(address) + "\n")
         if spec.network_name:
             refresh_hosts(paths, net)
         for name in connected(paths, spec.id):  # `network connect`'s, kept across restarts as Docker's
@@ -178,6 +180,19 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
         raise
+
+
+# the record's file of the address its container had at its last start (sdctr/netup.sh writes it too)
+ADDRESS = "address"
+
+
+def previous_address(paths: Paths, cid: str) -> int | None:
+    """The container's address at its last start, preferred at this one (Docker keeps a
+    container's address across restarts of its daemon; a reboot is ours)."""
+    try:
+        return ipam.parse_ip((paths.container_dir(cid) / ADDRESS).read_text().strip())
+    except (OSError, ValueError, SdctrError):
+        return None
 
 
 def assign_host_ports(spec: ContainerSpec, others: Iterable[ContainerSpec]) -> ContainerSpec:

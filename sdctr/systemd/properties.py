@@ -353,6 +353,7 @@ def restart_properties(spec: ContainerSpec, host: Host) -> list[Property]:
 
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
+# (dependencies written in [Service] are ignored by systemd)
 _SECTION_UNIT = {"Description", "CollectMode", "Requires", "BindsTo", "After"}
 _FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "TimeoutStartUSec": "TimeoutStartSec",
                "WatchdogUSec": "WatchdogSec", "CPUQuotaPerSecUSec": "CPUQuota",

@@ -32,3 +32,24 @@ def test_update_changes_a_running_containers_limits_and_its_record(host: Machine
         assert bad.returncode == 125 and "--memory '10xb' is not a size" in bad.stderr
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+def test_update_cpus_and_pids_limit_of_a_running_container(host: Machine) -> None:
+    cid = run_d(host, "--cpus", "0.5", "--pids-limit", "30", "busybox", "sleep", "1000")
+    try:
+        period = int(cgroup_file(host, cid, "cpu", "cpu.cfs_period_us"))
+        assert int(cgroup_file(host, cid, "cpu", "cpu.cfs_quota_us")) == period // 2
+        assert cgroup_file(host, cid, "pids", "pids.max") == "30"
+        pid = inspect(host, cid)["State"]["Pid"]
+        assert sdctr(host, "update", "--cpus", "1.5", "--pids-limit", "40", cid).stdout.strip() == cid
+        assert int(cgroup_file(host, cid, "cpu", "cpu.cfs_quota_us")) == period * 3 // 2
+        assert cgroup_file(host, cid, "pids", "pids.max") == "40"
+        assert inspect(host, cid)["State"]["Pid"] == pid  # changed live, not restarted
+        sdctr(host, "update", "--pids-limit", "-1", cid)  # Docker's "no limit"
+        assert cgroup_file(host, cid, "pids", "pids.max") == "max"
+        sdctr(host, "stop", cid)
+        sdctr(host, "start", cid)  # the record kept them
+        assert int(cgroup_file(host, cid, "cpu", "cpu.cfs_quota_us")) == period * 3 // 2
+        assert cgroup_file(host, cid, "pids", "pids.max") == "max"
+    finally:
+        sdctr(host, "rm", "-f", cid)

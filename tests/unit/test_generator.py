@@ -55,13 +55,30 @@ def test_declared_unit_matches_golden_and_its_assertions(tmp_path: Path) -> None
     text = renderer().unit(read_declared(declare(tmp_path, fixture)), SOURCE)
     # key by key (quadlet's way, as golden/web.service): no byte snapshot to re-bless with the code
     keys = sections(text)
-    asserted = 0
+    asserted = missing = 0
     for line in fixture.splitlines():
         if line.startswith("## assert-key-is "):
             section, key, value = shlex.split(line)[2:]
             assert value in keys.get((section, key), []), (section, key, keys.get((section, key)))
             asserted += 1
-    assert asserted >= 10
+        elif line.startswith("## assert-key-missing "):
+            section, key = shlex.split(line)[2:]
+            assert (section, key) not in keys, (section, key, keys[(section, key)])
+            missing += 1
+        else:
+            assert not line.startswith("## "), f"an assertion this test does not know: {line}"
+    assert asserted >= 10 and missing >= 2
+
+
+def test_only_a_declared_unit_that_publishes_ports_waits_for_network_online(tmp_path: Path) -> None:
+    fixture = (GOLDEN / "declared-web.container").read_text()
+    without = fixture.replace("ports:\n  - 8080:80\n", "")
+    assert without != fixture
+    for text, publishes in ((fixture, True), (without, False)):
+        keys = sections(renderer().unit(read_declared(declare(tmp_path, text)), SOURCE))
+        ordering = " ".join(keys.get(("Unit", "Wants"), []) + keys.get(("Unit", "After"), []))
+        assert ("network-online.target" in ordering) is publishes, (publishes, ordering)
+        assert any("network.target" in v.split() for v in keys[("Unit", "After")])  # the bridge's, kept
 
 
 def test_generated_and_transient_units_agree_key_by_key(tmp_path: Path) -> None:

@@ -119,3 +119,18 @@ def test_netdown_releases_the_lease_and_the_pin(tmp_path: Path, leases: Path) ->
                         "/bin/sh", "-c", "echo handed over"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "handed over" not in r.stdout, r
     assert held(leases) == {} and not pin.exists()
+
+
+@pytest.mark.parametrize(("previous", "taken"), [("10.89.0.2", "10.89.0.2"), ("10.89.0.3", "10.89.0.4"),
+                                                 ("10.89.0.1", "10.89.0.4"), ("10.90.0.9", "10.89.0.4")])
+def test_the_address_of_the_last_start_is_preferred_where_free(tmp_path: Path, leases: Path, previous: str,
+                                                               taken: str) -> None:
+    """The record's `address` (its last start's): taken again where it is free (a restart or a
+    reboot keeps a container's address), as ipam.pick's preferred; held by another (.3), the
+    gateway, or outside the subnet: the next after .last, as without it."""
+    (tmp_path / "address").write_text(previous + "\n")
+    with ipam.Leases.open(leases) as ls:
+        expected = ipam.pick(SUBNET, GW, {ipam.parse_ip(a) for a in ls.leases.values()},
+                             ipam.parse_ip(ls.last) if ls.last else None, preferred=ipam.parse_ip(previous))
+    netup(tmp_path, leases)
+    assert held(leases)[CID] == ipam.format_ip(expected) == taken

@@ -197,3 +197,16 @@ def test_journald_keeps_every_line_where_systemd_can_say_so() -> None:
     assert props(web(), systemd=252)["LogRateLimitIntervalUSec"] == 1
     # a transient unit with a property systemd does not know fails to start: none before v240
     assert "LogRateLimitIntervalUSec" not in props(web(), systemd=239)
+
+
+def test_a_joined_containers_unit_file_binds_to_the_other_in_its_unit_section() -> None:
+    """--network container:NAME in a unit file (systemd without transient hooks): BindsTo= and
+    After= NAME's unit in [Unit], as unit names; systemd ignores dependencies in [Service]."""
+    from sdctr.spec import NetworkMode
+
+    joiner = web(network=NetworkMode.CONTAINER, network_container="f" * 64)
+    text = unit_file(properties(joiner, Host(1, 219), SDCTR, joins="ctr-ffffffffffff.service"))
+    unit_section, service_section = text.split("[Service]")
+    assert "\nBindsTo=ctr-ffffffffffff.service\n" in unit_section
+    assert "\nAfter=ctr-ffffffffffff.service\n" in unit_section
+    assert "BindsTo" not in service_section and "After=" not in service_section
