@@ -129,8 +129,9 @@ _ENV_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 
 def write_rootfs_env(paths: Paths, spec: ContainerSpec) -> None:
     """What sdctr/rootfs.sh needs to activate and deactivate a thin container without Python,
-    as the rootfs unit's EnvironmentFile; which of the two it may do itself (ROOTFS_FAST): an
-    ephemeral container's reset, --rm's deletion and an attached run's exit file are the hooks'.
+    as the rootfs unit's EnvironmentFile; which of the two it may do itself (ROOTFS_FAST): all
+    but an ephemeral container's reset. --rm's deletion (ROOTFS_REMOVE: the device's pool
+    transaction, then the record) and an attached run's exit file (ROOTFS_EXIT) included.
     Rewritten at each start, so a `systemctl restart` without sdctr finds the last start's.
     Nothing is written where a value would need quoting beyond double quotes (the hooks serve).
     No SDCTR_* name: the hooks inherit these, and sdctr reads SDCTR_ROOT and SDCTR_CONFIG."""
@@ -139,12 +140,22 @@ def write_rootfs_env(paths: Paths, spec: ContainerSpec) -> None:
 
     env_file = paths.container_dir(spec.id) / ROOTFS_ENV
     snap = snapshotter_of(paths, spec)
-    fast = [] if spec.ephemeral else ["up"]
-    if not (spec.ephemeral or spec.remove or spec.attached):
-        fast.append("down")
+    fast = [] if spec.ephemeral else ["up", "down"]
     env = {"ROOTFS_SCRIPT": ROOTFS_SCRIPT, "ROOTFS_FAST": " ".join(fast)}
     if isinstance(snap, DeviceMapperSnapshotter) and fast:
         env.update(snap.activation_env(spec.id, layers_of(paths, spec), paths.rootfs(spec.id)))
+        # as /proc/self/mountinfo shows them (the script's check for mounts under the run dir)
+        env.update(ROOTFS_RECORD=os.path.realpath(paths.container_dir(spec.id)),
+                   ROOTFS_RUN_DIR=os.path.realpath(paths.run_dir(spec.id)))
+        if spec.remove:
+            env.update(snap.removal_env(spec.id), ROOTFS_REMOVE="1",
+                       ROOTFS_UNIT_FILE=str(UNIT_DIR / spec.unit))
+        if spec.attached:
+            env["ROOTFS_EXIT"] = str(exit_file(paths, spec.id))
+        from sdctr.storage.mountinfo import ESCAPED
+
+        if spec.remove and set(env["ROOTFS_RUN_DIR"]) & ESCAPED:  # the script's grep would miss them
+            env["ROOTFS_FAST"] = "up"
     if not all(set(v) <= _ENV_SAFE for v in env.values()):
         env = {}
     tmp = env_file.with_name(f".{ROOTFS_ENV}.tmp{os.getpid()}")  # as state's temp files: swept

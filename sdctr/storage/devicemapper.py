@@ -542,6 +542,12 @@ class DeviceMapperSnapshotter:
                 "ROOTFS_OPTIONS": ",".join(m.options), "ROOTFS_TARGET": str(target),
                 "ROOTFS_PYTHON": sys.executable, "ROOTFS_STATE": str(self.paths.root)}
 
+    def removal_env(self, cid: str) -> dict[str, str]:
+        """What sdctr/rootfs.sh needs to delete a --rm container's device as _delete does: the
+        lock, the transaction record and the device's JSON (its id is in ROOTFS_TABLE)."""
+        return {"ROOTFS_LOCK": str(self.base / "lock"), "ROOTFS_TRANSACTIONS": str(self.record_path),
+                "ROOTFS_METADATA": str(self._json(container_name(cid)))}
+
     def view(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount:
         """The container's device, activated, as a read-only mount (for export of a stopped
         container: a running one's own mount is what the caller reads)."""

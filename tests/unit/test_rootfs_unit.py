@@ -345,7 +345,8 @@ def env_of(paths: Paths) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("kw", "fast"), [
-    ({}, "up down"), ({"remove": True}, "up"), ({"attached": True}, "up"), ({"ephemeral": True}, ""),
+    ({}, "up down"), ({"remove": True}, "up down"), ({"attached": True}, "up down"),
+    ({"ephemeral": True}, ""),
 ])
 def test_rootfs_env_names_the_device_and_what_the_script_may_do(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kw: dict[str, Any], fast: str) -> None:
@@ -362,6 +363,10 @@ def test_rootfs_env_names_the_device_and_what_the_script_may_do(
         assert env["ROOTFS_TABLE"] == f"0 {(10 << 30) // 512} thin {d.dm_path('pool')} 7"
         assert (env["ROOTFS_FSTYPE"], env["ROOTFS_OPTIONS"]) == ("xfs", "nouuid")
         assert env["ROOTFS_TARGET"] == str(paths.rootfs(CID))
+        assert env["ROOTFS_RECORD"] == str(paths.container_dir(CID))
+    # --rm: the device's transaction and the record are the script's; attached: the exit file
+    assert ("ROOTFS_REMOVE" in env, "ROOTFS_METADATA" in env) == (s.remove, s.remove)
+    assert env.get("ROOTFS_EXIT") == (str(hooks.exit_file(paths, CID)) if s.attached else None)
     assert not [n for n in os.listdir(paths.container_dir(CID)) if n.startswith(".")]  # no temp left
 
 
@@ -460,3 +465,100 @@ def test_the_template_runs_the_script_where_rootfs_env_names_it_and_the_hook_oth
     argv = [a.replace("/usr/bin/python3", "echo python") for a in argv]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30).stdout.strip()
     assert out == (f"script up {CID}" if with_env else f"python -m sdctr hook rootfs-up {CID}")
+
+
+# --- --rm's deletion without Python: the pool transaction in sdctr/rootfs.sh ---------------------
+
+POOL_TID = 3
+
+
+def removal(tmp: Path, monkeypatch: pytest.MonkeyPatch, *, fail_on: str = "",
+            pool_tid: int = POOL_TID, opened: Any = None) -> tuple[list[str], Paths,
+                                                                  devicemapper.DeviceMapperSnapshotter]:
+    """An attached --rm thin container stopped: rootfs.env as sdctr writes it, the device's JSON
+    (id 7) and the pool's record (transaction 3) as the driver leaves them, the status its
+    poststop hook wrote; then `rootfs.sh down` with a dmsetup whose pool is at ``pool_tid`` and
+    which fails the message ``fail_on``. The commands it ran, in order."""
+    require_exec(tmp)
+    paths, s, d = thin_record(tmp / "root", remove=True, attached=True)
+    d._write_record({"transaction_id": POOL_TID, "next_device_id": 8, "open": opened})
+    state.update_status(paths, CID, running=False, exit_code=3)
+    paths.rootfs(CID).mkdir(parents=True)
+    monkeypatch.setattr(hooks, "snapshotter_of", lambda p, sp: d)
+    hooks.write_rootfs_env(paths, s)
+    log, bin_dir = tmp / "log", tmp / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dmsetup").write_text(
+        f'#!/bin/sh\necho "dmsetup $*" >> {log}\n'
+        f'[ "$1" != status ] || echo "0 1048576 thin-pool {pool_tid} 10/1000 20/8192 - rw"\n'
+        f'case "$*" in *"{fail_on or "never"}"*) exit 1 ;; esac\n')
+    for name, status in (("python", 0), ("umount", 0), ("mountpoint", 1)):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\nexit {status}\n')
+    # a hook that inherits the pool's lock would wait on it forever (its own flock, another open)
+    (bin_dir / "python").write_text(f'#!/bin/sh\n[ ! -e /proc/$$/fd/8 ] || echo "lock inherited" >> {log}\n'
+                                    f'echo "python $*" >> {log}\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    unit_file = tmp / "ctr-thin.service"
+    unit_file.write_text("[Service]\n")
+    env = {**env_of(paths), "ROOTFS_PYTHON": str(bin_dir / "python"), "PATH": f"{bin_dir}:/usr/bin:/bin",
+           "ROOTFS_UNIT_FILE": str(unit_file)}  # (not /run/systemd/system's)
+    r = subprocess.run(["/bin/sh", ROOTFS_SCRIPT, "down", CID], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert not unit_file.exists() or fail_on or opened or pool_tid != POOL_TID
+    calls = log.read_text().splitlines()
+    assert "lock inherited" not in calls
+    return calls, paths, d
+
+
+def test_the_script_deletes_a_rm_containers_device_in_one_pool_transaction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, paths, d = removal(tmp_path, monkeypatch)
+    pool = d.dm_path("pool")
+    assert calls == [f"mountpoint -q {paths.rootfs(CID)}", f"dmsetup status {d.pool}",
+                     f"dmsetup message {pool} 0 delete 7",
+                     f"dmsetup message {pool} 0 set_transaction_id 3 4"]  # no python
+    assert d._record() == {"transaction_id": 4, "next_device_id": 8, "open": None}
+    assert d.devices() == []
+    assert not paths.container_dir(CID).exists() and not paths.run_dir(CID).exists()
+    # the attached run is told the status the container's poststop hook wrote, once all is gone
+    exit_status = json.loads(hooks.exit_file(paths, CID).read_text())
+    assert exit_status["exit_code"] == 3 and exit_status["running"] is False
+    left = [p for p in (*d.base.iterdir(), *d.meta_dir.iterdir(), *paths.run.iterdir())
+            if p.name.startswith(".")]
+    assert left == []  # no temp file
+
+
+@pytest.mark.parametrize("why", ["open transaction", "pool elsewhere"])
+def test_a_pool_the_script_does_not_expect_goes_to_the_hook_untouched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str) -> None:
+    opened = {"transaction_id": 4, "device_id": 9, "name": "ctr-x", "op": "create"}
+    calls, paths, d = removal(tmp_path, monkeypatch, **(
+        {"opened": opened} if why == "open transaction" else {"pool_tid": 5}))
+    assert calls[-1] == f"python -m sdctr hook rootfs-down {CID}"
+    assert not [c for c in calls if "message" in c]
+    assert d._record()["open"] == (opened if why == "open transaction" else None)
+    assert [dev.deleted for dev in d.devices()] == [False]
+    assert paths.container_dir(CID).exists()
+
+
+@pytest.mark.parametrize("fail_on", ["delete 7", "set_transaction_id"])
+def test_a_deletion_cut_short_is_what_the_drivers_recovery_finishes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_on: str) -> None:
+    """The script stopped after it opened the transaction (a failed message stands for a kill
+    there): the hook runs, and the driver's recovery, reading what the script wrote, deletes the
+    device and closes the transaction with the pool's id."""
+    calls, _, d = removal(tmp_path, monkeypatch, fail_on=fail_on)
+    assert calls[-1] == f"python -m sdctr hook rootfs-down {CID}"
+    rec = d._record()
+    assert rec["open"] == {"transaction_id": 4, "device_id": 7, "name": devicemapper.container_name(CID),
+                           "op": "delete"}
+    done: list[str] = []
+    monkeypatch.setattr(dmsetup, "transaction_id", lambda pool: POOL_TID)  # never committed
+    monkeypatch.setattr(dmsetup, "remove", lambda name: done.append(f"remove {name}"))
+    monkeypatch.setattr(dmsetup, "delete", lambda pool, dev: done.append(f"delete {dev}"))
+    d._recover()
+    assert "delete 7" in done
+    assert d._record() == {"transaction_id": POOL_TID, "next_device_id": 8, "open": None}
+    assert d.devices() == []  # nothing lost, nothing leaked

@@ -33,8 +33,9 @@ def test_run_rm_prints_from_busybox_and_leaves_nothing(boot: Boot) -> None:
     assert boot.fact("run_rm_output") == "hello-from-thin", boot
     assert boot.fact("run_rm_status") == "0", boot
     assert boot.fact("run_root_source").startswith("/dev/mapper/sdctr-"), boot  # a thin device
-    for left in ("devices", "mounts", "records", "units"):
+    for left in ("devices", "mounts", "records", "units", "metadata"):
         assert boot.fact(f"run_rm_{left}_after") == "0", (left, boot)
+    assert boot.fact("run_rm_transaction") == "None True", boot  # closed, at the pool's id
 
 
 def test_the_container_unit_keeps_a_closed_device_cgroup(boot: Boot) -> None:

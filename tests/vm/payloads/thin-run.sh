@@ -45,6 +45,11 @@ fact run_rm_devices_after "$(ctr_devices)"
 fact run_rm_mounts_after "$(sdctr_mounts)"
 fact run_rm_records_after "$(sdctr ps -aq | wc -l)"
 fact run_rm_units_after "$(units_left)"
+# the device deleted from the pool by the rootfs unit's script (sdctr/rootfs.sh), its
+# transaction closed at the pool's own id
+fact run_rm_metadata_after "$(ls /var/lib/sdctr/devicemapper/metadata | grep -c '^ctr-' || true)"
+pool_tid=$(dmsetup status "$(dmsetup ls | awk '/-pool\t|-pool /{print $1}' | head -1)" | awk '{print $4}')
+fact run_rm_transaction "$(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["open"], r["transaction_id"] == int(sys.argv[2]))' /var/lib/sdctr/devicemapper/transaction.json "$pool_tid")"
 root_source=$(sdctr run --rm busybox awk '$5 == "/" { print $(NF-1) }' /proc/self/mountinfo 2>&1 | tail -1)
 fact run_root_source "$root_source"
 
