@@ -6,9 +6,9 @@ version and reports "FACT name=value" lines).
 The guest gets this checkout's sdctr from the harness; the tests travel in the payload itself: a
 shell script carrying a tarball of tests/ and pyproject.toml, unpacked before thin.sh runs.
 
-CI's share is bounded (about 11 minutes where the whole is about 50): one boot (cgroup v1, RHEL7's;
+CI's share is bounded (7 minutes measured where the whole is about 50): one boot (cgroup v1, RHEL7's;
 nothing here but the containers that `works_` starts depends on the version, and test_thin_run.py
-boots both) and two of the ten kill steps, the two after which the pool and sdctr's metadata
+boots v2) and two of the ten kill steps, the two after which the pool and sdctr's metadata
 disagree with a transaction open: create:messaged (the pool holds a device no metadata names: a
 leak unless rolled back) and delete:messaged (the pool has deleted a device the metadata still
 names: lost unless rolled forward). The unit tier (test_thin_transactions.py) runs all ten
