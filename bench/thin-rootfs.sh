@@ -36,6 +36,8 @@ paths = Paths.from_root(None)
 thin = DeviceMapperSnapshotter(paths, DeviceMapper(data_size=6 << 30, metadata_size=128 << 20, base_size=2 << 30))
 over = OverlaySnapshotter(paths)
 mnt = Path("/run/sdctr-bench")
+copies_dir = Path("/var/lib/sdctr-bench")  # on the disk, beside the layers: /run is a small tmpfs
+copies_dir.mkdir(parents=True, exist_ok=True)
 
 
 def ms(t):
@@ -64,7 +66,7 @@ for size in (10, 1024):
             copies[snap.name].append(ms(t))
             snap.deactivate(cid, target)
             snap.remove(cid)
-        target = mnt / f"copy-{size}-{i}"
+        target = copies_dir / f"copy-{size}-{i}"
         drop()
         t = time.perf_counter()
         subprocess.run(["cp", "-a", str(over.layer_dir(image.layers[-1])), str(target)], check=True)
