@@ -20,12 +20,14 @@ Everything it makes (the test host, the namespace, podman's store) is removed at
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from run_bench import TESTHOST, make_rootfs, sh, test_host
@@ -37,14 +39,40 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def pairs(bridge: list[str], none: list[str], n: int) -> tuple[list[float], list[float]]:
-    timed(bridge)  # warm
-    timed(none)
+def in_turn(first: Callable[[], float], second: Callable[[], float],
+            n: int) -> tuple[list[float], list[float]]:
+    """Each measured once to warm up (each tool's first download ran at a fifth of the rest), then
+    n times in turn: the machine's drifting load falls on both."""
+    first()
+    second()
     a, b = [], []
     for _ in range(n):
-        a.append(timed(bridge))
-        b.append(timed(none))
+        a.append(first())
+        b.append(second())
     return a, b
+
+
+def pairs(bridge: list[str], none: list[str], n: int) -> tuple[list[float], list[float]]:
+    return in_turn(lambda: timed(bridge), lambda: timed(none), n)
+
+
+@contextlib.contextmanager
+def podman_in_netns(work: Path, tar: Path) -> Iterator[list[str]]:
+    """podman (runc, cgroupfs, a store of its own in `work`) inside a network namespace made for
+    the run, the busybox image imported; its argv. The namespace and the store go at the end."""
+    netns = f"sdctr-netbench{os.getpid()}"
+    store = ["--root", str(work / "podman-root"), "--runroot", str(work / "podman-run"),
+             "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--events-backend", "none"]
+    sh(["ip", "netns", "add", netns])
+    try:
+        sh(["ip", "-n", netns, "link", "set", "lo", "up"])
+        # nsenter, not `ip netns exec`: that remounts /sys, and runc needs the cgroup mounts
+        podman = ["nsenter", f"--net=/run/netns/{netns}", "podman", *store]
+        sh([*podman, "import", str(tar), "busybox-bench"])
+        yield podman
+        subprocess.run([*podman, "system", "reset", "--force"], check=False, capture_output=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
 # the client, in the test host and in podman's namespace alike: the body read into one buffer
@@ -81,7 +109,6 @@ def download(cmd: list[str], size: int) -> float:
 
 def throughput(args: argparse.Namespace) -> int:
     size = args.size_mb * 1000 * 1000
-    netns = f"sdctr-netbench{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="sdctr-netbench-") as tmp:
         work = Path(tmp)
         tar = make_rootfs(work)
@@ -91,16 +118,10 @@ def throughput(args: argparse.Namespace) -> int:
         with open(www / "big", "wb") as f:
             f.truncate(size)
         (work / "download.py").write_text(DOWNLOAD)
-        store = ["--root", str(work / "podman-root"), "--runroot", str(work / "podman-run"),
-                 "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--events-backend", "none"]
-        sh(["ip", "netns", "add", netns])
-        try:
-            sh(["ip", "-n", netns, "link", "set", "lo", "up"])
-            podman = ["nsenter", f"--net=/run/netns/{netns}", "podman", *store]
-            sh([*podman, "import", str(tar), "busybox-bench"])
+        with podman_in_netns(work, tar) as podman:
             sh([*podman, "run", "-d", "--name", "web", "--ulimit", "nofile=1024:1024", "--ulimit",
                 "nproc=4096:4096", "-p", "8080:80", "-v", f"{www}:/www:ro", "busybox-bench", *SERVE])
-            pod_get = ["nsenter", f"--net=/run/netns/{netns}", sys.executable, str(work / "download.py"),
+            pod_get = ["nsenter", podman[1], sys.executable, str(work / "download.py"),
                        "http://127.0.0.1:8080/"]
             with test_host(tar, work) as name:
                 exec_ = [str(TESTHOST), "exec", name]
@@ -109,17 +130,10 @@ def throughput(args: argparse.Namespace) -> int:
                 sh([*exec_, "sdctr", "run", "-d", "--name", "web", "-p", "8080:80", "-v", "/www:/www:ro",
                     "busybox", *SERVE])
                 sd_get = [*exec_, "python3", "/root/download.py", "http://127.0.0.1:8080/"]
-                download(sd_get, size)  # warm: each tool's first download ran at a fifth of the rest
-                download(pod_get, size)
-                sd, pod = [], []
-                for _ in range(args.downloads):  # in turn: the machine's drifting load falls on both
-                    sd.append(download(sd_get, size))
-                    pod.append(download(pod_get, size))
+                sd, pod = in_turn(lambda: download(sd_get, size), lambda: download(pod_get, size),
+                                  args.downloads)
                 sh([*exec_, "sdctr", "rm", "-f", "web"])
             subprocess.run([*podman, "rm", "-f", "web"], check=False, capture_output=True)
-            subprocess.run([*podman, "system", "reset", "--force"], check=False, capture_output=True)
-        finally:
-            subprocess.run(["ip", "netns", "del", netns], check=False)
     med = statistics.median
     print(f"## {args.size_mb} MB through -p 8080:80 from 127.0.0.1 ({args.downloads} downloads each, "
           "medians)\n")
@@ -147,18 +161,10 @@ def main() -> int:
     args = p.parse_args()
     if args.throughput:
         return throughput(args)
-    netns = f"sdctr-netbench{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="sdctr-netbench-") as tmp:
         work = Path(tmp)
         tar = make_rootfs(work)
-        store = ["--root", str(work / "podman-root"), "--runroot", str(work / "podman-run"),
-                 "--cgroup-manager", "cgroupfs", "--runtime", "runc", "--events-backend", "none"]
-        sh(["ip", "netns", "add", netns])
-        try:
-            sh(["ip", "-n", netns, "link", "set", "lo", "up"])
-            # nsenter, not `ip netns exec`: that remounts /sys, and runc needs the cgroup mounts
-            podman = ["nsenter", f"--net=/run/netns/{netns}", "podman", *store]
-            sh([*podman, "import", str(tar), "busybox-bench"])
+        with podman_in_netns(work, tar) as podman:
             run = [*podman, "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
             with test_host(tar, work) as name:
                 sdctr = [str(TESTHOST), "exec", name, "sdctr", "run", "--rm"]
@@ -166,9 +172,6 @@ def main() -> int:
                            args.pairs)
                 pod = pairs([*run, "--network", "bridge", "busybox-bench", "true"],
                             [*run, "--network", "none", "busybox-bench", "true"], args.pairs)
-            subprocess.run([*podman, "system", "reset", "--force"], check=False, capture_output=True)
-        finally:
-            subprocess.run(["ip", "netns", "del", netns], check=False)
     print(f"## run --rm IMG true: bridge against --network none ({args.pairs} pairs, medians)\n")
     print("| tool | bridge | none | added | bridge / none |\n| --- | --- | --- | --- | --- |")
     print(row("sdctr (in a test host, through `testhost exec`)", *sd))

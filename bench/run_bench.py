@@ -119,6 +119,14 @@ def test_host(tar: Path, work: Path) -> Iterator[str]:
         subprocess.run([str(TESTHOST), "down", name], check=False)
 
 
+def inside_script(name: str, work: Path, script: str, *args: str, timeout: float = 1800) -> str:
+    """Another script's output, run inside the test host (bench/pairs.py's)."""
+    path = work / "script.py"
+    path.write_text(script)
+    sh([str(TESTHOST), "cp", str(path), f"{name}:/root/script.py"])
+    return sh([str(TESTHOST), "exec", name, "python3", "/root/script.py", *args], timeout=timeout).stdout
+
+
 def inside(name: str, *args: str, timeout: float = 600) -> Any:
     return json.loads(sh([str(TESTHOST), "exec", name, "python3", "/root/inside.py", *args],
                          timeout=timeout).stdout)

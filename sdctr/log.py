@@ -24,6 +24,14 @@ class SdctrError(Exception):
         self.status = status
 
 
+class InitFailed(SdctrError):
+    """The container's init failed before the command ran and said why (its own `sdctr: error:`
+    line, in the unit's journal): that line is the error, as Docker's one line; `shown` when the
+    init wrote it to the caller's terminal too (a foreground run), so nothing more is printed."""
+
+    shown = False
+
+
 def set_debug(on: bool) -> None:
     global _debug
     _debug = on

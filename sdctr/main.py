@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        error(str(e), e.hint)
+        if not getattr(e, "shown", False):  # (InitFailed: the init said it on the caller's stderr)
+            error(str(e), e.hint)
         return e.status
     except KeyboardInterrupt:
         return 130

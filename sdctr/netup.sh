@@ -23,6 +23,9 @@ veth=sdv${cid%"${cid#????????????}"}
 [ ! -e "${hosts%/*}/connected" ] || exec "$@"  # networks `network connect` added: the hook's
 [ ! -e "/sys/class/net/$veth" ] && [ ! -e "$pin" ] && [ ! -e "$leases/$cid" ] || exec "$@"
 [ -d "$leases" ] && [ -d "${pin%/*}" ] && [ ! -e "$leases.json" ] || exec "$@"  # (the hook moves the old format in)
+for f in "${hosts%/*}"/followers/*; do  # containers to start with it (sdctr/net/joined.py): the hook's
+    [ -e "$f" ] && exec "$@"
+done
 
 dotted() {  # $1 as a dotted quad, in $ip
     ip=$(($1 >> 24 & 255)).$(($1 >> 16 & 255)).$(($1 >> 8 & 255)).$(($1 & 255))

@@ -885,7 +885,8 @@ OPTIONS = (
 
 
 # what `sdctr update` changes, on the record and on a running container's unit (sdctr.cli.update)
-UPDATABLE = ("cpu_shares", "memory", "cpus", "pids_limit", "properties")
+UPDATABLE = ("cpu_shares", "memory", "cpus", "pids_limit", "memory_swap", "cpuset_cpus", "blkio_weight",
+             "properties")
 
 
 def run_options(values: Mapping[str, Any], *, yaml: bool = False) -> RunOptions:

@@ -57,9 +57,20 @@ class Paths(Record):
         """A named volume's content (Docker's local driver layout: volumes/<name>/_data)."""
         return self.root / "volumes" / name / "_data"
 
+    def followers(self, cid: str) -> Path:
+        """Marks (one empty file an id) of the containers in this one's network namespace to start
+        again with it (sdctr.runtime.hooks.follow_target, sdctr.net.joined.start_followers)."""
+        return self.container_dir(cid) / "followers"
+
     def netns(self, cid: str) -> Path:
         """The container's pinned network namespace (a bridge network's), joined by its init."""
         return self.run / "netns" / cid
+
+    @property
+    def dns(self) -> Path:
+        """User networks' DNS files (sdctr.net.dnsserver): not under <run>, which is 0700, since
+        dnsmasq reads them after it dropped root; beside it, and inside a moved root."""
+        return DEFAULT_RUN.with_name("sdctr-dns") if self.is_default else self.root / "dns"
 
     def make_private(self) -> None:
         """<root> and <run>, closed to other users (mode 0700, as runc's state directory): records

@@ -268,7 +268,14 @@ def ps_row(spec: ContainerSpec, active: str | None, status: dict[str, Any]) -> d
             "Names": spec.name, "State": state,
             "ExitCode": status.get("exit_code"), "Unit": spec.unit,
             "Labels": ",".join(f"{k}={v}" for k, v in labels.items()), "LabelMap": labels,
-            "Mounts": ",".join(m.source for m in spec.mounts), "_spec": spec}
+            "Mounts": ",".join(m.source for m in spec.mounts),
+            "Ports": ports_text(spec) if state in ("running", "paused") else "", "_spec": spec}
+
+
+def ports_text(spec: ContainerSpec) -> str:
+    """Docker's PORTS: `0.0.0.0:8080->80/tcp, ...`, the published ports of a running container."""
+    ordered = sorted(spec.ports, key=lambda p: (p.container_port, p.proto, p.host_ip, p.host_port))
+    return ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}" for p in ordered)
 
 
 def ps_size(paths: Paths, spec: ContainerSpec) -> str:
@@ -357,22 +364,29 @@ def ps_status(active: str | None, status: dict[str, Any]) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """Containers by name or id, and (as Docker) images where no container has that name."""
+    """Containers by name or id, and (as Docker) images where no container has that name; as
+    Docker, what is found is shown (`[]` if nothing is), then a line for each that is not, status 1."""
     from sdctr.state import NoSuchContainer
 
     paths = paths_of(args)
     sd = None
-    docs = []
+    docs, missing = [], []
     for ref in args.containers:
         spec = None
-        if args.type != "image":
-            try:
-                spec = find(paths, ref)
-            except NoSuchContainer:
-                if args.type == "container":
-                    raise
-        if spec is None:
-            docs.append(_image_doc(paths, ref))
+        try:
+            if args.type != "image":
+                try:
+                    spec = find(paths, ref)
+                except NoSuchContainer:
+                    if args.type == "container":
+                        raise
+            if spec is None:
+                docs.append(_image_doc(paths, ref))
+                continue
+        except SdctrError as e:
+            if e.status != 1:
+                raise
+            missing.append(e)
             continue
         sd = sd or systemd_of(args)[0]
         unit = sd.unit_state(spec.unit)
@@ -380,7 +394,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             unit["NRestarts"] = sd.restarts(spec.unit)
         docs.append(containers.describe(paths, spec, unit))
     print_docs(docs, args.format)
-    return 0
+    if len(missing) == 1:
+        raise missing[0]
+    for each in missing:
+        error(str(each))
+    return 1 if missing else 0
 
 
 def _image_doc(paths: Paths, ref: str) -> dict[str, Any]:
@@ -428,10 +446,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from sdctr.runtime import pause
 
     if pause.is_paused(unit.get("ControlGroup") or pause.control_group(spec)):  # it would freeze too
-        raise SdctrError(f"container {spec.name} is paused, unpause the container before exec")
-    if args.detach and args.tty:
-        raise SdctrError("exec -d with -t is not supported: nobody would hold the terminal",
-                         hint="run it detached without -t, or attached with -it")
+        raise SdctrError(f"container {spec.name} is paused, unpause the container before exec",
+                         status=1)  # Docker's status, as for one that is not running
     from sdctr.options import read_env_file
 
     env = [e for path in args.env_file for e in read_env_file(path, os.environ)]
@@ -557,7 +573,25 @@ def cmd_system_gc(args: argparse.Namespace) -> int:
     # the very leftovers gc is to find and name (a pin and veth of a removed container)
     live = {s.id for s in all_specs(paths) if states.get(s.unit) in containers.RUNNING_STATES}
     removed = setup.gc(paths, live)
+    removed += gone_declared(paths, sd, live)
     for what in removed:
         print(f"removed {what}")
     print(f"{len(removed)} left-overs removed")
     return 0
+
+
+def gone_declared(paths: Paths, sd: Systemd, live: set[str]) -> list[str]:
+    """Declared containers whose file was removed, not running: removed as `rm` would, record,
+    snapshot and `sdctr update`'s drop-ins with them (the generator, which sees the file go,
+    may write nothing outside its output directories). Quadlet's containers go with their
+    file the same way (its units run them with --rm)."""
+    from sdctr.options import declared_dir
+    from sdctr.state import all_specs
+
+    removed = []
+    for spec in all_specs(paths):
+        if spec.declared and spec.id not in live and \
+                not os.path.exists(os.path.join(declared_dir(), f"{spec.name}.yaml")):
+            containers.remove(paths, sd, spec, force=False)
+            removed.append(f"declared container {spec.name} (its file is gone)")
+    return removed

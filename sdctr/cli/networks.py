@@ -110,10 +110,17 @@ def cmd_network_ls(args: argparse.Namespace) -> int:
         for name, _ in rows:
             print(network_id(paths, name)[:12])
         return 0
+    docs = [{"ID": network_id(paths, name)[:12], "Name": name, "Driver": driver, "Scope": "local"}
+            for name, driver in rows]
+    if args.format and args.format != "table":
+        from sdctr.cli.template import render_all
+
+        for line in render_all(args.format, docs, {"ID": "NETWORK ID"}):
+            print(line)
+        return 0
     from sdctr.cli.output import table
 
-    table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-          [[network_id(paths, name)[:12], name, driver, "local"] for name, driver in rows])
+    table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [list(d.values()) for d in docs])
     return 0
 
 
@@ -225,10 +232,13 @@ def remove_network(paths: Paths, name: str) -> None:
     import os
     import shutil
 
+    from sdctr.net import dnsserver
     from sdctr.net.network import netconf_dir, network_named, untrust_bridge, user_networks
-    from sdctr.net.setup import apply_rules, remove_veth, rules_present
+    from sdctr.net.setup import apply_rules, dns_server, remove_veth, rules_present
 
     net = network_named(paths, name)
+    if dns_server(net):  # its DNS server goes before its address does
+        dnsserver.stop(paths, net.bridge)
     if os.path.exists(f"/sys/class/net/{net.bridge}"):
         untrust_bridge(net)  # out of firewalld's trusted zone, where it runs
         remove_veth(net.bridge)  # (ip link del, as for a veth)

@@ -158,7 +158,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     network_verbs = network.add_subparsers(dest="network_verb", metavar="COMMAND", required=True,
                                            parser_class=_Parser)
     p = network_verbs.add_parser("ls", help="list the networks")
-    p.add_argument("-q", "--quiet", action="store_true", help="names only")
+    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    p.add_argument("--format", help="table, or a template such as '{{.Name}} {{.Driver}}'")
     p.set_defaults(handler=_handler("networks.cmd_network_ls"))
     p = network_verbs.add_parser("create", help="a user network: a bridge and a subnet of its own")
     p.add_argument("--subnet", action="append", default=[],
@@ -204,6 +205,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = system_verbs.add_parser("autostart", help="start the containers whose --restart brings them back "
                                 "after a reboot (sdctr-restart.service runs it at boot)")
     p.set_defaults(handler=_handler("boot.cmd_system_autostart"))
+    p = system_verbs.add_parser("setup", help="make what containers need of the host: storage, the default "
+                                "bridge and its NAT table (sdctr-setup.service runs it at boot)")
+    p.add_argument("--no-network", action="store_true", help="storage only: no bridge, no rules")
+    p.set_defaults(handler=_handler("boot.cmd_system_setup"))
 
     p = sub.add_parser("generate", help="print what systemd needs for a container (a unit file)")
     generate_verbs = p.add_subparsers(dest="generate_verb", metavar="COMMAND", required=True,

@@ -1,8 +1,9 @@
-"""`sdctr update [-c SHARES] [-m BYTES] [--cpus N] [--pids-limit N] [--property KEY=VALUE]
-CONTAINER...`, as Docker's: the record changed (the next start has the new limits), and a running
-container's unit changed at once over D-Bus (SetUnitProperties: systemd writes the cgroup files
-now). The unit's properties are the ones properties() makes for the new record, so a started and
-an updated container cannot differ.
+"""`sdctr update [-c SHARES] [-m BYTES] [--cpus N] [--pids-limit N] [--memory-swap BYTES]
+[--cpuset-cpus CPUS] [--blkio-weight W] [--property KEY=VALUE] CONTAINER...`, as Docker's: the
+record changed (the next start has the new limits), and a running container's unit changed at
+once over D-Bus (SetUnitProperties: systemd writes the cgroup files now; on cgroup v1 sdctr
+writes the CPU affinity and memsw itself, v1_changes). The unit's properties are the ones
+properties() makes for the new record, so a started and an updated container cannot differ.
 
 A declared container's unit is the generator's, remade from its YAML file at every daemon-reload:
 its change is made persistent (SetUnitProperties without `runtime`, as `systemctl set-property`),
@@ -16,6 +17,8 @@ shows the drop-ins; `systemctl revert ctr-NAME` drops them, and the file's keys 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from sdctr.log import SdctrError
@@ -24,14 +27,22 @@ from sdctr.paths import Paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from sdctr.spec import Resources
+    from sdctr.spec import ContainerSpec, Resources
+    from sdctr.systemd.manager import Systemd
     from sdctr.systemd.properties import Property
 
-# the unit properties a limit becomes (properties() names them by cgroup version) -> its field;
-# v2's MemorySwapMax is --memory-swap less the memory, so it changes with the memory
-PROPERTY_FIELD = {"CPUShares": "cpu_shares", "CPUWeight": "cpu_shares", "MemoryLimit": "memory",
-                  "MemoryMax": "memory", "MemorySwapMax": "memory", "CPUQuotaPerSecUSec": "cpus",
-                  "TasksMax": "pids_limit"}
+# the unit properties a limit becomes (properties() names them by cgroup version) -> its fields;
+# v2's MemorySwapMax is --memory-swap less the memory, so it changes with either. Not v1's
+# CPUAffinity nor its memsw ExecStartPre: systemd takes neither for a loaded unit (v1_changes)
+PROPERTY_FIELDS = {"CPUShares": {"cpu_shares"}, "CPUWeight": {"cpu_shares"}, "MemoryLimit": {"memory"},
+                   "MemoryMax": {"memory"}, "MemorySwapMax": {"memory", "memory_swap"},
+                   "CPUQuotaPerSecUSec": {"cpus"}, "TasksMax": {"pids_limit"},
+                   "AllowedCPUs": {"cpuset_cpus"}, "BlockIOWeight": {"blkio_weight"},
+                   "IOWeight": {"blkio_weight"}}
+
+# the flags whose properties --property may also set
+FLAG_PROPERTIES = {"blkio_weight": ("BlockIOWeight", "IOWeight"),
+                   "cpuset_cpus": ("AllowedCPUs", "CPUAffinity"), "memory_swap": ("MemorySwapMax",)}
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -46,14 +57,18 @@ def cmd_update(args: argparse.Namespace) -> int:
     host = sd.host(force_unit_file=args.unit_file_mode)
     for ref in args.containers:
         spec = find(paths, ref)
-        resources = updated(spec.resources, changes)
-        spec = spec.replace(resources=resources)
-        if spec.declared or sd.active_state(spec.unit) in RUNNING_STATES:
+        old = spec.resources
+        spec = spec.replace(resources=updated(old, changes))
+        running = sd.active_state(spec.unit) in RUNNING_STATES
+        if spec.declared or running:
             # only what the user changed: a property never set on this unit (a quota) stays unset
             props = [p for p in properties(spec, host, sdctr_argv(root_args(paths)))
-                     if PROPERTY_FIELD.get(p[0]) in changes]
+                     if PROPERTY_FIELDS.get(p[0], set()) & changes.keys()]
             props += property_changes(changes.get("properties", ()))  # type: ignore[arg-type]
-            sd.set_properties(spec.unit, props, runtime=not spec.declared)
+            if host.cgroup_version == 1:
+                v1_changes(sd, spec, old, props, changes=changes, running=running)
+            elif props:
+                sd.set_properties(spec.unit, props, runtime=not spec.declared)
         save_spec(paths, spec)
         if spec.declared:
             print(f"sdctr: {spec.name} is declared: the change is kept as drop-ins of {spec.unit} "
@@ -61,6 +76,49 @@ def cmd_update(args: argparse.Namespace) -> int:
                   f"{spec.unit}`", file=sys.stderr)
         print(ref)
     return 0
+
+
+def v1_changes(sd: Systemd, spec: ContainerSpec, old: Resources, props: list[Property], *,
+               changes: dict[str, object], running: bool) -> None:
+    """On cgroup v1, --cpuset-cpus and --memory-swap have no property systemd changes on a loaded
+    unit (CPUAffinity is the processes' own; memsw an ExecStartPre): a running container's are
+    written here, as Docker's update writes cpuset.cpus and memory.memsw.limit_in_bytes, and a
+    declared container's next start gets them from a drop-in beside SetUnitProperties' (a
+    transient one's from its record). memsw is never below the memory limit: raised before
+    systemd changes the memory limit, lowered after."""
+    from sdctr import cgroups, unitprops
+    from sdctr.systemd.properties import file_sections, memsw_command
+
+    r = spec.resources
+    swap = r.memory_swap if "memory_swap" in changes else None
+    live = running and (swap is not None or "cpuset_cpus" in changes)
+    cgroup = str(sd.unit_state(spec.unit).get("ControlGroup") or "") if live else ""
+    memsw = cgroups.unit_dir(cgroup, "memory") if cgroup else None
+
+    def write_memsw() -> None:
+        if memsw is not None and swap is not None:
+            (memsw / "memory.memsw.limit_in_bytes").write_text(str(swap))
+
+    raising = swap is not None and (swap == -1 or old.memory_swap in (None, -1) or swap >= old.memory_swap)
+    if raising:
+        write_memsw()
+    if props:
+        sd.set_properties(spec.unit, props, runtime=not spec.declared)
+    if not raising:
+        write_memsw()
+    if "cpuset_cpus" in changes and cgroup:
+        cpus = unitprops.cpu_list(r.cpuset_cpus)
+        for pid in cgroups.processes(cgroup):
+            for task in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else ():
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(int(task), cpus)
+    if spec.declared:
+        if "cpuset_cpus" in changes:
+            affinity = ["CPUAffinity=", f"CPUAffinity={r.cpuset_cpus}"]  # "": the file's mask reset
+            sd.write_control_drop_in(spec.unit, "CPUAffinity", affinity)
+        if "memory_swap" in changes and r.memory_swap is not None:
+            lines = file_sections([("ExecStartPre", "a(sasb)", [memsw_command(r.memory_swap)])])[1]
+            sd.write_control_drop_in(spec.unit, "MemorySwap", lines)
 
 
 def parse_changes(args: argparse.Namespace) -> dict[str, object]:
@@ -93,14 +151,20 @@ def updated(r: Resources, changes: dict[str, object]) -> Resources:
     """The record's limits with the changes: a --property replaces the assignments of its key."""
     fields = {k: v for k, v in changes.items() if k != "properties"}
     given: tuple[str, ...] = changes.get("properties", ())  # type: ignore[assignment]
-    if given:
-        keys = {a.partition("=")[0] for a in given}
+    # a flag replaces an earlier --property of its properties too (--blkio-weight 300 after
+    # --property BlockIOWeight=800: 300, where the property, sent last, would win)
+    keys = {a.partition("=")[0] for a in given} | {
+        name for field in changes for name in FLAG_PROPERTIES.get(field, ())}
+    if keys:
         fields["properties"] = (*(a for a in r.properties if a.partition("=")[0] not in keys), *given)
     new = r.replace(**fields)
     swap, memory = new.memory_swap, new.memory
-    if "memory" in changes and swap is not None and swap != -1 and memory is not None and memory > swap:
-        raise SdctrError(f"--memory {new.memory} is above the container's --memory-swap {swap}: it counts "
-                         "memory and swap together", hint="remove and run the container again to change both")
+    if "memory_swap" in changes and swap != -1 and memory is None:
+        raise SdctrError("--memory-swap needs a memory limit: it is the limit of memory and swap together",
+                         hint="e.g. sdctr update -m 256m --memory-swap 512m web")
+    if swap is not None and swap != -1 and memory is not None and memory > swap:
+        raise SdctrError(f"--memory {memory} is above --memory-swap {swap}: it counts memory and swap "
+                         "together", hint="change both: sdctr update -m 256m --memory-swap 512m web")
     return new
 
 

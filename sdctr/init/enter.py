@@ -230,15 +230,15 @@ def run_entered(request: dict[str, Any], spec: ContainerSpec, leader: Leader, sy
     os.chroot(".")
     os.close(root)
     detach = request.get("detach", False)
-    if detach:  # -d: nothing of ours; what it writes is discarded, as docker exec -d does
+    if request["tty"]:  # the container's own devpts: the pty is the container's, not the host's
+        master, slave = linux.open_pty("/dev/pts/ptmx")
+        stdio = Stdio((slave, slave, slave), {} if detach else {master: 1}, [slave])
+    elif detach:  # -d: nothing of ours; what it writes is discarded, as docker exec -d does
         sink = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
         stdio, master = Stdio((null, sink, sink), {}, [sink]), None
-    elif request["tty"]:  # the container's own devpts: the pty is the container's, not the host's
-        master, slave = linux.open_pty("/dev/pts/ptmx")
-        stdio = Stdio((slave, slave, slave), {master: 1}, [slave])
     else:
         stdio, master = Stdio.without_terminals(null, request["interactive"]), None
-    if request["interactive"] and master is not None:
+    if request["interactive"] and master is not None and not detach:
         stdio.routes[0] = master
     # -d: the child says through this pipe why its exec failed; a successful exec closes it
     failed_r, failed_w = os.pipe2(os.O_CLOEXEC) if detach else (-1, -1)
@@ -251,12 +251,36 @@ def run_entered(request: dict[str, Any], spec: ContainerSpec, leader: Leader, sy
         os.close(fd)
     if detach:
         failed = _exec_failure(failed_r, failed_w)
-        return reaper.exit_status(os.waitpid(child, 0)[1]) if failed else 0
+        if failed:
+            return reaper.exit_status(os.waitpid(child, 0)[1])
+        if master is not None:
+            _hold_terminal(master)
+        return 0
     if not stdio.routes:
         init.forward_signals(child)  # as `docker exec` forwards them
         _, status = os.waitpid(child, 0)
         return reaper.exit_status(status)
     return reaper.exit_status(_relay(stdio.routes, child, master, reaper.FORWARDED))
+
+
+def _hold_terminal(master: int) -> None:
+    """exec -dt: the pty's master stays open while the command runs (closed, the command would
+    get SIGHUP, and EIO from its terminal), held by a child of ours that reads and discards what
+    the command writes until the last of its side closes, as docker's shim holds an exec's pty.
+    Forked after setns, the holder is in the container's PID namespace and the unit's cgroup:
+    the container's PID 1 reaps it, and the unit's stop ends it."""
+    if os.fork() == 0:
+        try:
+            # nothing else of ours: the caller's stdout and stderr, held, would keep its reader waiting
+            if master > 0:
+                linux.close_range(0, master - 1)
+            linux.close_range(master + 1)
+            while os.read(master, 65536):
+                pass
+        except OSError:  # EIO: no slave descriptor is left
+            pass
+        os._exit(0)
+    os.close(master)
 
 
 class Stdio:

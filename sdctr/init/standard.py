@@ -157,9 +157,9 @@ def run_init(paths: Paths, cid: str, sealed_python: bool = False) -> int:
         # container's.
         os.write(go_w, b"g")
         os.close(go_w)
-        after_hand_over(paths, spec, pid, checks)
+        registering = after_hand_over(paths, spec, pid, checks)
         if notified:
-            held.serve()  # run -dt, -di: we stay for the container's terminal (or stdin)
+            serve_console(held, registering)
             return 0  # systemd adopts the container's PID 1 as the unit's main process
         _, status = os.waitpid(pid, 0)
         return reaper.exit_status(status)
@@ -199,13 +199,31 @@ def hand_over(spec: ContainerSpec, pid: int, checked: bool) -> str:
     return f"READY=1\nMAINPID={pid}"
 
 
-def after_hand_over(paths: Paths, spec: ContainerSpec, pid: int, checks: list[int]) -> None:
+def after_hand_over(paths: Paths, spec: ContainerSpec, pid: int, checks: list[int]) -> int | None:
     """The container's command runs: its PID to the health check's helper, which checks from now
-    on; the container registered with machined."""
+    on; the container's registration with machined started (busctl's PID, if it runs)."""
     for fd in checks:
         os.write(fd, str(pid).encode())
         os.close(fd)
-    register_machine(paths, spec, pid)
+    return register_machine(paths, spec, pid)
+
+
+def serve_console(held: console.Console | console.NoConsole, registering: int | None) -> None:
+    """run -dt, -di: we stay for the container's terminal (or stdin), busctl reaped first so that
+    it stays no zombie. Otherwise we leave now and busctl to the unit (systemd's PID 1 reaps it):
+    waiting for it put busctl's whole run (its start, machined's answer) between a short
+    command's end and systemd's seeing the unit's end."""
+    if isinstance(held, console.Console):
+        reap(registering)
+        held.serve()
+
+
+def reap(child: int | None) -> None:
+    """busctl's end, so that it leaves no zombie while we stay (a few ms; its own timeout bounds it)."""
+    if child is not None:
+        _, status = os.waitpid(child, 0)
+        if status:
+            log.debug(f"machined did not register the container (busctl: {status:#x})")
 
 
 # systemd-machined, bus-activated: its binary says it is there; busctl calls it
@@ -213,16 +231,16 @@ MACHINED = ("/usr/lib/systemd/systemd-machined", "/lib/systemd/systemd-machined"
 BUSCTL = ("/usr/bin/busctl", "/bin/busctl")
 
 
-def register_machine(paths: Paths, spec: ContainerSpec, pid: int) -> None:
+def register_machine(paths: Paths, spec: ContainerSpec, pid: int) -> int | None:
     """Where systemd-machined is installed, the container as its machine (`machinectl list`,
     `status`, `copy-to`, `shell`): RegisterMachine, which takes the leader's unit (ours) as the
     machine's, and forgets the machine when that unit stops. By busctl (no D-Bus library in the
     init), once the container's command runs, from our own PID namespace, not the container's, which
     our children join since new_pid_namespace(). Its complaints (a name taken, a command already
-    gone) never reach a run's terminal: a debug line says it did not register."""
+    gone) never reach a run's terminal. busctl's PID is returned, not waited for (reap())."""
     busctl = next((p for p in BUSCTL if os.access(p, os.X_OK)), None)
     if busctl is None or not any(os.path.exists(p) for p in MACHINED) or "NOTIFY_SOCKET" not in os.environ:
-        return
+        return None
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         linux.setns(own, linux.CLONE_NEWPID)
@@ -234,11 +252,10 @@ def register_machine(paths: Paths, spec: ContainerSpec, pid: int) -> None:
         child = os.posix_spawn(busctl, machine_argv(spec, busctl, pid, str(paths.rootfs(spec.id))), {},
                                file_actions=quiet)
         os.close(null)
-        _, status = os.waitpid(child, 0)  # a few ms (busctl's own timeout bounds it); no zombie left
-        if status:
-            log.debug(f"machined did not register {machine_name(spec)} (busctl: {status:#x})")
+        return child
     except OSError as e:  # the container runs on without
         log.debug(f"registering with machined: {describe(e)}")
+        return None
     finally:
         os.close(own)
 

@@ -56,6 +56,14 @@ def resolv_conf(host: str, upstream: str | None = None) -> str:
         "".join(f"{ln}\n" for ln in kept if not ln.startswith("#"))
 
 
+def via_server(text: str, server: str, unit: str) -> str:
+    """A resolv.conf with `server` (a user network's DNS server, `unit`, on its gateway) as its
+    only name server, the search list and options of `text` kept."""
+    kept = [ln for ln in text.splitlines() if ln.split()[:1] != ["nameserver"] and not ln.startswith("#")]
+    return (f"# the network's DNS server ({unit}): its members by name, the rest forwarded\n"
+            f"nameserver {server}\n" + "".join(f"{ln}\n" for ln in kept))
+
+
 def read_host_files() -> tuple[str, str | None]:
     try:
         host = Path("/etc/resolv.conf").read_text()

@@ -236,7 +236,12 @@ def ensure_bridge(net: Network) -> bool:
     check_bridge(net)
     if bridge_exists(net):
         return False
+    # an address of its own (Docker's scheme, from the gateway's), set: a bridge left to pick one
+    # takes its ports' lowest, which changes as members come and go, and the members' ARP caches
+    # keep the old one for the gateway for seconds: DNS and all traffic out stopped meanwhile
+    mac = "02:42:" + ":".join(f"{net.gateway >> s & 255:02x}" for s in (24, 16, 8, 0))
     batch = (f"link add {net.bridge} type bridge\n"
+             f"link set {net.bridge} address {mac}\n"
              f"addr add {net.gateway_text}/{net.subnet.prefix} dev {net.bridge}\n"
              f"link set {net.bridge} up\n")
     if net.subnet6:  # (nodad: the address is ours alone, and usable at once)

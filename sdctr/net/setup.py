@@ -27,8 +27,9 @@ import socket
 from sdctr import linux
 from sdctr.external import run
 from sdctr.log import SdctrError
-from sdctr.net import dns, ipam, iptables, nft
+from sdctr.net import dns, dnsserver, ipam, iptables, joined, nft
 from sdctr.net.network import (
+    DEFAULT_NAME,
     Network,
     all_networks,
     bridge_exists,
@@ -129,6 +130,21 @@ def firewall(where: Iterable[str] = UNIT_PATH) -> str:
     return IPTABLES if not installed("nft", dirs) and installed("iptables", dirs) else NFTABLES
 
 
+def dns_server(net: Network, where: Iterable[str] = UNIT_PATH) -> str:
+    """dnsmasq's path where the network gets a DNS server of its own (sdctr.net.dnsserver); ""
+    on the default network (Docker's `bridge` has no names) and where dnsmasq is not installed
+    (its members' /etc/hosts carry the names then)."""
+    if net.name == DEFAULT_NAME:
+        return ""
+    return next((f"{d}/{dnsserver.DNSMASQ}" for d in where if installed(dnsserver.DNSMASQ, (d,))), "")
+
+
+def served(net: Network, dns_servers: Iterable[str]) -> bool:
+    """A member's names come from the network's DNS server: there is one, and the member did not
+    ask for servers of its own (--dns: its /etc/hosts carries the names, as without dnsmasq)."""
+    return bool(dns_server(net)) and not tuple(dns_servers)
+
+
 def configured_firewall() -> str:
     from sdctr import config
 
@@ -160,7 +176,7 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
                 # the table first: sdctr/netup.sh takes a bridge as the sign that its rules are in
                 check_bridge(net)
                 apply_rules(paths, spec.id, "", ())
-            ensure_bridge(net)
+            made = ensure_bridge(net)
             address = leases.lease(spec.id, net.subnet, net.gateway,
                                    ipam.parse_ip(spec.ip) if spec.ip else None,
                                    preferred=previous_address(paths, spec.id))
@@ -170,7 +186,8 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
         write_etc_files(paths, spec, ipam.format_ip(address))
         write_file(paths.container_dir(spec.id), ADDRESS, ipam.format_ip(address) + "\n")
         if spec.network_name:
-            refresh_hosts(paths, net)
+            refresh_hosts(paths, net, restart_dns=made)
+        joined.start_followers(paths, spec)  # those in its namespace its last stop took down
         for name in connected(paths, spec.id):  # `network connect`'s, kept across restarts as Docker's
             try:
                 connect(paths, spec, name)
@@ -180,6 +197,27 @@ def up(paths: Paths, spec: ContainerSpec) -> None:
         with contextlib.suppress(Exception):
             down(paths, spec.id)
         raise
+
+
+def bring_up(paths: Paths) -> list[str]:
+    """The default network as a boot's first container would find it made (sdctr-setup.service's
+    `sdctr system setup`): the nft table (or iptables chains) with every network's rules, then
+    the bridge sdctr0 (netup.sh takes a bridge as the sign that the rules are in), and the
+    directories of the pins and leases, so that even the first container takes netup.sh's path
+    without Python. Under the network's lock, as up() makes them; idempotent: where both are
+    there, a stat and one listing of the rules. What it made, [] if nothing."""
+    require_tools()
+    net = network_named(paths, "")
+    made: list[str] = []
+    with ipam.Leases.open(net.leases_path(paths)):
+        if not bridge_exists(net) or not rules_present():
+            check_bridge(net)
+            apply_rules(paths, "", "", ())
+            made.append("nftables table ip sdctr" if firewall() != IPTABLES else "iptables chains SDCTR-*")
+        if ensure_bridge(net):
+            made.append(f"bridge {net.bridge} ({net.gateway_text}/{net.subnet.prefix})")
+    paths.netns("x").parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return made
 
 
 # the record's file of the address its container had at its last start (sdctr/netup.sh writes it too)
@@ -362,17 +400,22 @@ def write_etc_files(paths: Paths, spec: ContainerSpec, address: str) -> None:
     """hosts and resolv.conf in the record directory, where the init bind-mounts them from."""
     directory = paths.container_dir(spec.id)
     net = network_named(paths, spec.network_name)
-    others = peers(paths, net, spec.id) if spec.network_name else []
+    server = spec.network_name and served(net, spec.dns)
+    others = peers(paths, net, spec.id) if spec.network_name and not server else []
     extra = dns.extra_hosts(spec.add_hosts, net.gateway_text)
     if net.subnet6:  # its IPv6 address under its name too, as Docker writes it
         extra.append((net.address6(ipam.parse_ip(address)), spec.hostname_or_id))
     write_file(directory, "hosts", dns.hosts(spec.hostname_or_id, address, others, extra))
-    write_file(directory, "resolv.conf", resolv_conf(spec))
+    write_file(directory, "resolv.conf", resolv_conf(spec, net if server else None))
 
 
-def resolv_conf(spec: ContainerSpec) -> str:
-    """The host's servers (its stub's upstream ones), or --dns's, --dns-search's, --dns-option's."""
-    return spec.custom_resolv_conf(dns.resolv_conf(*dns.read_host_files()))
+def resolv_conf(spec: ContainerSpec, server: Network | None = None) -> str:
+    """The host's servers (its stub's upstream ones), or the DNS server of network `server` (on its
+    gateway), then --dns's, --dns-search's, --dns-option's."""
+    text = dns.resolv_conf(*dns.read_host_files())
+    if server:
+        text = dns.via_server(text, server.gateway_text, dnsserver.unit_name(server.bridge))
+    return spec.custom_resolv_conf(text)
 
 
 def write_file(directory: Path, name: str, text: str) -> None:
@@ -409,12 +452,20 @@ def peers(paths: Paths, net: Network, but: str = "") -> list[tuple[str, str]]:
     return found
 
 
-def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = ()) -> None:
-    """DNS by name on a user network, as /etc/hosts: every running member's file (and `also`'s)
-    rewritten with the others' addresses on each user network it is on (its own and those
-    `network connect` added). In place (not by rename): the container sees the file through a
-    bind mount of its inode. A resolver that caches (none in busybox or glibc without nscd) sees
-    it at its next lookup."""
+def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = (), restart_dns: bool = False) -> None:
+    """DNS by name on a user network after a member came or went: the network's DNS server told
+    (started if it is not running while the bridge is there; `restart_dns`: the bridge was made
+    anew), and the /etc/hosts of every member (and `also`'s) whose names do not all come from its
+    DNS server rewritten with the others' addresses on each user network it is on (its own
+    where it has no DNS server, and those `network connect` added). In place (not by rename):
+    the container sees the file through a bind mount of its inode. A resolver that caches (none
+    in busybox or glibc without nscd) sees it at its next lookup."""
+    server = dns_server(net)
+    if server and bridge_exists(net):
+        with ipam.Leases.open(net.leases_path(paths)):  # one start of the unit, and the newest list last
+            members = peers(paths, net)
+            if members or dnsserver.running_pid(paths, net.bridge):
+                dnsserver.ensure(paths, net, members, server, restart=restart_dns)
     for cid in [*ipam.read(net.leases_path(paths)), *also]:
         try:
             doc = json.loads((paths.container_dir(cid) / "config.json").read_text())
@@ -422,8 +473,11 @@ def refresh_hosts(paths: Paths, net: Network, also: Iterable[str] = ()) -> None:
             address = ipam.lease_of(own.leases_path(paths), cid)
             if not address:
                 continue
-            others = [p for n in user_networks(paths) if ipam.lease_of(n.leases_path(paths), cid)
-                      for p in peers(paths, n, cid)]
+            named = [n for n in user_networks(paths) if ipam.lease_of(n.leases_path(paths), cid)
+                     and not (n.name == own.name and served(own, doc.get("dns") or ()))]
+            if not named and cid not in also:
+                continue  # its names come from its network's DNS server: its file has none
+            others = [p for n in named for p in peers(paths, n, cid)]
             with open(paths.container_dir(cid) / "hosts", "r+") as f:
                 hostname = doc.get("hostname") or cid[:12]
                 extra = dns.extra_hosts(doc.get("add_hosts") or (), own.gateway_text)
@@ -653,6 +707,7 @@ def gc(paths: Paths, live: Collection[str]) -> list[str]:
     pinned namespaces. What went, one line each."""
     short = {cid[:12] for cid in live}
     removed = remove_elements(lambda comment: comment not in live, everywhere=True)
+    removed += dnsserver.gc(paths, (n.bridge for n in user_networks(paths)))
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir("/sys/class/net")):
             ours = name.startswith(VETH_PREFIX) or (name[:2] == "sd" and name[2:3].isdigit())

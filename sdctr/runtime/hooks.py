@@ -188,14 +188,48 @@ def poststop(paths: Paths, cid: str) -> int:
                    oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
     if rootfs_in_own_unit(spec):  # storage, --rm's removal, exit file: its rootfs unit's, stopped next
         tear_down(paths, spec, changes, storage=False)
+        if spec.network_container and not spec.remove:
+            follow_target(paths, spec)
         return 0
     status = tear_down(paths, spec, changes)
+    if spec.network_container and not spec.remove:
+        follow_target(paths, spec)
     # last, as poststop.sh does: the attached `sdctr run` that waits for this file (and removes
     # it) returns once everything else is done; a --rm container's is kept a while for a `wait`
     # that comes after the record is gone (state.EXIT_KEPT)
     if spec.attached or spec.remove:
         write_json_atomic(exit_file(paths, cid), status)
     return 0
+
+
+def follow_target(paths: Paths, spec: ContainerSpec) -> None:
+    """--network container:NAME, this container taken down with NAME (systemd's BindsTo=) while
+    NAME is to come back by its own --restart: marked to start again with it, as Upholds= would
+    have it (NAME's network hook starts the marked: sdctr.net.joined.start_followers), or started
+    once this stop is over where NAME is back already. Stopped by hand, or while NAME runs on in
+    the namespace it had (a stop of its own), or with NAME stopped by hand, it stays stopped."""
+    from sdctr.spec import RestartPolicy
+    from sdctr.state import NoSuchContainer
+
+    try:
+        target = find_by_id(paths, spec.network_container)
+    except NoSuchContainer:
+        return
+    own, theirs = read_status(paths, spec.id), read_status(paths, target.id)
+    if target.restart is RestartPolicy.NO or own.get("stopped_by_user") or theirs.get("stopped_by_user"):
+        return
+    from sdctr.net import joined
+    from sdctr.systemd.manager import Systemd
+
+    state = Systemd().active_state(target.unit)
+    if state == "active" and (theirs.get("started_at") or 0) <= (own.get("started_at") or 0):
+        return
+    if state == "active":  # NAME's restart ended before this stop did: its hook has looked already
+        joined.start_after(paths, spec.unit, [spec.id])  # (after this stop)
+        return
+    with contextlib.suppress(FileNotFoundError):  # (NAME's record removed meanwhile: nothing to follow)
+        paths.followers(target.id).mkdir(mode=0o700, exist_ok=True)
+        (paths.followers(target.id) / spec.id).touch()
 
 
 def tear_down(paths: Paths, spec: ContainerSpec, changes: dict[str, Any], *,

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from sdctr.log import SdctrError
+from sdctr.log import InitFailed, SdctrError
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
 from sdctr.spec import ContainerSpec, Mount, NetworkMode
@@ -216,8 +216,9 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
         code = _take_exit_file(paths, spec)
         hooks.remove_container(paths, spec)
         if isinstance(e, SdctrError) and code in (126, 127):
-            # a --rm unit is collected at once; its poststop hook kept the init's status for us
-            raise SdctrError(str(e), e.hint, status=code) from e
+            e.status = code  # a --rm unit is collected at once; its poststop hook kept the init's status
+        if isinstance(e, InitFailed) and stdio is not None:
+            e.shown = True  # the init wrote its line on our stderr, which it was given
         raise
     return spec
 
@@ -383,6 +384,8 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
     stop_rootfs_unit(sd, spec)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
+    if spec.declared:  # `sdctr update`'s drop-ins go with the container they were for
+        sd.remove_control_drop_ins(spec.unit)
     hooks.remove_container(paths, spec)
     _event(spec, "destroy")
 
@@ -520,14 +523,17 @@ def _iso(ts: float | None) -> str:
 
 
 def running_unit(sd: Systemd, spec: ContainerSpec) -> dict[str, Any]:
-    """The unit's state, for verbs that need a running container (its MainPID, its cgroup)."""
+    """The unit's state, for verbs that need a running container (its MainPID, its cgroup).
+    A container in another state is Docker's status 1 (`docker exec`, `top`, `pause`), as `kill`'s."""
     unit = sd.unit_state(spec.unit)
     if unit.get("SubState") == "auto-restart":  # (systemd's Restart=, between two runs)
-        raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again")
+        raise SdctrError(f"container {spec.name} is restarting", hint="wait until it runs, then try again",
+                         status=1)
     if unit.get("ActiveState") == "activating":  # its hooks or its init run: no PID 1 to join yet
-        raise SdctrError(f"container {spec.name} is starting", hint="wait until it runs, then try again")
+        raise SdctrError(f"container {spec.name} is starting", hint="wait until it runs, then try again",
+                         status=1)
     if unit.get("ActiveState") not in RUNNING_STATES or not unit.get("MainPID"):
-        raise SdctrError(f"container {spec.name} is not running")
+        raise SdctrError(f"container {spec.name} is not running", status=1)
     return unit
 
 

@@ -542,6 +542,13 @@ class DeviceMapperSnapshotter:
                 "ROOTFS_OPTIONS": ",".join(m.options), "ROOTFS_TARGET": str(target),
                 "ROOTFS_PYTHON": sys.executable, "ROOTFS_STATE": str(self.paths.root)}
 
+    def setup(self) -> list[str]:
+        """The pool up before a boot's first container (as units/sdctr-thinpool.service does):
+        what it made, [] where it was up."""
+        made = [] if dmsetup.exists(self.pool) else [f"thin pool {self.pool}"]
+        self.up()
+        return made
+
     def removal_env(self, cid: str) -> dict[str, str]:
         """What sdctr/rootfs.sh needs to delete a --rm container's device as _delete does: the
         lock, the transaction record and the device's JSON (its id is in ROOTFS_TABLE)."""

@@ -257,6 +257,23 @@ class OverlaySnapshotter:
                 raise SdctrError(f"container {cid[:12]}: its root file system is still mounted at {m.target}",
                                  hint="stop the container first")
 
+    def setup(self) -> list[str]:
+        """What the driver needs before a boot's first container (sdctr-setup.service's `sdctr
+        system setup`): its directories, and overlayfs known to the kernel (a module until it is
+        first mounted: loaded now, not by the first container's mount). What it made, [] if
+        nothing: a second call costs two stats and a read."""
+        made = [] if self.layers_dir.is_dir() else [f"storage directory {self.base}"]
+        self._make_base()
+        if not _overlay_known():
+            from sdctr.external import run
+
+            run(["modprobe", "overlay"], check=False)
+            if not _overlay_known():
+                raise SdctrError("the kernel has no overlay file system (overlayfs)",
+                                 hint="load it: modprobe overlay (package kernel-modules on RHEL)")
+            made.append("overlay module")
+        return made
+
     def _make_base(self) -> None:
         # 0700 as Docker does: unpacked layers hold setuid binaries that no host user should reach
         self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -267,3 +284,8 @@ class OverlaySnapshotter:
         p = self.base / "empty"
         p.mkdir(mode=0o755, parents=True, exist_ok=True)
         return p
+
+
+def _overlay_known() -> bool:
+    with open("/proc/filesystems") as f:
+        return any(line.split()[-1:] == ["overlay"] for line in f)

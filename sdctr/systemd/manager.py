@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 UNIT_DIR = Path("/run/systemd/system")
+# where SetUnitProperties keeps a persistent change (`sdctr update` of a declared container, as
+# `systemctl set-property`: 50-<Property>.conf in <dir>/<unit>.d/), and a runtime one
+CONTROL_DIRS = (Path("/etc/systemd/system.control"), Path("/run/systemd/system.control"))
 JOB_TIMEOUT = 90.0
 
 
@@ -74,6 +77,12 @@ class Systemd:
                     raise SdctrError(f"{unit} exists already and could not be reset") from None
                 debug(f"{unit} exists: reset-failed and retry")
                 self.reset_failed(unit)
+
+    def enqueue_transient(self, unit: str, props: Sequence[Property]) -> None:
+        """Start the unit as a job and return: for a helper ordered after a job still running
+        (its After=), which waiting for would deadlock."""
+        self._call(unit, lambda: self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail",
+                                               [(name, (sig, value)) for name, sig, value in props], []))
 
     def set_properties(self, unit: str, props: Sequence[Property], runtime: bool = True) -> None:
         """SetUnitProperties: a loaded unit's properties changed now (a cgroup limit written at
@@ -193,6 +202,32 @@ class Systemd:
             path.unlink()
             self._manager("Reload")
 
+    def remove_control_drop_ins(self, unit: str) -> list[str]:
+        """The drop-ins SetUnitProperties left for `unit` (`sdctr update`'s, `systemctl
+        set-property`'s) removed, and systemd reloaded if there were any: a container declared
+        again under the name must not inherit its predecessor's limits. Not `systemctl revert`:
+        that would also take the administrator's own `systemctl edit` drop-ins. The directories
+        removed."""
+        import shutil
+
+        removed = [str(d / f"{unit}.d") for d in CONTROL_DIRS if (d / f"{unit}.d").is_dir()]
+        for directory in removed:
+            shutil.rmtree(directory)
+        if removed:
+            self._manager("Reload")
+        return removed
+
+    def write_control_drop_in(self, unit: str, name: str, lines: Sequence[str]) -> None:
+        """A persistent [Service] drop-in where SetUnitProperties keeps its own (50-NAME.conf in
+        /etc/systemd/system.control/UNIT.d/), for what systemd cannot take over the bus for a
+        loaded unit (cgroup v1's CPUAffinity, an ExecStartPre), then systemd reloaded: the next
+        start has it, `systemctl revert` removes it as it removes set-property's."""
+        directory = CONTROL_DIRS[0] / f"{unit}.d"
+        directory.mkdir(parents=True, exist_ok=True)
+        text = "# sdctr update (as systemctl set-property)\n[Service]\n" + "".join(f"{ln}\n" for ln in lines)
+        (directory / f"50-{name}.conf").write_text(text)
+        self._manager("Reload")
+
     # --- internals ---
 
     def _write_unit_file(self, unit: str, props: Sequence[Property]) -> None:
@@ -228,6 +263,12 @@ class Systemd:
             return
         # the init's own verdict, as Docker reports it: 126 cannot invoke, 127 not found
         code = state.get("ExecMainStatus") if state.get("ExecMainCode") == 1 else None
+        said = init_said(unit) if code is None or 125 <= code <= 127 else None
+        if said:
+            from sdctr.log import InitFailed
+
+            raise InitFailed(said, hint=f"{unit} failed to start: more in 'journalctl -u {unit}'",
+                             status=code if code in (126, 127) else 125)
         # a --rm unit is collected as it fails, its Result with it: then the job's result
         raise SdctrError(f"{unit} failed to start (result: {state.get('Result') or result})",
                          hint=journal_tail(unit), status=code if code in (126, 127) else 125)
@@ -263,6 +304,19 @@ def _ran(state: dict[str, Any]) -> bool:
 
 class _UnitExists(Exception):
     pass
+
+
+def init_said(unit: str) -> str | None:
+    """The error line the container's init wrote in this start (after systemd's last `Starting`
+    line for the unit), without its `sdctr: error: `; None if the journal has none (yet)."""
+    from sdctr.external import run
+
+    r = run(["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "30", "-u", unit], check=False)
+    lines = r.stdout.splitlines()
+    started = max((i for i, line in enumerate(lines) if line.startswith("Starting ")), default=-1)
+    prefix = "sdctr: error: "
+    said = [line[len(prefix):] for line in lines[started + 1:] if line.startswith(prefix)]
+    return said[-1] if said else None
 
 
 def journal_tail(unit: str, lines: int = 10) -> str:

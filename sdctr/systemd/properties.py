@@ -43,6 +43,7 @@ DEVICE_ALLOW = (
 )
 
 INFINITY = 2**64 - 1
+SETUP_UNIT = "sdctr-setup.service"  # units/: storage and the default bridge made at boot
 
 # Docker restarts a container 100 ms after it exits and doubles the delay at each restart, up to a
 # minute (moby restartmanager). systemd grows RestartSec= towards RestartMaxDelaySec= in
@@ -148,6 +149,10 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     props: list[Property] = [
         ("Description", "s", f"sdctr container {spec.name} ({spec.image})"),
         ("Slice", "s", "sdctr.slice"),
+        # at boot, after what sdctr-setup.service makes (storage, the bridge and its NAT); only
+        # ordered, not wanted: a run does not start a unit the administrator left disabled, and
+        # the hooks make the same where it did not run (declared units want it: their template)
+        ("After", "as", [SETUP_UNIT]),
         # The init reports READY and hands over its child, the container's PID 1, as MAINPID:
         # systemd then supervises the container itself and no waiter of ours stays behind.
         # (Type=forking with a PID file loses a race with commands that exit at once.)

@@ -158,3 +158,19 @@ def test_stats_shows_cpu_network_and_block_io(host: Machine) -> None:
         assert [line.split() for line in lines.splitlines()] == [["NAME", "PIDS"], ["hog", "2"]], lines
     finally:
         sdctr(host, "rm", "-f", hog, pinger, check=False)
+
+
+def test_a_container_that_cannot_start_says_why_in_one_line(host: Machine) -> None:
+    """As Docker: the init's reason alone (not systemd's failure and a journal dump after it),
+    whether the init wrote it on our terminal (a foreground run) or in the journal (-d); a hint
+    may say where the rest is."""
+    cases = ((["-u", "no-such-user", "busybox", "id"], 125, "unable to find user no-such-user"),
+             (["busybox", "no-such-command"], 127, '"no-such-command": executable file not found'))
+    for args, status, why in cases:
+        for detach in ([], ["-d"]):
+            r = sdctr(host, "run", "--rm", *detach, *args, check=False)
+            assert (r.returncode, r.stdout) == (status, ""), (args, r.returncode, r.stdout)
+            first, *rest = r.stderr.splitlines()
+            assert first.startswith("sdctr: error: ") and why in first, r.stderr
+            assert len(rest) <= 1 and all(x.startswith("sdctr: hint: ctr-") and "journalctl -u ctr-" in x
+                                          for x in rest), r.stderr

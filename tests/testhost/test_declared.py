@@ -11,28 +11,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import REPO
-from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.declared import active, inspect, install_declared, show, unit_of
 from helpers.testhost import Machine, boot_testhost, remove_testhost, wait_for
 
 pytestmark = pytest.mark.testhost
-
-GENERATORS = "/usr/local/lib/systemd/system-generators"
-
-# as a package installs them (the RPM's %files): the generator, tmpfiles.d, presets; the units
-# themselves the harness puts in /usr/local/lib/systemd/system; they call /usr/bin/sdctr
-INSTALL = f"""
-set -e
-mkdir -p {GENERATORS} /usr/local/lib/tmpfiles.d /usr/local/lib/systemd/system-preset /etc/sdctr/containers
-install -m755 /tmp/sdctr-generator {GENERATORS}/sdctr-generator
-install -m644 /tmp/sdctr.conf /usr/local/lib/tmpfiles.d/sdctr.conf
-install -m644 /tmp/50-sdctr.preset /usr/local/lib/systemd/system-preset/50-sdctr.preset
-ln -sf /usr/local/bin/sdctr /usr/bin/sdctr
-systemctl daemon-reload
-systemctl preset sdctr-restart.service sdctr-gc.timer
-rm -rf /tmp/bb && sh -s /tmp/bb < /tmp/busybox-rootfs.sh
-tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox
-"""
 
 WEB = """\
 image: busybox
@@ -70,20 +52,6 @@ def sdctr_ps(host: Machine) -> dict[str, str]:
     return {r.get("Names", r.get("Name", "")): r.get("State", r.get("Status", "")) for r in rows}
 
 
-def active(host: Machine, unit: str) -> str:
-    return host.exec("systemctl", "is-active", unit, check=False).stdout.strip()
-
-
-def inspect(host: Machine, name: str) -> dict:  # type: ignore[type-arg]
-    import json
-
-    return json.loads(host.exec("sdctr", "inspect", name).stdout)[0]  # type: ignore[no-any-return]
-
-
-def unit_of(host: Machine, name: str) -> str:
-    return f"ctr-{inspect(host, name)['Id'][:12]}.service"
-
-
 # the page, fetched inside the test host (its busybox wget crashes there; python3 does not)
 GET = ("import sys, urllib.request; "
        "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())")
@@ -97,14 +65,7 @@ def get(host: Machine, url: str) -> str:
 def rebooted() -> Iterator[Machine]:
     host = boot_testhost("bookworm", name=f"decl{os.getpid()}")
     try:
-        for src in ("units/system-generators/sdctr-generator", "units/tmpfiles.d/sdctr.conf",
-                    "units/system-preset/50-sdctr.preset"):
-            host.cp(REPO / src, f"/tmp/{os.path.basename(src)}")
-        host.cp(BUSYBOX_ROOTFS_SH, "/tmp/busybox-rootfs.sh")
-        host.sh(INSTALL)
-        for name, text in (("web", WEB), ("db", DB), (TYPO_NAME, TYPO)):
-            host.exec("sh", "-c", f"cat > /etc/sdctr/containers/{name}.yaml", input=text)
-        host.exec("systemctl", "daemon-reload")
+        install_declared(host, {"web": WEB, "db": DB, TYPO_NAME: TYPO})
         host.exec("systemctl", "start", "ctr-web.service", "ctr-db.service")
         # made with run -d: back after the reboot, but for the one stopped by hand
         for name, policy in (("keeper", "always"), ("failing", "on-failure:3"), ("stopper", "unless-stopped"),
@@ -271,3 +232,39 @@ def test_systemctl_stop_runs_the_poststop_hook(rebooted: Machine) -> None:
     rebooted.exec("systemctl", "stop", "ctr-web.service")
     assert traces() == []
     assert sdctr_ps(rebooted)["web"] == "exited"
+
+
+SICK = """\
+image: busybox
+command: [sh, -c, "touch /tmp/ok; exec sleep 100000"]
+healthcheck:
+  test: rm /tmp/ok
+  interval: 2s
+  timeout: 5s
+  retries: 2
+  start_period: 30s
+  on_failure: restart
+"""
+
+
+def test_a_declared_containers_failing_health_check_restarts_its_unit(rebooted: Machine) -> None:
+    """healthcheck: {on_failure: restart} in a file: the check passes once a start (it removes
+    what the command made), then fails; the helper stops WATCHDOG=1 and systemd's watchdog (one
+    interval, one timeout and 10 s: 17 s) stops the unit, which Restart=on-watchdog starts again."""
+    host = rebooted
+    host.exec("sh", "-c", "cat > /etc/sdctr/containers/sick.yaml", input=SICK)
+    host.exec("systemctl", "daemon-reload")
+    try:
+        host.exec("systemctl", "start", "ctr-sick.service")
+        assert show(host, "ctr-sick.service", "WatchdogUSec") == "17s"
+        assert show(host, "ctr-sick.service", "Restart") == "on-watchdog"
+        first = show(host, "ctr-sick.service", "MainPID")
+        wait_for(lambda: int(show(host, "ctr-sick.service", "NRestarts")) >= 1, timeout=90, what="a restart")
+        journal = host.exec("journalctl", "--no-pager", "-u", "ctr-sick.service", "-o", "cat").stdout
+        assert "atchdog" in journal, journal  # "Watchdog timeout" / "Failed with result 'watchdog'"
+        wait_for(lambda: active(host, "ctr-sick.service") == "active", timeout=60, what="active again")
+        assert show(host, "ctr-sick.service", "MainPID") not in ("0", first)
+    finally:
+        host.exec("systemctl", "stop", "ctr-sick.service", check=False)
+        host.exec("rm", "-f", "/etc/sdctr/containers/sick.yaml")
+        host.exec("systemctl", "daemon-reload")

@@ -5,6 +5,7 @@ lands in. Each attack is made from inside the container, as its root, through sd
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -252,3 +253,26 @@ def test_exec_d_env_file_and_t_term(box: tuple[Machine, str]) -> None:
     r = host.exec("env", "-u", "TERM", "sdctr", "exec", "-t", name, "sh", "-c", 'echo "$TERM"')
     assert r.stdout.strip() == "xterm", r.stdout
     assert host.exec("sdctr", "exec", name, "sh", "-c", 'echo "${TERM-unset}"').stdout == "unset\n"
+
+
+def test_exec_dt_keeps_a_terminal_for_its_command(box: tuple[Machine, str]) -> None:
+    """`exec -dt` (Docker's detached exec with a pty): returns at once, the command runs on with
+    a terminal of the container's that stays open (no SIGHUP, no EIO when it writes), and nothing
+    of the exec outlives it."""
+    host, name = box
+    r = host.exec("sdctr", "exec", "-dt", name, "sh", "-c", "tty > /tmp/dt; echo written; exec sleep 4244")
+    assert r.returncode == 0 and r.stdout == r.stderr == "", r
+    terminal = lambda: host.exec("sdctr", "exec", name, "cat", "/tmp/dt", check=False).stdout  # noqa: E731
+    wait_for(lambda: terminal().startswith("/dev/pts/"), what="the detached command's terminal")
+    time.sleep(1)  # a terminal closed under it would have ended it by now
+    ps = host.exec("sdctr", "exec", name, "ps", "-o", "pid,tty,args").stdout
+    sleeper = [line.split() for line in ps.splitlines() if line.endswith("sleep 4244")]
+    assert len(sleeper) == 1 and sleeper[0][1] != "?", ps
+    host.exec("sdctr", "exec", name, "kill", sleeper[0][0])
+    def left() -> list[str]:  # the holder of the terminal is a sealed interpreter named sdctr-exec
+        ps = host.exec("sdctr", "exec", name, "ps", "-o", "args").stdout.splitlines()
+        return [line for line in ps if "sleep 4244" in line or "sdctr-exec" in line]
+
+    wait_for(lambda: not left(), what="the detached command and its terminal's holder to end")
+    r = host.exec("sdctr", "exec", "-dt", name, "no-such-command", check=False)
+    assert r.returncode == 127 and "no-such-command" in r.stderr, (r.returncode, r.stderr)

@@ -91,3 +91,35 @@ def test_update_property_changes_a_running_container(host: Machine) -> None:
         assert bad.returncode == 125 and "update changes the cgroup's properties alone" in bad.stderr
     finally:
         sdctr(host, "rm", "-f", cid)
+
+
+def affinity(host: Machine, pid: int) -> str:
+    status = host.exec("cat", f"/proc/{pid}/status").stdout
+    return next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Cpus_allowed_list:"))
+
+
+def test_update_cpuset_blkio_weight_and_memory_swap_of_a_running_container(host: Machine) -> None:
+    """Docker's three other update flags, live (cgroup v1 here: --cpuset-cpus is the processes'
+    affinity and --memory-swap memsw, both written by sdctr; the blkio weight by systemd), then
+    kept by the record for the next start."""
+    cid = run_d(host, "-m", "64m", "busybox", "sleep", "1000")
+    try:
+        pid = inspect(host, cid)["State"]["Pid"]
+        assert affinity(host, pid) == "0-1"
+        sdctr(host, "update", "--cpuset-cpus", "1", "--blkio-weight", "300", "--memory-swap", "96m", cid)
+        assert inspect(host, cid)["State"]["Pid"] == pid  # live, not restarted
+        assert affinity(host, pid) == "1"
+        assert cgroup_file(host, cid, "blkio", "blkio.bfq.weight") == bfq(300)
+        assert cgroup_file(host, cid, "memory", "memory.memsw.limit_in_bytes") == str(96 << 20)
+        sdctr(host, "update", "-m", "32m", "--memory-swap", "48m", cid)  # lowered: memory first
+        assert cgroup_file(host, cid, "memory", "memory.memsw.limit_in_bytes") == str(48 << 20)
+        sdctr(host, "update", "-m", "128m", "--memory-swap", "256m", cid)  # raised: memsw first
+        assert cgroup_file(host, cid, "memory", "memory.limit_in_bytes") == str(128 << 20)
+        config = inspect(host, cid)["HostConfig"]
+        assert (config["CpusetCpus"], config["MemorySwap"], config["BlkioWeight"]) == ("1", 256 << 20, 300)
+        sdctr(host, "restart", cid)
+        assert affinity(host, inspect(host, cid)["State"]["Pid"]) == "1"
+        assert cgroup_file(host, cid, "memory", "memory.memsw.limit_in_bytes") == str(256 << 20)
+        assert cgroup_file(host, cid, "blkio", "blkio.bfq.weight") == bfq(300)
+    finally:
+        sdctr(host, "rm", "-f", cid)

@@ -7,70 +7,22 @@ namespace, and "other machines" are namespaces this module makes there (and remo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
-from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.network import PAGE, httpd, inspect, network_host, outside_server
 from helpers.testhost import Machine, wait_for
 
 pytestmark = pytest.mark.testhost
 
-PAGE = "hello from a container"
-# a page fetcher (the static busybox's wget crashes in this root) and a server that writes down
-# who connected, for the "outside" namespace
-GET = """#!/usr/bin/python3
-import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())
-"""
-WHO_CONNECTS = """#!/usr/bin/python3
-import socket, sys
-s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen()
-c, peer = s.accept()
-open(sys.argv[3], "w").write(peer[0])
-"""
-MAKE_IMAGE = f"""
-set -e
-chmod +x /usr/local/bin/get /usr/local/bin/who-connects
-rm -rf /tmp/bb && sh -s /tmp/bb < /tmp/busybox-rootfs.sh >/dev/null
-tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox >/dev/null
-mkdir -p /tmp/www && echo '{PAGE}' > /tmp/www/index.html
-"""
-# "another machine": a namespace inside the test host, joined to it by a veth pair the test
-# makes (198.51.100.0/24, TEST-NET-2: only ever inside the test host)
-OUTSIDE_UP = """
-set -e
-ip netns add outside
-ip link add sdtest0 type veth peer name eth0 netns outside
-ip addr add 198.51.100.1/24 dev sdtest0 && ip link set sdtest0 up
-ip -n outside addr add 198.51.100.2/24 dev eth0
-ip -n outside link set eth0 up && ip -n outside link set lo up
-"""
-OUTSIDE_DOWN = "ip netns del outside; ip link del sdtest0"
-
 
 @pytest.fixture(scope="module")
 def host(testhost: Machine) -> Iterator[Machine]:
-    for path, text in (("/tmp/busybox-rootfs.sh", BUSYBOX_ROOTFS_SH.read_text()),
-                       ("/usr/local/bin/get", GET), ("/usr/local/bin/who-connects", WHO_CONNECTS)):
-        testhost.exec("sh", "-c", f"cat > {path}", input=text)
-    testhost.sh(MAKE_IMAGE)
-    testhost.sh(OUTSIDE_UP)
-    yield testhost
-    testhost.sh(OUTSIDE_DOWN, check=False)
-    testhost.sh("sdctr ps -aq | xargs -r sdctr rm -f", check=False)
-
-
-def httpd(host: Machine, *flags: str) -> str:
-    return host.exec("sdctr", "run", "-d", "--network", "bridge", *flags, "-v", "/tmp/www:/www",
-                     "busybox", "httpd", "-f", "-p", "80", "-h", "/www").stdout.strip()
-
-
-def inspect(host: Machine, cid: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(host.exec("sdctr", "inspect", cid).stdout)[0]  # type: ignore[no-any-return]
+    with network_host(testhost, after="sdctr ps -aq | xargs -r sdctr rm -f") as prepared:
+        yield prepared
 
 
 def network_state(host: Machine) -> dict[str, list[str]]:
@@ -117,15 +69,11 @@ def test_a_published_port_answers_from_the_host_and_from_another_machine(host: M
 
 
 def test_traffic_out_is_masqueraded(host: Machine) -> None:
-    host.sh("rm -f /tmp/peer; ip netns exec outside who-connects 198.51.100.2 9000 /tmp/peer "
-            ">/dev/null 2>&1 &")
-    wait_for(lambda: "198.51.100.2:9000" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
-             what="the outside server")
+    peer = outside_server(host, "198.51.100.2", 9000)
     r = host.exec("sdctr", "run", "--rm", "--network", "bridge", "busybox", "sh", "-c",
                   "echo hi | nc 198.51.100.2 9000", check=False)
     assert r.returncode == 0, r.stderr
-    peer = wait_for(lambda: host.sh("cat /tmp/peer 2>/dev/null || true").stdout.strip("\n"), what="the peer")
-    assert peer == "198.51.100.1"  # the test host's address, not the container's 10.89.x.y
+    assert peer() == "198.51.100.1"  # the test host's address, not the container's 10.89.x.y
     wait_for(lambda: network_state(host)["veths"] == [], what="the --rm container's veth to go")
     assert_clean(host)
 
@@ -434,6 +382,89 @@ def test_a_network_alias_resolves_from_the_others_and_prune_removes_unused_netwo
     assert_clean(host)
 
 
+def dns_traces(host: Machine) -> dict[str, list[str]]:
+    """Every trace of a user network's DNS server: processes, units, files."""
+    return {"processes": host.exec("pgrep", "-a", "-x", "dnsmasq", check=False).stdout.splitlines(),
+            "units": host.sh("systemctl list-units --all --plain --no-legend 'sdctr-dns-*'").stdout.split(),
+            "files": host.sh("ls /run/sdctr-dns 2>/dev/null || true").stdout.split()}
+
+
+def answers(host: Machine, source: str, name: str) -> list[str]:
+    """busybox nslookup: questions (A, AAAA) to the server in resolv.conf, never /etc/hosts; the
+    addresses it answers."""
+    r = host.exec("sdctr", "exec", source, "nslookup", name, check=False)
+    return re.findall(r"^Address: (\S+)$", r.stdout, re.MULTILINE) if r.returncode == 0 else []
+
+
+def lookup(host: Machine, source: str, name: str) -> str:
+    """The first address the server answers for `name`, "" for none."""
+    return next(iter(answers(host, source, name)), "")
+
+
+def test_a_user_networks_dns_server_answers_its_members_by_name_and_alias_and_goes_with_it(
+        host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "named")
+    host.exec("sdctr", "network", "create", "--subnet", "10.204.0.0/24", "apart")
+    names = ("dn1", "dn2", "dn3")
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "dn1", "--network", "named", "--network-alias", "db",
+                  "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "dn2", "--network", "named", "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "dn3", "--network", "apart", "busybox", "sleep", "600")
+        bridge = json.loads(host.exec("cat", "/var/lib/sdctr/netconf/named.json").stdout)["bridge"]
+        assert host.exec("systemctl", "is-active", f"sdctr-dns-{bridge}.service").stdout.strip() == "active"
+        dn1, gateway = (inspect(host, "dn1")["NetworkSettings"][k] for k in ("IPAddress", "Gateway"))
+        resolv = host.exec("sdctr", "exec", "dn2", "cat", "/etc/resolv.conf").stdout
+        assert [ln for ln in resolv.splitlines() if ln.startswith("nameserver")] == [
+            f"nameserver {gateway}"], resolv
+        # by name and by alias, from the server (the members' /etc/hosts do not name each other)
+        assert lookup(host, "dn2", "dn1") == dn1 and lookup(host, "dn2", "db") == dn1
+        assert lookup(host, "dn1", "dn2") == inspect(host, "dn2")["NetworkSettings"]["IPAddress"]
+        assert "dn1" not in host.exec("sdctr", "exec", "dn2", "cat", "/etc/hosts").stdout
+        # not from another network, whose server knows its own members only
+        assert lookup(host, "dn3", "dn1") == "" and lookup(host, "dn3", "db") == ""
+        assert lookup(host, "dn3", "dn3") != ""
+        # a member that goes is forgotten at once
+        host.exec("sdctr", "rm", "-f", "dn1")
+        assert lookup(host, "dn2", "dn1") == "" and lookup(host, "dn2", "db") == ""
+    finally:
+        host.exec("sdctr", "rm", "-f", *names, check=False)
+        host.exec("sdctr", "network", "rm", "named", "apart", check=False)
+    assert dns_traces(host) == {"processes": [], "units": [], "files": []}
+    assert_clean(host)
+
+
+def test_without_dnsmasq_the_members_hosts_files_name_each_other(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "hostsonly")
+    host.exec("mv", "/usr/sbin/dnsmasq", "/usr/sbin/dnsmasq.hidden")
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "ho1", "--network", "hostsonly", "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "ho2", "--network", "hostsonly", "busybox", "sleep", "600")
+        assert host.exec("sdctr", "exec", "ho1", "ping", "-c", "1", "-W", "2", "ho2",
+                         check=False).returncode == 0
+        assert "\tho1 " in host.exec("sdctr", "exec", "ho2", "cat", "/etc/hosts").stdout
+        assert dns_traces(host)["processes"] == []
+    finally:
+        host.exec("mv", "/usr/sbin/dnsmasq.hidden", "/usr/sbin/dnsmasq")
+        host.exec("sdctr", "rm", "-f", "ho1", "ho2", check=False)
+        host.exec("sdctr", "network", "rm", "hostsonly", check=False)
+    assert_clean(host)
+
+
+def test_gc_stops_the_dns_server_of_a_network_a_crash_removed(host: Machine) -> None:
+    host.exec("sdctr", "network", "create", "crashed")
+    host.exec("sdctr", "run", "--rm", "--network", "crashed", "busybox", "true")
+    bridge = json.loads(host.exec("cat", "/var/lib/sdctr/netconf/crashed.json").stdout)["bridge"]
+    assert len(dns_traces(host)["processes"]) == 1
+    # `network rm` killed once the definition and the bridge went, before its DNS server did
+    host.sh(f"rm -rf /var/lib/sdctr/netconf/crashed.json /var/lib/sdctr/networks/crashed*; "
+            f"ip link del {bridge}")
+    out = host.exec("sdctr", "system", "gc").stdout
+    assert f"removed unit sdctr-dns-{bridge}.service" in out, out
+    assert dns_traces(host) == {"processes": [], "units": [], "files": []}
+    assert "0 left-overs removed" in host.exec("sdctr", "system", "gc").stdout
+
+
 def test_network_connect_gives_a_running_container_eth1_and_disconnect_takes_it(host: Machine) -> None:
     host.exec("sdctr", "network", "create", "--subnet", "10.201.0.0/24", "side")
     try:
@@ -535,6 +566,44 @@ def test_network_container_joins_a_running_one_and_stops_and_restarts_with_it(ho
     assert_clean(host)
 
 
+def test_a_network_container_comes_back_with_its_target_restarted_by_its_own_restart_policy(
+        host: Machine) -> None:
+    def unit(name: str) -> str:
+        return f"ctr-{inspect(host, name)['Id'][:12]}.service"
+
+    def active(name: str) -> bool:
+        return host.exec("systemctl", "is-active", unit(name), check=False).stdout.strip() == "active"
+
+    def kill_main(name: str) -> None:  # the container's PID 1 dies: --restart always brings it back
+        pid = host.exec("systemctl", "show", "-p", "MainPID", "--value", unit(name)).stdout.strip()
+        host.exec("kill", "-9", pid)
+
+    def restarts() -> int:
+        return int(host.exec("systemctl", "show", "-p", "NRestarts", "--value", unit("fweb")).stdout)
+
+    def netns(name: str) -> str:
+        return host.exec("sdctr", "exec", name, "readlink", "/proc/self/ns/net").stdout.strip()  # type: ignore[no-any-return]
+    try:
+        host.exec("sdctr", "run", "-d", "--name", "fweb", "--restart", "always", "busybox", "sleep", "600")
+        host.exec("sdctr", "run", "-d", "--name", "fside", "--network", "container:fweb", "busybox",
+                  "sleep", "600")
+        kill_main("fweb")
+        wait_for(lambda: restarts() == 1 and active("fweb") and active("fside"),
+                 what="fside to come back with fweb")
+        assert netns("fside") == netns("fweb")  # in fweb's new namespace (the old one went with its stop)
+        address = inspect(host, "fweb")["NetworkSettings"]["IPAddress"]
+        assert f" {address}/" in host.exec("sdctr", "exec", "fside", "ip", "-4", "-o", "addr").stdout
+        # stopped by hand, it stays stopped across fweb's next restart
+        host.exec("sdctr", "stop", "fside")
+        kill_main("fweb")
+        wait_for(lambda: restarts() == 2 and active("fweb"), what="fweb's second restart")
+        time.sleep(2)
+        assert not active("fside")
+    finally:
+        host.exec("sdctr", "rm", "-f", "fside", "fweb", check=False)
+    assert_clean(host)
+
+
 def test_an_ipv6_network_gives_each_container_an_address_a_route_and_the_masquerade(host: Machine) -> None:
     host.sh("ip addr add fd00:198::1/64 dev sdtest0 nodad && "
             "ip -n outside addr add fd00:198::2/64 dev eth0 nodad")
@@ -563,18 +632,12 @@ def test_an_ipv6_network_gives_each_container_an_address_a_route_and_the_masquer
                              check=False).returncode == 0
         # the gateway and the other member by address and by name; not across networks
         assert pings("v1", "fd00:90::1") and pings("v1", v2)
-        assert v2 in host.exec("sdctr", "exec", "v1", "cat", "/etc/hosts").stdout
+        assert v2 in answers(host, "v1", "v2")  # (its AAAA record, from the network's DNS server)
         assert not pings("v1", w1)
         # out through the masquerade: "outside" has no route back to fd00:90::/64, and sees the host
-        host.sh("rm -f /tmp/peer6; ip netns exec outside who-connects fd00:198::2 9006 /tmp/peer6 "
-                ">/dev/null 2>&1 &")
-        wait_for(lambda: "9006" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
-                 what="the outside server")
+        peer6 = outside_server(host, "fd00:198::2", 9006)
         host.exec("sdctr", "exec", "v1", "sh", "-c", "echo hi | nc -w 3 fd00:198::2 9006", check=False)
-        def peer6() -> str:
-            return host.sh("cat /tmp/peer6 2>/dev/null || true").stdout.strip()  # type: ignore[no-any-return]
-        peer = wait_for(peer6, what="the peer")
-        assert peer == "fd00:198::1"
+        assert peer6() == "fd00:198::1"
         # bad input: one line, 125, nothing made
         before = host.exec("sdctr", "network", "ls").stdout
         for flags, message in (

@@ -10,9 +10,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.network import PAGE, httpd, network_host, outside_server
 from helpers.testhost import Machine, wait_for
-from test_network import GET, MAKE_IMAGE, OUTSIDE_DOWN, OUTSIDE_UP, PAGE, WHO_CONNECTS, httpd
 
 pytestmark = pytest.mark.testhost
 
@@ -35,15 +34,8 @@ ip link del sdctr0
 
 @pytest.fixture(scope="module")
 def host(testhost: Machine) -> Iterator[Machine]:
-    for path, text in (("/tmp/busybox-rootfs.sh", BUSYBOX_ROOTFS_SH.read_text()),
-                       ("/usr/local/bin/get", GET), ("/usr/local/bin/who-connects", WHO_CONNECTS)):
-        testhost.exec("sh", "-c", f"cat > {path}", input=text)
-    testhost.sh(MAKE_IMAGE)
-    testhost.sh(OUTSIDE_UP)
-    testhost.sh(START, timeout=120)
-    yield testhost
-    testhost.sh(STOP, check=False)
-    testhost.sh(OUTSIDE_DOWN, check=False)
+    with network_host(testhost, before=START, after=STOP) as prepared:
+        yield prepared
 
 
 def zone_of(host: Machine, interface: str) -> str:
@@ -53,17 +45,13 @@ def zone_of(host: Machine, interface: str) -> str:
 
 def test_with_firewalld_the_bridge_is_trusted_and_containers_reach_out_and_are_reached(host: Machine) -> None:
     assert zone_of(host, "sdctr0") == ""
-    host.sh("rm -f /tmp/peer; ip netns exec outside who-connects 198.51.100.2 9002 /tmp/peer "
-            ">/dev/null 2>&1 &")
-    wait_for(lambda: "198.51.100.2:9002" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
-             what="the outside server")
+    peer = outside_server(host, "198.51.100.2", 9002)
     # out through firewalld's forward chain (its default zone rejects what it does not know)
     r = host.exec("sdctr", "run", "--rm", "busybox", "sh", "-c", "echo hi | nc -w 5 198.51.100.2 9002",
                   check=False)
     assert r.returncode == 0, r.stderr
     assert zone_of(host, "sdctr0") == "trusted"
-    peer = wait_for(lambda: host.sh("cat /tmp/peer 2>/dev/null || true").stdout.strip("\n"), what="the peer")
-    assert peer == "198.51.100.1"
+    assert peer() == "198.51.100.1"
     # and in, to a published port, from "another machine"
     cid = httpd(host, "-p", "8083:80")
     try:

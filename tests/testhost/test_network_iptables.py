@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.network import PAGE, httpd, inspect, network_host, outside_server
 from helpers.testhost import Machine, wait_for
-from test_network import GET, MAKE_IMAGE, OUTSIDE_DOWN, OUTSIDE_UP, PAGE, WHO_CONNECTS, httpd, inspect
 
 pytestmark = pytest.mark.testhost
 
@@ -40,15 +39,8 @@ mv /usr/sbin/nft.hidden /usr/sbin/nft
 
 @pytest.fixture(scope="module")
 def host(testhost: Machine) -> Iterator[Machine]:
-    for path, text in (("/tmp/busybox-rootfs.sh", BUSYBOX_ROOTFS_SH.read_text()),
-                       ("/usr/local/bin/get", GET), ("/usr/local/bin/who-connects", WHO_CONNECTS)):
-        testhost.exec("sh", "-c", f"cat > {path}", input=text)
-    testhost.sh(MAKE_IMAGE)
-    testhost.sh(OUTSIDE_UP)
-    testhost.sh(RHEL7_LIKE)
-    yield testhost
-    testhost.sh(BACK, check=False)
-    testhost.sh(OUTSIDE_DOWN, check=False)
+    with network_host(testhost, before=RHEL7_LIKE, after=BACK) as prepared:
+        yield prepared
 
 
 def port_rules(host: Machine) -> list[str]:
@@ -92,15 +84,11 @@ def test_without_nft_a_published_port_answers_through_iptables_and_leaves_no_rul
 
 
 def test_without_nft_traffic_out_is_masqueraded(host: Machine) -> None:
-    host.sh("rm -f /tmp/peer; ip netns exec outside who-connects 198.51.100.2 9001 /tmp/peer "
-            ">/dev/null 2>&1 &")
-    wait_for(lambda: "198.51.100.2:9001" in host.exec("ip", "netns", "exec", "outside", "ss", "-ltn").stdout,
-             what="the outside server")
+    peer = outside_server(host, "198.51.100.2", 9001)
     r = host.exec("sdctr", "run", "--rm", "busybox", "sh", "-c", "echo hi | nc -w 5 198.51.100.2 9001",
                   check=False)
     assert r.returncode == 0, r.stderr
-    peer = wait_for(lambda: host.sh("cat /tmp/peer 2>/dev/null || true").stdout.strip("\n"), what="the peer")
-    assert peer == "198.51.100.1"  # the test host's address, not the container's 10.89.x.y
+    assert peer() == "198.51.100.1"  # the test host's address, not the container's 10.89.x.y
 
 
 def test_without_nft_gc_removes_a_port_rule_a_crash_left(host: Machine) -> None:

@@ -26,7 +26,7 @@ from helpers.testhost import Machine, boot_testhost, remove_testhost, wait_for
 
 pytestmark = pytest.mark.testhost
 
-UNITS = ("sdctr-gc.timer", "sdctr-restart.service")
+UNITS = ("sdctr-gc.timer", "sdctr-setup.service", "sdctr-restart.service")
 SITELIB = "/usr/lib/python3/dist-packages"  # macros.debian's %python3_sitelib
 # the checkout's copy that `testhost up` installs, which would shadow the package's files
 CHECKOUT_COPY = ("rm -rf /usr/local/lib/python3*/dist-packages/sdctr /usr/local/bin/sdctr "

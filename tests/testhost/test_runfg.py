@@ -4,6 +4,8 @@ stderr apart in `logs`."""
 # ruff: noqa: F811  (every test takes test_runtime's `host` fixture, imported by its name)
 from __future__ import annotations
 
+import json
+
 import pytest
 from helpers.testhost import Machine, wait_for
 from test_runtime import host, inspect, run_d, sdctr, unit_files  # noqa: F401
@@ -40,119 +42,96 @@ def test_logs_keep_stderr_apart_and_a_foreground_run_is_in_the_journal(host: Mac
         sdctr(host, "rm", "-f", cid, "fg", check=False)
 
 
-# Runs argv[2:] (`sdctr attach ...`) with a pty as its terminal, as a user's shell would: types
-# a command, waits for its output, then types argv[1] (hex bytes: the detach keys), or `exit 7`;
-# "+prompt" after it: the shell's prompt is waited for first.
-ATTACH_IN_A_TERMINAL = r"""
-import os, pty, select, sys, termios, time
+# The one pty driver: runs argv[2:] with a pty as its terminal, as a user's shell would, and
+# plays the steps (JSON, argv[1]) on it, printing one word per step that has something to say:
+#   ["size", ROWS, COLS]            the terminal's size before the command starts
+#   ["raw"]                         wait until the command has put it in raw mode (it relays keys)
+#   ["read", TOKEN, SECONDS]        read until TOKEN (a new shell's prompt: what is typed before
+#                                   it reads may be dropped)
+#   ["type", TEXT, TOKEN, TRIES, SECONDS]  type TEXT until TOKEN is seen: prints saw or missed
+#   ["keys", HEX]                   type these bytes (detach keys)
+#   ["resize", ROWS, COLS]          the window resized (SIGWINCH)
+#   ["exit", SECONDS]               until the command exits: prints its status, or did-not-end
+#   ["output"]                      until the command closes the terminal: prints what it showed
+#                                   (repr) and its status
+PTY_DRIVER = r"""
+import fcntl, json, os, pty, select, struct, sys, termios, time
+steps, argv = json.loads(sys.argv[1]), sys.argv[2:]
+size = next((step[1:] for step in steps if step[0] == "size"), None)
 pid, master = pty.fork()
 if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
+    if size:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    os.execvp(argv[0], argv)
+shown = b""
 def read_until(token, timeout):
+    global shown
     buf, end = b"", time.monotonic() + timeout
     while token not in buf and time.monotonic() < end:
         if select.select([master], [], [], 0.2)[0]:
             try:
                 data = os.read(master, 4096)
-            except OSError:
-                break
+            except OSError:  # EIO: the other side has gone
+                data = b""
             if not data:
                 break
             buf += data
+    shown += buf
     return buf
-def wait_raw():  # attach has put its terminal in raw mode: it relays keys from now on
-    end = time.monotonic() + 20
-    while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
-        time.sleep(0.05)
-wait_raw()
-keys, _, wait = sys.argv[1].partition("+")
-if wait == "prompt":  # a new shell: what is typed before it reads may be dropped
-    read_until(b"# ", 20)
-os.write(master, b"echo hi-$((1+2))\r")
-print("saw" if b"hi-3" in read_until(b"hi-3", 10) else "missed")
-os.write(master, b"exit 7\r" if keys == "exit" else bytes.fromhex(keys))
-end = time.monotonic() + 10
-while time.monotonic() < end:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print(os.waitstatus_to_exitcode(status))
-        break
-    read_until(b"\0", 0.2)
-else:
-    print("attach did not end")
-    os.kill(pid, 9)
-"""
-
-
-# The same terminal at 33x111, then resized to 40x120: `stty size` in the container sees both.
-RESIZED = r"""
-import fcntl, os, pty, select, struct, sys, termios, time
-pid, master = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
-def read_until(token, timeout=10):
-    buf, end = b"", time.monotonic() + timeout
-    while token not in buf and time.monotonic() < end:
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                buf += os.read(master, 4096)
-            except OSError:  # EIO: the other side has gone
+for step, *arg in steps:
+    if step == "raw":
+        end = time.monotonic() + 20
+        while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
+            time.sleep(0.05)
+    elif step == "read":
+        read_until(arg[0].encode(), arg[1])
+    elif step == "type":
+        text, token, tries, timeout = arg
+        for _ in range(tries):
+            os.write(master, text.encode())
+            if token.encode() in read_until(token.encode(), timeout):
+                print("saw")
                 break
-    return buf
-end = time.monotonic() + 20
-while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < end:
-    time.sleep(0.05)
-for _ in range(5):  # a shell that is only starting may flush what was typed before it read
-    os.write(master, b"stty size\r")
-    if b"33 111" in read_until(b"33 111", 2):
-        break
-print("first", _ < 4)
-fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-time.sleep(0.5)
-os.write(master, b"stty size\r")
-print("resized", b"40 120" in read_until(b"40 120"))
-os.write(master, b"\x10\x11")  # ^P^Q
-end = time.monotonic() + 20
-while time.monotonic() < end:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print("exit", os.waitstatus_to_exitcode(status))
-        break
-    read_until(b"\0", 0.2)
-else:
-    print("did not detach")
-    os.kill(pid, 9)
+        else:
+            print("missed")
+    elif step == "keys":
+        os.write(master, bytes.fromhex(arg[0]))
+    elif step == "resize":
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *arg, 0, 0))
+        time.sleep(0.5)
+    elif step == "exit":
+        end = time.monotonic() + arg[0]
+        while time.monotonic() < end:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print(os.waitstatus_to_exitcode(status))
+                break
+            read_until(b"\0", 0.2)
+        else:
+            print("did-not-end")
+            os.kill(pid, 9)
+    elif step == "output":
+        read_until(b"\0", 60)
+        print(repr(shown.decode()), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """
 
-
-# argv[1:] in a terminal of 33x111 (no keys typed); prints what the terminal showed, and the status.
-IN_A_33X111_TERMINAL = r"""
-import fcntl, os, pty, struct, sys, termios
-pid, master = pty.fork()
-if pid == 0:
-    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-while True:
-    try:
-        data = os.read(master, 4096)
-    except OSError:
-        break
-    if not data:
-        break
-    out += data
-print(repr(out.decode()), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-"""
+HI = ["type", "echo hi-$((1+2))\r", "hi-3", 1, 10]  # a command typed, its output seen
+EXIT_7 = ["keys", b"exit 7\r".hex()]
+CTRL_P_Q, CTRL_X_Y = ["keys", "1011"], ["keys", "1879"]  # Docker's detach keys; --detach-keys ctrl-x,y
+# (a resize after `stty size` sees 33x111: a shell only starting may flush what was typed before it read)
+RESIZED = [["size", 33, 111], ["raw"], ["type", "stty size\r", "33 111", 5, 2], ["resize", 40, 120],
+           ["type", "stty size\r", "40 120", 1, 10], CTRL_P_Q, ["exit", 20]]
 
 
-def attach_in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
-    return in_a_terminal(host, keys, "attach", *args)
+def typed(then: list[object], prompt: bool = False) -> list[list[object]]:
+    """A command typed once the terminal is raw (after a new shell's prompt), then `then`."""
+    return [["raw"], *([["read", "# ", 20]] if prompt else []), HI, then, ["exit", 10]]
 
 
-def in_a_terminal(host: Machine, keys: str, *args: str) -> list[str]:
+def in_a_terminal(host: Machine, steps: list[list[object]], *args: str) -> list[str]:
+    """`sdctr ARGS` in a terminal the steps play on (PTY_DRIVER): the words it printed."""
     mode = ["--unit-file-mode"] if unit_files(host) else []
-    r = host.exec("python3", "-c", ATTACH_IN_A_TERMINAL, keys, "sdctr", *mode, *args)
+    r = host.exec("python3", "-c", PTY_DRIVER, json.dumps(steps), "sdctr", *mode, *args)
     return r.stdout.split()
 
 
@@ -160,7 +139,7 @@ def test_a_foreground_run_it_is_in_the_journal(host: Machine) -> None:
     if unit_files(host):
         pytest.skip("no terminal can be passed to a unit on systemd < 236")
     try:
-        r = in_a_terminal(host, "exit+prompt", "run", "-it", "--name", "fgt", "busybox", "sh")
+        r = in_a_terminal(host, typed(EXIT_7, prompt=True), "run", "-it", "--name", "fgt", "busybox", "sh")
         assert r == ["saw", "7"]
         wait_for(lambda: "hi-3" in sdctr(host, "logs", "fgt").stdout, what="the terminal's output in logs")
     finally:
@@ -170,17 +149,16 @@ def test_a_foreground_run_it_is_in_the_journal(host: Machine) -> None:
 def test_run_dit_then_attach_and_detach_with_dockers_keys(host: Machine) -> None:
     sdctr(host, "run", "-dit", "--name", "box", "busybox", "sh")
     try:
-        assert attach_in_a_terminal(host, "1011", "box") == ["saw", "0"]  # ^P^Q
+        assert in_a_terminal(host, typed(CTRL_P_Q), "attach", "box") == ["saw", "0"]
         assert inspect(host, "box")["State"]["Running"]
-        mode = ["--unit-file-mode"] if unit_files(host) else []
-        sizes = host.exec("python3", "-c", RESIZED, "sdctr", *mode, "attach", "box").stdout
-        assert sizes.split() == ["first", "True", "resized", "True", "exit", "0"], sizes
-        assert attach_in_a_terminal(host, "1879", "--detach-keys", "ctrl-x,y", "box") == ["saw", "0"]
+        assert in_a_terminal(host, RESIZED, "attach", "box") == ["saw", "saw", "0"]
+        r = in_a_terminal(host, typed(CTRL_X_Y), "attach", "--detach-keys", "ctrl-x,y", "box")
+        assert r == ["saw", "0"], r
         assert inspect(host, "box")["State"]["Running"]
         r = sdctr(host, "attach", "--detach-keys", "ctrl-", "box", check=False)
         assert r.returncode == 125 and "--detach-keys 'ctrl-'" in r.stderr, r.stderr
         # the shell's exit ends attach with its status, as docker attach does
-        assert attach_in_a_terminal(host, "exit", "box") == ["saw", "7"]
+        assert in_a_terminal(host, typed(EXIT_7), "attach", "box") == ["saw", "7"]
         wait_for(lambda: not inspect(host, "box")["State"]["Running"], what="the container's end")
         assert "hi-3" in sdctr(host, "logs", "box").stdout  # a -t container's terminal is logged
     finally:
@@ -193,17 +171,17 @@ def test_a_foreground_run_it_resizes_and_detaches_with_dockers_keys(host: Machin
     if unit_files(host):
         pytest.skip("no terminal can be passed to a unit on systemd < 236")
     try:
-        sizes = host.exec("python3", "-c", RESIZED, "sdctr", "run", "-it", "--name", "fgr", "busybox",
-                          "sh").stdout
-        assert sizes.split() == ["first", "True", "resized", "True", "exit", "0"], sizes
+        sizes = in_a_terminal(host, RESIZED, "run", "-it", "--name", "fgr", "busybox", "sh")
+        assert sizes == ["saw", "saw", "0"], sizes
         assert inspect(host, "fgr")["State"]["Running"]
-        assert attach_in_a_terminal(host, "exit", "fgr") == ["saw", "7"]  # the same shell, still there
+        # the same shell, still there
+        assert in_a_terminal(host, typed(EXIT_7), "attach", "fgr") == ["saw", "7"]
         wait_for(lambda: not inspect(host, "fgr")["State"]["Running"], what="the container's end")
         assert inspect(host, "fgr")["State"]["ExitCode"] == 7
         # after the hand-over the init journals the terminal, as a -dt container's
         wait_for(lambda: "hi-3" in sdctr(host, "logs", "fgr").stdout, what="the re-attached output in logs")
-        r = in_a_terminal(host, "1879+prompt", "run", "-it", "--detach-keys", "ctrl-x,y", "--name", "fgk",
-                          "busybox", "sh")
+        r = in_a_terminal(host, typed(CTRL_X_Y, prompt=True), "run", "-it", "--detach-keys", "ctrl-x,y",
+                          "--name", "fgk", "busybox", "sh")
         assert r == ["saw", "0"], r
         assert inspect(host, "fgk")["State"]["Running"]
         r = sdctr(host, "run", "-it", "--detach-keys", "ctrl-", "busybox", "true", check=False)
@@ -211,8 +189,10 @@ def test_a_foreground_run_it_resizes_and_detaches_with_dockers_keys(host: Machin
         # the command starts once the terminal is attached: it has its size, and what it writes
         # at once is seen (the status is the command's)
         for _ in range(3):
-            r = host.exec("python3", "-c", IN_A_33X111_TERMINAL, "sdctr", "run", "--rm", "-it", "busybox",
-                          "sh", "-c", "stty size; echo printed; exit 3")
+            mode = ["--unit-file-mode"] if unit_files(host) else []
+            r = host.exec("python3", "-c", PTY_DRIVER, json.dumps([["size", 33, 111], ["output"]]), "sdctr",
+                          *mode, "run", "--rm", "-it", "busybox", "sh", "-c",
+                          "stty size; echo printed; exit 3")
             shown, status = r.stdout.strip().rsplit(" ", 1)
             assert (eval(shown).replace("\r", ""), status) == ("33 111\nprinted\n", "3"), r.stdout
         # without a terminal, -t still shows what the command wrote, and its status
@@ -266,6 +246,4 @@ def test_named_volumes_tmpfs_and_mount(host: Machine) -> None:
 
 
 def json_of(text: str):  # type: ignore[no-untyped-def]
-    import json
-
     return json.loads(text)

@@ -10,10 +10,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from helpers import REPO
-from helpers.rootfs import BUSYBOX_ROOTFS_SH
+from helpers.declared import active, install_declared
 from helpers.testhost import Machine, boot_testhost, remove_testhost, wait_for
-from test_declared import INSTALL, active
 from test_limits import bfq
 
 pytestmark = pytest.mark.testhost
@@ -32,13 +30,7 @@ UNIT = "ctr-web.service"
 def declared() -> Iterator[Machine]:
     host = boot_testhost("bookworm", name=f"upd{os.getpid()}")
     try:
-        for src in ("units/system-generators/sdctr-generator", "units/tmpfiles.d/sdctr.conf",
-                    "units/system-preset/50-sdctr.preset"):
-            host.cp(REPO / src, f"/tmp/{os.path.basename(src)}")
-        host.cp(BUSYBOX_ROOTFS_SH, "/tmp/busybox-rootfs.sh")
-        host.sh(INSTALL)
-        host.exec("sh", "-c", "cat > /etc/sdctr/containers/web.yaml", input=WEB)
-        host.exec("systemctl", "daemon-reload")
+        install_declared(host, {"web": WEB})
         host.exec("systemctl", "start", UNIT)
         yield host
     finally:
@@ -97,4 +89,62 @@ def test_update_of_a_declared_container_outlives_reloads_restarts_and_reboots(de
 
     host.exec("systemctl", "revert", UNIT)  # the drop-ins go: the file's limits rule again
     host.exec("systemctl", "restart", UNIT)
+    assert memory(host) == 64 << 20
+
+
+def affinity(host: Machine) -> str:
+    pid = host.exec("systemctl", "show", "-P", "MainPID", UNIT).stdout.strip()
+    status = host.exec("cat", f"/proc/{pid}/status").stdout
+    return next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Cpus_allowed_list:"))
+
+
+def test_update_cpuset_blkio_weight_and_swap_of_a_declared_container(declared: Machine) -> None:
+    """Live, and kept across a daemon-reload and a restart (cgroup v1 here: the CPU affinity and
+    memsw, which systemd takes for no loaded unit, as drop-ins of sdctr's beside set-property's)."""
+    host = declared
+    host.exec("systemctl", "restart", UNIT)
+    assert affinity(host) == "0-1"
+    host.exec("sdctr", "update", "--cpuset-cpus", "1", "--blkio-weight", "300", "--memory-swap", "256m",
+              "web")
+    assert affinity(host) == "1"
+    assert cgroup_file(host, "blkio", "blkio.bfq.weight") == bfq(300)
+    assert cgroup_file(host, "memory", "memory.memsw.limit_in_bytes") == str(256 << 20)
+    host.exec("systemctl", "daemon-reload")
+    host.exec("systemctl", "restart", UNIT)
+    assert affinity(host) == "1"
+    assert cgroup_file(host, "blkio", "blkio.bfq.weight") == bfq(300)
+    assert cgroup_file(host, "memory", "memory.memsw.limit_in_bytes") == str(256 << 20)
+
+
+CONTROL = "/etc/systemd/system.control/ctr-web.service.d"
+
+
+def drop_ins(host: Machine) -> bool:
+    return host.exec("test", "-d", CONTROL, check=False).returncode == 0
+
+
+def test_removing_a_declared_container_removes_its_drop_ins(declared: Machine) -> None:
+    """`sdctr rm`, and a file removed then `sdctr system gc`: update's drop-ins go with the
+    container, so one declared again under its name has its own file's limits, not 100m."""
+    host = declared
+    host.exec("systemctl", "restart", UNIT)
+    host.exec("sdctr", "update", "-m", "100m", "web")
+    assert drop_ins(host) and memory(host) == 100 << 20
+    host.exec("sdctr", "rm", "-f", "web")
+    assert not drop_ins(host)
+    host.exec("systemctl", "start", UNIT)  # made again from web.yaml
+    assert memory(host) == 64 << 20
+
+    host.exec("sdctr", "update", "-m", "100m", "web")
+    assert drop_ins(host)
+    host.exec("systemctl", "stop", UNIT)
+    host.exec("mv", "/etc/sdctr/containers/web.yaml", "/tmp/web.yaml")
+    host.exec("systemctl", "daemon-reload")
+    out = host.exec("sdctr", "system", "gc").stdout
+    assert "removed declared container web (its file is gone)" in out, out
+    assert not drop_ins(host)
+    assert "web" not in host.exec("sdctr", "ps", "-a", "--format", "{{.Names}}").stdout.split()
+    host.exec("mv", "/tmp/web.yaml", "/etc/sdctr/containers/web.yaml")  # declared again
+    host.exec("systemctl", "daemon-reload")
+    host.exec("systemctl", "start", UNIT)
     assert memory(host) == 64 << 20

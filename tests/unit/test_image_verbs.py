@@ -71,8 +71,14 @@ def test_inspect_falls_back_to_images(root: Path, tmp_path: Path, capsys: pytest
     assert (status, out) == (0, "[sh]\n")
     status, _, err = sdctr(root, capsys, "inspect", "--type", "container", "busybox")
     assert status == 1 and "no such container: busybox" in err  # Docker's 1 (test_cli_input.py)
-    status, _, err = sdctr(root, capsys, "inspect", "nothing")
+    status, out, err = sdctr(root, capsys, "inspect", "nothing")
     assert status == 1 and "no such object: nothing" in err
+    assert json.loads(out) == []  # as `docker inspect` prints
+    # what is found is shown, and each that is not named, as Docker
+    status, out, err = sdctr(root, capsys, "inspect", "-f", "{{.RepoTags}}", "nothing", "busybox", "nor")
+    assert (status, out) == (1, "[busybox:latest]\n")
+    assert [line for line in err.splitlines() if "no such object" in line] == [
+        "sdctr: error: no such object: nothing", "sdctr: error: no such object: nor"], err
 
 
 def test_prune_removes_dangling_then_unused(root: Path, tmp_path: Path,

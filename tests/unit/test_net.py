@@ -154,6 +154,44 @@ def test_resolv_conf_replaces_a_loopback_stub_with_its_upstream() -> None:
     assert dns.hosts("web", "10.89.0.5").splitlines()[-1] == "10.89.0.5\tweb"
 
 
+def test_a_user_networks_dns_server_is_dnsmasq_on_its_gateway_alone(tmp_path: Path) -> None:
+    from sdctr.net import dnsserver, setup
+    from sdctr.net.network import Network, default_network
+
+    net = Network("web", "sdbr0123456789a", ipam.Subnet.parse("10.90.0.0/16"), ip("10.90.0.1"),
+                  ipam.Subnet6.parse("fd00:90::/64"))
+    from sdctr.paths import Paths
+
+    assert Paths(Path("/var/lib/sdctr"), Path("/run/sdctr")).dns == Path("/run/sdctr-dns")
+    assert Paths.from_root(str(tmp_path)).dns == tmp_path / "dns"  # inside a moved root
+    paths = Paths(Path("/var/lib/sdctr"), Path("/run/sdctr"))
+    argv = dnsserver.command(paths, net, "/usr/sbin/dnsmasq")
+    # the gateway's addresses alone (not the host's loopback, not every interface), no
+    # configuration file of the host's, the hosts file the hooks keep, plain names never forwarded
+    assert [a for a in argv if a.startswith("--listen-address")] == [
+        "--listen-address=10.90.0.1", "--listen-address=fd00:90::1"]
+    assert {"--conf-file=/dev/null", "--bind-interfaces", "--no-hosts", "--domain-needed",
+            "--addn-hosts=/run/sdctr-dns/sdbr0123456789a.hosts"} <= set(argv)
+    props = dict((name, value) for name, _, value in dnsserver.properties(paths, net, "/usr/sbin/dnsmasq"))
+    assert props["Type"] == "forking" and props["PIDFile"] == "/run/sdctr-dns/sdbr0123456789a.pid"
+    assert props["ExecStart"] == [("/usr/sbin/dnsmasq", argv, False)]
+    assert dnsserver.unit_name(net.bridge) == "sdctr-dns-sdbr0123456789a.service"
+    assert dnsserver.hosts_text([("10.90.0.2", "a1 0123456789ab db")]) == "10.90.0.2\ta1 0123456789ab db\n"
+    # where dnsmasq is installed, for user networks only (Docker's `bridge` has no names)
+    (tmp_path / "dnsmasq").write_text("")
+    (tmp_path / "dnsmasq").chmod(0o755)
+    assert setup.dns_server(net, [str(tmp_path)]) == f"{tmp_path}/dnsmasq"
+    assert setup.dns_server(net, ["/nonexistent"]) == ""
+    assert setup.dns_server(default_network(), [str(tmp_path)]) == ""
+
+
+def test_a_resolv_conf_through_the_networks_server_keeps_search_and_options() -> None:
+    host = "# managed\nnameserver 192.0.2.53\nsearch lan\noptions ndots:2\nnameserver 192.0.2.54\n"
+    text = dns.via_server(host, "10.90.0.1", "sdctr-dns-sdbr0123456789a.service")
+    assert text.splitlines()[1:] == ["nameserver 10.90.0.1", "search lan", "options ndots:2"], text
+    assert "sdctr-dns-sdbr0123456789a.service" in text.splitlines()[0]
+
+
 def test_a_subnet_overlapping_a_host_route_is_found() -> None:
     routes = [{"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
               {"dst": "10.89.0.0/16", "dev": "sdctr0"},  # our own bridge's

@@ -112,6 +112,9 @@ def test_network_ls_and_inspect_show_the_networks_there_are(tmp_path: Path,
     assert lines[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
     assert [ln.split()[1:] for ln in lines[1:]] == [["bridge", "bridge", "local"], ["host", "host", "local"],
                                                     ["none", "null", "local"]]
+    template = "{{.Name}} {{.Driver}}"
+    networks.cmd_network_ls(argparse.Namespace(root=str(tmp_path), quiet=False, format=template))
+    assert capsys.readouterr().out == "bridge bridge\nhost host\nnone null\n"  # Docker's fields
     networks.cmd_network_inspect(args)
     bridge, none = json.loads(capsys.readouterr().out)
     assert bridge["IPAM"]["Config"] == [{"Subnet": "10.89.0.0/16", "Gateway": "10.89.0.1"}]
@@ -122,3 +125,14 @@ def test_network_ls_and_inspect_show_the_networks_there_are(tmp_path: Path,
     with pytest.raises(SdctrError, match=r"^no such network: web$") as e:
         networks.cmd_network_inspect(argparse.Namespace(root=str(tmp_path), format=None, networks=["web"]))
     assert e.value.status == 1
+
+
+def test_ps_shows_a_running_containers_published_ports_as_docker() -> None:
+    from sdctr.cli.containers import ps_row
+
+    spec = ContainerSpec(id="b" * 64, name="b", image="i", image_id="x", command=("c",),
+                         ports=(Port(8443, 443, "tcp", "127.0.0.1"), Port(8080, 80), Port(5353, 53, "udp")))
+    assert ps_row(spec, "inactive", {"finished_at": 1})["Ports"] == ""
+    # (paused is read from the unit's freezer, which a unit test has none of: not paused)
+    assert ps_row(spec, "active", {})["Ports"] == (
+        "0.0.0.0:5353->53/udp, 0.0.0.0:8080->80/tcp, 127.0.0.1:8443->443/tcp")

@@ -38,7 +38,7 @@ SYSTEMD_SIGNATURES = {
     "StandardOutput": "s", "StandardError": "s", "StandardInputFileDescriptor": "h",
     "StandardOutputFileDescriptor": "h", "StandardErrorFileDescriptor": "h",
     "RestartUSec": "t", "StartLimitIntervalUSec": "t", "StartLimitBurst": "u", "RestartSteps": "u",
-    "RestartMaxDelayUSec": "t",
+    "RestartMaxDelayUSec": "t", "After": "as",
 }
 
 
@@ -104,7 +104,8 @@ def test_unit_file_quotes_what_systemd_would_split_or_unescape() -> None:
     assert 'ExecStart="/opt/my dir/sd\\"ct\\\\r" init ' in text
     assert "ExecStartPre=/bin/mnt \"\"\n" in text
     unit = text.split("[Service]")[0]
-    assert "\nDescription=sdctr container web (nginx:latest)\nCollectMode=inactive-or-failed\n" in unit
+    assert ("\nDescription=sdctr container web (nginx:latest)\nAfter=sdctr-setup.service\n"
+            "CollectMode=inactive-or-failed\n") in unit
 
 
 def test_sdctr_calls_back_through_its_own_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -207,7 +207,8 @@ def test_exit_files_go_with_their_container_and_when_nobody_will_read_them(paths
 
 @pytest.mark.parametrize(("unit", "says"), [
     ({"ActiveState": "activating", "SubState": "start", "MainPID": 7}, "is starting"),
-    ({"ActiveState": "activating", "SubState": "auto-restart", "MainPID": 0}, "is restarting")])
+    ({"ActiveState": "activating", "SubState": "auto-restart", "MainPID": 0}, "is restarting"),
+    ({"ActiveState": "inactive", "SubState": "dead", "MainPID": 0}, "is not running")])
 def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, object], says: str) -> None:
     from sdctr.log import SdctrError
     from sdctr.runtime import lifecycle
@@ -216,8 +217,9 @@ def test_exec_into_a_restarting_container_says_so(paths: Paths, unit: dict[str, 
         def unit_state(self, name: str) -> dict[str, object]:
             return unit
 
-    with pytest.raises(SdctrError, match=says):
+    with pytest.raises(SdctrError, match=says) as raised:
         lifecycle.running_unit(Sd(), state.find_by_id(paths, CID))  # type: ignore[arg-type]
+    assert raised.value.status == 1  # Docker's for exec, top, pause of a container not running
 
 
 class _StoppedUnit:

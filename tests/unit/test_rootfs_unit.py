@@ -82,9 +82,12 @@ def test_a_thin_container_joining_another_names_both_units_in_its_unit_section()
 
 
 def test_overlay_keeps_its_exec_start_pre_and_no_extra_unit() -> None:
-    p = as_dict(properties(spec(storage="overlay"), Host(2, 252), SDCTR, prestart=["/bin/mount", "x"]))
+    props = properties(spec(storage="overlay"), Host(2, 252), SDCTR, prestart=["/bin/mount", "x"])
+    p = as_dict(props)
     assert p["ExecStartPre"] == [("/bin/mount", ["/bin/mount", "x"], False)]
-    assert "Requires" not in p and "After" not in p
+    assert "Requires" not in p
+    after = [u for name, _, units in props if name == "After" for u in units]
+    assert not [u for u in after if u.startswith("sdctr-rootfs@")]  # (main's sdctr-setup.service)
 
 
 def test_lifecycle_gives_a_thin_container_its_rootfs_unit() -> None:

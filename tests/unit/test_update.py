@@ -102,10 +102,40 @@ def test_v2_swap_follows_the_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert sorted(props) == [("MemoryMax", "t", 128 << 20), ("MemorySwapMax", "t", 128 << 20)]
 
 
+def test_v2_cpuset_blkio_weight_and_swap_are_their_properties(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    spec = ContainerSpec(id="d" * 64, name="web", image="busybox", image_id="", command=("x",),
+                         resources=Resources(memory=64 << 20))
+    [(_, props, _)] = update(tmp_path, monkeypatch, spec, "--cpuset-cpus", "0-1", "--blkio-weight", "300",
+                             "--memory-swap", "96m", cgroup=2)
+    assert sorted(props) == [("AllowedCPUs", "ay", b"\x03"), ("IOWeight", "t", 2930),
+                             ("MemorySwapMax", "t", 32 << 20)]
+    r = find(Paths.from_root(str(tmp_path)), "web").resources
+    assert (r.cpuset_cpus, r.blkio_weight, r.memory_swap) == ("0-1", 300, 96 << 20)
+
+
+def test_v1_blkio_weight_is_live_and_a_stopped_cpuset_is_recorded(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ContainerSpec(id="c" * 64, name="web", image="busybox", image_id="", command=("x",))
+    [(_, props, _)] = update(tmp_path, monkeypatch, spec, "--blkio-weight", "300")
+    assert props == [("BlockIOWeight", "t", 300)]
+    assert update(tmp_path, monkeypatch, spec, "--cpuset-cpus", "1", state="inactive") == []
+    assert find(Paths.from_root(str(tmp_path)), "web").resources.cpuset_cpus == "1"
+
+
+def test_a_flag_replaces_a_property_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ContainerSpec(id="a" * 64, name="web", image="busybox", image_id="", command=("x",),
+                         resources=Resources(properties=("BlockIOWeight=800", "MemoryHigh=1G")))
+    [(_, props, _)] = update(tmp_path, monkeypatch, spec, "--blkio-weight", "300")
+    assert props == [("BlockIOWeight", "t", 300)]  # not 800 after it, which systemd would keep
+    assert find(Paths.from_root(str(tmp_path)), "web").resources.properties == ("MemoryHigh=1G",)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--property", "LimitNOFILE=10"], "LimitNOFILE is set on the processes as they start"),
     (["--property", "MemoryHihg=1G"], "MemoryHihg is not a property sdctr passes on"),
-    (["-m", "512m"], "is above the container's --memory-swap"),
+    (["-m", "512m"], "is above --memory-swap"),
+    (["--memory-swap", "32m"], "is above --memory-swap"),
 ])
 def test_what_update_cannot_change_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               argv: list[str], message: str) -> None:

@@ -36,10 +36,14 @@ TESTHOST_SMOKE = ("test_boot_reaches_running_with_this_checkout", "test_memory_l
                   "test_cp_copies_files_and_directories", "test_reboot_keeps_the_root_and_boots_again",
                   "test_several_hosts_run_at_once_and_down_leaves_nothing")
 # The other testhost files' tests whose code path exists only on cgroup v2, where no other tier
-# runs them (this machine's test host is v1 or hybrid): pause by systemd's FreezeUnit/ThawUnit.
+# runs them (this machine's test host is v1 or hybrid): pause by systemd's FreezeUnit/ThawUnit;
+# the container's own /sys/fs/cgroup and `stats` read from v2's file names (issue 14).
 # Each runs twice, with transient units and with unit files.
-TESTHOST_V2_ONLY = {"tests/testhost/test_manage.py": (
-    "test_pause_freezes_every_process_and_unpause_resumes_them",)}
+TESTHOST_V2_ONLY = {
+    "tests/testhost/test_manage.py": ("test_pause_freezes_every_process_and_unpause_resumes_them",),
+    "tests/testhost/test_daily.py": ("test_sys_fs_cgroup_is_the_containers_own_cgroup_read_only",
+                                     "test_stats_shows_cpu_network_and_block_io"),
+}
 HARNESS_FAILED = 125
 # What a payload asks the VM to exit with, per boot: one non-zero, one zero, so a harness that
 # always answered the same could not pass both.
@@ -237,13 +241,23 @@ def test_testhost_tier_smoke_tests_pass_on_cgroup_v2(testhost_v2: Boot) -> None:
         assert f"::{name} PASSED" in testhost_v2.stdout, (name, testhost_v2)
 
 
+def assert_passed_in_both_modes(boot: Boot, path: str) -> None:
+    assert boot.fact("pytest_status") == "0", boot
+    for name in TESTHOST_V2_ONLY[path]:
+        for mode in ("transient", "unit-file"):
+            assert f"::{name}[{mode}] PASSED" in boot.stdout, (name, mode, boot)
+
+
 def test_pause_by_systemds_freezeunit_on_cgroup_v2(testhost_v2: Boot) -> None:
     """`sdctr pause` where systemd freezes the unit (FreezeUnit, v246 on, cgroup v2): the kernel's
     cgroup.freeze reads 1, the processes stop, unpause resumes them, stop thaws first."""
-    assert testhost_v2.fact("pytest_status") == "0", testhost_v2
-    for name in sum(TESTHOST_V2_ONLY.values(), ()):
-        for mode in ("transient", "unit-file"):
-            assert f"::{name}[{mode}] PASSED" in testhost_v2.stdout, (name, mode, testhost_v2)
+    assert_passed_in_both_modes(testhost_v2, "tests/testhost/test_manage.py")
+
+
+def test_own_cgroup_and_stats_on_cgroup_v2(testhost_v2: Boot) -> None:
+    """Inside, /sys/fs/cgroup is the container's own v2 cgroup, read-only (memory.max, pids.max);
+    `stats` reads CPU, network and block I/O from v2's cpu.stat and io.stat."""
+    assert_passed_in_both_modes(testhost_v2, "tests/testhost/test_daily.py")
 
 
 # --- the harness leaves nothing behind ----------------------------------------------------------
