@@ -1,5 +1,5 @@
 """The machine's settings: /etc/sdctr/sdctr.yaml (``SDCTR_CONFIG`` names another file, so tests never
-touch /etc). The registries and network sections are read so far:
+touch /etc). Three sections:
 
     registries:
       mirrors:                      # tried in order before the registry itself, for pulls only
@@ -12,6 +12,16 @@ touch /etc). The registries and network sections are read so far:
       bridge: sdctr0
       firewall: auto                # the NAT and port rules: nftables, iptables (RHEL7), or auto:
                                     # nftables where nft is installed, else iptables
+
+    storage:
+      driver: auto                  # auto | devicemapper | overlay; auto: devicemapper where the
+                                    # kernel has dm-thin, overlay elsewhere
+      devicemapper:                 # the thin pool over two sparse loop files (Docker's defaults)
+        data_size: 100G             # apparent sizes of <root>/devicemapper/pool/{data,metadata}
+        metadata_size: 2G
+        base_size: 10G              # every layer's and container's device
+        filesystem: xfs             # xfs (where mkfs.xfs exists) or ext4; empty: pick
+        min_free: 10                # percent of data and metadata below which new snapshots are refused
 
 A missing file means the defaults (no mirrors; plain HTTP only for localhost and 127.0.0.0/8), and
 YAML is imported only when the file exists: most commands never read it.
@@ -57,9 +67,29 @@ class NetworkSettings(Record):
     firewall: str = "auto"  # FIREWALLS
 
 
+GIB = 1 << 30
+STORAGE_DRIVERS = ("auto", "devicemapper", "overlay")
+FILESYSTEMS = ("", "xfs", "ext4")
+_SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)i?b?", re.IGNORECASE)
+
+
+class DeviceMapper(Record):
+    data_size: int = 100 * GIB
+    metadata_size: int = 2 * GIB
+    base_size: int = 10 * GIB
+    filesystem: str = ""  # "": xfs where mkfs.xfs exists, else ext4
+    min_free: int = 10  # percent
+
+
+class Storage(Record):
+    driver: str = "auto"
+    devicemapper: DeviceMapper = DeviceMapper()
+
+
 class Config(Record):
     registries: Registries = Registries()
     network: NetworkSettings = NetworkSettings()
+    storage: Storage = Storage()
 
 
 def config_path() -> Path:
@@ -93,7 +123,8 @@ def parse(doc: Any, *, source: str) -> Config:
                  for domain, urls in mirrors.items()},
         insecure=tuple(_host(h, source, "registries.insecure")
                        for h in _list(registries.get("insecure") or [], source, "registries.insecure")),
-    ), _network(_mapping(doc.get("network") or {}, source, "network"), source))
+    ), _network(_mapping(doc.get("network") or {}, source, "network"), source),
+                  _storage(doc.get("storage") or {}, source))
 
 
 # --- network ------------------------------------------------------------------------------------
@@ -117,6 +148,41 @@ def _network(section: Mapping[str, Any], source: str) -> NetworkSettings:
         raise SdctrError(f"{source}: network.firewall {settings.firewall!r} is not a firewall back end",
                          hint="one of: " + ", ".join(FIREWALLS))
     return settings
+
+
+def _storage(value: Any, source: str) -> Storage:
+    storage = _mapping(value, source, "storage")
+    driver = storage.get("driver") or "auto"
+    if driver not in STORAGE_DRIVERS:
+        raise SdctrError(f"{source}: storage.driver: {driver!r} is not a storage driver",
+                         hint=f"one of: {', '.join(STORAGE_DRIVERS)}")
+    dm = _mapping(storage.get("devicemapper") or {}, source, "storage.devicemapper")
+    unknown = set(dm) - set(DeviceMapper._fields)
+    if unknown:
+        raise SdctrError(f"{source}: storage.devicemapper: unknown key {sorted(unknown)[0]!r}",
+                         hint=f"known: {', '.join(DeviceMapper._fields)}")
+    fs = dm.get("filesystem") or ""
+    if fs not in FILESYSTEMS:
+        raise SdctrError(f"{source}: storage.devicemapper.filesystem: {fs!r} is not xfs or ext4")
+    sizes = {k: _size(dm[k], source, f"storage.devicemapper.{k}")
+             for k in ("data_size", "metadata_size", "base_size") if k in dm}
+    if "min_free" in dm:
+        sizes["min_free"] = _percent(dm["min_free"], source, "storage.devicemapper.min_free")
+    return Storage(driver=driver, devicemapper=DeviceMapper(filesystem=fs, **sizes))
+
+
+def _percent(value: Any, source: str, key: str) -> int:
+    text = str(value).strip().removesuffix("%").strip()
+    if not text.isdigit() or int(text) > 99:
+        raise SdctrError(f"{source}: {key}: {value!r} is not a percentage", hint="0 to 99, e.g. 10")
+    return int(text)
+
+
+def _size(value: Any, source: str, key: str) -> int:
+    m = _SIZE.fullmatch(str(value).strip())
+    if not m or int(m.group(1)) == 0:
+        raise SdctrError(f"{source}: {key}: {value!r} is not a size", hint="examples: 512M, 100G, 2T")
+    return int(m.group(1)) << (10 * " kmgt".index(m.group(2).lower() or " "))
 
 
 def _mirrors(urls: Any, source: str, domain: str) -> tuple[Mirror, ...]:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 
 from sdctr.log import EXIT_SDCTR, SdctrError, debugging, error
 
-HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown", "declare")
+HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown", "declare",
+               "rootfs-up", "rootfs-down")
 
 
 def entry() -> None:
@@ -131,5 +132,6 @@ def run_hook(root: str | None, stage: str, cid: str) -> int:
 
         return declared.hook(Paths.from_root(root), cid)
     run = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop,
-           "netup": hooks.netup, "netdown": hooks.netdown}[stage]
+           "netup": hooks.netup, "netdown": hooks.netdown,
+           "rootfs-up": hooks.rootfs_up, "rootfs-down": hooks.rootfs_down}[stage]
     return run(Paths.from_root(root), cid)

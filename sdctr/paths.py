@@ -19,6 +19,7 @@ STOP_SCRIPT = os.path.join(PACKAGE_DIR, "stop.sh")
 POSTSTOP_SCRIPT = os.path.join(PACKAGE_DIR, "poststop.sh")
 NETUP_SCRIPT = os.path.join(PACKAGE_DIR, "netup.sh")
 NETDOWN_SCRIPT = os.path.join(PACKAGE_DIR, "netdown.sh")
+ROOTFS_SCRIPT = os.path.join(PACKAGE_DIR, "rootfs.sh")  # units/sdctr-rootfs@.service runs it
 DEFAULT_ROOT = Path("/var/lib/sdctr")
 DEFAULT_RUN = Path("/run/sdctr")
 

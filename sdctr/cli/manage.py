@@ -426,7 +426,57 @@ def _reclaimable(row: dict[str, Any]) -> str:
     return f"{human_size(row['Reclaimable'])} ({percent}%)"
 
 
-# --- info, version ------------------------------------------------------------------------------
+# --- info, version, storage status ---------------------------------------------------------------
+
+def storage_doc(paths: Paths, specs: list[Any]) -> dict[str, Any]:
+    """The driver a new container gets and why (sdctr.yaml, or what auto found), its status lines,
+    and the drivers the containers recorded (a host whose setting changed keeps running those)."""
+    from sdctr.storage import drivers
+
+    name, why = drivers.default_driver()
+    by_driver: dict[str, int] = {}
+    for spec in specs:
+        d = spec.storage or drivers.LEGACY
+        by_driver[d] = by_driver.get(d, 0) + 1
+    others = sorted(set(by_driver) - {name})
+    return {"Driver": name, "DriverReason": why, "DriverStatus": drivers.status(name, paths),
+            "ContainersByDriver": by_driver,
+            "OtherDriverStatus": {d: drivers.status(d, paths) for d in others}}
+
+
+def _status_lines(rows: list[tuple[str, Any]], indent: str) -> list[str]:
+    from sdctr.image.progress import human_size
+
+    def shown(key: str, value: Any) -> str:
+        sized = isinstance(value, int) and ("Space" in key or key.endswith(("Size", "Blocksize")))
+        return human_size(value) if sized else str(value)
+
+    return [f"{indent}{k}: {shown(k, v)}" for k, v in rows]
+
+
+def _storage_lines(doc: dict[str, Any], indent: str) -> list[str]:
+    lines = [f"{indent}Storage Driver: {doc['Driver']}", f"{indent} Chosen By: {doc['DriverReason']}",
+             *_status_lines(doc["DriverStatus"], indent + " ")]
+    if doc["ContainersByDriver"]:
+        lines.append(f"{indent} Containers By Driver: " + ", ".join(
+            f"{d} {n}" for d, n in sorted(doc["ContainersByDriver"].items())))
+    for d, rows in doc["OtherDriverStatus"].items():  # old containers' driver, still served
+        lines += [f"{indent}Storage Driver (in use): {d}", *_status_lines(rows, indent + " ")]
+    return lines
+
+
+def cmd_storage_status(args: argparse.Namespace) -> int:
+    """`sdctr storage status`: the storage part of `info`, the thin pool's data and metadata use."""
+    from sdctr.state import all_specs
+
+    paths = paths_of(args)
+    doc = storage_doc(paths, all_specs(paths))
+    if args.format == "json":
+        print(json.dumps(doc))
+        return 0
+    print("\n".join(_storage_lines(doc, "")))
+    return 0
+
 
 def info_doc(args: argparse.Namespace) -> dict[str, Any]:
     """`docker info`'s fields (its names), for this host: systemd is the engine."""
@@ -435,7 +485,6 @@ def info_doc(args: argparse.Namespace) -> dict[str, Any]:
     from sdctr import __version__
     from sdctr.image import store as images
     from sdctr.runtime import lifecycle, pause
-    from sdctr.storage.drivers import DEFAULT
     from sdctr.systemd.properties import FIRST_LOG_RATE_LIMIT
 
     paths = paths_of(args)
@@ -449,11 +498,13 @@ def info_doc(args: argparse.Namespace) -> dict[str, Any]:
         warnings.append(f"WARNING: systemd {version} has no per-unit LogRateLimitIntervalSec "
                         "(v240 on): journald's own limit drops a chatty container's lines; set "
                         "RateLimitIntervalSec=0 in /etc/systemd/journald.conf")
+    storage = storage_doc(paths, [s for s, _ in states])
     return {
+        **storage,
         "ID": _machine_id(), "Containers": len(states), "ContainersRunning": len(running) - paused,
         "ContainersPaused": paused, "ContainersStopped": len(states) - len(running),
         "Images": len({i.id for i in images.list_images(paths)}),
-        "Driver": DEFAULT, "LoggingDriver": "journald", "CgroupDriver": "systemd",
+        "LoggingDriver": "journald", "CgroupDriver": "systemd",
         "CgroupVersion": str(host.cgroup_version), "SystemdVersion": version,
         "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSType": "linux",
         "Architecture": platform.machine(), "NCPU": os.cpu_count() or 0, "MemTotal": _mem_total(),
@@ -480,7 +531,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f" Containers: {doc['Containers']}", f"  Running: {doc['ContainersRunning']}",
         f"  Paused: {doc['ContainersPaused']}", f"  Stopped: {doc['ContainersStopped']}",
         f" Images: {doc['Images']}", f" Server Version: {doc['ServerVersion']}",
-        f" Storage Driver: {doc['Driver']}", f" Logging Driver: {doc['LoggingDriver']}",
+        *_storage_lines(doc, " "), f" Logging Driver: {doc['LoggingDriver']}",
         f" Cgroup Driver: {doc['CgroupDriver']}", f" Cgroup Version: {doc['CgroupVersion']}",
         f" systemd Version: {doc['SystemdVersion']}", f" Init Binary: {doc['InitBinary']}",
         f" Kernel Version: {doc['KernelVersion']}", f" Operating System: {doc['OperatingSystem']}",

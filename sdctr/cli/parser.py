@@ -220,6 +220,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
 
     _add_volume_verbs(sub)
     _add_manage_verbs(sub, system_verbs)
+    p = sub.add_parser("storage", help="the storage driver (status: the thin pool's data and metadata use)")
+    storage_verbs = p.add_subparsers(dest="storage_verb", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
+    p = storage_verbs.add_parser("status", help="the driver new containers get and why, and its space")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="table, or json")
+    p.set_defaults(handler=_handler("manage.cmd_storage_status"))
     p = sub.add_parser("update", help="change the limits of containers, running ones at once (as Docker's)")
     for option in OPTIONS:  # the table's flags and help for the limits update changes
         if option.dest in UPDATABLE:

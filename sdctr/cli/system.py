@@ -69,6 +69,8 @@ def inconsistencies(paths: Paths, sd: Any) -> Iterator[Problem]:
             yield Problem(f"unit {unit} ({active}) has no record", functools.partial(_drop_unit, sd, unit))
     yield from _mounts(paths, running)
     yield from _leftovers(paths, set(by_id))
+    if (paths.root / "devicemapper" / "metadata").is_dir():
+        yield from _thin_leftovers(paths, set(by_id))
     yield from _store(paths, specs)
 
 
@@ -80,8 +82,7 @@ def _record(paths: Paths, sd: Any, spec: ContainerSpec, active: str | None,
 
     name = f"container {spec.name} ({spec.short_id})"
     snap = hooks.snapshotter_of(paths, spec)
-    snapshot = snap.snapshot_dir(spec.id)
-    if snapshot is not None and not snapshot.is_dir():
+    if not hooks.has_snapshot(snap, spec.id):
         yield Problem(f"{name}: its snapshot is missing",
                       lambda: snap.prepare(spec.id, hooks.layers_of(paths, spec)))
     if active == "failed":
@@ -94,6 +95,19 @@ def _record(paths: Paths, sd: Any, spec: ContainerSpec, active: str | None,
         if read_status(paths, spec.id).get("running"):
             yield Problem(f"{name}: recorded as running, its unit is {active or 'gone'}",
                           lambda: update_status(paths, spec.id, running=False, finished_at=time.time()))
+
+
+def _thin_leftovers(paths: Paths, records: set[str]) -> Iterator[Problem]:
+    """Thin devices of containers that have no record (their metadata, not the pool: reading
+    it needs no dmsetup)."""
+    from sdctr.storage.devicemapper import DeviceMapperSnapshotter
+
+    snap = DeviceMapperSnapshotter(paths)
+    for dev in snap.devices():
+        cid = dev.name[len("ctr-"):]
+        if dev.name.startswith("ctr-") and _CID.fullmatch(cid) and cid not in records:
+            yield Problem(f"devicemapper device {dev.name[:16]} has no record",
+                          functools.partial(snap.remove, cid))
 
 
 def _drop_unit(sd: Any, unit: str) -> None:

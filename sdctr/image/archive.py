@@ -571,7 +571,10 @@ def export(paths: Paths, cid: str, image: images.Image, output: str | None) -> N
     snap = drivers.driver(_driver_name(paths, cid), paths)
     snap.unpack(image)  # the image's layers were unpacked by create; a copy pruned since is redone
     rootfs.mkdir(parents=True, exist_ok=True)  # (made at create; a reboot empties the run directory)
-    _tar_tree(rootfs, output, view=snap.view(cid, image.layers, rootfs))
+    try:
+        _tar_tree(rootfs, output, view=snap.view(cid, image.layers, rootfs))
+    finally:  # the view's mount went with tar's namespace; a thin device it activated goes now
+        snap.release(cid)
 
 
 def _driver_name(paths: Paths, cid: str) -> str:

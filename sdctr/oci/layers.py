@@ -108,8 +108,12 @@ def inspect_layer(stream: Readable, *, image: str, digest: str) -> LayerInfo:
 
 
 def apply_layer(stream: Readable, target: Path, *, image: str, digest: str,
-                diff_id: str | None = None) -> LayerInfo:
+                diff_id: str | None = None, onto_lower: bool = False) -> LayerInfo:
     """Unpacks a layer into ``target`` (an existing directory that only we write to).
+
+    With ``onto_lower``, ``target`` holds the layers below (a thin snapshot) and whiteouts act
+    on them: ``.wh.NAME`` removes NAME, ``.wh..wh..opq`` empties its directory of everything this
+    layer did not write, instead of the markers overlayfs reads.
 
     With ``diff_id``, the uncompressed stream must hash to it. Any refusal raises SdctrError
     naming the image, the layer digest and the entry; the caller discards ``target``.
@@ -118,7 +122,7 @@ def apply_layer(stream: Readable, target: Path, *, image: str, digest: str,
     try:
         fs = os.fstatvfs(root)
         with _Walk(stream, image, digest, free=fs.f_bavail * fs.f_frsize) as walk:
-            writer = _Writer(root, walk.tar)
+            writer = _Writer(root, walk.tar, onto_lower=onto_lower)
             for member, parts in walk:
                 with walk.guard(writing=True):
                     writer.apply(member, parts)
@@ -461,8 +465,9 @@ def check_member(member: tarfile.TarInfo) -> list[str]:
 class _Writer:
     """Creates entries below a root directory fd, never following a symlink on the way."""
 
-    def __init__(self, root: int, tar: tarfile.TarFile):
-        self.root, self.tar = root, tar
+    def __init__(self, root: int, tar: tarfile.TarFile, *, onto_lower: bool = False):
+        self.root, self.tar, self.onto_lower = root, tar, onto_lower
+        self.written: set[tuple[str, ...]] = set()  # onto_lower: what an opaque directory keeps
         self.as_root = os.geteuid() == 0
         # directory modes and mtimes wait for the end: writing children changes the mtime, and
         # a read-only mode would stop them being written at all. Only those two numbers are kept,
@@ -482,6 +487,10 @@ class _Writer:
 
     def _create(self, parent: int, parts: list[str], m: tarfile.TarInfo) -> None:
         name = parts[-1]
+        if self.onto_lower and name.startswith(WHITEOUT):
+            self._whiteout_lower(parent, parts)
+            return
+        self.written.update(tuple(parts[:i]) for i in range(1, len(parts) + 1))
         if name == OPAQUE:
             os.setxattr(parent, OPAQUE_XATTR, b"y")
         elif name.startswith(WHITEOUT):
@@ -511,6 +520,16 @@ class _Writer:
             kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
             os.mknod(name, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=parent)
             self._meta_path(parent, name, m, chmod=True)
+
+    def _whiteout_lower(self, parent: int, parts: list[str]) -> None:
+        """A whiteout acting on the layers below: NAME removed, or an opaque directory emptied
+        of everything this layer did not write."""
+        if parts[-1] == OPAQUE:
+            for child in os.listdir(parent):
+                if (*parts[:-1], child) not in self.written:
+                    _remove_at(parent, child)
+        else:
+            _remove_at(parent, parts[-1][len(WHITEOUT):])
 
     def _file(self, parent: int, name: str, m: tarfile.TarInfo) -> None:
         _remove_at(parent, name)

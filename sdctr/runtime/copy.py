@@ -336,7 +336,8 @@ def copy(src_dir: int, src_name: str, dest_parent: int, dest_name: str, dest_tex
 @contextlib.contextmanager
 def container_root(paths: Paths, sd: Systemd, spec: ContainerSpec) -> Iterator[int]:
     """An O_PATH fd on the container's "/": a running one's as its init sees it (its mounts
-    included), a stopped one's snapshot mounted read-write below sdctr's run directory meanwhile."""
+    included), a stopped one's snapshot activated by its driver (a thin device: `dmsetup create`
+    first) and mounted read-write below sdctr's run directory meanwhile."""
     pid = sd.main_pid(spec.unit)
     if pid:
         fd = os.open(f"/proc/{pid}/root", _PATH | os.O_DIRECTORY)
@@ -352,7 +353,7 @@ def container_root(paths: Paths, sd: Systemd, spec: ContainerSpec) -> Iterator[i
     target = paths.run / "cp" / f"{spec.id}-{os.getpid()}"
     target.mkdir(parents=True)
     try:
-        snapshotter.mount(snap.rootfs(spec.id, hooks.layers_of(paths, spec), target))
+        snapshotter.activate(snap, spec.id, hooks.layers_of(paths, spec), target)
         try:
             fd = os.open(target, _PATH | os.O_DIRECTORY)
             try:
@@ -360,7 +361,7 @@ def container_root(paths: Paths, sd: Systemd, spec: ContainerSpec) -> Iterator[i
             finally:
                 os.close(fd)
         finally:
-            snapshotter.unmount(target)
+            snap.deactivate(spec.id, target)  # a thin device is removed unless the unit holds it
     finally:
         for d in (target, target.parent):  # the parent: unless another cp uses it
             with contextlib.suppress(OSError):

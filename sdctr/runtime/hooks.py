@@ -11,6 +11,11 @@
     netdown   <id>   its teardown, run first by ExecStopPost (needs no record: an id is enough)
     poststop  <id>   the exit status recorded (systemd hands it over in $EXIT_CODE/$EXIT_STATUS),
                      the rootfs unmounted, and for --rm the snapshot and record removed
+    rootfs-up <id>   for a driver that needs the host's devices (devicemapper): prestart's work,
+                     run by the container's own unit sdctr-rootfs@<id>.service, outside the
+                     container's device cgroup (units/sdctr-rootfs@.service says why)
+    rootfs-down <id> that unit's ExecStop, after the container's unit stopped: poststop's storage
+                     work (its record and status were left to it) and the attached run's exit file
 
 Both run on every start and stop, `systemctl restart ctr-<id>` included, so systemd alone can
 restart a container. They must be idempotent: a hook killed halfway is simply run again.
@@ -50,6 +55,30 @@ def prestart(paths: Paths, cid: str) -> int:
     return 0
 
 
+def rootfs_up(paths: Paths, cid: str) -> int:
+    return prestart(paths, cid)
+
+
+def rootfs_down(paths: Paths, cid: str) -> int:
+    from sdctr.state import NoSuchContainer
+
+    try:
+        spec = find_by_id(paths, cid)
+    except NoSuchContainer:  # `rm` removed it, its snapshot first
+        return 0
+    status = read_status(paths, cid)
+    if spec.remove:
+        remove_container(paths, spec)
+    else:
+        snap = snapshotter_of(paths, spec)
+        snap.deactivate(cid, paths.rootfs(cid))
+        if spec.ephemeral:
+            snap.reset(cid)
+    if spec.attached:  # last: the attached run returns once nothing is left active
+        write_json_atomic(exit_file(paths, cid), status)
+    return 0
+
+
 def netup(paths: Paths, cid: str) -> int:
     from sdctr.net import setup
 
@@ -71,6 +100,67 @@ def snapshotter_of(paths: Paths, spec: ContainerSpec) -> Snapshotter:
     from sdctr.storage.drivers import LEGACY, driver
 
     return driver(spec.storage or LEGACY, paths)
+
+
+def has_snapshot(snap: Snapshotter, cid: str) -> bool:
+    """Whether the container's snapshot exists: its directory, or a thin container's device as
+    the driver's metadata names it (a JSON read, no dmsetup)."""
+    snapshot = snap.snapshot_dir(cid)
+    if snapshot is not None:
+        return snapshot.is_dir()
+    from sdctr.storage.devicemapper import DeviceMapperSnapshotter, container_name
+
+    if not isinstance(snap, DeviceMapperSnapshotter):  # neither a directory nor devices: nothing to miss
+        return True
+    dev = snap.load(container_name(cid))
+    return dev is not None and not dev.deleted
+
+
+def rootfs_in_own_unit(spec: ContainerSpec) -> bool:
+    """Whether the record's driver activates in sdctr-rootfs@<id>.service (rootfs-up/-down)."""
+    from sdctr.storage.drivers import LEGACY, needs_host_devices
+
+    return needs_host_devices(spec.storage or LEGACY)
+
+
+ROOTFS_ENV = "rootfs.env"  # in the record's directory; units/sdctr-rootfs@.service names it
+_ENV_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 /._:,=+-@")
+
+
+def write_rootfs_env(paths: Paths, spec: ContainerSpec) -> None:
+    """What sdctr/rootfs.sh needs to activate and deactivate a thin container without Python,
+    as the rootfs unit's EnvironmentFile; which of the two it may do itself (ROOTFS_FAST): all
+    but an ephemeral container's reset. --rm's deletion (ROOTFS_REMOVE: the device's pool
+    transaction, then the record) and an attached run's exit file (ROOTFS_EXIT) included.
+    Rewritten at each start, so a `systemctl restart` without sdctr finds the last start's.
+    Nothing is written where a value would need quoting beyond double quotes (the hooks serve).
+    No SDCTR_* name: the hooks inherit these, and sdctr reads SDCTR_ROOT and SDCTR_CONFIG."""
+    from sdctr.paths import ROOTFS_SCRIPT
+    from sdctr.storage.devicemapper import DeviceMapperSnapshotter
+
+    env_file = paths.container_dir(spec.id) / ROOTFS_ENV
+    snap = snapshotter_of(paths, spec)
+    fast = [] if spec.ephemeral else ["up", "down"]
+    env = {"ROOTFS_SCRIPT": ROOTFS_SCRIPT, "ROOTFS_FAST": " ".join(fast)}
+    if isinstance(snap, DeviceMapperSnapshotter) and fast:
+        env.update(snap.activation_env(spec.id, layers_of(paths, spec), paths.rootfs(spec.id)))
+        # as /proc/self/mountinfo shows them (the script's check for mounts under the run dir)
+        env.update(ROOTFS_RECORD=os.path.realpath(paths.container_dir(spec.id)),
+                   ROOTFS_RUN_DIR=os.path.realpath(paths.run_dir(spec.id)))
+        if spec.remove:
+            env.update(snap.removal_env(spec.id), ROOTFS_REMOVE="1",
+                       ROOTFS_UNIT_FILE=str(UNIT_DIR / spec.unit))
+        if spec.attached:
+            env["ROOTFS_EXIT"] = str(exit_file(paths, spec.id))
+        from sdctr.storage.mountinfo import ESCAPED
+
+        if spec.remove and set(env["ROOTFS_RUN_DIR"]) & ESCAPED:  # the script's grep would miss them
+            env["ROOTFS_FAST"] = "up"
+    if not all(set(v) <= _ENV_SAFE for v in env.values()):
+        env = {}
+    tmp = env_file.with_name(f".{ROOTFS_ENV}.tmp{os.getpid()}")  # as state's temp files: swept
+    tmp.write_text("".join(f'{k}="{v}"\n' for k, v in env.items()))
+    os.replace(tmp, env_file)
 
 
 def layers_of(paths: Paths, spec: ContainerSpec) -> tuple[str, ...]:
@@ -96,6 +186,11 @@ def poststop(paths: Paths, cid: str) -> int:
     changes = dict(running=False, finished_at=time.time(), result=env.get("SERVICE_RESULT", ""),
                    exit_code=exit_code(env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")),
                    oom_killed=env.get("SERVICE_RESULT") == "oom-kill" or cgroups.oom_killed_here())
+    if rootfs_in_own_unit(spec):  # storage, --rm's removal, exit file: its rootfs unit's, stopped next
+        tear_down(paths, spec, changes, storage=False)
+        if spec.network_container and not spec.remove:
+            follow_target(paths, spec)
+        return 0
     status = tear_down(paths, spec, changes)
     if spec.network_container and not spec.remove:
         follow_target(paths, spec)
@@ -137,11 +232,16 @@ def follow_target(paths: Paths, spec: ContainerSpec) -> None:
         (paths.followers(target.id) / spec.id).touch()
 
 
-def tear_down(paths: Paths, spec: ContainerSpec, changes: dict[str, Any]) -> dict[str, Any]:
+def tear_down(paths: Paths, spec: ContainerSpec, changes: dict[str, Any], *,
+              storage: bool = True) -> dict[str, Any]:
     """The poststop hook's work once the exit is known (`changes` to the status): the rootfs
     unmounted and the status written, or, for --rm, everything removed. The status as left.
-    Idempotent: run again by the next command that finds it cut short (lifecycle.finish_stop)."""
+    `storage` False: the status alone, the rest being a rootfs unit's (rootfs_down) that has not
+    stopped yet. Idempotent: run again by the next command that finds it cut short
+    (lifecycle.finish_stop)."""
     status = {**read_status(paths, spec.id), **changes}
+    if not storage:
+        return update_status(paths, spec.id, **changes) or status
     if spec.remove:
         remove_container(paths, spec)  # unmounts first
     else:

@@ -40,6 +40,10 @@ def root_args(paths: Paths) -> list[str]:
 
 def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
                stdio: tuple[int, int, int] | None = None) -> list[Any]:
+    if hooks.rootfs_in_own_unit(spec):
+        return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
+                          network=network_commands(paths, spec), joins=joined_unit(paths, spec),
+                          rootfs_unit=own_rootfs_unit(paths, spec))
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
                       prestart=prestart_command(paths, spec),
                       poststop=hooks.poststop_command(paths, spec),
@@ -63,6 +67,27 @@ def network_commands(paths: Paths, spec: ContainerSpec) -> tuple[list[str], list
     from sdctr.net import setup
 
     return setup.script_commands(paths, spec)
+
+
+def own_rootfs_unit(paths: Paths, spec: ContainerSpec) -> str:
+    """sdctr-rootfs@<id>.service, the static template's instance: it runs `python3 -m sdctr` on
+    the default root, so another root cannot have it."""
+    from sdctr.systemd.properties import rootfs_unit
+
+    if not paths.is_default:
+        raise SdctrError(f"the {spec.storage} driver's containers run on /var/lib/sdctr only "
+                         f"(not --root {paths.root})",
+                         hint="its activation unit, sdctr-rootfs@.service, serves the default root")
+    return rootfs_unit(spec.id)
+
+
+def stop_rootfs_unit(sd: Systemd, spec: ContainerSpec) -> None:
+    """Waits for the container's rootfs unit to be stopped (it stops by itself once the container
+    has: this makes that a job we wait for), so that no device or mount is left when we return."""
+    if hooks.rootfs_in_own_unit(spec):
+        from sdctr.systemd.properties import rootfs_unit
+
+        sd.stop(rootfs_unit(spec.id))
 
 
 def prestart_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
@@ -99,7 +124,7 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
         spec = spec.replace(add_hosts=tuple(h.replace(":host-gateway", f":{gateway}")
                                             for h in spec.add_hosts))
 
-    spec = spec.replace(storage=spec.storage or drivers.DEFAULT, layers=image.layers)
+    spec = spec.replace(storage=spec.storage or drivers.default_driver()[0], layers=image.layers)
     snap = drivers.driver(spec.storage, paths)
     unpacked = snap.unpack(image)
     if unpacked:  # the first container of a pulled image: now its SIZE is known
@@ -151,7 +176,20 @@ def start(paths: Paths, spec: ContainerSpec, sd: Systemd, host: Host, *,
         if not is_running(sd, target):
             raise SdctrError(f"--network container:{target.name}: container {target.name} is not running",
                              hint=f"start it first: sdctr start {target.name}")
-    sd.start_transient(spec.unit, unit_props(paths, spec, host, stdio), host)
+    props = unit_props(paths, spec, host, stdio)
+    if hooks.rootfs_in_own_unit(spec):  # what its rootfs unit's shell path reads
+        hooks.write_rootfs_env(paths, spec)
+    try:
+        sd.start_transient(spec.unit, props, host)
+    except SdctrError as e:
+        if not hooks.rootfs_in_own_unit(spec) or "dependency" not in str(e):
+            raise
+        from sdctr.systemd.manager import journal_tail
+        from sdctr.systemd.properties import rootfs_unit
+
+        # the container's own journal only says a dependency failed: the activation's says why
+        raise SdctrError(f"{spec.unit} failed to start: its root file system could not be activated",
+                         hint=journal_tail(rootfs_unit(spec.id))) from e
 
 
 def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host, *,
@@ -171,6 +209,8 @@ def run(paths: Paths, spec: ContainerSpec, image: Image, sd: Systemd, host: Host
             sd.kill(spec.unit, signal.SIGKILL, who="all")
         sd.settle(spec.unit)  # a failed start job ends before ExecStopPost has run
         sd.reset_failed(spec.unit)
+        with contextlib.suppress(SdctrError):
+            stop_rootfs_unit(sd, spec)
         with contextlib.suppress(SdctrError):
             sd.remove_unit_file(spec.unit)
         code = _take_exit_file(paths, spec)
@@ -218,11 +258,21 @@ def wait_exit(paths: Paths, spec: ContainerSpec, sd: Systemd, *, attached: bool 
             return code
         if time.monotonic() >= next_ask:
             next_ask = time.monotonic() + ask_every
-            if sd.active_state(spec.unit) not in RUNNING_STATES:
+            if not any(sd.active_state(u) in RUNNING_STATES for u in _units(spec)):
                 time.sleep(0.2 if attached else 0)  # the file may be a moment behind
                 code = _take_exit_file(paths, spec) if attached else _kept_exit(paths, spec.id)
                 return code if code is not None else _status_code(read_status(paths, spec.id))
         time.sleep(poll)
+
+
+def _units(spec: ContainerSpec) -> list[str]:
+    """The container's unit, and its rootfs unit where it has one (active until the storage is
+    handed back)."""
+    if not hooks.rootfs_in_own_unit(spec):
+        return [spec.unit]
+    from sdctr.systemd.properties import rootfs_unit
+
+    return [spec.unit, rootfs_unit(spec.id)]
 
 
 def wait_removed(paths: Paths, sd: Systemd, ref: str, *, poll: float = 0.1) -> int | None:
@@ -287,6 +337,7 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
     PID 1, whose end takes its PID namespace down: a SIGKILL to the whole unit would hit the stop
     hooks too (issue 17: `stop -t 0` left the rootfs mounted and the unit failed)."""
     if not is_running(sd, spec):
+        stop_rootfs_unit(sd, spec)
         return
     _thaw_if_paused(sd, spec)
     if timeout is not None:
@@ -299,6 +350,7 @@ def stop(sd: Systemd, spec: ContainerSpec, timeout: float | None) -> None:
     # our signals end the main process with 143 or 137, which the unit's SuccessExitStatus counts
     # as a success: a container stopped on request is no failed unit (DESIGN.md, I6)
     sd.stop(spec.unit)
+    stop_rootfs_unit(sd, spec)
 
 
 def _signal_main(sd: Systemd, spec: ContainerSpec, signum: int) -> None:
@@ -329,6 +381,7 @@ def remove(paths: Paths, sd: Systemd, spec: ContainerSpec, force: bool) -> None:
         _thaw_if_paused(sd, spec)
         _signal_main(sd, spec, signal.SIGKILL)  # not "all": the stop hooks must run to the end
         sd.stop(spec.unit)
+    stop_rootfs_unit(sd, spec)
     sd.reset_failed(spec.unit)
     sd.remove_unit_file(spec.unit)
     if spec.declared:  # `sdctr update`'s drop-ins go with the container they were for
@@ -350,6 +403,12 @@ def _health(paths: Paths, spec: ContainerSpec, running: bool) -> dict[str, Any]:
                                 "FailingStreak": 0, "Log": []}}
 
 
+def storage_driver(spec: ContainerSpec) -> str:
+    from sdctr.storage.drivers import LEGACY
+
+    return spec.storage or LEGACY
+
+
 def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[str, Any]:
     """`inspect`'s document: Docker's field names where Docker has one."""
     status = read_status(paths, spec.id)
@@ -365,6 +424,7 @@ def describe(paths: Paths, spec: ContainerSpec, unit: dict[str, Any]) -> dict[st
         "Path": spec.command[0] if spec.command else "",
         "Args": list(spec.command[1:]),
         "Image": spec.image_id,
+        "Driver": storage_driver(spec),  # the record's: a changed setting does not move it
         "RestartCount": restart_count(spec, unit),
         "Config": {"Image": spec.image, "Cmd": list(spec.command), "Env": list(spec.env),
                    "WorkingDir": spec.workdir, "User": spec.user,
@@ -506,14 +566,14 @@ def finish_create(paths: Paths, spec: ContainerSpec) -> None:
     if not spec.storage:  # (a record from before create named its driver: not this case)
         return
     snap = hooks.snapshotter_of(paths, spec)
-    snapshot = snap.snapshot_dir(spec.id)
-    if snapshot is None or snapshot.is_dir():
+    if hooks.has_snapshot(snap, spec.id):
         return
     from sdctr.log import debug
     from sdctr.state import locked
 
+    # (a thin prepare takes the pool's lock under this one, as create does: never the other way)
     with locked(paths):
-        if snapshot.is_dir() or not paths.container_dir(spec.id).is_dir():
+        if hooks.has_snapshot(snap, spec.id) or not paths.container_dir(spec.id).is_dir():
             return
         debug(f"container {spec.short_id}: its create was cut short: making its snapshot")
         try:
@@ -521,6 +581,18 @@ def finish_create(paths: Paths, spec: ContainerSpec) -> None:
             paths.rootfs(spec.id).mkdir(parents=True, exist_ok=True)
         except (SdctrError, OSError) as e:  # (a layer gone too: `system check` names it)
             debug(f"container {spec.short_id}: its snapshot cannot be made: {e}")
+
+
+def _rootfs_unit_idle(sd: Systemd, spec: ContainerSpec) -> bool:
+    """Whether a finished stop may do the storage's part itself: no rootfs unit, or one that is
+    not (about to be) doing it. Its own stop follows the container's (StopWhenUnneeded), so while
+    it runs, its rootfs_down deactivates (and for --rm removes); once it is idle, a rootfs_down
+    killed halfway is finished here (each step idempotent)."""
+    if not hooks.rootfs_in_own_unit(spec):
+        return True
+    from sdctr.systemd.properties import rootfs_unit
+
+    return sd.idle(rootfs_unit(spec.id))
 
 
 def finish_stop_of(paths: Paths, sd: Systemd, spec: ContainerSpec) -> bool:
@@ -562,6 +634,7 @@ def finish_stop(paths: Paths, sd: Systemd, spec: ContainerSpec, active: str | No
             code, number = unit.get("ExecMainCode"), int(unit.get("ExecMainStatus") or 0)
             hooks.tear_down(paths, spec, dict(
                 running=False, finished_at=time.time(), result=unit.get("Result") or "unknown",
-                exit_code=number if code == 1 else 128 + number if code in (2, 3) else 255))
+                exit_code=number if code == 1 else 128 + number if code in (2, 3) else 255),
+                storage=_rootfs_unit_idle(sd, spec))
     return True
 

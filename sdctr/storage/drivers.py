@@ -11,9 +11,12 @@ if TYPE_CHECKING:
     from sdctr.paths import Paths
     from sdctr.storage.snapshotter import Snapshotter
 
-DEFAULT = "overlay"  # what a container gets while sdctr.yaml names no driver
+DEFAULT = "overlay"  # what a container gets where auto finds no dm-thin
 LEGACY = "overlay"  # the driver of records made before the driver was recorded: the only one then
-DRIVERS = ("overlay",)  # every driver, for what spans them all (image removal prunes each)
+DRIVERS = ("overlay", "devicemapper")  # every driver, for what spans them all (image removal prunes each)
+# Drivers whose activation opens the host's devices (/dev/mapper/control, the pool): it cannot run
+# in the container's unit, whose device cgroup is closed, so it runs in a unit of its own
+HOST_DEVICES = ("devicemapper",)
 
 
 def driver(name: str, paths: Paths) -> Snapshotter:
@@ -22,4 +25,63 @@ def driver(name: str, paths: Paths) -> Snapshotter:
         from sdctr.storage.overlay import OverlaySnapshotter
 
         return OverlaySnapshotter(paths)
+    if name == "devicemapper":
+        from sdctr.storage.devicemapper import DeviceMapperSnapshotter
+
+        return DeviceMapperSnapshotter(paths)
+    raise SdctrError(f"unknown storage driver {name!r}", hint=f"one of: {', '.join(DRIVERS)}")
+
+
+def needs_host_devices(name: str) -> bool:
+    return name in HOST_DEVICES
+
+
+def default_driver() -> tuple[str, str]:
+    """The driver a new container gets, and why: sdctr.yaml's storage.driver, where "auto" (the
+    default) picks devicemapper if the kernel has dm-thin and overlay elsewhere."""
+    from sdctr.config import load
+
+    chosen = load().storage.driver
+    if chosen != "auto":
+        return chosen, "storage.driver in sdctr.yaml"
+    if thin_available():
+        return "devicemapper", "auto: the kernel has dm-thin (dmsetup targets lists thin-pool)"
+    return DEFAULT, "auto: the kernel has no dm-thin (dmsetup targets lists no thin-pool)"
+
+
+def thin_available() -> bool:
+    """Whether the kernel has the thin-pool target, loaded or loadable (device-mapper loads a
+    target's module on first use; `dmsetup targets` lists only loaded ones)."""
+    from sdctr.external import run
+    from sdctr.storage import dmsetup
+
+    try:
+        if "thin-pool" in dmsetup.targets():
+            return True
+        if run(["modprobe", "-q", "dm-thin-pool"], check=False).returncode != 0:
+            return False
+        return "thin-pool" in dmsetup.targets()
+    except SdctrError:  # no dmsetup, no device-mapper, no modprobe
+        return False
+
+
+def status(name: str, paths: Paths) -> list[tuple[str, str | int]]:
+    """The driver's `info` lines (Docker's DriverStatus): a thin pool's space, overlay's place."""
+    if name == "devicemapper":
+        from sdctr.storage.devicemapper import DeviceMapperSnapshotter
+
+        return DeviceMapperSnapshotter(paths).status()
+    if name == "overlay":
+        import os
+
+        from sdctr.storage.overlay import OverlaySnapshotter
+
+        snap = OverlaySnapshotter(paths)
+        rows: list[tuple[str, str | int]] = [("Layers Dir", str(snap.layers_dir))]
+        try:  # the file system under the state root: what overlay's layers and containers share
+            st = os.statvfs(paths.root)
+        except FileNotFoundError:
+            return rows
+        return [*rows, ("Space Total", st.f_blocks * st.f_frsize),
+                ("Space Available", st.f_bavail * st.f_frsize)]
     raise SdctrError(f"unknown storage driver {name!r}", hint=f"one of: {', '.join(DRIVERS)}")

@@ -167,6 +167,9 @@ class OverlaySnapshotter:
     def deactivate(self, cid: str, target: Path) -> None:
         unmount(target)
 
+    def release(self, cid: str) -> None:
+        """A view is its mount alone: nothing to give back once it is gone."""
+
     def _lowers(self, layers: tuple[str, ...]) -> list[Path]:
         """The unpacked layers, top first, as overlayfs stacks lowerdir."""
         lowers = [self.layer_dir(diff) for diff in reversed(layers)]

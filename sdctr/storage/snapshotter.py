@@ -21,9 +21,14 @@ create time: nothing after create needs the image store or the configuration.
     snapshot_dir(cid)                the one directory whose deletion removes the snapshot once it
                                      is deactivated (poststop.sh's rm), or None
 
-Drivers are picked in one place, :func:`driver`: "overlay" today, "devicemapper" (a thin pool:
-``dmsetup create`` + ``mount`` to activate) next. This package knows images only through the
-LayeredImage protocol and imports nothing upstream of it (DESIGN.md: data flows one way).
+Drivers are picked in one place, :func:`driver`: "overlay", and "devicemapper" (a thin pool:
+``dmsetup create`` + ``mount`` to activate). Overlay's activation is the container unit's
+ExecStartPre; devicemapper's needs the host's devices (/dev/mapper/control), which the container
+unit's device cgroup closes, so it runs in a unit of its own, sdctr-rootfs@<id>.service
+(drivers.HOST_DEVICES names such drivers; units/sdctr-rootfs@.service says why).
+
+This package knows images only through the LayeredImage protocol and imports nothing upstream
+of it (DESIGN.md: data flows one way).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ if TYPE_CHECKING:  # the interface, for the type checker (drivers need no base c
         def activate_command(self, cid: str, layers: tuple[str, ...], target: Path) -> list[str]: ...
         def view(self, cid: str, layers: tuple[str, ...], target: Path) -> Mount: ...
         def deactivate(self, cid: str, target: Path) -> None: ...
+        def release(self, cid: str) -> None: ...  # what view() activated, its mount gone
         def reset(self, cid: str) -> None: ...
         def remove(self, cid: str) -> None: ...
         def prune(self, keep: Collection[str]) -> list[str]: ...

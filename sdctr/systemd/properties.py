@@ -99,19 +99,32 @@ def sdctr_argv(root_args: Sequence[str]) -> list[str]:
 HOOK_TIMEOUT = 60
 
 
+def rootfs_unit(cid: str) -> str:
+    """The unit that activates a container's root file system where that needs the host's
+    devices (the thin pool's /dev/mapper/control), outside the container's device cgroup: an
+    instance of units/sdctr-rootfs@.service."""
+    return f"{ROOTFS_TEMPLATE}{cid}.service"
+
+
+ROOTFS_TEMPLATE = "sdctr-rootfs@"
+
+
 def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
                stdio: tuple[int, int, int] | None = None, *,
                prestart: Sequence[str] | None = None,
                poststop: Sequence[str] | None = None,
                network: tuple[Sequence[str], Sequence[str]] | None = None,
-               joins: str | None = None) -> list[Property]:
+               joins: str | None = None,
+               rootfs_unit: str | None = None) -> list[Property]:
     """Unit properties for a container. `sdctr` is the argv prefix that runs this program;
     `stdio`, for an attached run, the caller's descriptors (else the journal); `prestart`, a
     command that readies the root file system without our hook (the storage driver's);
     `poststop`, a command that cleans up without Python in the common case and runs our hook,
     whose argv is appended to it, otherwise; `network`, a bridge network's netup and netdown
     commands that do without Python in the common case, each followed by its hook's argv;
-    `joins`, with --network container:NAME, NAME's unit."""
+    `joins`, with --network container:NAME, NAME's unit; `rootfs_unit`, the unit that readies
+    the root file system instead of any ExecStartPre of ours (a driver that needs the host's
+    devices)."""
     r = spec.resources
 
     def exec_(*args: str) -> list[tuple[str, list[str], bool]]:
@@ -121,6 +134,8 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
     hook_poststop = [*sdctr, "hook", "poststop", spec.id]
     stop_post = [*poststop, *hook_poststop] if poststop else hook_poststop
     start_pre = [(prestart[0], list(prestart), False)] if prestart else exec_("hook", "prestart", spec.id)
+    if rootfs_unit:
+        start_pre = []
     stop_posts = [(stop_post[0], stop_post, False)]
     if spec.network is NetworkMode.BRIDGE:
         # the network's part after the rootfs and before the init; torn down first, before the
@@ -147,7 +162,7 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         # own processes cannot reach the socket (another root, and a path, not an abstract name)
         # unless --sdnotify=container hands it in, as podman's units do.
         ("NotifyAccess", "s", "all"),
-        ("ExecStartPre", "a(sasb)", start_pre),
+        *([("ExecStartPre", "a(sasb)", start_pre)] if start_pre else []),
         ("ExecStart", "a(sasb)", exec_("init", spec.id)),
         # SIGTERM to the main process, the wait for it that systemd would not do and SIGKILL
         # to it once the grace period is over (stop.sh)
@@ -175,6 +190,12 @@ def properties(spec: ContainerSpec, host: Host, sdctr: Sequence[str],
         ("CPUAccounting", "b", True),
         *io_accounting(host),
     ]
+    if rootfs_unit:
+        # Requires: a failed activation fails the start, a stop or restart of the rootfs unit
+        # reaches the container; After: mounted before the init pivots into it, and on the way
+        # down the container's hooks run before its unmount. The rootfs unit stops itself once
+        # no container needs it (StopWhenUnneeded), so a crash deactivates it as a stop does.
+        props += [("Requires", "as", [rootfs_unit]), ("After", "as", [rootfs_unit])]
     if host.systemd_version >= FIRST_LOG_RATE_LIMIT or not host.transient_hooks:
         # journald's per-unit rate limit (10,000 lines in 30 s, scaled by free disk: 37,500 here)
         # drops a chatty container's lines without a word; `docker logs` loses none. 0 would
@@ -337,7 +358,8 @@ def restart_properties(spec: ContainerSpec, host: Host) -> list[Property]:
 
 # --- unit files, for systemd older than FIRST_FULL_TRANSIENT ---------------------------------
 
-_SECTION_UNIT = {"Description", "CollectMode", "BindsTo", "After"}  # (dependencies in [Service]: ignored)
+# (dependencies written in [Service] are ignored by systemd)
+_SECTION_UNIT = {"Description", "CollectMode", "Requires", "BindsTo", "After"}
 _FILE_NAMES = {"TimeoutStopUSec": "TimeoutStopSec", "TimeoutStartUSec": "TimeoutStartSec",
                "WatchdogUSec": "WatchdogSec", "CPUQuotaPerSecUSec": "CPUQuota",
                "LogRateLimitIntervalUSec": "LogRateLimitIntervalSec", "RestartUSec": "RestartSec",
@@ -378,11 +400,11 @@ def file_sections(props: Sequence[Property]) -> tuple[list[str], list[str]]:  # 
         elif name == "DeviceAllow":
             service += [f"DeviceAllow={path} {access}" for path, access in value]
             continue
+        elif name in ("Requires", "BindsTo", "After"):
+            rendered = " ".join(value)
         elif name == "SuccessExitStatus":
             statuses, signals = value
             rendered = " ".join([*map(str, statuses), *(_SIGNAL_NAMES[n] for n in signals)])
-        elif name in ("BindsTo", "After"):
-            rendered = " ".join(value)
         elif name == "WatchdogSignal":
             rendered = _SIGNAL_NAMES[value]
         elif isinstance(value, bool):
