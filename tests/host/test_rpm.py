@@ -144,7 +144,7 @@ def test_modes_config_files_and_scriptlets(rpms: Rpms) -> None:
         assert named, f"no systemctl {verb} in the scriptlets:\n{scripts}"
         units = set(" ".join(named).split())
         # boot-time units only: containers' units are never the package's
-        assert units <= {"sdctr-restart.service", "sdctr-gc.timer"}, units
+        assert units <= {"sdctr-setup.service", "sdctr-restart.service", "sdctr-gc.timer"}, units
     requires = set(rpms.query("--requires").split("\n"))
     for name in ("python3-pyyaml", "python3-jinja2", "python3-httpx", "systemd", "util-linux",
                  "iproute", "nftables", "tar"):
