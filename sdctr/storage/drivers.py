@@ -38,31 +38,48 @@ def needs_host_devices(name: str) -> bool:
 
 def default_driver() -> tuple[str, str]:
     """The driver a new container gets, and why: sdctr.yaml's storage.driver, where "auto" (the
-    default) picks devicemapper if the kernel has dm-thin and overlay elsewhere."""
+    default) picks devicemapper where a thin pool can be made here, overlay elsewhere."""
     from sdctr.config import load
 
     chosen = load().storage.driver
     if chosen != "auto":
         return chosen, "storage.driver in sdctr.yaml"
-    if thin_available():
-        return "devicemapper", "auto: the kernel has dm-thin (dmsetup targets lists thin-pool)"
-    return DEFAULT, "auto: the kernel has no dm-thin (dmsetup targets lists no thin-pool)"
+    usable, why = thin_usable()
+    return ("devicemapper" if usable else DEFAULT), f"auto: {why}"
 
 
-def thin_available() -> bool:
-    """Whether the kernel has the thin-pool target, loaded or loadable (device-mapper loads a
-    target's module on first use; `dmsetup targets` lists only loaded ones)."""
-    from sdctr.external import run
-    from sdctr.storage import dmsetup
+# dm-thin-pool has module parameters, so /sys/module names it when loaded or built in
+THIN_MODULE = "/sys/module/dm_thin_pool"
+MAPPER_CONTROL = "/dev/mapper/control"
+LOOP_CONTROL = "/dev/loop-control"
 
-    try:
-        if "thin-pool" in dmsetup.targets():
-            return True
-        if run(["modprobe", "-q", "dm-thin-pool"], check=False).returncode != 0:
-            return False
-        return "thin-pool" in dmsetup.targets()
-    except SdctrError:  # no dmsetup, no device-mapper, no modprobe
-        return False
+
+def thin_usable() -> tuple[bool, str]:
+    """Whether a thin pool can be made here, and why not: the kernel's dm-thin is not enough, as a
+    container on such a kernel (a test host, a Docker container) has no /dev/mapper/control or
+    loop devices. No process is run, as this is on every create's path."""
+    import os
+    import shutil
+
+    if not (os.path.exists(THIN_MODULE) or _thin_module_installed()):
+        return False, "the kernel has no dm-thin (no dm_thin_pool module, loaded or installed)"
+    for dev, what in ((MAPPER_CONTROL, "device-mapper"), (LOOP_CONTROL, "loop devices")):
+        try:
+            os.close(os.open(dev, os.O_RDWR | os.O_CLOEXEC))
+        except OSError as e:
+            return False, (f"the kernel has dm-thin, but {dev} cannot be opened ({e.strerror}): "
+                           f"no {what} here (a container without the host's devices?)")
+    if shutil.which("dmsetup", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+        return False, "the kernel has dm-thin, but dmsetup is not installed (package device-mapper)"
+    return True, "the kernel has dm-thin, and device-mapper, loop devices and dmsetup are at hand"
+
+
+def _thin_module_installed() -> bool:
+    """dm-thin-pool as a module not loaded yet (device-mapper loads it at the pool's first table)."""
+    import glob
+    import os
+
+    return bool(glob.glob(f"/lib/modules/{os.uname().release}/kernel/drivers/md/dm-thin-pool.ko*"))
 
 
 def status(name: str, paths: Paths) -> list[tuple[str, str | int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +39,40 @@ def setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         f = tmp_path / "sdctr.yaml"
         f.write_text(f"storage:\n  driver: {driver}\n")
         monkeypatch.setenv("SDCTR_CONFIG", str(f))
-    monkeypatch.setattr(drivers, "thin_available", lambda: False)
+    monkeypatch.setattr(drivers, "thin_usable", lambda: (False, "the kernel has no dm-thin"))
     return write
 
 
 def test_auto_says_why_it_chose(setting: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     setting("auto")
-    assert drivers.default_driver() == ("overlay", "auto: the kernel has no dm-thin (dmsetup targets "
-                                        "lists no thin-pool)")
-    monkeypatch.setattr(drivers, "thin_available", lambda: True)
-    assert drivers.default_driver()[0] == "devicemapper"
+    assert drivers.default_driver() == ("overlay", "auto: the kernel has no dm-thin")
+    monkeypatch.setattr(drivers, "thin_usable", lambda: (True, "a pool can be made"))
+    assert drivers.default_driver() == ("devicemapper", "auto: a pool can be made")
     setting("overlay")
     assert drivers.default_driver() == ("overlay", "storage.driver in sdctr.yaml")
+
+
+def test_auto_wants_the_devices_a_pool_needs_not_only_the_kernels_dm_thin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test host or a Docker container on a kernel with dm-thin has no /dev/mapper/control or
+    loop devices: auto must pick overlay there, and say why (the VM's test host ran the demo so)."""
+    module, control, loop = tmp_path / "dm_thin_pool", tmp_path / "control", tmp_path / "loop-control"
+    monkeypatch.setattr(drivers, "THIN_MODULE", str(module))
+    monkeypatch.setattr(drivers, "MAPPER_CONTROL", str(control))
+    monkeypatch.setattr(drivers, "LOOP_CONTROL", str(loop))
+    monkeypatch.setattr(drivers, "_thin_module_installed", lambda: False)
+    assert drivers.thin_usable() == (False, "the kernel has no dm-thin (no dm_thin_pool module, loaded "
+                                            "or installed)")
+    module.mkdir()
+    usable, why = drivers.thin_usable()
+    assert not usable and f"{control} cannot be opened (No such file or directory)" in why
+    control.touch()  # a regular file opens read-write as the device node would
+    usable, why = drivers.thin_usable()
+    assert not usable and f"{loop} cannot be opened" in why and "no loop devices" in why
+    loop.touch()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert drivers.thin_usable()[0] == (shutil.which("dmsetup", path="/usr/sbin:/usr/bin:/sbin:/bin")
+                                        is not None)
 
 
 @pytest.mark.parametrize(("recorded", "setting_now"),

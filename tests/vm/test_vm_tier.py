@@ -229,6 +229,14 @@ def test_test_host_down_on_cgroup_v2_leaves_no_cgroup(testhost_v2: Boot) -> None
     assert testhost_v2.fact("leftover_cgroups") == "", testhost_v2
 
 
+def test_auto_picks_overlay_in_a_test_host_on_a_kernel_with_dm_thin(testhost_v2: Boot) -> None:
+    """The VM's kernel has dm-thin, but a container on it (the test host) has no
+    /dev/mapper/control: auto takes overlay and says why, not a pool it cannot make."""
+    driver, _, why = testhost_v2.fact("testhost_driver").partition(": ")
+    assert driver == "overlay", testhost_v2
+    assert why.startswith("auto: the kernel has dm-thin, but /dev/mapper/control cannot be opened"), why
+
+
 def test_demo_on_cgroup_v2(testhost_v2: Boot) -> None:
     """./demo, as the README has a user run it on a stock Debian 12: CPUWeight and MemoryMax."""
     assert testhost_v2.fact("demo_status") == "0", testhost_v2
