@@ -16,7 +16,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,21 +49,32 @@ HARNESS_FAILED = 125
 EXIT_STATUS = {"v1": 7, "v2": 0}
 
 
-@dataclass(frozen=True)
-class Boot:
+class Boot(str):
+    """One VM run: its cgroup version, exit status, output and FACT lines. It is also its own
+    report, a str of the output's last lines (where a payload's error is): pytest prints a str
+    assert message whole, up to pyproject's truncation limits, but cuts an object's repr to 240
+    characters, so `assert ..., boot` shows what went wrong in CI's log."""
+
     cgroup: str
     status: int
     stdout: str
     stderr: str
     facts: dict[str, str]
 
+    def __new__(cls, cgroup: str, status: int, stdout: str, stderr: str, facts: dict[str, str]) -> Boot:
+        def tail(text: str, n: int) -> str:
+            lines = text.splitlines()
+            return "\n".join((["..."] if len(lines) > n else []) + lines[-n:])
+        report = (f"VM boot (cgroup {cgroup}), status {status}\n--- stdout, last lines:\n"
+                  f"{tail(stdout, 60)}\n--- stderr, last lines:\n{tail(stderr, 15)}")
+        self = super().__new__(cls, report)
+        self.cgroup, self.status, self.stdout, self.stderr, self.facts = cgroup, status, stdout, stderr, facts
+        return self
+
     def fact(self, name: str) -> str:
         if name not in self.facts:
             raise AssertionError(f"the payload reported no {name!r} (cgroup {self.cgroup})\n{self}")
         return self.facts[name]
-
-    def __str__(self) -> str:
-        return f"status {self.status}\n--- stdout:\n{self.stdout}\n--- stderr:\n{self.stderr}"
 
 
 def parse_facts(output: str) -> dict[str, str]:
