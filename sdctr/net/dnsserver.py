@@ -130,7 +130,9 @@ def stop(paths: Paths, bridge: str) -> bool:
 
 def gc(paths: Paths, bridges: Iterable[str]) -> list[str]:
     """The units and files of networks that are gone (`bridges`: those of the networks there
-    are), as a `network rm` killed halfway leaves them; one line each."""
+    are), as a `network rm` killed halfway leaves them; one line each. A unit is this root's only
+    where its hosts file is in this root's Paths.dns (written before the unit starts, removed after
+    it stops): unit names are host-wide, and another root's networks are unknown here."""
     from sdctr.log import SdctrError
     from sdctr.systemd.bus import BusError
     from sdctr.systemd.manager import Systemd
@@ -143,7 +145,7 @@ def gc(paths: Paths, bridges: Iterable[str]) -> list[str]:
         units = {}
     for unit in sorted(units):
         bridge = unit[len(UNIT_PREFIX):-len(".service")]
-        if bridge not in known:
+        if bridge not in known and hosts_path(paths, bridge).exists():
             stop(paths, bridge)
             removed.append(f"unit {unit}")
     for path in sorted(paths.dns.iterdir()) if paths.dns.is_dir() else ():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import socket
@@ -136,6 +137,11 @@ def dns_server(net: Network, where: Iterable[str] = UNIT_PATH) -> str:
     (its members' /etc/hosts carry the names then)."""
     if net.name == DEFAULT_NAME:
         return ""
+    return _dnsmasq(tuple(where))
+
+
+@functools.cache  # once per hook: refresh_hosts asks for every member
+def _dnsmasq(where: tuple[str, ...]) -> str:
     return next((f"{d}/{dnsserver.DNSMASQ}" for d in where if installed(dnsserver.DNSMASQ, (d,))), "")
 
 

@@ -362,3 +362,29 @@ def test_a_declared_container_refuses_network_container_for_now() -> None:
     with pytest.raises(SdctrError, match="network: container:web is for `sdctr run` only so far"):
         declared_spec(run_options({"image": "busybox", "network": "container:web"},
                                   yaml=True))
+
+
+def test_gc_stops_the_dns_servers_of_gone_networks_of_its_own_root_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit names are host-wide: a test root's gc must not stop the real root's DNS servers."""
+    from sdctr.net import dnsserver
+    from sdctr.paths import Paths
+    from sdctr.systemd import manager
+
+    stopped: list[str] = []
+
+    class FakeSystemd:
+        def active_states(self, pattern: str) -> dict[str, str]:
+            return {dnsserver.unit_name(b): "active" for b in ("sdbrgone", "sdbrother", "sdbrknown")}
+
+        def stop(self, unit: str) -> None:
+            stopped.append(unit)
+
+    monkeypatch.setattr(manager, "Systemd", FakeSystemd)
+    paths = Paths.from_root(str(tmp_path))
+    dnsserver.write_hosts(paths, "sdbrgone", [])  # this root's, its network gone
+    dnsserver.write_hosts(paths, "sdbrknown", [])
+    removed = dnsserver.gc(paths, ["sdbrknown"])
+    assert stopped == ["sdctr-dns-sdbrgone.service"]  # not sdbrother's: another root's
+    assert removed == ["unit sdctr-dns-sdbrgone.service"]
+    assert sorted(p.name for p in paths.dns.iterdir()) == ["sdbrknown.hosts"]
