@@ -85,28 +85,33 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
 HOST_DEVICES = ("devicemapper",)  # sdctr.storage.drivers' (not imported: a generator imports little)
 
 
-def storage_of(name: str, source: str, root: str) -> str:
+def storage_of(name: str, source: str, root: str, configured: str | None = None) -> str:
     """The storage driver a declared container's snapshot is on, from files alone (no dmsetup, no
     module loaded: a generator runs early at boot): its record's, while the record is the one
     its file made (its stamp is the file's digest: an edit remakes it on today's driver); else
-    storage.driver of sdctr.yaml, where "auto" is devicemapper if this host has a thin pool or
-    its kernel has dm-thin loaded, overlay otherwise. The unit's hook makes the record on the
-    driver the unit was made for (sdctr.runtime.declared), so the two always agree."""
+    `configured` (configured_driver(), which a caller of many computes once). The unit's hook
+    makes the record on the driver the unit was made for (sdctr.runtime.declared), so the two
+    always agree."""
     record = os.path.join(root, "containers", declared_id(name))
     try:
-        with open(source, "rb") as f:
-            digest = _sha256(f.read())
         with open(os.path.join(record, STAMP)) as f:
-            stamped = f.read().strip() == digest
-        if stamped:
-            import json
+            stamp = f.read().strip()
+        with open(source, "rb") as f:
+            if _sha256(f.read()) == stamp:
+                import json
 
-            with open(os.path.join(record, "config.json")) as f:
-                driver = json.load(f).get("storage")
-            if isinstance(driver, str) and driver:
-                return driver
+                with open(os.path.join(record, "config.json")) as g:
+                    driver = json.load(g).get("storage")
+                if isinstance(driver, str) and driver:
+                    return driver
     except (OSError, ValueError):  # no record, or /var not mounted yet: the setting decides
         pass
+    return configured if configured is not None else configured_driver(root)
+
+
+def configured_driver(root: str) -> str:
+    """storage.driver of sdctr.yaml, where "auto" is devicemapper if this host has a thin pool
+    (sdctr-thinpool.service's condition) or its kernel has dm-thin loaded, overlay otherwise."""
     from sdctr.config import load
 
     try:
@@ -159,6 +164,7 @@ class Renderer:
         self.host = host or file_host()
         self.sdctr = list(sdctr) if sdctr is not None else sdctr_command()
         self.root = os.environ.get("SDCTR_ROOT") or root
+        self._configured: str | None = None
 
     def render(self, template: str, /, **values: Any) -> str:
         if template == CONTAINER_TEMPLATE and self._skeleton is not None:
@@ -174,7 +180,9 @@ class Renderer:
 
     def thin(self, options: RunOptions, source: str) -> bool:
         """Whether the container's snapshot is a thin device (storage_of)."""
-        return storage_of(options.name, source, self.root) in HOST_DEVICES
+        if self._configured is None:  # sdctr.yaml read once a run, not once a container
+            self._configured = configured_driver(self.root)
+        return storage_of(options.name, source, self.root, self._configured) in HOST_DEVICES
 
     def unit(self, options: RunOptions, source: str, *, thin: bool | None = None) -> str:
         spec = declared_spec(options)

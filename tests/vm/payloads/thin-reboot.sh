@@ -34,6 +34,7 @@ declare_web() {
   systemctl daemon-reload
 }
 wid=$(python3 -c 'from sdctr.systemd.generator import declared_id; print(declared_id("web"))')
+wait_inactive() { i=0; while [ "$(systemctl is-active "$1")" != inactive ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; }
 web_source() { findmnt -n -o SOURCE "/run/sdctr/$wid/rootfs" 2>/dev/null; }
 web_journal() { journalctl -b --no-pager -n 30 -u ctr-web.service -u "sdctr-rootfs@$wid.service" -u sdctr-thinpool.service; }
 
@@ -76,13 +77,19 @@ if [ "$phase" = first ]; then
   fact decl_restart_same_device "$([ -n "$dev" ] && [ "$(web_source)" = "$dev" ] && echo yes || echo no)"
   fact decl_restart_file "$(sdctr exec web cat /decl-file 2>&1)"
   systemctl stop ctr-web.service
-  fact decl_stop_devices "$(ctr_devices)"
+  # `systemctl stop` returns with the container's job; its rootfs unit's stop (StopWhenUnneeded)
+  # is a job of its own, queued then: how long it takes to hand the device back
+  t=$(date +%s%N)
+  wait_inactive "sdctr-rootfs@$wid.service"
+  fact decl_stop_rootfs_ms "$(( ($(date +%s%N) - t) / 1000000 ))"
   fact decl_stop_rootfs_unit "$(systemctl is-active "sdctr-rootfs@$wid.service")"
+  fact decl_stop_devices "$(ctr_devices)"
   systemctl start ctr-web.service
   wait_lines "/run/sdctr/$wid/rootfs/runs" 3
   fact decl_runs "$(wc -l < "/run/sdctr/$wid/rootfs/runs")"
   fact decl_start_again_file "$(sdctr exec web cat /decl-file 2>&1)"
   systemctl stop ctr-web.service
+  wait_inactive "sdctr-rootfs@$wid.service"
   fact decl_seconds_first "$(( $(date +%s) - t0 ))"
   fact stopped_devices "$(ctr_devices)"
   python3 -m sdctr.storage.devicemapper down /var/lib/sdctr
@@ -166,7 +173,7 @@ fact decl_pool_before_rootfs "$([ "${pool_up:-0}" -gt 0 ] && [ "$pool_up" -le "$
 rm /etc/sdctr/containers/web.yaml
 systemctl daemon-reload
 systemctl stop ctr-web.service
-sdctr system gc > /tmp/gc 2>&1
+sdctr system gc > /tmp/gc 2>&1  # (waits for its rootfs unit's stop, as `sdctr stop` and `rm` do)
 fact decl_gc "$(grep -c 'declared container web' /tmp/gc)"
 cat /tmp/gc
 fact decl_gone_records "$(sdctr ps -aq | wc -l)"
