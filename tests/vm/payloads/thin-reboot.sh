@@ -13,7 +13,7 @@
 #                           show both drivers; rm leaves nothing; thin_check passes
 #
 # Both boots also carry a declared container (/etc/sdctr/containers/web.yaml, its unit the
-# generator's) on the thin pool: made, restarted, stopped and started by systemctl in the first;
+# generator's) on the thin pool: made, restarted and stopped by systemctl in the first;
 # in the second, after the rest, brought up as the boot brings it (the generator at daemon-reload,
 # then multi-user.target, which wants it: sdctr is installed after the VM's boot, and the VM's
 # own disk keeps nothing) with its files, then its file removed, `system gc`, nothing left.
@@ -74,6 +74,7 @@ if [ "$phase" = first ]; then
   systemctl restart ctr-web.service
   fact decl_restart_status "$?"
   wait_lines "/run/sdctr/$wid/rootfs/runs" 2
+  fact decl_runs "$(wc -l < "/run/sdctr/$wid/rootfs/runs")"
   fact decl_restart_same_device "$([ -n "$dev" ] && [ "$(web_source)" = "$dev" ] && echo yes || echo no)"
   fact decl_restart_file "$(sdctr exec web cat /decl-file 2>&1)"
   systemctl stop ctr-web.service
@@ -84,12 +85,6 @@ if [ "$phase" = first ]; then
   fact decl_stop_rootfs_ms "$(( ($(date +%s%N) - t) / 1000000 ))"
   fact decl_stop_rootfs_unit "$(systemctl is-active "sdctr-rootfs@$wid.service")"
   fact decl_stop_devices "$(ctr_devices)"
-  systemctl start ctr-web.service
-  wait_lines "/run/sdctr/$wid/rootfs/runs" 3
-  fact decl_runs "$(wc -l < "/run/sdctr/$wid/rootfs/runs")"
-  fact decl_start_again_file "$(sdctr exec web cat /decl-file 2>&1)"
-  systemctl stop ctr-web.service
-  wait_inactive "sdctr-rootfs@$wid.service"
   fact decl_seconds_first "$(( $(date +%s) - t0 ))"
   fact stopped_devices "$(ctr_devices)"
   python3 -m sdctr.storage.devicemapper down /var/lib/sdctr
@@ -160,7 +155,7 @@ fact decl_boot_wanted "$(systemctl show -P WantedBy ctr-web.service | grep -c mu
 systemctl start multi-user.target
 i=0; while [ "$(systemctl is-active ctr-web.service)" != active ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
 fact decl_boot_active "$(systemctl is-active ctr-web.service)"
-wait_lines "/run/sdctr/$wid/rootfs/runs" 4
+wait_lines "/run/sdctr/$wid/rootfs/runs" 3
 [ -s "/run/sdctr/$wid/rootfs/runs" ] || web_journal
 fact decl_boot_runs "$(wc -l < "/run/sdctr/$wid/rootfs/runs" 2>&1)"
 fact decl_boot_file "$(sdctr exec web cat /decl-file 2>&1)"
