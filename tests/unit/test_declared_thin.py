@@ -138,3 +138,35 @@ def test_the_declare_rootfs_hook_is_a_stage_the_unit_can_run() -> None:
     from sdctr.main import HOOK_STAGES
 
     assert "declare-rootfs" in HOOK_STAGES
+
+
+def test_a_new_record_is_on_the_driver_its_unit_was_made_for(host: dict[str, Path]) -> None:
+    """The rootfs unit's hook makes it on devicemapper; the container's own hook never on a driver
+    its closed device cgroup could not activate, whatever storage.driver says by then."""
+    from sdctr.runtime.declared import _storage
+
+    set_driver(host, "devicemapper")
+    assert _storage(True) == "devicemapper"
+    assert _storage(False) == "overlay"
+    set_driver(host, "overlay")
+    assert _storage(False) == "overlay"
+
+
+def test_the_containers_own_hook_refuses_a_thin_record_and_says_to_reload(host: dict[str, Path]) -> None:
+    """A unit generated while /var was not mounted (no record seen) on an auto host: its
+    `hook declare` finds a devicemapper record and says what to do, before any dmsetup."""
+    from sdctr import state
+    from sdctr.log import SdctrError
+    from sdctr.paths import Paths
+    from sdctr.runtime.declared import STAMP, hook
+    from sdctr.spec import ContainerSpec
+
+    paths = Paths.from_root(str(host["root"]))
+    state.save_spec(paths, ContainerSpec(id=ID, name="web", image="busybox", image_id="0" * 64,
+                                         command=(), storage="devicemapper",
+                                         layers=("sha256:" + "1" * 64,), declared=True))
+    digest = hashlib.sha256((host["src"] / "web.yaml").read_bytes()).hexdigest()
+    (paths.container_dir(ID) / STAMP).write_text(digest + "\n")
+    with pytest.raises(SdctrError, match="without its rootfs unit") as e:
+        hook(paths, "web")
+    assert "systemctl daemon-reload" in (e.value.hint or "")
