@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from sdctr.log import EXIT_SDCTR, SdctrError, debugging, error
 
-HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown", "declare",
+HOOK_STAGES = ("prestart", "stop", "poststop", "netup", "netdown", "declare", "declare-rootfs",
                "rootfs-up", "rootfs-down")
 
 
@@ -131,6 +131,10 @@ def run_hook(root: str | None, stage: str, cid: str) -> int:
         from sdctr.runtime import declared
 
         return declared.hook(Paths.from_root(root), cid)
+    if stage == "declare-rootfs":
+        from sdctr.runtime import declared
+
+        return declared.rootfs_hook(Paths.from_root(root), cid)
     run = {"prestart": hooks.prestart, "stop": hooks.stop, "poststop": hooks.poststop,
            "netup": hooks.netup, "netdown": hooks.netdown,
            "rootfs-up": hooks.rootfs_up, "rootfs-down": hooks.rootfs_down}[stage]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from sdctr.log import debug
+from sdctr.log import SdctrError, debug
 from sdctr.options import declared_dir, read_declared, user_env
 from sdctr.paths import Paths
 from sdctr.state import NoSuchContainer, find_by_id
@@ -26,14 +26,35 @@ STAMP = "declared.sha256"  # beside config.json: the digest of the file it was m
 
 
 def hook(paths: Paths, name: str) -> int:
-    """`sdctr hook declare NAME`: the record, then the transient path's prestart."""
+    """`sdctr hook declare NAME`: the record, then the transient path's prestart. This runs in
+    the container's own unit, whose device cgroup a thin pool's messages would not pass: the
+    generator made it for a driver without host devices, and the record is made on such a one."""
     from sdctr.runtime import hooks
+    from sdctr.state import find_by_id
 
-    return hooks.prestart(paths, declare(paths, name))
+    cid = declare(paths, name, thin=False)
+    if hooks.rootfs_in_own_unit(find_by_id(paths, cid)):  # its unit generated while /var was away
+        raise SdctrError(f"declared container {name} is on devicemapper, but its unit was generated "
+                         "without its rootfs unit (sdctr-rootfs@.service)",
+                         hint=f"systemctl daemon-reload, then systemctl start ctr-{name}")
+    return hooks.prestart(paths, cid)
 
 
-def declare(paths: Paths, name: str) -> str:
-    """The record of the container declared as `name`, made or remade as its file says; its id."""
+def rootfs_hook(paths: Paths, name: str) -> int:
+    """`sdctr hook declare-rootfs NAME`: a declared thin container's rootfs unit's ExecStartPre
+    (the generator's drop-in): the record, made on devicemapper as the generator made its unit
+    for, and rootfs.env, which that unit's ExecStart (sdctr/rootfs.sh) then activates."""
+    from sdctr.runtime import hooks
+    from sdctr.state import find_by_id
+
+    hooks.write_rootfs_env(paths, find_by_id(paths, declare(paths, name, thin=True)))
+    return 0
+
+
+def declare(paths: Paths, name: str, *, thin: bool = False) -> str:
+    """The record of the container declared as `name`, made or remade as its file says; its id.
+    `thin`: on the devicemapper driver (its unit has a rootfs unit), else on storage.driver's
+    choice unless that is one with host devices, which its unit could not activate."""
     from sdctr.runtime import hooks
 
     path = os.path.join(declared_dir(), f"{name}.yaml")
@@ -53,13 +74,29 @@ def declare(paths: Paths, name: str) -> str:
     from sdctr.runtime.lifecycle import create
     from sdctr.runtime.resolve import resolve
 
-    spec = resolve(options, image, user_env=user_env(options, os.environ)).replace(id=cid, declared=True)
+    spec = resolve(options, image, user_env=user_env(options, os.environ)).replace(
+        id=cid, declared=True, storage=_storage(thin))
     if current is not None:
         debug(f"{path} changed: remaking container {name}")
         hooks.remove_container(paths, current)
     spec = create(paths, spec, image, starting=True)
     stamp.write_text(digest + "\n")
     return cid
+
+
+def _storage(thin: bool) -> str:
+    """The driver of a new record: the one its unit was generated for (sdctr.systemd.generator's
+    storage_of decides from files; here storage.driver "auto" may find dm-thin loaded since)."""
+    from sdctr.storage import drivers
+
+    if thin:
+        return "devicemapper"
+    chosen = drivers.default_driver()[0]
+    if drivers.needs_host_devices(chosen):
+        debug(f"storage.driver picks {chosen}, but this unit was made before: overlay "
+              "(`systemctl daemon-reload` remakes the unit)")
+        return drivers.DEFAULT
+    return chosen
 
 
 def _image(paths: Paths, ref: str, pull: str, platform: str | None) -> Image:

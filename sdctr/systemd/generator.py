@@ -28,7 +28,15 @@ import sys
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, declared_dir, read_declared
 from sdctr.spec import ContainerSpec, NetworkMode
-from sdctr.systemd.properties import Host, cgroup_version, file_sections, properties
+from sdctr.systemd.properties import (
+    ROOTFS_TEMPLATE,
+    Host,
+    _quote,
+    cgroup_version,
+    file_sections,
+    properties,
+    rootfs_unit,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,17 +49,16 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates"
 CONTAINER_TEMPLATE = "container.service.j2"
 WANTS = "multi-user.target.wants"
 ERRORS_UNIT = "sdctr-generator-errors.service"
+THINPOOL_UNIT = "sdctr-thinpool.service"  # units/: the devicemapper driver's pool, up at boot
+DECLARED_DROP_IN = "50-sdctr-declared.conf"  # the rootfs unit's, for a declared thin container
+STAMP = "declared.sha256"  # beside the record's config.json (sdctr.runtime.declared writes it)
 # where sdctr's command is looked for, in the order a package puts it
 COMMAND_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
 
 
 def declared_id(name: str) -> str:
     """A declared container's record id: fixed by its name, so that its unit can name it."""
-    try:  # hashlib's OpenSSL start-up is ~3 ms of a generator run; the builtin module is enough
-        from _sha256 import sha256  # type: ignore[import-not-found]
-    except ImportError:
-        from hashlib import sha256
-    return str(sha256(f"sdctr declared container {name}".encode()).hexdigest())
+    return _sha256(f"sdctr declared container {name}".encode())
 
 
 def declared_spec(options: RunOptions) -> ContainerSpec:
@@ -73,6 +80,57 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
         health_timeout=options.health_timeout or ContainerSpec.health_timeout,
         health_start_period=options.health_start_period,
         health_retries=options.health_retries or ContainerSpec.health_retries)
+
+
+HOST_DEVICES = ("devicemapper",)  # sdctr.storage.drivers' (not imported: a generator imports little)
+
+
+def storage_of(name: str, source: str, root: str, configured: str | None = None) -> str:
+    """The storage driver a declared container's snapshot is on, from files alone (no dmsetup, no
+    module loaded: a generator runs early at boot): its record's, while the record is the one
+    its file made (its stamp is the file's digest: an edit remakes it on today's driver); else
+    `configured` (configured_driver(), which a caller of many computes once). The unit's hook
+    makes the record on the driver the unit was made for (sdctr.runtime.declared), so the two
+    always agree."""
+    record = os.path.join(root, "containers", declared_id(name))
+    try:
+        with open(os.path.join(record, STAMP)) as f:
+            stamp = f.read().strip()
+        with open(source, "rb") as f:
+            if _sha256(f.read()) == stamp:
+                import json
+
+                with open(os.path.join(record, "config.json")) as g:
+                    driver = json.load(g).get("storage")
+                if isinstance(driver, str) and driver:
+                    return driver
+    except (OSError, ValueError):  # no record, or /var not mounted yet: the setting decides
+        pass
+    return configured if configured is not None else configured_driver(root)
+
+
+def configured_driver(root: str) -> str:
+    """storage.driver of sdctr.yaml, where "auto" is devicemapper if this host has a thin pool
+    (sdctr-thinpool.service's condition) or its kernel has dm-thin loaded, overlay otherwise."""
+    from sdctr.config import load
+
+    try:
+        chosen = load().storage.driver
+    except SdctrError:  # the unit's hook says what is wrong with sdctr.yaml when it starts
+        return "overlay"
+    if chosen != "auto":
+        return chosen
+    thin = (os.path.exists(os.path.join(root, "devicemapper", "pool", "data"))
+            or os.path.exists("/sys/module/dm_thin_pool"))
+    return "devicemapper" if thin else "overlay"
+
+
+def _sha256(data: bytes) -> str:
+    try:  # hashlib's OpenSSL start-up is ~3 ms of a generator run; the builtin module is enough
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        from hashlib import sha256
+    return str(sha256(data).hexdigest())
 
 
 def file_host() -> Host:
@@ -106,6 +164,7 @@ class Renderer:
         self.host = host or file_host()
         self.sdctr = list(sdctr) if sdctr is not None else sdctr_command()
         self.root = os.environ.get("SDCTR_ROOT") or root
+        self._configured: str | None = None
 
     def render(self, template: str, /, **values: Any) -> str:
         if template == CONTAINER_TEMPLATE and self._skeleton is not None:
@@ -119,10 +178,20 @@ class Renderer:
             self._env = environment(TEMPLATES)
         return self._env.get_template(template).render(**values)
 
-    def unit(self, options: RunOptions, source: str) -> str:
+    def thin(self, options: RunOptions, source: str) -> bool:
+        """Whether the container's snapshot is a thin device (storage_of)."""
+        if self._configured is None:  # sdctr.yaml read once a run, not once a container
+            self._configured = configured_driver(self.root)
+        return storage_of(options.name, source, self.root, self._configured) in HOST_DEVICES
+
+    def unit(self, options: RunOptions, source: str, *, thin: bool | None = None) -> str:
         spec = declared_spec(options)
-        props = properties(spec, self.host, self.sdctr,
-                           prestart=[*self.sdctr, "hook", "declare", options.name])
+        thin = self.thin(options, source) if thin is None else thin
+        if thin:  # made and activated by its rootfs unit, outside the closed device cgroup
+            props = properties(spec, self.host, self.sdctr, rootfs_unit=rootfs_unit(spec.id))
+        else:
+            props = properties(spec, self.host, self.sdctr,
+                               prestart=[*self.sdctr, "hook", "declare", options.name])
         unit, service = file_sections(props)
         # depends_on: the other containers' units started first, and this one stopped with them
         unit += [f"{key}=ctr-{other}.service" for other in options.depends_on
@@ -131,6 +200,23 @@ class Renderer:
         service += [f"{key}={value}" for key, value in options.service_settings]
         return self.render(CONTAINER_TEMPLATE, unit=unit, service=service, source=source, root=self.root,
                            publishes=bool(options.publish), unit_name=spec.unit)
+
+    def rootfs_drop_in(self, options: RunOptions, source: str) -> str:
+        """A declared thin container's part of its rootfs unit (units/sdctr-rootfs@.service): the
+        record made, or remade after an edit of its file, and rootfs.env written before that
+        unit's ExecStart activates the snapshot. It runs there, not in the container's unit, as
+        the pool's messages need /dev/mapper/control, which the container's device cgroup
+        closes; the thin pool first (sdctr-thinpool.service, where sdctr made a pool)."""
+        declare = [*self.sdctr, "hook", "declare-rootfs", options.name]
+        return (f"# Made by sdctr-generator from {source}: edit that file, then `systemctl daemon-reload`.\n"
+                "[Unit]\n"
+                f"SourcePath={source}\n"
+                f"Wants={THINPOOL_UNIT}\n"
+                f"After={THINPOOL_UNIT} network.target\n"
+                "\n[Service]\n"
+                f"ExecStartPre={' '.join(_quote(a) for a in declare)}\n"
+                # an image pulled here (pull: always, or missing) takes longer than an activation
+                "TimeoutStartSec=infinity\n")
 
     def errors_unit(self, messages: Sequence[str]) -> str:
         return self.render("errors.service.j2", messages=[_unit_word(f"{m}") for m in messages])
@@ -181,7 +267,12 @@ def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) ->
             _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, options))
             continue
         unit = f"ctr-{name}.service"
-        _write(os.path.join(out_dir, unit), renderer.unit(options, source))
+        thin = renderer.thin(options, source)
+        _write(os.path.join(out_dir, unit), renderer.unit(options, source, thin=thin))
+        if thin:
+            drop_ins = os.path.join(out_dir, f"{ROOTFS_TEMPLATE}{declared_id(name)}.service.d")
+            os.makedirs(drop_ins, exist_ok=True)
+            _write(os.path.join(drop_ins, DECLARED_DROP_IN), renderer.rootfs_drop_in(options, source))
         link = os.path.join(wants, unit)
         if not os.path.lexists(link):
             os.symlink(os.path.join("..", unit), link)
