@@ -44,42 +44,10 @@ def default_driver() -> tuple[str, str]:
     chosen = load().storage.driver
     if chosen != "auto":
         return chosen, "storage.driver in sdctr.yaml"
-    usable, why = thin_usable()
+    from sdctr import thinhost
+
+    usable, why = thinhost.usable()
     return ("devicemapper" if usable else DEFAULT), f"auto: {why}"
-
-
-# dm-thin-pool has module parameters, so /sys/module names it when loaded or built in
-THIN_MODULE = "/sys/module/dm_thin_pool"
-MAPPER_CONTROL = "/dev/mapper/control"
-LOOP_CONTROL = "/dev/loop-control"
-
-
-def thin_usable() -> tuple[bool, str]:
-    """Whether a thin pool can be made here, and why not: the kernel's dm-thin is not enough, as a
-    container on such a kernel (a test host, a Docker container) has no /dev/mapper/control or
-    loop devices. No process is run, as this is on every create's path."""
-    import os
-    import shutil
-
-    if not (os.path.exists(THIN_MODULE) or _thin_module_installed()):
-        return False, "the kernel has no dm-thin (no dm_thin_pool module, loaded or installed)"
-    for dev, what in ((MAPPER_CONTROL, "device-mapper"), (LOOP_CONTROL, "loop devices")):
-        try:
-            os.close(os.open(dev, os.O_RDWR | os.O_CLOEXEC))
-        except OSError as e:
-            return False, (f"the kernel has dm-thin, but {dev} cannot be opened ({e.strerror}): "
-                           f"no {what} here (a container without the host's devices?)")
-    if shutil.which("dmsetup", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
-        return False, "the kernel has dm-thin, but dmsetup is not installed (package device-mapper)"
-    return True, "the kernel has dm-thin, and device-mapper, loop devices and dmsetup are at hand"
-
-
-def _thin_module_installed() -> bool:
-    """dm-thin-pool as a module not loaded yet (device-mapper loads it at the pool's first table)."""
-    import glob
-    import os
-
-    return bool(glob.glob(f"/lib/modules/{os.uname().release}/kernel/drivers/md/dm-thin-pool.ko*"))
 
 
 def status(name: str, paths: Paths) -> list[tuple[str, str | int]]:

@@ -111,7 +111,7 @@ def storage_of(name: str, source: str, root: str, configured: str | None = None)
 
 def configured_driver(root: str) -> str:
     """storage.driver of sdctr.yaml, where "auto" is devicemapper if this host has a thin pool
-    (sdctr-thinpool.service's condition) or its kernel has dm-thin loaded, overlay otherwise."""
+    (sdctr-thinpool.service's condition) or can make one (sdctr.thinhost), overlay otherwise."""
     from sdctr.config import load
 
     try:
@@ -120,8 +120,9 @@ def configured_driver(root: str) -> str:
         return "overlay"
     if chosen != "auto":
         return chosen
-    thin = (os.path.exists(os.path.join(root, "devicemapper", "pool", "data"))
-            or os.path.exists("/sys/module/dm_thin_pool"))
+    from sdctr import thinhost
+
+    thin = os.path.exists(os.path.join(root, "devicemapper", "pool", "data")) or thinhost.usable()[0]
     return "devicemapper" if thin else "overlay"
 
 

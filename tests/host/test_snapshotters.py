@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from sdctr import thinhost
 from sdctr.image import store as images
 from sdctr.image.store import Image
 from sdctr.log import SdctrError
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 def snap(request: pytest.FixtureRequest, paths: Paths) -> Iterator[Snapshotter]:
     """Each driver this kernel has: devicemapper where dm-thin is (the VM tier runs this suite
     there, tests/vm/test_thin.py); its pool and loop devices are taken down afterwards."""
-    if request.param == "devicemapper" and not drivers.thin_usable()[0]:
+    if request.param == "devicemapper" and not thinhost.usable()[0]:
         pytest.skip("no dm-thin in this kernel: tests/vm/test_thin.py runs this driver in the VM tier")
     snap = drivers.driver(request.param, paths)
     yield snap

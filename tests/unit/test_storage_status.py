@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sdctr import config, state
+from sdctr import config, state, thinhost
 from sdctr.cli import manage
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
@@ -39,40 +38,49 @@ def setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         f = tmp_path / "sdctr.yaml"
         f.write_text(f"storage:\n  driver: {driver}\n")
         monkeypatch.setenv("SDCTR_CONFIG", str(f))
-    monkeypatch.setattr(drivers, "thin_usable", lambda: (False, "the kernel has no dm-thin"))
+    monkeypatch.setattr(thinhost, "usable", lambda: (False, "the kernel has no dm-thin"))
     return write
 
 
 def test_auto_says_why_it_chose(setting: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     setting("auto")
     assert drivers.default_driver() == ("overlay", "auto: the kernel has no dm-thin")
-    monkeypatch.setattr(drivers, "thin_usable", lambda: (True, "a pool can be made"))
+    monkeypatch.setattr(thinhost, "usable", lambda: (True, "a pool can be made"))
     assert drivers.default_driver() == ("devicemapper", "auto: a pool can be made")
     setting("overlay")
     assert drivers.default_driver() == ("overlay", "storage.driver in sdctr.yaml")
 
 
-def test_auto_wants_the_devices_a_pool_needs_not_only_the_kernels_dm_thin(
+def test_auto_makes_a_pool_only_on_a_host_with_dm_thin_its_devices_and_dmsetup(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test host or a Docker container on a kernel with dm-thin has no /dev/mapper/control or
-    loop devices: auto must pick overlay there, and say why (the VM's test host ran the demo so)."""
-    module, control, loop = tmp_path / "dm_thin_pool", tmp_path / "control", tmp_path / "loop-control"
-    monkeypatch.setattr(drivers, "THIN_MODULE", str(module))
-    monkeypatch.setattr(drivers, "MAPPER_CONTROL", str(control))
-    monkeypatch.setattr(drivers, "LOOP_CONTROL", str(loop))
-    monkeypatch.setattr(drivers, "_thin_module_installed", lambda: False)
-    assert drivers.thin_usable() == (False, "the kernel has no dm-thin (no dm_thin_pool module, loaded "
-                                            "or installed)")
+    """A test host on a kernel with dm-thin, given the host's /dev, made a pool in the host
+    kernel's device-mapper and failed to mount it (the VM tier): a container takes overlay. So do
+    a kernel without dm-thin and a host without the devices or dmsetup; each says why."""
+
+    mark, module = tmp_path / "container", tmp_path / "dm_thin_pool"
+    control, loop = tmp_path / "control", tmp_path / "loop-control"
+    monkeypatch.setattr(thinhost, "CONTAINER_MARKS", (str(mark),))
+    monkeypatch.setattr(thinhost, "THIN_MODULE", str(module))
+    monkeypatch.setattr(thinhost, "MAPPER_CONTROL", str(control))
+    monkeypatch.setattr(thinhost, "LOOP_CONTROL", str(loop))
+    monkeypatch.setattr(thinhost, "module_installed", lambda: False)
+    assert thinhost.usable() == (False, "the kernel has no dm-thin (no dm_thin_pool module, loaded "
+                                        "or installed)")
     module.mkdir()
-    usable, why = drivers.thin_usable()
+    usable, why = thinhost.usable()
     assert not usable and f"{control} cannot be opened (No such file or directory)" in why
-    control.touch()  # a regular file opens read-write as the device node would
-    usable, why = drivers.thin_usable()
+    control.touch()  # a regular file opens read-write as the device node does
+    usable, why = thinhost.usable()
     assert not usable and f"{loop} cannot be opened" in why and "no loop devices" in why
     loop.touch()
-    monkeypatch.setenv("PATH", "/nonexistent")
-    assert drivers.thin_usable()[0] == (shutil.which("dmsetup", path="/usr/sbin:/usr/bin:/sbin:/bin")
-                                        is not None)
+    monkeypatch.setattr(thinhost, "TOOL_PATH", str(tmp_path))
+    assert thinhost.usable() == (False, "the kernel has dm-thin, but dmsetup is not installed "
+                                        "(package device-mapper)")
+    (tmp_path / "dmsetup").touch(mode=0o755)
+    assert thinhost.usable()[0]
+    mark.write_text("sdctr-testhost\n")
+    assert thinhost.usable() == (False, f"this is a container ({mark}): device-mapper is the host "
+                                        "kernel's, not the container's")
 
 
 @pytest.mark.parametrize(("recorded", "setting_now"),

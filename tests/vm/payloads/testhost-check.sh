@@ -33,7 +33,7 @@ fact vm_testhost_subtree_control "$(cat /sys/fs/cgroup/sdctr-testhost-$name/cgro
 "$T" cp "$SDCTR_TEST_HELPERS/busybox-rootfs.sh" "$name:/root/busybox-rootfs.sh"
 inside sh -c 'sh /root/busybox-rootfs.sh /tmp/bb && tar -C /tmp/bb -cf /tmp/bb.tar . &&
   sdctr import /tmp/bb.tar busybox'
-# The VM's kernel has dm-thin, the test host none of the devices a pool needs: auto says overlay
+# The VM's kernel has dm-thin, but the test host is a container: auto says overlay, and why
 fact testhost_driver "$(inside sdctr info --format '{{.Driver}}: {{.DriverReason}}')"
 cid=$(inside sdctr run -d -c 512 -m 64m busybox sleep 1000)
 fact run_status "$?"
