@@ -89,3 +89,5 @@ def test_a_pool_lvm_holds_thin_volumes_in_is_refused(boot: Boot) -> None:
 def test_the_volume_group_goes_and_leaves_nothing(boot: Boot) -> None:
     assert boot.fact("vgremove_status") == "0", boot
     assert (boot.fact("dm_devices_left"), boot.fact("loops_left")) == ("0", "0"), boot
+    # where the boot's time went (shown with pytest -rP)
+    print({k: v for k, v in boot.facts.items() if k.startswith("seconds")})

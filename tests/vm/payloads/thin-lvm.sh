@@ -19,7 +19,9 @@ set -u
 fact() { echo "FACT $1=$2"; }
 ctr_devices() { dmsetup ls | grep -c -- '-ctr-' || true; }
 wait_lines() { i=0; while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done; }
-start=$(date +%s)
+start=$(date +%s) part_start=$(date +%s)
+# FACT seconds_<part>: where the boot's time goes (pytest -rP shows them)
+part() { now=$(date +%s); fact "seconds_$1" $((now - part_start)); part_start=$now; }
 VG=sdctrvg
 
 truncate -s 3G /var/tmp/pv.img
@@ -40,6 +42,7 @@ cat /tmp/out
 fact toobig_message "$(grep -c "volume group $VG has .* free" /tmp/out)"
 fact toobig_lvs "$(lvs --noheadings "$VG" | wc -l)"
 
+part refusals
 # --- 2 ------------------------------------------------------------------------------------------
 sdctr storage setup --lvm "$VG" --size 1G > /tmp/out 2>&1
 fact setup_status "$?"
@@ -58,6 +61,7 @@ fact again_status "$?"
 cat /tmp/out
 fact again_line "$(grep -c 'is there already' /tmp/out)"
 
+part setup
 # --- 3 ------------------------------------------------------------------------------------------
 rm -rf /tmp/bb && sh "$SDCTR_TEST_HELPERS/busybox-rootfs.sh" /tmp/bb
 tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox >/dev/null
@@ -91,6 +95,7 @@ fact info_blocksize "$(sed -n 's/^  Pool Blocksize: //p' /tmp/info)"
 sdctr storage status --format json > /tmp/status.json
 python3 -c 'import json; s = dict(json.load(open("/tmp/status.json"))["DriverStatus"]); print("FACT status_data_total=%d" % s["Data Space Total"]); print("FACT status_data_used=%d" % s["Data Space Used"])'
 
+part containers
 # --- 4 ------------------------------------------------------------------------------------------
 lvs --noheadings --separator '|' -o transaction_id,thin_count "$VG/sdctr-pool" > /tmp/lvs
 fact lvm_view "$(tr -d ' ' < /tmp/lvs)"
@@ -100,6 +105,7 @@ lvcreate -q -y -V 16M -T "$VG/sdctr-pool" -n intruder > /tmp/out 2>&1
 fact lvm_thin_volume_status "$?"
 cat /tmp/out
 
+part lvm_side
 # --- 5 ------------------------------------------------------------------------------------------
 sdctr rm -f a b > /dev/null 2>/tmp/err
 fact rm_status "$?"
@@ -125,6 +131,7 @@ fact thin_check "$?"
 cat /tmp/check
 lvchange -an "$VG/sdctr-pool_tmeta"
 
+part rm_rerun_check
 # --- 6 ------------------------------------------------------------------------------------------
 lvcreate -q -y --type thin-pool -L 64M -n lvmpool "$VG" && lvcreate -q -y -V 16M -T "$VG/lvmpool" -n lvmthin
 printf 'storage:\n  driver: devicemapper\n  devicemapper:\n    thinpool: %s/lvmpool\n' "$VG" > /tmp/used.yaml
@@ -133,6 +140,7 @@ fact used_pool_status "$?"
 cat /tmp/out
 fact used_pool_message "$(grep -c "LVM thin pool $VG/lvmpool is LVM's own" /tmp/out)"
 
+part lvm_used_pool
 # --- 7 ------------------------------------------------------------------------------------------
 vgremove -q -ff "$VG" > /tmp/out 2>&1
 fact vgremove_status "$?"
@@ -142,5 +150,6 @@ rm -f /var/tmp/pv.img
 dmsetup ls
 fact dm_devices_left "$(dmsetup ls | grep -c -e '^sdctr' -e "^$VG" || true)"
 fact loops_left "$(losetup -a | grep -c pv.img || true)"
+part vgremove
 fact seconds "$(( $(date +%s) - start ))"
 fact done yes
