@@ -229,7 +229,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = storage_verbs.add_parser("setup", help="make an LVM thin pool for the devicemapper driver and name "
                                  "it in sdctr.yaml (as docker-storage-setup did)")
     p.add_argument("--lvm", required=True, metavar="VG", help="the volume group to make the pool in")
-    p.add_argument("--size", default="40%FREE", metavar="SIZE",
+    p.add_argument("--size", default="40%FREE", metavar="SIZE",  # docker-storage-setup's DATA_SIZE
                    help="the pool's data: a size (20G) or a share of the group (40%%FREE, 90%%VG); "
                         "default 40%%FREE")
     p.add_argument("--name", default="sdctr-pool", metavar="LV",

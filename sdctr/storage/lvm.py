@@ -20,8 +20,6 @@ from sdctr.log import SdctrError
 from sdctr.record import Record
 
 CHUNK_SIZE = "512K"  # docker-storage-setup's CHUNK_SIZE: fewer, larger blocks than the loop pool's
-DEFAULT_SIZE = "40%FREE"  # docker-storage-setup's DATA_SIZE
-DEFAULT_LV = "sdctr-pool"
 MIN_METADATA = 2 << 20  # lvm's smallest pool metadata
 SECTOR = 512
 # docker-storage-setup's AUTO_EXTEND_POOL: dmeventd grows the pool by 20 % when 60 % is used, where
