@@ -22,6 +22,9 @@ touch /etc). Three sections:
         base_size: 10G              # every layer's and container's device
         filesystem: xfs             # xfs (where mkfs.xfs exists) or ext4; empty: pick
         min_free: 10                # percent of data and metadata below which new snapshots are refused
+        thinpool: VG/LV             # an existing LVM thin pool instead of the loop files (Docker's
+                                    # dm.thinpooldev): one sdctr alone uses (`sdctr storage setup
+                                    # --lvm VG` makes it); data_size and metadata_size then unused
 
 A missing file means the defaults (no mirrors; plain HTTP only for localhost and 127.0.0.0/8), and
 YAML is imported only when the file exists: most commands never read it.
@@ -71,6 +74,10 @@ GIB = 1 << 30
 STORAGE_DRIVERS = ("auto", "devicemapper", "overlay")
 FILESYSTEMS = ("", "xfs", "ext4")
 _SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)i?b?", re.IGNORECASE)
+# lvm(8)'s VG and LV names: letters, digits and +_.-, not starting with '-' (its finer rules,
+# reserved names and suffixes, are lvm's to apply)
+_LVM_NAME = r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}"
+THINPOOL = re.compile(rf"({_LVM_NAME})/({_LVM_NAME})")
 
 
 class DeviceMapper(Record):
@@ -79,6 +86,7 @@ class DeviceMapper(Record):
     base_size: int = 10 * GIB
     filesystem: str = ""  # "": xfs where mkfs.xfs exists, else ext4
     min_free: int = 10  # percent
+    thinpool: str = ""  # "VG/LV": an LVM thin pool; "": the loop files
 
 
 class Storage(Record):
@@ -168,7 +176,12 @@ def _storage(value: Any, source: str) -> Storage:
              for k in ("data_size", "metadata_size", "base_size") if k in dm}
     if "min_free" in dm:
         sizes["min_free"] = _percent(dm["min_free"], source, "storage.devicemapper.min_free")
-    return Storage(driver=driver, devicemapper=DeviceMapper(filesystem=fs, **sizes))
+    thinpool = str(dm.get("thinpool") or "")
+    if thinpool and not THINPOOL.fullmatch(thinpool):
+        raise SdctrError(f"{source}: storage.devicemapper.thinpool: {thinpool!r} is not an LVM thin pool's "
+                         "name", hint="VG/LV, as lvs names it (e.g. vg0/sdctr-pool); "
+                         "`sdctr storage setup --lvm VG` makes one")
+    return Storage(driver=driver, devicemapper=DeviceMapper(filesystem=fs, thinpool=thinpool, **sizes))
 
 
 def _percent(value: Any, source: str, key: str) -> int:
@@ -215,3 +228,65 @@ def _host(value: Any, source: str, key: str) -> str:
     if not isinstance(value, str) or not _HOST.fullmatch(value):
         raise SdctrError(f"{source}: {key}: {value!r} is not a registry host", hint="host or host:port")
     return value
+
+
+# --- writing it (sdctr storage setup) ----------------------------------------------------------
+
+def set_storage(path: Path, driver: str, devicemapper: Mapping[str, Any]) -> str | None:
+    """Sets storage.driver and keys of storage.devicemapper in the file, atomically, keeping the
+    other settings; checked as load() checks it before anything is written. A file without a
+    storage section (the shipped one: all comments) gets one appended, its text kept; otherwise
+    the YAML is rewritten and, where the old text had comments, it is kept beside as .bak.
+    Returns the backup's path, if one was made."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = ""
+    except OSError as e:
+        raise SdctrError(f"cannot read the configuration {path}: {e.strerror}") from None
+    try:
+        doc = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        raise SdctrError(f"{path} is not valid YAML: {e}".splitlines()[0],
+                         hint="fix it first: nothing was changed") from None
+    doc = dict(_mapping(doc if doc is not None else {}, str(path), "the top level"))
+    backup = None
+    if "storage" not in doc:
+        block = yaml.safe_dump({"storage": {"driver": driver, "devicemapper": dict(devicemapper)}},
+                               default_flow_style=False, sort_keys=False)
+        new = text + ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + block
+    else:
+        storage = dict(_mapping(doc["storage"] or {}, str(path), "storage"))
+        storage["driver"] = driver
+        storage["devicemapper"] = {**_mapping(storage.get("devicemapper") or {}, str(path),
+                                              "storage.devicemapper"), **devicemapper}
+        doc["storage"] = storage
+        new = yaml.safe_dump(doc, default_flow_style=False, sort_keys=False)
+        if "#" in text:
+            backup = path.with_name(path.name + ".bak")
+            _write_atomic(backup, text)
+    parse(yaml.safe_load(new), source=str(path))  # what load() will say of it, before it is written
+    _write_atomic(path, new)
+    return str(backup) if backup else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        with open(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    d = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(d)
+    finally:
+        os.close(d)

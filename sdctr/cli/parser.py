@@ -226,6 +226,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
     p = storage_verbs.add_parser("status", help="the driver new containers get and why, and its space")
     p.add_argument("--format", choices=["table", "json"], default="table", help="table, or json")
     p.set_defaults(handler=_handler("manage.cmd_storage_status"))
+    p = storage_verbs.add_parser("setup", help="make an LVM thin pool for the devicemapper driver and name "
+                                 "it in sdctr.yaml (as docker-storage-setup did)")
+    p.add_argument("--lvm", required=True, metavar="VG", help="the volume group to make the pool in")
+    p.add_argument("--size", default="40%FREE", metavar="SIZE",  # docker-storage-setup's DATA_SIZE
+                   help="the pool's data: a size (20G) or a share of the group (40%%FREE, 90%%VG); "
+                        "default 40%%FREE")
+    p.add_argument("--name", default="sdctr-pool", metavar="LV",
+                   help="the pool's LV name (default sdctr-pool)")
+    p.set_defaults(handler=_handler("storage.cmd_storage_setup"))
     p = sub.add_parser("update", help="change the limits of containers, running ones at once (as Docker's)")
     for option in OPTIONS:  # the table's flags and help for the limits update changes
         if option.dest in UPDATABLE:

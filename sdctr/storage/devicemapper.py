@@ -8,6 +8,11 @@ layer (the Snapshotter interface is in sdctr.storage.snapshotter; dmsetup is sdc
     <root>/devicemapper/transaction.json      the pool's committed transaction id, the next device
                                               id and the open transaction, if any
     <root>/devicemapper/lock                  every change to the pool is made under it
+    <root>/devicemapper/pool.json             which pool the metadata describes (the loop files,
+                                              or an LVM thin pool and its LV uuid)
+
+Or an existing LVM thin pool (storage.devicemapper.thinpool: VG/LV, sdctr.storage.lvm), which sdctr
+activates when it is not active and never removes; it must be sdctr's alone (lvm.check_dedicated).
 
 Devices: "base" (an empty file system), "layer-<chain id>" (a snapshot of the layer below, or of
 the base, with the layer applied), "ctr-<id>" (a snapshot of its image's top layer). Thin
@@ -126,6 +131,10 @@ class DeviceMapperSnapshotter:
 
     @property
     def pool(self) -> str:
+        if self.settings.thinpool:
+            from sdctr.storage.lvm import Pool
+
+            return Pool.named(self.settings.thinpool).dm_name
         return f"{self.prefix}-pool"
 
     def dm_name(self, dev: str) -> str:
@@ -199,8 +208,10 @@ class DeviceMapperSnapshotter:
                 return
             for d in (self.pool_dir, self.meta_dir):
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            uuid = self._lvm_up() if self.settings.thinpool else ""
             if not dmsetup.exists(self.pool):
                 self._start_pool()
+            self._claim(uuid)
             self._recover()
             self._finish_deletions()
             base = self.load("base")
@@ -208,7 +219,51 @@ class DeviceMapperSnapshotter:
                 self._make_base(base)
             self._up = True
 
+    def _lvm_up(self) -> str:
+        """The LVM pool checked to be sdctr's alone and activated where it is not: its LV uuid."""
+        from sdctr.storage import lvm
+
+        pool = lvm.Pool.named(self.settings.thinpool)
+        lv = lvm.check_dedicated(pool, lvm.pool_lv(pool))
+        if not lv.active:
+            debug(f"LVM thin pool {pool.text} is not active: activating it")
+            lvm.activate(pool)
+        if not dmsetup.exists(self.pool):
+            raise SdctrError(f"LVM thin pool {pool.text} is active but {dmsetup.path(self.pool)} is missing",
+                             hint=f"see what LVM made of it: dmsetup ls; lvs -a {pool.vg}")
+        return lv.uuid
+
+    def _claim(self, uuid: str) -> None:
+        """pool.json names the pool this metadata describes. Another pool (the setting changed)
+        is refused while the metadata names devices beyond the base; otherwise it is taken over:
+        the base device is made again in it, the transaction record starts at its id."""
+        from sdctr.state import read_json, write_json_atomic
+
+        want = {"origin": f"lvm:{self.settings.thinpool}" if self.settings.thinpool else "loop", "uuid": uuid}
+        try:
+            had = read_json(self.base / "pool.json")
+        except FileNotFoundError:  # a loop pool made before pool.json was
+            had = {"origin": "loop", "uuid": ""} if (self.pool_dir / "data").exists() else None
+        if had == want:
+            return
+        if had is not None:
+            held = [d.name for d in self.devices() if d.name != "base"]
+            if held:
+                raise SdctrError(
+                    f"the thin devices in {self.meta_dir} are in another pool ({had['origin']}), not in "
+                    f"{want['origin']} (storage.devicemapper.thinpool): {len(held)} of them",
+                    hint="set storage.devicemapper.thinpool back, or remove the containers and images on "
+                         "devicemapper (sdctr rm, sdctr rmi) under the old setting first")
+            base = self.load("base")
+            if base is not None:  # left in the old pool: the new one gets its own
+                self._json("base").unlink()
+        tid = dmsetup.transaction_id(self.pool)
+        self._write_record({**self._record(), "transaction_id": tid, "open": None})
+        write_json_atomic(self.base / "pool.json", want)
+
     def _start_pool(self) -> None:
+        if self.settings.thinpool:  # _lvm_up activated it: never loop files for an LVM pool
+            raise SdctrError(f"LVM thin pool {self.settings.thinpool} is not active")
         data, meta = self.pool_dir / "data", self.pool_dir / "metadata"
         for f, size in ((data, self.settings.data_size), (meta, self.settings.metadata_size)):
             if not f.exists():
@@ -344,6 +399,10 @@ class DeviceMapperSnapshotter:
         grow = (f"remove containers or images (sdctr rm, sdctr image prune), or grow the pool: "
                 f"truncate -s +10G {self.pool_dir / 'data'}, losetup -c on its loop device, then "
                 f"dmsetup reload {self.pool} with the new size")
+        if self.settings.thinpool:
+            grow = (f"remove containers or images (sdctr rm, sdctr image prune), or grow the pool: "
+                    f"lvextend -L +10G {self.settings.thinpool} (metadata: lvextend --poolmetadatasize "
+                    f"+1G {self.settings.thinpool})")
         if mode != "rw":
             raise SdctrError(f"thin pool {self.pool} is in {mode} mode: no new snapshot", hint=grow)
         for what, (used, total) in (("data", data), ("metadata", meta)):
@@ -641,7 +700,7 @@ class DeviceMapperSnapshotter:
             ("Pool Name", self.pool), ("Pool Blocksize", BLOCK_SECTORS * dmsetup.SECTOR),
             ("Base Device Size", base.size if base else self.settings.base_size),
             ("Backing Filesystem", base.filesystem if base else self.settings.filesystem or "(not made yet)"),
-            ("Data file", str(self.pool_dir / "data")), ("Metadata file", str(self.pool_dir / "metadata")),
+            *self._origin_rows(),
             ("Thin Pool Minimum Free Space", f"{self.settings.min_free}%"),
             ("Thin Devices", len(self.devices())),
         ]
@@ -650,15 +709,24 @@ class DeviceMapperSnapshotter:
         except SdctrError as e:
             return [*rows, ("Pool Status", f"unavailable: {e}")]
         if not active:
-            made = (self.pool_dir / "data").exists()
+            made = (self.pool_dir / "data").exists() or self.settings.thinpool
             return [*rows, ("Pool Status", "not active (the next container on this driver brings it up)"
                             if made else "not made yet (the first container on this driver makes it)")]
         meta, data, mode = dmsetup.pool_usage(self.pool)
         block = BLOCK_SECTORS * dmsetup.SECTOR
+        if self.settings.thinpool:  # LVM's chunk size (lvcreate --chunksize)
+            block = dmsetup.pool_block_sectors(self.pool) * dmsetup.SECTOR
+            rows[1] = ("Pool Blocksize", block)
         for what, (used, total), size in (("Data", data, block), ("Metadata", meta, METADATA_BLOCK)):
             rows += [(f"{what} Space Used", used * size), (f"{what} Space Total", total * size),
                      (f"{what} Space Available", (total - used) * size)]
         return [*rows, ("Pool Status", mode)]
+
+    def _origin_rows(self) -> list[tuple[str, str | int]]:
+        if self.settings.thinpool:
+            return [("Pool Origin", f"LVM thin pool {self.settings.thinpool}")]
+        return [("Pool Origin", "loop files"), ("Data file", str(self.pool_dir / "data")),
+                ("Metadata file", str(self.pool_dir / "metadata"))]
 
     def down(self) -> None:
         """Every device of the pool and the pool removed, its loop devices detached (tests; a
@@ -672,6 +740,9 @@ class DeviceMapperSnapshotter:
                 raise SdctrError(f"pool {self.pool}: {held[0]} is still mounted")
             for n in ours:
                 dmsetup.remove(n)
+            self._up = False
+            if self.settings.thinpool:  # LVM's: it stays as LVM left it (lvchange -an takes it down)
+                return
             loops = [_loop_of(self.pool_dir / f) for f in ("data", "metadata")]
             dmsetup.remove(self.pool)
             for loop in loops:

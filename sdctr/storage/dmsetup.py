@@ -128,6 +128,11 @@ def release_metadata_snap(pool: str) -> None:
     _message(pool, "release_metadata_snap")
 
 
+def pool_block_sectors(pool: str) -> int:
+    """The pool's data block size, from its table: "0 SECTORS thin-pool META DATA BLOCK LOW ..."."""
+    return int(_out("table", pool).split()[5])
+
+
 def transaction_id(pool: str) -> int:
     return int(status(pool)[3])
 
