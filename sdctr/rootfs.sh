@@ -100,10 +100,15 @@ if [ -b "$ROOTFS_DEVICE" ]; then
     done < /proc/self/mounts
     dmsetup remove --retry "$name" || hook
 fi
-status='{}'  # what an attached run is told: the status the container's poststop hook wrote
+status='{}'  # what an attached run is told: the status the container's poststop recorded
 if [ -n "${ROOTFS_EXIT:-}" ]; then
     [ -d "$ROOTFS_RECORD" ] || exit 0  # `sdctr rm` removed it: nobody waits
-    [ ! -f "$ROOTFS_RECORD/status.json" ] || status=$(cat "$ROOTFS_RECORD/status.json") || hook
+    # sdctr/poststop.sh's one line (a builtin read); else what the poststop hook wrote
+    if [ -f "$ROOTFS_RECORD/exit.json" ]; then
+        IFS= read -r status < "$ROOTFS_RECORD/exit.json" || hook
+    elif [ -f "$ROOTFS_RECORD/status.json" ]; then
+        status=$(cat "$ROOTFS_RECORD/status.json") || hook
+    fi
 fi
 if [ -n "${ROOTFS_REMOVE:-}" ]; then
     delete_device || hook
