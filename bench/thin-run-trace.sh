@@ -10,7 +10,7 @@
 #   3. the pieces on their own: Python's start and the hook's imports, the Python driver's
 #      snapshot and delete transactions ("PIECE name ms").
 set -u
-n=${1:-4}
+n=${1:-4} network=${2:-none}  # runs per driver; --network (none: as bench/thin-rootfs.sh)
 ms() { date +%s%3N; }
 mono() { cut -d' ' -f1 /proc/uptime; }
 
@@ -27,7 +27,7 @@ SDCTR_CONFIG=/etc/sdctr/overlay.yaml sdctr run --rm busybox true || exit 1
 run() {  # driver: one run, its ms
   if [ "$1" = overlay ]; then export SDCTR_CONFIG=/etc/sdctr/overlay.yaml; else unset SDCTR_CONFIG; fi
   t=$(ms)
-  sdctr run --rm busybox true >/dev/null || echo "FAILED $1"
+  sdctr run --rm --network "$network" busybox true >/dev/null || echo "FAILED $1"
   echo $(( $(ms) - t ))
 }
 i=0

@@ -567,6 +567,8 @@ def test_a_deletion_cut_short_is_what_the_drivers_recovery_finishes(
     device and closes the transaction with the pool's id."""
     calls, _, d = removal(tmp_path, monkeypatch, fail_on=fail_on)
     assert calls[-1] == f"python -m sdctr hook rootfs-down {CID}"
+    # the script's temp files (written and synced before the first rename) go before the hook
+    assert [p.name for p in (*d.base.iterdir(), *d.meta_dir.iterdir()) if ".tmp" in p.name] == []
     rec = d._record()
     assert rec["open"] == {"transaction_id": 4, "device_id": 7, "name": devicemapper.container_name(CID),
                            "op": "delete"}
