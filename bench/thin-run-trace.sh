@@ -8,9 +8,11 @@
 #      seconds> <message>", and the run's own start and end on the same clock ("TRACE driver
 #      <s> CLI start|end");
 #   3. the pieces on their own: Python's start and the hook's imports, the Python driver's
-#      snapshot and delete transactions ("PIECE name ms").
+#      snapshot and delete transactions ("PIECE name ms");
+#   4. one run of each under cProfile: the CLI's own functions ("PROFILE driver <line>").
 set -u
 n=${1:-4} network=${2:-none}  # runs per driver; --network (none: as bench/thin-rootfs.sh)
+before=${3:-}  # an older sdctr package directory: its runs and this one's, alternating, and no more
 ms() { date +%s%3N; }
 mono() { cut -d' ' -f1 /proc/uptime; }
 
@@ -30,6 +32,23 @@ run() {  # driver: one run, its ms
   sdctr run --rm --network "$network" busybox true >/dev/null || echo "FAILED $1"
   echo $(( $(ms) - t ))
 }
+if [ -n "$before" ]; then
+  # before/after in one boot: the installed sdctr package swapped for BEFORE's before each pair
+  site=$(python3 -c 'import os, sdctr; print(os.path.dirname(os.path.dirname(sdctr.__file__)))')
+  rm -rf /root/sdctr-after /root/sdctr-before
+  cp -a "$site/sdctr" /root/sdctr-after && cp -a "$before" /root/sdctr-before || exit 1
+  i=0
+  while [ $i -lt "$n" ]; do
+    for version in before after; do
+      rm -rf "$site/sdctr" && cp -a "/root/sdctr-$version" "$site/sdctr" || exit 1
+      echo "TIMES devicemapper-$version $(run devicemapper)"
+      echo "TIMES overlay-$version $(run overlay)"
+    done
+    i=$((i + 1))
+  done
+  echo "DONE"
+  exit 0
+fi
 i=0
 while [ $i -lt "$n" ]; do
   echo "TIMES devicemapper $(run devicemapper)"
@@ -90,4 +109,10 @@ for i in range(3):
 print(f"PIECE thin-prepare {sorted(made)[1]:.0f}")
 print(f"PIECE thin-remove {sorted(removed)[1]:.0f}")
 EOF
+# --- 4: the CLI's own time, one profiled run each ------------------------------------------------
+for driver in devicemapper overlay; do
+  if [ "$driver" = overlay ]; then export SDCTR_CONFIG=/etc/sdctr/overlay.yaml; else unset SDCTR_CONFIG; fi
+  python3 -m cProfile -s cumtime -m sdctr run --rm --network "$network" busybox true 2>&1 \
+    | sed -n '/ncalls/,$p' | head -45 | sed "s/^/PROFILE $driver /"
+done
 echo "DONE"
