@@ -2,6 +2,7 @@
 # interpreter and imports were ~70 ms of every `sdctr run --rm`):
 #
 #   sh poststop.sh ROOTFS EXIT_FILE SNAPSHOT RUN_DIR UNIT_FILE RECORD HOOK...
+#   sh poststop.sh ROOTFS '' '' '' '' RECORD HOOK...   (a thin container: its rootfs unit's storage)
 #
 # unmounts ROOTFS, deletes SNAPSHOT, RUN_DIR, UNIT_FILE and RECORD (the record last, so a failure
 # leaves it findable, and under its lock) and then writes EXIT_FILE, unless empty, for the
@@ -38,6 +39,19 @@ while IFS=: read -r _ controllers cgroup; do
     done
 done < /proc/self/cgroup
 [ -z "$oom" ] || exec "$@"
+
+# No SNAPSHOT: the storage is a unit of its own (devicemapper's sdctr-rootfs@<id>.service, stopped
+# once this unit is), which unmounts, deletes the device and the record and then tells the
+# attached run. Only the exit status, recorded for it in RECORD/exit.json: whole (a temp name as
+# sdctr/state.py's, swept if a kill leaves it) and under the record's lock, so that a record
+# `rm` removes meanwhile is not made again. No fsync: the record is about to go.
+if [ -z "$snapshot" ]; then
+    [ -d "$record" ] || exit 0  # `sdctr rm` removed it: nobody waits
+    tmp=$record/.exit.json.tmp$$
+    { flock 9 && echo "{\"exit_code\": $EXIT_STATUS, \"oom_killed\": false, \"result\": \"$SERVICE_RESULT\"}" > "$tmp" \
+        && mv -f "$tmp" "$record/exit.json"; } 9< "$record" || exec "$@"
+    exit 0
+fi
 
 umount "$rootfs" 2>/dev/null || exec "$@"
 # deleting through a mount would delete someone else's files: any mount left under the runtime

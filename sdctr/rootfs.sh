@@ -26,6 +26,8 @@
 op=$1 cid=$2
 hook() {
     exec 8>&-  # the pool's lock (delete_device's): the hook takes it itself
+    # delete_device's temp files not renamed into place (the hook's recovery reads the rest)
+    [ -z "${json_tmp:-}" ] || rm -f -- "$json_tmp" "${open_tmp:-$json_tmp}" "${closed_tmp:-$json_tmp}"
     exec "${ROOTFS_PYTHON:-/usr/bin/python3}" -m sdctr hook "rootfs-$op" "$cid"
 }
 case " $ROOTFS_FAST " in *" $op "*) ;; *) hook ;; esac
@@ -40,43 +42,74 @@ if [ "$op" = up ]; then
     exit 0
 fi
 
-# FILE CONTENT: written whole or not at all, as sdctr/state.py's write_json_atomic (its temp
-# name too, so that one left by a kill is swept)
-write() {
-    tmp=${1%/*}/.${1##*/}.tmp$$
-    printf '%s\n' "$2" > "$tmp" && sync "$tmp" && mv -f "$tmp" "$1" && sync "${1%/*}"
-}
+# Files written whole or not at all, as sdctr/state.py's write_json_atomic (its temp names too,
+# so that one left by a kill is swept): `put` writes a temp file, `sync` makes it durable (one
+# process for several: each is a fork under an emulated CPU), `commit` renames it into place and
+# makes the rename durable.
+nl='
+'
+tmp_of() { tmp=${1%/*}/.${1##*/}.tmp$$; }
+put() { tmp_of "$1" && printf '%s\n' "$2" > "$tmp"; }
+commit() { tmp_of "$1" && mv -f "$tmp" "$1" && sync "${1%/*}"; }
 
 # the pool's transaction record as devicemapper.py writes it (json, indent 2)
 transactions() {
-    printf '{\n  "transaction_id": %s,\n  "next_device_id": %s,\n  "open": %s\n}' "$1" "$2" "$3"
+    rec="{$nl  \"transaction_id\": $1,$nl  \"next_device_id\": $2,$nl  \"open\": $3$nl}"
 }
 
+# The device deleted from the pool in one transaction, in _delete's order, each step durable
+# before the next: the device's JSON marked deleted; the transaction opened in the record; the
+# delete message; the JSON removed; set_transaction_id (the commit); the transaction closed. The
+# files are read with builtins, and the three temp files are written and synced first (not yet
+# in place: a kill leaves only temp files, swept).
 delete_device() {
-    json=$ROOTFS_METADATA id=${ROOTFS_TABLE##* }
+    json=$ROOTFS_METADATA id=${ROOTFS_TABLE##* } meta=${ROOTFS_METADATA%/*}
     dev=${json##*/} && dev=${dev%.json}
     exec 8>>"$ROOTFS_LOCK" && flock 8 || return
     if [ -e "$json" ]; then  # (gone: `sdctr rm` deleted it, under this lock)
-        old=$(sed -n 's/^  "transaction_id": \([0-9][0-9]*\),$/\1/p' "$ROOTFS_TRANSACTIONS")
-        next=$(sed -n 's/^  "next_device_id": \([0-9][0-9]*\),$/\1/p' "$ROOTFS_TRANSACTIONS")
         # an open transaction, or anything this script did not expect, is Python's recovery
-        [ -n "$old" ] && [ -n "$next" ] || return
-        [ "$(cat "$ROOTFS_TRANSACTIONS")" = "$(transactions "$old" "$next" null)" ] || return
+        n=0 old= next= odd=
+        while IFS= read -r line || [ -n "$line" ]; do
+            n=$((n + 1))
+            case $n:$line in
+                1:'{'|4:'  "open": null'|5:'}') ;;
+                2:'  "transaction_id": '*,) old=${line#*: } old=${old%,} ;;
+                3:'  "next_device_id": '*,) next=${line#*: } next=${next%,} ;;
+                *) odd=1 ;;
+            esac
+        done < "$ROOTFS_TRANSACTIONS"
+        [ -z "$odd" ] && [ "$n" = 5 ] || return
+        case $old in ''|*[!0-9]*) return ;; esac
+        case $next in ''|*[!0-9]*) return ;; esac
         # shellcheck disable=SC2046  # the status line, split: "0 SECTORS thin-pool TID ..."
         set -- $(dmsetup status "${ROOTFS_POOL#/dev/mapper/}") && [ "${4:-}" = "$old" ] || return
-        grep -qx "  \"device_id\": $id," "$json" && grep -qx '  "deleted": false,' "$json" || return
+        body= has_id= live= json_tmp= open_tmp= closed_tmp=
+        while IFS= read -r line || [ -n "$line" ]; do
+            case $line in
+                "  \"device_id\": $id,") has_id=1 ;;
+                '  "deleted": false,') live=1 line='  "deleted": true,' ;;
+            esac
+            body=${body:+$body$nl}$line
+        done < "$json"
+        [ -n "$has_id" ] && [ -n "$live" ] || return
         new=$((old + 1))
-        write "$json" "$(sed 's/^  "deleted": false,$/  "deleted": true,/' "$json")" || return
-        write "$ROOTFS_TRANSACTIONS" "$(transactions "$old" "$next" "{
+        put "$json" "$body" && json_tmp=$tmp || return
+        transactions "$old" "$next" "{
     \"transaction_id\": $new,
     \"device_id\": $id,
     \"name\": \"$dev\",
     \"op\": \"delete\"
-  }")" || return
+  }"
+        put "$ROOTFS_TRANSACTIONS.open" "$rec" && open_tmp=$tmp || return
+        transactions "$new" "$next" null
+        put "$ROOTFS_TRANSACTIONS.closed" "$rec" && closed_tmp=$tmp || return
+        sync "$json_tmp" "$open_tmp" "$closed_tmp" || return
+        commit "$json" || return
+        mv -f "$open_tmp" "$ROOTFS_TRANSACTIONS" && sync "${ROOTFS_TRANSACTIONS%/*}" || return
         dmsetup message "$ROOTFS_POOL" 0 "delete $id" || return
-        rm -f -- "$json" && sync "${json%/*}" || return
+        rm -f -- "$json" && sync "$meta" || return
         dmsetup message "$ROOTFS_POOL" 0 "set_transaction_id $old $new" || return
-        write "$ROOTFS_TRANSACTIONS" "$(transactions "$new" "$next" null)" || return
+        mv -f "$closed_tmp" "$ROOTFS_TRANSACTIONS" && sync "${ROOTFS_TRANSACTIONS%/*}" || return
     fi
     exec 8>&-
 }
@@ -84,7 +117,9 @@ delete_device() {
 # as sdctr/runtime/hooks.py's remove_container: runtime directory, unit file, the record last
 # and under its lock (sdctr/state.py's remove_record; poststop.sh does the same)
 remove_record() {
-    ! grep -qF " $ROOTFS_RUN_DIR/" /proc/self/mountinfo || return
+    while IFS= read -r line; do
+        case $line in *" $ROOTFS_RUN_DIR/"*) return 1 ;; esac
+    done < /proc/self/mountinfo
     rm -rf --one-file-system -- "$ROOTFS_RUN_DIR" "$ROOTFS_UNIT_FILE" || return
     [ -e "$ROOTFS_RECORD" ] || return 0
     { flock 9 && rm -rf --one-file-system -- "$ROOTFS_RECORD"; } 9< "$ROOTFS_RECORD"
@@ -100,14 +135,20 @@ if [ -b "$ROOTFS_DEVICE" ]; then
     done < /proc/self/mounts
     dmsetup remove --retry "$name" || hook
 fi
-status='{}'  # what an attached run is told: the status the container's poststop hook wrote
+status='{}'  # what an attached run is told: the status the container's poststop recorded
 if [ -n "${ROOTFS_EXIT:-}" ]; then
     [ -d "$ROOTFS_RECORD" ] || exit 0  # `sdctr rm` removed it: nobody waits
-    [ ! -f "$ROOTFS_RECORD/status.json" ] || status=$(cat "$ROOTFS_RECORD/status.json") || hook
+    # sdctr/poststop.sh's one line (a builtin read); else what the poststop hook wrote
+    if [ -f "$ROOTFS_RECORD/exit.json" ]; then
+        IFS= read -r status < "$ROOTFS_RECORD/exit.json" || hook
+    elif [ -f "$ROOTFS_RECORD/status.json" ]; then
+        status=$(cat "$ROOTFS_RECORD/status.json") || hook
+    fi
 fi
 if [ -n "${ROOTFS_REMOVE:-}" ]; then
     delete_device || hook
     remove_record || hook
 fi
 # last: the attached `sdctr run` returns once nothing is left active
-[ -z "${ROOTFS_EXIT:-}" ] || write "$ROOTFS_EXIT" "$status"
+# (whole, by a rename; not synced: /run does not outlive a crash)
+[ -z "${ROOTFS_EXIT:-}" ] || { put "$ROOTFS_EXIT" "$status" && mv -f "$tmp" "$ROOTFS_EXIT"; } || hook

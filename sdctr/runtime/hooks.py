@@ -67,6 +67,10 @@ def rootfs_down(paths: Paths, cid: str) -> int:
     except NoSuchContainer:  # `rm` removed it, its snapshot first
         return 0
     status = read_status(paths, cid)
+    with contextlib.suppress(FileNotFoundError, ValueError):  # what poststop.sh recorded instead
+        from sdctr.state import read_json
+
+        status.update(read_json(paths.container_dir(cid) / EXIT_STATUS_FILE))
     if spec.remove:
         remove_container(paths, spec)
     else:
@@ -124,6 +128,10 @@ def rootfs_in_own_unit(spec: ContainerSpec) -> bool:
 
 
 ROOTFS_ENV = "rootfs.env"  # in the record's directory; units/sdctr-rootfs@.service names it
+# in the record's directory: a thin --rm container's exit status as sdctr/poststop.sh records it
+# (one line of JSON), for its rootfs unit to hand to the attached run (status.json's fields win
+# nowhere else: the record goes with that unit's stop)
+EXIT_STATUS_FILE = "exit.json"
 _ENV_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 /._:,=+-@")
 
 
@@ -259,6 +267,13 @@ def poststop_command(paths: Paths, spec: ContainerSpec) -> list[str] | None:
     script cannot do the hook's work (a kept record, a snapshot that is more than a directory)."""
     from sdctr.storage import mountinfo
 
+    if spec.remove and rootfs_in_own_unit(spec):
+        # the storage, the record and the attached run's exit file are the rootfs unit's (stopped
+        # next): the script records the exit status for it, in the record (no snapshot given)
+        from sdctr.paths import POSTSTOP_SCRIPT
+
+        return ["/bin/sh", POSTSTOP_SCRIPT, os.path.realpath(paths.rootfs(spec.id)), "", "", "", "",
+                os.path.realpath(paths.container_dir(spec.id))]
     snapshot = snapshotter_of(paths, spec).snapshot_dir(spec.id) if spec.remove else None
     if snapshot is None:
         return None

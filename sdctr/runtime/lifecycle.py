@@ -42,6 +42,7 @@ def unit_props(paths: Paths, spec: ContainerSpec, host: Host,
                stdio: tuple[int, int, int] | None = None) -> list[Any]:
     if hooks.rootfs_in_own_unit(spec):
         return properties(spec, host, sdctr_argv(root_args(paths)), stdio,
+                          poststop=hooks.poststop_command(paths, spec),
                           network=network_commands(paths, spec), joins=joined_unit(paths, spec),
                           rootfs_unit=own_rootfs_unit(paths, spec))
     return properties(spec, host, sdctr_argv(root_args(paths)), stdio,

@@ -20,7 +20,7 @@ from helpers import require_exec
 from sdctr import config, state
 from sdctr.log import SdctrError
 from sdctr.main import unit_command
-from sdctr.paths import ROOTFS_SCRIPT, Paths
+from sdctr.paths import POSTSTOP_SCRIPT, ROOTFS_SCRIPT, Paths
 from sdctr.runtime import hooks, lifecycle
 from sdctr.spec import ContainerSpec
 from sdctr.storage import devicemapper, dmsetup
@@ -94,8 +94,21 @@ def test_lifecycle_gives_a_thin_container_its_rootfs_unit() -> None:
     p = as_dict(lifecycle.unit_props(Paths.from_root(None), spec(), Host(2, 252)))
     assert p["Requires"] == [rootfs_unit(CID)]
     assert "ExecStartPre" not in p
-    # the poststop hook still records the exit; the storage is the rootfs unit's
-    assert p["ExecStopPost"][-1][1][-3:] == ["hook", "poststop", CID]
+    # a kept container's poststop hook records the exit; the storage is the rootfs unit's
+    argv = p["ExecStopPost"][-1][1]
+    assert argv[-3:] == ["hook", "poststop", CID] and argv[0] != "/bin/sh"
+
+
+def test_a_thin_rm_containers_poststop_is_the_script_with_the_hook_after_it() -> None:
+    """--rm: the exit status recorded by sdctr/poststop.sh, no Python in the common case (the
+    hook's interpreter and imports were most of a thin `run --rm`'s extra time in the VM)."""
+    paths = Paths.from_root(None)
+    p = as_dict(lifecycle.unit_props(paths, spec(remove=True, attached=True), Host(2, 252)))
+    argv = p["ExecStopPost"][-1][1]
+    assert argv[:2] == ["/bin/sh", POSTSTOP_SCRIPT]
+    assert argv[-3:] == ["hook", "poststop", CID]
+    # no snapshot to delete: the script leaves the storage to the rootfs unit
+    assert argv[3:5] == ["", ""] and argv[7] == os.path.realpath(paths.container_dir(CID))
 
 
 def test_another_root_is_refused_for_thin_containers(tmp_path: Path) -> None:
@@ -554,6 +567,8 @@ def test_a_deletion_cut_short_is_what_the_drivers_recovery_finishes(
     device and closes the transaction with the pool's id."""
     calls, _, d = removal(tmp_path, monkeypatch, fail_on=fail_on)
     assert calls[-1] == f"python -m sdctr hook rootfs-down {CID}"
+    # the script's temp files (written and synced before the first rename) go before the hook
+    assert [p.name for p in (*d.base.iterdir(), *d.meta_dir.iterdir()) if ".tmp" in p.name] == []
     rec = d._record()
     assert rec["open"] == {"transaction_id": 4, "device_id": 7, "name": devicemapper.container_name(CID),
                            "op": "delete"}
@@ -565,3 +580,75 @@ def test_a_deletion_cut_short_is_what_the_drivers_recovery_finishes(
     assert "delete 7" in done
     assert d._record() == {"transaction_id": POOL_TID, "next_device_id": 8, "open": None}
     assert d.devices() == []  # nothing lost, nothing leaked
+
+
+# --- a thin --rm container's poststop without Python: sdctr/poststop.sh, the storage left out ----
+
+def thin_poststop(tmp: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[list[str], Paths]:
+    """The ExecStopPost of an attached thin --rm container as lifecycle makes it, run by /bin/sh
+    with systemd's variables `env` and a hook, umount and rm that write down their argv."""
+    require_exec(tmp)
+    paths = Paths.from_root(str(tmp / "root"))
+    state.save_spec(paths, spec(remove=True, attached=True))
+    monkeypatch.setattr(lifecycle, "own_rootfs_unit", lambda p, s: rootfs_unit(CID))
+    props = as_dict(lifecycle.unit_props(paths, spec(remove=True, attached=True), Host(2, 252)))
+    argv = props["ExecStopPost"][-1][1]
+    assert argv[:2] == ["/bin/sh", POSTSTOP_SCRIPT]
+    log, bin_dir = tmp / "log", tmp / "bin"
+    bin_dir.mkdir()
+    for name in ("hook", "umount", "rm"):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        (bin_dir / name).chmod(0o755)
+    hook_at = argv.index("hook")
+    argv = [*argv[:8], str(bin_dir / "hook"), *argv[hook_at + 1:]]  # (the script, its six arguments)
+    r = subprocess.run(argv, env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env}, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return (log.read_text().splitlines() if log.exists() else []), paths
+
+
+def test_the_thin_poststop_script_records_the_exit_and_leaves_the_storage_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, paths = thin_poststop(tmp_path, monkeypatch, SERVICE_RESULT="exit-code", EXIT_CODE="exited",
+                                 EXIT_STATUS="3")
+    assert calls == []  # no hook, no umount, no rm: the rootfs unit does those next
+    assert paths.container_dir(CID).is_dir()
+    assert not hooks.exit_file(paths, CID).exists()  # the attached run waits for the rootfs unit
+    stopped = json.loads((paths.container_dir(CID) / hooks.EXIT_STATUS_FILE).read_text())
+    assert (stopped["exit_code"], stopped["result"], stopped["oom_killed"]) == (3, "exit-code", False)
+    assert not [n for n in os.listdir(paths.container_dir(CID)) if n.startswith(".")]  # no temp left
+
+
+def test_the_thin_poststop_script_hands_a_signal_to_the_hook(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls, paths = thin_poststop(tmp_path, monkeypatch, SERVICE_RESULT="signal", EXIT_CODE="killed",
+                                 EXIT_STATUS="KILL")
+    assert calls == [f"hook poststop {CID}"]
+    assert not (paths.container_dir(CID) / hooks.EXIT_STATUS_FILE).exists()
+
+
+def test_the_rootfs_script_tells_the_attached_run_what_the_poststop_script_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The script's status file over status.json (where the hook's poststop writes)."""
+    original = state.update_status
+
+    def by_the_script(paths: Paths, cid: str, **changes: Any) -> Any:
+        (paths.container_dir(cid) / hooks.EXIT_STATUS_FILE).write_text(
+            '{"exit_code": 5, "oom_killed": false, "result": "exit-code"}\n')
+        return original(paths, cid, running=False)
+
+    monkeypatch.setattr(state, "update_status", by_the_script)
+    _, paths, _ = removal(tmp_path, monkeypatch)
+    assert json.loads(hooks.exit_file(paths, CID).read_text()) == {
+        "exit_code": 5, "oom_killed": False, "result": "exit-code"}
+
+
+def test_the_rootfs_hook_tells_the_attached_run_what_the_poststop_script_recorded(
+        tmp_path: Path, snap: FakeSnap) -> None:
+    paths = Paths.from_root(str(tmp_path))
+    state.save_spec(paths, spec(remove=True, attached=True))
+    (paths.container_dir(CID) / hooks.EXIT_STATUS_FILE).write_text(
+        '{"exit_code": 5, "oom_killed": false, "result": "exit-code"}\n')
+    hooks.rootfs_down(paths, CID)
+    assert not paths.container_dir(CID).exists()
+    assert json.loads(hooks.exit_file(paths, CID).read_text())["exit_code"] == 5
