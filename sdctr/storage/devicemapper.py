@@ -639,25 +639,29 @@ class DeviceMapperSnapshotter:
     def snapshot_dir(self, cid: str) -> Path | None:
         return None  # a device, not a directory: poststop leaves it to the hook
 
+    def _unused_container_device(self, cid: str) -> Device | None:
+        """The container's device as recorded, refused if in use, with the pool up; or None. The
+        caller holds the lock."""
+        dev = self.load(container_name(cid))
+        if dev is None:
+            return None
+        self._check_unused(cid, dev)
+        self.up()
+        return dev
+
     def remove(self, cid: str) -> None:
         with self._locked():
-            dev = self.load(container_name(cid))
-            if dev is None:
-                return
-            self._check_unused(cid, dev)
-            self.up()
-            dev = self.load(dev.name)
+            dev = self._unused_container_device(cid)
+            dev = dev and self.load(dev.name)  # the pool's recovery may have finished its deletion
             if dev is not None:
                 self._delete(dev)
 
     def reset(self, cid: str) -> None:
         """A fresh snapshot of the same origin (--ephemeral)."""
         with self._locked():
-            dev = self.load(container_name(cid))
+            dev = self._unused_container_device(cid)
             if dev is None:
                 return
-            self._check_unused(cid, dev)
-            self.up()
             origin = self.load(dev.origin)
             if origin is None:
                 raise SdctrError(f"container {cid[:12]}: its image layer {dev.origin} is gone "
