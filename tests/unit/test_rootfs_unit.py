@@ -263,6 +263,26 @@ def test_a_rootfs_unit_cut_short_is_finished_by_the_next_command(
     assert sd.reset == ([rootfs_unit(CID)] if finished else [])
 
 
+@pytest.mark.parametrize("left", [False, True])
+def test_system_check_reports_and_repairs_a_stopped_containers_active_device(
+        tmp_path: Path, snap: FakeSnap, monkeypatch: pytest.MonkeyPatch, left: bool) -> None:
+    from sdctr.cli import system
+
+    class Sd:
+        def active_states(self) -> dict[str, str]:
+            return {}
+
+    paths = Paths.from_root(str(tmp_path))
+    state.save_spec(paths, spec())
+    monkeypatch.setattr(lifecycle, "rootfs_left", lambda paths, s: left)
+    found = [p for p in system.inconsistencies(paths, Sd()) if "thin device is active" in p.what]
+    assert len(found) == left
+    for p in found:
+        assert p.repair is not None
+        p.repair()
+        assert snap.calls == ["deactivate"]
+
+
 @pytest.mark.parametrize("tar_fails", [False, True])
 def test_export_of_a_stopped_container_releases_what_its_view_activated(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tar_fails: bool) -> None:
