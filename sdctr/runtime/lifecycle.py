@@ -604,7 +604,12 @@ def rootfs_left(paths: Paths, spec: ContainerSpec) -> bool:
 
     if not isinstance(snap, DeviceMapperSnapshotter):
         return False
-    return os.path.exists(snap.dm_path(container_name(spec.id))) or bool(mounts_at(paths.rootfs(spec.id)))
+    from sdctr.storage import dmsetup
+
+    # the kernel's names, not /dev/mapper: a `dmsetup create` killed before udev made the node
+    # leaves a device without one (the fault campaign's rootfs start killed 50 ms in)
+    return (snap.dm_name(container_name(spec.id)) in dmsetup.kernel_names()
+            or bool(mounts_at(paths.rootfs(spec.id))))
 
 
 def _finish_rootfs(paths: Paths, sd: Systemd, spec: ContainerSpec) -> bool:
