@@ -92,6 +92,12 @@ def _record(paths: Paths, sd: Any, spec: ContainerSpec, active: str | None,
         if mounts_at(rootfs):
             yield Problem(f"{name}: not running, its rootfs is mounted at {rootfs}",
                           lambda: snap.deactivate(spec.id, rootfs))
+        else:
+            from sdctr.runtime.lifecycle import rootfs_left
+
+            if rootfs_left(paths, spec):  # a thin device its rootfs unit left active
+                yield Problem(f"{name}: not running, its thin device is active",
+                              lambda: snap.deactivate(spec.id, rootfs))
         if read_status(paths, spec.id).get("running"):
             yield Problem(f"{name}: recorded as running, its unit is {active or 'gone'}",
                           lambda: update_status(paths, spec.id, running=False, finished_at=time.time()))

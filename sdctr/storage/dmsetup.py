@@ -89,6 +89,20 @@ def names() -> list[str]:
     return [line.split()[0] for line in text.splitlines() if line]
 
 
+def kernel_names(sys_block: str = "/sys/block") -> set[str]:
+    """The devices the kernel has, from sysfs (no dmsetup process): also one whose /dev/mapper
+    node udev has not made, as a `dmsetup create` killed halfway leaves it."""
+    found = set()
+    for d in os.listdir(sys_block) if os.path.isdir(sys_block) else ():
+        if d.startswith("dm-"):
+            try:
+                with open(f"{sys_block}/{d}/dm/name") as f:
+                    found.add(f.read().strip())
+            except OSError:  # (removed meanwhile)
+                pass
+    return found
+
+
 def targets() -> list[str]:
     """The target types the kernel has (thin-pool only where dm-thin-pool is loaded)."""
     return [line.split()[0] for line in _out("targets").splitlines() if line.strip()]

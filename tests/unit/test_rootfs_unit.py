@@ -237,6 +237,84 @@ def test_a_thin_stop_cut_short_leaves_the_storage_to_a_rootfs_unit_still_stoppin
         assert state.read_status(paths, CID)["running"] is False
 
 
+class _RootfsCutShort(_StoppedWithoutHooks):
+    """systemd after the rootfs unit's script was killed: the failed unit collected, nothing runs."""
+
+    def __init__(self, rootfs_idle: bool):
+        super().__init__(rootfs_idle)
+        self.reset: list[str] = []
+
+    def reset_failed(self, unit: str) -> None:
+        self.reset.append(unit)
+
+
+@pytest.mark.parametrize("case", [
+    (False, True, True, ["deactivate"]),  # start killed after `dmsetup create`, or stop before remove
+    (True, False, True, ["deactivate", "remove"]),  # --rm's deletion killed: the record kept
+    (True, True, True, ["deactivate", "remove"]),
+    (False, True, False, []),  # the rootfs unit still (or again) at work: its own
+    (False, False, True, []),  # a stopped container with nothing left: nothing to do
+])
+def test_a_rootfs_unit_cut_short_is_finished_by_the_next_command(
+        tmp_path: Path, snap: FakeSnap, monkeypatch: pytest.MonkeyPatch,
+        case: tuple[bool, bool, bool, list[str]]) -> None:
+    """Issue 12's fault campaign (tests/faults --thin in the VM): sdctr/rootfs.sh killed left the
+    device active (found: 1 of 1 trials of the start's kill, even after `system check --repair`),
+    or a --rm container's record; the next command that looks hands them back."""
+    from sdctr.spec import NetworkMode
+
+    remove, left, rootfs_idle, finished = case
+    paths = Paths.from_root(str(tmp_path))
+    thin = state.save_spec(paths, spec(network=NetworkMode.NONE, remove=remove))
+    if remove:  # the container's poststop recorded the exit, the rest being the rootfs unit's
+        state.update_status(paths, CID, running=False, finished_at=1.0)
+    monkeypatch.setattr(lifecycle, "rootfs_left", lambda paths, s: left)
+    sd = _RootfsCutShort(rootfs_idle)
+    assert lifecycle.finish_stop_of(paths, sd, thin) is bool(finished)  # type: ignore[arg-type]
+    assert snap.calls == finished
+    assert paths.container_dir(CID).exists() is not (remove and bool(finished))
+    assert sd.reset == ([rootfs_unit(CID)] if finished else [])
+
+
+def test_a_device_without_its_dev_mapper_node_is_left_active(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dmsetup create` killed before udev made /dev/mapper/<name> (the fault campaign's rootfs
+    start killed 50 ms in: found after the first fix, 1 of 1): the kernel's name (sysfs) says."""
+    paths, thin_spec, d = thin_record(tmp_path)
+    monkeypatch.setattr(hooks, "snapshotter_of", lambda paths, s: d)
+    sys_block = tmp_path / "sys-block"
+    (sys_block / "dm-3" / "dm").mkdir(parents=True)
+    (sys_block / "dm-3" / "dm" / "name").write_text(d.dm_name(devicemapper.container_name(CID)) + "\n")
+    (sys_block / "loop0").mkdir()
+    names = dmsetup.kernel_names(str(sys_block))
+    assert names == {d.dm_name(devicemapper.container_name(CID))}
+    assert not os.path.exists(d.dm_path(devicemapper.container_name(CID)))  # no node
+    monkeypatch.setattr(dmsetup, "kernel_names", lambda: names)
+    assert lifecycle.rootfs_left(paths, thin_spec)
+    monkeypatch.setattr(dmsetup, "kernel_names", set)
+    assert not lifecycle.rootfs_left(paths, thin_spec)
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_system_check_reports_and_repairs_a_stopped_containers_active_device(
+        tmp_path: Path, snap: FakeSnap, monkeypatch: pytest.MonkeyPatch, left: bool) -> None:
+    from sdctr.cli import system
+
+    class Sd:
+        def active_states(self) -> dict[str, str]:
+            return {}
+
+    paths = Paths.from_root(str(tmp_path))
+    state.save_spec(paths, spec())
+    monkeypatch.setattr(lifecycle, "rootfs_left", lambda paths, s: left)
+    found = [p for p in system.inconsistencies(paths, Sd()) if "thin device is active" in p.what]
+    assert len(found) == left
+    for p in found:
+        assert p.repair is not None
+        p.repair()
+        assert snap.calls == ["deactivate"]
+
+
 @pytest.mark.parametrize("tar_fails", [False, True])
 def test_export_of_a_stopped_container_releases_what_its_view_activated(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tar_fails: bool) -> None:
