@@ -83,7 +83,30 @@ dmsetup ls | grep sdctr-
 fact e2e_active_devices "$(dmsetup ls | grep -c 'sdctr-.*-ctr-' || true)"
 consistency | tee /tmp/verdict
 fact e2e_consistency "$(sed -n 's/^VERDICT //p' /tmp/verdict)"
-sdctr rm -f "$a" "$b" >/dev/null
+# Docker's "device or resource busy": a container's mount copied into a later container's mount
+# namespace kept its device open after the first was removed. b, started after a, holds no copy
+# of a's mount, and `rm -f` of a while b runs takes a's device at once (nothing deferred)
+pb=$(sdctr inspect -f '{{.State.Pid}}' "$b")
+fact e2e_b_holds_a "$(grep -c "$a" "/proc/$pb/mountinfo")"
+sdctr rm -f "$a" >/dev/null 2>/tmp/rm-a.err
+fact e2e_rm_a_status "$?"
+cat /tmp/rm-a.err
+fact e2e_rm_a_devices "$(dmsetup ls | grep -c -- "-ctr-$a" || true)"
+fact e2e_b_after_rm_a "$(sdctr exec "$b" cat /b-file)"
+# The control: a process that does hold a copy (a mount namespace made while c's mount was
+# there, as Docker's daemon made them) keeps c's device open, so its removal is deferred, not
+# refused, and done when the holder exits
+c=$(sdctr run -d busybox sleep 1000)
+unshare -m --propagation private sleep 1000 & holder=$!
+sleep 1
+sdctr rm -f "$c" >/dev/null 2>/tmp/rm-c.err
+fact e2e_rm_held_status "$?"
+cat /tmp/rm-c.err
+fact e2e_rm_held_devices "$(dmsetup ls | grep -c -- "-ctr-$c" || true)"
+kill "$holder"; wait "$holder" 2>/dev/null
+sleep 1
+fact e2e_rm_held_devices_after "$(dmsetup ls | grep -c -- "-ctr-$c" || true)"
+sdctr rm -f "$b" >/dev/null
 fact e2e_after_rm_active "$(dmsetup ls | grep -c 'sdctr-.*-ctr-' || true)"
 consistency | tee /tmp/verdict
 fact e2e_after_rm_consistency "$(sed -n 's/^VERDICT //p' /tmp/verdict)"
