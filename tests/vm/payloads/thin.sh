@@ -100,12 +100,12 @@ fact e2e_b_after_rm_a "$(sdctr exec "$b" cat /b-file)"
 c=$(sdctr run -d busybox sleep 1000)
 unshare -m --propagation private sleep 1000 & holder=$!
 sleep 1
-fact e2e_holder_holds_c "$(grep -c "$c" "/proc/$holder/mountinfo")"
+fact e2e_holder_holds_c "$(grep -c " /run/sdctr/$c/rootfs " "/proc/$holder/mountinfo")"
 sdctr rm -f "$c" >/dev/null 2>/tmp/rm-c.err
 fact e2e_rm_held_status "$?"
 cat /tmp/rm-c.err
 fact e2e_rm_held_devices "$(dmsetup ls | grep -c -- "-ctr-$c" || true)"
-fact e2e_holder_holds_c_after "$(grep -c "$c" "/proc/$holder/mountinfo")"
+fact e2e_holder_holds_c_after "$(grep -c " /run/sdctr/$c/rootfs " "/proc/$holder/mountinfo")"
 kill "$holder"; wait "$holder" 2>/dev/null
 sdctr rm -f "$b" >/dev/null
 fact e2e_after_rm_active "$(dmsetup ls | grep -c 'sdctr-.*-ctr-' || true)"
