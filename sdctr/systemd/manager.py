@@ -263,7 +263,7 @@ class Systemd:
             return
         # the init's own verdict, as Docker reports it: 126 cannot invoke, 127 not found
         code = state.get("ExecMainStatus") if state.get("ExecMainCode") == 1 else None
-        said = init_said(unit) if code is None or 125 <= code <= 127 else None
+        said = init_said(unit, wait=code is not None) if code is None or 125 <= code <= 127 else None
         if said:
             from sdctr.log import InitFailed
 
@@ -306,17 +306,24 @@ class _UnitExists(Exception):
     pass
 
 
-def init_said(unit: str) -> str | None:
+def init_said(unit: str, wait: bool = False) -> str | None:
     """The error line the container's init wrote in this start (after systemd's last `Starting`
-    line for the unit), without its `sdctr: error: `; None if the journal has none (yet)."""
+    line for the unit), without its `sdctr: error: `; None if the journal has none. `wait`: the
+    init exited 125-127, so it wrote one, but journald reads the unit's stream on its own time and
+    may not have it yet when the job's end reaches us (seen once in CI): asked again for up to 1 s."""
     from sdctr.external import run
 
-    r = run(["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "30", "-u", unit], check=False)
-    lines = r.stdout.splitlines()
-    started = max((i for i, line in enumerate(lines) if line.startswith("Starting ")), default=-1)
     prefix = "sdctr: error: "
-    said = [line[len(prefix):] for line in lines[started + 1:] if line.startswith(prefix)]
-    return said[-1] if said else None
+    for attempt in range(10 if wait else 1):
+        if attempt:
+            time.sleep(0.1)
+        r = run(["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "30", "-u", unit], check=False)
+        lines = r.stdout.splitlines()
+        started = max((i for i, line in enumerate(lines) if line.startswith("Starting ")), default=-1)
+        said = [line[len(prefix):] for line in lines[started + 1:] if line.startswith(prefix)]
+        if said:
+            return said[-1]
+    return None
 
 
 def journal_tail(unit: str, lines: int = 10) -> str:
