@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 
+# Drivers whose activation opens the host's devices (/dev/mapper/control, the pool): it cannot run
+# in the container's unit, whose device cgroup is closed, so it runs in a unit of its own. Here, not
+# in sdctr.storage.drivers, so that the generator (downstream of storage) can ask it too.
+HOST_DEVICES = ("devicemapper",)
 # systemd writes the first in a container (nspawn, a test host: PID 1's $container); podman and
 # Docker leave the others
 CONTAINER_MARKS = ("/run/systemd/container", "/run/.containerenv", "/.dockerenv")

@@ -103,11 +103,6 @@ def kernel_names(sys_block: str = "/sys/block") -> set[str]:
     return found
 
 
-def targets() -> list[str]:
-    """The target types the kernel has (thin-pool only where dm-thin-pool is loaded)."""
-    return [line.split()[0] for line in _out("targets").splitlines() if line.strip()]
-
-
 def open_count(name: str) -> int:
     return int(_out("info", "--noheadings", "--columns", "-o", "open", name))
 

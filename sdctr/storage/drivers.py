@@ -14,9 +14,6 @@ if TYPE_CHECKING:
 DEFAULT = "overlay"  # what a container gets where auto finds no dm-thin
 LEGACY = "overlay"  # the driver of records made before the driver was recorded: the only one then
 DRIVERS = ("overlay", "devicemapper")  # every driver, for what spans them all (image removal prunes each)
-# Drivers whose activation opens the host's devices (/dev/mapper/control, the pool): it cannot run
-# in the container's unit, whose device cgroup is closed, so it runs in a unit of its own
-HOST_DEVICES = ("devicemapper",)
 
 
 def driver(name: str, paths: Paths) -> Snapshotter:
@@ -33,6 +30,8 @@ def driver(name: str, paths: Paths) -> Snapshotter:
 
 
 def needs_host_devices(name: str) -> bool:
+    from sdctr.thinhost import HOST_DEVICES
+
     return name in HOST_DEVICES
 
 

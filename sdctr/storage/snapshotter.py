@@ -25,7 +25,7 @@ Drivers are picked in one place, :func:`driver`: "overlay", and "devicemapper" (
 ``dmsetup create`` + ``mount`` to activate). Overlay's activation is the container unit's
 ExecStartPre; devicemapper's needs the host's devices (/dev/mapper/control), which the container
 unit's device cgroup closes, so it runs in a unit of its own, sdctr-rootfs@<id>.service
-(drivers.HOST_DEVICES names such drivers; units/sdctr-rootfs@.service says why).
+(thinhost.HOST_DEVICES names such drivers; units/sdctr-rootfs@.service says why).
 
 This package knows images only through the LayeredImage protocol and imports nothing upstream
 of it (DESIGN.md: data flows one way).

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
+from sdctr import thinhost
 from sdctr.log import SdctrError
 from sdctr.options import RunOptions, declared_dir, read_declared
 from sdctr.spec import ContainerSpec, NetworkMode
@@ -82,9 +83,6 @@ def declared_spec(options: RunOptions) -> ContainerSpec:
         health_retries=options.health_retries or ContainerSpec.health_retries)
 
 
-HOST_DEVICES = ("devicemapper",)  # sdctr.storage.drivers' (not imported: a generator imports little)
-
-
 def storage_of(name: str, source: str, root: str, configured: str | None = None) -> str:
     """The storage driver a declared container's snapshot is on, from files alone (no dmsetup, no
     module loaded: a generator runs early at boot): its record's, while the record is the one
@@ -120,8 +118,6 @@ def configured_driver(root: str) -> str:
         return "overlay"
     if chosen != "auto":
         return chosen
-    from sdctr import thinhost
-
     thin = os.path.exists(os.path.join(root, "devicemapper", "pool", "data")) or thinhost.usable()[0]
     return "devicemapper" if thin else "overlay"
 
@@ -183,7 +179,7 @@ class Renderer:
         """Whether the container's snapshot is a thin device (storage_of)."""
         if self._configured is None:  # sdctr.yaml read once a run, not once a container
             self._configured = configured_driver(self.root)
-        return storage_of(options.name, source, self.root, self._configured) in HOST_DEVICES
+        return storage_of(options.name, source, self.root, self._configured) in thinhost.HOST_DEVICES
 
     def unit(self, options: RunOptions, source: str, *, thin: bool | None = None) -> str:
         spec = declared_spec(options)
