@@ -142,7 +142,7 @@ class FakeLVM:
         monkeypatch.setattr(lvm, "activate", self.activate)
         monkeypatch.setattr(dmsetup, "exists", lambda name: self.active and name == POOL.dm_name)
         monkeypatch.setattr(dmsetup, "status", lambda name: LVM_STATUS.split())
-        monkeypatch.setattr(dmsetup, "_out", lambda *a: LVM_TABLE if a[0] == "table" else "")
+        monkeypatch.setattr(dmsetup, "table", lambda name: LVM_TABLE.split())
         monkeypatch.setattr(dmsetup, "remove", lambda name: self.calls.append(("remove", name)))
         monkeypatch.setattr(dmsetup, "names", lambda: [POOL.dm_name])
         monkeypatch.setattr(devicemapper, "_attach", lambda f: pytest.fail(f"a loop device for {f}"))
