@@ -54,17 +54,10 @@ def main() -> int:
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.returncode
-    times: dict[str, list[int]] = {}
-    for line in r.stdout.splitlines():
-        if line.startswith("TIMES "):
-            _, driver, took = line.split()
-            times.setdefault(driver, []).append(int(took))
-    for driver, runs in times.items():
-        print(f"{driver}: {' '.join(map(str, runs))} ms, median {statistics.median(runs):.0f}")
-    for suffix in ("", "-before", "-after"):
-        thin, over = (statistics.median(times.get(d + suffix) or [0]) for d in ("devicemapper", "overlay"))
-        if thin and over:
-            print(f"`run --rm` devicemapper / overlay{suffix}: {thin / over:.2f}x")
+    failed = [line for line in r.stdout.splitlines() if line.startswith("FAILED ")]
+    for line in failed:
+        print(line, "(a `sdctr run` failed: its time is not what it should be)")
+    print_ratios(r.stdout)
     for line in r.stdout.splitlines():
         if line.startswith("PIECE ") or (args.raw and line.startswith("PROFILE ")):
             print(line)
@@ -75,7 +68,26 @@ def main() -> int:
         steps = sorted((float(at), text) for at, text in lines if args.raw or STEPS.search(text))
         for at, text in steps:
             print(f"  {at - steps[0][0]:7.2f}  {text[:150]}")
-    return 0
+    return 1 if failed else 0
+
+
+def print_ratios(out: str) -> None:
+    """The runs' medians per driver, and the ratios: of the medians, and of the back-to-back runs."""
+    times: dict[str, list[int]] = {}
+    for line in out.splitlines():
+        if line.startswith("TIMES "):
+            _, driver, took = line.split()
+            times.setdefault(driver, []).append(int(took))
+    for driver, runs in times.items():
+        print(f"{driver}: {' '.join(map(str, runs))} ms, median {statistics.median(runs):.0f}")
+    batches = dict(line.split()[1:] for line in out.splitlines() if line.startswith("BATCH "))
+    for suffix in ("", "-before", "-after"):
+        thin, over = (statistics.median(times.get(d + suffix) or [0]) for d in ("devicemapper", "overlay"))
+        if thin and over:
+            print(f"`run --rm` devicemapper / overlay{suffix}: {thin / over:.2f}x")
+        thin, over = (int(batches.get(d + suffix, 0)) for d in ("devicemapper", "overlay"))
+        if thin and over:
+            print(f"  5 back to back{suffix}: devicemapper {thin} / overlay {over} ms = {thin / over:.2f}x")
 
 
 if __name__ == "__main__":
