@@ -108,18 +108,13 @@ def storage_of(name: str, source: str, root: str, configured: str | None = None)
 
 
 def configured_driver(root: str) -> str:
-    """storage.driver of sdctr.yaml, where "auto" is devicemapper if this host has a thin pool
-    (sdctr-thinpool.service's condition) or can make one (sdctr.thinhost), overlay otherwise."""
-    from sdctr.config import load
-
+    """The driver a new container gets (sdctr.thinhost.chosen_driver, as `sdctr run` and `info`
+    decide it); overlay while sdctr.yaml cannot be read: the unit's hook says what is wrong with
+    it when it starts, and the boot goes on."""
     try:
-        chosen = load().storage.driver
-    except SdctrError:  # the unit's hook says what is wrong with sdctr.yaml when it starts
+        return thinhost.chosen_driver(root)[0]
+    except SdctrError:
         return "overlay"
-    if chosen != "auto":
-        return chosen
-    thin = os.path.exists(os.path.join(root, "devicemapper", "pool", "data")) or thinhost.usable()[0]
-    return "devicemapper" if thin else "overlay"
 
 
 def _sha256(data: bytes) -> str:

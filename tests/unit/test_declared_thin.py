@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_generator import SDCTR, sections
 
+from sdctr import thinhost
 from sdctr.options import read_declared
 from sdctr.systemd.generator import Renderer, declared_id, generate
 from sdctr.systemd.properties import Host, rootfs_unit
@@ -70,13 +71,25 @@ def test_a_declared_container_on_a_devicemapper_host_requires_its_rootfs_unit(ho
     assert_thin_unit(render(host))
 
 
-def test_auto_picks_devicemapper_where_this_host_has_a_thin_pool(host: dict[str, Path]) -> None:
+def test_auto_picks_devicemapper_where_this_host_has_a_thin_pool(
+        host: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even where usable() says no, as it may at boot before kmod-static-nodes made
+    /dev/mapper/control; `run` and `info` decide the same (sdctr.thinhost.chosen_driver)."""
+    monkeypatch.setattr(thinhost, "usable", lambda: (False, "no /dev/mapper/control yet"))
+    monkeypatch.setattr(thinhost, "container_mark", lambda: None)
     set_driver(host, "auto")
     assert ("Unit", "Requires") not in render(host) or ROOTFS not in render(host)[("Unit", "Requires")]
     pool = host["root"] / "devicemapper/pool"
     pool.mkdir(parents=True)
     (pool / "data").touch()
     assert_thin_unit(render(host))
+    assert thinhost.chosen_driver(host["root"])[0] == "devicemapper"
+
+
+def test_a_broken_sdctr_yaml_gives_overlay_and_the_hook_says_why(host: dict[str, Path]) -> None:
+    host["config"].write_text("storage: [\n")
+    keys = render(host)
+    assert keys[("Service", "ExecStartPre")][0] == "/usr/bin/sdctr hook declare web"
 
 
 def test_the_records_driver_wins_over_a_changed_setting(host: dict[str, Path]) -> None:
@@ -143,13 +156,15 @@ def test_the_declare_rootfs_hook_is_a_stage_the_unit_can_run() -> None:
 def test_a_new_record_is_on_the_driver_its_unit_was_made_for(host: dict[str, Path]) -> None:
     """The rootfs unit's hook makes it on devicemapper; the container's own hook never on a driver
     its closed device cgroup could not activate, whatever storage.driver says by then."""
+    from sdctr.paths import Paths
     from sdctr.runtime.declared import _storage
 
+    paths = Paths.from_root(str(host["root"]))
     set_driver(host, "devicemapper")
-    assert _storage(True) == "devicemapper"
-    assert _storage(False) == "overlay"
+    assert _storage(paths, True) == "devicemapper"
+    assert _storage(paths, False) == "overlay"
     set_driver(host, "overlay")
-    assert _storage(False) == "overlay"
+    assert _storage(paths, False) == "overlay"
 
 
 def test_the_containers_own_hook_refuses_a_thin_record_and_says_to_reload(host: dict[str, Path]) -> None:
