@@ -14,8 +14,9 @@ touch /etc). Three sections:
                                     # nftables where nft is installed, else iptables
 
     storage:
-      driver: auto                  # auto | devicemapper | overlay; auto: devicemapper where the
-                                    # kernel has dm-thin, overlay elsewhere
+      driver: auto                  # auto | devicemapper | overlay; auto: devicemapper where a
+                                    # pool can be made or was, never in a container; else overlay
+                                    # (sdctr.thinhost.chosen_driver)
       devicemapper:                 # the thin pool over two sparse loop files (Docker's defaults)
         data_size: 100G             # apparent sizes of <root>/devicemapper/pool/{data,metadata}
         metadata_size: 2G
