@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,59 @@ def test_the_containers_own_hook_refuses_a_thin_record_and_says_to_reload(host: 
     with pytest.raises(SdctrError, match="without its rootfs unit") as e:
         hook(paths, "web")
     assert "systemctl daemon-reload" in (e.value.hint or "")
+
+
+def generate_systemd(*args: str) -> None:
+    from sdctr.cli.parser import run
+
+    assert run(["generate", "systemd", *args]) == 0
+
+
+def tree(top: Path) -> dict[str, str]:
+    return {str(p.relative_to(top)): p.read_text() for p in sorted(top.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def test_generate_systemd_names_the_drop_in_a_thin_unit_needs_and_files_writes_it(
+        host: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """Installed by hand, the unit alone would require a rootfs unit with no record to activate:
+    stdout stays the one unit (`> ctr-web.service`), a note names the drop-in, and --files writes
+    the files the generator writes, laid out as in /etc/systemd/system."""
+    set_driver(host, "devicemapper")
+    monkeypatch.setenv("SDCTR_ROOT", str(host["root"]))
+    generate(str(host["src"]), str(host["out"]))
+    by_generator = tree(host["out"])
+    drop_in = f"{ROOTFS}.d/50-sdctr-declared.conf"
+    assert sorted(by_generator) == ["ctr-web.service", drop_in]
+
+    generate_systemd("web")
+    printed = capsys.readouterr()
+    assert printed.out == by_generator["ctr-web.service"]
+    assert drop_in in printed.err and "sdctr generate systemd --files web" in printed.err
+
+    here = tmp_path / "etc-systemd-system"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    umask = os.umask(0o022)
+    try:
+        generate_systemd("--files", "web")
+    finally:
+        os.umask(umask)
+    assert tree(here) == by_generator
+    assert capsys.readouterr().out.split() == [str(here / "ctr-web.service"), str(here / drop_in)]
+    assert oct((here / drop_in).stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_generate_systemd_of_an_overlay_container_is_its_unit_alone(
+        host: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    set_driver(host, "overlay")
+    monkeypatch.setenv("SDCTR_ROOT", str(host["root"]))
+    generate_systemd("web")
+    printed = capsys.readouterr()
+    assert printed.out.startswith("# Made by sdctr-generator") and printed.err == ""
+    monkeypatch.chdir(tmp_path)
+    generate_systemd("-f", str(host["src"] / "web.yaml"))
+    assert (tmp_path / "ctr-web.service").read_text() == printed.out
+    assert not list(tmp_path.glob("sdctr-rootfs@*"))
