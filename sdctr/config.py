@@ -14,8 +14,9 @@ touch /etc). Three sections:
                                     # nftables where nft is installed, else iptables
 
     storage:
-      driver: auto                  # auto | devicemapper | overlay; auto: devicemapper where the
-                                    # kernel has dm-thin, overlay elsewhere
+      driver: auto                  # auto | devicemapper | overlay; auto: devicemapper where a
+                                    # pool can be made or was, never in a container; else overlay
+                                    # (sdctr.thinhost.chosen_driver)
       devicemapper:                 # the thin pool over two sparse loop files (Docker's defaults)
         data_size: 100G             # apparent sizes of <root>/devicemapper/pool/{data,metadata}
         metadata_size: 2G
@@ -273,20 +274,8 @@ def set_storage(path: Path, driver: str, devicemapper: Mapping[str, Any]) -> str
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Durably (the machine's settings), readable by all as /etc's files are: sdctr.state's writer."""
+    from sdctr.state import write_atomic
+
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-        with open(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    d = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(d)
-    finally:
-        os.close(d)
+    write_atomic(path, text, mode=0o644)

@@ -39,33 +39,45 @@ if TYPE_CHECKING:
     from typing import Any
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_TMP = ".tmp"  # .NAME.tmpPID: a temp file of write_json_atomic, swept once PID is gone
+_TMP = ".tmp"  # .NAME.tmpPID: a temp file of write_atomic, swept once PID is gone
 
 
-def write_json_atomic(path: Path, data: Any, *, dir_fd: int | None = None) -> None:
-    """Writes ``path`` whole or not at all, surviving a crash: temp file, fsync, rename, fsync of
-    the directory. The directory must exist (FileNotFoundError otherwise), and it is the one that
-    ``dir_fd`` holds open when given: a record `rm` removed is never created again."""
+def write_atomic(path: Path, text: str, *, mode: int = 0o600, durable: bool = True,
+                 dir_fd: int | None = None) -> None:
+    """Writes ``path`` whole or not at all: a temp file (.NAME.tmpPID, which sweep_dead_writers
+    deletes once its writer is gone) renamed over it. `mode` is the new file's from the start (the
+    umask applies): never readable by others first and chmod-ed after. `durable`: the file fsync-ed
+    before the rename and the directory after, so that a crash leaves the old text or the new one;
+    without, a crash may leave an empty file (for what is written again anyway, where an fsync
+    would cost every container start). The directory must exist (FileNotFoundError otherwise),
+    and it is the one that ``dir_fd`` holds open when given: a record `rm` removed is never
+    created again."""
     d = os.open(path.parent, _DIR_FLAGS) if dir_fd is None else dir_fd
     try:
         tmp = f".{path.name}{_TMP}{os.getpid()}"
-        # 0600 from the start (a record carries the environment): never readable, then chmod-ed
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600,
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode,
                      dir_fd=d)
         try:
             with open(fd, "w") as f:
-                json.dump(data, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
+                f.write(text)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.rename(tmp, path.name, src_dir_fd=d, dst_dir_fd=d)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=d)
             raise
-        os.fsync(d)  # the rename itself, so that a crash cannot undo it
+        if durable:
+            os.fsync(d)  # the rename itself, so that a crash cannot undo it
     finally:
         if dir_fd is None:
             os.close(d)
+
+
+def write_json_atomic(path: Path, data: Any, *, dir_fd: int | None = None) -> None:
+    """``data`` as JSON, durably and 0600 (a record carries the environment): write_atomic."""
+    write_atomic(path, json.dumps(data, indent=2), dir_fd=dir_fd)
 
 
 def read_json(path: Path) -> Any:
@@ -168,7 +180,7 @@ def _sweep_unread_exit_files(paths: Paths, records: Collection[str]) -> None:
 
 def sweep_dead_writers(directory: Path) -> None:
     """Deletes the temp files (.NAME.tmpPID) in ``directory`` whose writer is no longer running:
-    what write_json_atomic left when killed before its rename (DESIGN.md, invariant 4). A PID
+    what write_atomic left when killed before its rename (DESIGN.md, invariant 4). A PID
     since reused by another process keeps its file until that one is gone too."""
     try:
         names = os.listdir(directory)

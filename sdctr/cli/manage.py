@@ -432,8 +432,9 @@ def storage_doc(paths: Paths, specs: list[Any]) -> dict[str, Any]:
     """The driver a new container gets and why (sdctr.yaml, or what auto found), its status lines,
     and the drivers the containers recorded (a host whose setting changed keeps running those)."""
     from sdctr.storage import drivers
+    from sdctr.thinhost import chosen_driver
 
-    name, why = drivers.default_driver()
+    name, why = chosen_driver(paths.root)
     by_driver: dict[str, int] = {}
     for spec in specs:
         d = spec.storage or drivers.LEGACY

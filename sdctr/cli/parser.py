@@ -215,6 +215,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: P
                                       parser_class=_Parser)
     p = generate_verbs.add_parser("systemd", help="the unit of a declared container (NAME, or its YAML "
                                   "FILE) or of a container")
+    p.add_argument("-f", "--files", action="store_true",
+                   help="write the unit and any file it needs (a devicemapper container's rootfs "
+                   "drop-in) into the current directory, as a unit directory holds them, and print "
+                   "their paths")
     p.add_argument("target", metavar="CONTAINER|FILE")
     p.set_defaults(handler=_handler("generate.cmd_generate_systemd"))
 

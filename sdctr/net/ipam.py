@@ -21,6 +21,7 @@ import json
 import os
 from pathlib import Path
 
+from sdctr import state
 from sdctr.log import SdctrError
 from sdctr.record import Record
 
@@ -166,9 +167,10 @@ def lock_path(path: Path) -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.rename(tmp, path)
+    """A lease or .last, whole or not at all; not fsync-ed (nor by netup.sh): it is on the start
+    path, and a lease a crash empties was a container's that the crash stopped, which takes an
+    address again when it starts."""
+    state.write_atomic(path, text, mode=0o644, durable=False)
 
 
 def read_dir(path: Path) -> dict[str, str]:

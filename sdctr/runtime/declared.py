@@ -75,7 +75,7 @@ def declare(paths: Paths, name: str, *, thin: bool = False) -> str:
     from sdctr.runtime.resolve import resolve
 
     spec = resolve(options, image, user_env=user_env(options, os.environ)).replace(
-        id=cid, declared=True, storage=_storage(thin))
+        id=cid, declared=True, storage=_storage(paths, thin))
     if current is not None:
         debug(f"{path} changed: remaking container {name}")
         hooks.remove_container(paths, current)
@@ -84,14 +84,15 @@ def declare(paths: Paths, name: str, *, thin: bool = False) -> str:
     return cid
 
 
-def _storage(thin: bool) -> str:
+def _storage(paths: Paths, thin: bool) -> str:
     """The driver of a new record: the one its unit was generated for (sdctr.systemd.generator's
     storage_of decides from files; here storage.driver "auto" may find dm-thin loaded since)."""
     from sdctr.storage import drivers
+    from sdctr.thinhost import chosen_driver
 
     if thin:
         return "devicemapper"
-    chosen = drivers.default_driver()[0]
+    chosen = chosen_driver(paths.root)[0]
     if drivers.needs_host_devices(chosen):
         debug(f"storage.driver picks {chosen}, but this unit was made before: overlay "
               "(`systemctl daemon-reload` remakes the unit)")

@@ -107,6 +107,7 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
     configuration again. The spec as saved: named, if it had no name. A bridge network's
     refusals (address, port with `starting`, subnet) come first, before anything is made."""
     from sdctr.storage import drivers
+    from sdctr.thinhost import chosen_driver
 
     if spec.network is NetworkMode.BRIDGE:
         from sdctr.net import setup
@@ -125,7 +126,7 @@ def create(paths: Paths, spec: ContainerSpec, image: Image, *, starting: bool = 
         spec = spec.replace(add_hosts=tuple(h.replace(":host-gateway", f":{gateway}")
                                             for h in spec.add_hosts))
 
-    spec = spec.replace(storage=spec.storage or drivers.default_driver()[0], layers=image.layers)
+    spec = spec.replace(storage=spec.storage or chosen_driver(paths.root)[0], layers=image.layers)
     snap = drivers.driver(spec.storage, paths)
     unpacked = snap.unpack(image)
     if unpacked:  # the first container of a pulled image: now its SIZE is known

@@ -5,13 +5,14 @@ older containers."""
 from __future__ import annotations
 
 from sdctr.log import SdctrError
+from sdctr.thinhost import FALLBACK, HOST_DEVICES
 
 TYPE_CHECKING = False  # typing costs ~3 ms to import, and the start path needs none of it
 if TYPE_CHECKING:
     from sdctr.paths import Paths
     from sdctr.storage.snapshotter import Snapshotter
 
-DEFAULT = "overlay"  # what a container gets where auto finds no dm-thin
+DEFAULT = FALLBACK  # what a container gets where auto finds no thin pool to use (sdctr.thinhost)
 LEGACY = "overlay"  # the driver of records made before the driver was recorded: the only one then
 DRIVERS = ("overlay", "devicemapper")  # every driver, for what spans them all (image removal prunes each)
 
@@ -30,23 +31,7 @@ def driver(name: str, paths: Paths) -> Snapshotter:
 
 
 def needs_host_devices(name: str) -> bool:
-    from sdctr.thinhost import HOST_DEVICES
-
     return name in HOST_DEVICES
-
-
-def default_driver() -> tuple[str, str]:
-    """The driver a new container gets, and why: sdctr.yaml's storage.driver, where "auto" (the
-    default) picks devicemapper where a thin pool can be made here, overlay elsewhere."""
-    from sdctr.config import load
-
-    chosen = load().storage.driver
-    if chosen != "auto":
-        return chosen, "storage.driver in sdctr.yaml"
-    from sdctr import thinhost
-
-    usable, why = thinhost.usable()
-    return ("devicemapper" if usable else DEFAULT), f"auto: {why}"
 
 
 def status(name: str, paths: Paths) -> list[tuple[str, str | int]]:

@@ -108,18 +108,13 @@ def storage_of(name: str, source: str, root: str, configured: str | None = None)
 
 
 def configured_driver(root: str) -> str:
-    """storage.driver of sdctr.yaml, where "auto" is devicemapper if this host has a thin pool
-    (sdctr-thinpool.service's condition) or can make one (sdctr.thinhost), overlay otherwise."""
-    from sdctr.config import load
-
+    """The driver a new container gets (sdctr.thinhost.chosen_driver, as `sdctr run` and `info`
+    decide it); overlay while sdctr.yaml cannot be read: the unit's hook says what is wrong with
+    it when it starts, and the boot goes on."""
     try:
-        chosen = load().storage.driver
-    except SdctrError:  # the unit's hook says what is wrong with sdctr.yaml when it starts
+        return thinhost.chosen_driver(root)[0]
+    except SdctrError:
         return "overlay"
-    if chosen != "auto":
-        return chosen
-    thin = os.path.exists(os.path.join(root, "devicemapper", "pool", "data")) or thinhost.usable()[0]
-    return "devicemapper" if thin else "overlay"
 
 
 def _sha256(data: bytes) -> str:
@@ -198,6 +193,16 @@ class Renderer:
         return self.render(CONTAINER_TEMPLATE, unit=unit, service=service, source=source, root=self.root,
                            publishes=bool(options.publish), unit_name=spec.unit)
 
+    def files(self, options: RunOptions, source: str) -> dict[str, str]:
+        """A declared container's unit files by their path in a unit directory: its unit, and for
+        a thin one its rootfs unit's drop-in, without which that unit has no record to activate.
+        What the generator writes, and `sdctr generate systemd` prints or writes."""
+        thin = self.thin(options, source)
+        files = {f"ctr-{options.name}.service": self.unit(options, source, thin=thin)}
+        if thin:
+            files[drop_in_path(options.name)] = self.rootfs_drop_in(options, source)
+        return files
+
     def rootfs_drop_in(self, options: RunOptions, source: str) -> str:
         """A declared thin container's part of its rootfs unit (units/sdctr-rootfs@.service): the
         record made, or remade after an edit of its file, and rootfs.env written before that
@@ -220,6 +225,11 @@ class Renderer:
 
     def invalid_unit(self, name: str, source: str, message: str) -> str:
         return self.render("invalid.service.j2", name=name, source=source, message=_unit_word(message))
+
+
+def drop_in_path(name: str) -> str:
+    """Where a declared thin container's part of its rootfs unit goes, in a unit directory."""
+    return f"{ROOTFS_TEMPLATE}{declared_id(name)}.service.d/{DECLARED_DROP_IN}"
 
 
 def _unit_word(text: str) -> str:
@@ -263,13 +273,8 @@ def generate(source_dir: str, out_dir: str, renderer: Renderer | None = None) ->
             # not wanted at boot: a failed unit would make the boot "degraded" for a typo
             _write(os.path.join(out_dir, f"ctr-{name}.service"), renderer.invalid_unit(name, source, options))
             continue
+        _write_files(out_dir, renderer.files(options, source))
         unit = f"ctr-{name}.service"
-        thin = renderer.thin(options, source)
-        _write(os.path.join(out_dir, unit), renderer.unit(options, source, thin=thin))
-        if thin:
-            drop_ins = os.path.join(out_dir, f"{ROOTFS_TEMPLATE}{declared_id(name)}.service.d")
-            os.makedirs(drop_ins, exist_ok=True)
-            _write(os.path.join(drop_ins, DECLARED_DROP_IN), renderer.rootfs_drop_in(options, source))
         link = os.path.join(wants, unit)
         if not os.path.lexists(link):
             os.symlink(os.path.join("..", unit), link)
@@ -311,6 +316,13 @@ def dependency_errors(declared: dict[str, RunOptions | str], sources: dict[str, 
         if state.get(name) is None:
             visit(name, [name])
     return problems
+
+
+def _write_files(out_dir: str, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        if "/" in path:  # a drop-in
+            os.makedirs(os.path.join(out_dir, os.path.dirname(path)), exist_ok=True)
+        _write(os.path.join(out_dir, path), text)
 
 
 def _write(path: str, text: str) -> None:

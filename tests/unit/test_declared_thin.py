@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 from test_generator import SDCTR, sections
 
+from sdctr import thinhost
 from sdctr.options import read_declared
 from sdctr.systemd.generator import Renderer, declared_id, generate
 from sdctr.systemd.properties import Host, rootfs_unit
@@ -70,13 +72,25 @@ def test_a_declared_container_on_a_devicemapper_host_requires_its_rootfs_unit(ho
     assert_thin_unit(render(host))
 
 
-def test_auto_picks_devicemapper_where_this_host_has_a_thin_pool(host: dict[str, Path]) -> None:
+def test_auto_picks_devicemapper_where_this_host_has_a_thin_pool(
+        host: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even where usable() says no, as it may at boot before kmod-static-nodes made
+    /dev/mapper/control; `run` and `info` decide the same (sdctr.thinhost.chosen_driver)."""
+    monkeypatch.setattr(thinhost, "usable", lambda: (False, "no /dev/mapper/control yet"))
+    monkeypatch.setattr(thinhost, "container_mark", lambda: None)
     set_driver(host, "auto")
     assert ("Unit", "Requires") not in render(host) or ROOTFS not in render(host)[("Unit", "Requires")]
     pool = host["root"] / "devicemapper/pool"
     pool.mkdir(parents=True)
     (pool / "data").touch()
     assert_thin_unit(render(host))
+    assert thinhost.chosen_driver(host["root"])[0] == "devicemapper"
+
+
+def test_a_broken_sdctr_yaml_gives_overlay_and_the_hook_says_why(host: dict[str, Path]) -> None:
+    host["config"].write_text("storage: [\n")
+    keys = render(host)
+    assert keys[("Service", "ExecStartPre")][0] == "/usr/bin/sdctr hook declare web"
 
 
 def test_the_records_driver_wins_over_a_changed_setting(host: dict[str, Path]) -> None:
@@ -143,13 +157,15 @@ def test_the_declare_rootfs_hook_is_a_stage_the_unit_can_run() -> None:
 def test_a_new_record_is_on_the_driver_its_unit_was_made_for(host: dict[str, Path]) -> None:
     """The rootfs unit's hook makes it on devicemapper; the container's own hook never on a driver
     its closed device cgroup could not activate, whatever storage.driver says by then."""
+    from sdctr.paths import Paths
     from sdctr.runtime.declared import _storage
 
+    paths = Paths.from_root(str(host["root"]))
     set_driver(host, "devicemapper")
-    assert _storage(True) == "devicemapper"
-    assert _storage(False) == "overlay"
+    assert _storage(paths, True) == "devicemapper"
+    assert _storage(paths, False) == "overlay"
     set_driver(host, "overlay")
-    assert _storage(False) == "overlay"
+    assert _storage(paths, False) == "overlay"
 
 
 def test_the_containers_own_hook_refuses_a_thin_record_and_says_to_reload(host: dict[str, Path]) -> None:
@@ -170,3 +186,59 @@ def test_the_containers_own_hook_refuses_a_thin_record_and_says_to_reload(host: 
     with pytest.raises(SdctrError, match="without its rootfs unit") as e:
         hook(paths, "web")
     assert "systemctl daemon-reload" in (e.value.hint or "")
+
+
+def generate_systemd(*args: str) -> None:
+    from sdctr.cli.parser import run
+
+    assert run(["generate", "systemd", *args]) == 0
+
+
+def tree(top: Path) -> dict[str, str]:
+    return {str(p.relative_to(top)): p.read_text() for p in sorted(top.rglob("*"))
+            if p.is_file() and not p.is_symlink()}
+
+
+def test_generate_systemd_names_the_drop_in_a_thin_unit_needs_and_files_writes_it(
+        host: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """Installed by hand, the unit alone would require a rootfs unit with no record to activate:
+    stdout stays the one unit (`> ctr-web.service`), a note names the drop-in, and --files writes
+    the files the generator writes, laid out as in /etc/systemd/system."""
+    set_driver(host, "devicemapper")
+    monkeypatch.setenv("SDCTR_ROOT", str(host["root"]))
+    generate(str(host["src"]), str(host["out"]))
+    by_generator = tree(host["out"])
+    drop_in = f"{ROOTFS}.d/50-sdctr-declared.conf"
+    assert sorted(by_generator) == ["ctr-web.service", drop_in]
+
+    generate_systemd("web")
+    printed = capsys.readouterr()
+    assert printed.out == by_generator["ctr-web.service"]
+    assert drop_in in printed.err and "sdctr generate systemd --files web" in printed.err
+
+    here = tmp_path / "etc-systemd-system"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    umask = os.umask(0o022)
+    try:
+        generate_systemd("--files", "web")
+    finally:
+        os.umask(umask)
+    assert tree(here) == by_generator
+    assert capsys.readouterr().out.split() == [str(here / "ctr-web.service"), str(here / drop_in)]
+    assert oct((here / drop_in).stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_generate_systemd_of_an_overlay_container_is_its_unit_alone(
+        host: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    set_driver(host, "overlay")
+    monkeypatch.setenv("SDCTR_ROOT", str(host["root"]))
+    generate_systemd("web")
+    printed = capsys.readouterr()
+    assert printed.out.startswith("# Made by sdctr-generator") and printed.err == ""
+    monkeypatch.chdir(tmp_path)
+    generate_systemd("-f", str(host["src"] / "web.yaml"))
+    assert (tmp_path / "ctr-web.service").read_text() == printed.out
+    assert not list(tmp_path.glob("sdctr-rootfs@*"))

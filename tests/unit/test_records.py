@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sdctr import state
+from sdctr import config, state
+from sdctr.net import ipam
 from sdctr.paths import Paths
 from sdctr.spec import ContainerSpec
 
@@ -148,23 +149,76 @@ def test_temp_files_of_dead_writers_are_swept_by_the_next_listing(paths: Paths) 
         alive.wait()
 
 
-def test_a_rename_is_followed_by_an_fsync_of_its_directory(paths: Paths,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[tuple[str, bool]] = []
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """The fsyncs (of a directory: True) and renames made, in order."""
+    made: list[tuple[str, bool]] = []
     real_fsync, real_rename = os.fsync, os.rename
 
     def fsync(fd: int) -> None:
-        synced.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode)))
+        made.append(("fsync", stat.S_ISDIR(os.fstat(fd).st_mode)))
         real_fsync(fd)
 
     def rename(*args: object, **kw: object) -> None:
-        synced.append(("rename", False))
+        made.append(("rename", False))
         real_rename(*args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
+    return made
+
+
+DURABLE = [("fsync", False), ("rename", False), ("fsync", True)]
+
+
+def test_a_rename_is_followed_by_an_fsync_of_its_directory(paths: Paths,
+                                                             synced: list[tuple[str, bool]]) -> None:
     state.update_status(paths, CID, running=True)
-    assert synced == [("fsync", False), ("rename", False), ("fsync", True)]
+    assert synced == DURABLE
+
+
+# sdctr's three atomic writers, one helper (state.write_atomic): a record (0600, it carries the
+# environment; durable), sdctr.yaml (0644 as /etc's files; durable; its directory made), a lease
+# (0644; not fsync-ed: on the start path, and written again at the next start)
+WRITERS = {
+    "record": (state.write_json_atomic, "x.json", 0o600, True),
+    "sdctr.yaml": (lambda p, t: config.set_storage(p, "overlay", {"min_free": t}), "etc/sdctr.yaml",
+                   0o644, True),
+    "lease": (lambda p, t: ipam.write_atomic(p, f"{t}\n"), "10.89.0.7", 0o644, False),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_each_writer_keeps_its_mode_and_durability(tmp_path: Path, synced: list[tuple[str, bool]],
+                                                   writer: str) -> None:
+    write, name, mode, durable = WRITERS[writer]
+    path = tmp_path / name
+    old = os.umask(0o022)
+    try:
+        write(path, 10)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert "10" in path.read_text()
+    assert synced == (DURABLE if durable else [("rename", False)])
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             writer: str) -> None:
+    write, name, _, _ = WRITERS[writer]
+    path = tmp_path / name
+    write(path, 10)
+    before = path.read_text()
+
+    def rename(*args: object, **kw: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="Input/output"):
+        write(path, 20)
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def _dead_pid() -> int:

@@ -15,7 +15,7 @@ from sdctr.cli import manage
 from sdctr.paths import Paths
 from sdctr.runtime import hooks
 from sdctr.spec import ContainerSpec
-from sdctr.storage import devicemapper, dmsetup, drivers
+from sdctr.storage import devicemapper, dmsetup
 from sdctr.storage.devicemapper import DeviceMapperSnapshotter
 from sdctr.storage.overlay import OverlaySnapshotter
 
@@ -42,13 +42,41 @@ def setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return write
 
 
-def test_auto_says_why_it_chose(setting: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_says_why_it_chose(tmp_path: Path, setting: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     setting("auto")
-    assert drivers.default_driver() == ("overlay", "auto: the kernel has no dm-thin")
+    assert thinhost.chosen_driver(tmp_path) == ("overlay", "auto: the kernel has no dm-thin")
     monkeypatch.setattr(thinhost, "usable", lambda: (True, "a pool can be made"))
-    assert drivers.default_driver() == ("devicemapper", "auto: a pool can be made")
+    assert thinhost.chosen_driver(tmp_path) == ("devicemapper", "auto: a pool can be made")
     setting("overlay")
-    assert drivers.default_driver() == ("overlay", "storage.driver in sdctr.yaml")
+    assert thinhost.chosen_driver(tmp_path) == ("overlay", "storage.driver in sdctr.yaml")
+
+
+@pytest.mark.parametrize("made", ["devicemapper/pool/data", "devicemapper/pool.json"])
+def test_auto_keeps_the_pool_sdctr_made_and_info_says_what_is_wrong(
+        tmp_path: Path, setting: Any, monkeypatch: pytest.MonkeyPatch, made: str) -> None:
+    """A host whose pool was made under auto, where dm-thin is gone since (a kernel without the
+    module): new containers stay beside its images on devicemapper, and `info` says why and what
+    is missing, rather than a silent overlay beside a pool that no longer comes up."""
+    setting("auto")
+    monkeypatch.setattr(thinhost, "container_mark", lambda: None)
+    pool = tmp_path / made
+    pool.parent.mkdir(parents=True)
+    pool.touch()
+    paths = Paths.from_root(str(tmp_path))
+    doc = manage.storage_doc(paths, [])
+    assert doc["Driver"] == "devicemapper"
+    assert doc["DriverReason"] == (f"auto: sdctr made a thin pool here ({pool}), kept though the kernel "
+                                   "has no dm-thin")
+
+
+def test_a_pool_in_a_container_is_not_kept(tmp_path: Path, setting: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool made in a container is the host kernel's: the mistake usable() refuses, not a choice."""
+    setting("auto")
+    monkeypatch.setattr(thinhost, "container_mark", lambda: "/.dockerenv")
+    (tmp_path / "devicemapper/pool").mkdir(parents=True)
+    (tmp_path / "devicemapper/pool/data").touch()
+    assert thinhost.chosen_driver(tmp_path) == ("overlay", "auto: the kernel has no dm-thin")
 
 
 def test_auto_makes_a_pool_only_on_a_host_with_dm_thin_its_devices_and_dmsetup(

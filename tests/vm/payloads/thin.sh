@@ -33,7 +33,7 @@ took conformance
 cd /root
 
 # --- 2 ------------------------------------------------------------------------------------------
-fact auto_driver "$(python3 -c 'from sdctr.storage.drivers import default_driver; print(default_driver()[0])')"
+fact auto_driver "$(python3 -c 'from sdctr.thinhost import chosen_driver; print(chosen_driver("/var/lib/sdctr")[0])')"
 rm -rf /tmp/bb && sh "$SDCTR_TEST_HELPERS/busybox-rootfs.sh" /tmp/bb
 echo "from the image" > /tmp/bb/etc/motd
 tar -C /tmp/bb -cf /tmp/bb.tar . && sdctr import /tmp/bb.tar busybox
