@@ -56,6 +56,8 @@ if [ -n "$before" ]; then
   site=$(python3 -c 'import os, sdctr; print(os.path.dirname(os.path.dirname(sdctr.__file__)))')
   rm -rf /root/sdctr-after /root/sdctr-before
   cp -a "$site/sdctr" /root/sdctr-after && cp -a "$before" /root/sdctr-before || exit 1
+  # both compiled ahead (git archive's copy has no __pycache__: its first run would compile it)
+  python3 -m compileall -q /root/sdctr-after /root/sdctr-before >/dev/null || exit 1
   i=0
   while [ $i -lt "$n" ]; do
     for version in before after; do
