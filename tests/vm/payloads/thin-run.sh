@@ -3,7 +3,8 @@
 # small one: 512 MiB of data, so filling it is quick), one boot per cgroup version. Reports
 # "FACT name=value" lines:
 #
-#   1. `sdctr run --rm` prints from busybox; afterwards no device, mount, record or unit is left;
+#   1. `sdctr run --rm` prints from busybox; afterwards no device, mount or record is left, and
+#      once the pool's lock is free (its deletion runs after the run returns) no unit or metadata;
 #   2. a kept container: its unit's device cgroup stays closed (no device-mapper in it) while the
 #      root file system's own unit is active; stop leaves no device and no mount; start and
 #      `systemctl restart` bring the same snapshot back; rm leaves nothing;
@@ -41,12 +42,16 @@ out=$(sdctr run --rm busybox echo hello-from-thin 2>/tmp/err); rc=$?
 fact run_rm_status "$rc"
 fact run_rm_output "$out"
 head -20 /tmp/err
+# what the run's return promises: no device active, nothing mounted, no record
 fact run_rm_devices_after "$(ctr_devices)"
 fact run_rm_mounts_after "$(sdctr_mounts)"
 fact run_rm_records_after "$(sdctr ps -aq | wc -l)"
+# the device deleted from the pool by the rootfs unit's script (sdctr/rootfs.sh) after the run
+# returned (as Docker's deferred deletion), under the pool's lock: done once the lock is free;
+# its transaction closed at the pool's own id, and the unit gone (10 s at most)
+flock /var/lib/sdctr/devicemapper/lock true
+i=0; while [ "$(units_left)" != 0 ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i+1)); done
 fact run_rm_units_after "$(units_left)"
-# the device deleted from the pool by the rootfs unit's script (sdctr/rootfs.sh), its
-# transaction closed at the pool's own id
 fact run_rm_metadata_after "$(ls /var/lib/sdctr/devicemapper/metadata | grep -c '^ctr-' || true)"
 pool_tid=$(dmsetup status "$(dmsetup ls | awk '/-pool\t|-pool /{print $1}' | head -1)" | awk '{print $4}')
 fact run_rm_transaction "$(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["open"], r["transaction_id"] == int(sys.argv[2]))' /var/lib/sdctr/devicemapper/transaction.json "$pool_tid")"
