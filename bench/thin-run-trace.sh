@@ -93,9 +93,11 @@ systemd-analyze log-level debug
 for driver in devicemapper overlay; do
   sleep 1
   cursor=$(journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p')
+  if [ "$driver" = overlay ]; then export SDCTR_CONFIG=/etc/sdctr/overlay.yaml; else unset SDCTR_CONFIG; fi
   echo "TRACE $driver $(mono) CLI start"
-  run $driver >/dev/null
+  sdctr run --rm --network "$network" busybox true >/dev/null
   echo "TRACE $driver $(mono) CLI end"
+  settle
   sleep 1
   journalctl -o short-monotonic --no-pager --after-cursor="$cursor" \
     | grep -E 'ctr-|sdctr-rootfs|sdctr\[|sh\[|python' \
