@@ -8,8 +8,8 @@ A declared container (/etc/sdctr/containers/web.yaml) on the pool rides along: i
 boot its generated unit makes, restarts and stops it on its snapshot by systemctl alone;
 in the second, with the pool down and the setting overlay, the boot's target brings it up with
 its files (its record says devicemapper), and its file removed, `system gc` leaves nothing.
-payloads/thin-reboot.sh does each boot. cgroup v2 only: nothing here depends on the cgroup
-version (test_thin_run.py covers both).
+payloads/thin-reboot.sh does each boot. CI boots cgroup v2; SDCTR_THIN_FULL=1 boots v1 too
+(RHEL7's: the declared unit's device cgroup as devices.deny, the generator on a v1 host).
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ pytestmark = pytest.mark.vm
 
 PAYLOAD = VM.parent / "payloads/thin-reboot.sh"
 DISK_SIZE = 4 << 30  # sparse: the pool's 1 GiB data file and what the first boot writes
+CGROUPS = ["v1", "v2"] if os.environ.get("SDCTR_THIN_FULL") == "1" else ["v2"]
 
 
-def boot_with(disk: Path, phase: str) -> Boot:
+def boot_with(disk: Path, phase: str, cgroup: str) -> Boot:
     started = time.monotonic()
-    r = subprocess.run([str(VM), "run", "--cgroup", "v2", "--timeout", "1500", "--disk", str(disk),
+    r = subprocess.run([str(VM), "run", "--cgroup", cgroup, "--timeout", "1500", "--disk", str(disk),
                         str(PAYLOAD), phase], capture_output=True, text=True, timeout=3600)
-    result = Boot("v2", r.returncode, r.stdout, r.stderr, parse_facts(r.stdout))
+    result = Boot(cgroup, r.returncode, r.stdout, r.stderr, parse_facts(r.stdout))
     timings = " ".join(f"{k}={v}" for k, v in result.facts.items() if k.startswith("decl_seconds"))
     print(f"the {phase} boot took {time.monotonic() - started:.0f} s; {timings}")  # (pytest -rP shows it)
     if r.returncode == HARNESS_FAILED or result.facts.get("done") != "yes":
@@ -40,13 +41,13 @@ def boot_with(disk: Path, phase: str) -> Boot:
     return result
 
 
-@pytest.fixture(scope="module")
-def boots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Boot, Boot]:
+@pytest.fixture(scope="module", params=CGROUPS, ids=[f"cgroup-{v}" for v in CGROUPS])
+def boots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Boot, Boot]:
     disk = tmp_path_factory.mktemp("thin-reboot") / "disk.img"
     with open(disk, "wb") as f:
         os.truncate(f.fileno(), DISK_SIZE)
     try:
-        return boot_with(disk, "first"), boot_with(disk, "second")
+        return boot_with(disk, "first", request.param), boot_with(disk, "second", request.param)
     finally:
         disk.unlink()
 
