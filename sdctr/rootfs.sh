@@ -18,10 +18,10 @@
 # the device a moment); for --rm the device marked deleted, the record removed, an attached run's
 # exit file written, and then the device deleted from the pool in one transaction, as
 # sdctr/storage/devicemapper.py's _delete makes it (the same files, the same lock, the same
-# order: a kill anywhere leaves what its recovery rolls forward or back). Anything else -- an ephemeral container's reset, a transaction
-# left open, a pool whose transaction id is not the record's, a device mounted elsewhere
-# (export's view), a failed step -- goes to the hook (`sdctr hook rootfs-up|rootfs-down ID`),
-# which is idempotent and says what is wrong.
+# order: a kill anywhere leaves what its recovery rolls forward or back). Anything else -- an
+# ephemeral container's reset, a transaction left open, a pool whose transaction id is not the
+# record's, a device mounted elsewhere (export's view), a failed step -- goes to the hook
+# (`sdctr hook rootfs-up|rootfs-down ID`), which is idempotent and says what is wrong.
 
 op=$1 cid=$2
 hook() {
